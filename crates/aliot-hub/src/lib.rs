@@ -1,0 +1,19 @@
+//! aliot-hub: an offline Alibaba Cloud IoT Platform on one machine.
+//!
+//! Module map (the MQTT layers first, then the platform's rooms):
+//!
+//! - `server`: accept loop (connection limit, accept backoff, graceful shutdown).
+//! - `connection`: bytes ↔ MQTT packets over TCP or TLS (rmqtt-codec), packet size limit.
+//! - `session`: MQTT state of one device: CONNECT, keepalive, QoS 1 inflight, subscriptions.
+//! - `broker`: the online-device table and the [`broker::Broker`] handle used by the admin API.
+//! - `auth`: CONNECT → verdict (signature, username, clientId grammar, CONNACK codes).
+//! - `acl`: which topics a device may publish and subscribe.
+//! - `alink`: the platform's answers (post replies, NTP, RRPC/property-set/service correlation).
+//! - `events`: online/offline, uplinks, replies, refusals, as a broadcast stream.
+//! - `directory`: the seam between the broker and the registry.
+//! - `store`: the registry (products, devices) in redb.
+//! - `admin`: the HTTP admin API (axum).
+//! - `config`: hub settings, validated.
+//! - `tls`: the local CA and server certificate for MQTT over TLS.
+
+pub mod directory;

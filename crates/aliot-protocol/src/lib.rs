@@ -1,0 +1,52 @@
+//! # aliot-protocol
+//!
+//! The Alibaba Cloud IoT Platform's device protocol, pure: no IO, no clock, no sockets.
+//!
+//! - [`identity`]: the (productKey, deviceName, deviceSecret) triple, with a redacting `Debug`.
+//! - [`sign`]: sign content and HMAC (hmacsha1, hmacsha256, hmacmd5), hex either case,
+//!   constant-time verification, dynamic registration signs and TLS-PSK.
+//! - [`client_id`]: the clientId grammar `prefix|key=value,...|`, built and parsed.
+//! - [`credentials`]: endpoints and the signed CONNECT fields.
+//! - [`auth`]: the platform's CONNECT verdict and its CONNACK codes.
+//! - [`topic`]: typed Alink topics and a device's topic rights.
+//! - [`alink`]: Alink request/reply envelopes and NTP.
+//! - [`codes`]: CONNACK and Alink codes with their causes and fix hints.
+//! - [`profile`]: TOML device profiles.
+//!
+//! ## Example: sign a device's CONNECT
+//!
+//! ```
+//! use aliot_protocol::{sign, DeviceIdentity, Endpoint, SignOptions};
+//!
+//! let device = DeviceIdentity::new("a14Xib5kdYd", "light1983432", "oLyaKqVxtRvjH284LdhqVgVUx1UPy6zq")?;
+//! let endpoint = Endpoint::region(device.product_key(), "cn-shanghai", false)?;
+//! let creds = sign(&device, &SignOptions {
+//!     client_id_prefix: Some("SN1928339".into()),
+//!     timestamp: Some("1539421321846".into()),
+//!     ..SignOptions::default()
+//! })?;
+//! assert_eq!(endpoint.host, "a14Xib5kdYd.iot-as-mqtt.cn-shanghai.aliyuncs.com");
+//! assert_eq!(creds.client_id, "SN1928339|securemode=3,signmethod=hmacsha1,timestamp=1539421321846|");
+//! assert_eq!(creds.username, "light1983432&a14Xib5kdYd");
+//! assert_eq!(creds.password, "b2488041f64f425016b467ee1c94959ebd592ad1");
+//! # Ok::<(), aliot_protocol::Error>(())
+//! ```
+
+pub mod alink;
+pub mod auth;
+pub mod client_id;
+pub mod codes;
+pub mod credentials;
+pub mod error;
+pub mod identity;
+pub mod profile;
+pub mod sign;
+pub mod topic;
+
+pub use client_id::{ClientId, SecureMode};
+pub use codes::ConnackCode;
+pub use credentials::{Credentials, Endpoint, SignOptions, sign};
+pub use error::{ClientIdError, Error, Result};
+pub use identity::DeviceIdentity;
+pub use profile::DeviceProfile;
+pub use sign::{HexCase, SignMethod};
