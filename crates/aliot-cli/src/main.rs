@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod cmd;
+mod identity_args;
 
 /// Connect devices to the Alibaba Cloud IoT Platform over MQTT, and develop and test them offline.
 #[derive(Debug, Parser)]
@@ -29,8 +30,36 @@ fn init_tracing(verbose: u8) {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
+/// Parses the command line. Help and version go to stdout as clap prints them; any other
+/// command-line error becomes one line on stderr and exit status 2.
+fn parse_cli() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    match Cli::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => e.exit(),
+        Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        Err(e) => {
+            #[allow(clippy::print_stderr, reason = "the binary reports its error on stderr")]
+            {
+                eprintln!("aliot: {} (see --help)", one_line(&e.render().to_string()));
+            }
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// The first paragraph of a clap error on one line, without the `error: ` label.
+fn one_line(rendered: &str) -> String {
+    let first: Vec<&str> = rendered.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
+    let text = first.join(" ");
+    text.strip_prefix("error: ").unwrap_or(&text).to_owned()
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     init_tracing(cli.verbose);
     match cmd::run(cli.command) {
         Ok(code) => code,

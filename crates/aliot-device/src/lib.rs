@@ -1,1 +1,97 @@
-//! placeholder
+//! # aliot-device
+//!
+//! An async device SDK for the Alibaba Cloud IoT Platform (Aliyun IoT) over MQTT 3.1.1: the
+//! device signs its own CONNECT (`aliot-protocol`), stays connected, and speaks Alink.
+//!
+//! - **Connection**: TCP (`securemode=3`) or TLS (`securemode=2`, rustls with `ring`, the
+//!   Alibaba Cloud IoT root CAs built in, or a CA file such as the local hub's). Every
+//!   (re)connect is signed afresh with a new timestamp; reconnects use capped exponential backoff
+//!   with jitter; a CONNACK refusal is a typed [`Error::Refused`] with the code, Aliyun's cause
+//!   and the fix, and refusals 4 and 5 never turn into a reconnect storm ([`RefusalPolicy`]).
+//! - **Delivery**: subscriptions are restored after every reconnect; QoS 1 messages published
+//!   while offline wait in a bounded queue and are sent (again) until acknowledged.
+//! - **Alink**: [`Device::post_property`], [`Device::post_event`] and [`Device::request`] wait for
+//!   the platform's reply by id; property sets, service calls (asynchronous, and synchronous over
+//!   RRPC in both topic styles), raw and custom-topic RRPC arrive as [`Event`]s that carry their
+//!   own reply; [`Device::ntp`] returns the clock offset; [`Device::publish`] and
+//!   [`Device::subscribe`] cover custom topics.
+//! - **Two styles**: read the [`Events`] stream yourself, or register closures on [`Handlers`].
+//!   Either way the network loop never waits for application code: events go through a bounded
+//!   queue whose overflow is answered (code 429) or counted, never blocking keepalive.
+//!
+//! Module map: [`options`] (what to connect to and how), [`event`] (what arrives),
+//! `client` ([`Device`], the handle), `driver` (the network loop), `backoff`, `route`,
+//! `pending` (pure state, unit-tested), [`handler`] (convenience handlers), [`tls`].
+//!
+//! ## Example: connect, post a property, answer property sets and a service
+//!
+//! ```no_run
+//! use aliot_device::{Device, DeviceOptions, Event, ReplyError};
+//! use aliot_protocol::{DeviceIdentity, Endpoint};
+//! use serde_json::json;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let identity = DeviceIdentity::new("a1B2c3D4e5F", "light-01", "device-secret")?;
+//! let endpoint = Endpoint::custom("127.0.0.1", Some(1883), false)?; // `aliot hub` on this machine
+//! let (device, mut events) = Device::connect(DeviceOptions::new(identity, endpoint)).await?;
+//!
+//! let reply = device.post_property(json!({"LightSwitch": 1})).await?;
+//! println!("platform answered {} to id {}", reply.code, reply.id);
+//!
+//! while let Some(event) = events.recv().await {
+//!     match event {
+//!         Event::PropertySet(set) => {
+//!             println!("set {:?}", set.properties());
+//!             set.reply(Ok(json!({}))).await?;
+//!         }
+//!         Event::ServiceCall(call) if call.service() == "Reboot" => {
+//!             call.reply(Ok(json!({"ok": 1}))).await?;
+//!         }
+//!         Event::ServiceCall(call) => call.reply(Err(ReplyError::new(460, "unknown service"))).await?,
+//!         Event::Stopped(reason) => {
+//!             println!("stopped: {reason:?}");
+//!             break;
+//!         }
+//!         other => println!("{other:?}"),
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A refused connection reads like this:
+//!
+//! ```no_run
+//! # use aliot_device::{Device, DeviceOptions, Error};
+//! # async fn run(options: DeviceOptions) {
+//! match Device::connect(options).await {
+//!     Err(Error::Refused { code }) => eprintln!("CONNACK {code}: {}\nfix: {}", code.cause(), code.hint()),
+//!     Err(other) => eprintln!("{other}"),
+//!     Ok(_) => {}
+//! }
+//! # }
+//! ```
+//!
+//! The `examples/` directory has one runnable program per feature, including a copy of the
+//! classic "subscribe, print, exec" Python simulator.
+
+mod backoff;
+mod client;
+mod driver;
+pub mod error;
+pub mod event;
+pub mod handler;
+pub mod options;
+mod pending;
+mod route;
+mod shared;
+pub mod tls;
+
+pub use client::{Device, Stats, TimeSync};
+pub use error::{Error, Result};
+pub use event::{
+    Connected, Disconnected, Event, Events, Message, PropertySet, ReplyError, RrpcRequest, ServiceCall,
+};
+pub use handler::Handlers;
+pub use options::{Backoff, DeviceOptions, QoS, RefusalPolicy, TrustAnchors};
+pub use route::{CallVia, RrpcKind};

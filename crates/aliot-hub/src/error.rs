@@ -78,6 +78,37 @@ pub enum Error {
     /// The TLS handshake or the TLS setup failed.
     #[error("TLS error: {0}")]
     Tls(String),
+
+    /// The registry has no such product.
+    #[error("product {product_key} not found")]
+    ProductNotFound {
+        /// productKey.
+        product_key: String,
+    },
+
+    /// A product with this productKey is already registered.
+    #[error("product {product_key} already exists")]
+    ProductExists {
+        /// productKey.
+        product_key: String,
+    },
+
+    /// A device with this name is already registered in the product.
+    #[error("device {product_key}/{device_name} already exists")]
+    DeviceExists {
+        /// productKey.
+        product_key: String,
+        /// deviceName.
+        device_name: String,
+    },
+
+    /// The registry's database failed (open, read, write, commit).
+    #[error("registry storage error: {0}")]
+    Storage(String),
+
+    /// A setting is wrong (configuration file, flags).
+    #[error("bad configuration: {0}")]
+    Config(String),
 }
 
 /// `Result` with the hub's [`Error`].

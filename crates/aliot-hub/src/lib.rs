@@ -16,4 +16,24 @@
 //! - `config`: hub settings, validated.
 //! - `tls`: the local CA and server certificate for MQTT over TLS.
 
+mod acl;
+pub mod admin;
+mod alink;
+mod auth;
+pub mod broker;
+pub mod config;
+mod connection;
 pub mod directory;
+pub mod error;
+pub mod events;
+mod metrics;
+mod run;
+mod server;
+mod session;
+pub mod store;
+pub mod tls;
+
+pub use broker::{Broker, BrokerConfig, PublishOutcome, SessionInfo, bind_listener};
+pub use config::Config;
+pub use error::{Error, Result};
+pub use run::{RunningHub, run, start};

@@ -97,7 +97,13 @@ pub struct Request {
 impl Request {
     /// A request as the platform sends it: `{"id":"..","version":"1.0","params":..,"method":..}`.
     pub fn new(id: MessageId, method: impl Into<String>, params: Value) -> Self {
-        Self { id, version: Some("1.0".into()), sys: None, params, method: Some(method.into()) }
+        Self {
+            id,
+            version: Some("1.0".into()),
+            sys: None,
+            params,
+            method: Some(method.into()),
+        }
     }
 
     /// Parses a request.
@@ -118,7 +124,13 @@ impl Request {
 
     /// Whether the sender wants a `_reply` (`sys.ack` absent or not 0).
     pub fn wants_reply(&self) -> bool {
-        !matches!(self.sys.as_ref().and_then(|s| s.get("ack")).and_then(Value::as_i64), Some(0))
+        !matches!(
+            self.sys
+                .as_ref()
+                .and_then(|s| s.get("ack"))
+                .and_then(Value::as_i64),
+            Some(0)
+        )
     }
 
     /// The JSON bytes.
@@ -174,7 +186,14 @@ impl Reply {
 
     /// An error reply.
     pub fn error(id: MessageId, method: Option<String>, code: u32, message: impl Into<String>) -> Self {
-        Self { code, data: Value::Object(Map::new()), id, message: message.into(), method, version: Some("1.0".into()) }
+        Self {
+            code,
+            data: Value::Object(Map::new()),
+            id,
+            message: message.into(),
+            method,
+            version: Some("1.0".into()),
+        }
     }
 
     /// The JSON bytes.
@@ -200,7 +219,12 @@ pub struct DeviceReply {
 impl DeviceReply {
     /// A success reply `{"id":..,"code":200,"data":data}`.
     pub fn success(id: MessageId, data: Value) -> Self {
-        Self { id, code: code::SUCCESS, data, message: None }
+        Self {
+            id,
+            code: code::SUCCESS,
+            data,
+            message: None,
+        }
     }
 
     /// Parses a device reply.
@@ -217,9 +241,17 @@ impl DeviceReply {
             _ => None,
         }
         .ok_or(AlinkError::Field("code"))?;
-        let data = v.get("data").cloned().unwrap_or_else(|| Value::Object(Map::new()));
+        let data = v
+            .get("data")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Map::new()));
         let message = v.get("message").and_then(Value::as_str).map(str::to_owned);
-        Ok(Self { id, code, data, message })
+        Ok(Self {
+            id,
+            code,
+            data,
+            message,
+        })
     }
 
     /// The JSON bytes: `{"id":..,"code":..,"data":..}` (+ `message` when set).
@@ -238,7 +270,9 @@ impl DeviceReply {
 /// The value of each property in a property post, whichever form it came in: the short form
 /// `{"k": v}` or the long form `{"k": {"value": v, "time": t}}`.
 pub fn property_values(params: &Value) -> Map<String, Value> {
-    let Some(obj) = params.as_object() else { return Map::new() };
+    let Some(obj) = params.as_object() else {
+        return Map::new();
+    };
     obj.iter()
         .map(|(k, v)| {
             let value = match v {
@@ -270,13 +304,17 @@ pub mod ntp {
     pub fn response(request: &[u8], server_recv_ms: u64, server_send_ms: u64) -> Result<Vec<u8>, AlinkError> {
         let v: Map<String, Value> =
             serde_json::from_slice(request).map_err(|e| AlinkError::NotJson(e.to_string()))?;
-        let sent = v.get("deviceSendTime").ok_or(AlinkError::Field("deviceSendTime"))?;
+        let sent = v
+            .get("deviceSendTime")
+            .ok_or(AlinkError::Field("deviceSendTime"))?;
         if !(sent.is_string() || sent.is_number()) {
             return Err(AlinkError::Field("deviceSendTime"));
         }
         let mut s = String::from("{\"deviceSendTime\":");
         s.push_str(&sent.to_string());
-        s.push_str(&format!(",\"serverRecvTime\":\"{server_recv_ms}\",\"serverSendTime\":\"{server_send_ms}\"}}"));
+        s.push_str(&format!(
+            ",\"serverRecvTime\":\"{server_recv_ms}\",\"serverSendTime\":\"{server_send_ms}\"}}"
+        ));
         Ok(s.into_bytes())
     }
 
@@ -310,14 +348,20 @@ mod tests {
 
     #[test]
     fn ids_are_echoed_verbatim() {
-        for raw in [r#""123""#, "1626969597470", r#""1|exp-topic|/sys/pk/dn/thing/event/property/post_reply""#] {
+        for raw in [
+            r#""123""#,
+            "1626969597470",
+            r#""1|exp-topic|/sys/pk/dn/thing/event/property/post_reply""#,
+        ] {
             let payload = format!(r#"{{"id":{raw},"version":"1.0","params":{{"a":1}},"method":"m"}}"#);
             let req = Request::parse(payload.as_bytes()).expect("parse");
             let reply = Reply::success(req.id.clone(), req.method.clone());
             let text = String::from_utf8(reply.to_vec()).expect("utf8");
             assert_eq!(
                 text,
-                format!(r#"{{"code":200,"data":{{}},"id":{raw},"message":"success","method":"m","version":"1.0"}}"#)
+                format!(
+                    r#"{{"code":200,"data":{{}},"id":{raw},"message":"success","method":"m","version":"1.0"}}"#
+                )
             );
         }
     }
@@ -346,7 +390,10 @@ mod tests {
         assert_eq!(r.code, 400);
         let r = DeviceReply::parse(br#"{"id":"5","code":200}"#).expect("parse");
         assert_eq!(r.data, serde_json::json!({}));
-        assert_eq!(DeviceReply::success(r.id, serde_json::json!({"x":1})).to_vec(), br#"{"id":"5","code":200,"data":{"x":1}}"#);
+        assert_eq!(
+            DeviceReply::success(r.id, serde_json::json!({"x":1})).to_vec(),
+            br#"{"id":"5","code":200,"data":{"x":1}}"#
+        );
     }
 
     #[test]
@@ -359,10 +406,19 @@ mod tests {
     #[test]
     fn ntp_echoes_the_type_it_received() {
         let r = ntp::response(br#"{"deviceSendTime":"100"}"#, 110, 115).expect("ok");
-        assert_eq!(r, br#"{"deviceSendTime":"100","serverRecvTime":"110","serverSendTime":"115"}"#);
+        assert_eq!(
+            r,
+            br#"{"deviceSendTime":"100","serverRecvTime":"110","serverSendTime":"115"}"#
+        );
         let r = ntp::response(br#"{"deviceSendTime":100}"#, 110, 115).expect("ok");
-        assert_eq!(r, br#"{"deviceSendTime":100,"serverRecvTime":"110","serverSendTime":"115"}"#);
-        assert_eq!(ntp::server_time(&r, 130).expect("ok"), (110 + 115 + 130 - 100) / 2);
+        assert_eq!(
+            r,
+            br#"{"deviceSendTime":100,"serverRecvTime":"110","serverSendTime":"115"}"#
+        );
+        assert_eq!(
+            ntp::server_time(&r, 130).expect("ok"),
+            (110 + 115 + 130 - 100) / 2
+        );
         assert!(ntp::response(b"{}", 1, 2).is_err());
     }
 }

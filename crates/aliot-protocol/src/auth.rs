@@ -145,7 +145,12 @@ pub struct ConnectRequest {
 impl ConnectRequest {
     /// The content the password must sign.
     pub fn sign_content(&self) -> String {
-        sign_content(self.client_id.prefix(), &self.device_name, &self.product_key, self.client_id.timestamp())
+        sign_content(
+            self.client_id.prefix(),
+            &self.device_name,
+            &self.product_key,
+            self.client_id.timestamp(),
+        )
     }
 
     /// Checks the password (hex, either case) against the device secret in constant time.
@@ -153,7 +158,10 @@ impl ConnectRequest {
     /// # Errors
     /// [`RefusalReason::SignatureMismatch`] (CONNACK 4).
     pub fn verify(&self, device_secret: &str, password: &[u8]) -> Result<(), Refusal> {
-        if self.sign_method.verify_hex(device_secret.as_bytes(), self.sign_content().as_bytes(), password) {
+        if self
+            .sign_method
+            .verify_hex(device_secret.as_bytes(), self.sign_content().as_bytes(), password)
+        {
             Ok(())
         } else {
             Err(Refusal::new(RefusalReason::SignatureMismatch))
@@ -234,7 +242,12 @@ mod tests {
     use super::*;
 
     fn fields<'a>(cid: &'a str, user: &'a str, pw: &'a [u8]) -> ConnectFields<'a> {
-        ConnectFields { client_id: cid, username: Some(user), password: Some(pw), keep_alive: 60 }
+        ConnectFields {
+            client_id: cid,
+            username: Some(user),
+            password: Some(pw),
+            keep_alive: 60,
+        }
     }
 
     const CID: &str = "SN1928339|securemode=3,signmethod=hmacsha1,timestamp=1539421321846|";
@@ -243,11 +256,25 @@ mod tests {
 
     #[test]
     fn the_documented_example_is_accepted_in_either_hex_case() {
-        let r = parse_connect(&fields(CID, USER, b"b2488041f64f425016b467ee1c94959ebd592ad1")).expect("parse");
-        assert_eq!((r.product_key.as_str(), r.device_name.as_str()), ("a14Xib5kdYd", "light1983432"));
-        assert_eq!(r.verify(SECRET, b"b2488041f64f425016b467ee1c94959ebd592ad1"), Ok(()));
-        assert_eq!(r.verify(SECRET, b"B2488041F64F425016B467EE1C94959EBD592AD1"), Ok(()));
-        assert_eq!(r.verify("other", b"b2488041f64f425016b467ee1c94959ebd592ad1").map_err(|e| e.code.code()), Err(4));
+        let r =
+            parse_connect(&fields(CID, USER, b"b2488041f64f425016b467ee1c94959ebd592ad1")).expect("parse");
+        assert_eq!(
+            (r.product_key.as_str(), r.device_name.as_str()),
+            ("a14Xib5kdYd", "light1983432")
+        );
+        assert_eq!(
+            r.verify(SECRET, b"b2488041f64f425016b467ee1c94959ebd592ad1"),
+            Ok(())
+        );
+        assert_eq!(
+            r.verify(SECRET, b"B2488041F64F425016B467EE1C94959EBD592AD1"),
+            Ok(())
+        );
+        assert_eq!(
+            r.verify("other", b"b2488041f64f425016b467ee1c94959ebd592ad1")
+                .map_err(|e| e.code.code()),
+            Err(4)
+        );
     }
 
     #[test]
@@ -255,14 +282,43 @@ mod tests {
         let code = |f: ConnectFields<'_>| parse_connect(&f).map(|_| ()).map_err(|e| e.code.code());
         assert_eq!(code(fields("nopipe", USER, b"x")), Err(2));
         assert_eq!(code(fields("p|securemode=9|", USER, b"x")), Err(2));
-        assert_eq!(code(ConnectFields { keep_alive: 20, ..fields(CID, USER, b"x") }), Err(2));
-        assert_eq!(code(ConnectFields { keep_alive: 1201, ..fields(CID, USER, b"x") }), Err(2));
+        assert_eq!(
+            code(ConnectFields {
+                keep_alive: 20,
+                ..fields(CID, USER, b"x")
+            }),
+            Err(2)
+        );
+        assert_eq!(
+            code(ConnectFields {
+                keep_alive: 1201,
+                ..fields(CID, USER, b"x")
+            }),
+            Err(2)
+        );
         assert_eq!(code(fields(CID, "a14Xib5kdYd", b"x")), Err(4));
-        assert_eq!(code(ConnectFields { username: None, ..fields(CID, USER, b"x") }), Err(4));
-        assert_eq!(code(ConnectFields { password: None, ..fields(CID, USER, b"x") }), Err(4));
+        assert_eq!(
+            code(ConnectFields {
+                username: None,
+                ..fields(CID, USER, b"x")
+            }),
+            Err(4)
+        );
+        assert_eq!(
+            code(ConnectFields {
+                password: None,
+                ..fields(CID, USER, b"x")
+            }),
+            Err(4)
+        );
         assert_eq!(code(fields("p|signmethod=hmacsha512|", USER, b"x")), Err(4));
         assert_eq!(Refusal::new(RefusalReason::DeviceDisabled).code.code(), 5);
-        assert_eq!(Refusal::new(RefusalReason::UnsupportedProtocolLevel(6)).code.code(), 1);
+        assert_eq!(
+            Refusal::new(RefusalReason::UnsupportedProtocolLevel(6))
+                .code
+                .code(),
+            1
+        );
     }
 
     #[test]

@@ -50,7 +50,10 @@ impl ClientId {
         if prefix.chars().count() > MAX_PREFIX_LEN {
             return Err(ClientIdError::PrefixTooLong(prefix.chars().count()).into());
         }
-        Ok(Self { prefix, params: Vec::new() })
+        Ok(Self {
+            prefix,
+            params: Vec::new(),
+        })
     }
 
     /// Appends a parameter (kept in the caller's order); replaces the value if the key exists.
@@ -110,8 +113,9 @@ impl ClientId {
             if segment.is_empty() {
                 continue;
             }
-            let (key, value) =
-                segment.split_once('=').ok_or_else(|| ClientIdError::MissingEquals(segment.to_owned()))?;
+            let (key, value) = segment
+                .split_once('=')
+                .ok_or_else(|| ClientIdError::MissingEquals(segment.to_owned()))?;
             if key.is_empty() {
                 return Err(ClientIdError::EmptyKey(segment.to_owned()));
             }
@@ -120,7 +124,10 @@ impl ClientId {
             }
             params.push((key.to_owned(), value.to_owned()));
         }
-        Ok(Self { prefix: prefix.to_owned(), params })
+        Ok(Self {
+            prefix: prefix.to_owned(),
+            params,
+        })
     }
 
     /// The prefix (text before the first `|`), signed as `clientId{prefix}`.
@@ -135,7 +142,10 @@ impl ClientId {
 
     /// The value of a parameter (keys are case-sensitive, as on the platform).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The `timestamp` parameter, copied verbatim into the sign content when present.
@@ -268,8 +278,9 @@ mod tests {
 
     #[test]
     fn trailing_comma_is_tolerated() {
-        let c = ClientId::parse("pk.dn|timestamp=2524608000000,_ss=1,securemode=2,signmethod=hmacsha256,ext=3,|")
-            .expect("C SDK 4.x clientId");
+        let c =
+            ClientId::parse("pk.dn|timestamp=2524608000000,_ss=1,securemode=2,signmethod=hmacsha256,ext=3,|")
+                .expect("C SDK 4.x clientId");
         assert_eq!(c.prefix(), "pk.dn");
         assert_eq!(c.ext(), 3);
         assert!(c.auto_subscribe());
@@ -278,7 +289,8 @@ mod tests {
 
     #[test]
     fn a_pipe_inside_a_value_stays_in_the_value() {
-        let c = ClientId::parse("pk&dn|securemode=3,signmethod=hmacsha1,lan=JS|Ali,_v=1.2.8|").expect("node mini");
+        let c = ClientId::parse("pk&dn|securemode=3,signmethod=hmacsha1,lan=JS|Ali,_v=1.2.8|")
+            .expect("node mini");
         assert_eq!(c.prefix(), "pk&dn");
         assert_eq!(c.get("lan"), Some("JS|Ali"));
         assert_eq!(c.get("_v"), Some("1.2.8"));
@@ -286,7 +298,8 @@ mod tests {
 
     #[test]
     fn empty_prefix_and_keys_in_any_order_parse() {
-        let c = ClientId::parse("|timestamp=1,_ss=1,signmethod=hmacsha256,securemode=2|").expect("empty prefix");
+        let c =
+            ClientId::parse("|timestamp=1,_ss=1,signmethod=hmacsha256,securemode=2|").expect("empty prefix");
         assert_eq!(c.prefix(), "");
         assert_eq!(c.sign_method(), Ok(Some(SignMethod::HmacSha256)));
         assert_eq!(c.secure_mode(), Ok(Some(SecureMode::Tls)));
@@ -294,8 +307,10 @@ mod tests {
 
     #[test]
     fn dynreg_prefixes_parse() {
-        let c = ClientId::parse("dn.pk|random=E71Lhfe8L6HLVy5,authType=register,securemode=2,signmethod=hmacsha256|")
-            .expect("dynreg");
+        let c = ClientId::parse(
+            "dn.pk|random=E71Lhfe8L6HLVy5,authType=register,securemode=2,signmethod=hmacsha256|",
+        )
+        .expect("dynreg");
         assert_eq!(c.prefix(), "dn.pk");
         assert_eq!(c.get("authType"), Some("register"));
     }
@@ -303,10 +318,22 @@ mod tests {
     #[test]
     fn malformed_client_ids_say_what_is_wrong() {
         assert_eq!(ClientId::parse("pk.dn"), Err(ClientIdError::MissingSeparator));
-        assert_eq!(ClientId::parse("pk.dn|securemode=3"), Err(ClientIdError::Unterminated));
-        assert_eq!(ClientId::parse("pk|securemode|"), Err(ClientIdError::MissingEquals("securemode".into())));
-        assert_eq!(ClientId::parse("pk|=3|"), Err(ClientIdError::EmptyKey("=3".into())));
-        assert_eq!(ClientId::parse("pk|a=1,a=2|"), Err(ClientIdError::DuplicateKey("a".into())));
+        assert_eq!(
+            ClientId::parse("pk.dn|securemode=3"),
+            Err(ClientIdError::Unterminated)
+        );
+        assert_eq!(
+            ClientId::parse("pk|securemode|"),
+            Err(ClientIdError::MissingEquals("securemode".into()))
+        );
+        assert_eq!(
+            ClientId::parse("pk|=3|"),
+            Err(ClientIdError::EmptyKey("=3".into()))
+        );
+        assert_eq!(
+            ClientId::parse("pk|a=1,a=2|"),
+            Err(ClientIdError::DuplicateKey("a".into()))
+        );
         let long = format!("{}|a=1|", "x".repeat(65));
         assert_eq!(ClientId::parse(&long), Err(ClientIdError::PrefixTooLong(65)));
     }

@@ -65,7 +65,9 @@ impl ConnackCode {
     pub fn cause(self) -> &'static str {
         match self {
             ConnackCode::Accepted => "authentication succeeded",
-            ConnackCode::UnacceptableProtocolVersion => "the server does not support the requested MQTT version",
+            ConnackCode::UnacceptableProtocolVersion => {
+                "the server does not support the requested MQTT version"
+            }
             ConnackCode::IdentifierRejected => {
                 "the clientId is not in Aliyun's format: too long, malformed extension parameters, an unknown \
                  securemode, or a keepalive outside 30..1200 s"
@@ -131,7 +133,10 @@ pub mod alink {
             200 => ("success", "nothing to fix"),
             400 => ("request error", "check the request against the Alink envelope"),
             401 => ("topo add: signature check failed", "re-sign the sub-device login"),
-            429 => ("too many requests", "slow down; the platform throttles per device"),
+            429 => (
+                "too many requests",
+                "slow down; the platform throttles per device",
+            ),
             460 => (
                 "request parameter error",
                 "send valid JSON with id (decimal string), version \"1.0\", params and method",
@@ -139,8 +144,14 @@ pub mod alink {
             500 => ("unknown system error", "retry later"),
             6100 => ("device not found", "check productKey and deviceName"),
             6104 => ("too many properties in desired get/delete", "ask for at most 200"),
-            6106 => ("too many properties reported", "post at most 200 properties at once"),
-            6203 => ("topic parse failed", "use a topic and method from the Alink topic list"),
+            6106 => (
+                "too many properties reported",
+                "post at most 200 properties at once",
+            ),
+            6203 => (
+                "topic parse failed",
+                "use a topic and method from the Alink topic list",
+            ),
             6204 => ("device disabled", "enable the device"),
             6207 => ("TSL validation failed", "check property identifiers and types"),
             6813 => ("topic illegal", "publish only on the device's own topics"),

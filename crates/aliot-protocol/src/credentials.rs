@@ -40,7 +40,11 @@ impl Endpoint {
     /// An empty or malformed instance id.
     pub fn instance(instance_id: &str, tls: bool) -> Result<Self> {
         check_label("instance id", instance_id)?;
-        Ok(Self { host: format!("{instance_id}.mqtt.iothub.aliyuncs.com"), port: if tls { 8883 } else { 1883 }, tls })
+        Ok(Self {
+            host: format!("{instance_id}.mqtt.iothub.aliyuncs.com"),
+            port: if tls { 8883 } else { 1883 },
+            tls,
+        })
     }
 
     /// Any host (the local hub, a proxy): port 1883 (TCP) or 8883 (TLS) unless given.
@@ -51,12 +55,20 @@ impl Endpoint {
         if host.trim().is_empty() {
             return Err(Error::Endpoint("the host is empty".into()));
         }
-        Ok(Self { host: host.to_owned(), port: port.unwrap_or(if tls { 8883 } else { 1883 }), tls })
+        Ok(Self {
+            host: host.to_owned(),
+            port: port.unwrap_or(if tls { 8883 } else { 1883 }),
+            tls,
+        })
     }
 
     /// The `securemode` matching this transport: 2 for TLS, 3 for TCP.
     pub fn secure_mode(&self) -> SecureMode {
-        if self.tls { SecureMode::Tls } else { SecureMode::Tcp }
+        if self.tls {
+            SecureMode::Tls
+        } else {
+            SecureMode::Tcp
+        }
     }
 }
 
@@ -168,13 +180,23 @@ pub fn sign(identity: &DeviceIdentity, options: &SignOptions) -> Result<Credenti
     }
     for (k, v) in &options.extra_params {
         if matches!(k.as_str(), "securemode" | "signmethod" | "timestamp") {
-            return Err(Error::ClientId(crate::error::ClientIdError::DuplicateKey(k.clone())));
+            return Err(Error::ClientId(crate::error::ClientIdError::DuplicateKey(
+                k.clone(),
+            )));
         }
         cid.set_param(k.as_str(), v.as_str())?;
     }
-    let content =
-        sign_content(cid.prefix(), identity.device_name(), identity.product_key(), options.timestamp.as_deref());
-    let password = options.sign_method.hex(identity.device_secret().as_bytes(), content.as_bytes(), options.hex_case);
+    let content = sign_content(
+        cid.prefix(),
+        identity.device_name(),
+        identity.product_key(),
+        options.timestamp.as_deref(),
+    );
+    let password = options.sign_method.hex(
+        identity.device_secret().as_bytes(),
+        content.as_bytes(),
+        options.hex_case,
+    );
     Ok(Credentials {
         client_id: cid.to_string(),
         username: identity.username(),
@@ -202,17 +224,29 @@ mod tests {
     #[test]
     fn endpoints_follow_the_platform_hosts() {
         let e = Endpoint::region("a1", "cn-shanghai", false).expect("ok");
-        assert_eq!((e.host.as_str(), e.port), ("a1.iot-as-mqtt.cn-shanghai.aliyuncs.com", 1883));
+        assert_eq!(
+            (e.host.as_str(), e.port),
+            ("a1.iot-as-mqtt.cn-shanghai.aliyuncs.com", 1883)
+        );
         let e = Endpoint::instance("iot-06z00abc", true).expect("ok");
-        assert_eq!((e.host.as_str(), e.port), ("iot-06z00abc.mqtt.iothub.aliyuncs.com", 8883));
+        assert_eq!(
+            (e.host.as_str(), e.port),
+            ("iot-06z00abc.mqtt.iothub.aliyuncs.com", 8883)
+        );
         assert!(Endpoint::region("a1", "cn/shanghai", false).is_err());
-        assert_eq!(Endpoint::custom("127.0.0.1", Some(1999), false).expect("ok").port, 1999);
+        assert_eq!(
+            Endpoint::custom("127.0.0.1", Some(1999), false).expect("ok").port,
+            1999
+        );
     }
 
     #[test]
     fn extra_params_cannot_override_signed_ones() {
         let id = DeviceIdentity::new("pk1", "dn1", "s").expect("valid");
-        let o = SignOptions { extra_params: vec![("timestamp".into(), "1".into())], ..SignOptions::default() };
+        let o = SignOptions {
+            extra_params: vec![("timestamp".into(), "1".into())],
+            ..SignOptions::default()
+        };
         assert!(sign(&id, &o).is_err());
     }
 }

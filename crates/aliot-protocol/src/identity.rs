@@ -44,7 +44,11 @@ impl DeviceIdentity {
         validate_product_key(&product_key)?;
         validate_device_name(&device_name)?;
         validate_secret("deviceSecret", &device_secret)?;
-        Ok(Self { product_key, device_name, device_secret })
+        Ok(Self {
+            product_key,
+            device_name,
+            device_secret,
+        })
     }
 
     /// The productKey.
@@ -79,7 +83,10 @@ impl fmt::Debug for DeviceIdentity {
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
-    Error::InvalidIdentity { field, reason: reason.into() }
+    Error::InvalidIdentity {
+        field,
+        reason: reason.into(),
+    }
 }
 
 /// Checks a productKey: 1 to 20 characters of letters, digits, `-` and `_`.
@@ -91,10 +98,22 @@ pub fn validate_product_key(pk: &str) -> Result<()> {
         return Err(invalid("productKey", "is empty"));
     }
     if pk.len() > MAX_PRODUCT_KEY_LEN {
-        return Err(invalid("productKey", format!("is {} bytes long, the platform allows {MAX_PRODUCT_KEY_LEN}", pk.len())));
+        return Err(invalid(
+            "productKey",
+            format!(
+                "is {} bytes long, the platform allows {MAX_PRODUCT_KEY_LEN}",
+                pk.len()
+            ),
+        ));
     }
-    if let Some(c) = pk.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
-        return Err(invalid("productKey", format!("contains {c:?}; only letters, digits, '-' and '_' are allowed")));
+    if let Some(c) = pk
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return Err(invalid(
+            "productKey",
+            format!("contains {c:?}; only letters, digits, '-' and '_' are allowed"),
+        ));
     }
     Ok(())
 }
@@ -108,9 +127,18 @@ pub fn validate_device_name(dn: &str) -> Result<()> {
         return Err(invalid("deviceName", "is empty"));
     }
     if dn.len() > MAX_DEVICE_NAME_LEN {
-        return Err(invalid("deviceName", format!("is {} bytes long, the platform allows {MAX_DEVICE_NAME_LEN}", dn.len())));
+        return Err(invalid(
+            "deviceName",
+            format!(
+                "is {} bytes long, the platform allows {MAX_DEVICE_NAME_LEN}",
+                dn.len()
+            ),
+        ));
     }
-    if let Some(c) = dn.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_@.:".contains(*c))) {
+    if let Some(c) = dn
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "-_@.:".contains(*c)))
+    {
         return Err(invalid(
             "deviceName",
             format!("contains {c:?}; only letters, digits and - _ @ . : are allowed"),
@@ -128,10 +156,19 @@ pub fn validate_secret(field: &'static str, secret: &str) -> Result<()> {
         return Err(invalid(field, "is empty"));
     }
     if secret.trim() != secret {
-        return Err(invalid(field, "has leading or trailing white space (a copy-paste accident?)"));
+        return Err(invalid(
+            field,
+            "has leading or trailing white space (a copy-paste accident?)",
+        ));
     }
     if secret.len() > MAX_SECRET_LEN {
-        return Err(invalid(field, format!("is {} bytes long, the platform allows {MAX_SECRET_LEN}", secret.len())));
+        return Err(invalid(
+            field,
+            format!(
+                "is {} bytes long, the platform allows {MAX_SECRET_LEN}",
+                secret.len()
+            ),
+        ));
     }
     if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid(field, "contains white space or control characters"));
@@ -164,7 +201,7 @@ mod tests {
         assert!(e.to_string().contains("deviceName"));
         let e = DeviceIdentity::new("pk", "d", " s").unwrap_err();
         assert!(e.to_string().contains("white space"));
-        let e = DeviceIdentity::new("pk", &"d".repeat(33), "s").unwrap_err();
+        let e = DeviceIdentity::new("pk", "d".repeat(33), "s").unwrap_err();
         assert!(e.to_string().contains("32"));
     }
 

@@ -11,6 +11,7 @@
 //! - [`topic`]: typed Alink topics and a device's topic rights.
 //! - [`alink`]: Alink request/reply envelopes and NTP.
 //! - [`codes`]: CONNACK and Alink codes with their causes and fix hints.
+//! - [`diagnose`]: the credential doctor: why CONNECT fields would be refused.
 //! - [`profile`]: TOML device profiles.
 //!
 //! ## Example: sign a device's CONNECT
@@ -37,6 +38,7 @@ pub mod auth;
 pub mod client_id;
 pub mod codes;
 pub mod credentials;
+pub mod diagnose;
 pub mod error;
 pub mod identity;
 pub mod profile;

@@ -65,7 +65,10 @@ impl fmt::Debug for DeviceProfile {
         f.debug_struct("DeviceProfile")
             .field("product_key", &self.product_key)
             .field("device_name", &self.device_name)
-            .field("device_secret", &self.device_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "device_secret",
+                &self.device_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("region", &self.region)
             .field("instance_id", &self.instance_id)
             .field("host", &self.host)
@@ -114,8 +117,10 @@ mod tests {
 
     #[test]
     fn profiles_accept_snake_and_camel_case() {
-        let p = DeviceProfile::from_toml("productKey = \"pk\"\ndevice_name = \"dn\"\ndeviceSecret = \"s\"\nport = 1\n")
-            .expect("parse");
+        let p = DeviceProfile::from_toml(
+            "productKey = \"pk\"\ndevice_name = \"dn\"\ndeviceSecret = \"s\"\nport = 1\n",
+        )
+        .expect("parse");
         assert_eq!(p.identity().expect("identity").username(), "dn&pk");
         assert!(!format!("{p:?}").contains("\"s\""));
     }
@@ -125,7 +130,10 @@ mod tests {
         assert!(DeviceProfile::from_toml("product_kee = \"pk\"").is_err());
         assert!(DeviceProfile::from_toml("port = \"x\"").is_err());
         assert!(DeviceProfile::from_toml("sign_method = \"sha1\"").is_err());
-        let e = DeviceProfile::from_toml("product_key = \"pk\"").expect("parse").identity().unwrap_err();
+        let e = DeviceProfile::from_toml("product_key = \"pk\"")
+            .expect("parse")
+            .identity()
+            .unwrap_err();
         assert!(e.to_string().contains("device_name"));
     }
 }

@@ -52,34 +52,41 @@ impl SignMethod {
 
     /// Raw HMAC of `message` keyed by `key`.
     pub fn mac(self, key: &[u8], message: &[u8]) -> Vec<u8> {
-        // HMAC accepts keys of any length (longer keys are hashed), so `new_from_slice` cannot fail.
-        const ANY_KEY: &str = "HMAC accepts keys of any length";
-        match self {
-            SignMethod::HmacMd5 => {
-                let mut m = <Hmac<Md5> as KeyInit>::new_from_slice(key).expect(ANY_KEY);
-                m.update(message);
-                m.finalize().into_bytes().to_vec()
-            }
-            SignMethod::HmacSha1 => {
-                let mut m = <Hmac<Sha1> as KeyInit>::new_from_slice(key).expect(ANY_KEY);
-                m.update(message);
-                m.finalize().into_bytes().to_vec()
-            }
-            SignMethod::HmacSha256 => {
-                let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect(ANY_KEY);
-                m.update(message);
-                m.finalize().into_bytes().to_vec()
-            }
+        let (mac, len) = self.mac_array(key, message);
+        mac[..len].to_vec()
+    }
+
+    /// Raw HMAC into a stack buffer (no allocation): the buffer and the MAC's length (16, 20 or 32).
+    fn mac_array(self, key: &[u8], message: &[u8]) -> ([u8; 32], usize) {
+        fn run<M: Mac + KeyInit>(key: &[u8], message: &[u8], out: &mut [u8; 32]) -> usize {
+            // HMAC accepts keys of any length (longer keys are hashed), so this cannot fail.
+            let mut m = <M as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
+            m.update(message);
+            let tag = m.finalize().into_bytes();
+            out[..tag.len()].copy_from_slice(&tag);
+            tag.len()
         }
+        let mut out = [0u8; 32];
+        let len = match self {
+            SignMethod::HmacMd5 => run::<Hmac<Md5>>(key, message, &mut out),
+            SignMethod::HmacSha1 => run::<Hmac<Sha1>>(key, message, &mut out),
+            SignMethod::HmacSha256 => run::<Hmac<Sha256>>(key, message, &mut out),
+        };
+        (out, len)
     }
 
     /// Hex HMAC of `message` keyed by `key`.
     pub fn hex(self, key: &[u8], message: &[u8], case: HexCase) -> String {
-        let mac = self.mac(key, message);
-        match case {
-            HexCase::Lower => hex::encode(mac),
-            HexCase::Upper => hex::encode_upper(mac),
+        let (mac, len) = self.mac_array(key, message);
+        let mut buf = [0u8; 64];
+        let digits = &mut buf[..2 * len];
+        hex::encode_to_slice(&mac[..len], digits).expect("the buffer holds two digits per MAC byte");
+        if case == HexCase::Upper {
+            digits.make_ascii_uppercase();
         }
+        std::str::from_utf8(digits)
+            .expect("hex digits are ASCII")
+            .to_owned()
     }
 
     /// Whether `password_hex` is the HMAC of `message` under `key`, in either hex case.
@@ -157,7 +164,12 @@ pub enum HexCase {
 ///     "clientId12345deviceNamedeviceproductKeypktimestamp789"
 /// );
 /// ```
-pub fn sign_content(client_id_prefix: &str, device_name: &str, product_key: &str, timestamp: Option<&str>) -> String {
+pub fn sign_content(
+    client_id_prefix: &str,
+    device_name: &str,
+    product_key: &str,
+    timestamp: Option<&str>,
+) -> String {
     let mut s = String::with_capacity(
         40 + client_id_prefix.len() + device_name.len() + product_key.len() + timestamp.map_or(0, str::len),
     );
@@ -190,7 +202,65 @@ pub fn dynreg_sign(
     random: &str,
     case: HexCase,
 ) -> String {
-    method.hex(product_secret.as_bytes(), dynreg_content(device_name, product_key, random).as_bytes(), case)
+    method.hex(
+        product_secret.as_bytes(),
+        dynreg_content(device_name, product_key, random).as_bytes(),
+        case,
+    )
+}
+
+/// The form body of HTTPS dynamic registration (spec §5.1, `POST /auth/register/device`):
+/// `productKey=..&deviceName=..&random=..&sign=..&signMethod=..`, each value
+/// `application/x-www-form-urlencoded`.
+///
+/// ```
+/// use aliot_protocol::sign::{dynreg_http_body, dynreg_sign, HexCase, SignMethod};
+/// let sign = dynreg_sign(SignMethod::HmacSha1, "ps", "dev01", "pk", "r1", HexCase::Lower);
+/// let body = dynreg_http_body("pk", "dev01", "r1", SignMethod::HmacSha1, &sign);
+/// assert_eq!(body, format!("productKey=pk&deviceName=dev01&random=r1&sign={sign}&signMethod=hmacsha1"));
+/// ```
+pub fn dynreg_http_body(
+    product_key: &str,
+    device_name: &str,
+    random: &str,
+    method: SignMethod,
+    sign: &str,
+) -> String {
+    let mut body = String::new();
+    for (i, (k, v)) in [
+        ("productKey", product_key),
+        ("deviceName", device_name),
+        ("random", random),
+        ("sign", sign),
+        ("signMethod", method.as_str()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if i > 0 {
+            body.push('&');
+        }
+        body.push_str(k);
+        body.push('=');
+        form_encode_into(&mut body, v);
+    }
+    body
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value (WHATWG URL standard).
+fn form_encode_into(out: &mut String, value: &str) {
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => out.push(char::from(b)),
+            b' ' => out.push('+'),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                out.push('%');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0x0f)]));
+            }
+        }
+    }
 }
 
 /// TLS-PSK credentials of the C SDK 4.x (spec §2.2).
@@ -204,7 +274,10 @@ pub struct TlsPsk {
 
 impl fmt::Debug for TlsPsk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsPsk").field("identity", &self.identity).field("key", &"<redacted>").finish()
+        f.debug_struct("TlsPsk")
+            .field("identity", &self.identity)
+            .field("key", &"<redacted>")
+            .finish()
     }
 }
 
@@ -240,9 +313,29 @@ mod tests {
     }
 
     #[test]
+    fn dynreg_http_body_form_encodes_values() {
+        let body = dynreg_http_body("pk", "light-01_x@home.1:2", "a b", SignMethod::HmacSha256, "AB");
+        assert_eq!(
+            body,
+            "productKey=pk&deviceName=light-01_x%40home.1%3A2&random=a+b&sign=AB&signMethod=hmacsha256"
+        );
+    }
+
+    #[test]
     fn tls_psk_matches_the_c_sdk_derivation() {
-        let psk = tls_psk("a13FN5TplKq", "mqtt_basic_demo", "jA0K15GobTDa5wgOtJPzdtcZPc4X7NYQ", "2524608000000");
-        assert_eq!(psk.identity, "devicename|hmacsha256|a13FN5TplKq&mqtt_basic_demo|2524608000000");
-        assert_eq!(psk.key, "3A27B38E1BAB95462F8EA659C15EE26319286EB1CB7B372451EE82A30A9E7FDF");
+        let psk = tls_psk(
+            "a13FN5TplKq",
+            "mqtt_basic_demo",
+            "jA0K15GobTDa5wgOtJPzdtcZPc4X7NYQ",
+            "2524608000000",
+        );
+        assert_eq!(
+            psk.identity,
+            "devicename|hmacsha256|a13FN5TplKq&mqtt_basic_demo|2524608000000"
+        );
+        assert_eq!(
+            psk.key,
+            "3A27B38E1BAB95462F8EA659C15EE26319286EB1CB7B372451EE82A30A9E7FDF"
+        );
     }
 }

@@ -236,7 +236,11 @@ impl fmt::Display for SysPath {
 impl Topic {
     /// `/sys/{pk}/{dn}/{path}`.
     pub fn sys(product_key: &str, device_name: &str, path: SysPath) -> Topic {
-        Topic::Sys { product_key: product_key.to_owned(), device_name: device_name.to_owned(), path }
+        Topic::Sys {
+            product_key: product_key.to_owned(),
+            device_name: device_name.to_owned(),
+            path,
+        }
     }
 
     /// Parses a topic name (no wildcards).
@@ -254,26 +258,41 @@ impl Topic {
         let first = it.next().unwrap_or_default();
         let tail = it.next().unwrap_or_default();
         let nonempty = |x: &str| -> Result<String, Error> {
-            if x.is_empty() { Err(bad()) } else { Ok(x.to_owned()) }
+            if x.is_empty() {
+                Err(bad())
+            } else {
+                Ok(x.to_owned())
+            }
         };
         let levels: Vec<&str> = rest.split('/').collect();
         match first {
             "sys" => {
                 let mut p = tail.splitn(3, '/');
-                let (pk, dn, path) = (p.next().unwrap_or_default(), p.next().unwrap_or_default(), p.next());
+                let (pk, dn, path) = (
+                    p.next().unwrap_or_default(),
+                    p.next().unwrap_or_default(),
+                    p.next(),
+                );
                 let path = path.filter(|p| !p.is_empty()).ok_or_else(bad)?;
-                Ok(Topic::Sys { product_key: nonempty(pk)?, device_name: nonempty(dn)?, path: SysPath::parse(path) })
+                Ok(Topic::Sys {
+                    product_key: nonempty(pk)?,
+                    device_name: nonempty(dn)?,
+                    path: SysPath::parse(path),
+                })
             }
             "ext" => match levels.as_slice() {
-                ["ext", "ntp", pk, dn, "request"] => {
-                    Ok(Topic::NtpRequest { product_key: nonempty(pk)?, device_name: nonempty(dn)? })
-                }
-                ["ext", "ntp", pk, dn, "response"] => {
-                    Ok(Topic::NtpResponse { product_key: nonempty(pk)?, device_name: nonempty(dn)? })
-                }
-                ["ext", "error", pk, dn] => {
-                    Ok(Topic::ExtError { product_key: nonempty(pk)?, device_name: nonempty(dn)? })
-                }
+                ["ext", "ntp", pk, dn, "request"] => Ok(Topic::NtpRequest {
+                    product_key: nonempty(pk)?,
+                    device_name: nonempty(dn)?,
+                }),
+                ["ext", "ntp", pk, dn, "response"] => Ok(Topic::NtpResponse {
+                    product_key: nonempty(pk)?,
+                    device_name: nonempty(dn)?,
+                }),
+                ["ext", "error", pk, dn] => Ok(Topic::ExtError {
+                    product_key: nonempty(pk)?,
+                    device_name: nonempty(dn)?,
+                }),
                 ["ext", "rrpc", id, ..] if !id.is_empty() && levels.len() > 3 => {
                     let inner_start = "ext/rrpc/".len() + id.len();
                     let inner = &rest[inner_start..];
@@ -281,7 +300,10 @@ impl Topic {
                     if matches!(inner, Topic::ExtRrpc { .. }) {
                         return Err(bad());
                     }
-                    Ok(Topic::ExtRrpc { message_id: (*id).to_owned(), inner: Box::new(inner) })
+                    Ok(Topic::ExtRrpc {
+                        message_id: (*id).to_owned(),
+                        inner: Box::new(inner),
+                    })
                 }
                 _ => Err(bad()),
             },
@@ -303,11 +325,18 @@ impl Topic {
             },
             "broadcast" => {
                 let (pk, rest) = tail.split_once('/').ok_or_else(bad)?;
-                Ok(Topic::Broadcast { product_key: nonempty(pk)?, rest: nonempty(rest)? })
+                Ok(Topic::Broadcast {
+                    product_key: nonempty(pk)?,
+                    rest: nonempty(rest)?,
+                })
             }
             pk => {
                 let (dn, rest) = tail.split_once('/').ok_or_else(bad)?;
-                Ok(Topic::Custom { product_key: nonempty(pk)?, device_name: nonempty(dn)?, rest: nonempty(rest)? })
+                Ok(Topic::Custom {
+                    product_key: nonempty(pk)?,
+                    device_name: nonempty(dn)?,
+                    rest: nonempty(rest)?,
+                })
             }
         }
     }
@@ -315,13 +344,38 @@ impl Topic {
     /// The device this topic belongs to; `None` for product-wide broadcasts.
     pub fn device(&self) -> Option<(&str, &str)> {
         match self {
-            Topic::Sys { product_key, device_name, .. }
-            | Topic::NtpRequest { product_key, device_name }
-            | Topic::NtpResponse { product_key, device_name }
-            | Topic::ExtError { product_key, device_name }
-            | Topic::Shadow { product_key, device_name, .. }
-            | Topic::Ota { product_key, device_name, .. }
-            | Topic::Custom { product_key, device_name, .. } => Some((product_key, device_name)),
+            Topic::Sys {
+                product_key,
+                device_name,
+                ..
+            }
+            | Topic::NtpRequest {
+                product_key,
+                device_name,
+            }
+            | Topic::NtpResponse {
+                product_key,
+                device_name,
+            }
+            | Topic::ExtError {
+                product_key,
+                device_name,
+            }
+            | Topic::Shadow {
+                product_key,
+                device_name,
+                ..
+            }
+            | Topic::Ota {
+                product_key,
+                device_name,
+                ..
+            }
+            | Topic::Custom {
+                product_key,
+                device_name,
+                ..
+            } => Some((product_key, device_name)),
             Topic::ExtRrpc { inner, .. } => inner.device(),
             Topic::Broadcast { .. } => None,
         }
@@ -331,19 +385,44 @@ impl Topic {
 impl fmt::Display for Topic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Topic::Sys { product_key, device_name, path } => write!(f, "/sys/{product_key}/{device_name}/{path}"),
-            Topic::NtpRequest { product_key, device_name } => write!(f, "/ext/ntp/{product_key}/{device_name}/request"),
-            Topic::NtpResponse { product_key, device_name } => {
+            Topic::Sys {
+                product_key,
+                device_name,
+                path,
+            } => write!(f, "/sys/{product_key}/{device_name}/{path}"),
+            Topic::NtpRequest {
+                product_key,
+                device_name,
+            } => write!(f, "/ext/ntp/{product_key}/{device_name}/request"),
+            Topic::NtpResponse {
+                product_key,
+                device_name,
+            } => {
                 write!(f, "/ext/ntp/{product_key}/{device_name}/response")
             }
             Topic::ExtRrpc { message_id, inner } => write!(f, "/ext/rrpc/{message_id}{inner}"),
-            Topic::ExtError { product_key, device_name } => write!(f, "/ext/error/{product_key}/{device_name}"),
-            Topic::Shadow { action, product_key, device_name } => write!(f, "/shadow/{action}/{product_key}/{device_name}"),
-            Topic::Ota { action, product_key, device_name } => {
+            Topic::ExtError {
+                product_key,
+                device_name,
+            } => write!(f, "/ext/error/{product_key}/{device_name}"),
+            Topic::Shadow {
+                action,
+                product_key,
+                device_name,
+            } => write!(f, "/shadow/{action}/{product_key}/{device_name}"),
+            Topic::Ota {
+                action,
+                product_key,
+                device_name,
+            } => {
                 write!(f, "/ota/device/{action}/{product_key}/{device_name}")
             }
             Topic::Broadcast { product_key, rest } => write!(f, "/broadcast/{product_key}/{rest}"),
-            Topic::Custom { product_key, device_name, rest } => write!(f, "/{product_key}/{device_name}/{rest}"),
+            Topic::Custom {
+                product_key,
+                device_name,
+                rest,
+            } => write!(f, "/{product_key}/{device_name}/{rest}"),
         }
     }
 }
@@ -408,6 +487,9 @@ pub fn filter_matches(filter: &str, topic: &str) -> bool {
 enum Tok {
     Lit(&'static str),
     Pk,
+    /// The productKey as the first level of a custom topic `/{pk}/{dn}/…`: never one of
+    /// [`RESERVED_FIRST_LEVELS`], or a device with productKey `sys` would own `/sys/{dn}/…`.
+    CustomPk,
     Dn,
     /// One free level (`+` allowed, `#` not).
     Any,
@@ -417,11 +499,14 @@ enum Tok {
     Rrpc,
 }
 
-use Tok::{Any, Dn, Lit, Pk, Tail};
+use Tok::{Any, CustomPk, Dn, Lit, Pk, Tail};
+
+/// First levels of the platform's own topic families (and of its server-side `/as/…` topics).
+const RESERVED_FIRST_LEVELS: &[&str] = &["sys", "ext", "ota", "shadow", "broadcast", "as"];
 
 /// The namespaces a device owns (spec §3.5 and the hub issue); the last entry is subscribe-only.
 const OWN: &[&[Tok]] = &[
-    &[Lit(""), Pk, Dn, Tail],
+    &[Lit(""), CustomPk, Dn, Tail],
     &[Lit(""), Lit("sys"), Pk, Dn, Tail],
     &[Lit(""), Lit("ota"), Lit("device"), Any, Pk, Dn],
     &[Lit(""), Lit("shadow"), Any, Pk, Dn],
@@ -453,6 +538,7 @@ fn fits(levels: &[&str], pattern: &[Tok], pk: &str, dn: &str) -> bool {
         let ok = match tok {
             Lit(s) => level == s,
             Pk => *level == pk,
+            CustomPk => *level == pk && !RESERVED_FIRST_LEVELS.contains(&pk),
             Dn => *level == dn,
             Any => true,
             Tail | Tok::Rrpc => unreachable!("handled above"),
@@ -532,7 +618,9 @@ mod tests {
             panic!("sys topic expected");
         };
         assert_eq!(path.method().as_deref(), Some("thing.event.alarm.post"));
-        let Topic::Sys { path, .. } = Topic::parse("/sys/pk/dn/thing/service/property/set_reply").expect("ok") else {
+        let Topic::Sys { path, .. } =
+            Topic::parse("/sys/pk/dn/thing/service/property/set_reply").expect("ok")
+        else {
             panic!("sys topic expected");
         };
         assert_eq!(path, SysPath::PropertySet.reply());
@@ -540,16 +628,33 @@ mod tests {
 
     #[test]
     fn non_platform_topics_are_errors() {
-        for t in ["", "sys/pk/dn/x", "/sys/pk", "/sys/pk/dn/", "/ext/other/pk/dn", "/sys/+/dn/x", "/ext/rrpc/1"] {
+        for t in [
+            "",
+            "sys/pk/dn/x",
+            "/sys/pk",
+            "/sys/pk/dn/",
+            "/ext/other/pk/dn",
+            "/sys/+/dn/x",
+            "/ext/rrpc/1",
+        ] {
             assert!(Topic::parse(t).is_err(), "{t}");
         }
     }
 
     #[test]
     fn filter_matching_follows_mqtt() {
-        assert!(filter_matches("/sys/pk/dn/thing/#", "/sys/pk/dn/thing/service/property/set"));
-        assert!(filter_matches("/sys/pk/dn/thing/event/+/post_reply", "/sys/pk/dn/thing/event/x/post_reply"));
-        assert!(!filter_matches("/sys/pk/dn/thing/event/+/post_reply", "/sys/pk/dn/thing/event/x/y/post_reply"));
+        assert!(filter_matches(
+            "/sys/pk/dn/thing/#",
+            "/sys/pk/dn/thing/service/property/set"
+        ));
+        assert!(filter_matches(
+            "/sys/pk/dn/thing/event/+/post_reply",
+            "/sys/pk/dn/thing/event/x/post_reply"
+        ));
+        assert!(!filter_matches(
+            "/sys/pk/dn/thing/event/+/post_reply",
+            "/sys/pk/dn/thing/event/x/y/post_reply"
+        ));
         assert!(filter_matches("/a/#", "/a"));
         assert!(!filter_matches("/a/b", "/a/b/c"));
     }
@@ -606,8 +711,69 @@ mod tests {
             ("/pk/dn", Publish),
             ("/pk/dn/a#", Subscribe),
             ("/ext/error/pk/dn/x", Subscribe),
+            ("/sys/pk/dn2/thing/event/property/post", Publish),
+            ("/sys/pk/dn2/#", Subscribe),
+            ("/sys/PK/dn/thing/event/property/post", Publish),
+            ("/sys/pk/DN/thing/event/property/post", Publish),
+            ("/pk/dn2/user/update", Publish),
+            ("/ext/ntp/pk/dn", Publish),
+            ("/ext/ntp/pk/+/response", Subscribe),
+            ("/ext/session/pk/+/combine/login_reply", Subscribe),
+            ("/ota/device/+/+/dn", Subscribe),
+            ("/ext/rrpc/+/+/dn/user/get", Subscribe),
+            ("/ext/rrpc/1/broadcast/pk/x", Publish),
+            ("/broadcast/pk", Subscribe),
+            ("/broadcast/pk2/#", Subscribe),
+            ("", Publish),
+            ("", Subscribe),
+            ("/sys/pk/dn/thing/#/x", Subscribe),
+            ("/sys/pk/dn/thing/ev+nt", Subscribe),
+            ("/sys/pk/dn/thing\0", Publish),
         ] {
             assert!(!device_may_access("pk", "dn", t, a), "{t} {a:?}");
         }
+    }
+
+    #[test]
+    fn a_product_key_named_like_a_platform_family_owns_no_custom_namespace() {
+        use Access::*;
+        for (pk, dn, t, a) in [
+            ("sys", "pkA", "/sys/pkA/dnA/thing/event/property/post", Publish),
+            ("sys", "pkA", "/sys/pkA/#", Subscribe),
+            ("ext", "ntp", "/ext/ntp/pkA/dnA/response", Subscribe),
+            ("ext", "rrpc", "/ext/rrpc/1/sys/pkA/dnA/thing/service/x", Publish),
+            ("ota", "device", "/ota/device/upgrade/pkA/dnA", Subscribe),
+            ("shadow", "get", "/shadow/get/pkA/dnA", Subscribe),
+            ("broadcast", "pkA", "/broadcast/pkA/x", Subscribe),
+            ("as", "mqtt", "/as/mqtt/status/pkA/dnA", Publish),
+            ("sys", "pkA", "/ext/rrpc/1/sys/pkA/dnA/x", Publish),
+        ] {
+            assert!(!device_may_access(pk, dn, t, a), "{pk}/{dn}: {t} {a:?}");
+        }
+        // Its system topics are still its own.
+        assert!(device_may_access(
+            "sys",
+            "dn",
+            "/sys/sys/dn/thing/event/property/post",
+            Publish
+        ));
+    }
+
+    #[test]
+    fn empty_and_case_variants_of_the_device_do_not_match() {
+        assert!(!device_may_access("", "dn", "//dn/user/x", Access::Publish));
+        assert!(!device_may_access("pk", "", "/pk//user/x", Access::Publish));
+        assert!(device_may_access(
+            "pk",
+            "dn",
+            "/ext/session/pk/dn/#",
+            Access::Subscribe
+        ));
+        assert!(device_may_access(
+            "pk",
+            "dn",
+            "/ext/rrpc/+/pk/dn/user/#",
+            Access::Subscribe
+        ));
     }
 }

@@ -1,12 +1,184 @@
-//! `aliot bench` (not written yet).
+//! `aliot bench`: load-test a platform with a fleet of signed devices.
+//!
+//! Module map:
+//!
+//! - [`settings`]: the flags turned into validated, serializable settings (also what a worker
+//!   process receives on stdin).
+//! - [`fleet`]: where the devices come from (prefix + count, CSV, `--register` on the hub).
+//! - [`session`]: the pure MQTT state of one simulated device (packet ids, the inflight window,
+//!   keepalive), unit-tested apart from the network.
+//! - [`device`]: one small tokio task per device on top of it: no buffer is held while idle.
+//! - [`subscriber`]: the one subscriber that measures delivery on a general broker
+//!   (`--plain-auth`), where no platform answers.
+//! - [`driver`]: the admin-API side of the `downlink` and `rrpc` workloads.
+//! - [`admin`]: a tiny HTTP client (admin API calls, `/metrics` scraping).
+//! - [`stats`]: counters and histograms, a worker's result, the exact merge of results.
+//! - [`run`]: one process running its slice of the fleet through the phases.
+//! - [`worker`]: `--processes K`: re-executes itself K times and merges the results.
+//! - [`report`]: the summary table and the one-line JSON object.
+//! - [`progress`]: the live line on stderr (indicatif).
+//! - [`sysinfo`]: RSS and CPU time from /proc.
 
 use std::process::ExitCode;
 
+use clap::ValueEnum;
+
+mod admin;
+mod device;
+mod driver;
+mod fleet;
+mod progress;
+mod report;
+mod run;
+mod session;
+mod settings;
+mod stats;
+mod subscriber;
+mod sysinfo;
+mod worker;
+
+pub(crate) use settings::Workload;
+
+/// Output format of the final summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// A readable table.
+    Table,
+    /// One JSON object on the last line of stdout.
+    Json,
+}
+
 /// Arguments of `aliot bench`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {}
+#[command(after_help = "Examples:\n  \
+    aliot bench --register --product-key a1Bench --count 1000 --workload telemetry --interval 1s --duration 30s\n  \
+    aliot bench --devices fleet.csv --workload connect --rate 2000 --duration 60s --format json\n  \
+    aliot bench --plain-auth user:pass --product-key pk --count 5000 --port 1884 --workload telemetry")]
+pub(crate) struct Args {
+    /// Broker host.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) host: String,
+    /// Broker port (default 1883, or 8883 with --tls).
+    #[arg(long)]
+    pub(crate) port: Option<u16>,
+    /// Connect over TLS (rustls); trusts --ca-file.
+    #[arg(long)]
+    pub(crate) tls: bool,
+    /// PEM file of the CA that signed the server certificate (the hub prints where its CA is).
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub(crate) ca_file: Option<std::path::PathBuf>,
+    /// Name checked against the server certificate (default: --host).
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub(crate) server_name: Option<String>,
+
+    /// productKey of the generated devices ({prefix}{index}).
+    #[arg(long, value_name = "PK")]
+    pub(crate) product_key: Option<String>,
+    /// deviceName prefix of the generated devices.
+    #[arg(long, default_value = "bench-")]
+    pub(crate) prefix: String,
+    /// Number of devices (with --devices: use only the first N rows).
+    #[arg(long, short = 'n')]
+    pub(crate) count: Option<usize>,
+    /// Register the generated devices first through the hub's admin API (batch endpoint).
+    #[arg(long, conflicts_with_all = ["devices", "plain_auth"])]
+    pub(crate) register: bool,
+    /// Admin API of the hub, for --register, the downlink and rrpc workloads.
+    #[arg(long, env = "ALIOT_ADMIN_URL", value_name = "URL")]
+    pub(crate) admin_url: Option<String>,
+    /// Bearer token of the admin API.
+    #[arg(long, env = "ALIOT_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub(crate) admin_token: Option<String>,
+    /// CSV of productKey,deviceName,deviceSecret (a header line is skipped); `aliot admin device list --format csv`
+    /// writes one.
+    #[arg(long, value_name = "FILE", conflicts_with = "plain_auth")]
+    pub(crate) devices: Option<std::path::PathBuf>,
+    /// Plain MQTT username:password for every device, for a general broker (no Aliyun signing, no platform
+    /// replies).
+    #[arg(long, value_name = "USER:PASS")]
+    pub(crate) plain_auth: Option<String>,
+    /// HMAC of the CONNECT signature.
+    #[arg(long, default_value = "hmacsha256", value_name = "METHOD")]
+    pub(crate) sign_method: String,
+
+    /// What the devices do.
+    #[arg(long, short = 'w', value_enum, default_value = "connect")]
+    pub(crate) workload: Workload,
+    /// Connects started per second while ramping up (in total, over all processes).
+    #[arg(long, default_value_t = 1000.0)]
+    pub(crate) rate: f64,
+    /// Handshakes (TCP connect → CONNACK) in flight at once, per process; 0 = no limit. A limit
+    /// below the server's listen backlog measures its maximum connect rate without SYN drops.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub(crate) max_pending: usize,
+    /// How long to hold the fleet once it is connected (and run the workload): e.g. 30s, 2m, 500ms.
+    #[arg(long, default_value = "10s", value_parser = settings::parse_duration)]
+    pub(crate) duration: std::time::Duration,
+    /// telemetry: each device posts properties this often; 0 posts as fast as --inflight allows.
+    #[arg(long, default_value = "1s", value_parser = settings::parse_duration)]
+    pub(crate) interval: std::time::Duration,
+    /// telemetry: QoS of the property posts.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub(crate) qos: u8,
+    /// telemetry: posts a device may have waiting for their reply (1..=8).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub(crate) inflight: u8,
+    /// MQTT keepalive in seconds (the hub accepts 30..=1200); idle devices send PINGREQ.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) keepalive: u16,
+    /// downlink/rrpc: admin API calls in flight at once (per process).
+    #[arg(long, default_value_t = 32)]
+    pub(crate) concurrency: usize,
+    /// rrpc: the service identifier called.
+    #[arg(long, default_value = "bench")]
+    pub(crate) service_id: String,
+    /// Give up on a CONNACK after this long.
+    #[arg(long, default_value = "10s", value_parser = settings::parse_duration)]
+    pub(crate) connect_timeout: std::time::Duration,
+    /// After --duration, wait at most this long for outstanding replies before counting them lost.
+    #[arg(long, default_value = "5s", value_parser = settings::parse_duration)]
+    pub(crate) drain: std::time::Duration,
+
+    /// Run K worker processes of this program, each with a disjoint slice of the fleet (one process holds at
+    /// most ~19.9k sockets under a 20000 open-files limit).
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub(crate) processes: usize,
+    /// Local addresses to connect from, spread round-robin: a list (127.0.0.2,127.0.0.3) or a range
+    /// (127.0.0.2-127.0.0.9); avoids running out of ephemeral ports.
+    #[arg(long, value_name = "ADDRS")]
+    pub(crate) source_ip: Option<String>,
+    /// The hub's Prometheus /metrics URL: report its RSS and CPU seconds.
+    #[arg(long, value_name = "URL")]
+    pub(crate) hub_metrics: Option<String>,
+    /// PID of the server (any broker on this machine): report its RSS and CPU seconds from /proc.
+    #[arg(long, value_name = "PID")]
+    pub(crate) server_pid: Option<u32>,
+
+    /// Summary format on stdout.
+    #[arg(long, value_enum, default_value = "table")]
+    pub(crate) format: Format,
+    /// No live progress on stderr.
+    #[arg(long, short = 'q')]
+    pub(crate) quiet: bool,
+    /// Internal: run as a worker process, reading its settings from stdin.
+    #[arg(long, hide = true)]
+    pub(crate) worker: bool,
+}
 
 /// Runs `aliot bench`.
-pub(crate) fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    Err(super::usage("`aliot bench` is not available in this build yet"))
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.worker {
+        return worker::run_worker();
+    }
+    let plan = settings::Plan::from_args(args)?;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the tokio runtime: {e}"))?;
+    let summary = rt.block_on(worker::run_parent(plan.clone()))?;
+    report::print(&summary, plan.format)?;
+    // Refusals and losses are results, not failures of the tool: exit 0 whenever the run completed.
+    Ok(ExitCode::SUCCESS)
 }

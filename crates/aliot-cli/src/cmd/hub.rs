@@ -1,12 +1,265 @@
-//! `aliot hub` (not written yet).
+//! `aliot hub`: run the offline Alibaba Cloud IoT platform (MQTT broker, registry, admin API).
+//!
+//! Settings come from the defaults, then `--config FILE`, then the flags. The hub prints its
+//! endpoints (the real addresses, so port 0 works) and where the admin token is, then runs
+//! until Ctrl-C or SIGTERM and shuts down gracefully.
 
+use std::fmt;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use aliot_hub::admin::TokenSource;
+use aliot_hub::config::{Config, DEFAULT_CONFIG, MqttsConfig, default_data_dir};
+use aliot_hub::{Error as HubError, RunningHub};
+use anyhow::Context as _;
+
+use super::usage;
+
 /// Arguments of `aliot hub`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {}
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// TOML configuration file (`--print-config` shows every setting); flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (registry, admin token, TLS certificates)
+    /// [default: $XDG_DATA_HOME/aliot/hub or ~/.local/share/aliot/hub].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Plain MQTT address [default: 127.0.0.1:1883]; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    mqtt: Option<SocketAddr>,
+    /// Also serve MQTT over TLS on this address (e.g. 127.0.0.1:8883). Without --tls-cert and
+    /// --tls-key, a local CA and server certificate are created in the data directory.
+    #[arg(long, value_name = "ADDR")]
+    mqtts: Option<SocketAddr>,
+    /// Server certificate chain (PEM) for MQTT over TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Server private key (PEM) for MQTT over TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Admin API address [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
+    /// Admin API bearer token [default: generated once into DATA_DIR/admin-token].
+    #[arg(long, value_name = "TOKEN")]
+    admin_token: Option<String>,
+    /// Print the default configuration file (commented) and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+impl fmt::Debug for Args {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Args")
+            .field("config", &self.config)
+            .field("data_dir", &self.data_dir)
+            .field("mqtt", &self.mqtt)
+            .field("mqtts", &self.mqtts)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("admin", &self.admin)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field("print_config", &self.print_config)
+            .finish()
+    }
+}
+
+/// Settings from the file, then the flags; validated.
+fn settings(args: Args) -> anyhow::Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| usage(e.to_string()))?,
+        None => Config::default(),
+    };
+    if let Some(dir) = args.data_dir {
+        config.data_dir = Some(dir);
+    }
+    if let Some(addr) = args.mqtt {
+        config.mqtt.listen = addr;
+    }
+    if let Some(addr) = args.mqtts {
+        config.mqtts.get_or_insert_with(MqttsConfig::default).listen = addr;
+    }
+    if args.tls_cert.is_some() || args.tls_key.is_some() {
+        let Some(tls) = config.mqtts.as_mut() else {
+            return Err(usage("--tls-cert and --tls-key need --mqtts ADDR (or [mqtts] in the config file)"));
+        };
+        tls.cert = args.tls_cert;
+        tls.key = args.tls_key;
+    }
+    if let Some(addr) = args.admin {
+        config.admin.listen = addr;
+    }
+    if let Some(token) = args.admin_token {
+        config.admin.token = Some(token);
+    }
+    if config.data_dir.is_none() {
+        config.data_dir = Some(default_data_dir());
+    }
+    config.validate().map_err(|e| usage(e.to_string()))?;
+    Ok(config)
+}
 
 /// Runs `aliot hub`.
-pub(crate) fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    Err(super::usage("`aliot hub` is not available in this build yet"))
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.print_config {
+        print_default_config()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = settings(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("aliot-hub")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let hub = aliot_hub::start(config, shutdown_signal()).await.map_err(|e| match e {
+            HubError::Config(_) => usage(e.to_string()),
+            other => anyhow::Error::new(other).context("the hub could not start"),
+        })?;
+        print_endpoints(&hub)?;
+        hub.wait().await.context("the hub stopped with an error")?;
+        print_stopped()?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[allow(clippy::print_stdout, reason = "`aliot hub --print-config` prints the file on stdout")]
+fn print_default_config() -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(DEFAULT_CONFIG.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// The endpoints, one `name: value` a line (tests and scripts read the `admin:` line).
+fn endpoint_lines(hub: &RunningHub) -> Vec<String> {
+    let mut lines = vec![format!("mqtt:        {}", hub.mqtt_addr())];
+    if let Some(addr) = hub.mqtts_addr() {
+        let trust = match hub.tls_files().and_then(|f| f.ca.as_deref()) {
+            Some(ca) => format!(" (local CA for devices to trust: {})", ca.display()),
+            None => String::new(),
+        };
+        lines.push(format!("mqtts:       {addr}{trust}"));
+    }
+    lines.push(format!("admin:       {}", hub.admin_url()));
+    lines.push(match hub.token_source() {
+        TokenSource::File(path) => format!("admin token: in {}", path.display()),
+        TokenSource::Configured => "admin token: the one given (--admin-token or the config file)".to_owned(),
+    });
+    lines.push(format!("data dir:    {}", hub.data_dir().display()));
+    lines.push(format!("admin CLI:   aliot admin --data-dir {} product list", shell_word(hub.data_dir())));
+    lines
+}
+
+/// A path as one shell word (quoted when it needs to be).
+fn shell_word(path: &Path) -> String {
+    let s = path.display().to_string();
+    if s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:@%".contains(c)) {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[allow(clippy::print_stdout, reason = "the hub's endpoints are its output")]
+fn print_endpoints(hub: &RunningHub) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "aliot hub {} running", env!("CARGO_PKG_VERSION"))?;
+    for line in endpoint_lines(hub) {
+        writeln!(out, "  {line}")?;
+    }
+    writeln!(out, "Ctrl-C or SIGTERM stops the hub.")?;
+    out.flush()?;
+    Ok(())
+}
+
+#[allow(clippy::print_stdout, reason = "the hub reports its stop on stdout")]
+fn print_stopped() -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "aliot hub stopped")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Completes on Ctrl-C, or SIGTERM on unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            // No Ctrl-C handler could be installed: rely on SIGTERM only.
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(flags: &[&str]) -> anyhow::Result<Config> {
+        let w = Wrapper::try_parse_from(std::iter::once("hub").chain(flags.iter().copied()))?;
+        settings(w.args)
+    }
+
+    #[test]
+    fn flags_override_the_defaults() {
+        let c = parse(&["--mqtt", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data-dir", "/tmp/x"]).expect("ok");
+        assert_eq!(c.mqtt.listen.port(), 0);
+        assert_eq!(c.data_dir.as_deref(), Some(Path::new("/tmp/x")));
+        assert!(c.mqtts.is_none());
+        let c = parse(&["--mqtts", "127.0.0.1:8884"]).expect("ok");
+        assert_eq!(c.mqtts.expect("tls").listen.port(), 8884);
+    }
+
+    #[test]
+    fn tls_files_need_a_tls_listener() {
+        let e = parse(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]).expect_err("refused");
+        assert!(e.is::<super::super::UsageError>());
+        assert!(e.to_string().contains("--mqtts"));
+        let c = parse(&["--mqtts", "127.0.0.1:0", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).expect("ok");
+        assert_eq!(c.mqtts.expect("tls").cert.as_deref(), Some(Path::new("c.pem")));
+    }
+
+    #[test]
+    fn a_bad_token_is_a_usage_error() {
+        let e = parse(&["--admin-token", "has space"]).expect_err("refused");
+        assert!(e.is::<super::super::UsageError>());
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let w = Wrapper::try_parse_from(["hub", "--admin-token", "sekrit-token"]).expect("ok");
+        assert!(!format!("{:?}", w.args).contains("sekrit"));
+    }
+
+    #[test]
+    fn paths_are_quoted_for_the_shell_when_needed() {
+        assert_eq!(shell_word(Path::new("/tmp/a-b")), "/tmp/a-b");
+        assert_eq!(shell_word(Path::new("/tmp/a b")), "'/tmp/a b'");
+    }
 }

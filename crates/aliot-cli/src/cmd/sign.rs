@@ -1,12 +1,346 @@
-//! `aliot sign` (not written yet).
+//! `aliot sign`: everything a device needs to connect (host, port, clientId, username,
+//! password), for use from any MQTT client.
 
+use std::io::Write;
 use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aliot_protocol::{DeviceIdentity, DeviceProfile, Endpoint, HexCase, SecureMode, SignMethod, SignOptions};
+use anyhow::Context;
+use serde::Serialize;
+
+use super::usage;
+use crate::identity_args::IdentityArgs;
+
+/// Region used when neither a host, an instance id nor a region is given.
+const DEFAULT_REGION: &str = "cn-shanghai";
+/// Keepalive put in the `mosquitto_sub` line when the profile names none.
+const DEFAULT_KEEPALIVE: u16 = 60;
 
 /// Arguments of `aliot sign`.
 #[derive(Debug, clap::Args)]
-pub(crate) struct Args {}
+#[command(
+    after_help = "The device triple may also come from ALIOT_PRODUCT_KEY, ALIOT_DEVICE_NAME and ALIOT_DEVICE_SECRET, \
+                  or from a TOML profile (--profile); flags win over the environment, which wins over the profile.\n\n\
+                  Example:\n  aliot sign --product-key a14Xib5kdYd --device-name light1983432 \\\n    \
+                  --device-secret oLyaKqVxtRvjH284LdhqVgVUx1UPy6zq --client-id SN1928339 \\\n    \
+                  --timestamp 1539421321846 --format json"
+)]
+pub(crate) struct Args {
+    #[command(flatten)]
+    identity: IdentityArgs,
+    /// clientId prefix (the text before the first '|'); default `{productKey}.{deviceName}`.
+    #[arg(long, value_name = "ID")]
+    client_id: Option<String>,
+    /// `timestamp` parameter, signed verbatim; default: the current time in milliseconds.
+    #[arg(long, value_name = "TS", conflicts_with = "no_timestamp")]
+    timestamp: Option<String>,
+    /// Sign without a timestamp (the parameter and its part of the sign content are left out).
+    #[arg(long)]
+    no_timestamp: bool,
+    /// HMAC algorithm, declared as `signmethod` [default: hmacsha1]
+    #[arg(long, value_name = "hmacsha1|hmacsha256|hmacmd5", value_parser = parse_sign_method)]
+    sign_method: Option<SignMethod>,
+    /// `securemode`: 3 = plain TCP, 2 = TLS [default: 3, or 2 when the profile says tls = true]
+    #[arg(long, value_name = "3|2", value_parser = parse_secure_mode)]
+    secure_mode: Option<SecureMode>,
+    /// Region of a legacy public instance: host `{productKey}.iot-as-mqtt.{region}.aliyuncs.com`
+    /// [default: cn-shanghai]
+    #[arg(long, value_name = "R", group = "endpoint")]
+    region: Option<String>,
+    /// Instance id of a new public or Enterprise instance: host `{id}.mqtt.iothub.aliyuncs.com`.
+    #[arg(long, value_name = "I", group = "endpoint")]
+    instance_id: Option<String>,
+    /// Any MQTT host (the local hub, a proxy).
+    #[arg(long, value_name = "H", group = "endpoint")]
+    host: Option<String>,
+    /// Port [default: 1883 for TCP; 443 (region) or 8883 (instance, host) for TLS]
+    #[arg(long, value_name = "P")]
+    port: Option<u16>,
+    /// Uppercase hex password (as the C SDKs send it; the platform accepts either case).
+    #[arg(long)]
+    uppercase: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// How `aliot sign` prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// Aligned `name value` lines.
+    Text,
+    /// One JSON object.
+    Json,
+    /// `ALIOT_MQTT_HOST=...` lines, shell-quoted (for `eval` or `source`).
+    Env,
+    /// A ready `mosquitto_sub` command line.
+    Mosquitto,
+}
+
+fn parse_sign_method(s: &str) -> Result<SignMethod, String> {
+    s.parse().map_err(|e: aliot_protocol::Error| e.to_string())
+}
+
+fn parse_secure_mode(s: &str) -> Result<SecureMode, String> {
+    match s {
+        "3" => Ok(SecureMode::Tcp),
+        "2" => Ok(SecureMode::Tls),
+        _ => Err("expected 3 (plain TCP) or 2 (TLS)".to_owned()),
+    }
+}
+
+/// What `aliot sign` prints, in the JSON key order.
+#[derive(Debug, Serialize)]
+struct Output {
+    host: String,
+    port: u16,
+    client_id: String,
+    username: String,
+    password: String,
+    sign_method: &'static str,
+    secure_mode: i8,
+    timestamp: Option<String>,
+    sign_content: String,
+    #[serde(skip)]
+    tls: bool,
+    #[serde(skip)]
+    product_key: String,
+    #[serde(skip)]
+    device_name: String,
+}
 
 /// Runs `aliot sign`.
-pub(crate) fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    Err(super::usage("`aliot sign` is not available in this build yet"))
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (identity, profile) = args.identity.resolve()?;
+    let output = compute(&args, &identity, profile.as_ref())?;
+    let text = match args.format {
+        Format::Text => render_text(&output),
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(&output).context("cannot encode JSON")?;
+            s.push('\n');
+            s
+        }
+        Format::Env => render_env(&output),
+        Format::Mosquitto => render_mosquitto(&output, profile.as_ref()),
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn compute(
+    args: &Args,
+    identity: &DeviceIdentity,
+    profile: Option<&DeviceProfile>,
+) -> anyhow::Result<Output> {
+    let sign_method = match (args.sign_method, profile.and_then(|p| p.sign_method.as_deref())) {
+        (Some(m), _) => m,
+        (None, Some(m)) => parse_sign_method(m).map_err(usage)?,
+        (None, None) => SignMethod::HmacSha1,
+    };
+    let secure_mode = match (args.secure_mode, profile.and_then(|p| p.tls)) {
+        (Some(m), _) => m,
+        (None, Some(true)) => SecureMode::Tls,
+        (None, _) => SecureMode::Tcp,
+    };
+    let tls = secure_mode == SecureMode::Tls;
+    let endpoint = endpoint(args, identity, profile, tls).map_err(|e| usage(e.to_string()))?;
+    let timestamp = match (&args.timestamp, args.no_timestamp) {
+        (_, true) => None,
+        (Some(ts), false) => Some(ts.clone()),
+        (None, false) => Some(now_ms()?.to_string()),
+    };
+    if timestamp.as_deref() == Some("") {
+        return Err(usage(
+            "--timestamp is empty (use --no-timestamp to sign without one)",
+        ));
+    }
+    let options = SignOptions {
+        client_id_prefix: args
+            .client_id
+            .clone()
+            .or_else(|| profile.and_then(|p| p.client_id.clone())),
+        timestamp,
+        sign_method,
+        secure_mode,
+        extra_params: Vec::new(),
+        hex_case: if args.uppercase {
+            HexCase::Upper
+        } else {
+            HexCase::Lower
+        },
+    };
+    let creds = aliot_protocol::sign(identity, &options).map_err(|e| usage(e.to_string()))?;
+    Ok(Output {
+        host: endpoint.host,
+        port: endpoint.port,
+        client_id: creds.client_id,
+        username: creds.username,
+        password: creds.password,
+        sign_method: creds.sign_method.as_str(),
+        secure_mode: creds.secure_mode.value(),
+        timestamp: creds.timestamp,
+        sign_content: creds.sign_content,
+        tls,
+        product_key: identity.product_key().to_owned(),
+        device_name: identity.device_name().to_owned(),
+    })
+}
+
+/// The endpoint: flags (`--host`, `--instance-id`, `--region`, `--port`) win; otherwise the
+/// profile's; otherwise the legacy public instance in cn-shanghai.
+fn endpoint(
+    args: &Args,
+    identity: &DeviceIdentity,
+    profile: Option<&DeviceProfile>,
+    tls: bool,
+) -> aliot_protocol::Result<Endpoint> {
+    let pk = identity.product_key();
+    if args.host.is_some() || args.instance_id.is_some() || args.region.is_some() {
+        let (host, instance_id, region) = (
+            args.host.as_deref(),
+            args.instance_id.as_deref(),
+            args.region.as_deref(),
+        );
+        return resolve_endpoint(pk, host, instance_id, region, args.port, tls);
+    }
+    let p = profile.cloned().unwrap_or_default();
+    let (host, instance_id, region) = (p.host.as_deref(), p.instance_id.as_deref(), p.region.as_deref());
+    resolve_endpoint(pk, host, instance_id, region, args.port.or(p.port), tls)
+}
+
+fn resolve_endpoint(
+    pk: &str,
+    host: Option<&str>,
+    instance_id: Option<&str>,
+    region: Option<&str>,
+    port: Option<u16>,
+    tls: bool,
+) -> aliot_protocol::Result<Endpoint> {
+    let mut endpoint = match (host, instance_id) {
+        (Some(h), _) => Endpoint::custom(h, port, tls)?,
+        (None, Some(i)) => Endpoint::instance(i, tls)?,
+        (None, None) => Endpoint::region(pk, region.unwrap_or(DEFAULT_REGION), tls)?,
+    };
+    if let Some(p) = port {
+        endpoint.port = p;
+    }
+    Ok(endpoint)
+}
+
+fn now_ms() -> anyhow::Result<u128> {
+    Ok(SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("the system clock is set before 1970; pass --timestamp")?
+        .as_millis())
+}
+
+fn render_text(o: &Output) -> String {
+    let port = o.port.to_string();
+    let secure_mode = o.secure_mode.to_string();
+    let rows: [(&str, &str); 9] = [
+        ("host", &o.host),
+        ("port", &port),
+        ("client_id", &o.client_id),
+        ("username", &o.username),
+        ("password", &o.password),
+        ("sign_method", o.sign_method),
+        ("secure_mode", &secure_mode),
+        ("timestamp", o.timestamp.as_deref().unwrap_or("(none)")),
+        ("sign_content", &o.sign_content),
+    ];
+    rows.iter().map(|(k, v)| format!("{k:<13}{v}\n")).collect()
+}
+
+fn render_env(o: &Output) -> String {
+    let port = o.port.to_string();
+    let secure_mode = o.secure_mode.to_string();
+    let rows: [(&str, &str); 9] = [
+        ("HOST", &o.host),
+        ("PORT", &port),
+        ("CLIENT_ID", &o.client_id),
+        ("USERNAME", &o.username),
+        ("PASSWORD", &o.password),
+        ("SIGN_METHOD", o.sign_method),
+        ("SECURE_MODE", &secure_mode),
+        ("TIMESTAMP", o.timestamp.as_deref().unwrap_or("")),
+        ("SIGN_CONTENT", &o.sign_content),
+    ];
+    rows.iter()
+        .map(|(k, v)| format!("ALIOT_MQTT_{k}={}\n", shell_quote(v)))
+        .collect()
+}
+
+fn render_mosquitto(o: &Output, profile: Option<&DeviceProfile>) -> String {
+    let keepalive = profile.and_then(|p| p.keepalive).unwrap_or(DEFAULT_KEEPALIVE);
+    let topic = format!("/sys/{}/{}/thing/#", o.product_key, o.device_name);
+    let mut out = String::new();
+    let mut words: Vec<String> = vec!["mosquitto_sub".into()];
+    let mut push = |flag: &str, value: &str| {
+        words.push(flag.to_owned());
+        words.push(shell_quote(value));
+    };
+    push("-h", &o.host);
+    push("-p", &o.port.to_string());
+    push("-i", &o.client_id);
+    push("-u", &o.username);
+    push("-P", &o.password);
+    push("-V", "mqttv311");
+    push("-k", &keepalive.to_string());
+    push("-t", &topic);
+    if o.tls {
+        match profile.and_then(|p| p.ca_file.as_deref()) {
+            Some(ca) => push("--cafile", ca),
+            None => {
+                out.push_str(
+                    "# TLS: replace ca.pem by the server's root CA (Aliyun: GlobalSign Root CA R1 on 443/1883, \
+                     Aliyun IoT Root CA on 8883; aliot hub: its CA file)\n",
+                );
+                push("--cafile", "ca.pem");
+            }
+        }
+    }
+    out.push_str(&words.join(" "));
+    out.push('\n');
+    out
+}
+
+/// Quotes `s` for a POSIX shell: bare when it only has safe characters, otherwise in single
+/// quotes with each `'` written as `'\''`.
+pub(crate) fn shell_quote(s: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:@%+=,".contains(c);
+    if !s.is_empty() && s.chars().all(safe) {
+        return s.to_owned();
+    }
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            q.push_str("'\\''");
+        } else {
+            q.push(c);
+        }
+    }
+    q.push('\'');
+    q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn shell_quote_leaves_safe_words_bare_and_quotes_the_rest() {
+        assert_eq!(
+            shell_quote("a14Xib5kdYd.iot-as-mqtt.cn-shanghai.aliyuncs.com"),
+            "a14Xib5kdYd.iot-as-mqtt.cn-shanghai.aliyuncs.com"
+        );
+        assert_eq!(shell_quote("dn&pk"), "'dn&pk'");
+        assert_eq!(shell_quote("a|b"), "'a|b'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote("/sys/pk/dn/thing/#"), "'/sys/pk/dn/thing/#'");
+    }
 }

@@ -1,0 +1,92 @@
+//! The admin-API side of the `downlink` and `rrpc` workloads: `--concurrency` callers walk the
+//! devices of this process round-robin until the hold ends, each call a synchronous round trip
+//! through the hub to the device and back (property set → set_reply, service call → RRPC reply).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::admin::Http;
+use super::device::Fleet;
+use super::settings::Workload;
+use super::stats::{Stats, now_us};
+
+/// Calls until `until`; returns when every caller is done.
+pub(crate) async fn run(fleet: Arc<Fleet>, until: Instant) {
+    let Some(admin) = fleet.settings.admin.clone() else { return };
+    let http = Http::new(admin);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut callers = JoinSet::new();
+    for _ in 0..fleet.settings.concurrency {
+        let (fleet, http, next) = (fleet.clone(), http.clone(), next.clone());
+        callers.spawn(async move {
+            let n = fleet.devices.len();
+            while Instant::now() < until && n > 0 {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let idx = i % n;
+                let d = &fleet.devices[idx];
+                let (path, body) = match fleet.settings.workload {
+                    Workload::Rrpc => (
+                        format!("/api/v1/products/{}/devices/{}/services/{}", d.product_key, d.device_name, fleet.settings.service_id),
+                        serde_json::json!({ "params": { "seq": i } }),
+                    ),
+                    _ => (
+                        format!("/api/v1/products/{}/devices/{}/properties", d.product_key, d.device_name),
+                        serde_json::json!({ "params": { "Seq": i } }),
+                    ),
+                };
+                let t0 = now_us();
+                Stats::inc(&fleet.stats.sent);
+                match http.post_json(&path, &body).await {
+                    Ok((status, resp)) if (200..300).contains(&status) && device_code_ok(&resp) => {
+                        Stats::inc(&fleet.stats.replied);
+                        fleet.stats.reply.record(idx, now_us().saturating_sub(t0));
+                        fleet.stats.mark_reply();
+                    }
+                    Ok((status, resp)) => {
+                        Stats::inc(&fleet.stats.reply_errors);
+                        note(&fleet, format!("{path}: HTTP {status}: {}", String::from_utf8_lossy(&resp[..resp.len().min(200)])));
+                    }
+                    Err(e) => {
+                        Stats::inc(&fleet.stats.reply_errors);
+                        note(&fleet, format!("{e:#}"));
+                    }
+                }
+            }
+        });
+    }
+    while callers.join_next().await.is_some() {}
+}
+
+/// A 2xx answer whose body carries the device's Alink `code` counts only when that code is 200.
+fn device_code_ok(body: &[u8]) -> bool {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => match v.get("code") {
+            Some(serde_json::Value::Number(n)) => n.as_u64() == Some(200),
+            Some(serde_json::Value::String(s)) => s == "200",
+            _ => true,
+        },
+        Err(_) => true,
+    }
+}
+
+fn note(fleet: &Fleet, e: String) {
+    let mut errors = fleet.errors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if errors.len() < 5 && !errors.contains(&e) {
+        errors.push(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_device_code_other_than_200_should_fail_a_2xx_answer() {
+        assert!(device_code_ok(br#"{"id":"1","code":200,"data":{}}"#));
+        assert!(device_code_ok(br#"{"reply":{"id":"1"}}"#));
+        assert!(!device_code_ok(br#"{"id":"1","code":460}"#));
+    }
+}

@@ -1,0 +1,225 @@
+//! Where the simulated devices come from: generated names (`--product-key --prefix --count`,
+//! registered through the admin API with `--register`), or a CSV of
+//! `productKey,deviceName,deviceSecret`.
+
+use std::fmt;
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use super::admin::Http;
+use super::settings::{AdminTarget, FleetSource};
+use crate::cmd::usage;
+
+/// One device of the fleet. The secret is `None` under `--plain-auth`.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct DeviceSpec {
+    pub(crate) product_key: String,
+    pub(crate) device_name: String,
+    pub(crate) device_secret: Option<String>,
+}
+
+impl fmt::Debug for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceSpec")
+            .field("product_key", &self.product_key)
+            .field("device_name", &self.device_name)
+            .field("device_secret", &self.device_secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Resolves the fleet: reads the CSV, or generates the names (and registers them on the hub).
+pub(crate) async fn resolve(source: &FleetSource, admin: Option<&AdminTarget>) -> anyhow::Result<Vec<DeviceSpec>> {
+    match source {
+        FleetSource::Csv { path, limit } => {
+            let mut devices = read_csv(path)?;
+            if let Some(n) = limit {
+                devices.truncate(*n);
+            }
+            if devices.is_empty() {
+                return Err(usage(format!("{} holds no device", path.display())));
+            }
+            Ok(devices)
+        }
+        FleetSource::Generated { product_key, prefix, count, register } => {
+            if *register {
+                let admin = admin.ok_or_else(|| usage("--register needs --admin-url"))?;
+                register_batch(admin, product_key, prefix, *count).await
+            } else {
+                Ok((0..*count)
+                    .map(|i| DeviceSpec {
+                        product_key: product_key.clone(),
+                        device_name: format!("{prefix}{i}"),
+                        device_secret: None,
+                    })
+                    .collect())
+            }
+        }
+    }
+}
+
+/// Reads `productKey,deviceName,deviceSecret` rows; a first line naming the columns is skipped,
+/// and so are blank lines and `#` comments.
+pub(crate) fn read_csv(path: &Path) -> anyhow::Result<Vec<DeviceSpec>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse_csv(&text).map_err(|e| usage(format!("{}: {e}", path.display())))
+}
+
+fn parse_csv(text: &str) -> Result<Vec<DeviceSpec>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let cols: Vec<&str> = line.split(',').map(|c| c.trim().trim_matches('"')).collect();
+        if n == 0 && cols.first().is_some_and(|c| c.eq_ignore_ascii_case("productKey")) {
+            continue;
+        }
+        let [pk, dn, secret, ..] = cols.as_slice() else {
+            return Err(format!("line {}: expected productKey,deviceName,deviceSecret", n + 1));
+        };
+        if pk.is_empty() || dn.is_empty() || secret.is_empty() {
+            return Err(format!("line {}: an empty productKey, deviceName or deviceSecret", n + 1));
+        }
+        out.push(DeviceSpec {
+            product_key: (*pk).to_owned(),
+            device_name: (*dn).to_owned(),
+            device_secret: Some((*secret).to_owned()),
+        });
+    }
+    Ok(out)
+}
+
+/// The batch endpoint creates at most this many devices per call; larger fleets are split (the
+/// prefix of each call carries the offset so names stay `{prefix}{i}`).
+const BATCH: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Created {
+    product_key: Option<String>,
+    device_name: String,
+    device_secret: String,
+}
+
+/// `POST /api/v1/products/{pk}/devices:batch {"prefix","count"}` → 201 with the devices and their
+/// secrets. Creates the product first when the hub does not know it.
+async fn register_batch(admin: &AdminTarget, pk: &str, prefix: &str, count: usize) -> anyhow::Result<Vec<DeviceSpec>> {
+    let http = Http::new(admin.clone());
+    let mut out: Vec<DeviceSpec> = Vec::with_capacity(count);
+    let mut product_checked = false;
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(BATCH);
+        let names: Vec<String> = (done..done + n).map(|i| format!("{prefix}{i}")).collect();
+        let body = serde_json::json!({ "deviceNames": names });
+        let path = format!("/api/v1/products/{pk}/devices:batch");
+        let (status, resp) = http.post_json(&path, &body).await?;
+        if status == 404 && !product_checked {
+            product_checked = true;
+            let (s, r) = http
+                .post_json("/api/v1/products", &serde_json::json!({ "name": format!("aliot bench {pk}"), "productKey": pk }))
+                .await?;
+            if !(200..300).contains(&s) {
+                anyhow::bail!("creating product {pk} failed: HTTP {s}: {}", String::from_utf8_lossy(&r));
+            }
+            continue;
+        }
+        product_checked = true;
+        if status == 409 {
+            // Some already exist (an earlier run): take the secrets from the device list.
+            out.extend(existing(&http, pk, &names).await?);
+            done += n;
+            continue;
+        }
+        if !(200..300).contains(&status) {
+            anyhow::bail!("registering devices on {} failed: HTTP {status}: {}", admin.url, String::from_utf8_lossy(&resp));
+        }
+        out.extend(parse_created(&resp, pk)?);
+        done += n;
+    }
+    Ok(out)
+}
+
+fn parse_created(body: &[u8], pk: &str) -> anyhow::Result<Vec<DeviceSpec>> {
+    let v: serde_json::Value = serde_json::from_slice(body).context("the batch endpoint answered no JSON")?;
+    let list = match &v {
+        serde_json::Value::Array(_) => v.clone(),
+        serde_json::Value::Object(o) => o
+            .get("devices")
+            .or_else(|| o.get("items"))
+            .or_else(|| o.get("created"))
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("the batch answer has no device list"))?,
+        _ => anyhow::bail!("the batch answer has no device list"),
+    };
+    let created: Vec<Created> = serde_json::from_value(list).context("the batch answer's devices lack deviceName/deviceSecret")?;
+    Ok(created
+        .into_iter()
+        .map(|c| DeviceSpec {
+            product_key: c.product_key.unwrap_or_else(|| pk.to_owned()),
+            device_name: c.device_name,
+            device_secret: Some(c.device_secret),
+        })
+        .collect())
+}
+
+/// The secrets of devices that already exist, from `GET /api/v1/products/{pk}/devices/{dn}`.
+async fn existing(http: &Http, pk: &str, names: &[String]) -> anyhow::Result<Vec<DeviceSpec>> {
+    let mut out = Vec::with_capacity(names.len());
+    for dn in names {
+        let (status, body) = http.get(&format!("/api/v1/products/{pk}/devices/{dn}")).await?;
+        if status == 404 {
+            let (s, r) = http
+                .post_json(&format!("/api/v1/products/{pk}/devices"), &serde_json::json!({ "deviceName": dn }))
+                .await?;
+            if !(200..300).contains(&s) {
+                anyhow::bail!("creating {pk}/{dn} failed: HTTP {s}: {}", String::from_utf8_lossy(&r));
+            }
+            out.extend(parse_created(format!("[{}]", String::from_utf8_lossy(&r)).as_bytes(), pk)?);
+            continue;
+        }
+        if !(200..300).contains(&status) {
+            anyhow::bail!("reading {pk}/{dn} failed: HTTP {status}: {}", String::from_utf8_lossy(&body));
+        }
+        out.extend(parse_created(format!("[{}]", String::from_utf8_lossy(&body)).as_bytes(), pk)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_should_skip_the_header_blank_lines_and_comments() {
+        let text = "productKey,deviceName,deviceSecret\n\n# a comment\npk,dev1,s1\n\"pk\",dev2 , s2\n";
+        let d = parse_csv(text).expect("valid");
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[1].device_name, "dev2");
+        assert_eq!(d[1].device_secret.as_deref(), Some("s2"));
+    }
+
+    #[test]
+    fn csv_should_name_the_line_of_a_short_row() {
+        let err = parse_csv("pk,dev1,s1\npk,dev2\n").expect_err("short row");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn batch_answers_should_be_read_as_a_list_or_an_object() {
+        let a = br#"[{"productKey":"pk","deviceName":"d0","deviceSecret":"s","iotId":"x"}]"#;
+        let b = br#"{"devices":[{"deviceName":"d0","deviceSecret":"s"}]}"#;
+        assert_eq!(parse_created(a, "pk").expect("list")[0].device_name, "d0");
+        assert_eq!(parse_created(b, "pk").expect("object")[0].product_key, "pk");
+    }
+
+    #[test]
+    fn debug_should_redact_the_secret() {
+        let d = DeviceSpec { product_key: "pk".into(), device_name: "d".into(), device_secret: Some("hunter2".into()) };
+        assert!(!format!("{d:?}").contains("hunter2"));
+    }
+}

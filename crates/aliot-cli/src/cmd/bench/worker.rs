@@ -1,0 +1,302 @@
+//! The parent of a bench run, and `--processes K`: K worker processes of this same program
+//! (`std::env::current_exe()`), each given its settings and a disjoint slice of the fleet as JSON on
+//! stdin (secrets never appear on a command line), each printing JSON lines on stdout: progress
+//! snapshots, then one result with its histograms serialized, merged here exactly.
+
+use std::io::{BufRead as _, Write as _};
+use std::process::{ExitCode, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::task::JoinSet;
+
+use super::admin::{self, Http};
+use super::fleet::{self, DeviceSpec};
+use super::progress::Live;
+use super::run::{self, OnProgress};
+use super::settings::{AdminTarget, Plan, Settings};
+use super::stats::{self, Progress, Summary, WorkerResult, round3};
+use super::sysinfo;
+
+/// What a worker reads on stdin.
+#[derive(Debug, Serialize, Deserialize)]
+struct WorkerSpec {
+    settings: Settings,
+    devices: Vec<DeviceSpec>,
+}
+
+/// One line a worker prints on stdout.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum WorkerLine {
+    Progress(Progress),
+    Result(Box<WorkerResult>),
+    Error(String),
+}
+
+fn phase_rank(p: &str) -> u8 {
+    match p {
+        "ramp" => 0,
+        "run" => 1,
+        "drain" => 2,
+        _ => 3,
+    }
+}
+
+/// Sums the snapshots of the workers; the phase is the least advanced one.
+fn sum(progress: &[Progress]) -> Progress {
+    let mut out = Progress { phase: "close".into(), ..Progress::default() };
+    for p in progress {
+        if phase_rank(&p.phase) < phase_rank(&out.phase) {
+            out.phase = p.phase.clone();
+        }
+        out.devices += p.devices;
+        out.connected += p.connected;
+        out.dropped += p.dropped;
+        out.connect_errors += p.connect_errors;
+        out.sent += p.sent;
+        out.replied += p.replied;
+        out.reply_p99_ms = out.reply_p99_ms.max(p.reply_p99_ms);
+        for (k, v) in &p.refused {
+            *out.refused.entry(k.clone()).or_default() += v;
+        }
+    }
+    out
+}
+
+/// Samples the server (hub `/metrics`, or a PID's /proc) while the bench runs.
+#[derive(Debug, Default, Clone)]
+struct ServerSamples {
+    baseline_rss: Option<u64>,
+    peak_rss: Option<u64>,
+    first_cpu: Option<f64>,
+    last_cpu: Option<f64>,
+    cpu_at_run: Option<f64>,
+    cpu_at_drain: Option<f64>,
+}
+
+impl ServerSamples {
+    fn add(&mut self, rss: Option<u64>, cpu: Option<f64>, phase: &str) {
+        if let Some(r) = rss {
+            self.baseline_rss.get_or_insert(r);
+            self.peak_rss = Some(self.peak_rss.map_or(r, |p| p.max(r)));
+        }
+        if let Some(c) = cpu {
+            self.first_cpu.get_or_insert(c);
+            self.last_cpu = Some(c);
+            if phase_rank(phase) >= 1 {
+                self.cpu_at_run.get_or_insert(c);
+            }
+            if phase_rank(phase) >= 2 {
+                self.cpu_at_drain.get_or_insert(c);
+            }
+        }
+    }
+
+    fn cpu(&self) -> Option<f64> {
+        Some(round3(self.last_cpu? - self.first_cpu?))
+    }
+
+    fn per_device_kib(&self, connected: u64) -> Option<f64> {
+        (connected > 0).then_some(())?;
+        Some(round3(self.peak_rss?.saturating_sub(self.baseline_rss?) as f64 / 1024.0 / connected as f64))
+    }
+}
+
+async fn sample_hub(http: &Http, url: &str) -> (Option<u64>, Option<f64>) {
+    match admin::get_url(http, url).await {
+        Ok(text) => (
+            admin::metric(&text, "process_resident_memory_bytes").map(|v| v as u64),
+            admin::metric(&text, "process_cpu_seconds_total"),
+        ),
+        Err(_) => (None, None),
+    }
+}
+
+/// Runs the bench as the parent: resolves the fleet, runs it (here or in K workers), merges.
+pub(crate) async fn run_parent(plan: Plan) -> anyhow::Result<Summary> {
+    let devices = fleet::resolve(&plan.fleet, plan.settings.admin.as_ref()).await?;
+    let live = Arc::new(Live::new(plan.quiet, devices.len() as u64));
+    let latest = Arc::new(Mutex::new(vec![Progress::default(); plan.processes]));
+
+    // Server sampling: a baseline before the first device, then every 500 ms.
+    let hub = plan.hub_metrics.clone().map(|url| (Http::new(AdminTarget { url: String::new(), token: None }), url));
+    let (mut hub_samples, mut pid_samples) = (ServerSamples::default(), ServerSamples::default());
+    if let Some((http, url)) = &hub {
+        let (r, c) = sample_hub(http, url).await;
+        if r.is_none() {
+            anyhow::bail!("--hub-metrics {url}: no process_resident_memory_bytes there");
+        }
+        hub_samples.add(r, c, "ramp");
+    }
+    if let Some(pid) = plan.server_pid {
+        let r = sysinfo::rss_bytes(Some(pid)).with_context(|| format!("--server-pid {pid}: no such process"))?;
+        pid_samples.add(Some(r), sysinfo::cpu_seconds(Some(pid)), "ramp");
+    }
+    let samples = Arc::new(Mutex::new((hub_samples, pid_samples)));
+    let sampler = {
+        let (samples, latest, server_pid) = (samples.clone(), latest.clone(), plan.server_pid);
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                every.tick().await;
+                let phase = sum(&latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).phase;
+                let h = match &hub {
+                    Some((http, url)) => Some(sample_hub(http, url).await),
+                    None => None,
+                };
+                let p = server_pid.map(|pid| (sysinfo::rss_bytes(Some(pid)), sysinfo::cpu_seconds(Some(pid))));
+                let mut s = samples.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some((r, c)) = h {
+                    s.0.add(r, c, &phase);
+                }
+                if let Some((r, c)) = p {
+                    s.1.add(r, c, &phase);
+                }
+            }
+        })
+    };
+
+    let results = if plan.processes == 1 {
+        let on_progress: OnProgress = {
+            let (live, latest) = (live.clone(), latest.clone());
+            Arc::new(move |p: Progress| {
+                live.show(&p);
+                if let Some(slot) = latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(0) {
+                    *slot = p;
+                }
+            })
+        };
+        vec![run::run_slice(plan.settings.clone(), devices, on_progress).await?]
+    } else {
+        run_workers(&plan, devices, live.clone(), latest.clone()).await?
+    };
+    live.finish();
+    sampler.abort();
+    // One last sample after the run (CPU of the drain and close).
+    let (mut hub_samples, mut pid_samples) = samples.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    if let Some((http, url)) = &hub {
+        let (r, c) = sample_hub(http, url).await;
+        hub_samples.add(r, c, "close");
+    }
+    if let Some(pid) = plan.server_pid {
+        pid_samples.add(sysinfo::rss_bytes(Some(pid)), sysinfo::cpu_seconds(Some(pid)), "close");
+    }
+
+    let mut summary = stats::merge(&results)?;
+    summary.workload = plan.settings.workload.as_str().to_owned();
+    summary.target = format!(
+        "{}{}:{}{}",
+        if plan.settings.tls.is_some() { "mqtts://" } else { "mqtt://" },
+        plan.settings.host,
+        plan.settings.port,
+        if plan.settings.plain_auth.is_some() { " (plain auth)" } else { " (signed)" }
+    );
+    if hub.is_some() {
+        summary.hub_rss_bytes = hub_samples.peak_rss;
+        summary.hub_rss_per_device_kib = hub_samples.per_device_kib(summary.connected);
+        summary.hub_cpu_seconds = hub_samples.cpu();
+    }
+    if plan.server_pid.is_some() {
+        summary.server_rss_bytes = pid_samples.peak_rss;
+        summary.server_rss_per_device_kib = pid_samples.per_device_kib(summary.connected);
+        summary.server_cpu_seconds = pid_samples.cpu();
+    }
+    Ok(summary)
+}
+
+/// Splits the fleet into `plan.processes` contiguous slices and runs one worker per slice.
+async fn run_workers(
+    plan: &Plan,
+    devices: Vec<DeviceSpec>,
+    live: Arc<Live>,
+    latest: Arc<Mutex<Vec<Progress>>>,
+) -> anyhow::Result<Vec<WorkerResult>> {
+    let exe = std::env::current_exe().context("cannot find this program to start workers")?;
+    let k = plan.processes;
+    let per = devices.len().div_ceil(k);
+    let mut slices: Vec<Vec<DeviceSpec>> = Vec::with_capacity(k);
+    let mut rest = devices;
+    while !rest.is_empty() {
+        let tail = rest.split_off(per.min(rest.len()));
+        slices.push(std::mem::replace(&mut rest, tail));
+    }
+    let k = slices.len();
+    let mut set = JoinSet::new();
+    for (w, slice) in slices.into_iter().enumerate() {
+        let mut settings = plan.settings.clone();
+        settings.worker_index = w;
+        settings.rate = plan.settings.rate / k as f64;
+        let spec = serde_json::to_vec(&WorkerSpec { settings, devices: slice }).context("cannot encode a worker's spec")?;
+        let mut child = tokio::process::Command::new(&exe)
+            .args(["bench", "--worker"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start worker {w} ({})", exe.display()))?;
+        let mut stdin = child.stdin.take().context("worker stdin")?;
+        let stdout = child.stdout.take().context("worker stdout")?;
+        let (live, latest) = (live.clone(), latest.clone());
+        set.spawn(async move {
+            stdin.write_all(&spec).await.with_context(|| format!("cannot send worker {w} its spec"))?;
+            drop(stdin);
+            let mut lines = BufReader::new(stdout).lines();
+            let mut result = None;
+            while let Some(line) = lines.next_line().await.with_context(|| format!("reading worker {w}"))? {
+                match serde_json::from_str::<WorkerLine>(&line) {
+                    Ok(WorkerLine::Progress(p)) => {
+                        let total = {
+                            let mut l = latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                            if let Some(slot) = l.get_mut(w) {
+                                *slot = p;
+                            }
+                            sum(&l)
+                        };
+                        live.show(&total);
+                    }
+                    Ok(WorkerLine::Result(r)) => result = Some(*r),
+                    Ok(WorkerLine::Error(e)) => anyhow::bail!("worker {w}: {e}"),
+                    Err(_) => {}
+                }
+            }
+            let status = child.wait().await.with_context(|| format!("waiting for worker {w}"))?;
+            result.with_context(|| format!("worker {w} ended ({status}) without a result"))
+        });
+    }
+    let mut results = Vec::with_capacity(k);
+    while let Some(r) = set.join_next().await {
+        results.push(r.context("a worker task panicked")??);
+    }
+    Ok(results)
+}
+
+/// `aliot bench --worker`: reads a [`WorkerSpec`] on stdin, runs it, prints JSON lines.
+pub(crate) fn run_worker() -> anyhow::Result<ExitCode> {
+    let mut input = String::new();
+    std::io::stdin().lock().read_line(&mut input).context("reading the worker spec on stdin")?;
+    let spec: WorkerSpec = serde_json::from_str(&input).context("bad worker spec on stdin")?;
+    let emit = |line: &WorkerLine| {
+        if let Ok(text) = serde_json::to_string(line) {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+            let _ = out.flush();
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let on_progress: OnProgress = Arc::new(move |p| emit(&WorkerLine::Progress(p)));
+    match rt.block_on(run::run_slice(spec.settings, spec.devices, on_progress)) {
+        Ok(r) => emit(&WorkerLine::Result(Box::new(r))),
+        Err(e) => emit(&WorkerLine::Error(format!("{e:#}"))),
+    }
+    Ok(ExitCode::SUCCESS)
+}

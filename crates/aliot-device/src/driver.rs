@@ -1,0 +1,331 @@
+//! The network loop: owns the MQTT event loop, signs every (re)connect afresh, backs off,
+//! restores subscriptions, and routes incoming messages without ever waiting for the application.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aliot_protocol::alink::{Reply, Request, read_id};
+use aliot_protocol::codes::alink as code;
+use aliot_protocol::{ConnackCode, DeviceIdentity, SignOptions};
+use bytes::Bytes;
+use rumqttc::{ConnectionError, EventLoop, Packet, Publish, SubscribeFilter};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::backoff::{Next, Schedule};
+use crate::error::Error;
+use crate::event::{Connected, Disconnected, Event, Message, PropertySet, Replier, RrpcRequest, ServiceCall};
+use crate::options::QoS;
+use crate::route::{Route, route};
+use crate::shared::{Shared, lock, rumqttc_qos};
+
+/// Epoch milliseconds now.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
+}
+
+/// Signs CONNECTs: a new timestamp (epoch ms, strictly increasing) for every attempt.
+pub(crate) struct Signer {
+    pub(crate) identity: DeviceIdentity,
+    pub(crate) options: SignOptions,
+    last_ms: u64,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer").field("identity", &self.identity).field("options", &self.options).finish()
+    }
+}
+
+impl Signer {
+    pub(crate) fn new(identity: DeviceIdentity, options: SignOptions) -> Self {
+        Self { identity, options, last_ms: 0 }
+    }
+
+    /// Fresh credentials. The timestamp never repeats, so no two attempts share a clientId.
+    pub(crate) fn sign(&mut self) -> Result<aliot_protocol::Credentials, Error> {
+        let ts = now_ms().max(self.last_ms + 1);
+        self.last_ms = ts;
+        let mut options = self.options.clone();
+        options.timestamp = Some(ts.to_string());
+        Ok(aliot_protocol::sign(&self.identity, &options)?)
+    }
+}
+
+pub(crate) struct Driver {
+    pub(crate) eventloop: EventLoop,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) events: mpsc::Sender<Event>,
+    pub(crate) signer: Signer,
+    pub(crate) schedule: Schedule,
+    pub(crate) stop: watch::Receiver<bool>,
+    /// Told the outcome of the first attempt ([`crate::Device::connect`]); the device stops if
+    /// that attempt fails.
+    pub(crate) first: Option<oneshot::Sender<Result<Connected, Error>>>,
+    pub(crate) endpoint: String,
+    pub(crate) system_filters: Vec<String>,
+    pub(crate) connections: u64,
+    /// clientId and timestamp of the attempt in progress.
+    pub(crate) signed: (String, String),
+}
+
+impl std::fmt::Debug for Driver {
+    // The MQTT options hold the password: never print them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver").field("endpoint", &self.endpoint).field("connections", &self.connections).finish()
+    }
+}
+
+impl Driver {
+    pub(crate) async fn run(mut self) {
+        let mut connected_at: Option<Instant> = None;
+        let outcome: Option<Error> = loop {
+            if connected_at.is_none() {
+                if self.shared.stopping() {
+                    break None;
+                }
+                match self.signer.sign() {
+                    Ok(creds) => {
+                        self.signed = (creds.client_id.clone(), creds.timestamp.clone().unwrap_or_default());
+                        if let Err(e) = self.eventloop.mqtt_options.try_set_client_id(creds.client_id) {
+                            break Some(Error::Options(e.to_string()));
+                        }
+                        self.eventloop.mqtt_options.set_credentials(creds.username, creds.password);
+                    }
+                    Err(e) => break Some(e),
+                }
+            }
+            // Cancelling `poll` is only safe while no connection is up (an attempt in progress is
+            // simply abandoned); once connected, stopping goes through a DISCONNECT request and
+            // `poll` runs to completion.
+            let polled = if connected_at.is_none() {
+                tokio::select! {
+                    biased;
+                    _ = self.stop.wait_for(|s| *s) => break None,
+                    r = self.eventloop.poll() => r,
+                }
+            } else {
+                self.eventloop.poll().await
+            };
+            match polled {
+                Ok(rumqttc::Event::Incoming(Packet::ConnAck(ack))) => {
+                    connected_at = Some(Instant::now());
+                    self.on_connected(ack.session_present);
+                }
+                Ok(rumqttc::Event::Incoming(Packet::Publish(publish))) => self.dispatch(publish),
+                Ok(_) => {}
+                Err(e) => {
+                    if self.shared.stopping() {
+                        break None;
+                    }
+                    let lasted = connected_at.take().map(|t| t.elapsed());
+                    if let Some(lasted) = lasted {
+                        self.shared.conn.send_modify(|s| s.connected = false);
+                        self.schedule.connection_lost(lasted);
+                    }
+                    let error = self.classify(e);
+                    tracing::info!(endpoint = %self.endpoint, error = %error, "connection down");
+                    if lasted.is_none()
+                        && let Some(first) = self.first.take()
+                    {
+                        // `Device::connect` reports the first attempt's failure and stops.
+                        let _ = first.send(Err(error.clone()));
+                        break Some(error);
+                    }
+                    let refused = error.connack();
+                    let next = self.schedule.next(refused, &mut rand::rng());
+                    let retry_in = match next {
+                        Next::RetryIn(d) => Some(d),
+                        Next::Stop => None,
+                    };
+                    self.emit(Event::Disconnected(Disconnected {
+                        reason: error.to_string(),
+                        refused,
+                        was_connected: lasted.is_some(),
+                        retry_in,
+                    }));
+                    let Some(delay) = retry_in else { break Some(error) };
+                    tokio::select! {
+                        biased;
+                        _ = self.stop.wait_for(|s| *s) => break None,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        };
+        self.shared.close();
+        if let Some(first) = self.first.take() {
+            let _ = first.send(Err(outcome.clone().unwrap_or(Error::Closed)));
+        }
+        tracing::debug!(endpoint = %self.endpoint, "device stopped");
+        // The last event: wait a little for room, the consumer is probably still reading.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.events.send(Event::Stopped(outcome))).await;
+    }
+
+    fn classify(&self, e: ConnectionError) -> Error {
+        match e {
+            ConnectionError::ConnectionRefused(rc) => Error::Refused {
+                code: ConnackCode::from_code(rc as u8).unwrap_or(ConnackCode::ServerUnavailable),
+            },
+            ConnectionError::Tls(e) => Error::Tls(format!("{}: {e}", self.endpoint)),
+            other => Error::Connect { endpoint: self.endpoint.clone(), reason: other.to_string() },
+        }
+    }
+
+    fn on_connected(&mut self, session_present: bool) {
+        self.connections += 1;
+        self.shared.conn.send_modify(|s| {
+            s.generation += 1;
+            s.connected = true;
+        });
+        let info = Connected {
+            client_id: self.signed.0.clone(),
+            timestamp: self.signed.1.clone(),
+            session_present,
+            connections: self.connections,
+        };
+        tracing::info!(client_id = %info.client_id, connections = info.connections, "connected");
+        self.resubscribe();
+        if let Some(first) = self.first.take() {
+            let _ = first.send(Ok(info.clone()));
+        }
+        self.emit(Event::Connected(info));
+    }
+
+    /// Subscriptions do not survive a clean session: send them all again, from a task of its
+    /// own (the loop must not wait on the request channel it drains itself).
+    fn resubscribe(&self) {
+        let mut filters: Vec<SubscribeFilter> =
+            self.system_filters.iter().map(|f| SubscribeFilter::new(f.clone(), rumqttc::QoS::AtLeastOnce)).collect();
+        filters.extend(
+            lock(&self.shared.subscriptions).iter().map(|(f, q)| SubscribeFilter::new(f.clone(), rumqttc_qos(*q))),
+        );
+        if filters.is_empty() {
+            return;
+        }
+        let client = self.shared.client.clone();
+        let names: Vec<String> = filters.iter().map(|f| f.path.clone()).collect();
+        tokio::spawn(async move {
+            match client.subscribe_many_tracked(filters).await {
+                Ok(notice) => match notice.wait_async().await {
+                    Ok(suback) => {
+                        let refused: Vec<&String> = names
+                            .iter()
+                            .zip(&suback.return_codes)
+                            .filter(|(_, c)| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                            .map(|(n, _)| n)
+                            .collect();
+                        if refused.is_empty() {
+                            tracing::debug!(count = names.len(), "subscriptions restored");
+                        } else {
+                            tracing::warn!(?refused, "the platform refused some subscriptions");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "subscriptions not confirmed (connection lost?)"),
+                },
+                Err(e) => tracing::warn!(error = %e, "could not queue the subscriptions"),
+            }
+        });
+    }
+
+    fn emit(&self, event: Event) {
+        match self.events.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(mut event)) => {
+                if event.is_request() {
+                    self.shared.counters.busy_replies.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("event queue full: answering a request with code 429");
+                    event.refuse(code::TOO_MANY_REQUESTS, "the device is busy: its event queue is full");
+                } else {
+                    self.shared.counters.dropped_messages.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("event queue full: an event was dropped");
+                }
+            }
+            // Nobody listens: requests get the "not handled" answer when dropped here.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn message(topic: &str, payload: Bytes, qos: QoS) -> Event {
+        Event::Message(Message { topic: topic.to_owned(), payload, qos })
+    }
+
+    fn dispatch(&mut self, publish: Publish) {
+        let Ok(topic) = std::str::from_utf8(&publish.topic) else {
+            tracing::warn!("message with a non-UTF-8 topic ignored");
+            return;
+        };
+        let topic = topic.to_owned();
+        let qos = if publish.qos == rumqttc::QoS::AtMostOnce { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+        let payload = publish.payload;
+        tracing::trace!(topic = %topic, bytes = payload.len(), "incoming");
+        let shared = &self.shared;
+        match route(&topic, &payload, &shared.product_key, &shared.device_name) {
+            Route::Reply => match serde_json::from_slice::<Reply>(&payload) {
+                Ok(reply) => {
+                    if lock(&shared.correlator).complete_reply(reply).is_some() {
+                        self.emit(Self::message(&topic, payload, qos));
+                    }
+                }
+                Err(e) => {
+                    let failed = read_id(&payload).is_some_and(|id| {
+                        lock(&shared.correlator)
+                            .fail_reply(&id.as_text(), Error::BadReply { topic: topic.clone(), reason: e.to_string() })
+                    });
+                    if !failed {
+                        self.emit(Self::message(&topic, payload, qos));
+                    }
+                }
+            },
+            Route::Ntp => {
+                let received = now_ms();
+                let sent = serde_json::from_slice::<Value>(&payload).ok().and_then(|v| match v.get("deviceSendTime") {
+                    Some(Value::String(s)) => Some(s.clone()),
+                    Some(Value::Number(n)) => Some(n.to_string()),
+                    _ => None,
+                });
+                let delivered = sent.is_some_and(|s| {
+                    let mut c = lock(&shared.correlator);
+                    c.prune_ntp();
+                    c.complete_ntp(&s, (payload.to_vec(), received))
+                });
+                if !delivered {
+                    self.emit(Self::message(&topic, payload, qos));
+                }
+            }
+            Route::PropertySet { reply_topic } => match Request::parse(&payload) {
+                Ok(request) => {
+                    let replier = Replier::new(
+                        shared.clone(),
+                        reply_topic,
+                        QoS::AtLeastOnce,
+                        Some(request.id.clone()),
+                        "thing.service.property.set".into(),
+                    );
+                    self.emit(Event::PropertySet(PropertySet { topic, request, replier }));
+                }
+                Err(e) => {
+                    if let Some(id) = read_id(&payload) {
+                        let mut replier =
+                            Replier::new(shared.clone(), reply_topic, QoS::AtLeastOnce, Some(id), String::new());
+                        replier.answer_now(code::PARAM_ERROR, &e.to_string());
+                    }
+                    self.emit(Self::message(&topic, payload, qos));
+                }
+            },
+            Route::Service { service, via, reply_topic, request } => {
+                // RRPC answers go at QoS 0 (the platform's caller is waiting synchronously).
+                let reply_qos = if via.is_sync() { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+                let what = format!("thing.service.{service}");
+                let replier = Replier::new(shared.clone(), reply_topic, reply_qos, Some(request.id.clone()), what);
+                self.emit(Event::ServiceCall(ServiceCall { service, via, topic, request: *request, replier }));
+            }
+            Route::Rrpc { message_id, kind, reply_topic } => {
+                let replier = Replier::new(shared.clone(), reply_topic, QoS::AtMostOnce, None, "rrpc".into());
+                self.emit(Event::Rrpc(RrpcRequest { message_id, kind, topic, payload, replier }));
+            }
+            Route::Message => self.emit(Self::message(&topic, payload, qos)),
+        }
+    }
+}

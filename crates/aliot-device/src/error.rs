@@ -1,0 +1,121 @@
+//! The error type of aliot-device.
+
+use std::time::Duration;
+
+use aliot_protocol::ConnackCode;
+use thiserror::Error;
+
+/// Everything that can go wrong in the device SDK.
+///
+/// Foreign errors (IO, TLS, the MQTT client's) are kept as text so that the type stays `Clone`
+/// (the same error is handed to every waiter) and the MQTT client stays an implementation detail.
+/// No variant ever carries the device secret or the CONNECT password.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An option is out of range or inconsistent (checked before connecting).
+    #[error("invalid option: {0}")]
+    Options(String),
+    /// Bad identity, clientId, endpoint or profile (from aliot-protocol).
+    #[error(transparent)]
+    Protocol(#[from] aliot_protocol::Error),
+    /// A CA file could not be read or holds no usable certificate, or TLS could not be set up.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The platform answered CONNECT with a refusal (CONNACK return code 1..=5).
+    #[error("connection refused: CONNACK {code}: {cause}; fix: {hint}", cause = code.cause(), hint = code.hint())]
+    Refused {
+        /// The CONNACK return code, with Aliyun's cause ([`ConnackCode::cause`]) and the fix
+        /// ([`ConnackCode::hint`]).
+        code: ConnackCode,
+    },
+    /// The connection could not be set up (DNS, TCP, TLS handshake, timeout) or was lost.
+    #[error("cannot reach {endpoint}: {reason}")]
+    Connect {
+        /// `host:port`.
+        endpoint: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A QoS 0 publish (or a reply) was attempted while the device is offline.
+    #[error("not connected")]
+    NotConnected,
+    /// The platform did not answer a request in time.
+    #[error("no reply to {method} (id {id}) within {timeout:?}")]
+    Timeout {
+        /// The Alink method (or `ntp`).
+        method: String,
+        /// The request id.
+        id: String,
+        /// The request timeout that expired.
+        timeout: Duration,
+    },
+    /// The platform answered a request with an Alink error code.
+    #[error("{method} (id {id}) failed with code {code}: {message}")]
+    Alink {
+        /// The Alink method.
+        method: String,
+        /// The request id.
+        id: String,
+        /// The Alink code (never 200).
+        code: u32,
+        /// The platform's message, or aliot's description of the code.
+        message: String,
+    },
+    /// A reply that could not be read.
+    #[error("unreadable reply on {topic}: {reason}")]
+    BadReply {
+        /// The topic it came on.
+        topic: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The bounded queue of unacknowledged QoS 1 publishes is full; the new message was not
+    /// queued (nothing already queued is dropped).
+    #[error("{capacity} QoS 1 messages are already waiting for an acknowledgement; the new one was not queued")]
+    QueueFull {
+        /// The configured capacity ([`crate::DeviceOptions::outbox_capacity`]).
+        capacity: usize,
+    },
+    /// The platform refused a SUBSCRIBE (SUBACK 0x80).
+    #[error("the platform refused the subscription to {filter}")]
+    SubscribeRejected {
+        /// The topic filter.
+        filter: String,
+    },
+    /// A topic or filter that MQTT does not allow (empty, wildcard in a topic, NUL...).
+    #[error("invalid topic {0:?}")]
+    InvalidTopic(String),
+    /// The device was stopped (by [`crate::Device::disconnect`], by dropping every handle, or by
+    /// a refusal under [`crate::RefusalPolicy::Stop`]).
+    #[error("the device is stopped")]
+    Closed,
+}
+
+impl Error {
+    /// The CONNACK code when this is a refusal.
+    pub fn connack(&self) -> Option<ConnackCode> {
+        match self {
+            Error::Refused { code } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// `Result` with aliot-device's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_says_the_code_the_cause_and_the_fix() {
+        let e = Error::Refused { code: ConnackCode::BadUsernameOrPassword };
+        let text = e.to_string();
+        assert!(text.contains("4 (bad user name or password)"), "{text}");
+        assert!(text.contains(ConnackCode::BadUsernameOrPassword.cause()), "{text}");
+        assert!(text.contains("aliot verify"), "{text}");
+        assert_eq!(e.connack(), Some(ConnackCode::BadUsernameOrPassword));
+    }
+}

@@ -1,0 +1,485 @@
+//! [`DeviceOptions`]: who the device is, where it connects, and how it behaves.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aliot_protocol::auth::KEEPALIVE_RANGE;
+use aliot_protocol::{DeviceIdentity, DeviceProfile, Endpoint, SignMethod};
+
+use crate::error::{Error, Result};
+
+/// MQTT quality of service. The platform supports QoS 0 and 1 only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum QoS {
+    /// At most once: sent once, never acknowledged.
+    #[default]
+    AtMostOnce,
+    /// At least once: acknowledged by the platform (PUBACK), re-sent until it is.
+    AtLeastOnce,
+}
+
+impl QoS {
+    /// 0 or 1.
+    pub fn level(self) -> u8 {
+        match self {
+            QoS::AtMostOnce => 0,
+            QoS::AtLeastOnce => 1,
+        }
+    }
+
+    /// `0` → at most once, `1` → at least once; anything else is `None` (QoS 2 is not supported
+    /// by the platform).
+    pub fn from_level(level: u8) -> Option<Self> {
+        match level {
+            0 => Some(QoS::AtMostOnce),
+            1 => Some(QoS::AtLeastOnce),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for QoS {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.level())
+    }
+}
+
+/// Which certificates a TLS connection trusts.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TrustAnchors {
+    /// The Alibaba Cloud IoT root CAs built into this crate: GlobalSign Root CA (R1), used on
+    /// ports 1883/443, and the Aliyun IoT Root CA (2023–2053), used on port 8883 (spec §2.2).
+    Aliyun,
+    /// The certificates of a PEM file (for example the local CA of `aliot hub`).
+    File(PathBuf),
+    /// PEM text held in memory.
+    Pem(Vec<u8>),
+}
+
+impl fmt::Debug for TrustAnchors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrustAnchors::Aliyun => f.write_str("Aliyun"),
+            TrustAnchors::File(p) => f.debug_tuple("File").field(p).finish(),
+            TrustAnchors::Pem(b) => write!(f, "Pem({} bytes)", b.len()),
+        }
+    }
+}
+
+/// Reconnect delays: capped exponential backoff with jitter.
+///
+/// The n-th consecutive failed attempt waits a random time in `[d/2, d]` where
+/// `d = min(max, initial × 2ⁿ)`. The count restarts once a connection has stayed up for
+/// `stable_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// First delay (default 1 s).
+    pub initial: Duration,
+    /// Largest delay (default 60 s).
+    pub max: Duration,
+    /// How long a connection must last for the next failure to start again from `initial`
+    /// (default 30 s).
+    pub stable_after: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { initial: Duration::from_secs(1), max: Duration::from_secs(60), stable_after: Duration::from_secs(30) }
+    }
+}
+
+/// What to do when the platform refuses the CONNECT with a code that retrying cannot fix:
+/// 4 (bad username or password), 5 (not authorized), and 1, 2 (protocol version, clientId).
+/// Code 3 (server unavailable) always follows the normal [`Backoff`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RefusalPolicy {
+    /// Stop the device: the events stream ends with [`crate::Event::Stopped`] carrying
+    /// [`Error::Refused`]. The default: a wrong secret never turns into a reconnect storm.
+    #[default]
+    Stop,
+    /// Retry, but only every given interval (jittered like the backoff), for devices that may be
+    /// re-enabled or re-provisioned while they run.
+    RetryEvery(Duration),
+}
+
+/// Everything a [`crate::Device`] needs: identity, endpoint and behaviour.
+///
+/// Built with [`DeviceOptions::new`] or [`DeviceOptions::from_profile`], then adjusted with the
+/// chainable setters; checked by [`DeviceOptions::validate`] before connecting. `Debug` never
+/// shows the device secret.
+///
+/// ```
+/// use std::time::Duration;
+/// use aliot_device::{DeviceOptions, QoS};
+/// use aliot_protocol::{DeviceIdentity, Endpoint};
+///
+/// let identity = DeviceIdentity::new("a1B2c3D4e5F", "light-01", "secret")?;
+/// let options = DeviceOptions::new(identity, Endpoint::custom("127.0.0.1", Some(1883), false)?)
+///     .keepalive(Duration::from_secs(120))
+///     .request_timeout(Duration::from_secs(5));
+/// options.validate()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct DeviceOptions {
+    pub(crate) identity: DeviceIdentity,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) trust: TrustAnchors,
+    pub(crate) server_name: Option<String>,
+    pub(crate) sign_method: SignMethod,
+    pub(crate) client_id_prefix: Option<String>,
+    pub(crate) keepalive: Duration,
+    pub(crate) clean_session: bool,
+    pub(crate) auto_subscribe: bool,
+    pub(crate) ext_rrpc: bool,
+    pub(crate) extra_params: Vec<(String, String)>,
+    pub(crate) request_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) backoff: Backoff,
+    pub(crate) refusal: RefusalPolicy,
+    pub(crate) event_capacity: usize,
+    pub(crate) outbox_capacity: usize,
+    pub(crate) max_packet_size: usize,
+}
+
+impl fmt::Debug for DeviceOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceOptions")
+            .field("identity", &self.identity)
+            .field("endpoint", &self.endpoint)
+            .field("trust", &self.trust)
+            .field("server_name", &self.server_name)
+            .field("sign_method", &self.sign_method)
+            .field("client_id_prefix", &self.client_id_prefix)
+            .field("keepalive", &self.keepalive)
+            .field("clean_session", &self.clean_session)
+            .field("auto_subscribe", &self.auto_subscribe)
+            .field("ext_rrpc", &self.ext_rrpc)
+            .field("extra_params", &self.extra_params)
+            .field("request_timeout", &self.request_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("backoff", &self.backoff)
+            .field("refusal", &self.refusal)
+            .field("event_capacity", &self.event_capacity)
+            .field("outbox_capacity", &self.outbox_capacity)
+            .field("max_packet_size", &self.max_packet_size)
+            .finish()
+    }
+}
+
+impl DeviceOptions {
+    /// Options with the defaults: signmethod hmacsha256, clientId prefix `{pk}.{dn}`, keepalive
+    /// 60 s, clean session, `_ss=1` (auto-subscription) and `ext=1` (RRPC on `/ext/rrpc/...`),
+    /// request timeout 10 s, the built-in Aliyun root CAs when the endpoint uses TLS.
+    pub fn new(identity: DeviceIdentity, endpoint: Endpoint) -> Self {
+        Self {
+            identity,
+            endpoint,
+            trust: TrustAnchors::Aliyun,
+            server_name: None,
+            sign_method: SignMethod::HmacSha256,
+            client_id_prefix: None,
+            keepalive: Duration::from_secs(60),
+            clean_session: true,
+            auto_subscribe: true,
+            ext_rrpc: true,
+            extra_params: vec![("_v".into(), format!("aliot-{}", env!("CARGO_PKG_VERSION"))), ("lan".into(), "Rust".into())],
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            backoff: Backoff::default(),
+            refusal: RefusalPolicy::Stop,
+            event_capacity: 256,
+            outbox_capacity: 1000,
+            max_packet_size: 512 * 1024,
+        }
+    }
+
+    /// Options from a TOML device profile: identity, endpoint (`host`/`port`, `region` or
+    /// `instance_id`), `tls`, `ca_file`, `sign_method`, `client_id` (prefix) and `keepalive`.
+    ///
+    /// # Errors
+    /// A missing or invalid identity field, no endpoint at all, or a bad value.
+    pub fn from_profile(profile: &DeviceProfile) -> Result<Self> {
+        let identity = profile.identity()?;
+        let tls = profile.tls.unwrap_or(false);
+        let mut endpoint = if let Some(host) = &profile.host {
+            Endpoint::custom(host, profile.port, tls)?
+        } else if let Some(instance) = &profile.instance_id {
+            Endpoint::instance(instance, tls)?
+        } else if let Some(region) = &profile.region {
+            Endpoint::region(identity.product_key(), region, tls)?
+        } else {
+            return Err(Error::Options("the profile names no endpoint: set host, region or instance_id".into()));
+        };
+        if let Some(port) = profile.port {
+            endpoint.port = port;
+        }
+        let mut options = Self::new(identity, endpoint);
+        if let Some(ca) = &profile.ca_file {
+            options.trust = TrustAnchors::File(PathBuf::from(ca));
+        }
+        if let Some(method) = &profile.sign_method {
+            options.sign_method = method.parse()?;
+        }
+        if let Some(prefix) = &profile.client_id {
+            options.client_id_prefix = Some(prefix.clone());
+        }
+        if let Some(k) = profile.keepalive {
+            options.keepalive = Duration::from_secs(u64::from(k));
+        }
+        Ok(options)
+    }
+
+    /// The device identity.
+    pub fn identity(&self) -> &DeviceIdentity {
+        &self.identity
+    }
+
+    /// The endpoint.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Replaces the endpoint.
+    #[must_use]
+    pub fn with_endpoint(mut self, endpoint: Endpoint) -> Self {
+        self.endpoint = endpoint;
+        self
+    }
+
+    /// Which certificates TLS trusts (default: the built-in Aliyun root CAs).
+    #[must_use]
+    pub fn trust(mut self, trust: TrustAnchors) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    /// Trusts the certificates of a PEM file instead of the built-in roots (the hub's local CA).
+    #[must_use]
+    pub fn ca_file(self, path: impl Into<PathBuf>) -> Self {
+        self.trust(TrustAnchors::File(path.into()))
+    }
+
+    /// The TLS server name (SNI, and the name the certificate must carry); default: the
+    /// endpoint's host.
+    #[must_use]
+    pub fn server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// The HMAC algorithm of the password (default hmacsha256).
+    #[must_use]
+    pub fn sign_method(mut self, method: SignMethod) -> Self {
+        self.sign_method = method;
+        self
+    }
+
+    /// The clientId prefix (default `{productKey}.{deviceName}`; at most 64 characters).
+    #[must_use]
+    pub fn client_id_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.client_id_prefix = Some(prefix.into());
+        self
+    }
+
+    /// MQTT keepalive (default 60 s). The platform accepts 30..=1200 s; [`Self::validate`]
+    /// checks it before connecting.
+    #[must_use]
+    pub fn keepalive(mut self, keepalive: Duration) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// MQTT clean session (default true). With `false` the platform keeps QoS 1 downlinks for an
+    /// offline device.
+    #[must_use]
+    pub fn clean_session(mut self, clean: bool) -> Self {
+        self.clean_session = clean;
+        self
+    }
+
+    /// Announce `_ss=1` (default true): the platform subscribes the device to its system topics
+    /// itself. When false, the SDK subscribes to the reply, property-set, service, RRPC and NTP
+    /// topics after every connect.
+    #[must_use]
+    pub fn auto_subscribe(mut self, on: bool) -> Self {
+        self.auto_subscribe = on;
+        self
+    }
+
+    /// Announce `ext=1` (default true): synchronous service calls arrive on
+    /// `/ext/rrpc/{id}/sys/{pk}/{dn}/thing/service/{id}` instead of `/sys/{pk}/{dn}/rrpc/request/{id}`.
+    /// The SDK answers both styles either way.
+    #[must_use]
+    pub fn ext_rrpc(mut self, on: bool) -> Self {
+        self.ext_rrpc = on;
+        self
+    }
+
+    /// Adds (or replaces) a clientId parameter, such as `_v` or `lan`. `securemode`,
+    /// `signmethod`, `timestamp`, `_ss` and `ext` are set by the SDK.
+    #[must_use]
+    pub fn client_id_param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        let value = value.into();
+        match self.extra_params.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.extra_params.push((key, value)),
+        }
+        self
+    }
+
+    /// How long a request (property post, event post, NTP...) waits for the platform's reply,
+    /// queueing and reconnects included (default 10 s).
+    #[must_use]
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How long one connection attempt (TCP, TLS, CONNECT/CONNACK) may take (default 10 s,
+    /// whole seconds).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Reconnect backoff.
+    #[must_use]
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// What to do on CONNACK refusals 1, 2, 4 and 5 (default [`RefusalPolicy::Stop`]).
+    #[must_use]
+    pub fn on_refusal(mut self, policy: RefusalPolicy) -> Self {
+        self.refusal = policy;
+        self
+    }
+
+    /// Capacity of the event queue between the network loop and the [`crate::Events`] stream
+    /// (default 256). When it is full, new requests are answered at once with Alink code 429
+    /// and new plain messages are dropped (and counted): the network loop never waits for the
+    /// application.
+    #[must_use]
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity;
+        self
+    }
+
+    /// How many QoS 1 messages may wait for their acknowledgement, offline or not (default
+    /// 1000). Beyond it [`crate::Device::publish`] fails with [`Error::QueueFull`] and the new
+    /// message is not queued; queued messages are never dropped.
+    #[must_use]
+    pub fn outbox_capacity(mut self, capacity: usize) -> Self {
+        self.outbox_capacity = capacity;
+        self
+    }
+
+    /// Largest MQTT packet sent or accepted (default 512 KiB).
+    #[must_use]
+    pub fn max_packet_size(mut self, bytes: usize) -> Self {
+        self.max_packet_size = bytes;
+        self
+    }
+
+    /// Checks the options the platform would refuse, before any connection is made.
+    ///
+    /// # Errors
+    /// [`Error::Options`] for a keepalive outside 30..=1200 s, a zero capacity or timeout, or a
+    /// backoff whose maximum is below its start.
+    pub fn validate(&self) -> Result<()> {
+        let secs = self.keepalive.as_secs();
+        let in_range = u16::try_from(secs).is_ok_and(|s| KEEPALIVE_RANGE.contains(&s));
+        if !in_range || self.keepalive.subsec_nanos() != 0 {
+            return Err(Error::Options(format!(
+                "keepalive {:?} is outside {}..={} s: the platform would refuse the connection",
+                self.keepalive,
+                KEEPALIVE_RANGE.start(),
+                KEEPALIVE_RANGE.end()
+            )));
+        }
+        if self.event_capacity == 0 || self.outbox_capacity == 0 {
+            return Err(Error::Options("queue capacities must be at least 1".into()));
+        }
+        if self.request_timeout.is_zero() || self.connect_timeout.as_secs() == 0 {
+            return Err(Error::Options("timeouts must be positive (the connect timeout in whole seconds)".into()));
+        }
+        if self.backoff.initial.is_zero() || self.backoff.max < self.backoff.initial {
+            return Err(Error::Options("backoff needs 0 < initial <= max".into()));
+        }
+        if let RefusalPolicy::RetryEvery(d) = self.refusal
+            && d.is_zero()
+        {
+            return Err(Error::Options("the refusal retry interval must be positive".into()));
+        }
+        if self.max_packet_size < 1024 {
+            return Err(Error::Options("max packet size must be at least 1 KiB".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> DeviceOptions {
+        let id = DeviceIdentity::new("pk", "dn", "very-secret").expect("valid identity");
+        DeviceOptions::new(id, Endpoint::custom("127.0.0.1", Some(1883), false).expect("endpoint"))
+    }
+
+    #[test]
+    fn keepalive_outside_the_platform_range_is_refused_before_connecting() {
+        assert!(options().validate().is_ok());
+        for bad in [0, 29, 1201, 5000] {
+            let e = options().keepalive(Duration::from_secs(bad)).validate().unwrap_err();
+            assert!(e.to_string().contains("30..=1200"), "{e}");
+        }
+        assert!(options().keepalive(Duration::from_millis(30_500)).validate().is_err());
+        assert!(options().keepalive(Duration::from_secs(30)).validate().is_ok());
+        assert!(options().keepalive(Duration::from_secs(1200)).validate().is_ok());
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let text = format!("{:?}", options());
+        assert!(!text.contains("very-secret"), "{text}");
+    }
+
+    #[test]
+    fn profiles_become_options() {
+        let p = DeviceProfile::from_toml(
+            "product_key = \"pk\"\ndevice_name = \"dn\"\ndevice_secret = \"s\"\nhost = \"h\"\nport = 1999\n\
+             tls = true\nca_file = \"ca.pem\"\nsign_method = \"hmacsha1\"\nclient_id = \"SN1\"\nkeepalive = 300\n",
+        )
+        .expect("profile");
+        let o = DeviceOptions::from_profile(&p).expect("options");
+        assert_eq!((o.endpoint.host.as_str(), o.endpoint.port, o.endpoint.tls), ("h", 1999, true));
+        assert_eq!(o.trust, TrustAnchors::File("ca.pem".into()));
+        assert_eq!(o.sign_method, SignMethod::HmacSha1);
+        assert_eq!(o.client_id_prefix.as_deref(), Some("SN1"));
+        assert_eq!(o.keepalive, Duration::from_secs(300));
+        let p = DeviceProfile::from_toml("product_key = \"pk\"\ndevice_name = \"dn\"\ndevice_secret = \"s\"\n")
+            .expect("profile");
+        assert!(DeviceOptions::from_profile(&p).is_err());
+        let p = DeviceProfile::from_toml(
+            "product_key = \"pk\"\ndevice_name = \"dn\"\ndevice_secret = \"s\"\nregion = \"cn-shanghai\"\n",
+        )
+        .expect("profile");
+        assert_eq!(DeviceOptions::from_profile(&p).expect("options").endpoint.host, "pk.iot-as-mqtt.cn-shanghai.aliyuncs.com");
+    }
+
+    #[test]
+    fn client_id_params_replace_by_key() {
+        let o = options().client_id_param("_v", "x").client_id_param("k", "v");
+        assert!(o.extra_params.contains(&("_v".into(), "x".into())));
+        assert!(o.extra_params.contains(&("k".into(), "v".into())));
+        assert_eq!(o.extra_params.iter().filter(|(k, _)| k == "_v").count(), 1);
+    }
+}

@@ -1,0 +1,337 @@
+//! `/api/v1/products/{pk}/devices…`: register, list, show, enable/disable and delete devices.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::AdminState;
+use super::error::ApiError;
+use crate::broker::SessionInfo;
+use crate::error::Error;
+use crate::events::format_utc;
+use crate::store::{Device, MAX_BATCH};
+
+/// `POST …/devices` body.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct CreateDevice {
+    device_name: String,
+    #[serde(default)]
+    device_secret: Option<String>,
+}
+
+/// `POST …/devices:batch` body: either `prefix` + `count` (names `{prefix}{start}` …
+/// `{prefix}{start+count-1}`, `start` defaulting to 0) or `deviceNames`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct CreateBatch {
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    count: Option<u64>,
+    #[serde(default)]
+    start: Option<u64>,
+    #[serde(default)]
+    device_names: Option<Vec<String>>,
+    /// Leave existing devices alone (and list them) instead of failing with 409.
+    #[serde(default)]
+    skip_existing: bool,
+}
+
+/// `GET …/devices` query.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    #[serde(default)]
+    status: Option<StatusFilter>,
+    #[serde(default)]
+    format: Option<Format>,
+}
+
+/// `POST …/devices:batch` query.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct BatchQuery {
+    #[serde(default)]
+    format: Option<Format>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum StatusFilter {
+    Online,
+    Offline,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+enum Format {
+    #[default]
+    Json,
+    Csv,
+}
+
+/// `PATCH …/devices/{dn}` body.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct UpdateDevice {
+    #[serde(default)]
+    enabled: Option<bool>,
+}
+
+/// A new device's credentials (the answer to a registration).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Credentials {
+    product_key: String,
+    device_name: String,
+    device_secret: String,
+    iot_id: String,
+}
+
+impl From<Device> for Credentials {
+    fn from(d: Device) -> Self {
+        Self { product_key: d.product_key, device_name: d.device_name, device_secret: d.device_secret, iot_id: d.iot_id }
+    }
+}
+
+/// A device in answers.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DeviceView {
+    product_key: String,
+    device_name: String,
+    device_secret: String,
+    iot_id: String,
+    enabled: bool,
+    /// `"online"` or `"offline"`.
+    status: &'static str,
+    /// Epoch ms.
+    created: u64,
+    created_time: String,
+    /// Last successful login, epoch ms.
+    last_online: Option<u64>,
+    last_online_time: Option<String>,
+    /// The current connection's address when online, else the last login's.
+    client_ip: Option<IpAddr>,
+    /// The MQTT session, when online.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<SessionInfo>,
+    /// Last reported property values (only in single-device answers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    properties: Option<Map<String, Value>>,
+}
+
+fn view(d: Device, session: Option<SessionInfo>, properties: Option<Map<String, Value>>) -> DeviceView {
+    let client_ip = session.as_ref().map(|s| s.client_ip).or(d.last_ip);
+    DeviceView {
+        status: if session.is_some() { "online" } else { "offline" },
+        created_time: format_utc(d.created_ms),
+        created: d.created_ms,
+        last_online_time: d.last_online_ms.map(format_utc),
+        last_online: d.last_online_ms,
+        client_ip,
+        session,
+        properties,
+        enabled: d.enabled,
+        iot_id: d.iot_id,
+        device_secret: d.device_secret,
+        device_name: d.device_name,
+        product_key: d.product_key,
+    }
+}
+
+/// The device's full view: registry, session and last properties.
+pub(super) fn full_view(state: &AdminState, d: Device) -> DeviceView {
+    let session = state.broker().session(&d.product_key, &d.device_name);
+    let properties = state.broker().last_properties(&d.product_key, &d.device_name);
+    view(d, session, Some(properties.unwrap_or_default()))
+}
+
+/// The device, or 404 naming what is missing (the product or the device).
+pub(super) fn require_device(state: &AdminState, pk: &str, dn: &str) -> Result<Device, ApiError> {
+    if let Some(d) = state.store().device_info(pk, dn) {
+        return Ok(d);
+    }
+    if state.store().product(pk).is_none() {
+        return Err(Error::ProductNotFound { product_key: pk.to_owned() }.into());
+    }
+    Err(Error::DeviceNotFound { product_key: pk.to_owned(), device_name: dn.to_owned() }.into())
+}
+
+fn csv(devices: impl IntoIterator<Item = (String, String, String)>) -> Response {
+    let mut out = String::new();
+    for (pk, dn, secret) in devices {
+        // Names and secrets are validated to hold no ',', quote or line break.
+        out.push_str(&pk);
+        out.push(',');
+        out.push_str(&dn);
+        out.push(',');
+        out.push_str(&secret);
+        out.push('\n');
+    }
+    let mut response = out.into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    response
+}
+
+pub(super) async fn create(
+    State(state): State<AdminState>,
+    Path(pk): Path<String>,
+    body: Result<Json<CreateDevice>, JsonRejection>,
+) -> Result<(StatusCode, Json<Credentials>), ApiError> {
+    let Json(body) = body?;
+    let device = state.store().create_device(&pk, &body.device_name, body.device_secret.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(device.into())))
+}
+
+/// `POST /api/v1/products/{pk}/{action}`: only `devices:batch` exists.
+pub(super) async fn action(
+    State(state): State<AdminState>,
+    Path((pk, action)): Path<(String, String)>,
+    query: Result<Query<BatchQuery>, QueryRejection>,
+    body: Result<Json<CreateBatch>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    if action != "devices:batch" {
+        return Err(ApiError::no_route());
+    }
+    let Query(query) = query?;
+    let Json(body) = body?;
+    let names = batch_names(body.prefix, body.count, body.start, body.device_names)?;
+    let devices = state.store().create_devices(&pk, names, body.skip_existing).await?;
+    let response = match query.format.unwrap_or_default() {
+        Format::Csv => csv(devices.into_iter().map(|d| (d.product_key, d.device_name, d.device_secret))),
+        Format::Json => Json(devices.into_iter().map(Credentials::from).collect::<Vec<_>>()).into_response(),
+    };
+    Ok((StatusCode::CREATED, response).into_response())
+}
+
+fn batch_names(
+    prefix: Option<String>,
+    count: Option<u64>,
+    start: Option<u64>,
+    names: Option<Vec<String>>,
+) -> Result<Vec<String>, ApiError> {
+    match (prefix, count, names) {
+        (None, None, Some(names)) if start.is_none() => Ok(names),
+        (Some(prefix), Some(count), None) => {
+            if count == 0 || count > MAX_BATCH as u64 {
+                return Err(ApiError::bad_request(format!("count must be between 1 and {MAX_BATCH}")));
+            }
+            let start = start.unwrap_or(0);
+            let end = start
+                .checked_add(count)
+                .ok_or_else(|| ApiError::bad_request("start + count is too large"))?;
+            Ok((start..end).map(|i| format!("{prefix}{i}")).collect())
+        }
+        _ => Err(ApiError::bad_request(
+            "give either \"prefix\" and \"count\" (and optionally \"start\"), or \"deviceNames\"",
+        )),
+    }
+}
+
+pub(super) async fn list(
+    State(state): State<AdminState>,
+    Path(pk): Path<String>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let devices = state.store().devices(&pk)?;
+    let online: HashSet<String> = state.broker().online_devices(&pk).into_iter().collect();
+    let selected = devices.into_iter().filter(|d| match query.status {
+        None => true,
+        Some(StatusFilter::Online) => online.contains(&d.device_name),
+        Some(StatusFilter::Offline) => !online.contains(&d.device_name),
+    });
+    Ok(match query.format.unwrap_or_default() {
+        Format::Csv => csv(selected.map(|d| (d.product_key, d.device_name, d.device_secret))),
+        Format::Json => {
+            let views: Vec<DeviceView> = selected
+                .map(|d| {
+                    let session = if online.contains(&d.device_name) {
+                        state.broker().session(&d.product_key, &d.device_name)
+                    } else {
+                        None
+                    };
+                    view(d, session, None)
+                })
+                .collect();
+            Json(views).into_response()
+        }
+    })
+}
+
+pub(super) async fn show(
+    State(state): State<AdminState>,
+    Path((pk, dn)): Path<(String, String)>,
+) -> Result<Json<DeviceView>, ApiError> {
+    let device = require_device(&state, &pk, &dn)?;
+    Ok(Json(full_view(&state, device)))
+}
+
+pub(super) async fn update(
+    State(state): State<AdminState>,
+    Path((pk, dn)): Path<(String, String)>,
+    body: Result<Json<UpdateDevice>, JsonRejection>,
+) -> Result<Json<DeviceView>, ApiError> {
+    let Json(body) = body?;
+    require_device(&state, &pk, &dn)?;
+    let Some(enabled) = body.enabled else {
+        return Err(ApiError::bad_request("nothing to change: give \"enabled\""));
+    };
+    let device = state.store().set_enabled(&pk, &dn, enabled).await?;
+    if !enabled && state.broker().disconnect(&pk, &dn) {
+        tracing::info!(product_key = %pk, device_name = %dn, "disabled device disconnected");
+    }
+    Ok(Json(full_view(&state, device)))
+}
+
+/// The answer to a deletion.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Deleted {
+    product_key: String,
+    device_name: String,
+    deleted: bool,
+    /// Whether the device was online (it has been disconnected).
+    was_online: bool,
+}
+
+pub(super) async fn delete(
+    State(state): State<AdminState>,
+    Path((pk, dn)): Path<(String, String)>,
+) -> Result<Json<Deleted>, ApiError> {
+    require_device(&state, &pk, &dn)?;
+    let device = state.store().delete_device(&pk, &dn).await?;
+    let was_online = state.broker().is_online(&pk, &dn);
+    // Disconnects it too, and drops its stored session and offline queue.
+    state.broker().forget_device(&pk, &dn);
+    Ok(Json(Deleted { product_key: device.product_key, device_name: device.device_name, deleted: true, was_online }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_names_come_from_a_prefix_or_a_list() {
+        let names = batch_names(Some("bench-".into()), Some(3), None, None).ok().expect("names");
+        assert_eq!(names, ["bench-0", "bench-1", "bench-2"]);
+        let names = batch_names(Some("d".into()), Some(2), Some(10), None).ok().expect("names");
+        assert_eq!(names, ["d10", "d11"]);
+        let names = batch_names(None, None, None, Some(vec!["a".into()])).ok().expect("names");
+        assert_eq!(names, ["a"]);
+        assert!(batch_names(Some("d".into()), None, None, None).is_err());
+        assert!(batch_names(Some("d".into()), Some(1), None, Some(vec![])).is_err());
+        assert!(batch_names(Some("d".into()), Some(0), None, None).is_err());
+        assert!(batch_names(Some("d".into()), Some(MAX_BATCH as u64 + 1), None, None).is_err());
+        assert!(batch_names(None, None, None, None).is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! The admin HTTP API: JSON over HTTP on its own listener, behind a bearer token.
+//!
+//! [`router`] builds the whole API as an axum [`Router`] (testable without a socket). Every
+//! route except `GET /healthz` and `GET /metrics` needs `Authorization: Bearer <token>`; a
+//! missing or wrong token gets 401. Errors are `{"code":"...","message":"..."}`:
+//!
+//! | status | code | when |
+//! |---|---|---|
+//! | 400 | `invalid_argument` | bad JSON, unknown or missing fields, bad names, QoS 2, topic not the device's |
+//! | 401 | `unauthorized` | missing or wrong token |
+//! | 404 | `product_not_found`, `device_not_found`, `not_found` | unknown product, device or route |
+//! | 409 | `device_exists`, `product_exists` | registration of something that exists |
+//! | 409 | `device_offline`, `not_subscribed` | a call that needs the device's answer, and it cannot get one |
+//! | 429 | `too_many_pending_calls` | too many calls already wait for this device |
+//! | 502 | `bad_reply` | the device answered something unusable (not JSON) |
+//! | 503 | `queue_full` | the device's queue cannot take the message |
+//! | 504 | `device_timeout` | the device did not answer in time |
+//! | 500 | `internal` | the hub failed (details in its log only) |
+//!
+//! Endpoints (all JSON unless said):
+//!
+//! - `GET /healthz`, `GET /metrics` (Prometheus text; both without a token)
+//! - `POST /api/v1/products` `{"name","productKey"?}` → 201; `GET /api/v1/products`;
+//!   `GET /api/v1/products/{pk}`
+//! - `POST /api/v1/products/{pk}/devices` `{"deviceName","deviceSecret"?}` → 201;
+//!   `POST /api/v1/products/{pk}/devices:batch` `{"prefix","count","start"?}` or
+//!   `{"deviceNames":[…]}` (+ `"skipExisting"?`) → 201;
+//!   `GET /api/v1/products/{pk}/devices[?status=online|offline][&format=csv]`
+//! - `GET|PATCH|DELETE /api/v1/products/{pk}/devices/{dn}` (PATCH `{"enabled":bool}`)
+//! - `POST …/devices/{dn}/publish` `{"topic","payload","qos"?,"encoding"?}`
+//! - `POST …/devices/{dn}/properties` `{"params","timeout_ms"?}`,
+//!   `POST …/devices/{dn}/services/{identifier}` `{"params"?,"timeout_ms"?}`,
+//!   `POST …/devices/{dn}/rrpc` `{"payload","encoding"?,"timeout_ms"?}`
+//! - `GET /api/v1/events[?productKey=&deviceName=&type=a,b]` (server-sent events)
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::store::Store;
+
+mod devices;
+mod downlink;
+mod error;
+mod events;
+mod process;
+mod products;
+mod token;
+
+pub use token::{AdminToken, TokenSource, load_or_create as load_or_create_token};
+
+/// Largest request body (a batch of 100 000 device names fits).
+const BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// What the admin handlers share: the registry, the broker, the token. A cheap `Clone`.
+#[derive(Clone)]
+pub struct AdminState {
+    inner: Arc<StateInner>,
+}
+
+struct StateInner {
+    store: Store,
+    broker: Broker,
+    token: AdminToken,
+    /// Cancelled when the hub shuts down: ends the event streams, which would otherwise keep
+    /// the HTTP server's graceful shutdown waiting forever.
+    closing: CancellationToken,
+}
+
+impl fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminState")
+            .field("store", &self.inner.store)
+            .field("token", &self.inner.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminState {
+    /// State over a registry and a broker (which should use the same registry as its
+    /// directory), protected by `token`.
+    pub fn new(store: Store, broker: Broker, token: AdminToken) -> Self {
+        Self { inner: Arc::new(StateInner { store, broker, token, closing: CancellationToken::new() }) }
+    }
+
+    /// Ends the event streams (call it when the HTTP server shuts down).
+    pub fn close_streams(&self) {
+        self.inner.closing.cancel();
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) fn broker(&self) -> &Broker {
+        &self.inner.broker
+    }
+}
+
+/// The admin API.
+pub fn router(state: AdminState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/products", get(products::list).post(products::create))
+        .route("/api/v1/products/{pk}", get(products::show))
+        .route("/api/v1/products/{pk}/devices", get(devices::list).post(devices::create))
+        // `devices:batch`: a literal suffix after a path parameter cannot be routed as such,
+        // so the segment is a parameter and the handler checks it.
+        .route("/api/v1/products/{pk}/{action}", post(devices::action))
+        .route(
+            "/api/v1/products/{pk}/devices/{dn}",
+            get(devices::show).patch(devices::update).delete(devices::delete),
+        )
+        .route("/api/v1/products/{pk}/devices/{dn}/publish", post(downlink::publish))
+        .route("/api/v1/products/{pk}/devices/{dn}/properties", post(downlink::set_properties))
+        .route("/api/v1/products/{pk}/devices/{dn}/services/{identifier}", post(downlink::invoke_service))
+        .route("/api/v1/products/{pk}/devices/{dn}/rrpc", post(downlink::rrpc))
+        .route("/api/v1/events", get(events::stream))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(healthz))
+        // Without a token, like most Prometheus exporters (scrapers and `aliot bench
+        // --hub-metrics` read it as is): it holds counts only, never names or secrets.
+        .route("/metrics", get(metrics))
+        .merge(api)
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// 401 unless the request carries `Authorization: Bearer <token>` (scheme case-insensitive).
+async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let presented = request.headers().get(header::AUTHORIZATION).and_then(|v| {
+        let v = v.as_bytes();
+        (v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ")).then(|| &v[7..])
+    });
+    match presented {
+        Some(t) if state.inner.token.matches(t) => next.run(request).await,
+        _ => error::ApiError::unauthorized().into_response(),
+    }
+}
+
+async fn healthz() -> Response {
+    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+async fn no_route() -> error::ApiError {
+    error::ApiError::no_route()
+}
+
+async fn method_not_allowed() -> error::ApiError {
+    error::ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
+}
+
+/// Prometheus text: the broker's counters, the registry's counts, the process's memory and CPU.
+async fn metrics(State(state): State<AdminState>) -> Response {
+    use std::fmt::Write as _;
+    let mut out = state.broker().render_metrics();
+    let (products, devices) = state.store().counts();
+    let dropped = state.store().online_updates_dropped();
+    let _ = write!(
+        out,
+        "# HELP aliot_hub_registry_products Registered products.\n\
+         # TYPE aliot_hub_registry_products gauge\naliot_hub_registry_products {products}\n\
+         # HELP aliot_hub_registry_devices Registered devices.\n\
+         # TYPE aliot_hub_registry_devices gauge\naliot_hub_registry_devices {devices}\n\
+         # HELP aliot_hub_registry_online_updates_dropped_total Last-online times not written to disk \
+         because the writer queue was full.\n\
+         # TYPE aliot_hub_registry_online_updates_dropped_total counter\n\
+         aliot_hub_registry_online_updates_dropped_total {dropped}\n"
+    );
+    process::render(&mut out);
+    let mut response = out.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}

@@ -1,0 +1,242 @@
+//! Bytes ↔ MQTT packets over TCP or TLS, with the `rmqtt-codec` v3 codec (MQTT 3.1 and 3.1.1).
+//!
+//! Memory is the design constraint here: the hub must hold an idle device in a few KiB. So a
+//! plain-TCP connection owns **no read buffer while idle**: it waits for readiness, allocates a
+//! small buffer only to read, and frees it once every complete packet has been decoded. The write
+//! buffer is likewise freed once flushed. (A TLS stream keeps rustls's own buffers whatever we do,
+//! so TLS connections cost more; the figure we target is for TCP.)
+//!
+//! The packet size limit is enforced by the codec from the fixed header, before the body is
+//! buffered (`v3::Codec::new(max)` refuses a remaining length above `max`).
+//!
+//! MQTT 5 later: the codec crate has a v5 codec with the same shape; the session would pick it
+//! from the CONNECT's protocol level.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, BytesMut};
+use rmqtt_codec::error::DecodeError;
+use rmqtt_codec::v3::{Codec, Packet};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Decoder, Encoder};
+
+/// Bytes read per readable event; packets larger than this are assembled across reads.
+const READ_CHUNK: usize = 4096;
+
+/// The socket, plain or TLS.
+pub(crate) enum Transport {
+    /// Plain TCP (securemode 3).
+    Tcp(TcpStream),
+    /// TLS (securemode 2). Boxed: it is large and the enum is kept in every connection.
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Tcp(_) => "Tcp",
+            Transport::Tls(_) => "Tls",
+        })
+    }
+}
+
+/// What one wait on the socket produced. Both directions are served in the same wait so that a
+/// device that keeps the write side busy is still read (its PUBACKs free the inflight window).
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    /// Bytes read into the read buffer (0 with `eof` false means nothing was read this time).
+    pub(crate) read: usize,
+    /// Bytes written from the write buffer.
+    pub(crate) written: usize,
+    /// The peer closed its side.
+    pub(crate) eof: bool,
+}
+
+/// One MQTT connection: the socket, the codec and the two buffers.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    transport: Transport,
+    codec: Codec,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    /// TLS only: plaintext handed to rustls that still has to reach the socket.
+    tls_unflushed: bool,
+}
+
+impl Connection {
+    /// Wraps a socket; `max_packet` is the largest remaining length accepted.
+    pub(crate) fn new(transport: Transport, max_packet: u32) -> Self {
+        Self {
+            transport,
+            codec: Codec::new(max_packet),
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
+            tls_unflushed: false,
+        }
+    }
+
+    /// Bytes encoded but not yet written.
+    pub(crate) fn write_backlog(&self) -> usize {
+        self.wbuf.len()
+    }
+
+    /// Whether something still has to reach the socket.
+    fn wants_write(&self) -> bool {
+        !self.wbuf.is_empty() || self.tls_unflushed
+    }
+
+    /// Encodes a packet into the write buffer (written by the next [`Connection::io`]).
+    pub(crate) fn send(&mut self, packet: Packet) -> Result<(), rmqtt_codec::error::EncodeError> {
+        self.codec.encode(packet, &mut self.wbuf)
+    }
+
+    /// Decodes the next complete packet from what has been read, if any.
+    ///
+    /// # Errors
+    /// A malformed packet, or one above the size limit (detected from its fixed header).
+    pub(crate) fn next_packet(&mut self) -> Result<Option<Packet>, DecodeError> {
+        if self.rbuf.is_empty() {
+            return Ok(None);
+        }
+        Ok(self.codec.decode(&mut self.rbuf)?.map(|(p, _)| p))
+    }
+
+    /// Frees the read buffer when everything read has been decoded, so that an idle connection
+    /// holds no buffer. TLS keeps it: the next read needs one anyway.
+    pub(crate) fn release_read_buffer(&mut self) {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 && matches!(self.transport, Transport::Tcp(_)) {
+            self.rbuf = BytesMut::new();
+        }
+    }
+
+    /// A copy of the bytes read but not yet decoded (to tell the protocol level of a CONNECT the
+    /// codec refused).
+    pub(crate) fn peek_read(&self) -> &[u8] {
+        &self.rbuf
+    }
+
+    /// Waits until the socket can be read (when `want_read`) or written (when something is
+    /// buffered), and does both as far as they go without blocking.
+    pub(crate) async fn io(&mut self, want_read: bool) -> io::Result<Progress> {
+        poll_fn(|cx| self.poll_io(cx, want_read)).await
+    }
+
+    fn poll_io(&mut self, cx: &mut Context<'_>, want_read: bool) -> Poll<io::Result<Progress>> {
+        let mut progress = Progress::default();
+        let mut wrote = false;
+        if self.wants_write() {
+            match self.poll_write_some(cx) {
+                Poll::Ready(Ok(n)) => {
+                    progress.written = n;
+                    wrote = true;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        if want_read {
+            match self.poll_read_some(cx) {
+                Poll::Ready(Ok(0)) => progress.eof = true,
+                Poll::Ready(Ok(n)) => progress.read = n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        if wrote || progress.read > 0 || progress.eof {
+            Poll::Ready(Ok(progress))
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn poll_read_some(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        match &mut self.transport {
+            Transport::Tcp(tcp) => loop {
+                // Readiness first, buffer second: an idle connection holds no buffer.
+                std::task::ready!(tcp.poll_read_ready(cx))?;
+                if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+                    self.rbuf.reserve(READ_CHUNK);
+                }
+                match tcp.try_read_buf(&mut self.rbuf) {
+                    Ok(n) => return Poll::Ready(Ok(n)),
+                    // Spurious readiness: try_read cleared it; poll again to register the waker.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            },
+            Transport::Tls(tls) => {
+                // rustls may hold decrypted bytes already, so read directly (no readiness wait).
+                let start = self.rbuf.len();
+                self.rbuf.resize(start + READ_CHUNK, 0);
+                let mut rb = ReadBuf::new(&mut self.rbuf[start..]);
+                let res = Pin::new(tls.as_mut()).poll_read(cx, &mut rb);
+                let filled = rb.filled().len();
+                self.rbuf.truncate(start + filled);
+                match res {
+                    Poll::Ready(Ok(())) => Poll::Ready(Ok(filled)),
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn poll_write_some(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let mut written = 0;
+        if !self.wbuf.is_empty() {
+            let res = match &mut self.transport {
+                Transport::Tcp(tcp) => Pin::new(tcp).poll_write(cx, &self.wbuf),
+                Transport::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, &self.wbuf),
+            };
+            match res {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    self.wbuf.advance(n);
+                    written = n;
+                    if self.wbuf.is_empty() {
+                        // Free the buffer: an idle connection holds none.
+                        self.wbuf = BytesMut::new();
+                    }
+                    if matches!(self.transport, Transport::Tls(_)) {
+                        self.tls_unflushed = true;
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if self.tls_unflushed
+            && self.wbuf.is_empty()
+            && let Transport::Tls(tls) = &mut self.transport
+        {
+            match Pin::new(tls.as_mut()).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.tls_unflushed = false,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending if written == 0 => return Poll::Pending,
+                Poll::Pending => {}
+            }
+        }
+        Poll::Ready(Ok(written))
+    }
+
+    /// Writes everything buffered (used before closing).
+    pub(crate) async fn flush(&mut self) -> io::Result<()> {
+        while self.wants_write() {
+            poll_fn(|cx| self.poll_write_some(cx)).await?;
+        }
+        Ok(())
+    }
+
+    /// Shuts the write side down (TLS close_notify, then FIN).
+    pub(crate) async fn shutdown(&mut self) {
+        let _ = poll_fn(|cx| match &mut self.transport {
+            Transport::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Transport::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        })
+        .await;
+    }
+}

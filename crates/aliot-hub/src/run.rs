@@ -1,0 +1,323 @@
+//! The whole hub in one call: registry, broker, MQTT (and MQTT over TLS) listeners, admin API.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminState, TokenSource};
+use crate::broker::{Broker, bind_listener};
+use crate::config::{Config, URL_FILE};
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::tls::{self, CertificateFiles};
+
+/// A started hub: its bound addresses, its registry and broker, and the task that runs it.
+///
+/// The hub stops when the `shutdown` future given to [`start`] completes, or on
+/// [`RunningHub::stop`]; [`RunningHub::wait`] waits for it to have stopped. Dropping a
+/// `RunningHub` does not stop the hub.
+#[derive(Debug)]
+pub struct RunningHub {
+    mqtt_addr: SocketAddr,
+    mqtts_addr: Option<SocketAddr>,
+    admin_addr: SocketAddr,
+    admin_url: String,
+    data_dir: PathBuf,
+    token_source: TokenSource,
+    tls_files: Option<CertificateFiles>,
+    broker: Broker,
+    store: Store,
+    stop: CancellationToken,
+    task: JoinHandle<Result<()>>,
+}
+
+impl RunningHub {
+    /// The plain MQTT listener's address (the real port when configured with port 0).
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.mqtt_addr
+    }
+
+    /// The MQTT over TLS listener's address, when enabled.
+    pub fn mqtts_addr(&self) -> Option<SocketAddr> {
+        self.mqtts_addr
+    }
+
+    /// The admin API's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The admin API's base URL (`http://127.0.0.1:8080`), as written to `{data_dir}/admin.url`.
+    pub fn admin_url(&self) -> &str {
+        &self.admin_url
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Where the admin token came from (the token itself is never exposed here).
+    pub fn token_source(&self) -> &TokenSource {
+        &self.token_source
+    }
+
+    /// The certificate files of the TLS listener, when enabled (with the local CA's path when
+    /// the hub made it).
+    pub fn tls_files(&self) -> Option<&CertificateFiles> {
+        self.tls_files.as_ref()
+    }
+
+    /// The broker (downlinks, sessions, events).
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// The registry.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Stops the hub and waits until it has stopped.
+    ///
+    /// # Errors
+    /// As [`RunningHub::wait`].
+    pub async fn stop(self) -> Result<()> {
+        self.stop.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the hub has stopped (after `shutdown` completed or [`RunningHub::stop`]).
+    ///
+    /// # Errors
+    /// A listener that failed while running.
+    pub async fn wait(self) -> Result<()> {
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(Error::Io(std::io::Error::other(format!("the hub task failed: {e}")))),
+        }
+    }
+}
+
+fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener> {
+    bind_listener(addr)
+        .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}"))))
+}
+
+/// `http://` URL for reaching `addr` from this machine (a wildcard address becomes loopback).
+fn local_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Io(std::io::Error::other(format!("startup task failed: {e}"))))?
+}
+
+/// Starts the hub described by `config`: opens the registry in the data directory, binds the
+/// listeners (port 0 picks a free port; see the returned addresses), and serves until
+/// `shutdown` completes. Then it stops accepting, lets connections drain (up to the broker's
+/// `shutdown_grace_ms`), ends the admin API and flushes the registry.
+///
+/// Must be called inside a tokio runtime.
+///
+/// # Errors
+/// [`Error::Config`] for an invalid configuration or unusable admin token file;
+/// [`Error::Storage`] when the registry cannot be opened; [`Error::Io`] when a listener
+/// cannot be bound or the data directory cannot be written; [`Error::Tls`] for unusable
+/// certificates.
+pub async fn start(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<RunningHub> {
+    config.validate()?;
+    let data_dir = config.data_dir();
+    let store = Store::open(&data_dir).await?;
+
+    let (dir, given) = (data_dir.clone(), config.admin.token.clone());
+    let (token, token_source) = blocking(move || admin::load_or_create_token(&dir, given.as_deref())).await?;
+
+    let tls_setup = match config.mqtts.clone() {
+        None => None,
+        Some(m) => {
+            let dir = data_dir.clone();
+            let (files, acceptor) = blocking(move || {
+                let files = match (m.cert, m.key) {
+                    (Some(cert), Some(key)) => CertificateFiles { cert, key, ca: None, created: false },
+                    _ => tls::ensure_local_certificate(&dir)?,
+                };
+                let acceptor = tls::acceptor(&files.cert, &files.key)?;
+                Ok((files, acceptor))
+            })
+            .await?;
+            Some((m.listen, files, acceptor))
+        }
+    };
+
+    let broker = Broker::new(config.broker.clone(), Arc::new(store.clone()));
+    let mqtt = bind("MQTT", config.mqtt.listen)?;
+    let mqtts = match &tls_setup {
+        Some((addr, _, _)) => Some(bind("MQTT over TLS", *addr)?),
+        None => None,
+    };
+    let admin_listener = bind("admin API", config.admin.listen)?;
+    let mqtt_addr = mqtt.local_addr()?;
+    let mqtts_addr = mqtts.as_ref().map(TcpListener::local_addr).transpose()?;
+    let admin_addr = admin_listener.local_addr()?;
+    let admin_url = local_url(admin_addr);
+
+    let url_file = data_dir.join(URL_FILE);
+    let url = format!("{admin_url}\n");
+    blocking(move || std::fs::write(&url_file, url).map_err(Error::Io)).await?;
+
+    let stop = CancellationToken::new();
+    let state = AdminState::new(store.clone(), broker.clone(), token);
+    let (tls_files, acceptor) = match tls_setup {
+        Some((_, files, acceptor)) => (Some(files), Some(acceptor)),
+        None => (None, None),
+    };
+    let listeners = Listeners { mqtt, mqtts: mqtts.zip(acceptor), admin: admin_listener };
+    let task = tokio::spawn(serve(broker.clone(), store.clone(), state, listeners, stop.clone(), shutdown));
+    tracing::info!(mqtt = %mqtt_addr, mqtts = ?mqtts_addr, admin = %admin_addr, data_dir = %data_dir.display(), "hub started");
+    Ok(RunningHub {
+        mqtt_addr,
+        mqtts_addr,
+        admin_addr,
+        admin_url,
+        data_dir,
+        token_source,
+        tls_files,
+        broker,
+        store,
+        stop,
+        task,
+    })
+}
+
+/// Starts the hub and runs it until `shutdown` completes (see [`start`]).
+///
+/// # Errors
+/// As [`start`] and [`RunningHub::wait`].
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    start(config, shutdown).await?.wait().await
+}
+
+struct Listeners {
+    mqtt: TcpListener,
+    mqtts: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
+    admin: TcpListener,
+}
+
+/// Cancels the token when dropped: any part of the hub that ends, for whatever reason, stops
+/// the others.
+struct StopOnDrop(CancellationToken);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+async fn serve(
+    broker: Broker,
+    store: Store,
+    state: AdminState,
+    listeners: Listeners,
+    stop: CancellationToken,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    // One shutdown mechanism: the caller's future or `RunningHub::stop` cancels `stop`, and
+    // every listener watches `stop`.
+    let watcher = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown => stop.cancel(),
+                () = stop.cancelled() => {}
+            }
+        })
+    };
+    let mqtt_task = {
+        let (broker, guard) = (broker.clone(), StopOnDrop(stop.clone()));
+        let until = stop.clone().cancelled_owned();
+        tokio::spawn(async move {
+            let _guard = guard;
+            broker.serve(listeners.mqtt, None, until).await
+        })
+    };
+    let mqtts_task = listeners.mqtts.map(|(listener, acceptor)| {
+        let (broker, guard) = (broker.clone(), StopOnDrop(stop.clone()));
+        let until = stop.clone().cancelled_owned();
+        tokio::spawn(async move {
+            let _guard = guard;
+            broker.serve(listener, Some(acceptor), until).await
+        })
+    });
+    let mut admin_task = {
+        let guard = StopOnDrop(stop.clone());
+        let (app, closing) = (admin::router(state.clone()), state.clone());
+        let until = stop.clone().cancelled_owned();
+        let listener = listeners.admin;
+        tokio::spawn(async move {
+            let _guard = guard;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    until.await;
+                    closing.close_streams();
+                })
+                .await
+                .map_err(Error::Io)
+        })
+    };
+
+    stop.cancelled().await;
+    tracing::info!("hub stopping");
+    state.close_streams();
+    let mut result = join(mqtt_task.await);
+    if let Some(t) = mqtts_task {
+        result = result.and(join(t.await));
+    }
+    // Admin requests still waiting for a device's answer end with the device's connection;
+    // give them the broker's grace period, then cut them off.
+    let grace = broker.config().shutdown_grace() + Duration::from_secs(1);
+    let admin_result = match tokio::time::timeout(grace, &mut admin_task).await {
+        Ok(r) => join(r),
+        Err(_) => {
+            admin_task.abort();
+            tracing::warn!("admin API requests still running at shutdown were cut off");
+            Ok(())
+        }
+    };
+    watcher.abort();
+    store.close().await;
+    tracing::info!("hub stopped");
+    result.and(admin_result)
+}
+
+fn join(r: std::result::Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
+    match r {
+        Ok(r) => r,
+        Err(e) => Err(Error::Io(std::io::Error::other(format!("a hub task failed: {e}")))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_admin_addresses_are_reached_on_loopback() {
+        assert_eq!(local_url("0.0.0.0:8080".parse().expect("addr")), "http://127.0.0.1:8080");
+        assert_eq!(local_url("[::]:8080".parse().expect("addr")), "http://[::1]:8080");
+        assert_eq!(local_url("10.0.0.5:80".parse().expect("addr")), "http://10.0.0.5:80");
+    }
+}

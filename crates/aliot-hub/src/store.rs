@@ -1,0 +1,814 @@
+//! The registry: products and devices in redb, mirrored in memory.
+//!
+//! # Durability
+//!
+//! Every registration, change and deletion is one redb write transaction committed with redb's
+//! default durability (`Immediate`: `commit` returns once the data is on disk) *before* the
+//! call returns, so an admin answer (201, 200, 204) is never given for something a `kill -9`
+//! could lose.
+//!
+//! The one exception is the *last online* time and IP of a device: the broker reports every
+//! login through [`Directory::device_online`], which must never block the CONNECT path. Those
+//! updates go to memory at once and to disk through a bounded queue drained by a writer task
+//! that batches them into one transaction. After a crash the stored last-online values can be
+//! a few moments stale (or, under overload, one login behind; see [`ONLINE_QUEUE`]).
+//!
+//! # Concurrency
+//!
+//! Lookups (`Directory::device`, tens of thousands per second on the CONNECT path) are served
+//! from an in-memory copy of the device table, split into [`SHARDS`] std `RwLock`s by a hash of
+//! (productKey, deviceName) so that readers on different cores rarely touch the same lock word.
+//! The locks are std, not tokio: they are held for a hash lookup or an insert, never across an
+//! `.await`. Mutations are serialised by `write_lock` (a std `Mutex` held on a blocking thread
+//! for "commit, then update memory") so that memory always reflects the order of the commits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use aliot_protocol::identity::{validate_device_name, validate_product_key, validate_secret};
+use rand::Rng as _;
+use rand::distr::Alphanumeric;
+use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::directory::{DeviceAuth, Directory};
+use crate::error::{Error, Result};
+
+/// productKey → JSON [`ProductRecord`].
+const PRODUCTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("products");
+/// (productKey, deviceName) → JSON [`DeviceRecord`].
+const DEVICES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("devices");
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "registry.redb";
+
+/// Number of lock shards of the in-memory device table.
+const SHARDS: usize = 16;
+
+/// Capacity of the queue of last-online updates between [`Directory::device_online`] and the
+/// writer task. Overflow policy: when full (the disk cannot keep up with a login storm), the
+/// update is dropped and counted (`online_updates_dropped`); memory already holds the new
+/// value, so only its on-disk copy stays one login behind until the device's next login.
+pub const ONLINE_QUEUE: usize = 8192;
+
+/// Most last-online updates written in one transaction.
+const ONLINE_BATCH: usize = 1024;
+
+/// The most devices one batch registration may create.
+pub const MAX_BATCH: usize = 100_000;
+
+/// Longest product name.
+pub const MAX_PRODUCT_NAME_LEN: usize = 64;
+
+/// A product.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Product {
+    /// productKey.
+    pub product_key: String,
+    /// Display name.
+    pub name: String,
+    /// productSecret (dynamic registration key). Never logged.
+    pub product_secret: String,
+    /// Creation time, epoch ms.
+    pub created_ms: u64,
+}
+
+impl fmt::Debug for Product {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Product")
+            .field("product_key", &self.product_key)
+            .field("name", &self.name)
+            .field("product_secret", &"<redacted>")
+            .field("created_ms", &self.created_ms)
+            .finish()
+    }
+}
+
+/// A device as the registry knows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Device {
+    /// productKey.
+    pub product_key: String,
+    /// deviceName.
+    pub device_name: String,
+    /// deviceSecret. Never logged.
+    pub device_secret: String,
+    /// The platform's id of the device.
+    pub iot_id: String,
+    /// A disabled device is refused at CONNECT (CONNACK 5).
+    pub enabled: bool,
+    /// Creation time, epoch ms.
+    pub created_ms: u64,
+    /// Last successful login, epoch ms.
+    pub last_online_ms: Option<u64>,
+    /// Address of the last successful login.
+    pub last_ip: Option<IpAddr>,
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Device")
+            .field("product_key", &self.product_key)
+            .field("device_name", &self.device_name)
+            .field("device_secret", &"<redacted>")
+            .field("iot_id", &self.iot_id)
+            .field("enabled", &self.enabled)
+            .field("created_ms", &self.created_ms)
+            .field("last_online_ms", &self.last_online_ms)
+            .field("last_ip", &self.last_ip)
+            .finish()
+    }
+}
+
+/// How a product is stored (JSON, so fields can be added later with `#[serde(default)]`).
+#[derive(Clone, Serialize, Deserialize)]
+struct ProductRecord {
+    name: String,
+    product_secret: String,
+    created_ms: u64,
+}
+
+/// How a device is stored, on disk (JSON) and in memory.
+#[derive(Clone, Serialize, Deserialize)]
+struct DeviceRecord {
+    device_secret: String,
+    iot_id: String,
+    enabled: bool,
+    created_ms: u64,
+    #[serde(default)]
+    last_online_ms: Option<u64>,
+    #[serde(default)]
+    last_ip: Option<IpAddr>,
+}
+
+impl DeviceRecord {
+    fn to_device(&self, product_key: &str, device_name: &str) -> Device {
+        Device {
+            product_key: product_key.to_owned(),
+            device_name: device_name.to_owned(),
+            device_secret: self.device_secret.clone(),
+            iot_id: self.iot_id.clone(),
+            enabled: self.enabled,
+            created_ms: self.created_ms,
+            last_online_ms: self.last_online_ms,
+            last_ip: self.last_ip,
+        }
+    }
+}
+
+/// One shard of the device table: productKey → deviceName → record. Two levels so that a
+/// lookup by `(&str, &str)` needs no allocation.
+type Shard = HashMap<String, HashMap<String, DeviceRecord>>;
+
+/// A login to record on disk.
+struct OnlineUpdate {
+    product_key: String,
+    device_name: String,
+    ip: IpAddr,
+    at_ms: u64,
+}
+
+struct Inner {
+    path: PathBuf,
+    db: Arc<Database>,
+    products: RwLock<BTreeMap<String, ProductRecord>>,
+    shards: Box<[RwLock<Shard>]>,
+    hasher: std::collections::hash_map::RandomState,
+    /// Serialises "commit, then update memory" (taken on blocking threads only).
+    write_lock: Mutex<()>,
+    device_count: AtomicU64,
+    online_tx: mpsc::Sender<OnlineUpdate>,
+    online_dropped: AtomicU64,
+    /// Stops the writer task and waits for it (taken once, by [`Store::close`]).
+    writer: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
+}
+
+/// The registry. A cheap `Clone` handle; implements [`Directory`] for the broker.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .field("devices", &self.inner.device_count.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+fn storage(e: impl Into<redb::Error>) -> Error {
+    Error::Storage(e.into().to_string())
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| Error::Storage(format!("cannot encode a record: {e}")))
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Storage(format!("corrupt record {what}: {e}")))
+}
+
+/// `n` random letters and digits from the thread-local CSPRNG.
+pub fn random_alnum(n: usize) -> String {
+    rand::rng().sample_iter(&Alphanumeric).take(n).map(char::from).collect()
+}
+
+/// A productKey in the platform's style: `a1` and 9 letters or digits.
+fn generate_product_key() -> String {
+    format!("a1{}", random_alnum(9))
+}
+
+fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // A panic while holding a shard lock cannot leave a half-written HashMap entry visible
+    // (insert/remove are single calls), so a poisoned lock is still consistent: keep serving.
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Checks a product name: 1 to 64 characters, no control characters.
+fn validate_product_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(Error::InvalidArgument("the product name is empty".into()));
+    }
+    if name.chars().count() > MAX_PRODUCT_NAME_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "the product name is longer than {MAX_PRODUCT_NAME_LEN} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument("the product name contains control characters".into()));
+    }
+    Ok(())
+}
+
+fn invalid(e: aliot_protocol::Error) -> Error {
+    Error::InvalidArgument(e.to_string())
+}
+
+/// Runs blocking registry work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Storage(format!("registry task failed: {e}")))?
+}
+
+impl Store {
+    /// Opens (or creates) the registry in `data_dir` (creating the directory) and loads it into
+    /// memory. Starts the last-online writer task, so it must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the directory cannot be created or the database cannot be opened
+    /// (for example because another hub has it open).
+    pub async fn open(data_dir: &Path) -> Result<Store> {
+        let dir = data_dir.to_owned();
+        let (path, db, products, shards, count) = blocking(move || {
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                Error::Storage(format!("cannot create the data directory {}: {e}", dir.display()))
+            })?;
+            let path = dir.join(DB_FILE);
+            let db = Database::create(&path).map_err(|e| {
+                let hint = if matches!(e, redb::DatabaseError::DatabaseAlreadyOpen) {
+                    " (is another aliot hub using this data directory?)"
+                } else {
+                    ""
+                };
+                Error::Storage(format!("cannot open {}: {e}{hint}", path.display()))
+            })?;
+            // Create the tables on first start so that readers never meet a missing table.
+            let txn = db.begin_write().map_err(storage)?;
+            txn.open_table(PRODUCTS).map_err(storage)?;
+            txn.open_table(DEVICES).map_err(storage)?;
+            txn.commit().map_err(storage)?;
+
+            let hasher = std::collections::hash_map::RandomState::new();
+            let mut products = BTreeMap::new();
+            let mut shards: Vec<Shard> = (0..SHARDS).map(|_| Shard::new()).collect();
+            let mut count = 0u64;
+            let txn = db.begin_read().map_err(storage)?;
+            let table = txn.open_table(PRODUCTS).map_err(storage)?;
+            for row in table.iter().map_err(storage)? {
+                let (k, v) = row.map_err(storage)?;
+                let rec: ProductRecord = decode(k.value(), v.value())?;
+                products.insert(k.value().to_owned(), rec);
+            }
+            let table = txn.open_table(DEVICES).map_err(storage)?;
+            for row in table.iter().map_err(storage)? {
+                let (k, v) = row.map_err(storage)?;
+                let (pk, dn) = k.value();
+                let rec: DeviceRecord = decode(&format!("{pk}/{dn}"), v.value())?;
+                let shard = shard_index(&hasher, pk, dn);
+                shards[shard].entry(pk.to_owned()).or_default().insert(dn.to_owned(), rec);
+                count += 1;
+            }
+            Ok((path, Arc::new(db), products, (shards, hasher), count))
+        })
+        .await?;
+        let (shards, hasher) = shards;
+
+        // See ONLINE_QUEUE for the capacity and the overflow policy.
+        let (online_tx, online_rx) = mpsc::channel(ONLINE_QUEUE);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let writer = tokio::spawn(online_writer(Arc::clone(&db), online_rx, stop_rx));
+        tracing::info!(path = %path.display(), products = products.len(), devices = count, "registry opened");
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path,
+                db,
+                products: RwLock::new(products),
+                shards: shards.into_iter().map(RwLock::new).collect(),
+                hasher,
+                write_lock: Mutex::new(()),
+                device_count: AtomicU64::new(count),
+                online_tx,
+                online_dropped: AtomicU64::new(0),
+                writer: Mutex::new(Some((stop_tx, writer))),
+            }),
+        })
+    }
+
+    /// Writes the pending last-online updates and stops the writer task. Registrations keep
+    /// working afterwards (they never depended on the task); later logins are kept in memory
+    /// only.
+    pub async fn close(&self) {
+        let writer = self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some((stop, task)) = writer {
+            let _ = stop.send(());
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "the last-online writer task failed");
+            }
+        }
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn shard(&self, pk: &str, dn: &str) -> &RwLock<Shard> {
+        &self.inner.shards[shard_index(&self.inner.hasher, pk, dn)]
+    }
+
+    /// Registers a product; generates the productKey when `product_key` is `None`, and always
+    /// generates the productSecret.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad name or productKey, [`Error::ProductExists`],
+    /// [`Error::Storage`].
+    pub async fn create_product(&self, name: &str, product_key: Option<&str>) -> Result<Product> {
+        validate_product_name(name)?;
+        if let Some(pk) = product_key {
+            validate_product_key(pk).map_err(invalid)?;
+        }
+        let name = name.to_owned();
+        let given = product_key.map(str::to_owned);
+        let this = self.clone();
+        blocking(move || {
+            let inner = &this.inner;
+            let _serial = inner.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
+            let pk = match given {
+                Some(pk) => {
+                    if read_lock(&inner.products).contains_key(&pk) {
+                        return Err(Error::ProductExists { product_key: pk });
+                    }
+                    pk
+                }
+                None => {
+                    // 62^9 keys: a collision is unlikely, but cheap to rule out.
+                    let products = read_lock(&inner.products);
+                    let mut pk = generate_product_key();
+                    while products.contains_key(&pk) {
+                        pk = generate_product_key();
+                    }
+                    pk
+                }
+            };
+            let rec = ProductRecord { name, product_secret: random_alnum(32), created_ms: now_ms() };
+            let txn = inner.db.begin_write().map_err(storage)?;
+            {
+                let mut table = txn.open_table(PRODUCTS).map_err(storage)?;
+                table.insert(pk.as_str(), encode(&rec)?.as_slice()).map_err(storage)?;
+            }
+            txn.commit().map_err(storage)?;
+            write_lock(&inner.products).insert(pk.clone(), rec.clone());
+            tracing::info!(product_key = %pk, "product registered");
+            Ok(Product {
+                product_key: pk,
+                name: rec.name,
+                product_secret: rec.product_secret,
+                created_ms: rec.created_ms,
+            })
+        })
+        .await
+    }
+
+    /// All products, ordered by productKey.
+    pub fn products(&self) -> Vec<Product> {
+        read_lock(&self.inner.products)
+            .iter()
+            .map(|(pk, r)| Product {
+                product_key: pk.clone(),
+                name: r.name.clone(),
+                product_secret: r.product_secret.clone(),
+                created_ms: r.created_ms,
+            })
+            .collect()
+    }
+
+    /// One product.
+    pub fn product(&self, product_key: &str) -> Option<Product> {
+        read_lock(&self.inner.products).get(product_key).map(|r| Product {
+            product_key: product_key.to_owned(),
+            name: r.name.clone(),
+            product_secret: r.product_secret.clone(),
+            created_ms: r.created_ms,
+        })
+    }
+
+    fn require_product(&self, product_key: &str) -> Result<()> {
+        if read_lock(&self.inner.products).contains_key(product_key) {
+            Ok(())
+        } else {
+            Err(Error::ProductNotFound { product_key: product_key.to_owned() })
+        }
+    }
+
+    /// Registers one device; generates the deviceSecret when `device_secret` is `None`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad name or secret, [`Error::ProductNotFound`],
+    /// [`Error::DeviceExists`], [`Error::Storage`].
+    pub async fn create_device(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        device_secret: Option<&str>,
+    ) -> Result<Device> {
+        let secret = device_secret.map(str::to_owned);
+        let names = vec![(device_name.to_owned(), secret)];
+        let mut created = self.create_devices_inner(product_key, names, false).await?;
+        created.pop().ok_or_else(|| Error::Storage("registration returned no device".into()))
+    }
+
+    /// Registers many devices in one transaction (all or nothing), with generated secrets.
+    /// With `skip_existing`, devices that already exist are left alone and returned as they
+    /// are; otherwise an existing one fails the whole batch with [`Error::DeviceExists`].
+    ///
+    /// # Errors
+    /// As [`Store::create_device`]; [`Error::InvalidArgument`] for an empty batch, more than
+    /// [`MAX_BATCH`] devices, or the same name twice.
+    pub async fn create_devices(
+        &self,
+        product_key: &str,
+        device_names: Vec<String>,
+        skip_existing: bool,
+    ) -> Result<Vec<Device>> {
+        let names = device_names.into_iter().map(|n| (n, None)).collect();
+        self.create_devices_inner(product_key, names, skip_existing).await
+    }
+
+    async fn create_devices_inner(
+        &self,
+        product_key: &str,
+        names: Vec<(String, Option<String>)>,
+        skip_existing: bool,
+    ) -> Result<Vec<Device>> {
+        if names.is_empty() {
+            return Err(Error::InvalidArgument("no devices to register".into()));
+        }
+        if names.len() > MAX_BATCH {
+            return Err(Error::InvalidArgument(format!(
+                "{} devices in one batch; at most {MAX_BATCH} are allowed",
+                names.len()
+            )));
+        }
+        validate_product_key(product_key).map_err(invalid)?;
+        let mut seen = std::collections::HashSet::with_capacity(names.len());
+        for (dn, secret) in &names {
+            validate_device_name(dn).map_err(invalid)?;
+            if let Some(s) = secret {
+                validate_secret("deviceSecret", s).map_err(invalid)?;
+            }
+            if !seen.insert(dn.as_str()) {
+                return Err(Error::InvalidArgument(format!("deviceName {dn:?} appears twice")));
+            }
+        }
+        drop(seen);
+        self.require_product(product_key)?;
+        let pk = product_key.to_owned();
+        let this = self.clone();
+        blocking(move || {
+            let inner = &this.inner;
+            let _serial = inner.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
+            // Re-check under the write lock: the product may have gone meanwhile (it cannot
+            // today, products are never deleted, but keep the invariant local).
+            this.require_product(&pk)?;
+            let now = now_ms();
+            let mut out = Vec::with_capacity(names.len());
+            let mut new = Vec::with_capacity(names.len());
+            for (dn, secret) in names {
+                let existing =
+                    read_lock(this.shard(&pk, &dn)).get(&pk).and_then(|m| m.get(&dn)).cloned();
+                match existing {
+                    Some(rec) if skip_existing => out.push(rec.to_device(&pk, &dn)),
+                    Some(_) => {
+                        return Err(Error::DeviceExists { product_key: pk.clone(), device_name: dn });
+                    }
+                    None => {
+                        let rec = DeviceRecord {
+                            device_secret: secret.unwrap_or_else(|| random_alnum(32)),
+                            iot_id: random_alnum(32),
+                            enabled: true,
+                            created_ms: now,
+                            last_online_ms: None,
+                            last_ip: None,
+                        };
+                        out.push(rec.to_device(&pk, &dn));
+                        new.push((dn, rec));
+                    }
+                }
+            }
+            if !new.is_empty() {
+                let txn = inner.db.begin_write().map_err(storage)?;
+                {
+                    let mut table = txn.open_table(DEVICES).map_err(storage)?;
+                    for (dn, rec) in &new {
+                        table.insert((pk.as_str(), dn.as_str()), encode(rec)?.as_slice()).map_err(storage)?;
+                    }
+                }
+                txn.commit().map_err(storage)?;
+                let n = new.len();
+                for (dn, rec) in new {
+                    write_lock(this.shard(&pk, &dn)).entry(pk.clone()).or_default().insert(dn, rec);
+                }
+                inner.device_count.fetch_add(n as u64, Ordering::Relaxed);
+                tracing::info!(product_key = %pk, count = n, "devices registered");
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// One device.
+    pub fn device_info(&self, product_key: &str, device_name: &str) -> Option<Device> {
+        read_lock(self.shard(product_key, device_name))
+            .get(product_key)
+            .and_then(|m| m.get(device_name))
+            .map(|r| r.to_device(product_key, device_name))
+    }
+
+    /// The devices of a product, ordered by deviceName.
+    ///
+    /// # Errors
+    /// [`Error::ProductNotFound`].
+    pub fn devices(&self, product_key: &str) -> Result<Vec<Device>> {
+        self.require_product(product_key)?;
+        let mut out = Vec::new();
+        for shard in &*self.inner.shards {
+            if let Some(m) = read_lock(shard).get(product_key) {
+                out.extend(m.iter().map(|(dn, r)| r.to_device(product_key, dn)));
+            }
+        }
+        out.sort_unstable_by(|a, b| a.device_name.cmp(&b.device_name));
+        Ok(out)
+    }
+
+    /// Number of devices of a product (0 for an unknown product).
+    pub fn device_count(&self, product_key: &str) -> usize {
+        self.inner.shards.iter().map(|s| read_lock(s).get(product_key).map_or(0, HashMap::len)).sum()
+    }
+
+    /// Number of registered products and devices.
+    pub fn counts(&self) -> (u64, u64) {
+        let products = read_lock(&self.inner.products).len() as u64;
+        (products, self.inner.device_count.load(Ordering::Relaxed))
+    }
+
+    /// Last-online updates dropped because the writer queue was full (see [`ONLINE_QUEUE`]).
+    pub fn online_updates_dropped(&self) -> u64 {
+        self.inner.online_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Enables or disables a device; returns it as it now is.
+    ///
+    /// # Errors
+    /// [`Error::DeviceNotFound`], [`Error::Storage`].
+    pub async fn set_enabled(&self, product_key: &str, device_name: &str, enabled: bool) -> Result<Device> {
+        let (pk, dn) = (product_key.to_owned(), device_name.to_owned());
+        let this = self.clone();
+        blocking(move || {
+            let inner = &this.inner;
+            let _serial = inner.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
+            let not_found = || Error::DeviceNotFound { product_key: pk.clone(), device_name: dn.clone() };
+            let txn = inner.db.begin_write().map_err(storage)?;
+            {
+                let mut table = txn.open_table(DEVICES).map_err(storage)?;
+                let stored: Option<DeviceRecord> = match table.get((pk.as_str(), dn.as_str())).map_err(storage)? {
+                    Some(guard) => Some(decode(&format!("{pk}/{dn}"), guard.value())?),
+                    None => None,
+                };
+                let Some(mut rec) = stored else { return Err(not_found()) };
+                rec.enabled = enabled;
+                table.insert((pk.as_str(), dn.as_str()), encode(&rec)?.as_slice()).map_err(storage)?;
+            }
+            txn.commit().map_err(storage)?;
+            // Only `enabled` changes in memory: the last-online fields there may be fresher
+            // than the stored ones.
+            let mut shard = write_lock(this.shard(&pk, &dn));
+            let rec = shard.get_mut(&pk).and_then(|m| m.get_mut(&dn)).ok_or_else(not_found)?;
+            rec.enabled = enabled;
+            tracing::info!(product_key = %pk, device_name = %dn, enabled, "device updated");
+            Ok(rec.to_device(&pk, &dn))
+        })
+        .await
+    }
+
+    /// Deletes a device; returns what it was.
+    ///
+    /// # Errors
+    /// [`Error::DeviceNotFound`], [`Error::Storage`].
+    pub async fn delete_device(&self, product_key: &str, device_name: &str) -> Result<Device> {
+        let (pk, dn) = (product_key.to_owned(), device_name.to_owned());
+        let this = self.clone();
+        blocking(move || {
+            let inner = &this.inner;
+            let _serial = inner.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
+            let not_found = || Error::DeviceNotFound { product_key: pk.clone(), device_name: dn.clone() };
+            let txn = inner.db.begin_write().map_err(storage)?;
+            {
+                let mut table = txn.open_table(DEVICES).map_err(storage)?;
+                if table.remove((pk.as_str(), dn.as_str())).map_err(storage)?.is_none() {
+                    return Err(not_found());
+                }
+            }
+            txn.commit().map_err(storage)?;
+            let mut shard = write_lock(this.shard(&pk, &dn));
+            let removed = shard.get_mut(&pk).and_then(|m| m.remove(&dn)).ok_or_else(not_found)?;
+            if shard.get(&pk).is_some_and(HashMap::is_empty) {
+                shard.remove(&pk);
+            }
+            drop(shard);
+            inner.device_count.fetch_sub(1, Ordering::Relaxed);
+            tracing::info!(product_key = %pk, device_name = %dn, "device deleted");
+            Ok(removed.to_device(&pk, &dn))
+        })
+        .await
+    }
+}
+
+fn shard_index(hasher: &impl BuildHasher, pk: &str, dn: &str) -> usize {
+    // The modulo keeps the value below SHARDS, so the cast back cannot truncate.
+    (hasher.hash_one((pk, dn)) % SHARDS as u64) as usize
+}
+
+fn now_ms() -> u64 {
+    crate::events::now_ms()
+}
+
+impl Directory for Store {
+    fn device(&self, product_key: &str, device_name: &str) -> Option<DeviceAuth> {
+        read_lock(self.shard(product_key, device_name)).get(product_key).and_then(|m| m.get(device_name)).map(
+            |r| DeviceAuth { device_secret: r.device_secret.clone(), enabled: r.enabled, iot_id: r.iot_id.clone() },
+        )
+    }
+
+    fn device_online(&self, product_key: &str, device_name: &str, ip: IpAddr, at_ms: u64) {
+        {
+            let mut shard = write_lock(self.shard(product_key, device_name));
+            let Some(rec) = shard.get_mut(product_key).and_then(|m| m.get_mut(device_name)) else {
+                return;
+            };
+            rec.last_online_ms = Some(at_ms);
+            rec.last_ip = Some(ip);
+        }
+        let update = OnlineUpdate {
+            product_key: product_key.to_owned(),
+            device_name: device_name.to_owned(),
+            ip,
+            at_ms,
+        };
+        // Never wait: see ONLINE_QUEUE for the overflow policy. `Closed` only happens after
+        // `close`, when logins are kept in memory only.
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.inner.online_tx.try_send(update) {
+            self.inner.online_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Writes last-online updates to disk in batches until told to stop, then writes what is left.
+async fn online_writer(
+    db: Arc<Database>,
+    mut rx: mpsc::Receiver<OnlineUpdate>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut batch = Vec::with_capacity(ONLINE_BATCH);
+    loop {
+        tokio::select! {
+            // After `stop`, drain what is queued and leave.
+            _ = &mut stop => {
+                rx.close();
+                while let Some(u) = rx.recv().await {
+                    batch.push(u);
+                    if batch.len() == ONLINE_BATCH {
+                        write_online(&db, std::mem::take(&mut batch)).await;
+                    }
+                }
+                write_online(&db, std::mem::take(&mut batch)).await;
+                return;
+            }
+            n = rx.recv_many(&mut batch, ONLINE_BATCH) => {
+                if n == 0 {
+                    // Every sender is gone: the store was dropped without `close`.
+                    return;
+                }
+                write_online(&db, std::mem::take(&mut batch)).await;
+            }
+        }
+    }
+}
+
+async fn write_online(db: &Arc<Database>, batch: Vec<OnlineUpdate>) {
+    if batch.is_empty() {
+        return;
+    }
+    let db = Arc::clone(db);
+    let n = batch.len();
+    let result = blocking(move || {
+        let txn = db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(DEVICES).map_err(storage)?;
+            for u in batch {
+                let key = (u.product_key.as_str(), u.device_name.as_str());
+                let stored: Option<DeviceRecord> = match table.get(key).map_err(storage)? {
+                    Some(guard) => decode("last online", guard.value()).ok(),
+                    None => None,
+                };
+                // A device deleted meanwhile stays deleted (and an unreadable record untouched).
+                let Some(mut rec) = stored else { continue };
+                if rec.last_online_ms.is_some_and(|t| t > u.at_ms) {
+                    continue;
+                }
+                rec.last_online_ms = Some(u.at_ms);
+                rec.last_ip = Some(u.ip);
+                table.insert(key, encode(&rec)?.as_slice()).map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, updates = n, "could not record last-online times");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_product_keys_look_like_the_platforms() {
+        for _ in 0..100 {
+            let pk = generate_product_key();
+            assert_eq!(pk.len(), 11);
+            assert!(pk.starts_with("a1"));
+            assert!(pk.chars().all(|c| c.is_ascii_alphanumeric()));
+            assert!(validate_product_key(&pk).is_ok());
+        }
+    }
+
+    #[test]
+    fn product_names_must_be_printable_and_short() {
+        assert!(validate_product_name("Smart lamp").is_ok());
+        assert!(validate_product_name("  ").is_err());
+        assert!(validate_product_name("a\nb").is_err());
+        assert!(validate_product_name(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let d = Device {
+            product_key: "pk".into(),
+            device_name: "dn".into(),
+            device_secret: "topsecretvalue".into(),
+            iot_id: "id".into(),
+            enabled: true,
+            created_ms: 1,
+            last_online_ms: None,
+            last_ip: None,
+        };
+        assert!(!format!("{d:?}").contains("topsecret"));
+        let p = Product { product_key: "pk".into(), name: "n".into(), product_secret: "topsecret".into(), created_ms: 1 };
+        assert!(!format!("{p:?}").contains("topsecret"));
+    }
+}

@@ -1,0 +1,105 @@
+//! The registry: durability across restarts, the broker's view (`Directory`), concurrency.
+
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use aliot_hub::Error;
+use aliot_hub::directory::Directory as _;
+use aliot_hub::store::Store;
+use hyper::StatusCode;
+use serde_json::json;
+use support::{TestDevice, TestHub};
+
+#[tokio::test]
+async fn registrations_survive_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pk, secret, iot_id) = {
+        let store = Store::open(dir.path()).await.expect("open");
+        let p = store.create_product("lamps", None).await.expect("product");
+        let d = store.create_device(&p.product_key, "lamp-1", None).await.expect("device");
+        store.create_devices(&p.product_key, vec!["a".into(), "b".into()], false).await.expect("batch");
+        store.set_enabled(&p.product_key, "a", false).await.expect("disable");
+        store.delete_device(&p.product_key, "b").await.expect("delete");
+        store.device_online(&p.product_key, "lamp-1", IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)), 1_700_000_000_000);
+        store.close().await;
+        (p.product_key, d.device_secret, d.iot_id)
+    };
+    let store = Store::open(dir.path()).await.expect("reopen");
+    assert_eq!(store.counts(), (1, 2));
+    let p = store.product(&pk).expect("product kept");
+    assert_eq!(p.name, "lamps");
+    let d = store.device_info(&pk, "lamp-1").expect("device kept");
+    assert_eq!((d.device_secret.as_str(), d.iot_id.as_str()), (secret.as_str(), iot_id.as_str()));
+    assert_eq!(d.last_online_ms, Some(1_700_000_000_000));
+    assert_eq!(d.last_ip, Some(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))));
+    assert!(!store.device(&pk, "a").expect("a kept").enabled);
+    assert!(store.device(&pk, "b").is_none());
+}
+
+#[tokio::test]
+async fn the_directory_answers_from_memory_and_ignores_unknown_logins() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).await.expect("open");
+    store.create_product("p", Some("a1P")).await.expect("product");
+    let d = store.create_device("a1P", "d", Some("s3cret")).await.expect("device");
+    let auth = store.device("a1P", "d").expect("found");
+    assert_eq!(auth.device_secret, "s3cret");
+    assert_eq!(auth.iot_id, d.iot_id);
+    assert!(auth.enabled);
+    assert!(store.device("a1P", "other").is_none());
+    assert!(store.device("a1Q", "d").is_none());
+    store.device_online("a1P", "ghost", IpAddr::V4(Ipv4Addr::LOCALHOST), 5);
+    assert_eq!(store.counts(), (1, 1));
+    assert!(!format!("{auth:?}").contains("s3cret"));
+}
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_name_create_one_device() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).await.expect("open");
+    store.create_product("p", Some("a1P")).await.expect("product");
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move { s.create_device("a1P", "same", None).await })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(_) => created += 1,
+            Err(Error::DeviceExists { .. }) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(store.device_count("a1P"), 1);
+}
+
+#[tokio::test]
+async fn a_registry_open_elsewhere_is_reported_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _first = Store::open(dir.path()).await.expect("open");
+    let err = Store::open(dir.path()).await.expect_err("second open refused");
+    assert!(matches!(err, Error::Storage(_)), "{err:?}");
+    assert!(err.to_string().contains("registry.redb"), "{err}");
+}
+
+#[tokio::test]
+async fn a_registered_device_still_authenticates_after_a_hub_restart() {
+    let hub = TestHub::start().await;
+    let (pk, dn, secret) = hub.device("persist").await;
+    drop(TestDevice::connect(hub.mqtt, &pk, &dn, &secret).await);
+    let dir = hub.stop().await;
+
+    let hub = TestHub::start_in(dir).await;
+    let (s, d) = hub.call("GET", &format!("/api/v1/products/{pk}/devices/{dn}"), None).await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d["deviceSecret"], secret.as_str());
+    assert!(d["lastOnline"].as_u64().is_some(), "last login recorded: {d}");
+    let _dev = TestDevice::connect(hub.mqtt, &pk, &dn, &secret).await;
+    let (s, _) = hub.call("POST", &format!("/api/v1/products/{pk}/devices"), Some(json!({"deviceName": dn}))).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    hub.stop().await;
+}

@@ -1,0 +1,250 @@
+//! Property tests: the parsers never panic on arbitrary input, and what we build we parse back.
+
+use aliot_protocol::ClientId;
+use aliot_protocol::auth::{ConnectFields, parse_connect};
+use aliot_protocol::diagnose::{ConnectAttempt, diagnose};
+use aliot_protocol::topic::{Access, Topic, device_may_access, filter_matches};
+use proptest::prelude::*;
+
+/// Strings rich in the characters the grammars care about.
+fn tricky() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        "[a-z0-9|,=&/+#._ -]{0,40}",
+        proptest::collection::vec(
+            prop_oneof![
+                Just("|"),
+                Just(","),
+                Just("="),
+                Just("/"),
+                Just("+"),
+                Just("#"),
+                Just("a"),
+                Just("")
+            ],
+            0..24
+        )
+        .prop_map(|v| v.concat()),
+    ]
+}
+
+/// First levels of the platform's topic families: a productKey named like one owns no custom
+/// namespace (it would overlap theirs).
+const RESERVED: &[&str] = &["sys", "ext", "ota", "shadow", "broadcast", "as"];
+
+/// A productKey or deviceName level: no `/`, `+`, `#`, never empty; often a word that also
+/// appears as a level of the platform's topics.
+fn level() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => "[A-Za-z0-9_.@:-]{1,12}",
+        2 => proptest::sample::select(vec![
+            "sys", "ext", "ota", "shadow", "broadcast", "as", "user", "ntp", "rrpc", "error", "session",
+            "device", "get", "update", "thing", "pk", "dn",
+        ])
+        .prop_map(str::to_owned),
+    ]
+}
+
+fn access() -> impl Strategy<Value = Access> {
+    prop_oneof![Just(Access::Publish), Just(Access::Subscribe)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn client_id_parse_never_panics(s in tricky()) {
+        let _ = ClientId::parse(&s);
+    }
+
+    #[test]
+    fn topic_parse_never_panics(s in tricky()) {
+        let _ = Topic::parse(&s);
+    }
+
+    #[test]
+    fn device_may_access_never_panics(pk in tricky(), dn in tricky(), t in tricky(), a in access()) {
+        let _ = device_may_access(&pk, &dn, &t, a);
+    }
+
+    #[test]
+    fn parse_connect_never_panics(
+        cid in tricky(),
+        user in proptest::option::of(tricky()),
+        pw in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..80)),
+        keep_alive in any::<u16>(),
+    ) {
+        let fields = ConnectFields { client_id: &cid, username: user.as_deref(), password: pw.as_deref(), keep_alive };
+        if let Ok(req) = parse_connect(&fields) {
+            let _ = req.verify("secret", pw.as_deref().unwrap_or_default());
+        }
+    }
+
+    /// Build from any encodable prefix and parameters (in any order), format, parse: the same.
+    #[test]
+    fn client_id_round_trips(
+        prefix in "[^|]{0,64}",
+        params in proptest::collection::vec(("[^,=|]{1,12}", "[^,|]{0,12}"), 0..8),
+    ) {
+        let mut built = ClientId::new(prefix.clone()).expect("prefix without '|' of at most 64 chars");
+        let mut seen = Vec::new();
+        for (k, v) in &params {
+            if seen.contains(k) {
+                continue;
+            }
+            seen.push(k.clone());
+            built = built.with_param(k.clone(), v.clone()).expect("encodable parameter");
+        }
+        let text = built.to_string();
+        let parsed = ClientId::parse(&text).expect("a built clientId parses");
+        prop_assert_eq!(&parsed, &built);
+        prop_assert_eq!(parsed.prefix(), prefix.as_str());
+        prop_assert_eq!(parsed.to_string(), text);
+    }
+
+    /// Every topic family a device uses: format(parse(s)) == s, and parse is stable.
+    #[test]
+    fn topics_round_trip(t in valid_topic()) {
+        let parsed = Topic::parse(&t).map_err(|e| TestCaseError::fail(format!("{t}: {e}")))?;
+        prop_assert_eq!(parsed.to_string(), t.clone());
+        prop_assert_eq!(Topic::parse(&parsed.to_string()).ok(), Some(parsed));
+    }
+
+    /// A device may publish on its own device topics, and no other device may (other
+    /// productKey or other deviceName), whatever its names are.
+    #[test]
+    fn own_topics_belong_to_their_device_only(
+        (pk, dn, t) in (level(), level()).prop_flat_map(|(pk, dn)| {
+            (Just(pk.clone()), Just(dn.clone()), device_topic(pk, dn))
+        }),
+        other in level(),
+    ) {
+        prop_assert!(device_may_access(&pk, &dn, &t, Access::Publish), "{}", t);
+        prop_assert!(device_may_access(&pk, &dn, &t, Access::Subscribe), "{}", t);
+        if other != pk {
+            prop_assert!(!device_may_access(&other, &dn, &t, Access::Publish), "{} {}", other, t);
+            prop_assert!(!device_may_access(&other, &dn, &t, Access::Subscribe), "{} {}", other, t);
+        }
+        if other != dn {
+            prop_assert!(!device_may_access(&pk, &other, &t, Access::Publish), "{} {}", other, t);
+            prop_assert!(!device_may_access(&pk, &other, &t, Access::Subscribe), "{} {}", other, t);
+        }
+    }
+
+    /// A filter a device may subscribe to never matches another device's topic (one that
+    /// shares its productKey or its deviceName, or neither).
+    #[test]
+    fn allowed_filters_never_reach_another_device(
+        ((pk, dn), victim) in (level(), level(), level(), level(), 0..3u8).prop_flat_map(|(pk, dn, opk, odn, share)| {
+            let (vpk, vdn) = match share {
+                0 => (pk.clone(), odn),
+                1 => (opk, dn.clone()),
+                _ => (opk, odn),
+            };
+            (Just((pk, dn)), device_topic(vpk, vdn))
+        }),
+        filter in filter_for(),
+    ) {
+        let filter = filter.replace("{pk}", &pk).replace("{dn}", &dn);
+        let owner = Topic::parse(&victim).ok().and_then(|v| v.device().map(|(p, d)| (p.to_owned(), d.to_owned())));
+        if device_may_access(&pk, &dn, &filter, Access::Subscribe)
+            && let Some(owner) = owner
+            && owner != (pk.clone(), dn.clone())
+        {
+            prop_assert!(!filter_matches(&filter, &victim), "{} matches {} (owner {:?})", filter, victim, owner);
+        }
+    }
+
+    /// The doctor never panics either (fewer cases: it recomputes thousands of HMACs).
+    #[test]
+    fn diagnose_never_panics(cid in tricky(), user in tricky(), pw in tricky(), secret in proptest::option::of(tricky())) {
+        let _ = diagnose(&ConnectAttempt { client_id: &cid, username: &user, password: &pw }, secret.as_deref());
+    }
+}
+
+/// A valid topic of any family.
+fn valid_topic() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (level(), level()).prop_flat_map(|(pk, dn)| device_topic(pk, dn)),
+        (level(), "[a-z]{1,8}(/[a-z0-9]{1,8}){0,2}").prop_map(|(pk, rest)| format!("/broadcast/{pk}/{rest}")),
+    ]
+}
+
+/// A topic owned by device (pk, dn).
+fn device_topic(pk: String, dn: String) -> impl Strategy<Value = String> {
+    let id = "[0-9]{1,12}";
+    let name = "[A-Za-z][A-Za-z0-9_]{0,10}";
+    let sys_path = prop_oneof![
+        Just("thing/event/property/post".to_owned()),
+        Just("thing/event/property/batch/post".to_owned()),
+        Just("thing/event/property/pack/post".to_owned()),
+        Just("thing/event/property/history/post".to_owned()),
+        Just("thing/service/property/set".to_owned()),
+        Just("thing/service/property/get".to_owned()),
+        Just("thing/property/desired/get".to_owned()),
+        Just("thing/property/desired/delete".to_owned()),
+        Just("thing/deviceinfo/update".to_owned()),
+        Just("thing/deviceinfo/delete".to_owned()),
+        Just("thing/config/get".to_owned()),
+        Just("thing/config/push".to_owned()),
+        Just("thing/ota/firmware/get".to_owned()),
+        Just("thing/model/up_raw".to_owned()),
+        Just("thing/model/down_raw".to_owned()),
+        name.prop_map(|e| format!("thing/event/{e}/post")),
+        name.prop_map(|s| format!("thing/service/{s}")),
+        id.prop_map(|i| format!("rrpc/request/{i}")),
+        id.prop_map(|i| format!("rrpc/response/{i}")),
+        id.prop_map(|i| format!("broadcast/request/{i}")),
+        "[a-z]{1,6}(/[a-z]{1,6}){0,3}",
+    ];
+    let sys_path =
+        (sys_path, any::<bool>()).prop_map(|(p, reply)| if reply { format!("{p}_reply") } else { p });
+    let (p, d) = (pk.clone(), dn.clone());
+    let sys = sys_path.prop_map(move |path| format!("/sys/{p}/{d}/{path}"));
+    let (p, d) = (pk.clone(), dn.clone());
+    let rrpc = (id, name).prop_map(move |(i, s)| format!("/ext/rrpc/{i}/sys/{p}/{d}/thing/service/{s}"));
+    let (p, d) = (pk.clone(), dn.clone());
+    // A productKey named like a platform family has no custom namespace: use its /sys one.
+    let custom = "user(/[a-z]{1,8}){1,3}".prop_map(move |rest| {
+        if RESERVED.contains(&p.as_str()) {
+            format!("/sys/{p}/{d}/{rest}")
+        } else {
+            format!("/{p}/{d}/{rest}")
+        }
+    });
+    let fixed = prop_oneof![
+        Just(format!("/ext/ntp/{pk}/{dn}/request")),
+        Just(format!("/ext/ntp/{pk}/{dn}/response")),
+        Just(format!("/ext/error/{pk}/{dn}")),
+        Just(format!("/shadow/update/{pk}/{dn}")),
+        Just(format!("/shadow/get/{pk}/{dn}")),
+        Just(format!("/ota/device/inform/{pk}/{dn}")),
+        Just(format!("/ota/device/upgrade/{pk}/{dn}")),
+        Just(format!("/ota/device/progress/{pk}/{dn}")),
+        Just(format!("/ota/device/request/{pk}/{dn}")),
+    ];
+    prop_oneof![sys, rrpc, custom, fixed]
+}
+
+/// Subscription filters a device might try, with `{pk}`/`{dn}` placeholders.
+fn filter_for() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("/sys/{pk}/{dn}/#".to_owned()),
+        Just("/sys/{pk}/{dn}/thing/event/+/post_reply".to_owned()),
+        Just("/sys/{pk}/+/#".to_owned()),
+        Just("/sys/+/{dn}/#".to_owned()),
+        Just("/{pk}/{dn}/user/#".to_owned()),
+        Just("/{pk}/+/user/#".to_owned()),
+        Just("/+/{dn}/#".to_owned()),
+        Just("/ota/device/+/{pk}/{dn}".to_owned()),
+        Just("/ota/device/+/{pk}/+".to_owned()),
+        Just("/shadow/+/{pk}/{dn}".to_owned()),
+        Just("/ext/rrpc/+/sys/{pk}/{dn}/#".to_owned()),
+        Just("/ext/rrpc/+/#".to_owned()),
+        Just("/ext/ntp/{pk}/{dn}/+".to_owned()),
+        Just("/ext/error/{pk}/{dn}".to_owned()),
+        Just("/broadcast/{pk}/#".to_owned()),
+        Just("#".to_owned()),
+        Just("/#".to_owned()),
+    ]
+}
