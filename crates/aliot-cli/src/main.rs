@@ -27,7 +27,10 @@ fn init_tracing(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Parses the command line. Help and version go to stdout as clap prints them; any other
@@ -50,7 +53,11 @@ fn parse_cli() -> Result<Cli, ExitCode> {
 
 /// The first paragraph of a clap error on one line, without the `error: ` label.
 fn one_line(rendered: &str) -> String {
-    let first: Vec<&str> = rendered.lines().map(str::trim).take_while(|l| !l.is_empty()).collect();
+    let first: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
     let text = first.join(" ");
     text.strip_prefix("error: ").unwrap_or(&text).to_owned()
 }
@@ -73,7 +80,11 @@ fn main() -> ExitCode {
             {
                 eprintln!("aliot: {err:#}");
             }
-            if err.is::<cmd::UsageError>() { ExitCode::from(2) } else { ExitCode::from(1) }
+            if err.is::<cmd::UsageError>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }

@@ -20,11 +20,38 @@ fn products_and_devices_are_managed_from_the_command_line() {
     let list = ok_json(&admin(d, &["product", "list"]));
     assert_eq!(list[0]["productKey"], pk.as_str());
 
-    let one = ok_json(&admin(d, &["device", "create", "--product-key", &pk, "--device-name", "l1", "--device-secret", "my-secret"]));
+    let one = ok_json(&admin(
+        d,
+        &[
+            "device",
+            "create",
+            "--product-key",
+            &pk,
+            "--device-name",
+            "l1",
+            "--device-secret",
+            "my-secret",
+        ],
+    ));
     assert_eq!(one["deviceSecret"], "my-secret");
-    let batch = ok_json(&admin(d, &["device", "create", "--product-key", &pk, "--prefix", "b", "--count", "3"]));
+    let batch = ok_json(&admin(
+        d,
+        &[
+            "device",
+            "create",
+            "--product-key",
+            &pk,
+            "--prefix",
+            "b",
+            "--count",
+            "3",
+        ],
+    ));
     assert_eq!(batch.as_array().expect("array").len(), 3);
-    let named = ok_json(&admin(d, &["device", "create", "--product-key", &pk, "--names", "x,y"]));
+    let named = ok_json(&admin(
+        d,
+        &["device", "create", "--product-key", &pk, "--names", "x,y"],
+    ));
     assert_eq!(named[1]["deviceName"], "y");
 
     let list = ok_json(&admin(d, &["device", "list", "--product-key", &pk]));
@@ -35,27 +62,56 @@ fn products_and_devices_are_managed_from_the_command_line() {
     assert!(csv.lines().any(|l| l == format!("{pk},l1,my-secret")), "{csv}");
     assert_eq!(csv.lines().count(), 6);
 
-    let off = ok_json(&admin(d, &["device", "disable", "--product-key", &pk, "--device-name", "l1"]));
+    let off = ok_json(&admin(
+        d,
+        &["device", "disable", "--product-key", &pk, "--device-name", "l1"],
+    ));
     assert_eq!(off["enabled"], false);
-    let on = ok_json(&admin(d, &["device", "enable", "--product-key", &pk, "--device-name", "l1"]));
+    let on = ok_json(&admin(
+        d,
+        &["device", "enable", "--product-key", &pk, "--device-name", "l1"],
+    ));
     assert_eq!(on["enabled"], true);
-    let show = ok_json(&admin(d, &["device", "show", "--product-key", &pk, "--device-name", "l1"]));
+    let show = ok_json(&admin(
+        d,
+        &["device", "show", "--product-key", &pk, "--device-name", "l1"],
+    ));
     assert_eq!(show["status"], "offline");
-    let del = ok_json(&admin(d, &["device", "delete", "--product-key", &pk, "--device-name", "l1"]));
+    let del = ok_json(&admin(
+        d,
+        &["device", "delete", "--product-key", &pk, "--device-name", "l1"],
+    ));
     assert_eq!(del["deleted"], true);
 
     // Errors: the hub's message on one line, exit 1.
-    let out = admin(d, &["device", "show", "--product-key", &pk, "--device-name", "l1"]);
+    let out = admin(
+        d,
+        &["device", "show", "--product-key", &pk, "--device-name", "l1"],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("404 device_not_found"), "{}", stderr(&out));
-    let out = admin(d, &["device", "create", "--product-key", &pk, "--device-name", "x"]);
+    let out = admin(
+        d,
+        &["device", "create", "--product-key", &pk, "--device-name", "x"],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("409"), "{}", stderr(&out));
     let out = admin(d, &["--token", "wrong", "product", "list"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("401"), "{}", stderr(&out));
     // Usage errors: exit 2, before any request.
-    let out = admin(d, &["set-property", "--product-key", &pk, "--device-name", "x", "--params", "[1]"]);
+    let out = admin(
+        d,
+        &[
+            "set-property",
+            "--product-key",
+            &pk,
+            "--device-name",
+            "x",
+            "--params",
+            "[1]",
+        ],
+    );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let out = admin(d, &["device", "create", "--product-key", &pk]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -74,8 +130,21 @@ fn the_hub_is_found_by_flags_environment_or_data_directory() {
     let out = admin(dir.path(), &["product", "list"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--token"), "{}", stderr(&out));
-    ok_json(&admin(dir.path(), &["--token", "cli-test-token", "product", "list"]));
-    ok_json(&admin(empty.path(), &["--url", &hub.admin_url, "--token", "cli-test-token", "product", "list"]));
+    ok_json(&admin(
+        dir.path(),
+        &["--token", "cli-test-token", "product", "list"],
+    ));
+    ok_json(&admin(
+        empty.path(),
+        &[
+            "--url",
+            &hub.admin_url,
+            "--token",
+            "cli-test-token",
+            "product",
+            "list",
+        ],
+    ));
     let mut c = aliot();
     c.args(["admin", "product", "list"])
         .env("HOME", empty.path())
@@ -90,12 +159,36 @@ fn calls_reach_a_device_and_print_its_answer() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = HubProcess::start(dir.path(), &[]);
     let d = dir.path().to_owned();
-    ok_json(&admin(&d, &["product", "create", "--name", "p", "--product-key", "a1Calls"]));
-    let created = ok_json(&admin(&d, &["device", "create", "--product-key", "a1Calls", "--device-name", "dev"]));
+    ok_json(&admin(
+        &d,
+        &["product", "create", "--name", "p", "--product-key", "a1Calls"],
+    ));
+    let created = ok_json(&admin(
+        &d,
+        &[
+            "device",
+            "create",
+            "--product-key",
+            "a1Calls",
+            "--device-name",
+            "dev",
+        ],
+    ));
     let secret = created["deviceSecret"].as_str().expect("secret");
 
     // Offline: 409, exit 1.
-    let out = admin(&d, &["set-property", "--product-key", "a1Calls", "--device-name", "dev", "--params", r#"{"P":1}"#]);
+    let out = admin(
+        &d,
+        &[
+            "set-property",
+            "--product-key",
+            "a1Calls",
+            "--device-name",
+            "dev",
+            "--params",
+            r#"{"P":1}"#,
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("device_offline"), "{}", stderr(&out));
 
@@ -104,7 +197,18 @@ fn calls_reach_a_device_and_print_its_answer() {
     let call = {
         let d = d.clone();
         std::thread::spawn(move || {
-            admin(&d, &["set-property", "--product-key", "a1Calls", "--device-name", "dev", "--params", r#"{"P":1}"#])
+            admin(
+                &d,
+                &[
+                    "set-property",
+                    "--product-key",
+                    "a1Calls",
+                    "--device-name",
+                    "dev",
+                    "--params",
+                    r#"{"P":1}"#,
+                ],
+            )
         })
     };
     let (topic, payload) = dev.recv_publish();
@@ -118,7 +222,20 @@ fn calls_reach_a_device_and_print_its_answer() {
     // Raw RRPC, and a device that stays silent: 504 after --timeout-ms.
     let call = {
         let d = d.clone();
-        std::thread::spawn(move || admin(&d, &["rrpc", "--product-key", "a1Calls", "--device-name", "dev", "--payload", "ping"]))
+        std::thread::spawn(move || {
+            admin(
+                &d,
+                &[
+                    "rrpc",
+                    "--product-key",
+                    "a1Calls",
+                    "--device-name",
+                    "dev",
+                    "--payload",
+                    "ping",
+                ],
+            )
+        })
     };
     let (topic, payload) = dev.recv_publish();
     assert_eq!(&payload[..], b"ping");
@@ -128,7 +245,20 @@ fn calls_reach_a_device_and_print_its_answer() {
     let call = {
         let d = d.clone();
         std::thread::spawn(move || {
-            admin(&d, &["invoke", "--product-key", "a1Calls", "--device-name", "dev", "--service", "Reboot", "--timeout-ms", "100"])
+            admin(
+                &d,
+                &[
+                    "invoke",
+                    "--product-key",
+                    "a1Calls",
+                    "--device-name",
+                    "dev",
+                    "--service",
+                    "Reboot",
+                    "--timeout-ms",
+                    "100",
+                ],
+            )
         })
     };
     let _ = dev.recv_publish();
@@ -138,7 +268,20 @@ fn calls_reach_a_device_and_print_its_answer() {
 
     // The platform's Pub on a custom topic (subscribed implicitly? no: custom topics need a
     // SUBSCRIBE, so the hub says the message was dropped).
-    let out = ok_json(&admin(&d, &["publish", "--product-key", "a1Calls", "--device-name", "dev", "--topic", "/a1Calls/dev/user/get", "--payload", "hi"]));
+    let out = ok_json(&admin(
+        &d,
+        &[
+            "publish",
+            "--product-key",
+            "a1Calls",
+            "--device-name",
+            "dev",
+            "--topic",
+            "/a1Calls/dev/user/get",
+            "--payload",
+            "hi",
+        ],
+    ));
     assert_eq!(out["outcome"], "not_subscribed");
 }
 
@@ -147,8 +290,21 @@ fn events_are_followed_one_json_a_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = HubProcess::start(dir.path(), &[]);
     let d = dir.path();
-    ok_json(&admin(d, &["product", "create", "--name", "p", "--product-key", "a1Ev"]));
-    let created = ok_json(&admin(d, &["device", "create", "--product-key", "a1Ev", "--device-name", "watched"]));
+    ok_json(&admin(
+        d,
+        &["product", "create", "--name", "p", "--product-key", "a1Ev"],
+    ));
+    let created = ok_json(&admin(
+        d,
+        &[
+            "device",
+            "create",
+            "--product-key",
+            "a1Ev",
+            "--device-name",
+            "watched",
+        ],
+    ));
     let secret = created["deviceSecret"].as_str().expect("secret");
 
     let mut events = aliot()

@@ -26,10 +26,23 @@ fn bad_settings_exit_2_with_one_line() {
     let cases: Vec<Vec<String>> = vec![
         vec!["--mqtt".into(), "not-an-address".into()],
         vec!["--config".into(), bad.display().to_string()],
-        vec!["--config".into(), dir.path().join("missing.toml").display().to_string()],
-        vec!["--tls-cert".into(), "c.pem".into(), "--tls-key".into(), "k.pem".into()],
+        vec![
+            "--config".into(),
+            dir.path().join("missing.toml").display().to_string(),
+        ],
+        vec![
+            "--tls-cert".into(),
+            "c.pem".into(),
+            "--tls-key".into(),
+            "k.pem".into(),
+        ],
         vec!["--admin-token".into(), "has space".into()],
-        vec!["--mqtt".into(), "127.0.0.1:5555".into(), "--admin".into(), "127.0.0.1:5555".into()],
+        vec![
+            "--mqtt".into(),
+            "127.0.0.1:5555".into(),
+            "--admin".into(),
+            "127.0.0.1:5555".into(),
+        ],
     ];
     for case in cases {
         let mut c = aliot();
@@ -51,18 +64,32 @@ fn bad_settings_exit_2_with_one_line() {
 fn endpoints_are_printed_and_sigterm_stops_the_hub_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut hub = HubProcess::start(dir.path(), &[]);
-    assert!(hub.admin_url.starts_with("http://127.0.0.1:"), "{}", hub.admin_url);
+    assert!(
+        hub.admin_url.starts_with("http://127.0.0.1:"),
+        "{}",
+        hub.admin_url
+    );
     assert_ne!(hub.mqtt.port(), 0);
-    let token_line = hub.banner.iter().find(|l| l.contains("admin token:")).expect("token line");
+    let token_line = hub
+        .banner
+        .iter()
+        .find(|l| l.contains("admin token:"))
+        .expect("token line");
     let token_file = dir.path().join("admin-token");
-    assert!(token_line.contains(&token_file.display().to_string()), "{token_line}");
+    assert!(
+        token_line.contains(&token_file.display().to_string()),
+        "{token_line}"
+    );
     // The token itself is never printed.
     let token = std::fs::read_to_string(&token_file).expect("token file");
     assert!(hub.banner.iter().all(|l| !l.contains(token.trim())));
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
-        assert_eq!(std::fs::metadata(&token_file).expect("meta").permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&token_file).expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
     }
     let status = hub.terminate();
     assert!(status.success(), "{status:?}");
@@ -79,14 +106,20 @@ fn a_busy_port_or_a_busy_data_dir_is_reported() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = busy.local_addr().expect("addr").to_string();
     let mut c = aliot();
-    c.arg("hub").arg("--data-dir").arg(dir.path()).args(["--mqtt", &addr, "--admin", "127.0.0.1:0"]);
+    c.arg("hub")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--mqtt", &addr, "--admin", "127.0.0.1:0"]);
     let out = run_guarded(c);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains(&addr), "{}", stderr(&out));
 
     let _first = HubProcess::start(dir.path(), &[]);
     let mut c = aliot();
-    c.arg("hub").arg("--data-dir").arg(dir.path()).args(["--mqtt", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
+    c.arg("hub")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--mqtt", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
     let out = run_guarded(c);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("another aliot hub"), "{}", stderr(&out));
@@ -96,14 +129,44 @@ fn a_busy_port_or_a_busy_data_dir_is_reported() {
 fn a_registered_device_survives_kill_9_and_still_authenticates() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut hub = HubProcess::start(dir.path(), &[]);
-    ok_json(&admin(dir.path(), &["product", "create", "--name", "kill test", "--product-key", "a1Kill9"]));
-    let created = ok_json(&admin(dir.path(), &["device", "create", "--product-key", "a1Kill9", "--device-name", "survivor"]));
+    ok_json(&admin(
+        dir.path(),
+        &[
+            "product",
+            "create",
+            "--name",
+            "kill test",
+            "--product-key",
+            "a1Kill9",
+        ],
+    ));
+    let created = ok_json(&admin(
+        dir.path(),
+        &[
+            "device",
+            "create",
+            "--product-key",
+            "a1Kill9",
+            "--device-name",
+            "survivor",
+        ],
+    ));
     let secret = created["deviceSecret"].as_str().expect("secret").to_owned();
     // The 201 has been answered: SIGKILL now, no chance to flush anything.
     hub.kill_9();
 
     let hub = HubProcess::start(dir.path(), &[]);
-    let shown = ok_json(&admin(dir.path(), &["device", "show", "--product-key", "a1Kill9", "--device-name", "survivor"]));
+    let shown = ok_json(&admin(
+        dir.path(),
+        &[
+            "device",
+            "show",
+            "--product-key",
+            "a1Kill9",
+            "--device-name",
+            "survivor",
+        ],
+    ));
     assert_eq!(shown["deviceSecret"], secret.as_str());
     assert_eq!(shown["enabled"], true);
     let (_dev, code) = RawDevice::connect(hub.mqtt, "a1Kill9", "survivor", &secret);
@@ -117,7 +180,11 @@ fn mqtts_with_no_certificate_makes_a_local_ca_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut hub = HubProcess::start(dir.path(), &["--mqtts", "127.0.0.1:0"]);
     let ca = dir.path().join("tls").join("ca.pem");
-    let line = hub.banner.iter().find(|l| l.trim_start().starts_with("mqtts:")).expect("mqtts line");
+    let line = hub
+        .banner
+        .iter()
+        .find(|l| l.trim_start().starts_with("mqtts:"))
+        .expect("mqtts line");
     assert!(line.contains(&ca.display().to_string()), "{line}");
     let first = std::fs::read(&ca).expect("CA written");
     assert!(hub.terminate().success());

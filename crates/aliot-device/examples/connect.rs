@@ -11,13 +11,21 @@ mod common;
 use aliot_device::{Device, Error, Event};
 
 #[tokio::main]
-#[allow(clippy::print_stdout, clippy::print_stderr, reason = "an example prints what happens")]
+#[allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "an example prints what happens"
+)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = common::options()?;
     let (device, mut events) = match Device::connect(options).await {
         Ok(connected) => connected,
         Err(Error::Refused { code }) => {
-            eprintln!("refused: CONNACK {code}\ncause: {}\nfix: {}", code.cause(), code.hint());
+            eprintln!(
+                "refused: CONNACK {code}\ncause: {}\nfix: {}",
+                code.cause(),
+                code.hint()
+            );
             std::process::exit(1);
         }
         Err(e) => return Err(e.into()),

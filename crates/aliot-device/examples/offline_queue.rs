@@ -27,7 +27,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let topic = topic.clone();
         // Each message is delivered by the SDK even if nobody awaits it; here we report it.
         tokio::spawn(async move {
-            match device.publish(&topic, format!("{{\"seq\":{i}}}"), QoS::AtLeastOnce).await {
+            match device
+                .publish(&topic, format!("{{\"seq\":{i}}}"), QoS::AtLeastOnce)
+                .await
+            {
                 Ok(()) => println!("#{i} acknowledged"),
                 Err(Error::QueueFull { capacity }) => println!("#{i} not queued: {capacity} already waiting"),
                 Err(e) => println!("#{i} failed: {e}"),

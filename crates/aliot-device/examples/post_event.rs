@@ -10,7 +10,9 @@ use serde_json::json;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (device, _events) = Device::connect(common::options()?).await?;
     // Sent as {"value": {...}, "time": <now>}.
-    let reply = device.post_event("HighTemperature", json!({"Temperature": 85.5, "Level": 2})).await?;
+    let reply = device
+        .post_event("HighTemperature", json!({"Temperature": 85.5, "Level": 2}))
+        .await?;
     println!("event accepted: code {} (id {})", reply.code, reply.id);
     device.disconnect().await;
     Ok(())

@@ -17,7 +17,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tick.tick().await;
         temperature += 0.5;
         // Short form; the long form {"Temperature": {"value": .., "time": ..}} works too.
-        match device.post_property(json!({"Temperature": temperature, "LightSwitch": 1})).await {
+        match device
+            .post_property(json!({"Temperature": temperature, "LightSwitch": 1}))
+            .await
+        {
             Ok(reply) => println!("id {}: code {} {}", reply.id, reply.code, reply.message),
             Err(e) => println!("post failed: {e}"),
         }

@@ -11,7 +11,11 @@ use serde_json::json;
 #[allow(clippy::print_stdout, reason = "an example prints what happens")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (device, mut events) = Device::connect(common::options()?).await?;
-    println!("waiting for property sets on {}/{}", device.product_key(), device.device_name());
+    println!(
+        "waiting for property sets on {}/{}",
+        device.product_key(),
+        device.device_name()
+    );
     while let Some(event) = events.recv().await {
         if let Event::PropertySet(set) = event {
             let props = set.properties();

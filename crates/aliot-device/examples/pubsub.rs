@@ -10,13 +10,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (device, mut events) = Device::connect(common::options()?).await?;
     let (pk, dn) = (device.product_key().to_owned(), device.device_name().to_owned());
     // Restored automatically after every reconnect.
-    device.subscribe(&format!("/{pk}/{dn}/user/get"), QoS::AtLeastOnce).await?;
+    device
+        .subscribe(&format!("/{pk}/{dn}/user/get"), QoS::AtLeastOnce)
+        .await?;
     // QoS 1: returns once the platform acknowledged it.
-    device.publish(&format!("/{pk}/{dn}/user/update"), r#"{"hello":"world"}"#, QoS::AtLeastOnce).await?;
+    device
+        .publish(
+            &format!("/{pk}/{dn}/user/update"),
+            r#"{"hello":"world"}"#,
+            QoS::AtLeastOnce,
+        )
+        .await?;
     println!("published; waiting for messages on /{pk}/{dn}/user/get");
     while let Some(event) = events.recv().await {
         if let Event::Message(m) = event {
-            println!("{} (QoS {}): {}", m.topic, m.qos, String::from_utf8_lossy(&m.payload));
+            println!(
+                "{} (QoS {}): {}",
+                m.topic,
+                m.qos,
+                String::from_utf8_lossy(&m.payload)
+            );
         }
     }
     Ok(())

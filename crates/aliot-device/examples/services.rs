@@ -12,7 +12,11 @@ use serde_json::{Value, json};
 #[allow(clippy::print_stdout, reason = "an example prints what happens")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (device, events) = Device::connect(common::options()?).await?;
-    println!("serving Reboot and Add on {}/{}", device.product_key(), device.device_name());
+    println!(
+        "serving Reboot and Add on {}/{}",
+        device.product_key(),
+        device.device_name()
+    );
     Handlers::new()
         .on_service("Reboot", |params| async move {
             let delay = params.get("delay").and_then(Value::as_u64).unwrap_or(0);
@@ -21,11 +25,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(json!({"rebooted": true}))
         })
         .on_service("Add", |params| async move {
-            let a = params.get("a").and_then(Value::as_f64).ok_or_else(|| ReplyError::bad_params("a is missing"))?;
-            let b = params.get("b").and_then(Value::as_f64).ok_or_else(|| ReplyError::bad_params("b is missing"))?;
+            let a = params
+                .get("a")
+                .and_then(Value::as_f64)
+                .ok_or_else(|| ReplyError::bad_params("a is missing"))?;
+            let b = params
+                .get("b")
+                .and_then(Value::as_f64)
+                .ok_or_else(|| ReplyError::bad_params("b is missing"))?;
             Ok(json!({"sum": a + b}))
         })
-        .on_any_service(|name, _params| async move { Err(ReplyError::new(460, format!("no service {name}"))) })
+        .on_any_service(
+            |name, _params| async move { Err(ReplyError::new(460, format!("no service {name}"))) },
+        )
         .run(events)
         .await;
     Ok(())

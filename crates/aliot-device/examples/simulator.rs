@@ -18,19 +18,30 @@ use aliot_device::{Device, Event, QoS};
 use tokio::io::AsyncWriteExt;
 
 #[tokio::main]
-#[allow(clippy::print_stdout, clippy::print_stderr, reason = "an example prints what happens")]
+#[allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "an example prints what happens"
+)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let options = common::options()?.keepalive(std::time::Duration::from_secs(120));
     let (device, mut events) = Device::connect(options).await?;
-    let topic = args.next().unwrap_or_else(|| format!("/{}/{}/user/get", device.product_key(), device.device_name()));
+    let topic = args
+        .next()
+        .unwrap_or_else(|| format!("/{}/{}/user/get", device.product_key(), device.device_name()));
     let command = args.next();
     device.subscribe(&topic, QoS::AtMostOnce).await?;
     println!("subscribed to {topic}");
     while let Some(event) = events.recv().await {
         let Event::Message(m) = event else { continue };
         let now = chrono::Local::now().format("%Y-%m-%d %H:%M:%S");
-        println!("{now}: {} {} {}", m.topic, m.qos, String::from_utf8_lossy(&m.payload));
+        println!(
+            "{now}: {} {} {}",
+            m.topic,
+            m.qos,
+            String::from_utf8_lossy(&m.payload)
+        );
         if let Some(command) = command.clone() {
             // on_exec: act on the message, off the network loop.
             tokio::spawn(async move {

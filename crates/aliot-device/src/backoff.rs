@@ -32,7 +32,11 @@ pub(crate) struct Schedule {
 
 impl Schedule {
     pub(crate) fn new(backoff: Backoff, refusal: RefusalPolicy) -> Self {
-        Self { backoff, refusal, failures: 0 }
+        Self {
+            backoff,
+            refusal,
+            failures: 0,
+        }
     }
 
     /// A connection that had been up for `lasted` was lost: a stable one restarts the count.
@@ -56,7 +60,11 @@ impl Schedule {
         let shift = self.failures.min(31);
         self.failures = self.failures.saturating_add(1);
         let factor = 1u32.checked_shl(shift).unwrap_or(u32::MAX);
-        let ceiling = self.backoff.initial.checked_mul(factor).map_or(self.backoff.max, |d| d.min(self.backoff.max));
+        let ceiling = self
+            .backoff
+            .initial
+            .checked_mul(factor)
+            .map_or(self.backoff.max, |d| d.min(self.backoff.max));
         Next::RetryIn(jitter(ceiling, rng))
     }
 }
@@ -78,7 +86,11 @@ mod tests {
 
     fn schedule(refusal: RefusalPolicy) -> Schedule {
         Schedule::new(
-            Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(8), stable_after: Duration::from_secs(30) },
+            Backoff {
+                initial: Duration::from_secs(1),
+                max: Duration::from_secs(8),
+                stable_after: Duration::from_secs(30),
+            },
             refusal,
         )
     }
@@ -123,7 +135,10 @@ mod tests {
             ConnackCode::IdentifierRejected,
             ConnackCode::UnacceptableProtocolVersion,
         ] {
-            assert_eq!(schedule(RefusalPolicy::Stop).next(Some(code), &mut rng), Next::Stop);
+            assert_eq!(
+                schedule(RefusalPolicy::Stop).next(Some(code), &mut rng),
+                Next::Stop
+            );
             let every = Duration::from_secs(300);
             let mut s = schedule(RefusalPolicy::RetryEvery(every));
             for _ in 0..10 {

@@ -88,7 +88,8 @@ pub struct TimeSync {
 }
 
 impl Device {
-    /// Starts the device and waits for its first connection.
+    /// Starts the device and waits for its first connection to be ready (CONNACK accepted and,
+    /// without `_ss=1` or with subscriptions of your own, the SUBACK back).
     ///
     /// If that first attempt fails (unreachable endpoint, TLS error, CONNACK refusal) the device
     /// stops and the error is returned: [`Error::Refused`] carries the CONNACK code with Aliyun's
@@ -118,7 +119,10 @@ impl Device {
         Self::start(options, None)
     }
 
-    fn start(options: DeviceOptions, first: Option<oneshot::Sender<Result<Connected>>>) -> Result<(Device, Events)> {
+    fn start(
+        options: DeviceOptions,
+        first: Option<oneshot::Sender<Result<Connected>>>,
+    ) -> Result<(Device, Events)> {
         options.validate()?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::Options("aliot-device needs a tokio runtime".into()));
@@ -127,8 +131,12 @@ impl Device {
         let pk = options.identity.product_key().to_owned();
         let dn = options.identity.device_name().to_owned();
 
-        let mut extra: Vec<(String, String)> =
-            options.extra_params.iter().filter(|(k, _)| k != "_ss" && k != "ext").cloned().collect();
+        let mut extra: Vec<(String, String)> = options
+            .extra_params
+            .iter()
+            .filter(|(k, _)| k != "_ss" && k != "ext")
+            .cloned()
+            .collect();
         if options.auto_subscribe {
             extra.push(("_ss".into(), "1".into()));
         }
@@ -137,7 +145,11 @@ impl Device {
             client_id_prefix: options.client_id_prefix.clone(),
             timestamp: None,
             sign_method: options.sign_method,
-            secure_mode: if endpoint.tls { SecureMode::Tls } else { SecureMode::Tcp },
+            secure_mode: if endpoint.tls {
+                SecureMode::Tls
+            } else {
+                SecureMode::Tcp
+            },
             extra_params: extra,
             hex_case: aliot_protocol::HexCase::Lower,
         };
@@ -146,11 +158,16 @@ impl Device {
         let first_creds = signer.sign()?;
 
         // The broker name is what TLS verifies (SNI); the socket always dials host:port.
-        let server_name = options.server_name.clone().unwrap_or_else(|| endpoint.host.clone());
-        let keepalive = u16::try_from(options.keepalive.as_secs()).map_err(|_| Error::Options("keepalive".into()))?;
+        let server_name = options
+            .server_name
+            .clone()
+            .unwrap_or_else(|| endpoint.host.clone());
+        let keepalive =
+            u16::try_from(options.keepalive.as_secs()).map_err(|_| Error::Options("keepalive".into()))?;
         let mut mqtt = MqttOptions::new(first_creds.client_id, Broker::tcp(server_name, endpoint.port));
         mqtt.set_keep_alive(keepalive);
-        mqtt.try_set_clean_session(options.clean_session).map_err(|e| Error::Options(e.to_string()))?;
+        mqtt.try_set_clean_session(options.clean_session)
+            .map_err(|e| Error::Options(e.to_string()))?;
         mqtt.set_max_packet_size(options.max_packet_size, options.max_packet_size);
         mqtt.set_request_channel_capacity(64);
         if endpoint.tls {
@@ -159,9 +176,12 @@ impl Device {
         }
         let address = format!("{}:{}", endpoint.host, endpoint.port);
         let dial = address.clone();
-        mqtt.set_socket_connector(move |_name, network| rumqttc::default_socket_connect(dial.clone(), network));
-        let (client, mut eventloop) =
-            AsyncClient::builder(mqtt).try_build().map_err(|e| Error::Options(e.to_string()))?;
+        mqtt.set_socket_connector(move |_name, network| {
+            rumqttc::default_socket_connect(dial.clone(), network)
+        });
+        let (client, mut eventloop) = AsyncClient::builder(mqtt)
+            .try_build()
+            .map_err(|e| Error::Options(e.to_string()))?;
         let mut network = NetworkOptions::new();
         network.set_tcp_nodelay(true);
         network.set_connection_timeout(options.connect_timeout.as_secs());
@@ -182,6 +202,7 @@ impl Device {
             ids: IdGenerator::new(rand::random_range(1..=1_000_000)),
             request_timeout: options.request_timeout,
             counters: Counters::default(),
+            first: Mutex::new(first),
         });
         // Bounded: see `DeviceOptions::event_capacity` for what happens when it is full.
         let (events_tx, events_rx) = mpsc::channel(options.event_capacity);
@@ -192,14 +213,22 @@ impl Device {
             signer,
             schedule: Schedule::new(options.backoff, options.refusal),
             stop: stop_rx,
-            first,
             endpoint: address,
-            system_filters: if options.auto_subscribe { Vec::new() } else { system_filters(&pk, &dn, options.ext_rrpc) },
+            system_filters: if options.auto_subscribe {
+                Vec::new()
+            } else {
+                system_filters(&pk, &dn, options.ext_rrpc)
+            },
             connections: 0,
             signed: (String::new(), String::new()),
         };
         tokio::spawn(driver.run());
-        Ok((Device { handle: Arc::new(Handle { shared }) }, Events { rx: events_rx }))
+        Ok((
+            Device {
+                handle: Arc::new(Handle { shared }),
+            },
+            Events { rx: events_rx },
+        ))
     }
 
     fn shared(&self) -> &Arc<Shared> {
@@ -227,7 +256,10 @@ impl Device {
     /// [`Error::Closed`] when the device stops first.
     pub async fn wait_connected(&self) -> Result<()> {
         let mut rx = self.shared().conn.subscribe();
-        let state = *rx.wait_for(|s| s.connected || s.closed).await.map_err(|_| Error::Closed)?;
+        let state = *rx
+            .wait_for(|s| s.connected || s.closed)
+            .await
+            .map_err(|_| Error::Closed)?;
         if state.closed { Err(Error::Closed) } else { Ok(()) }
     }
 
@@ -261,7 +293,10 @@ impl Device {
         let payload = payload.into();
         match qos {
             QoS::AtMostOnce => self.shared().publish_now(topic, payload, QoS::AtMostOnce).await,
-            QoS::AtLeastOnce => self.enqueue(topic.to_owned(), payload)?.await.map_err(|_| Error::Closed)?,
+            QoS::AtLeastOnce => self
+                .enqueue(topic.to_owned(), payload)?
+                .await
+                .map_err(|_| Error::Closed)?,
         }
     }
 
@@ -275,7 +310,9 @@ impl Device {
             .outbox
             .clone()
             .try_acquire_owned()
-            .map_err(|_| Error::QueueFull { capacity: shared.outbox_capacity })?;
+            .map_err(|_| Error::QueueFull {
+                capacity: shared.outbox_capacity,
+            })?;
         let (tx, rx) = oneshot::channel();
         // One task per waiting message: its delivery does not depend on the caller staying around.
         tokio::spawn(async move {
@@ -298,20 +335,31 @@ impl Device {
             return Err(Error::InvalidTopic(filter.to_owned()));
         }
         let shared = self.shared();
+        // Insert first, then look at the connection: the network loop marks a connection up and
+        // then reads this set, so a filter is either restored by it or sent here (or both).
         lock(&shared.subscriptions).insert(filter.to_owned(), qos);
-        if !shared.is_connected() {
+        if !shared.network_up() {
             return Ok(());
         }
-        let notice = shared.client.subscribe_tracked(filter, rumqttc_qos(qos)).await.map_err(|_| Error::Closed)?;
+        let notice = shared
+            .client
+            .subscribe_tracked(filter, rumqttc_qos(qos))
+            .await
+            .map_err(|_| Error::Closed)?;
         let refused = match notice.wait_async().await {
-            Ok(suback) => suback.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)),
+            Ok(suback) => suback
+                .return_codes
+                .iter()
+                .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)),
             Err(rumqttc::SubscribeNoticeError::V4SubAckFailure(_)) => true,
             // The connection dropped first: the subscription is restored on the next one.
             Err(_) => false,
         };
         if refused {
             lock(&shared.subscriptions).remove(filter);
-            return Err(Error::SubscribeRejected { filter: filter.to_owned() });
+            return Err(Error::SubscribeRejected {
+                filter: filter.to_owned(),
+            });
         }
         Ok(())
     }
@@ -327,7 +375,11 @@ impl Device {
         let shared = self.shared();
         lock(&shared.subscriptions).remove(filter);
         if shared.is_connected() {
-            shared.client.unsubscribe(filter).await.map_err(|_| Error::Closed)?;
+            shared
+                .client
+                .unsubscribe(filter)
+                .await
+                .map_err(|_| Error::Closed)?;
         }
         Ok(())
     }
@@ -342,7 +394,8 @@ impl Device {
         if !topic.starts_with('/') {
             return Err(Error::InvalidTopic(topic.to_owned()));
         }
-        self.subscribe(&format!("/ext/rrpc/+{topic}"), QoS::AtMostOnce).await
+        self.subscribe(&format!("/ext/rrpc/+{topic}"), QoS::AtMostOnce)
+            .await
     }
 
     /// Posts properties (`thing.event.property.post`) and waits for the platform's reply.
@@ -364,7 +417,11 @@ impl Device {
         if event.is_empty() || event.contains(['/', '+', '#']) {
             return Err(Error::InvalidTopic(event.to_owned()));
         }
-        self.request(SysPath::EventPost(event.to_owned()), json!({ "value": values, "time": now_ms() })).await
+        self.request(
+            SysPath::EventPost(event.to_owned()),
+            json!({ "value": values, "time": now_ms() }),
+        )
+        .await
     }
 
     /// Sends any Alink request on the device's own `/sys/{pk}/{dn}/{path}` topic and waits for
@@ -374,7 +431,9 @@ impl Device {
     /// As [`Device::post_property`]; [`Error::Options`] for a path that has no method.
     pub async fn request(&self, path: SysPath, params: Value) -> Result<Reply> {
         let shared = self.shared();
-        let method = path.method().ok_or_else(|| Error::Options(format!("{path} is not an Alink request topic")))?;
+        let method = path
+            .method()
+            .ok_or_else(|| Error::Options(format!("{path} is not an Alink request topic")))?;
         let topic = Topic::sys(&shared.product_key, &shared.device_name, path).to_string();
         let id = shared.ids.next_id();
         let request = Request::new(MessageId::new(&id), method.clone(), params);
@@ -382,12 +441,18 @@ impl Device {
         let _forget = Forget { shared, id: &id };
         let timeout = shared.request_timeout;
         let round_trip = async {
-            self.enqueue(topic, Bytes::from(request.to_vec()))?.await.map_err(|_| Error::Closed)??;
+            self.enqueue(topic, Bytes::from(request.to_vec()))?
+                .await
+                .map_err(|_| Error::Closed)??;
             reply.await.map_err(|_| Error::Closed)?
         };
         let reply = tokio::time::timeout(timeout, round_trip)
             .await
-            .map_err(|_| Error::Timeout { method: method.clone(), id: id.clone(), timeout })??;
+            .map_err(|_| Error::Timeout {
+                method: method.clone(),
+                id: id.clone(),
+                timeout,
+            })??;
         if reply.code == code::SUCCESS {
             Ok(reply)
         } else {
@@ -396,7 +461,12 @@ impl Device {
             } else {
                 reply.message
             };
-            Err(Error::Alink { method, id: id.clone(), code: reply.code, message })
+            Err(Error::Alink {
+                method,
+                id: id.clone(),
+                code: reply.code,
+                message,
+            })
         }
     }
 
@@ -408,21 +478,33 @@ impl Device {
     pub async fn ntp(&self) -> Result<TimeSync> {
         let shared = self.shared();
         let timeout = shared.request_timeout;
-        let topic = Topic::NtpRequest { product_key: shared.product_key.clone(), device_name: shared.device_name.clone() }
-            .to_string();
+        let topic = Topic::NtpRequest {
+            product_key: shared.product_key.clone(),
+            device_name: shared.device_name.clone(),
+        }
+        .to_string();
         let exchange = async {
             self.wait_connected().await?;
             let sent = now_ms();
             let rx = lock(&shared.correlator).expect_ntp(&sent.to_string());
-            shared.publish_now(&topic, Bytes::from(ntp::request(sent)), QoS::AtMostOnce).await?;
+            shared
+                .publish_now(&topic, Bytes::from(ntp::request(sent)), QoS::AtMostOnce)
+                .await?;
             let (payload, received) = rx.await.map_err(|_| Error::Closed)?;
             Ok::<_, Error>((payload, sent, received))
         };
-        let (payload, sent, received) = tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| Error::Timeout { method: "ntp".into(), id: String::new(), timeout })??;
-        let server = ntp::server_time(&payload, received)
-            .map_err(|e| Error::BadReply { topic: format!("{topic} response"), reason: e.to_string() })?;
+        let (payload, sent, received) =
+            tokio::time::timeout(timeout, exchange)
+                .await
+                .map_err(|_| Error::Timeout {
+                    method: "ntp".into(),
+                    id: String::new(),
+                    timeout,
+                })??;
+        let server = ntp::server_time(&payload, received).map_err(|e| Error::BadReply {
+            topic: format!("{topic} response"),
+            reason: e.to_string(),
+        })?;
         let server_time_ms = i64::try_from(server).unwrap_or(i64::MAX);
         let local_time_ms = i64::try_from(received).unwrap_or(i64::MAX);
         Ok(TimeSync {

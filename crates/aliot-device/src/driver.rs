@@ -11,7 +11,7 @@ use aliot_protocol::{ConnackCode, DeviceIdentity, SignOptions};
 use bytes::Bytes;
 use rumqttc::{ConnectionError, EventLoop, Packet, Publish, SubscribeFilter};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::backoff::{Next, Schedule};
 use crate::error::Error;
@@ -22,7 +22,10 @@ use crate::shared::{Shared, lock, rumqttc_qos};
 
 /// Epoch milliseconds now.
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// Signs CONNECTs: a new timestamp (epoch ms, strictly increasing) for every attempt.
@@ -34,13 +37,20 @@ pub(crate) struct Signer {
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer").field("identity", &self.identity).field("options", &self.options).finish()
+        f.debug_struct("Signer")
+            .field("identity", &self.identity)
+            .field("options", &self.options)
+            .finish()
     }
 }
 
 impl Signer {
     pub(crate) fn new(identity: DeviceIdentity, options: SignOptions) -> Self {
-        Self { identity, options, last_ms: 0 }
+        Self {
+            identity,
+            options,
+            last_ms: 0,
+        }
     }
 
     /// Fresh credentials. The timestamp never repeats, so no two attempts share a clientId.
@@ -60,9 +70,6 @@ pub(crate) struct Driver {
     pub(crate) signer: Signer,
     pub(crate) schedule: Schedule,
     pub(crate) stop: watch::Receiver<bool>,
-    /// Told the outcome of the first attempt ([`crate::Device::connect`]); the device stops if
-    /// that attempt fails.
-    pub(crate) first: Option<oneshot::Sender<Result<Connected, Error>>>,
     pub(crate) endpoint: String,
     pub(crate) system_filters: Vec<String>,
     pub(crate) connections: u64,
@@ -73,7 +80,10 @@ pub(crate) struct Driver {
 impl std::fmt::Debug for Driver {
     // The MQTT options hold the password: never print them.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Driver").field("endpoint", &self.endpoint).field("connections", &self.connections).finish()
+        f.debug_struct("Driver")
+            .field("endpoint", &self.endpoint)
+            .field("connections", &self.connections)
+            .finish()
     }
 }
 
@@ -87,11 +97,16 @@ impl Driver {
                 }
                 match self.signer.sign() {
                     Ok(creds) => {
-                        self.signed = (creds.client_id.clone(), creds.timestamp.clone().unwrap_or_default());
+                        self.signed = (
+                            creds.client_id.clone(),
+                            creds.timestamp.clone().unwrap_or_default(),
+                        );
                         if let Err(e) = self.eventloop.mqtt_options.try_set_client_id(creds.client_id) {
                             break Some(Error::Options(e.to_string()));
                         }
-                        self.eventloop.mqtt_options.set_credentials(creds.username, creds.password);
+                        self.eventloop
+                            .mqtt_options
+                            .set_credentials(creds.username, creds.password);
                     }
                     Err(e) => break Some(e),
                 }
@@ -121,13 +136,17 @@ impl Driver {
                     }
                     let lasted = connected_at.take().map(|t| t.elapsed());
                     if let Some(lasted) = lasted {
-                        self.shared.conn.send_modify(|s| s.connected = false);
+                        self.shared.conn.send_modify(|s| {
+                            s.live = 0;
+                            s.connected = false;
+                        });
                         self.schedule.connection_lost(lasted);
                     }
                     let error = self.classify(e);
                     tracing::info!(endpoint = %self.endpoint, error = %error, "connection down");
                     if lasted.is_none()
-                        && let Some(first) = self.first.take()
+                        && self.connections == 0
+                        && let Some(first) = lock(&self.shared.first).take()
                     {
                         // `Device::connect` reports the first attempt's failure and stops.
                         let _ = first.send(Err(error.clone()));
@@ -155,7 +174,7 @@ impl Driver {
             }
         };
         self.shared.close();
-        if let Some(first) = self.first.take() {
+        if let Some(first) = lock(&self.shared.first).take() {
             let _ = first.send(Err(outcome.clone().unwrap_or(Error::Closed)));
         }
         tracing::debug!(endpoint = %self.endpoint, "device stopped");
@@ -169,86 +188,90 @@ impl Driver {
                 code: ConnackCode::from_code(rc as u8).unwrap_or(ConnackCode::ServerUnavailable),
             },
             ConnectionError::Tls(e) => Error::Tls(format!("{}: {e}", self.endpoint)),
-            other => Error::Connect { endpoint: self.endpoint.clone(), reason: other.to_string() },
+            other => Error::Connect {
+                endpoint: self.endpoint.clone(),
+                reason: other.to_string(),
+            },
         }
     }
 
+    /// CONNACK: the network is up. The connection becomes *ready* (requests may go out, the
+    /// Connected event is emitted) once the subscriptions are restored, so that no reply is sent
+    /// by the platform before the device listens for it.
     fn on_connected(&mut self, session_present: bool) {
         self.connections += 1;
-        self.shared.conn.send_modify(|s| {
-            s.generation += 1;
-            s.connected = true;
-        });
-        let info = Connected {
-            client_id: self.signed.0.clone(),
-            timestamp: self.signed.1.clone(),
-            session_present,
-            connections: self.connections,
-        };
-        tracing::info!(client_id = %info.client_id, connections = info.connections, "connected");
-        self.resubscribe();
-        if let Some(first) = self.first.take() {
-            let _ = first.send(Ok(info.clone()));
-        }
-        self.emit(Event::Connected(info));
-    }
-
-    /// Subscriptions do not survive a clean session: send them all again, from a task of its
-    /// own (the loop must not wait on the request channel it drains itself).
-    fn resubscribe(&self) {
-        let mut filters: Vec<SubscribeFilter> =
-            self.system_filters.iter().map(|f| SubscribeFilter::new(f.clone(), rumqttc::QoS::AtLeastOnce)).collect();
+        let attempt = self.connections;
+        // Mark the network up before reading the subscriptions (see `Device::subscribe`).
+        self.shared.conn.send_modify(|s| s.live = attempt);
+        let mut filters: Vec<SubscribeFilter> = self
+            .system_filters
+            .iter()
+            .map(|f| SubscribeFilter::new(f.clone(), rumqttc::QoS::AtLeastOnce))
+            .collect();
         filters.extend(
-            lock(&self.shared.subscriptions).iter().map(|(f, q)| SubscribeFilter::new(f.clone(), rumqttc_qos(*q))),
+            lock(&self.shared.subscriptions)
+                .iter()
+                .map(|(f, q)| SubscribeFilter::new(f.clone(), rumqttc_qos(*q))),
         );
+        let ready = Ready {
+            shared: self.shared.clone(),
+            events: self.events.clone(),
+            attempt,
+            info: Connected {
+                client_id: self.signed.0.clone(),
+                timestamp: self.signed.1.clone(),
+                session_present,
+                connections: attempt,
+            },
+        };
+        tracing::info!(client_id = %ready.info.client_id, connections = attempt, "connected");
         if filters.is_empty() {
+            ready.fire();
             return;
         }
+        // Subscriptions do not survive a clean session: send them all again, from a task of its
+        // own (the loop must not wait on the request channel it drains itself).
         let client = self.shared.client.clone();
-        let names: Vec<String> = filters.iter().map(|f| f.path.clone()).collect();
         tokio::spawn(async move {
-            match client.subscribe_many_tracked(filters).await {
-                Ok(notice) => match notice.wait_async().await {
-                    Ok(suback) => {
-                        let refused: Vec<&String> = names
-                            .iter()
-                            .zip(&suback.return_codes)
-                            .filter(|(_, c)| matches!(c, rumqttc::SubscribeReasonCode::Failure))
-                            .map(|(n, _)| n)
-                            .collect();
-                        if refused.is_empty() {
-                            tracing::debug!(count = names.len(), "subscriptions restored");
-                        } else {
-                            tracing::warn!(?refused, "the platform refused some subscriptions");
-                        }
+            let names: Vec<String> = filters.iter().map(|f| f.path.clone()).collect();
+            let notice = match client.subscribe_many_tracked(filters).await {
+                Ok(notice) => notice,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not queue the subscriptions");
+                    return;
+                }
+            };
+            match notice.wait_async().await {
+                Ok(suback) => {
+                    let refused: Vec<&String> = names
+                        .iter()
+                        .zip(&suback.return_codes)
+                        .filter(|(_, c)| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                        .map(|(n, _)| n)
+                        .collect();
+                    if refused.is_empty() {
+                        tracing::debug!(count = names.len(), "subscriptions restored");
+                    } else {
+                        tracing::warn!(?refused, "the platform refused some subscriptions");
                     }
-                    Err(e) => tracing::debug!(error = %e, "subscriptions not confirmed (connection lost?)"),
-                },
-                Err(e) => tracing::warn!(error = %e, "could not queue the subscriptions"),
+                    ready.fire();
+                }
+                // The connection went away first; the next one restores them again.
+                Err(e) => tracing::debug!(error = %e, "subscriptions not confirmed"),
             }
         });
     }
 
     fn emit(&self, event: Event) {
-        match self.events.try_send(event) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(mut event)) => {
-                if event.is_request() {
-                    self.shared.counters.busy_replies.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("event queue full: answering a request with code 429");
-                    event.refuse(code::TOO_MANY_REQUESTS, "the device is busy: its event queue is full");
-                } else {
-                    self.shared.counters.dropped_messages.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("event queue full: an event was dropped");
-                }
-            }
-            // Nobody listens: requests get the "not handled" answer when dropped here.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
+        emit(&self.events, &self.shared, event);
     }
 
     fn message(topic: &str, payload: Bytes, qos: QoS) -> Event {
-        Event::Message(Message { topic: topic.to_owned(), payload, qos })
+        Event::Message(Message {
+            topic: topic.to_owned(),
+            payload,
+            qos,
+        })
     }
 
     fn dispatch(&mut self, publish: Publish) {
@@ -257,7 +280,11 @@ impl Driver {
             return;
         };
         let topic = topic.to_owned();
-        let qos = if publish.qos == rumqttc::QoS::AtMostOnce { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+        let qos = if publish.qos == rumqttc::QoS::AtMostOnce {
+            QoS::AtMostOnce
+        } else {
+            QoS::AtLeastOnce
+        };
         let payload = publish.payload;
         tracing::trace!(topic = %topic, bytes = payload.len(), "incoming");
         let shared = &self.shared;
@@ -270,8 +297,13 @@ impl Driver {
                 }
                 Err(e) => {
                     let failed = read_id(&payload).is_some_and(|id| {
-                        lock(&shared.correlator)
-                            .fail_reply(&id.as_text(), Error::BadReply { topic: topic.clone(), reason: e.to_string() })
+                        lock(&shared.correlator).fail_reply(
+                            &id.as_text(),
+                            Error::BadReply {
+                                topic: topic.clone(),
+                                reason: e.to_string(),
+                            },
+                        )
                     });
                     if !failed {
                         self.emit(Self::message(&topic, payload, qos));
@@ -280,10 +312,12 @@ impl Driver {
             },
             Route::Ntp => {
                 let received = now_ms();
-                let sent = serde_json::from_slice::<Value>(&payload).ok().and_then(|v| match v.get("deviceSendTime") {
-                    Some(Value::String(s)) => Some(s.clone()),
-                    Some(Value::Number(n)) => Some(n.to_string()),
-                    _ => None,
+                let sent = serde_json::from_slice::<Value>(&payload).ok().and_then(|v| {
+                    match v.get("deviceSendTime") {
+                        Some(Value::String(s)) => Some(s.clone()),
+                        Some(Value::Number(n)) => Some(n.to_string()),
+                        _ => None,
+                    }
                 });
                 let delivered = sent.is_some_and(|s| {
                     let mut c = lock(&shared.correlator);
@@ -303,29 +337,125 @@ impl Driver {
                         Some(request.id.clone()),
                         "thing.service.property.set".into(),
                     );
-                    self.emit(Event::PropertySet(PropertySet { topic, request, replier }));
+                    self.emit(Event::PropertySet(PropertySet {
+                        topic,
+                        qos,
+                        request,
+                        replier,
+                    }));
                 }
                 Err(e) => {
                     if let Some(id) = read_id(&payload) {
-                        let mut replier =
-                            Replier::new(shared.clone(), reply_topic, QoS::AtLeastOnce, Some(id), String::new());
+                        let mut replier = Replier::new(
+                            shared.clone(),
+                            reply_topic,
+                            QoS::AtLeastOnce,
+                            Some(id),
+                            String::new(),
+                        );
                         replier.answer_now(code::PARAM_ERROR, &e.to_string());
                     }
                     self.emit(Self::message(&topic, payload, qos));
                 }
             },
-            Route::Service { service, via, reply_topic, request } => {
+            Route::Service {
+                service,
+                via,
+                reply_topic,
+                request,
+            } => {
                 // RRPC answers go at QoS 0 (the platform's caller is waiting synchronously).
-                let reply_qos = if via.is_sync() { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+                let reply_qos = if via.is_sync() {
+                    QoS::AtMostOnce
+                } else {
+                    QoS::AtLeastOnce
+                };
                 let what = format!("thing.service.{service}");
-                let replier = Replier::new(shared.clone(), reply_topic, reply_qos, Some(request.id.clone()), what);
-                self.emit(Event::ServiceCall(ServiceCall { service, via, topic, request: *request, replier }));
+                let replier = Replier::new(
+                    shared.clone(),
+                    reply_topic,
+                    reply_qos,
+                    Some(request.id.clone()),
+                    what,
+                );
+                self.emit(Event::ServiceCall(ServiceCall {
+                    service,
+                    via,
+                    topic,
+                    qos,
+                    request: *request,
+                    replier,
+                }));
             }
-            Route::Rrpc { message_id, kind, reply_topic } => {
+            Route::Rrpc {
+                message_id,
+                kind,
+                reply_topic,
+            } => {
                 let replier = Replier::new(shared.clone(), reply_topic, QoS::AtMostOnce, None, "rrpc".into());
-                self.emit(Event::Rrpc(RrpcRequest { message_id, kind, topic, payload, replier }));
+                self.emit(Event::Rrpc(RrpcRequest {
+                    message_id,
+                    kind,
+                    topic,
+                    qos,
+                    payload,
+                    replier,
+                }));
             }
             Route::Message => self.emit(Self::message(&topic, payload, qos)),
         }
+    }
+}
+
+/// Queues an event for the application without waiting: when the queue is full, a request is
+/// answered at once with code 429 and anything else is dropped (both counted).
+fn emit(events: &mpsc::Sender<Event>, shared: &Shared, event: Event) {
+    match events.try_send(event) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(mut event)) => {
+            if event.is_request() {
+                shared.counters.busy_replies.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("event queue full: answering a request with code 429");
+                event.refuse(
+                    code::TOO_MANY_REQUESTS,
+                    "the device is busy: its event queue is full",
+                );
+            } else {
+                shared.counters.dropped_messages.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("event queue full: an event was dropped");
+            }
+        }
+        // Nobody listens: requests get the "not handled" answer when dropped here.
+        Err(mpsc::error::TrySendError::Closed(_)) => {}
+    }
+}
+
+/// Makes a connection ready once its subscriptions are restored.
+struct Ready {
+    shared: Arc<Shared>,
+    events: mpsc::Sender<Event>,
+    attempt: u64,
+    info: Connected,
+}
+
+impl Ready {
+    fn fire(self) {
+        // Only if this connection is still the live one (it may have dropped meanwhile).
+        let fired = self.shared.conn.send_if_modified(|s| {
+            if s.live == self.attempt && !s.closed {
+                s.connected = true;
+                s.generation += 1;
+                true
+            } else {
+                false
+            }
+        });
+        if !fired {
+            return;
+        }
+        if let Some(first) = lock(&self.shared.first).take() {
+            let _ = first.send(Ok(self.info.clone()));
+        }
+        emit(&self.events, &self.shared, Event::Connected(self.info));
     }
 }

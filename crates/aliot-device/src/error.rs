@@ -72,7 +72,9 @@ pub enum Error {
     },
     /// The bounded queue of unacknowledged QoS 1 publishes is full; the new message was not
     /// queued (nothing already queued is dropped).
-    #[error("{capacity} QoS 1 messages are already waiting for an acknowledgement; the new one was not queued")]
+    #[error(
+        "{capacity} QoS 1 messages are already waiting for an acknowledgement; the new one was not queued"
+    )]
     QueueFull {
         /// The configured capacity ([`crate::DeviceOptions::outbox_capacity`]).
         capacity: usize,
@@ -102,7 +104,7 @@ impl Error {
     }
 }
 
-/// `Result` with aliot-device's [`Error`].
+/// `Result` with aliot-device's [`Error`](enum@Error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
@@ -111,10 +113,15 @@ mod tests {
 
     #[test]
     fn a_refusal_says_the_code_the_cause_and_the_fix() {
-        let e = Error::Refused { code: ConnackCode::BadUsernameOrPassword };
+        let e = Error::Refused {
+            code: ConnackCode::BadUsernameOrPassword,
+        };
         let text = e.to_string();
         assert!(text.contains("4 (bad user name or password)"), "{text}");
-        assert!(text.contains(ConnackCode::BadUsernameOrPassword.cause()), "{text}");
+        assert!(
+            text.contains(ConnackCode::BadUsernameOrPassword.cause()),
+            "{text}"
+        );
         assert!(text.contains("aliot verify"), "{text}");
         assert_eq!(e.connack(), Some(ConnackCode::BadUsernameOrPassword));
     }

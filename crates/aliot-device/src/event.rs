@@ -27,7 +27,8 @@ use crate::shared::Shared;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Event {
-    /// The device connected (the first time or again).
+    /// The device connected (the first time or again) and its subscriptions are restored:
+    /// requests sent from now on get their replies.
     Connected(Connected),
     /// A connection attempt failed or the connection was lost.
     Disconnected(Disconnected),
@@ -107,7 +108,10 @@ pub struct ReplyError {
 impl ReplyError {
     /// An error answer with this code and message.
     pub fn new(code: u32, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 
     /// Code 460: the request's parameters are wrong.
@@ -141,19 +145,37 @@ pub(crate) struct Replier {
 
 impl fmt::Debug for Replier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Replier").field("topic", &self.topic).field("answered", &self.answered).finish()
+        f.debug_struct("Replier")
+            .field("topic", &self.topic)
+            .field("answered", &self.answered)
+            .finish()
     }
 }
 
 impl Replier {
-    pub(crate) fn new(shared: Arc<Shared>, topic: String, qos: QoS, id: Option<MessageId>, what: String) -> Self {
-        Self { shared, topic, qos, id, what, answered: false }
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        topic: String,
+        qos: QoS,
+        id: Option<MessageId>,
+        what: String,
+    ) -> Self {
+        Self {
+            shared,
+            topic,
+            qos,
+            id,
+            what,
+            answered: false,
+        }
     }
 
     /// Sends raw bytes as the answer.
     async fn send(mut self, payload: Vec<u8>) -> Result<()> {
         self.answered = true;
-        self.shared.publish_now(&self.topic, Bytes::from(payload), self.qos).await
+        self.shared
+            .publish_now(&self.topic, Bytes::from(payload), self.qos)
+            .await
     }
 
     /// Sends an Alink device reply `{"id":..,"code":..,"data":..}`.
@@ -161,7 +183,12 @@ impl Replier {
         let id = self.id.clone().unwrap_or_else(|| MessageId::new(0));
         let reply = match result {
             Ok(data) => DeviceReply::success(id, data),
-            Err(e) => DeviceReply { id, code: e.code, data: Value::Object(Map::new()), message: Some(e.message) },
+            Err(e) => DeviceReply {
+                id,
+                code: e.code,
+                data: Value::Object(Map::new()),
+                message: Some(e.message),
+            },
         };
         self.send(reply.to_vec()).await
     }
@@ -173,8 +200,14 @@ impl Replier {
         }
         self.answered = true;
         if let Some(id) = self.id.clone() {
-            let reply = DeviceReply { id, code, data: Value::Object(Map::new()), message: Some(message.to_owned()) };
-            self.shared.try_publish_now(&self.topic, Bytes::from(reply.to_vec()), self.qos);
+            let reply = DeviceReply {
+                id,
+                code,
+                data: Value::Object(Map::new()),
+                message: Some(message.to_owned()),
+            };
+            self.shared
+                .try_publish_now(&self.topic, Bytes::from(reply.to_vec()), self.qos);
         }
     }
 
@@ -197,6 +230,7 @@ impl Drop for Replier {
 #[derive(Debug)]
 pub struct PropertySet {
     pub(crate) topic: String,
+    pub(crate) qos: QoS,
     pub(crate) request: Request,
     pub(crate) replier: Replier,
 }
@@ -205,6 +239,11 @@ impl PropertySet {
     /// The topic it came on.
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// The QoS it was delivered with.
+    pub fn qos(&self) -> QoS {
+        self.qos
     }
 
     /// The Alink request.
@@ -242,6 +281,7 @@ pub struct ServiceCall {
     pub(crate) service: String,
     pub(crate) via: CallVia,
     pub(crate) topic: String,
+    pub(crate) qos: QoS,
     pub(crate) request: Request,
     pub(crate) replier: Replier,
 }
@@ -254,7 +294,10 @@ impl ServiceCall {
 
     /// The method (`thing.service.{id}`).
     pub fn method(&self) -> String {
-        self.request.method.clone().unwrap_or_else(|| format!("thing.service.{}", self.service))
+        self.request
+            .method
+            .clone()
+            .unwrap_or_else(|| format!("thing.service.{}", self.service))
     }
 
     /// Asynchronous, or synchronous over RRPC (old or new style).
@@ -265,6 +308,11 @@ impl ServiceCall {
     /// The topic it came on.
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// The QoS it was delivered with.
+    pub fn qos(&self) -> QoS {
+        self.qos
     }
 
     /// The Alink request.
@@ -299,6 +347,7 @@ pub struct RrpcRequest {
     pub(crate) message_id: String,
     pub(crate) kind: RrpcKind,
     pub(crate) topic: String,
+    pub(crate) qos: QoS,
     pub(crate) payload: Bytes,
     pub(crate) replier: Replier,
 }
@@ -322,6 +371,11 @@ impl RrpcRequest {
     /// The request bytes.
     pub fn payload(&self) -> &Bytes {
         &self.payload
+    }
+
+    /// The QoS it was delivered with.
+    pub fn qos(&self) -> QoS {
+        self.qos
     }
 
     /// Answers with these bytes (within 8 s, the platform's RRPC deadline).
@@ -351,7 +405,10 @@ impl Event {
 
     /// Whether the event is a request that expects an answer.
     pub(crate) fn is_request(&self) -> bool {
-        matches!(self, Event::PropertySet(_) | Event::ServiceCall(_) | Event::Rrpc(_))
+        matches!(
+            self,
+            Event::PropertySet(_) | Event::ServiceCall(_) | Event::Rrpc(_)
+        )
     }
 }
 

@@ -123,7 +123,8 @@ impl Handlers {
         F: Fn(Value) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = JsonResult> + Send + 'static,
     {
-        self.services.insert(service.into(), Arc::new(move |_name, params| Box::pin(f(params))));
+        self.services
+            .insert(service.into(), Arc::new(move |_name, params| Box::pin(f(params))));
         self
     }
 
@@ -180,7 +181,9 @@ impl Handlers {
         while let Some(event) = events.recv().await {
             match event {
                 Event::PropertySet(set) => {
-                    let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        break;
+                    };
                     match self.property_set.clone() {
                         Some(f) => {
                             tokio::spawn(async move {
@@ -195,8 +198,14 @@ impl Handlers {
                     }
                 }
                 Event::ServiceCall(call) => {
-                    let Ok(permit) = permits.clone().acquire_owned().await else { break };
-                    let handler = self.services.get(call.service()).or(self.any_service.as_ref()).cloned();
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let handler = self
+                        .services
+                        .get(call.service())
+                        .or(self.any_service.as_ref())
+                        .cloned();
                     match handler {
                         Some(f) => {
                             tokio::spawn(async move {
@@ -211,7 +220,9 @@ impl Handlers {
                     }
                 }
                 Event::Rrpc(req) => {
-                    let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        break;
+                    };
                     if let Some(f) = self.rrpc.clone() {
                         tokio::spawn(async move {
                             f(req).await;
@@ -220,7 +231,9 @@ impl Handlers {
                     }
                 }
                 Event::Message(m) => {
-                    let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        break;
+                    };
                     if let Some(f) = self.message.clone() {
                         tokio::spawn(async move {
                             f(m).await;

@@ -86,7 +86,11 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { initial: Duration::from_secs(1), max: Duration::from_secs(60), stable_after: Duration::from_secs(30) }
+        Self {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            stable_after: Duration::from_secs(30),
+        }
     }
 }
 
@@ -186,7 +190,10 @@ impl DeviceOptions {
             clean_session: true,
             auto_subscribe: true,
             ext_rrpc: true,
-            extra_params: vec![("_v".into(), format!("aliot-{}", env!("CARGO_PKG_VERSION"))), ("lan".into(), "Rust".into())],
+            extra_params: vec![
+                ("_v".into(), format!("aliot-{}", env!("CARGO_PKG_VERSION"))),
+                ("lan".into(), "Rust".into()),
+            ],
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
@@ -212,7 +219,9 @@ impl DeviceOptions {
         } else if let Some(region) = &profile.region {
             Endpoint::region(identity.product_key(), region, tls)?
         } else {
-            return Err(Error::Options("the profile names no endpoint: set host, region or instance_id".into()));
+            return Err(Error::Options(
+                "the profile names no endpoint: set host, region or instance_id".into(),
+            ));
         };
         if let Some(port) = profile.port {
             endpoint.port = port;
@@ -363,9 +372,10 @@ impl DeviceOptions {
     }
 
     /// Capacity of the event queue between the network loop and the [`crate::Events`] stream
-    /// (default 256). When it is full, new requests are answered at once with Alink code 429
-    /// and new plain messages are dropped (and counted): the network loop never waits for the
-    /// application.
+    /// (default 256). When it is full, new property sets and service calls are answered at once
+    /// with Alink code 429, new raw RRPC requests are left unanswered (their caller times out),
+    /// and other events are dropped; all are counted ([`crate::Device::stats`]). The network loop
+    /// never waits for the application.
     #[must_use]
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity;
@@ -408,7 +418,9 @@ impl DeviceOptions {
             return Err(Error::Options("queue capacities must be at least 1".into()));
         }
         if self.request_timeout.is_zero() || self.connect_timeout.as_secs() == 0 {
-            return Err(Error::Options("timeouts must be positive (the connect timeout in whole seconds)".into()));
+            return Err(Error::Options(
+                "timeouts must be positive (the connect timeout in whole seconds)".into(),
+            ));
         }
         if self.backoff.initial.is_zero() || self.backoff.max < self.backoff.initial {
             return Err(Error::Options("backoff needs 0 < initial <= max".into()));
@@ -416,7 +428,9 @@ impl DeviceOptions {
         if let RefusalPolicy::RetryEvery(d) = self.refusal
             && d.is_zero()
         {
-            return Err(Error::Options("the refusal retry interval must be positive".into()));
+            return Err(Error::Options(
+                "the refusal retry interval must be positive".into(),
+            ));
         }
         if self.max_packet_size < 1024 {
             return Err(Error::Options("max packet size must be at least 1 KiB".into()));
@@ -431,17 +445,28 @@ mod tests {
 
     fn options() -> DeviceOptions {
         let id = DeviceIdentity::new("pk", "dn", "very-secret").expect("valid identity");
-        DeviceOptions::new(id, Endpoint::custom("127.0.0.1", Some(1883), false).expect("endpoint"))
+        DeviceOptions::new(
+            id,
+            Endpoint::custom("127.0.0.1", Some(1883), false).expect("endpoint"),
+        )
     }
 
     #[test]
     fn keepalive_outside_the_platform_range_is_refused_before_connecting() {
         assert!(options().validate().is_ok());
         for bad in [0, 29, 1201, 5000] {
-            let e = options().keepalive(Duration::from_secs(bad)).validate().unwrap_err();
+            let e = options()
+                .keepalive(Duration::from_secs(bad))
+                .validate()
+                .unwrap_err();
             assert!(e.to_string().contains("30..=1200"), "{e}");
         }
-        assert!(options().keepalive(Duration::from_millis(30_500)).validate().is_err());
+        assert!(
+            options()
+                .keepalive(Duration::from_millis(30_500))
+                .validate()
+                .is_err()
+        );
         assert!(options().keepalive(Duration::from_secs(30)).validate().is_ok());
         assert!(options().keepalive(Duration::from_secs(1200)).validate().is_ok());
     }
@@ -460,19 +485,26 @@ mod tests {
         )
         .expect("profile");
         let o = DeviceOptions::from_profile(&p).expect("options");
-        assert_eq!((o.endpoint.host.as_str(), o.endpoint.port, o.endpoint.tls), ("h", 1999, true));
+        assert_eq!(
+            (o.endpoint.host.as_str(), o.endpoint.port, o.endpoint.tls),
+            ("h", 1999, true)
+        );
         assert_eq!(o.trust, TrustAnchors::File("ca.pem".into()));
         assert_eq!(o.sign_method, SignMethod::HmacSha1);
         assert_eq!(o.client_id_prefix.as_deref(), Some("SN1"));
         assert_eq!(o.keepalive, Duration::from_secs(300));
-        let p = DeviceProfile::from_toml("product_key = \"pk\"\ndevice_name = \"dn\"\ndevice_secret = \"s\"\n")
-            .expect("profile");
+        let p =
+            DeviceProfile::from_toml("product_key = \"pk\"\ndevice_name = \"dn\"\ndevice_secret = \"s\"\n")
+                .expect("profile");
         assert!(DeviceOptions::from_profile(&p).is_err());
         let p = DeviceProfile::from_toml(
             "product_key = \"pk\"\ndevice_name = \"dn\"\ndevice_secret = \"s\"\nregion = \"cn-shanghai\"\n",
         )
         .expect("profile");
-        assert_eq!(DeviceOptions::from_profile(&p).expect("options").endpoint.host, "pk.iot-as-mqtt.cn-shanghai.aliyuncs.com");
+        assert_eq!(
+            DeviceOptions::from_profile(&p).expect("options").endpoint.host,
+            "pk.iot-as-mqtt.cn-shanghai.aliyuncs.com"
+        );
     }
 
     #[test]

@@ -45,7 +45,9 @@ impl Correlator {
 
     /// Fails the waiter of `id` (an unreadable reply that still carried its id).
     pub(crate) fn fail_reply(&mut self, id: &str, error: Error) -> bool {
-        self.replies.remove(id).is_some_and(|tx| tx.send(Err(error)).is_ok())
+        self.replies
+            .remove(id)
+            .is_some_and(|tx| tx.send(Err(error)).is_ok())
     }
 
     /// Forgets a waiter (timed out or dropped).
@@ -62,7 +64,9 @@ impl Correlator {
 
     /// Hands an NTP response to a waiter of its `deviceSendTime`; false when nobody waits.
     pub(crate) fn complete_ntp(&mut self, device_send_time: &str, answer: NtpAnswer) -> bool {
-        let Some(waiters) = self.ntp.get_mut(device_send_time) else { return false };
+        let Some(waiters) = self.ntp.get_mut(device_send_time) else {
+            return false;
+        };
         let mut delivered = false;
         while let Some(tx) = waiters.pop() {
             if tx.send(answer.clone()).is_ok() {
@@ -106,7 +110,9 @@ impl IdGenerator {
         // Relaxed: the ids only need to be distinct, not ordered with other memory.
         let id = self
             .0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(if v == u32::MAX { 1 } else { v + 1 }))
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(if v == u32::MAX { 1 } else { v + 1 })
+            })
             .unwrap_or(1);
         id.to_string()
     }

@@ -63,23 +63,36 @@ pub(crate) enum Route {
     /// `/sys/{pk}/{dn}/thing/service/property/set`.
     PropertySet { reply_topic: String },
     /// A service call (async or synchronous over RRPC); `request` is the parsed Alink request.
-    Service { service: String, via: CallVia, reply_topic: String, request: Box<Request> },
+    Service {
+        service: String,
+        via: CallVia,
+        reply_topic: String,
+        request: Box<Request>,
+    },
     /// A raw or custom-topic RRPC request.
-    Rrpc { message_id: String, kind: RrpcKind, reply_topic: String },
+    Rrpc {
+        message_id: String,
+        kind: RrpcKind,
+        reply_topic: String,
+    },
     /// Anything else: custom topics, broadcasts, unparsable requests.
     Message,
 }
 
 /// Classifies an incoming message for the device `(pk, dn)`.
 pub(crate) fn route(topic: &str, payload: &[u8], pk: &str, dn: &str) -> Route {
-    let Ok(parsed) = Topic::parse(topic) else { return Route::Message };
+    let Ok(parsed) = Topic::parse(topic) else {
+        return Route::Message;
+    };
     if parsed.device() != Some((pk, dn)) {
         return Route::Message;
     }
     match parsed {
         Topic::Sys { path, .. } => match path {
             SysPath::Reply(_) => Route::Reply,
-            SysPath::PropertySet => Route::PropertySet { reply_topic: format!("{topic}_reply") },
+            SysPath::PropertySet => Route::PropertySet {
+                reply_topic: format!("{topic}_reply"),
+            },
             SysPath::Service(service) => match Request::parse(payload) {
                 Ok(request) => Route::Service {
                     service,
@@ -94,35 +107,62 @@ pub(crate) fn route(topic: &str, payload: &[u8], pk: &str, dn: &str) -> Route {
                 // The same topic carries synchronous service calls (Alink JSON whose method is
                 // `thing.service.{id}`) and raw RRPC (any bytes).
                 match Request::parse(payload) {
-                    Ok(request) => match request.method.as_deref().and_then(|m| m.strip_prefix("thing.service.")) {
+                    Ok(request) => match request
+                        .method
+                        .as_deref()
+                        .and_then(|m| m.strip_prefix("thing.service."))
+                    {
                         Some(service) if !service.is_empty() && service != "property.set" => Route::Service {
                             service: service.to_owned(),
                             via: CallVia::Rrpc { message_id },
                             reply_topic,
                             request: Box::new(request),
                         },
-                        _ => Route::Rrpc { message_id, kind: RrpcKind::Raw, reply_topic },
+                        _ => Route::Rrpc {
+                            message_id,
+                            kind: RrpcKind::Raw,
+                            reply_topic,
+                        },
                     },
-                    Err(_) => Route::Rrpc { message_id, kind: RrpcKind::Raw, reply_topic },
+                    Err(_) => Route::Rrpc {
+                        message_id,
+                        kind: RrpcKind::Raw,
+                        reply_topic,
+                    },
                 }
             }
             _ => Route::Message,
         },
         Topic::NtpResponse { .. } => Route::Ntp,
         Topic::ExtRrpc { message_id, inner } => match *inner {
-            Topic::Sys { path: SysPath::Service(service), .. } => match Request::parse(payload) {
+            Topic::Sys {
+                path: SysPath::Service(service),
+                ..
+            } => match Request::parse(payload) {
                 Ok(request) => Route::Service {
                     service,
                     via: CallVia::ExtRrpc { message_id },
                     reply_topic: topic.to_owned(),
                     request: Box::new(request),
                 },
-                Err(_) => Route::Rrpc { message_id, kind: RrpcKind::Raw, reply_topic: topic.to_owned() },
+                Err(_) => Route::Rrpc {
+                    message_id,
+                    kind: RrpcKind::Raw,
+                    reply_topic: topic.to_owned(),
+                },
             },
-            Topic::Custom { .. } => {
-                Route::Rrpc { message_id, kind: RrpcKind::Custom { topic: inner.to_string() }, reply_topic: topic.to_owned() }
-            }
-            _ => Route::Rrpc { message_id, kind: RrpcKind::Raw, reply_topic: topic.to_owned() },
+            Topic::Custom { .. } => Route::Rrpc {
+                message_id,
+                kind: RrpcKind::Custom {
+                    topic: inner.to_string(),
+                },
+                reply_topic: topic.to_owned(),
+            },
+            _ => Route::Rrpc {
+                message_id,
+                kind: RrpcKind::Raw,
+                reply_topic: topic.to_owned(),
+            },
         },
         _ => Route::Message,
     }
@@ -152,8 +192,14 @@ mod tests {
 
     #[test]
     fn replies_and_ntp_are_recognised() {
-        assert_eq!(route("/sys/pk/dn/thing/event/property/post_reply", b"{}", "pk", "dn"), Route::Reply);
-        assert_eq!(route("/sys/pk/dn/thing/event/alarm/post_reply", b"{}", "pk", "dn"), Route::Reply);
+        assert_eq!(
+            route("/sys/pk/dn/thing/event/property/post_reply", b"{}", "pk", "dn"),
+            Route::Reply
+        );
+        assert_eq!(
+            route("/sys/pk/dn/thing/event/alarm/post_reply", b"{}", "pk", "dn"),
+            Route::Reply
+        );
         assert_eq!(route("/ext/ntp/pk/dn/response", b"{}", "pk", "dn"), Route::Ntp);
     }
 
@@ -161,28 +207,56 @@ mod tests {
     fn property_sets_reply_on_set_reply() {
         assert_eq!(
             route("/sys/pk/dn/thing/service/property/set", b"{}", "pk", "dn"),
-            Route::PropertySet { reply_topic: "/sys/pk/dn/thing/service/property/set_reply".into() }
+            Route::PropertySet {
+                reply_topic: "/sys/pk/dn/thing/service/property/set_reply".into()
+            }
         );
     }
 
     #[test]
     fn service_calls_in_all_three_styles() {
-        let Route::Service { service, via, reply_topic, .. } = route("/sys/pk/dn/thing/service/Reboot", CALL, "pk", "dn")
+        let Route::Service {
+            service,
+            via,
+            reply_topic,
+            ..
+        } = route("/sys/pk/dn/thing/service/Reboot", CALL, "pk", "dn")
         else {
             panic!("async call")
         };
-        assert_eq!((service.as_str(), via, reply_topic.as_str()), ("Reboot", CallVia::Async, "/sys/pk/dn/thing/service/Reboot_reply"));
+        assert_eq!(
+            (service.as_str(), via, reply_topic.as_str()),
+            ("Reboot", CallVia::Async, "/sys/pk/dn/thing/service/Reboot_reply")
+        );
 
-        let Route::Service { service, via, reply_topic, .. } = route("/sys/pk/dn/rrpc/request/123", CALL, "pk", "dn") else {
+        let Route::Service {
+            service,
+            via,
+            reply_topic,
+            ..
+        } = route("/sys/pk/dn/rrpc/request/123", CALL, "pk", "dn")
+        else {
             panic!("old-style sync call")
         };
         assert_eq!(service, "Reboot");
-        assert_eq!(via, CallVia::Rrpc { message_id: "123".into() });
+        assert_eq!(
+            via,
+            CallVia::Rrpc {
+                message_id: "123".into()
+            }
+        );
         assert_eq!(reply_topic, "/sys/pk/dn/rrpc/response/123");
 
         let t = "/ext/rrpc/456/sys/pk/dn/thing/service/Reboot";
-        let Route::Service { via, reply_topic, .. } = route(t, CALL, "pk", "dn") else { panic!("new-style sync call") };
-        assert_eq!(via, CallVia::ExtRrpc { message_id: "456".into() });
+        let Route::Service { via, reply_topic, .. } = route(t, CALL, "pk", "dn") else {
+            panic!("new-style sync call")
+        };
+        assert_eq!(
+            via,
+            CallVia::ExtRrpc {
+                message_id: "456".into()
+            }
+        );
         assert_eq!(reply_topic, t);
     }
 
@@ -190,14 +264,20 @@ mod tests {
     fn raw_and_custom_rrpc() {
         assert_eq!(
             route("/sys/pk/dn/rrpc/request/9", b"\x01\x02raw", "pk", "dn"),
-            Route::Rrpc { message_id: "9".into(), kind: RrpcKind::Raw, reply_topic: "/sys/pk/dn/rrpc/response/9".into() }
+            Route::Rrpc {
+                message_id: "9".into(),
+                kind: RrpcKind::Raw,
+                reply_topic: "/sys/pk/dn/rrpc/response/9".into()
+            }
         );
         let t = "/ext/rrpc/10/pk/dn/user/get";
         assert_eq!(
             route(t, b"hello", "pk", "dn"),
             Route::Rrpc {
                 message_id: "10".into(),
-                kind: RrpcKind::Custom { topic: "/pk/dn/user/get".into() },
+                kind: RrpcKind::Custom {
+                    topic: "/pk/dn/user/get".into()
+                },
                 reply_topic: t.into()
             }
         );
@@ -205,11 +285,17 @@ mod tests {
 
     #[test]
     fn other_devices_and_custom_topics_are_plain_messages() {
-        assert_eq!(route("/sys/pk/other/thing/service/property/set", b"{}", "pk", "dn"), Route::Message);
+        assert_eq!(
+            route("/sys/pk/other/thing/service/property/set", b"{}", "pk", "dn"),
+            Route::Message
+        );
         assert_eq!(route("/pk/dn/user/get", b"x", "pk", "dn"), Route::Message);
         assert_eq!(route("/broadcast/pk/all", b"x", "pk", "dn"), Route::Message);
         assert_eq!(route("not-a-topic", b"x", "pk", "dn"), Route::Message);
-        assert_eq!(route("/sys/pk/dn/thing/service/Reboot", b"garbage", "pk", "dn"), Route::Message);
+        assert_eq!(
+            route("/sys/pk/dn/thing/service/Reboot", b"garbage", "pk", "dn"),
+            Route::Message
+        );
     }
 
     #[test]

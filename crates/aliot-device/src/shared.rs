@@ -7,17 +7,22 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rumqttc::{AsyncClient, PublishOptions};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
 
 use crate::error::{Error, Result};
+use crate::event::Connected;
 use crate::options::QoS;
 use crate::pending::{Correlator, IdGenerator};
 
 /// The connection as the rest of the SDK sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct ConnState {
-    /// Counts successful connections; a QoS 1 message whose send failed waits for a larger one.
+    /// Number of the network connection that is up (counted from 1), 0 when none is: set at
+    /// CONNACK, before the subscriptions are restored.
+    pub(crate) live: u64,
+    /// Counts ready connections; a QoS 1 message whose send failed waits for a larger one.
     pub(crate) generation: u64,
+    /// A connection is up and its subscriptions are restored: requests get their replies.
     pub(crate) connected: bool,
     /// The device stopped for good.
     pub(crate) closed: bool,
@@ -49,6 +54,8 @@ pub(crate) struct Shared {
     pub(crate) ids: IdGenerator,
     pub(crate) request_timeout: Duration,
     pub(crate) counters: Counters,
+    /// Told the outcome of the first connection ([`crate::Device::connect`]).
+    pub(crate) first: Mutex<Option<oneshot::Sender<Result<Connected>>>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -75,8 +82,14 @@ pub(crate) fn rumqttc_qos(qos: QoS) -> rumqttc::QoS {
 }
 
 impl Shared {
+    /// Ready: connected and subscriptions restored.
     pub(crate) fn is_connected(&self) -> bool {
         self.conn.borrow().connected
+    }
+
+    /// A network connection is up (CONNACK received), ready or not yet.
+    pub(crate) fn network_up(&self) -> bool {
+        self.conn.borrow().live != 0
     }
 
     pub(crate) fn stopping(&self) -> bool {
@@ -91,14 +104,18 @@ impl Shared {
         self.stop.send_replace(true);
         // Graceful when there is room on the control channel (waits for in-flight QoS 1 for a
         // moment, then DISCONNECT); immediate otherwise.
-        if self.client.try_disconnect_with_timeout(Duration::from_secs(2)).is_err() {
+        if self
+            .client
+            .try_disconnect_with_timeout(Duration::from_secs(2))
+            .is_err()
+        {
             let _ = self.client.try_disconnect_now();
         }
     }
 
     /// Sends now, without queueing for a reconnect: replies and QoS 0 messages.
     pub(crate) async fn publish_now(&self, topic: &str, payload: Bytes, qos: QoS) -> Result<()> {
-        if !self.is_connected() {
+        if !self.network_up() {
             return Err(Error::NotConnected);
         }
         self.client
@@ -112,11 +129,14 @@ impl Shared {
 
     /// Sends now if the request channel has room, else drops (logged). Never waits.
     pub(crate) fn try_publish_now(&self, topic: &str, payload: Bytes, qos: QoS) {
-        if !self.is_connected() {
+        if !self.network_up() {
             tracing::debug!(topic, "offline: answer not sent");
             return;
         }
-        if let Err(e) = self.client.try_publish(topic, payload, PublishOptions::new(rumqttc_qos(qos))) {
+        if let Err(e) = self
+            .client
+            .try_publish(topic, payload, PublishOptions::new(rumqttc_qos(qos)))
+        {
             tracing::warn!(topic, error = %e, "answer not sent");
         }
     }
@@ -161,6 +181,7 @@ impl Shared {
     pub(crate) fn close(&self) {
         self.stopping.store(true, Ordering::Release);
         self.conn.send_modify(|s| {
+            s.live = 0;
             s.connected = false;
             s.closed = true;
         });

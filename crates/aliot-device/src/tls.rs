@@ -35,12 +35,16 @@ pub(crate) fn root_store(trust: &TrustAnchors) -> Result<RootCertStore> {
     let certs = match trust {
         TrustAnchors::Aliyun => {
             let mut all = certificates(GLOBALSIGN_ROOT_CA_R1.as_bytes(), "built-in GlobalSign Root CA")?;
-            all.extend(certificates(ALIYUN_IOT_ROOT_CA.as_bytes(), "built-in Aliyun IoT Root CA")?);
+            all.extend(certificates(
+                ALIYUN_IOT_ROOT_CA.as_bytes(),
+                "built-in Aliyun IoT Root CA",
+            )?);
             all
         }
         TrustAnchors::File(path) => {
             let origin = path.display().to_string();
-            let pem = std::fs::read(path).map_err(|e| Error::Tls(format!("cannot read CA file {origin}: {e}")))?;
+            let pem =
+                std::fs::read(path).map_err(|e| Error::Tls(format!("cannot read CA file {origin}: {e}")))?;
             certificates(&pem, &origin)?
         }
         TrustAnchors::Pem(pem) => certificates(pem, "CA PEM")?,
@@ -48,7 +52,9 @@ pub(crate) fn root_store(trust: &TrustAnchors) -> Result<RootCertStore> {
     let mut store = RootCertStore::empty();
     let (added, ignored) = store.add_parsable_certificates(certs);
     if added == 0 {
-        return Err(Error::Tls(format!("none of the {ignored} CA certificate(s) could be used as a trust anchor")));
+        return Err(Error::Tls(format!(
+            "none of the {ignored} CA certificate(s) could be used as a trust anchor"
+        )));
     }
     Ok(store)
 }
@@ -73,7 +79,11 @@ mod tests {
     fn fingerprint(pem: &str) -> String {
         let der = CertificateDer::from_pem_slice(pem.as_bytes()).expect("one certificate");
         let digest = Sha256::digest(der.as_ref());
-        digest.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+        digest
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
     }
 
     #[test]

@@ -16,7 +16,10 @@ use serde_json::{Value, json};
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn refusals(events: &[std::sync::Arc<HubEvent>]) -> usize {
-    events.iter().filter(|e| matches!(&***e, HubEvent::Refused(_))).count()
+    events
+        .iter()
+        .filter(|e| matches!(&***e, HubEvent::Refused(_)))
+        .count()
 }
 
 #[tokio::test]
@@ -26,39 +29,73 @@ async fn connects_over_tcp_and_gets_the_property_post_reply() {
     let (device, _events) = Device::connect(hub.options(id.clone())).await.expect("connects");
     assert!(device.is_connected());
 
-    let reply = device.post_property(json!({"LightSwitch": 1, "Temp": {"value": 21.5, "time": 1}})).await.expect("reply");
+    let reply = device
+        .post_property(json!({"LightSwitch": 1, "Temp": {"value": 21.5, "time": 1}}))
+        .await
+        .expect("reply");
     assert_eq!(reply.code, 200);
     assert_eq!(reply.method.as_deref(), Some("thing.event.property.post"));
-    let props = hub.broker().last_properties(id.product_key(), id.device_name()).expect("stored properties");
+    let props = hub
+        .broker()
+        .last_properties(id.product_key(), id.device_name())
+        .expect("stored properties");
     assert_eq!(props.get("LightSwitch"), Some(&json!(1)));
 
-    let reply = device.post_event("alarm", json!({"level": 3})).await.expect("event reply");
+    let reply = device
+        .post_event("alarm", json!({"level": 3}))
+        .await
+        .expect("event reply");
     assert_eq!(reply.code, 200);
 
-    let session = hub.broker().session(id.product_key(), id.device_name()).expect("online");
+    let session = hub
+        .broker()
+        .session(id.product_key(), id.device_name())
+        .expect("online");
     assert!(session.auto_subscribe && session.ext_rrpc, "{session:?}");
-    assert!(session.client_id.contains("securemode=3"), "{}", session.client_id);
+    assert!(
+        session.client_id.contains("securemode=3"),
+        "{}",
+        session.client_id
+    );
     device.disconnect().await;
-    assert!(matches!(device.post_property(json!({})).await, Err(Error::Closed)));
+    assert!(matches!(
+        device.post_property(json!({})).await,
+        Err(Error::Closed)
+    ));
 }
 
 #[tokio::test]
 async fn connects_over_tls_trusting_the_hub_local_ca() {
     let hub = Hub::start(true).await;
     let id = hub.device("tls-1").await;
-    let (device, _events) = Device::connect(hub.tls_options(id.clone())).await.expect("TLS connects");
-    let session = hub.broker().session(id.product_key(), id.device_name()).expect("online");
-    assert!(session.client_id.contains("securemode=2"), "{}", session.client_id);
-    assert_eq!(device.post_property(json!({"x": 1})).await.expect("reply").code, 200);
+    let (device, _events) = Device::connect(hub.tls_options(id.clone()))
+        .await
+        .expect("TLS connects");
+    let session = hub
+        .broker()
+        .session(id.product_key(), id.device_name())
+        .expect("online");
+    assert!(
+        session.client_id.contains("securemode=2"),
+        "{}",
+        session.client_id
+    );
+    assert_eq!(
+        device.post_property(json!({"x": 1})).await.expect("reply").code,
+        200
+    );
     device.disconnect().await;
 
     // SNI / name override: dial 127.0.0.1, verify the certificate as "localhost".
-    let (device, _events) =
-        Device::connect(hub.tls_options(id.clone()).server_name("localhost")).await.expect("TLS with a server name");
+    let (device, _events) = Device::connect(hub.tls_options(id.clone()).server_name("localhost"))
+        .await
+        .expect("TLS with a server name");
     device.disconnect().await;
 
     // The built-in Aliyun roots do not trust the hub's local CA.
-    let err = Device::connect(hub.tls_options(id).trust(TrustAnchors::Aliyun)).await.expect_err("untrusted");
+    let err = Device::connect(hub.tls_options(id).trust(TrustAnchors::Aliyun))
+        .await
+        .expect_err("untrusted");
     assert!(matches!(err, Error::Tls(_) | Error::Connect { .. }), "{err}");
 }
 
@@ -70,10 +107,15 @@ async fn a_wrong_secret_is_refused_with_code_4_and_never_retried() {
     let mut hub_events = hub.broker().events();
 
     // `connect`: the first refusal is the answer.
-    let err = Device::connect(hub.options(wrong.clone())).await.expect_err("refused");
+    let err = Device::connect(hub.options(wrong.clone()))
+        .await
+        .expect_err("refused");
     assert_eq!(err.connack(), Some(ConnackCode::BadUsernameOrPassword));
     let text = err.to_string();
-    assert!(text.contains(ConnackCode::BadUsernameOrPassword.cause()) && text.contains("aliot verify"), "{text}");
+    assert!(
+        text.contains(ConnackCode::BadUsernameOrPassword.cause()) && text.contains("aliot verify"),
+        "{text}"
+    );
     // The hub emits a refusal before it sends the CONNACK, so all of them are in the channel.
     assert_eq!(refusals(&drain(&mut hub_events)), 1);
 
@@ -84,22 +126,35 @@ async fn a_wrong_secret_is_refused_with_code_4_and_never_retried() {
         seen.push(event);
     }
     match seen.as_slice() {
-        [Event::Disconnected(d), Event::Stopped(Some(Error::Refused { code }))] => {
+        [
+            Event::Disconnected(d),
+            Event::Stopped(Some(Error::Refused { code })),
+        ] => {
             assert_eq!(d.refused, Some(ConnackCode::BadUsernameOrPassword));
             assert_eq!(d.retry_in, None);
             assert_eq!(*code, ConnackCode::BadUsernameOrPassword);
         }
         other => panic!("unexpected events {other:?}"),
     }
-    assert_eq!(refusals(&drain(&mut hub_events)), 1, "exactly one more CONNECT, no storm");
+    assert_eq!(
+        refusals(&drain(&mut hub_events)),
+        1,
+        "exactly one more CONNECT, no storm"
+    );
 }
 
 #[tokio::test]
 async fn a_disabled_device_is_refused_with_code_5() {
     let hub = Hub::start(false).await;
     let id = hub.device("disabled").await;
-    hub.running.store().set_enabled(id.product_key(), id.device_name(), false).await.expect("disable");
-    let err = Device::connect(hub.options(id).on_refusal(RefusalPolicy::Stop)).await.expect_err("refused");
+    hub.running
+        .store()
+        .set_enabled(id.product_key(), id.device_name(), false)
+        .await
+        .expect("disable");
+    let err = Device::connect(hub.options(id).on_refusal(RefusalPolicy::Stop))
+        .await
+        .expect_err("refused");
     assert_eq!(err.connack(), Some(ConnackCode::NotAuthorized));
 }
 
@@ -119,36 +174,65 @@ async fn property_set_and_service_round_trips() {
                 }
             })
             .on_service("Add", |params| async move {
-                let a = params.get("a").and_then(Value::as_i64).ok_or_else(|| ReplyError::bad_params("a"))?;
-                let b = params.get("b").and_then(Value::as_i64).ok_or_else(|| ReplyError::bad_params("b"))?;
+                let a = params
+                    .get("a")
+                    .and_then(Value::as_i64)
+                    .ok_or_else(|| ReplyError::bad_params("a"))?;
+                let b = params
+                    .get("b")
+                    .and_then(Value::as_i64)
+                    .ok_or_else(|| ReplyError::bad_params("b"))?;
                 Ok(json!({"sum": a + b}))
             })
             .run(events),
     );
     let (pk, dn) = (id.product_key(), id.device_name());
 
-    let reply = hub.broker().set_property(pk, dn, json!({"LightSwitch": 0}), CALL_TIMEOUT).await.expect("set reply");
+    let reply = hub
+        .broker()
+        .set_property(pk, dn, json!({"LightSwitch": 0}), CALL_TIMEOUT)
+        .await
+        .expect("set reply");
     assert_eq!(reply["code"], 200, "{reply}");
     assert_eq!(reply["data"]["applied"], 1, "{reply}");
-    assert_eq!(applied_rx.recv().await.expect("applied").get("LightSwitch"), Some(&json!(0)));
+    assert_eq!(
+        applied_rx.recv().await.expect("applied").get("LightSwitch"),
+        Some(&json!(0))
+    );
 
     // Synchronous call, new style (the device announced ext=1).
-    let reply = hub.broker().invoke_service(pk, dn, "Add", json!({"a": 2, "b": 3}), CALL_TIMEOUT).await.expect("rrpc");
+    let reply = hub
+        .broker()
+        .invoke_service(pk, dn, "Add", json!({"a": 2, "b": 3}), CALL_TIMEOUT)
+        .await
+        .expect("rrpc");
     assert_eq!(reply["code"], 200, "{reply}");
     assert_eq!(reply["data"]["sum"], 5, "{reply}");
     // A handler's error becomes the reply's code.
-    let reply = hub.broker().invoke_service(pk, dn, "Add", json!({"a": 2}), CALL_TIMEOUT).await.expect("rrpc");
+    let reply = hub
+        .broker()
+        .invoke_service(pk, dn, "Add", json!({"a": 2}), CALL_TIMEOUT)
+        .await
+        .expect("rrpc");
     assert_eq!(reply["code"], 460, "{reply}");
     // No handler: answered "not handled" at once.
-    let reply = hub.broker().invoke_service(pk, dn, "Nope", json!({}), CALL_TIMEOUT).await.expect("rrpc");
+    let reply = hub
+        .broker()
+        .invoke_service(pk, dn, "Nope", json!({}), CALL_TIMEOUT)
+        .await
+        .expect("rrpc");
     assert_eq!(reply["code"], 400, "{reply}");
 
     // Asynchronous call: the reply goes to `{topic}_reply`.
     let mut hub_events = hub.broker().events();
     let topic = format!("/sys/{pk}/{dn}/thing/service/Add");
-    let body = json!({"id": "42", "version": "1.0", "params": {"a": 40, "b": 2}, "method": "thing.service.Add"});
-    hub.broker().publish(pk, dn, &topic, Bytes::from(body.to_string()), 1).expect("published");
-    let answer: Value = serde_json::from_str(&next_uplink(&mut hub_events, &format!("{topic}_reply")).await).expect("json");
+    let body =
+        json!({"id": "42", "version": "1.0", "params": {"a": 40, "b": 2}, "method": "thing.service.Add"});
+    hub.broker()
+        .publish(pk, dn, &topic, Bytes::from(body.to_string()), 1)
+        .expect("published");
+    let answer: Value =
+        serde_json::from_str(&next_uplink(&mut hub_events, &format!("{topic}_reply")).await).expect("json");
     assert_eq!(answer, json!({"id": "42", "code": 200, "data": {"sum": 42}}));
     drop(device);
 }
@@ -187,35 +271,90 @@ async fn rrpc_in_both_styles_raw_and_custom() {
         drop(device);
     }
 
-    let (new_style, events) = Device::connect(hub.options(id_new.clone())).await.expect("connects");
-    new_style.subscribe_rrpc(&format!("/{}/{}/user/get", id_new.product_key(), id_new.device_name())).await.expect("sub");
+    let (new_style, events) = Device::connect(hub.options(id_new.clone()))
+        .await
+        .expect("connects");
+    new_style
+        .subscribe_rrpc(&format!(
+            "/{}/{}/user/get",
+            id_new.product_key(),
+            id_new.device_name()
+        ))
+        .await
+        .expect("sub");
     tokio::spawn(echo(new_style.clone(), events));
-    let (old_style, events) = Device::connect(hub.options(id_old.clone()).ext_rrpc(false)).await.expect("connects");
+    let (old_style, events) = Device::connect(hub.options(id_old.clone()).ext_rrpc(false))
+        .await
+        .expect("connects");
     tokio::spawn(echo(old_style.clone(), events));
 
     let broker = hub.broker();
     let reply = broker
-        .invoke_service(id_new.product_key(), id_new.device_name(), "Ping", json!({"n": 1}), CALL_TIMEOUT)
+        .invoke_service(
+            id_new.product_key(),
+            id_new.device_name(),
+            "Ping",
+            json!({"n": 1}),
+            CALL_TIMEOUT,
+        )
         .await
         .expect("new style");
-    assert_eq!(reply["data"], json!({"via": "ext", "params": {"n": 1}}), "{reply}");
+    assert_eq!(
+        reply["data"],
+        json!({"via": "ext", "params": {"n": 1}}),
+        "{reply}"
+    );
     let reply = broker
-        .invoke_service(id_old.product_key(), id_old.device_name(), "Ping", json!({"n": 2}), CALL_TIMEOUT)
+        .invoke_service(
+            id_old.product_key(),
+            id_old.device_name(),
+            "Ping",
+            json!({"n": 2}),
+            CALL_TIMEOUT,
+        )
         .await
         .expect("old style");
-    assert_eq!(reply["data"], json!({"via": "rrpc", "params": {"n": 2}}), "{reply}");
+    assert_eq!(
+        reply["data"],
+        json!({"via": "rrpc", "params": {"n": 2}}),
+        "{reply}"
+    );
 
     let raw = broker
-        .rrpc(id_old.product_key(), id_old.device_name(), Bytes::from_static(b"\x01\x02"), CALL_TIMEOUT)
+        .rrpc(
+            id_old.product_key(),
+            id_old.device_name(),
+            Bytes::from_static(b"\x01\x02"),
+            CALL_TIMEOUT,
+        )
         .await
         .expect("raw rrpc");
     assert_eq!(&raw[..], b"raw: \x01\x02");
 
     let mut hub_events = broker.events();
-    let custom = format!("/ext/rrpc/777/{}/{}/user/get", id_new.product_key(), id_new.device_name());
-    broker.publish(id_new.product_key(), id_new.device_name(), &custom, Bytes::from_static(b"hello"), 0).expect("pub");
+    let custom = format!(
+        "/ext/rrpc/777/{}/{}/user/get",
+        id_new.product_key(),
+        id_new.device_name()
+    );
+    broker
+        .publish(
+            id_new.product_key(),
+            id_new.device_name(),
+            &custom,
+            Bytes::from_static(b"hello"),
+            0,
+        )
+        .expect("pub");
     let answer = next_uplink(&mut hub_events, &custom).await;
-    assert_eq!(answer, format!("custom /{}/{}/user/get: hello", id_new.product_key(), id_new.device_name()));
+    assert_eq!(
+        answer,
+        format!(
+            "custom /{}/{}/user/get: hello",
+            id_new.product_key(),
+            id_new.device_name()
+        )
+    );
     drop((new_style, old_style));
 }
 
@@ -235,12 +374,24 @@ async fn ntp_returns_the_offset() {
 async fn without_auto_subscription_the_sdk_subscribes_itself() {
     let hub = Hub::start(false).await;
     let id = hub.device("no-ss").await;
-    let (device, events) = Device::connect(hub.options(id.clone()).auto_subscribe(false)).await.expect("connects");
-    tokio::spawn(Handlers::new().on_property_set(|_| async { Ok(json!({})) }).run(events));
-    let session = hub.broker().session(id.product_key(), id.device_name()).expect("online");
+    let (device, events) = Device::connect(hub.options(id.clone()).auto_subscribe(false))
+        .await
+        .expect("connects");
+    tokio::spawn(
+        Handlers::new()
+            .on_property_set(|_| async { Ok(json!({})) })
+            .run(events),
+    );
+    let session = hub
+        .broker()
+        .session(id.product_key(), id.device_name())
+        .expect("online");
     assert!(!session.auto_subscribe);
     // The property post reply and the NTP response need the SDK's own subscriptions.
-    assert_eq!(device.post_property(json!({"a": 1})).await.expect("reply").code, 200);
+    assert_eq!(
+        device.post_property(json!({"a": 1})).await.expect("reply").code,
+        200
+    );
     device.ntp().await.expect("ntp");
     let reply = hub
         .broker()
@@ -251,19 +402,59 @@ async fn without_auto_subscription_the_sdk_subscribes_itself() {
 }
 
 #[tokio::test]
+async fn a_request_without_a_reply_times_out() {
+    let hub = Hub::start(false).await;
+    let id = hub.device("timeout").await;
+    let options = hub
+        .options(id.clone())
+        .auto_subscribe(false)
+        .request_timeout(Duration::from_millis(300));
+    // `connect` returns once the SDK's own subscriptions are in place...
+    let (device, _events) = Device::connect(options).await.expect("connects");
+    // ...then the device stops listening to the replies: the platform drops what nobody
+    // subscribed to, so the post gets no reply.
+    let filter = format!(
+        "/sys/{}/{}/thing/event/+/post_reply",
+        id.product_key(),
+        id.device_name()
+    );
+    device.unsubscribe(&filter).await.expect("unsubscribed");
+    match device.post_property(json!({"a": 1})).await {
+        Err(Error::Timeout { method, .. }) => assert_eq!(method, "thing.event.property.post"),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    // The connection is fine: NTP (another topic) still works.
+    device.ntp().await.expect("ntp");
+}
+
+#[tokio::test]
 async fn a_full_event_queue_answers_429_and_keeps_the_connection() {
     let hub = Hub::start(false).await;
     let id = hub.device("busy").await;
     let (pk, dn) = (id.product_key().to_owned(), id.device_name().to_owned());
     // Nobody reads the events: one slot, which a message fills.
-    let (device, _events) = Device::connect(hub.options(id).event_capacity(1)).await.expect("connects");
+    let (device, _events) = Device::connect(hub.options(id).event_capacity(1))
+        .await
+        .expect("connects");
     let custom = format!("/{pk}/{dn}/user/get");
-    device.subscribe(&custom, QoS::AtLeastOnce).await.expect("subscribed");
-    hub.broker().publish(&pk, &dn, &custom, Bytes::from_static(b"fills the queue"), 1).expect("delivered");
-    let reply = hub.broker().set_property(&pk, &dn, json!({"a": 1}), CALL_TIMEOUT).await.expect("answered");
+    device
+        .subscribe(&custom, QoS::AtLeastOnce)
+        .await
+        .expect("subscribed");
+    hub.broker()
+        .publish(&pk, &dn, &custom, Bytes::from_static(b"fills the queue"), 1)
+        .expect("delivered");
+    let reply = hub
+        .broker()
+        .set_property(&pk, &dn, json!({"a": 1}), CALL_TIMEOUT)
+        .await
+        .expect("answered");
     assert_eq!(reply["code"], 429, "{reply}");
     // The network loop is not stalled: requests still work.
-    assert_eq!(device.post_property(json!({"a": 1})).await.expect("reply").code, 200);
+    assert_eq!(
+        device.post_property(json!({"a": 1})).await.expect("reply").code,
+        200
+    );
     assert_eq!(device.stats().busy_replies, 1);
 }
 
@@ -272,9 +463,15 @@ async fn subscriptions_outside_the_device_namespace_are_refused() {
     let hub = Hub::start(false).await;
     let id = hub.device("acl").await;
     let (device, _events) = Device::connect(hub.options(id)).await.expect("connects");
-    let err = device.subscribe("/otherpk/otherdn/user/get", QoS::AtMostOnce).await.expect_err("refused");
+    let err = device
+        .subscribe("/otherpk/otherdn/user/get", QoS::AtMostOnce)
+        .await
+        .expect_err("refused");
     assert!(matches!(err, Error::SubscribeRejected { .. }), "{err}");
-    assert!(matches!(device.publish("bad/#", "x", QoS::AtMostOnce).await, Err(Error::InvalidTopic(_))));
+    assert!(matches!(
+        device.publish("bad/#", "x", QoS::AtMostOnce).await,
+        Err(Error::InvalidTopic(_))
+    ));
 }
 
 /// The hub restarts in the middle of a QoS 1 stream: the device reconnects with a new
@@ -288,13 +485,23 @@ async fn hub_restart_mid_stream_loses_no_acknowledged_message() {
     let options = common::fast(aliot_device::DeviceOptions::new(id.clone(), endpoint)).outbox_capacity(100);
     let (device, mut events) = Device::connect(options).await.expect("connects");
     let custom = format!("/{}/{}/user/get", id.product_key(), id.device_name());
-    device.subscribe(&custom, QoS::AtLeastOnce).await.expect("subscribed");
+    device
+        .subscribe(&custom, QoS::AtLeastOnce)
+        .await
+        .expect("subscribed");
     let topic = format!("/{}/{}/user/update", id.product_key(), id.device_name());
-    let first_client_id = first.broker.session(id.product_key(), id.device_name()).expect("online").client_id;
+    let first_client_id = first
+        .broker
+        .session(id.product_key(), id.device_name())
+        .expect("online")
+        .client_id;
 
     // Phase 1: acknowledged while the first hub runs.
     for i in 0..20 {
-        device.publish(&topic, format!("{i}"), QoS::AtLeastOnce).await.expect("acknowledged");
+        device
+            .publish(&topic, format!("{i}"), QoS::AtLeastOnce)
+            .await
+            .expect("acknowledged");
     }
     let mut first_events = first.stop().await;
     // Phase 2: published while the hub is down (queued), acknowledged after it is back.
@@ -302,7 +509,9 @@ async fn hub_restart_mid_stream_loses_no_acknowledged_message() {
     for i in 20..50 {
         let device = device.clone();
         let topic = topic.clone();
-        pending.push(tokio::spawn(async move { device.publish(&topic, format!("{i}"), QoS::AtLeastOnce).await }));
+        pending.push(tokio::spawn(async move {
+            device.publish(&topic, format!("{i}"), QoS::AtLeastOnce).await
+        }));
     }
     let (mut second, _) = Served::start(addr, directory);
     for p in pending {
@@ -317,23 +526,42 @@ async fn hub_restart_mid_stream_loses_no_acknowledged_message() {
         if let HubEvent::Uplink(u) = &**e
             && u.topic == topic
         {
-            seen.insert(u.payload.clone().unwrap_or_default().parse::<u32>().expect("number"));
+            seen.insert(
+                u.payload
+                    .clone()
+                    .unwrap_or_default()
+                    .parse::<u32>()
+                    .expect("number"),
+            );
         }
     }
     assert_eq!(seen, (0..50).collect(), "every acknowledged message arrived");
 
     // A new signature: the second hub saw a later timestamp in the clientId.
-    let second_client_id = second.broker.session(id.product_key(), id.device_name()).expect("online").client_id;
+    let second_client_id = second
+        .broker
+        .session(id.product_key(), id.device_name())
+        .expect("online")
+        .client_id;
     let ts = |cid: &str| -> u64 {
         let p = aliot_protocol::ClientId::parse(cid).expect("clientId");
         p.timestamp().expect("timestamp").parse().expect("ms")
     };
-    assert!(ts(&second_client_id) > ts(&first_client_id), "{first_client_id} then {second_client_id}");
+    assert!(
+        ts(&second_client_id) > ts(&first_client_id),
+        "{first_client_id} then {second_client_id}"
+    );
 
     // The subscription was restored on the new connection.
     let outcome = second
         .broker
-        .publish(id.product_key(), id.device_name(), &custom, Bytes::from_static(b"after restart"), 1)
+        .publish(
+            id.product_key(),
+            id.device_name(),
+            &custom,
+            Bytes::from_static(b"after restart"),
+            1,
+        )
         .expect("published");
     assert_eq!(outcome, aliot_hub::PublishOutcome::Delivered);
     loop {

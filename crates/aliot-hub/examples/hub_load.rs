@@ -77,12 +77,28 @@ fn main() {
 
 /// The hub side: prints its address, then serves until stdin closes.
 fn serve(n: usize) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         let registry: HashMap<String, DeviceAuth> = (0..n)
-            .map(|i| (dn(i), DeviceAuth { device_secret: secret(i), enabled: true, iot_id: format!("iot-{i}") }))
+            .map(|i| {
+                (
+                    dn(i),
+                    DeviceAuth {
+                        device_secret: secret(i),
+                        enabled: true,
+                        iot_id: format!("iot-{i}"),
+                    },
+                )
+            })
             .collect();
-        let config = BrokerConfig { max_connections: 100_000, ..BrokerConfig::default() };
+        let config = BrokerConfig {
+            max_connections: 100_000,
+            ..BrokerConfig::default()
+        };
         let broker = Broker::new(config, Arc::new(Registry(registry)));
         let listener = aliot_hub::bind_listener("127.0.0.1:0".parse().expect("addr")).expect("bind");
         println!("{}", listener.local_addr().expect("addr"));
@@ -98,7 +114,7 @@ fn serve(n: usize) {
 }
 
 struct Child {
-    child: tokio::process::Child,
+    child: Option<tokio::process::Child>,
     addr: SocketAddr,
     pid: u32,
 }
@@ -108,8 +124,22 @@ where
     F: FnOnce(Child) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
+        // HUB_LOAD_EXTERNAL=addr,pid drives a hub started by hand (e.g. under heaptrack).
+        if let Ok(ext) = std::env::var("HUB_LOAD_EXTERNAL") {
+            let (addr, pid) = ext.split_once(',').expect("addr,pid");
+            let child = Child {
+                child: None,
+                addr: addr.parse().expect("addr"),
+                pid: pid.parse().expect("pid"),
+            };
+            return f(child).await;
+        }
         let exe = std::env::current_exe().expect("exe");
         let mut child = tokio::process::Command::new(exe)
             .args(["serve", &n.to_string()])
@@ -123,7 +153,12 @@ where
         out.read_line(&mut line).await.expect("hub address");
         let addr: SocketAddr = line.trim().parse().expect("address");
         let pid = child.id().expect("pid");
-        f(Child { child, addr, pid }).await;
+        f(Child {
+            child: Some(child),
+            addr,
+            pid,
+        })
+        .await;
     });
 }
 
@@ -156,18 +191,28 @@ impl Lean {
         socket.bind(SocketAddr::new(src, 0))?;
         let stream = socket.connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(Lean { stream, codec: Codec::new(0), buf: BytesMut::new() })
+        Ok(Lean {
+            stream,
+            codec: Codec::new(0),
+            buf: BytesMut::new(),
+        })
     }
 
     async fn send(&mut self, p: Packet) -> std::io::Result<()> {
         let mut out = BytesMut::new();
-        self.codec.encode(p, &mut out).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+        self.codec
+            .encode(p, &mut out)
+            .map_err(|e| std::io::Error::other(format!("{e:?}")))?;
         self.stream.write_all(&out).await
     }
 
     async fn recv(&mut self) -> std::io::Result<Packet> {
         loop {
-            if let Some((p, _)) = self.codec.decode(&mut self.buf).map_err(|e| std::io::Error::other(format!("{e:?}")))? {
+            if let Some((p, _)) = self
+                .codec
+                .decode(&mut self.buf)
+                .map_err(|e| std::io::Error::other(format!("{e:?}")))?
+            {
                 return Ok(p);
             }
             if self.stream.read_buf(&mut self.buf).await? == 0 {
@@ -198,8 +243,11 @@ async fn fleet(addr: SocketAddr, n: usize, subscribe: bool) -> (Vec<Lean>, Durat
             let mut c = Lean::login(addr, i, 1200).await?;
             if subscribe {
                 let filter = format!("/{PK}/{}/user/get", dn(i));
-                c.send(Packet::Subscribe { packet_id: NonZeroU16::MIN, topic_filters: vec![(filter.into(), QoS::AtLeastOnce)] })
-                    .await?;
+                c.send(Packet::Subscribe {
+                    packet_id: NonZeroU16::MIN,
+                    topic_filters: vec![(filter.into(), QoS::AtLeastOnce)],
+                })
+                .await?;
                 c.recv().await?;
             }
             Ok::<_, std::io::Error>(c)
@@ -233,28 +281,39 @@ async fn settle(pid: u32) -> u64 {
 
 async fn memory(mut hub: Child, subscribe: bool) {
     let base = settle(hub.pid).await;
-    let devices = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let devices = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let cpu0 = cpu_ticks(hub.pid);
     let (conns, took) = fleet(hub.addr, devices, subscribe).await;
+    let hub_cpu_s = cpu_ticks(hub.pid).saturating_sub(cpu0) as f64 / 100.0;
     let rss = settle(hub.pid).await;
     let per = (rss.saturating_sub(base)) as f64 / conns.len().max(1) as f64;
     println!(
-        "devices={} subscribe={subscribe} connect_time={:.2}s connects_per_s={:.0} hub_rss_base={}KiB hub_rss={}KiB per_device={:.2}KiB",
+        "devices={} subscribe={subscribe} connect_time={:.2}s connects_per_s={:.0} hub_cpu_per_connect={:.1}us hub_rss_base={}KiB hub_rss={}KiB per_device={:.2}KiB",
         conns.len(),
         took.as_secs_f64(),
         conns.len() as f64 / took.as_secs_f64(),
+        hub_cpu_s * 1e6 / conns.len().max(1) as f64,
         base,
         rss,
         per
     );
     drop(conns);
-    if let Some(mut stdin) = hub.child.stdin.take() {
-        let _ = stdin.write_all(b"\n").await;
+    if let Some(child) = &mut hub.child {
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(b"\n").await;
+        }
+        let _ = child.wait().await;
     }
-    let _ = hub.child.wait().await;
 }
 
 async fn posts(hub: Child, secs: u64, window: usize) {
-    let devices = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(100);
+    let devices = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
     let (conns, _) = fleet(hub.addr, devices, false).await;
     let answered = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(secs);

@@ -30,7 +30,12 @@ pub(crate) fn may_deliver(product_key: &str, device_name: &str, topic: &str) -> 
 /// - With `_ss=1` in the clientId: the system downlinks and replies of spec §3.6, namely
 ///   `/sys/{pk}/{dn}/…`, `/ota/device/upgrade/{pk}/{dn}`, `/shadow/get/{pk}/{dn}`,
 ///   `/ext/ntp/{pk}/{dn}/response` and `/ext/error/{pk}/{dn}`.
-pub(crate) fn implicitly_subscribed(product_key: &str, device_name: &str, auto_subscribe: bool, topic: &str) -> bool {
+pub(crate) fn implicitly_subscribed(
+    product_key: &str,
+    device_name: &str,
+    auto_subscribe: bool,
+    topic: &str,
+) -> bool {
     let levels: Vec<&str> = topic.split('/').collect();
     let own = |pk: &str, dn: &str| pk == product_key && dn == device_name;
     match levels.as_slice() {
@@ -61,10 +66,30 @@ mod tests {
 
     #[test]
     fn rrpc_requests_need_no_subscription() {
-        assert!(implicitly_subscribed("pk", "dn", false, "/sys/pk/dn/rrpc/request/123"));
-        assert!(implicitly_subscribed("pk", "dn", false, "/ext/rrpc/9/sys/pk/dn/thing/service/Reboot"));
-        assert!(!implicitly_subscribed("pk", "dn", false, "/sys/pk/other/rrpc/request/123"));
-        assert!(!implicitly_subscribed("pk", "dn", false, "/ext/rrpc/9/sys/pk/other/thing/service/x"));
+        assert!(implicitly_subscribed(
+            "pk",
+            "dn",
+            false,
+            "/sys/pk/dn/rrpc/request/123"
+        ));
+        assert!(implicitly_subscribed(
+            "pk",
+            "dn",
+            false,
+            "/ext/rrpc/9/sys/pk/dn/thing/service/Reboot"
+        ));
+        assert!(!implicitly_subscribed(
+            "pk",
+            "dn",
+            false,
+            "/sys/pk/other/rrpc/request/123"
+        ));
+        assert!(!implicitly_subscribed(
+            "pk",
+            "dn",
+            false,
+            "/ext/rrpc/9/sys/pk/other/thing/service/x"
+        ));
     }
 
     #[test]
@@ -80,7 +105,11 @@ mod tests {
             assert!(implicitly_subscribed("pk", "dn", true, t), "{t}");
             assert!(!implicitly_subscribed("pk", "dn", false, t), "{t}");
         }
-        for t in ["/pk/dn/user/get", "/sys/pk/other/thing/service/property/set", "/broadcast/pk/x"] {
+        for t in [
+            "/pk/dn/user/get",
+            "/sys/pk/other/thing/service/property/set",
+            "/broadcast/pk/x",
+        ] {
             assert!(!implicitly_subscribed("pk", "dn", true, t), "{t}");
         }
     }

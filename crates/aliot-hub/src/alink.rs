@@ -58,26 +58,36 @@ pub(crate) struct Handling {
 
 /// Decides what the platform does with an uplink on `topic`, received at `recv_ms`, answered at
 /// `now_ms`. With `honour_sys_ack` false, requests with `sys.ack` 0 are answered too.
-pub(crate) fn handle_uplink(topic: &str, payload: &Bytes, recv_ms: u64, now_ms: u64, honour_sys_ack: bool) -> Handling {
+pub(crate) fn handle_uplink(
+    topic: &str,
+    payload: &Bytes,
+    recv_ms: u64,
+    now_ms: u64,
+    honour_sys_ack: bool,
+) -> Handling {
     let Ok(parsed) = Topic::parse(topic) else {
         // Inside the device's namespace (the ACL let it through) but not an Alink topic family.
         return Handling::default();
     };
     match parsed {
         Topic::Sys { path, .. } => handle_sys(topic, &path, payload, honour_sys_ack),
-        Topic::NtpRequest { product_key, device_name } => {
-            match proto::ntp::response(payload, recv_ms, now_ms) {
-                Ok(body) => Handling {
-                    reply: Some(PlatformReply {
-                        topic: format!("/ext/ntp/{product_key}/{device_name}/response"),
-                        payload: body,
-                        code: code::SUCCESS,
-                    }),
-                    ..Handling::default()
-                },
-                Err(e) => Handling { problem: Some(format!("unusable NTP request: {e}")), ..Handling::default() },
-            }
-        }
+        Topic::NtpRequest {
+            product_key,
+            device_name,
+        } => match proto::ntp::response(payload, recv_ms, now_ms) {
+            Ok(body) => Handling {
+                reply: Some(PlatformReply {
+                    topic: format!("/ext/ntp/{product_key}/{device_name}/response"),
+                    payload: body,
+                    code: code::SUCCESS,
+                }),
+                ..Handling::default()
+            },
+            Err(e) => Handling {
+                problem: Some(format!("unusable NTP request: {e}")),
+                ..Handling::default()
+            },
+        },
         Topic::ExtRrpc { message_id, inner } => match *inner {
             // The device answers a synchronous call on the request's own topic.
             Topic::Sys { .. } | Topic::Custom { .. } => Handling {
@@ -102,13 +112,21 @@ fn handle_sys(topic: &str, path: &SysPath, payload: &Bytes, ack: bool) -> Handli
         SysPath::DesiredGet | SysPath::DesiredDelete | SysPath::OtaFirmwareGet => {
             answer(topic, path, payload, Answer::Success, false, ack)
         }
-        SysPath::ConfigGet => answer(topic, path, payload, Answer::Error(6710, "remote config not found"), false, ack),
+        SysPath::ConfigGet => answer(
+            topic,
+            path,
+            payload,
+            Answer::Error(6710, "remote config not found"),
+            false,
+            ack,
+        ),
         SysPath::Other(p) if p == "thing/log/post" || p == "_thing/diag/post" => {
             answer(topic, path, payload, Answer::Success, false, ack)
         }
-        SysPath::RrpcResponse(id) => {
-            Handling { completes: Some((CallKey::Rrpc(id.clone()), payload.clone())), ..Handling::default() }
-        }
+        SysPath::RrpcResponse(id) => Handling {
+            completes: Some((CallKey::Rrpc(id.clone()), payload.clone())),
+            ..Handling::default()
+        },
         SysPath::Reply(inner) => match **inner {
             SysPath::PropertySet => match proto::read_id(payload) {
                 Some(id) => Handling {
@@ -131,8 +149,18 @@ fn handle_sys(topic: &str, path: &SysPath, payload: &Bytes, ack: bool) -> Handli
                 return Handling::default();
             }
             let method = method_of(topic, path);
-            let message = format!("topic parse failed: the hub does not serve {}", method.as_deref().unwrap_or(topic));
-            answer(topic, path, payload, Answer::Error(code::TOPIC_PARSE_FAILED, &message), false, ack)
+            let message = format!(
+                "topic parse failed: the hub does not serve {}",
+                method.as_deref().unwrap_or(topic)
+            );
+            answer(
+                topic,
+                path,
+                payload,
+                Answer::Error(code::TOPIC_PARSE_FAILED, &message),
+                false,
+                ack,
+            )
         }
     }
 }
@@ -168,14 +196,26 @@ fn answer(
             let problem = Some(format!("unusable Alink request: {e}"));
             return match proto::read_id(payload) {
                 Some(id) => {
-                    let reply = Reply::error(id, topic_method, code::PARAM_ERROR, format!("request parameter error: {e}"));
+                    let reply = Reply::error(
+                        id,
+                        topic_method,
+                        code::PARAM_ERROR,
+                        format!("request parameter error: {e}"),
+                    );
                     Handling {
-                        reply: Some(PlatformReply { topic: reply_topic, payload: reply.to_vec(), code: reply.code }),
+                        reply: Some(PlatformReply {
+                            topic: reply_topic,
+                            payload: reply.to_vec(),
+                            code: reply.code,
+                        }),
                         problem,
                         ..Handling::default()
                     }
                 }
-                None => Handling { problem, ..Handling::default() },
+                None => Handling {
+                    problem,
+                    ..Handling::default()
+                },
             };
         }
     };
@@ -188,7 +228,10 @@ fn answer(
                 request.id.clone(),
                 method,
                 code::TOO_MANY_PROPERTIES,
-                format!("too many properties: {} (at most {MAX_PROPERTIES_PER_POST})", props.len()),
+                format!(
+                    "too many properties: {} (at most {MAX_PROPERTIES_PER_POST})",
+                    props.len()
+                ),
             ),
             Value::Object(_) => {
                 handling.properties = Some(proto::property_values(&request.params));
@@ -196,7 +239,12 @@ fn answer(
             }
             _ => {
                 handling.problem = Some("property post without a params object".into());
-                Reply::error(request.id.clone(), method, code::PARAM_ERROR, "request parameter error: params")
+                Reply::error(
+                    request.id.clone(),
+                    method,
+                    code::PARAM_ERROR,
+                    "request parameter error: params",
+                )
             }
         },
         Answer::Success => Reply::success(request.id.clone(), method),
@@ -205,7 +253,11 @@ fn answer(
         handling.problem = Some(reply.message.clone());
     }
     if request.wants_reply() || !honour_sys_ack {
-        handling.reply = Some(PlatformReply { topic: reply_topic, payload: reply.to_vec(), code: reply.code });
+        handling.reply = Some(PlatformReply {
+            topic: reply_topic,
+            payload: reply.to_vec(),
+            code: reply.code,
+        });
     }
     handling
 }
@@ -241,7 +293,9 @@ mod tests {
         for id in [r#""123""#, "42", node_id] {
             let h = handle(
                 "/sys/pk/dn/thing/event/property/post",
-                &format!(r#"{{"id":{id},"version":"1.0","params":{{"t":1}},"method":"thing.event.property.post"}}"#),
+                &format!(
+                    r#"{{"id":{id},"version":"1.0","params":{{"t":1}},"method":"thing.event.property.post"}}"#
+                ),
             );
             let r = h.reply.as_ref().expect("reply");
             assert_eq!(r.topic, "/sys/pk/dn/thing/event/property/post_reply");
@@ -251,31 +305,49 @@ mod tests {
                     r#"{{"code":200,"data":{{}},"id":{id},"message":"success","method":"thing.event.property.post","version":"1.0"}}"#
                 )
             );
-            assert_eq!(h.properties.as_ref().and_then(|p| p.get("t")), Some(&serde_json::json!(1)));
+            assert_eq!(
+                h.properties.as_ref().and_then(|p| p.get("t")),
+                Some(&serde_json::json!(1))
+            );
         }
     }
 
     #[test]
     fn the_method_comes_from_the_topic_when_the_device_omits_it() {
-        let h = handle("/sys/pk/dn/thing/event/alarm/post", r#"{"id":"7","params":{"value":{}}}"#);
+        let h = handle(
+            "/sys/pk/dn/thing/event/alarm/post",
+            r#"{"id":"7","params":{"value":{}}}"#,
+        );
         assert!(reply_text(&h).contains(r#""method":"thing.event.alarm.post""#));
     }
 
     #[test]
     fn sys_ack_zero_gets_no_reply_but_properties_are_remembered() {
-        let h = handle("/sys/pk/dn/thing/event/property/post", r#"{"id":"1","sys":{"ack":0},"params":{"a":{"value":5,"time":1}}}"#);
+        let h = handle(
+            "/sys/pk/dn/thing/event/property/post",
+            r#"{"id":"1","sys":{"ack":0},"params":{"a":{"value":5,"time":1}}}"#,
+        );
         assert!(h.reply.is_none());
-        assert_eq!(h.properties.and_then(|p| p.get("a").cloned()), Some(serde_json::json!(5)));
+        assert_eq!(
+            h.properties.and_then(|p| p.get("a").cloned()),
+            Some(serde_json::json!(5))
+        );
     }
 
     #[test]
     fn bad_requests_get_460_when_the_id_is_readable_and_an_event_otherwise() {
-        let h = handle("/sys/pk/dn/thing/event/property/post", r#"{"id":"9","params":"x","method":5}"#);
+        let h = handle(
+            "/sys/pk/dn/thing/event/property/post",
+            r#"{"id":"9","params":"x","method":5}"#,
+        );
         assert!(reply_text(&h).starts_with(r#"{"code":460"#));
         assert!(h.problem.is_some());
         let h = handle("/sys/pk/dn/thing/event/property/post", "not json");
         assert!(h.reply.is_none() && h.problem.is_some());
-        let h = handle("/sys/pk/dn/thing/event/property/post", r#"{"id":"9","params":[1]}"#);
+        let h = handle(
+            "/sys/pk/dn/thing/event/property/post",
+            r#"{"id":"9","params":[1]}"#,
+        );
         assert!(reply_text(&h).starts_with(r#"{"code":460"#));
     }
 
@@ -296,18 +368,30 @@ mod tests {
         assert!(reply_text(&h).starts_with(r#"{"code":6203"#));
         assert!(reply_text(&h).contains(r#""method":"thing.frobnicate.now""#));
         // A device publishing on a downlink topic is an unknown request too.
-        let h = handle("/sys/pk/dn/thing/service/property/set", r#"{"id":"5","params":{}}"#);
+        let h = handle(
+            "/sys/pk/dn/thing/service/property/set",
+            r#"{"id":"5","params":{}}"#,
+        );
         assert!(reply_text(&h).starts_with(r#"{"code":6203"#));
     }
 
     #[test]
     fn replies_are_matched_to_calls_and_never_answered() {
-        let h = handle("/sys/pk/dn/thing/service/property/set_reply", r#"{"id":"77","code":200,"data":{}}"#);
-        assert_eq!(h.completes.as_ref().map(|(k, _)| k.clone()), Some(CallKey::PropertySet("77".into())));
+        let h = handle(
+            "/sys/pk/dn/thing/service/property/set_reply",
+            r#"{"id":"77","code":200,"data":{}}"#,
+        );
+        assert_eq!(
+            h.completes.as_ref().map(|(k, _)| k.clone()),
+            Some(CallKey::PropertySet("77".into()))
+        );
         assert!(h.reply.is_none());
         let h = handle("/sys/pk/dn/rrpc/response/88", "raw bytes");
         assert_eq!(h.completes.map(|(k, _)| k), Some(CallKey::Rrpc("88".into())));
-        let h = handle("/ext/rrpc/99/sys/pk/dn/thing/service/Reboot", r#"{"id":"99","code":200}"#);
+        let h = handle(
+            "/ext/rrpc/99/sys/pk/dn/thing/service/Reboot",
+            r#"{"id":"99","code":200}"#,
+        );
         assert_eq!(h.completes.map(|(k, _)| k), Some(CallKey::Rrpc("99".into())));
         let h = handle("/sys/pk/dn/thing/config/push_reply", r#"{"id":"1","code":200}"#);
         assert!(h.reply.is_none() && h.completes.is_none());
@@ -318,7 +402,10 @@ mod tests {
         let h = handle("/ext/ntp/pk/dn/request", r#"{"deviceSendTime":"5"}"#);
         let r = h.reply.as_ref().expect("reply");
         assert_eq!(r.topic, "/ext/ntp/pk/dn/response");
-        assert_eq!(reply_text(&h), r#"{"deviceSendTime":"5","serverRecvTime":"10","serverSendTime":"20"}"#);
+        assert_eq!(
+            reply_text(&h),
+            r#"{"deviceSendTime":"5","serverRecvTime":"10","serverSendTime":"20"}"#
+        );
         assert!(handle("/ext/ntp/pk/dn/request", "{}").problem.is_some());
     }
 

@@ -33,7 +33,12 @@ pub(crate) fn authenticate(
     password: Option<&[u8]>,
     keep_alive: u16,
 ) -> Result<Authenticated, Refusal> {
-    let fields = ConnectFields { client_id, username, password, keep_alive };
+    let fields = ConnectFields {
+        client_id,
+        username,
+        password,
+        keep_alive,
+    };
     let request = parse_connect(&fields)?;
     let Some(device) = directory.device(&request.product_key, &request.device_name) else {
         return Err(Refusal::new(RefusalReason::UnknownDevice));

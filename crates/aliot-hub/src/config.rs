@@ -40,7 +40,8 @@ pub const DEFAULT_MQTTS: &str = "127.0.0.1:8883";
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:8080";
 
 fn addr(s: &str) -> SocketAddr {
-    s.parse().expect("the default addresses are valid socket addresses")
+    s.parse()
+        .expect("the default addresses are valid socket addresses")
 }
 
 /// All hub settings.
@@ -71,7 +72,9 @@ pub struct MqttConfig {
 
 impl Default for MqttConfig {
     fn default() -> Self {
-        Self { listen: addr(DEFAULT_MQTT) }
+        Self {
+            listen: addr(DEFAULT_MQTT),
+        }
     }
 }
 
@@ -91,7 +94,11 @@ pub struct MqttsConfig {
 
 impl Default for MqttsConfig {
     fn default() -> Self {
-        Self { listen: addr(DEFAULT_MQTTS), cert: None, key: None }
+        Self {
+            listen: addr(DEFAULT_MQTTS),
+            cert: None,
+            key: None,
+        }
     }
 }
 
@@ -108,7 +115,10 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { listen: addr(DEFAULT_ADMIN), token: None }
+        Self {
+            listen: addr(DEFAULT_ADMIN),
+            token: None,
+        }
     }
 }
 
@@ -178,7 +188,10 @@ impl Config {
         if let Some(token) = &self.admin.token {
             validate_token(token)?;
         }
-        let mut addrs = vec![("mqtt.listen", self.mqtt.listen), ("admin.listen", self.admin.listen)];
+        let mut addrs = vec![
+            ("mqtt.listen", self.mqtt.listen),
+            ("admin.listen", self.admin.listen),
+        ];
         if let Some(tls) = &self.mqtts {
             match (&tls.cert, &tls.key) {
                 (Some(_), None) => return Err(config_err("mqtts.cert is set but mqtts.key is not")),
@@ -235,7 +248,9 @@ pub fn validate_token(token: &str) -> Result<()> {
         return Err(config_err("the admin token is longer than 256 bytes"));
     }
     if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(config_err("the admin token contains white space or control characters"));
+        return Err(config_err(
+            "the admin token contains white space or control characters",
+        ));
     }
     Ok(())
 }
@@ -260,8 +275,14 @@ pub fn default_data_dir() -> PathBuf {
 /// # Errors
 /// The IO error.
 pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -300,12 +321,20 @@ mod tests {
         // Each key of the serialized defaults appears (commented or not) in the file, so the
         // printed config documents every setting.
         let defaults = toml::Value::try_from(Config::default()).expect("serializable");
-        let toml::Value::Table(sections) = defaults else { panic!("a table") };
+        let toml::Value::Table(sections) = defaults else {
+            panic!("a table")
+        };
         for (section, value) in sections {
-            assert!(DEFAULT_CONFIG.contains(&format!("[{section}]")), "section [{section}] missing");
+            assert!(
+                DEFAULT_CONFIG.contains(&format!("[{section}]")),
+                "section [{section}] missing"
+            );
             if let toml::Value::Table(keys) = value {
                 for key in keys.keys() {
-                    assert!(DEFAULT_CONFIG.contains(&format!("{key} =")), "{section}.{key} missing");
+                    assert!(
+                        DEFAULT_CONFIG.contains(&format!("{key} =")),
+                        "{section}.{key} missing"
+                    );
                 }
             }
         }
@@ -327,10 +356,13 @@ mod tests {
     fn settings_that_need_each_other_are_checked() {
         let err = Config::parse("[mqtts]\ncert = \"c.pem\"\n").unwrap_err();
         assert!(err.to_string().contains("mqtts.key"), "{err}");
-        let err = Config::parse("[mqtt]\nlisten = \"127.0.0.1:9000\"\n[admin]\nlisten = \"127.0.0.1:9000\"\n")
-            .unwrap_err();
+        let err =
+            Config::parse("[mqtt]\nlisten = \"127.0.0.1:9000\"\n[admin]\nlisten = \"127.0.0.1:9000\"\n")
+                .unwrap_err();
         assert!(err.to_string().contains("both"), "{err}");
-        assert!(Config::parse("[mqtt]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n").is_ok());
+        assert!(
+            Config::parse("[mqtt]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n").is_ok()
+        );
         let err = Config::parse("[admin]\ntoken = \"a b\"\n").unwrap_err();
         assert!(err.to_string().contains("white space"), "{err}");
     }
@@ -352,7 +384,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            assert_eq!(std::fs::metadata(&p).expect("meta").permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&p).expect("meta").permissions().mode() & 0o777,
+                0o600
+            );
         }
     }
 }

@@ -163,8 +163,13 @@ impl Connection {
                 }
                 match tcp.try_read_buf(&mut self.rbuf) {
                     Ok(n) => return Poll::Ready(Ok(n)),
-                    // Spurious readiness: try_read cleared it; poll again to register the waker.
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    // Stale readiness (tokio keeps it until a read would block): try_read cleared
+                    // it. Give the buffer back before waiting, then poll again to register.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if self.rbuf.is_empty() {
+                            self.rbuf = BytesMut::new();
+                        }
+                    }
                     Err(e) => return Poll::Ready(Err(e)),
                 }
             },

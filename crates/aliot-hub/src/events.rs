@@ -79,9 +79,19 @@ pub struct UplinkEvent {
     /// The payload in standard base64 when it is not UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_base64: Option<String>,
+    /// The payload's size in bytes.
+    pub size: usize,
+    /// True when only the first [`EVENT_PAYLOAD_LIMIT`] bytes are in the event.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
     /// Epoch ms.
     pub time: u64,
 }
+
+/// Most payload bytes an uplink event carries. Events wait in a bounded ring for slow
+/// listeners (`events_capacity` of them), so this bounds that ring's memory (64 MiB at the
+/// default capacity, and only while a listener lags).
+pub const EVENT_PAYLOAD_LIMIT: usize = 16 * 1024;
 
 /// A platform reply to a device uplink.
 #[derive(Debug, Clone, Serialize)]
@@ -184,11 +194,26 @@ pub struct ProblemEvent {
 
 impl UplinkEvent {
     /// Builds the event, putting the payload in `payload` when it is UTF-8 and in
-    /// `payloadBase64` otherwise.
-    pub fn new(product_key: &str, device_name: &str, topic: &str, qos: u8, payload: &[u8], time: u64) -> Self {
-        let (text, b64) = match std::str::from_utf8(payload) {
+    /// `payloadBase64` otherwise. Payloads above [`EVENT_PAYLOAD_LIMIT`] are cut (at a
+    /// character boundary for text).
+    pub fn new(
+        product_key: &str,
+        device_name: &str,
+        topic: &str,
+        qos: u8,
+        payload: &[u8],
+        time: u64,
+    ) -> Self {
+        let size = payload.len();
+        let head = &payload[..size.min(EVENT_PAYLOAD_LIMIT)];
+        let (text, b64) = match std::str::from_utf8(head) {
             Ok(s) => (Some(s.to_owned()), None),
-            Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(payload))),
+            // Cut inside a character: keep the valid prefix when the whole payload is text.
+            Err(e) if size > EVENT_PAYLOAD_LIMIT && std::str::from_utf8(payload).is_ok() => (
+                Some(String::from_utf8_lossy(&head[..e.valid_up_to()]).into_owned()),
+                None,
+            ),
+            Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(head))),
         };
         Self {
             product_key: product_key.to_owned(),
@@ -197,6 +222,8 @@ impl UplinkEvent {
             qos,
             payload: text,
             payload_base64: b64,
+            size,
+            truncated: size > EVENT_PAYLOAD_LIMIT,
             time,
         }
     }
@@ -243,7 +270,10 @@ fn civil(epoch_ms: u64) -> (String, String) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
-    (format!("{year:04}-{month:02}-{d:02}"), format!("{h:02}:{m:02}:{s:02}.{ms:03}"))
+    (
+        format!("{year:04}-{month:02}-{d:02}"),
+        format!("{h:02}:{m:02}:{s:02}.{ms:03}"),
+    )
 }
 
 #[cfg(test)]
@@ -268,6 +298,10 @@ mod tests {
         assert_eq!(e.payload.as_deref(), Some("{\"a\":1}"));
         let e = UplinkEvent::new("pk", "dn", "/t", 0, &[0xff, 0x00], 5);
         assert_eq!(e.payload_base64.as_deref(), Some("/wA="));
+        let big = "é".repeat(EVENT_PAYLOAD_LIMIT);
+        let cut = UplinkEvent::new("pk", "dn", "/t", 0, big.as_bytes(), 5);
+        assert!(cut.truncated && cut.size == big.len());
+        assert_eq!(cut.payload.as_deref().map(str::len), Some(EVENT_PAYLOAD_LIMIT));
         let json = serde_json::to_value(Event::Uplink(e)).expect("serializable");
         assert_eq!(json["type"], "uplink");
         assert_eq!(json["productKey"], "pk");

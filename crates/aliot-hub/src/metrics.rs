@@ -74,15 +74,30 @@ impl Metrics {
             "Open MQTT connections (TCP and TLS, before and after CONNECT).",
             get(&self.connections_current),
         );
-        one("aliot_hub_connections_total", "counter", "Accepted TCP connections.", get(&self.connections_total));
+        one(
+            "aliot_hub_connections_total",
+            "counter",
+            "Accepted TCP connections.",
+            get(&self.connections_total),
+        );
         one(
             "aliot_hub_connections_rejected_total",
             "counter",
             "Connections closed at accept because the connection limit was reached.",
             get(&self.connections_rejected_limit),
         );
-        one("aliot_hub_accept_errors_total", "counter", "Failed accept() calls.", get(&self.accept_errors));
-        one("aliot_hub_sessions_online", "gauge", "Authenticated devices online.", table.sessions_online);
+        one(
+            "aliot_hub_accept_errors_total",
+            "counter",
+            "Failed accept() calls.",
+            get(&self.accept_errors),
+        );
+        one(
+            "aliot_hub_sessions_online",
+            "gauge",
+            "Authenticated devices online.",
+            table.sessions_online,
+        );
         one(
             "aliot_hub_sessions_stored",
             "gauge",
@@ -95,7 +110,12 @@ impl Metrics {
             "QoS 1 messages waiting in offline queues.",
             table.offline_queue_messages,
         );
-        one("aliot_hub_pending_calls", "gauge", "Admin calls waiting for a device's answer.", table.pending_calls);
+        one(
+            "aliot_hub_pending_calls",
+            "gauge",
+            "Admin calls waiting for a device's answer.",
+            table.pending_calls,
+        );
         out.push_str("# HELP aliot_hub_connack_total CONNACK packets sent, by return code.\n");
         out.push_str("# TYPE aliot_hub_connack_total counter\n");
         for (code, c) in self.connack.iter().enumerate() {
@@ -140,11 +160,36 @@ impl Metrics {
             "Topic filters refused with SUBACK 0x80.",
             get(&self.acl_denied_subscribe),
         );
-        one("aliot_hub_messages_in_total", "counter", "PUBLISH packets received.", get(&self.messages_in));
-        one("aliot_hub_messages_out_total", "counter", "PUBLISH packets sent.", get(&self.messages_out));
-        one("aliot_hub_bytes_in_total", "counter", "Bytes read from devices.", get(&self.bytes_in));
-        one("aliot_hub_bytes_out_total", "counter", "Bytes written to devices.", get(&self.bytes_out));
-        one("aliot_hub_replies_total", "counter", "Platform replies generated for uplinks.", get(&self.replies));
+        one(
+            "aliot_hub_messages_in_total",
+            "counter",
+            "PUBLISH packets received.",
+            get(&self.messages_in),
+        );
+        one(
+            "aliot_hub_messages_out_total",
+            "counter",
+            "PUBLISH packets sent.",
+            get(&self.messages_out),
+        );
+        one(
+            "aliot_hub_bytes_in_total",
+            "counter",
+            "Bytes read from devices.",
+            get(&self.bytes_in),
+        );
+        one(
+            "aliot_hub_bytes_out_total",
+            "counter",
+            "Bytes written to devices.",
+            get(&self.bytes_out),
+        );
+        one(
+            "aliot_hub_replies_total",
+            "counter",
+            "Platform replies generated for uplinks.",
+            get(&self.replies),
+        );
         one(
             "aliot_hub_qos0_dropped_total",
             "counter",
@@ -176,7 +221,12 @@ impl Metrics {
             "Offline QoS 1 messages dropped after the retention period.",
             get(&self.offline_expired),
         );
-        one("aliot_hub_calls_answered_total", "counter", "Admin calls answered by devices.", get(&self.calls_answered));
+        one(
+            "aliot_hub_calls_answered_total",
+            "counter",
+            "Admin calls answered by devices.",
+            get(&self.calls_answered),
+        );
         one(
             "aliot_hub_calls_timed_out_total",
             "counter",

@@ -100,14 +100,20 @@ impl RunningHub {
     pub async fn wait(self) -> Result<()> {
         match self.task.await {
             Ok(result) => result,
-            Err(e) => Err(Error::Io(std::io::Error::other(format!("the hub task failed: {e}")))),
+            Err(e) => Err(Error::Io(std::io::Error::other(format!(
+                "the hub task failed: {e}"
+            )))),
         }
     }
 }
 
 fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener> {
-    bind_listener(addr)
-        .map_err(|e| Error::Io(std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}"))))
+    bind_listener(addr).map_err(|e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr} ({what}): {e}"),
+        ))
+    })
 }
 
 /// `http://` URL for reaching `addr` from this machine (a wildcard address becomes loopback).
@@ -133,12 +139,30 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 ///
 /// Must be called inside a tokio runtime.
 ///
+/// ```no_run
+/// # async fn demo() -> aliot_hub::Result<()> {
+/// let mut config = aliot_hub::Config::default();
+/// config.data_dir = Some("./hub-data".into());
+/// config.mqtt.listen = "127.0.0.1:0".parse().expect("an address");
+/// config.admin.listen = "127.0.0.1:0".parse().expect("an address");
+/// let hub = aliot_hub::start(config, async {
+///     let _ = tokio::signal::ctrl_c().await;
+/// })
+/// .await?;
+/// println!("MQTT on {}, admin API on {}", hub.mqtt_addr(), hub.admin_url());
+/// hub.wait().await
+/// # }
+/// ```
+///
 /// # Errors
 /// [`Error::Config`] for an invalid configuration or unusable admin token file;
 /// [`Error::Storage`] when the registry cannot be opened; [`Error::Io`] when a listener
 /// cannot be bound or the data directory cannot be written; [`Error::Tls`] for unusable
 /// certificates.
-pub async fn start(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<RunningHub> {
+pub async fn start(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<RunningHub> {
     config.validate()?;
     let data_dir = config.data_dir();
     let store = Store::open(&data_dir).await?;
@@ -152,7 +176,12 @@ pub async fn start(config: Config, shutdown: impl Future<Output = ()> + Send + '
             let dir = data_dir.clone();
             let (files, acceptor) = blocking(move || {
                 let files = match (m.cert, m.key) {
-                    (Some(cert), Some(key)) => CertificateFiles { cert, key, ca: None, created: false },
+                    (Some(cert), Some(key)) => CertificateFiles {
+                        cert,
+                        key,
+                        ca: None,
+                        created: false,
+                    },
                     _ => tls::ensure_local_certificate(&dir)?,
                 };
                 let acceptor = tls::acceptor(&files.cert, &files.key)?;
@@ -185,8 +214,19 @@ pub async fn start(config: Config, shutdown: impl Future<Output = ()> + Send + '
         Some((_, files, acceptor)) => (Some(files), Some(acceptor)),
         None => (None, None),
     };
-    let listeners = Listeners { mqtt, mqtts: mqtts.zip(acceptor), admin: admin_listener };
-    let task = tokio::spawn(serve(broker.clone(), store.clone(), state, listeners, stop.clone(), shutdown));
+    let listeners = Listeners {
+        mqtt,
+        mqtts: mqtts.zip(acceptor),
+        admin: admin_listener,
+    };
+    let task = tokio::spawn(serve(
+        broker.clone(),
+        store.clone(),
+        state,
+        listeners,
+        stop.clone(),
+        shutdown,
+    ));
     tracing::info!(mqtt = %mqtt_addr, mqtts = ?mqtts_addr, admin = %admin_addr, data_dir = %data_dir.display(), "hub started");
     Ok(RunningHub {
         mqtt_addr,
@@ -306,7 +346,9 @@ async fn serve(
 fn join(r: std::result::Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
     match r {
         Ok(r) => r,
-        Err(e) => Err(Error::Io(std::io::Error::other(format!("a hub task failed: {e}")))),
+        Err(e) => Err(Error::Io(std::io::Error::other(format!(
+            "a hub task failed: {e}"
+        )))),
     }
 }
 
@@ -316,8 +358,14 @@ mod tests {
 
     #[test]
     fn wildcard_admin_addresses_are_reached_on_loopback() {
-        assert_eq!(local_url("0.0.0.0:8080".parse().expect("addr")), "http://127.0.0.1:8080");
+        assert_eq!(
+            local_url("0.0.0.0:8080".parse().expect("addr")),
+            "http://127.0.0.1:8080"
+        );
         assert_eq!(local_url("[::]:8080".parse().expect("addr")), "http://[::1]:8080");
-        assert_eq!(local_url("10.0.0.5:80".parse().expect("addr")), "http://10.0.0.5:80");
+        assert_eq!(
+            local_url("10.0.0.5:80".parse().expect("addr")),
+            "http://10.0.0.5:80"
+        );
     }
 }

@@ -59,7 +59,14 @@ pub(crate) async fn serve(
                     debug!(%peer, error = %e, "could not set TCP_NODELAY");
                 }
                 inc(&shared.metrics.connections_current);
-                tracker.spawn(session::run(shared.clone(), stream, peer, tls.clone(), cancel.clone(), permit));
+                tracker.spawn(session::run(
+                    shared.clone(),
+                    stream,
+                    peer,
+                    tls.clone(),
+                    cancel.clone(),
+                    permit,
+                ));
             }
             Err(e) => {
                 inc(&shared.metrics.accept_errors);
@@ -76,7 +83,10 @@ pub(crate) async fn serve(
     info!(addr = ?local, open = tracker.len(), "MQTT listener stopped; closing its connections");
     cancel.cancel();
     tracker.close();
-    if tokio::time::timeout(shared.config.shutdown_grace(), tracker.wait()).await.is_err() {
+    if tokio::time::timeout(shared.config.shutdown_grace(), tracker.wait())
+        .await
+        .is_err()
+    {
         warn!(addr = ?local, open = tracker.len(), "connections still open after the shutdown grace period");
     }
     Ok(())

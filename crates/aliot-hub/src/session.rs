@@ -92,7 +92,9 @@ impl std::fmt::Display for CloseReason {
         match self {
             CloseReason::ClientDisconnect => f.write_str("client sent DISCONNECT"),
             CloseReason::ConnectionLost(e) => write!(f, "connection lost: {e}"),
-            CloseReason::KeepAliveTimeout => f.write_str("keepalive timeout (nothing received for 1.5 x keepalive)"),
+            CloseReason::KeepAliveTimeout => {
+                f.write_str("keepalive timeout (nothing received for 1.5 x keepalive)")
+            }
             CloseReason::Kicked => f.write_str("another connection logged in as the same device"),
             CloseReason::AdminDisconnect => f.write_str("disconnected by the administrator"),
             CloseReason::SlowConsumer => f.write_str("slow consumer: the QoS 1 outbound queue was full"),
@@ -270,7 +272,11 @@ pub(crate) struct Inflight {
 impl Inflight {
     /// An empty window of `window` messages (at least 1).
     pub(crate) fn new(window: u16) -> Self {
-        Self { window: usize::from(window.max(1)), next: 0, slots: VecDeque::new() }
+        Self {
+            window: usize::from(window.max(1)),
+            next: 0,
+            slots: VecDeque::new(),
+        }
     }
 
     pub(crate) fn is_full(&self) -> bool {
@@ -344,36 +350,38 @@ impl Drop for ConnectionSlot {
 }
 
 /// Serves one accepted socket until it closes. Never panics on input; every way out is logged.
-pub(crate) async fn run(
+///
+/// Not an `async fn`: the returned future is the task's whole state for the life of the
+/// connection, so it is kept to one layer (an `async fn` wrapper would keep its own copy of the
+/// arguments).
+pub(crate) fn run(
     shared: Arc<Shared>,
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     cancel: CancellationToken,
     permit: OwnedSemaphorePermit,
-) {
+) -> impl Future<Output = ()> + Send {
     let span = tracing::debug_span!("mqtt", peer = %peer, device = tracing::field::Empty);
+    // Created here, not in the async block, so that it is released even if the task is dropped
+    // before its first poll.
+    let slot = ConnectionSlot {
+        shared: shared.clone(),
+        _permit: permit,
+    };
     async move {
-        let slot = ConnectionSlot { shared: shared.clone(), _permit: permit };
-        // Boxed so that the handshake's state does not enlarge the long-lived task future.
-        let accepted = Box::pin(handshake(&shared, stream, peer, tls, &cancel)).await;
-        let Some((mut conn, session)) = accepted else { return };
-        // The CONNECT has been decoded: an idle connection keeps no read buffer.
-        conn.release_read_buffer();
-        tracing::Span::current().record("device", format_args!("{}/{}", session.product_key, session.device_name));
-        let driver = Driver {
-            inflight: Inflight::new(shared.config.max_inflight),
-            keepalive: Duration::from_millis(u64::from(session.keep_alive) * 1500),
-            last_rx: Instant::now(),
-            shared,
-            conn,
-            session,
+        // Boxed so that the handshake's state does not enlarge the long-lived task future; the
+        // match keeps its temporaries out of scope during the connected loop.
+        let mut driver = match Box::pin(handshake(&shared, stream, peer, tls, &cancel)).await {
+            Some((conn, session)) => Driver::new(shared, conn, session),
+            None => return,
         };
-        driver.run(&cancel).await;
+        let reason = driver.run(&cancel).await;
+        // Boxed, like the handshake: only the connected loop's state stays in the task.
+        Box::pin(driver.close(reason)).await;
         drop(slot);
     }
     .instrument(span)
-    .await;
 }
 
 enum ReadError {
@@ -428,16 +436,35 @@ async fn handshake(
         Ok((Ok(p), _)) => p,
         Ok((Err(ReadError::Decode(DecodeError::UnsupportedProtocolLevel)), hint)) => {
             let reason = match hint {
-                Some(ProtocolVersion::MQTT5) => "MQTT 5.0 (protocol level 5) is not supported; use 3.1.1 or 3.1",
+                Some(ProtocolVersion::MQTT5) => {
+                    "MQTT 5.0 (protocol level 5) is not supported; use 3.1.1 or 3.1"
+                }
                 _ => "unsupported MQTT protocol level; use 3.1.1 (level 4) or 3.1 (level 3)",
             };
-            refuse(shared, &mut conn, ip, None, None, ConnectAckReason::UnacceptableProtocolVersion, reason.into())
-                .await;
+            refuse(
+                shared,
+                &mut conn,
+                ip,
+                None,
+                None,
+                ConnectAckReason::UnacceptableProtocolVersion,
+                reason.into(),
+            )
+            .await;
             return None;
         }
         Ok((Err(ReadError::Decode(DecodeError::InvalidClientId)), _)) => {
             let reason = "empty clientId with clean session 0".to_owned();
-            refuse(shared, &mut conn, ip, None, None, ConnectAckReason::IdentifierRejected, reason).await;
+            refuse(
+                shared,
+                &mut conn,
+                ip,
+                None,
+                None,
+                ConnectAckReason::IdentifierRejected,
+                reason,
+            )
+            .await;
             return None;
         }
         Ok((Err(ReadError::Decode(e)), _)) => {
@@ -464,7 +491,13 @@ async fn handshake(
     let client_id: &str = &connect.client_id;
     let username: Option<&str> = connect.username.as_deref();
     let password: Option<&[u8]> = connect.password.as_deref();
-    let verdict = auth::authenticate(&*shared.directory, client_id, username, password, connect.keep_alive);
+    let verdict = auth::authenticate(
+        &*shared.directory,
+        client_id,
+        username,
+        password,
+        connect.keep_alive,
+    );
     let auth = match verdict {
         Ok(a) => a,
         Err(refusal) => {
@@ -480,10 +513,21 @@ async fn handshake(
             return None;
         }
     };
-    let Authenticated { product_key, device_name, iot_id, auto_subscribe, ext_rrpc } = auth;
+    let Authenticated {
+        product_key,
+        device_name,
+        iot_id,
+        auto_subscribe,
+        ext_rrpc,
+    } = auth;
     let connected_ms = now_ms();
-    shared.directory.device_online(&product_key, &device_name, ip, connected_ms);
-    let Registered { session, session_present } = shared.register(
+    shared
+        .directory
+        .device_online(&product_key, &device_name, ip, connected_ms);
+    let Registered {
+        session,
+        session_present,
+    } = shared.register(
         product_key,
         device_name,
         iot_id,
@@ -496,7 +540,10 @@ async fn handshake(
         ext_rrpc,
     );
     inc(&shared.metrics.connack[0]);
-    let ack = Packet::ConnectAck(ConnectAck { return_code: ConnectAckReason::ConnectionAccepted, session_present });
+    let ack = Packet::ConnectAck(ConnectAck {
+        return_code: ConnectAckReason::ConnectionAccepted,
+        session_present,
+    });
     if let Err(e) = conn.send(ack) {
         warn!(error = ?e, "could not encode CONNACK");
     }
@@ -548,7 +595,13 @@ async fn refuse(
     }
     info!(code = code_byte, client_id, username, %reason, "CONNECT refused");
     shared.refused(ip, Some(code_byte), client_id, username, reason);
-    if conn.send(Packet::ConnectAck(ConnectAck { return_code: code, session_present: false })).is_ok() {
+    if conn
+        .send(Packet::ConnectAck(ConnectAck {
+            return_code: code,
+            session_present: false,
+        }))
+        .is_ok()
+    {
         let _ = tokio::time::timeout(CLOSE_FLUSH, conn.flush()).await;
     }
     let _ = tokio::time::timeout(CLOSE_FLUSH, conn.shutdown()).await;
@@ -566,30 +619,52 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(mut self, cancel: &CancellationToken) {
+    fn new(shared: Arc<Shared>, mut conn: Connection, session: Arc<Session>) -> Self {
+        // The CONNECT has been decoded: an idle connection keeps no read buffer.
+        conn.release_read_buffer();
+        tracing::Span::current().record(
+            "device",
+            format_args!("{}/{}", session.product_key, session.device_name),
+        );
+        Driver {
+            inflight: Inflight::new(shared.config.max_inflight),
+            keepalive: Duration::from_millis(u64::from(session.keep_alive) * 1500),
+            last_rx: Instant::now(),
+            shared,
+            conn,
+            session,
+        }
+    }
+
+    /// The connected loop; returns why it ended.
+    async fn run(&mut self, cancel: &CancellationToken) -> CloseReason {
+        // Clients may send packets right behind their CONNECT, in the same segment.
+        if let Err(reason) = self.on_readable() {
+            return reason;
+        }
         let sleep = tokio::time::sleep(self.keepalive);
         tokio::pin!(sleep);
-        let reason = loop {
+        loop {
             if let Err(reason) = self.pump(false) {
-                break reason;
+                return reason;
             }
             let want_read = self.conn.write_backlog() < READ_PAUSE;
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => break CloseReason::Shutdown,
+                () = cancel.cancelled() => return CloseReason::Shutdown,
                 res = self.conn.io(want_read) => match res {
-                    Err(e) => break CloseReason::ConnectionLost(e.to_string()),
+                    Err(e) => return CloseReason::ConnectionLost(e.to_string()),
                     Ok(progress) => {
                         add(&self.shared.metrics.bytes_out, progress.written as u64);
                         if progress.read > 0 {
                             add(&self.shared.metrics.bytes_in, progress.read as u64);
                             self.last_rx = Instant::now();
                             if let Err(reason) = self.on_readable() {
-                                break reason;
+                                return reason;
                             }
                         }
                         if progress.eof {
-                            break CloseReason::ConnectionLost("closed by the device".into());
+                            return CloseReason::ConnectionLost("closed by the device".into());
                         }
                     }
                 },
@@ -597,13 +672,12 @@ impl Driver {
                 () = &mut sleep => {
                     let deadline = self.last_rx + self.keepalive;
                     if Instant::now() >= deadline {
-                        break CloseReason::KeepAliveTimeout;
+                        return CloseReason::KeepAliveTimeout;
                     }
                     sleep.as_mut().reset(deadline);
                 }
             }
-        };
-        self.close(reason).await;
+        }
     }
 
     /// Moves queued messages to the write buffer while the socket keeps up and the inflight
@@ -619,7 +693,9 @@ impl Driver {
                 Some(m) if m.is_qos1() && self.inflight.is_full() => break,
                 Some(_) => {}
             }
-            let Some(mut out) = inner.outbox.pop_front() else { break };
+            let Some(mut out) = inner.outbox.pop_front() else {
+                break;
+            };
             if out.is_qos1() {
                 let resend = out.publish.packet_id.filter(|p| !self.inflight.contains(*p));
                 let pid = match resend {
@@ -685,14 +761,22 @@ impl Driver {
                 }
                 Ok(())
             }
-            Packet::Subscribe { packet_id, topic_filters } => {
+            Packet::Subscribe {
+                packet_id,
+                topic_filters,
+            } => {
                 self.on_subscribe(packet_id, topic_filters);
                 Ok(())
             }
-            Packet::Unsubscribe { packet_id, topic_filters } => {
+            Packet::Unsubscribe {
+                packet_id,
+                topic_filters,
+            } => {
                 {
                     let mut inner = guard(&self.session.inner);
-                    inner.subs.retain(|s| !topic_filters.iter().any(|f| &**f == &*s.filter));
+                    inner
+                        .subs
+                        .retain(|s| !topic_filters.iter().any(|f| **f == *s.filter));
                 }
                 self.send(Packet::UnsubscribeAck { packet_id });
                 Ok(())
@@ -703,7 +787,9 @@ impl Driver {
             }
             Packet::Disconnect => Err(CloseReason::ClientDisconnect),
             Packet::Connect(_) => self.protocol_violation("second CONNECT on the same connection"),
-            Packet::PublishReceived { .. } | Packet::PublishRelease { .. } | Packet::PublishComplete { .. } => {
+            Packet::PublishReceived { .. }
+            | Packet::PublishRelease { .. }
+            | Packet::PublishComplete { .. } => {
                 self.protocol_violation("QoS 2 flow (PUBREC/PUBREL/PUBCOMP) is not supported")
             }
             Packet::ConnectAck(_)
@@ -760,7 +846,13 @@ impl Driver {
                 recv_ms,
             )));
         }
-        let handling = alink::handle_uplink(topic, &publish.payload, recv_ms, now_ms(), self.shared.config.sys_ack);
+        let handling = alink::handle_uplink(
+            topic,
+            &publish.payload,
+            recv_ms,
+            now_ms(),
+            self.shared.config.sys_ack,
+        );
         if let Some(props) = handling.properties {
             self.shared.remember_properties(&session.key, props);
         }
@@ -787,9 +879,16 @@ impl Driver {
     fn reply(&mut self, reply: PlatformReply, qos: QoS) {
         inc(&self.shared.metrics.replies);
         let observed = self.shared.observed();
-        let text = if observed { String::from_utf8_lossy(&reply.payload).into_owned() } else { String::new() };
+        let text = if observed {
+            String::from_utf8_lossy(&reply.payload).into_owned()
+        } else {
+            String::new()
+        };
         let msg = Outgoing::new(reply.topic.clone(), Bytes::from(reply.payload), qos);
-        let delivered = match self.session.offer(msg, self.shared.config.outbound_queue_capacity) {
+        let delivered = match self
+            .session
+            .offer(msg, self.shared.config.outbound_queue_capacity)
+        {
             Offer::Accepted => true,
             Offer::Dropped => {
                 inc(&self.shared.metrics.qos0_dropped);
@@ -810,7 +909,11 @@ impl Driver {
         }
     }
 
-    fn on_subscribe<S: std::ops::Deref<Target = str>>(&mut self, packet_id: NonZeroU16, filters: Vec<(S, QoS)>) {
+    fn on_subscribe<S: std::ops::Deref<Target = str>>(
+        &mut self,
+        packet_id: NonZeroU16,
+        filters: Vec<(S, QoS)>,
+    ) {
         let max = self.shared.config.max_subscriptions;
         let (pk, dn) = (&*self.session.product_key, &*self.session.device_name);
         let mut status = Vec::with_capacity(filters.len());
@@ -826,7 +929,11 @@ impl Driver {
                     continue;
                 }
                 // Subscription QoS 2 is granted as QoS 1 (spec §12 Q4).
-                let granted = if *qos == QoS::AtMostOnce { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+                let granted = if *qos == QoS::AtMostOnce {
+                    QoS::AtMostOnce
+                } else {
+                    QoS::AtLeastOnce
+                };
                 if let Some(existing) = inner.subs.iter_mut().find(|s| &*s.filter == filter) {
                     existing.qos = granted.value();
                 } else if inner.subs.len() >= max {
@@ -834,7 +941,10 @@ impl Driver {
                     status.push(SubscribeReturnCode::Failure);
                     continue;
                 } else {
-                    inner.subs.push(Subscription { filter: filter.into(), qos: granted.value() });
+                    inner.subs.push(Subscription {
+                        filter: filter.into(),
+                        qos: granted.value(),
+                    });
                 }
                 status.push(SubscribeReturnCode::Success(granted));
             }
@@ -855,7 +965,11 @@ impl Driver {
         }
         for filter in over_limit {
             info!(filter, max, "subscription limit reached; SUBACK 0x80");
-            self.problem(Some(filter), format!("subscription limit of {max} reached"), false);
+            self.problem(
+                Some(filter),
+                format!("subscription limit of {max} reached"),
+                false,
+            );
         }
         self.send(Packet::SubscribeAck { packet_id, status });
     }
@@ -891,10 +1005,12 @@ impl Driver {
             CloseReason::Kicked => inc(&metrics.duplicate_logins),
             _ => {}
         }
-        let last_rx_ms = now_ms().saturating_sub(u64::try_from(self.last_rx.elapsed().as_millis()).unwrap_or(0));
+        let last_rx_ms =
+            now_ms().saturating_sub(u64::try_from(self.last_rx.elapsed().as_millis()).unwrap_or(0));
         debug!(%reason, inflight = self.inflight.len(), "device offline");
         let unacked = self.inflight.take_for_resend();
-        self.shared.unregister(&self.session, unacked, &reason, last_rx_ms);
+        self.shared
+            .unregister(&self.session, unacked, &reason, last_rx_ms);
         if !matches!(reason, CloseReason::ConnectionLost(_)) {
             let _ = tokio::time::timeout(CLOSE_FLUSH, self.conn.flush()).await;
         }
@@ -908,17 +1024,6 @@ mod tests {
 
     fn msg(topic: &str, qos: QoS) -> Outgoing {
         Outgoing::new(topic.to_owned(), Bytes::from_static(b"x"), qos)
-    }
-
-    #[test]
-    fn print_sizes() {
-        let (tx, _rx) = tokio::sync::broadcast::channel::<u8>(1);
-        drop(tx);
-        eprintln!("Session {}", std::mem::size_of::<Session>());
-        eprintln!("Connection {}", std::mem::size_of::<Connection>());
-        eprintln!("Driver {}", std::mem::size_of::<Driver>());
-        eprintln!("Publish {}", std::mem::size_of::<Publish>());
-        eprintln!("Inflight {}", std::mem::size_of::<Inflight>());
     }
 
     #[test]
@@ -956,8 +1061,15 @@ mod tests {
             f.insert(p, msg("/t", QoS::AtLeastOnce));
         }
         f.ack(NonZeroU16::new(2).expect("nonzero"));
-        let again: Vec<_> = f.take_for_resend().into_iter().map(|m| (m.publish.dup, m.publish.packet_id)).collect();
-        assert_eq!(again, vec![(true, NonZeroU16::new(1)), (true, NonZeroU16::new(3))]);
+        let again: Vec<_> = f
+            .take_for_resend()
+            .into_iter()
+            .map(|m| (m.publish.dup, m.publish.packet_id))
+            .collect();
+        assert_eq!(
+            again,
+            vec![(true, NonZeroU16::new(1)), (true, NonZeroU16::new(3))]
+        );
         assert_eq!(f.len(), 0);
     }
 }

@@ -16,7 +16,7 @@
 //! # Concurrency
 //!
 //! Lookups (`Directory::device`, tens of thousands per second on the CONNECT path) are served
-//! from an in-memory copy of the device table, split into [`SHARDS`] std `RwLock`s by a hash of
+//! from an in-memory copy of the device table, split into 16 std `RwLock`s by a hash of
 //! (productKey, deviceName) so that readers on different cores rarely touch the same lock word.
 //! The locks are std, not tokio: they are held for a hash lookup or an insert, never across an
 //! `.await`. Mutations are serialised by `write_lock` (a std `Mutex` held on a blocking thread
@@ -219,7 +219,11 @@ fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T> {
 
 /// `n` random letters and digits from the thread-local CSPRNG.
 pub fn random_alnum(n: usize) -> String {
-    rand::rng().sample_iter(&Alphanumeric).take(n).map(char::from).collect()
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(n)
+        .map(char::from)
+        .collect()
 }
 
 /// A productKey in the platform's style: `a1` and 9 letters or digits.
@@ -248,7 +252,9 @@ fn validate_product_name(name: &str) -> Result<()> {
         )));
     }
     if name.chars().any(char::is_control) {
-        return Err(Error::InvalidArgument("the product name contains control characters".into()));
+        return Err(Error::InvalidArgument(
+            "the product name contains control characters".into(),
+        ));
     }
     Ok(())
 }
@@ -264,6 +270,69 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| Error::Storage(format!("registry task failed: {e}")))?
 }
 
+/// The registry as read from disk at start.
+struct Loaded {
+    path: PathBuf,
+    db: Database,
+    products: BTreeMap<String, ProductRecord>,
+    shards: Vec<Shard>,
+    hasher: std::collections::hash_map::RandomState,
+    count: u64,
+}
+
+/// Opens or creates `{dir}/registry.redb` and reads it whole (blocking).
+fn load(dir: &Path) -> Result<Loaded> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::Storage(format!("cannot create the data directory {}: {e}", dir.display())))?;
+    let path = dir.join(DB_FILE);
+    let db = Database::create(&path).map_err(|e| {
+        let hint = if matches!(e, redb::DatabaseError::DatabaseAlreadyOpen) {
+            " (is another aliot hub using this data directory?)"
+        } else {
+            ""
+        };
+        Error::Storage(format!("cannot open {}: {e}{hint}", path.display()))
+    })?;
+    // Create the tables on first start so that readers never meet a missing table.
+    let txn = db.begin_write().map_err(storage)?;
+    txn.open_table(PRODUCTS).map_err(storage)?;
+    txn.open_table(DEVICES).map_err(storage)?;
+    txn.commit().map_err(storage)?;
+
+    let hasher = std::collections::hash_map::RandomState::new();
+    let mut products = BTreeMap::new();
+    let mut shards: Vec<Shard> = (0..SHARDS).map(|_| Shard::new()).collect();
+    let mut count = 0u64;
+    let txn = db.begin_read().map_err(storage)?;
+    let table = txn.open_table(PRODUCTS).map_err(storage)?;
+    for row in table.iter().map_err(storage)? {
+        let (k, v) = row.map_err(storage)?;
+        let rec: ProductRecord = decode(k.value(), v.value())?;
+        products.insert(k.value().to_owned(), rec);
+    }
+    let table = txn.open_table(DEVICES).map_err(storage)?;
+    for row in table.iter().map_err(storage)? {
+        let (k, v) = row.map_err(storage)?;
+        let (pk, dn) = k.value();
+        let rec: DeviceRecord = decode(&format!("{pk}/{dn}"), v.value())?;
+        shards[shard_index(&hasher, pk, dn)]
+            .entry(pk.to_owned())
+            .or_default()
+            .insert(dn.to_owned(), rec);
+        count += 1;
+    }
+    drop(table);
+    drop(txn);
+    Ok(Loaded {
+        path,
+        db,
+        products,
+        shards,
+        hasher,
+        count,
+    })
+}
+
 impl Store {
     /// Opens (or creates) the registry in `data_dir` (creating the directory) and loads it into
     /// memory. Starts the last-online writer task, so it must be called inside a tokio runtime.
@@ -273,49 +342,15 @@ impl Store {
     /// (for example because another hub has it open).
     pub async fn open(data_dir: &Path) -> Result<Store> {
         let dir = data_dir.to_owned();
-        let (path, db, products, shards, count) = blocking(move || {
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                Error::Storage(format!("cannot create the data directory {}: {e}", dir.display()))
-            })?;
-            let path = dir.join(DB_FILE);
-            let db = Database::create(&path).map_err(|e| {
-                let hint = if matches!(e, redb::DatabaseError::DatabaseAlreadyOpen) {
-                    " (is another aliot hub using this data directory?)"
-                } else {
-                    ""
-                };
-                Error::Storage(format!("cannot open {}: {e}{hint}", path.display()))
-            })?;
-            // Create the tables on first start so that readers never meet a missing table.
-            let txn = db.begin_write().map_err(storage)?;
-            txn.open_table(PRODUCTS).map_err(storage)?;
-            txn.open_table(DEVICES).map_err(storage)?;
-            txn.commit().map_err(storage)?;
-
-            let hasher = std::collections::hash_map::RandomState::new();
-            let mut products = BTreeMap::new();
-            let mut shards: Vec<Shard> = (0..SHARDS).map(|_| Shard::new()).collect();
-            let mut count = 0u64;
-            let txn = db.begin_read().map_err(storage)?;
-            let table = txn.open_table(PRODUCTS).map_err(storage)?;
-            for row in table.iter().map_err(storage)? {
-                let (k, v) = row.map_err(storage)?;
-                let rec: ProductRecord = decode(k.value(), v.value())?;
-                products.insert(k.value().to_owned(), rec);
-            }
-            let table = txn.open_table(DEVICES).map_err(storage)?;
-            for row in table.iter().map_err(storage)? {
-                let (k, v) = row.map_err(storage)?;
-                let (pk, dn) = k.value();
-                let rec: DeviceRecord = decode(&format!("{pk}/{dn}"), v.value())?;
-                let shard = shard_index(&hasher, pk, dn);
-                shards[shard].entry(pk.to_owned()).or_default().insert(dn.to_owned(), rec);
-                count += 1;
-            }
-            Ok((path, Arc::new(db), products, (shards, hasher), count))
-        })
-        .await?;
-        let (shards, hasher) = shards;
+        let Loaded {
+            path,
+            db,
+            products,
+            shards,
+            hasher,
+            count,
+        } = blocking(move || load(&dir)).await?;
+        let db = Arc::new(db);
 
         // See ONLINE_QUEUE for the capacity and the overflow policy.
         let (online_tx, online_rx) = mpsc::channel(ONLINE_QUEUE);
@@ -342,7 +377,12 @@ impl Store {
     /// working afterwards (they never depended on the task); later logins are kept in memory
     /// only.
     pub async fn close(&self) {
-        let writer = self.inner.writer.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let writer = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some((stop, task)) = writer {
             let _ = stop.send(());
             if let Err(e) = task.await {
@@ -394,11 +434,17 @@ impl Store {
                     pk
                 }
             };
-            let rec = ProductRecord { name, product_secret: random_alnum(32), created_ms: now_ms() };
+            let rec = ProductRecord {
+                name,
+                product_secret: random_alnum(32),
+                created_ms: now_ms(),
+            };
             let txn = inner.db.begin_write().map_err(storage)?;
             {
                 let mut table = txn.open_table(PRODUCTS).map_err(storage)?;
-                table.insert(pk.as_str(), encode(&rec)?.as_slice()).map_err(storage)?;
+                table
+                    .insert(pk.as_str(), encode(&rec)?.as_slice())
+                    .map_err(storage)?;
             }
             txn.commit().map_err(storage)?;
             write_lock(&inner.products).insert(pk.clone(), rec.clone());
@@ -440,7 +486,9 @@ impl Store {
         if read_lock(&self.inner.products).contains_key(product_key) {
             Ok(())
         } else {
-            Err(Error::ProductNotFound { product_key: product_key.to_owned() })
+            Err(Error::ProductNotFound {
+                product_key: product_key.to_owned(),
+            })
         }
     }
 
@@ -458,7 +506,9 @@ impl Store {
         let secret = device_secret.map(str::to_owned);
         let names = vec![(device_name.to_owned(), secret)];
         let mut created = self.create_devices_inner(product_key, names, false).await?;
-        created.pop().ok_or_else(|| Error::Storage("registration returned no device".into()))
+        created
+            .pop()
+            .ok_or_else(|| Error::Storage("registration returned no device".into()))
     }
 
     /// Registers many devices in one transaction (all or nothing), with generated secrets.
@@ -518,12 +568,17 @@ impl Store {
             let mut out = Vec::with_capacity(names.len());
             let mut new = Vec::with_capacity(names.len());
             for (dn, secret) in names {
-                let existing =
-                    read_lock(this.shard(&pk, &dn)).get(&pk).and_then(|m| m.get(&dn)).cloned();
+                let existing = read_lock(this.shard(&pk, &dn))
+                    .get(&pk)
+                    .and_then(|m| m.get(&dn))
+                    .cloned();
                 match existing {
                     Some(rec) if skip_existing => out.push(rec.to_device(&pk, &dn)),
                     Some(_) => {
-                        return Err(Error::DeviceExists { product_key: pk.clone(), device_name: dn });
+                        return Err(Error::DeviceExists {
+                            product_key: pk.clone(),
+                            device_name: dn,
+                        });
                     }
                     None => {
                         let rec = DeviceRecord {
@@ -544,13 +599,18 @@ impl Store {
                 {
                     let mut table = txn.open_table(DEVICES).map_err(storage)?;
                     for (dn, rec) in &new {
-                        table.insert((pk.as_str(), dn.as_str()), encode(rec)?.as_slice()).map_err(storage)?;
+                        table
+                            .insert((pk.as_str(), dn.as_str()), encode(rec)?.as_slice())
+                            .map_err(storage)?;
                     }
                 }
                 txn.commit().map_err(storage)?;
                 let n = new.len();
                 for (dn, rec) in new {
-                    write_lock(this.shard(&pk, &dn)).entry(pk.clone()).or_default().insert(dn, rec);
+                    write_lock(this.shard(&pk, &dn))
+                        .entry(pk.clone())
+                        .or_default()
+                        .insert(dn, rec);
                 }
                 inner.device_count.fetch_add(n as u64, Ordering::Relaxed);
                 tracing::info!(product_key = %pk, count = n, "devices registered");
@@ -586,7 +646,11 @@ impl Store {
 
     /// Number of devices of a product (0 for an unknown product).
     pub fn device_count(&self, product_key: &str) -> usize {
-        self.inner.shards.iter().map(|s| read_lock(s).get(product_key).map_or(0, HashMap::len)).sum()
+        self.inner
+            .shards
+            .iter()
+            .map(|s| read_lock(s).get(product_key).map_or(0, HashMap::len))
+            .sum()
     }
 
     /// Number of registered products and devices.
@@ -610,23 +674,34 @@ impl Store {
         blocking(move || {
             let inner = &this.inner;
             let _serial = inner.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
-            let not_found = || Error::DeviceNotFound { product_key: pk.clone(), device_name: dn.clone() };
+            let not_found = || Error::DeviceNotFound {
+                product_key: pk.clone(),
+                device_name: dn.clone(),
+            };
             let txn = inner.db.begin_write().map_err(storage)?;
             {
                 let mut table = txn.open_table(DEVICES).map_err(storage)?;
-                let stored: Option<DeviceRecord> = match table.get((pk.as_str(), dn.as_str())).map_err(storage)? {
-                    Some(guard) => Some(decode(&format!("{pk}/{dn}"), guard.value())?),
-                    None => None,
+                let stored: Option<DeviceRecord> =
+                    match table.get((pk.as_str(), dn.as_str())).map_err(storage)? {
+                        Some(guard) => Some(decode(&format!("{pk}/{dn}"), guard.value())?),
+                        None => None,
+                    };
+                let Some(mut rec) = stored else {
+                    return Err(not_found());
                 };
-                let Some(mut rec) = stored else { return Err(not_found()) };
                 rec.enabled = enabled;
-                table.insert((pk.as_str(), dn.as_str()), encode(&rec)?.as_slice()).map_err(storage)?;
+                table
+                    .insert((pk.as_str(), dn.as_str()), encode(&rec)?.as_slice())
+                    .map_err(storage)?;
             }
             txn.commit().map_err(storage)?;
             // Only `enabled` changes in memory: the last-online fields there may be fresher
             // than the stored ones.
             let mut shard = write_lock(this.shard(&pk, &dn));
-            let rec = shard.get_mut(&pk).and_then(|m| m.get_mut(&dn)).ok_or_else(not_found)?;
+            let rec = shard
+                .get_mut(&pk)
+                .and_then(|m| m.get_mut(&dn))
+                .ok_or_else(not_found)?;
             rec.enabled = enabled;
             tracing::info!(product_key = %pk, device_name = %dn, enabled, "device updated");
             Ok(rec.to_device(&pk, &dn))
@@ -644,17 +719,27 @@ impl Store {
         blocking(move || {
             let inner = &this.inner;
             let _serial = inner.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
-            let not_found = || Error::DeviceNotFound { product_key: pk.clone(), device_name: dn.clone() };
+            let not_found = || Error::DeviceNotFound {
+                product_key: pk.clone(),
+                device_name: dn.clone(),
+            };
             let txn = inner.db.begin_write().map_err(storage)?;
             {
                 let mut table = txn.open_table(DEVICES).map_err(storage)?;
-                if table.remove((pk.as_str(), dn.as_str())).map_err(storage)?.is_none() {
+                if table
+                    .remove((pk.as_str(), dn.as_str()))
+                    .map_err(storage)?
+                    .is_none()
+                {
                     return Err(not_found());
                 }
             }
             txn.commit().map_err(storage)?;
             let mut shard = write_lock(this.shard(&pk, &dn));
-            let removed = shard.get_mut(&pk).and_then(|m| m.remove(&dn)).ok_or_else(not_found)?;
+            let removed = shard
+                .get_mut(&pk)
+                .and_then(|m| m.remove(&dn))
+                .ok_or_else(not_found)?;
             if shard.get(&pk).is_some_and(HashMap::is_empty) {
                 shard.remove(&pk);
             }
@@ -678,9 +763,14 @@ fn now_ms() -> u64 {
 
 impl Directory for Store {
     fn device(&self, product_key: &str, device_name: &str) -> Option<DeviceAuth> {
-        read_lock(self.shard(product_key, device_name)).get(product_key).and_then(|m| m.get(device_name)).map(
-            |r| DeviceAuth { device_secret: r.device_secret.clone(), enabled: r.enabled, iot_id: r.iot_id.clone() },
-        )
+        read_lock(self.shard(product_key, device_name))
+            .get(product_key)
+            .and_then(|m| m.get(device_name))
+            .map(|r| DeviceAuth {
+                device_secret: r.device_secret.clone(),
+                enabled: r.enabled,
+                iot_id: r.iot_id.clone(),
+            })
     }
 
     fn device_online(&self, product_key: &str, device_name: &str, ip: IpAddr, at_ms: u64) {
@@ -808,7 +898,12 @@ mod tests {
             last_ip: None,
         };
         assert!(!format!("{d:?}").contains("topsecret"));
-        let p = Product { product_key: "pk".into(), name: "n".into(), product_secret: "topsecret".into(), created_ms: 1 };
+        let p = Product {
+            product_key: "pk".into(),
+            name: "n".into(),
+            product_secret: "topsecret".into(),
+            created_ms: 1,
+        };
         assert!(!format!("{p:?}").contains("topsecret"));
     }
 }

@@ -2,7 +2,7 @@
 //! no certificate.
 //!
 //! rustls runs with the ring provider only (no aws-lc), and PEM files are read with
-//! `rustls-pki-types`' [`PemObject`].
+//! `rustls-pki-types`' `PemObject` (not the unmaintained `rustls-pemfile`).
 //!
 //! # The local CA
 //!
@@ -83,7 +83,10 @@ pub fn ensure_local_certificate(data_dir: &Path) -> Result<CertificateFiles> {
         std::fs::set_permissions(public, std::fs::Permissions::from_mode(0o644))?;
     }
     tracing::info!(ca = %ca_path.display(), "created a local CA and server certificate");
-    Ok(CertificateFiles { created: true, ..files })
+    Ok(CertificateFiles {
+        created: true,
+        ..files
+    })
 }
 
 fn tls_err(what: &str) -> impl FnOnce(rcgen::Error) -> Error + '_ {
@@ -111,13 +114,18 @@ fn generate_local() -> Result<(String, String, String)> {
     dn.push(DnType::CommonName, "localhost");
     params.distinguished_name = dn;
     params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
     params.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
     params.not_after = rcgen::date_time_ymd(year + 10, 1, 1);
     let key = KeyPair::generate().map_err(tls_err("cannot generate the server key"))?;
-    let cert = params.signed_by(&key, &*ca).map_err(tls_err("cannot sign the server certificate"))?;
+    let cert = params
+        .signed_by(&key, &*ca)
+        .map_err(tls_err("cannot sign the server certificate"))?;
     Ok((ca.pem(), cert.pem(), key.serialize_pem()))
 }
 
@@ -174,7 +182,10 @@ mod tests {
         let ca = std::fs::read(first.ca.as_ref().expect("ca")).expect("ca readable");
         let again = ensure_local_certificate(dir.path()).expect("reused");
         assert!(!again.created);
-        assert_eq!(std::fs::read(again.ca.as_ref().expect("ca")).expect("ca readable"), ca);
+        assert_eq!(
+            std::fs::read(again.ca.as_ref().expect("ca")).expect("ca readable"),
+            ca
+        );
         server_config(&again.cert, &again.key).expect("usable by rustls");
         #[cfg(unix)]
         {

@@ -38,7 +38,9 @@ async fn requests_without_the_right_token_get_401() {
     let resp = o.app.clone().oneshot(req).await.expect("infallible");
     assert_eq!(resp.status(), StatusCode::OK);
     // Writes are protected as well as reads.
-    let (status, _, _) = o.send("POST", "/api/v1/products", None, Some(r#"{"name":"x"}"#)).await;
+    let (status, _, _) = o
+        .send("POST", "/api/v1/products", None, Some(r#"{"name":"x"}"#))
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(o.store.products().is_empty());
     // Prometheus scrapers read the metrics without a token (counts only).
@@ -57,18 +59,35 @@ async fn healthz_needs_no_token() {
 #[tokio::test]
 async fn products_are_registered_with_platform_style_keys() {
     let o = Offline::new().await;
-    let (s, p) = o.json("POST", "/api/v1/products", Some(json!({"name": "Smart lamp"}))).await;
+    let (s, p) = o
+        .json("POST", "/api/v1/products", Some(json!({"name": "Smart lamp"})))
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{p}");
     let pk = p["productKey"].as_str().expect("productKey");
-    assert!(pk.starts_with("a1") && pk.len() == 11 && pk.chars().all(|c| c.is_ascii_alphanumeric()), "{pk}");
+    assert!(
+        pk.starts_with("a1") && pk.len() == 11 && pk.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{pk}"
+    );
     let secret = p["productSecret"].as_str().expect("productSecret");
     assert_eq!(secret.len(), 32);
     assert_eq!(p["name"], "Smart lamp");
 
-    let (s, p2) = o.json("POST", "/api/v1/products", Some(json!({"name": "Mine", "productKey": "a1MyOwnKey"}))).await;
+    let (s, p2) = o
+        .json(
+            "POST",
+            "/api/v1/products",
+            Some(json!({"name": "Mine", "productKey": "a1MyOwnKey"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{p2}");
     assert_eq!(p2["productKey"], "a1MyOwnKey");
-    let (s, e) = o.json("POST", "/api/v1/products", Some(json!({"name": "Again", "productKey": "a1MyOwnKey"}))).await;
+    let (s, e) = o
+        .json(
+            "POST",
+            "/api/v1/products",
+            Some(json!({"name": "Again", "productKey": "a1MyOwnKey"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_eq!(e["code"], "product_exists");
 
@@ -86,24 +105,45 @@ async fn products_are_registered_with_platform_style_keys() {
 #[tokio::test]
 async fn bad_requests_get_400_with_a_json_message() {
     let o = Offline::new().await;
-    let (s, body, ctype) = o.send("POST", "/api/v1/products", Some(TOKEN), Some("{not json")).await;
+    let (s, body, ctype) = o
+        .send("POST", "/api/v1/products", Some(TOKEN), Some("{not json"))
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(ctype.starts_with("application/json"), "{ctype}");
     let v: Value = serde_json::from_str(&body).expect("JSON error");
     assert_eq!(v["code"], "invalid_argument");
     assert!(!v["message"].as_str().expect("message").is_empty());
 
-    for bad in [json!({}), json!({"name": ""}), json!({"name": "x", "product_key": "a1"}), json!({"name": "x", "productKey": "bad key"})] {
+    for bad in [
+        json!({}),
+        json!({"name": ""}),
+        json!({"name": "x", "product_key": "a1"}),
+        json!({"name": "x", "productKey": "bad key"}),
+    ] {
         let (s, v) = o.json("POST", "/api/v1/products", Some(bad.clone())).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad} → {v}");
         assert_eq!(v["code"], "invalid_argument");
     }
-    o.json("POST", "/api/v1/products", Some(json!({"name": "p", "productKey": "a1P"}))).await;
-    for bad in [json!({"deviceName": "has space"}), json!({"deviceName": "x".repeat(33)}), json!({"deviceName": "ok", "deviceSecret": " s"}), json!({"name": "wrong field"})] {
-        let (s, v) = o.json("POST", "/api/v1/products/a1P/devices", Some(bad.clone())).await;
+    o.json(
+        "POST",
+        "/api/v1/products",
+        Some(json!({"name": "p", "productKey": "a1P"})),
+    )
+    .await;
+    for bad in [
+        json!({"deviceName": "has space"}),
+        json!({"deviceName": "x".repeat(33)}),
+        json!({"deviceName": "ok", "deviceSecret": " s"}),
+        json!({"name": "wrong field"}),
+    ] {
+        let (s, v) = o
+            .json("POST", "/api/v1/products/a1P/devices", Some(bad.clone()))
+            .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad} → {v}");
     }
-    let (s, _) = o.json("GET", "/api/v1/products/a1P/devices?status=sleeping", None).await;
+    let (s, _) = o
+        .json("GET", "/api/v1/products/a1P/devices?status=sleeping", None)
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
 
@@ -113,7 +153,9 @@ async fn unknown_routes_and_methods_get_json_errors() {
     let (s, v) = o.json("GET", "/api/v2/nothing", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(v["code"], "not_found");
-    let (s, v) = o.json("POST", "/api/v1/products/a1P/devices:explode", Some(json!({}))).await;
+    let (s, v) = o
+        .json("POST", "/api/v1/products/a1P/devices:explode", Some(json!({})))
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
     let (s, v) = o.json("PUT", "/api/v1/products", None).await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
@@ -123,11 +165,28 @@ async fn unknown_routes_and_methods_get_json_errors() {
 #[tokio::test]
 async fn devices_are_registered_listed_shown_changed_and_deleted() {
     let o = Offline::new().await;
-    let (s, _) = o.json("POST", "/api/v1/products/a1Nope/devices", Some(json!({"deviceName": "d"}))).await;
+    let (s, _) = o
+        .json(
+            "POST",
+            "/api/v1/products/a1Nope/devices",
+            Some(json!({"deviceName": "d"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    o.json("POST", "/api/v1/products", Some(json!({"name": "p", "productKey": "a1P"}))).await;
+    o.json(
+        "POST",
+        "/api/v1/products",
+        Some(json!({"name": "p", "productKey": "a1P"})),
+    )
+    .await;
 
-    let (s, d) = o.json("POST", "/api/v1/products/a1P/devices", Some(json!({"deviceName": "lamp-1"}))).await;
+    let (s, d) = o
+        .json(
+            "POST",
+            "/api/v1/products/a1P/devices",
+            Some(json!({"deviceName": "lamp-1"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{d}");
     assert_eq!(d["productKey"], "a1P");
     assert_eq!(d["deviceName"], "lamp-1");
@@ -137,23 +196,47 @@ async fn devices_are_registered_listed_shown_changed_and_deleted() {
     assert_eq!(d["iotId"].as_str().expect("iotId").len(), 32);
 
     let (s, d2) = o
-        .json("POST", "/api/v1/products/a1P/devices", Some(json!({"deviceName": "lamp-2", "deviceSecret": "my-own-secret"})))
+        .json(
+            "POST",
+            "/api/v1/products/a1P/devices",
+            Some(json!({"deviceName": "lamp-2", "deviceSecret": "my-own-secret"})),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED);
     assert_eq!(d2["deviceSecret"], "my-own-secret");
 
-    let (s, e) = o.json("POST", "/api/v1/products/a1P/devices", Some(json!({"deviceName": "lamp-1"}))).await;
+    let (s, e) = o
+        .json(
+            "POST",
+            "/api/v1/products/a1P/devices",
+            Some(json!({"deviceName": "lamp-1"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_eq!(e["code"], "device_exists");
 
     let (s, list) = o.json("GET", "/api/v1/products/a1P/devices", None).await;
     assert_eq!(s, StatusCode::OK);
-    let names: Vec<&str> = list.as_array().expect("array").iter().map(|d| d["deviceName"].as_str().expect("name")).collect();
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|d| d["deviceName"].as_str().expect("name"))
+        .collect();
     assert_eq!(names, ["lamp-1", "lamp-2"]);
-    assert!(list.as_array().expect("array").iter().all(|d| d["status"] == "offline"));
-    let (_, online) = o.json("GET", "/api/v1/products/a1P/devices?status=online", None).await;
+    assert!(
+        list.as_array()
+            .expect("array")
+            .iter()
+            .all(|d| d["status"] == "offline")
+    );
+    let (_, online) = o
+        .json("GET", "/api/v1/products/a1P/devices?status=online", None)
+        .await;
     assert_eq!(online, json!([]));
-    let (_, offline) = o.json("GET", "/api/v1/products/a1P/devices?status=offline", None).await;
+    let (_, offline) = o
+        .json("GET", "/api/v1/products/a1P/devices?status=offline", None)
+        .await;
     assert_eq!(offline.as_array().expect("array").len(), 2);
 
     let (s, show) = o.json("GET", "/api/v1/products/a1P/devices/lamp-1", None).await;
@@ -168,21 +251,39 @@ async fn devices_are_registered_listed_shown_changed_and_deleted() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(e["code"], "device_not_found");
 
-    let (s, p) = o.json("PATCH", "/api/v1/products/a1P/devices/lamp-1", Some(json!({"enabled": false}))).await;
+    let (s, p) = o
+        .json(
+            "PATCH",
+            "/api/v1/products/a1P/devices/lamp-1",
+            Some(json!({"enabled": false})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{p}");
     assert_eq!(p["enabled"], false);
     use aliot_hub::directory::Directory as _;
     assert!(!o.store.device("a1P", "lamp-1").expect("known").enabled);
-    let (s, _) = o.json("PATCH", "/api/v1/products/a1P/devices/lamp-1", Some(json!({}))).await;
+    let (s, _) = o
+        .json("PATCH", "/api/v1/products/a1P/devices/lamp-1", Some(json!({})))
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, _) = o.json("PATCH", "/api/v1/products/a1P/devices/ghost", Some(json!({"enabled": true}))).await;
+    let (s, _) = o
+        .json(
+            "PATCH",
+            "/api/v1/products/a1P/devices/ghost",
+            Some(json!({"enabled": true})),
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
-    let (s, del) = o.json("DELETE", "/api/v1/products/a1P/devices/lamp-1", None).await;
+    let (s, del) = o
+        .json("DELETE", "/api/v1/products/a1P/devices/lamp-1", None)
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(del["deleted"], true);
     assert!(o.store.device("a1P", "lamp-1").is_none());
-    let (s, _) = o.json("DELETE", "/api/v1/products/a1P/devices/lamp-1", None).await;
+    let (s, _) = o
+        .json("DELETE", "/api/v1/products/a1P/devices/lamp-1", None)
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (_, one) = o.json("GET", "/api/v1/products/a1P", None).await;
     assert_eq!(one["deviceCount"], 1);
@@ -191,18 +292,36 @@ async fn devices_are_registered_listed_shown_changed_and_deleted() {
 #[tokio::test]
 async fn batch_registration_is_all_or_nothing() {
     let o = Offline::new().await;
-    o.json("POST", "/api/v1/products", Some(json!({"name": "p", "productKey": "a1P"}))).await;
-    let (s, list) = o.json("POST", "/api/v1/products/a1P/devices:batch", Some(json!({"prefix": "bench-", "count": 50}))).await;
+    o.json(
+        "POST",
+        "/api/v1/products",
+        Some(json!({"name": "p", "productKey": "a1P"})),
+    )
+    .await;
+    let (s, list) = o
+        .json(
+            "POST",
+            "/api/v1/products/a1P/devices:batch",
+            Some(json!({"prefix": "bench-", "count": 50})),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{list}");
     let list = list.as_array().expect("array");
     assert_eq!(list.len(), 50);
     assert_eq!(list[0]["deviceName"], "bench-0");
     assert_eq!(list[49]["deviceName"], "bench-49");
-    assert!(list.iter().all(|d| d["deviceSecret"].as_str().is_some_and(|s| s.len() == 32)));
+    assert!(
+        list.iter()
+            .all(|d| d["deviceSecret"].as_str().is_some_and(|s| s.len() == 32))
+    );
 
     // One existing name fails the whole batch.
     let (s, e) = o
-        .json("POST", "/api/v1/products/a1P/devices:batch", Some(json!({"deviceNames": ["new-1", "bench-3", "new-2"]})))
+        .json(
+            "POST",
+            "/api/v1/products/a1P/devices:batch",
+            Some(json!({"deviceNames": ["new-1", "bench-3", "new-2"]})),
+        )
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
     assert!(o.store.device_info("a1P", "new-1").is_none());
@@ -226,14 +345,29 @@ async fn batch_registration_is_all_or_nothing() {
         json!({"deviceNames": []}),
         json!({"prefix": "a-name-that-is-far-too-long-for-", "count": 1000}),
     ] {
-        let (s, v) = o.json("POST", "/api/v1/products/a1P/devices:batch", Some(bad.clone())).await;
+        let (s, v) = o
+            .json("POST", "/api/v1/products/a1P/devices:batch", Some(bad.clone()))
+            .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad} → {v}");
     }
-    let (s, _) = o.json("POST", "/api/v1/products/a1Nope/devices:batch", Some(json!({"prefix": "x", "count": 1}))).await;
+    let (s, _) = o
+        .json(
+            "POST",
+            "/api/v1/products/a1Nope/devices:batch",
+            Some(json!({"prefix": "x", "count": 1})),
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // The bench's CSV: productKey,deviceName,deviceSecret, one device a line, no header.
-    let (s, csv, ctype) = o.send("GET", "/api/v1/products/a1P/devices?format=csv", Some(TOKEN), None).await;
+    let (s, csv, ctype) = o
+        .send(
+            "GET",
+            "/api/v1/products/a1P/devices?format=csv",
+            Some(TOKEN),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert!(ctype.starts_with("text/csv"), "{ctype}");
     let lines: Vec<&str> = csv.lines().collect();
@@ -242,8 +376,14 @@ async fn batch_registration_is_all_or_nothing() {
     assert_eq!(first[0], "a1P");
     assert_eq!(first[1], "bench-0");
     assert_eq!(first[2], list[0]["deviceSecret"].as_str().expect("secret"));
-    let (s, csv, _) =
-        o.send("POST", "/api/v1/products/a1P/devices:batch?format=csv", Some(TOKEN), Some(r#"{"deviceNames":["c1"]}"#)).await;
+    let (s, csv, _) = o
+        .send(
+            "POST",
+            "/api/v1/products/a1P/devices:batch?format=csv",
+            Some(TOKEN),
+            Some(r#"{"deviceNames":["c1"]}"#),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED);
     assert!(csv.starts_with("a1P,c1,"), "{csv}");
 }
@@ -251,8 +391,18 @@ async fn batch_registration_is_all_or_nothing() {
 #[tokio::test]
 async fn metrics_include_registry_and_process_figures() {
     let o = Offline::new().await;
-    o.json("POST", "/api/v1/products", Some(json!({"name": "p", "productKey": "a1P"}))).await;
-    o.json("POST", "/api/v1/products/a1P/devices:batch", Some(json!({"prefix": "d", "count": 3}))).await;
+    o.json(
+        "POST",
+        "/api/v1/products",
+        Some(json!({"name": "p", "productKey": "a1P"})),
+    )
+    .await;
+    o.json(
+        "POST",
+        "/api/v1/products/a1P/devices:batch",
+        Some(json!({"prefix": "d", "count": 3})),
+    )
+    .await;
     let (s, text, ctype) = o.send("GET", "/metrics", Some(TOKEN), None).await;
     assert_eq!(s, StatusCode::OK);
     assert!(ctype.starts_with("text/plain"), "{ctype}");
@@ -268,30 +418,73 @@ async fn metrics_include_registry_and_process_figures() {
 #[tokio::test]
 async fn calls_to_a_registered_but_offline_device_get_409() {
     let o = Offline::new().await;
-    o.json("POST", "/api/v1/products", Some(json!({"name": "p", "productKey": "a1P"}))).await;
-    o.json("POST", "/api/v1/products/a1P/devices", Some(json!({"deviceName": "d"}))).await;
+    o.json(
+        "POST",
+        "/api/v1/products",
+        Some(json!({"name": "p", "productKey": "a1P"})),
+    )
+    .await;
+    o.json(
+        "POST",
+        "/api/v1/products/a1P/devices",
+        Some(json!({"deviceName": "d"})),
+    )
+    .await;
     for (path, body) in [
         ("properties", json!({"params": {"Power": 1}})),
         ("services/Reboot", json!({"params": {}})),
         ("rrpc", json!({"payload": "ping"})),
     ] {
-        let (s, v) = o.json("POST", &format!("/api/v1/products/a1P/devices/d/{path}"), Some(body.clone())).await;
+        let (s, v) = o
+            .json(
+                "POST",
+                &format!("/api/v1/products/a1P/devices/d/{path}"),
+                Some(body.clone()),
+            )
+            .await;
         assert_eq!(s, StatusCode::CONFLICT, "{path}: {v}");
         assert_eq!(v["code"], "device_offline");
-        let (s, v) = o.json("POST", &format!("/api/v1/products/a1P/devices/ghost/{path}"), Some(body)).await;
+        let (s, v) = o
+            .json(
+                "POST",
+                &format!("/api/v1/products/a1P/devices/ghost/{path}"),
+                Some(body),
+            )
+            .await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {v}");
     }
     // The platform's Pub to an offline device with no stored session cannot be queued.
     let (s, v) = o
-        .json("POST", "/api/v1/products/a1P/devices/d/publish", Some(json!({"topic": "/a1P/d/user/get", "payload": "x", "qos": 1})))
+        .json(
+            "POST",
+            "/api/v1/products/a1P/devices/d/publish",
+            Some(json!({"topic": "/a1P/d/user/get", "payload": "x", "qos": 1})),
+        )
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
-    let (s, _) = o.json("POST", "/api/v1/products/a1P/devices/d/properties", Some(json!({"params": [1]}))).await;
+    let (s, _) = o
+        .json(
+            "POST",
+            "/api/v1/products/a1P/devices/d/properties",
+            Some(json!({"params": [1]})),
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, _) =
-        o.json("POST", "/api/v1/products/a1P/devices/d/properties", Some(json!({"params": {}, "timeout_ms": 0}))).await;
+    let (s, _) = o
+        .json(
+            "POST",
+            "/api/v1/products/a1P/devices/d/properties",
+            Some(json!({"params": {}, "timeout_ms": 0})),
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, _) = o.json("POST", "/api/v1/products/a1P/devices/d/rrpc", Some(json!({"payload": "%%", "encoding": "base64"}))).await;
+    let (s, _) = o
+        .json(
+            "POST",
+            "/api/v1/products/a1P/devices/d/rrpc",
+            Some(json!({"payload": "%%", "encoding": "base64"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
 
@@ -304,14 +497,28 @@ async fn disabling_an_online_device_disconnects_it_and_refuses_it() {
     let (pk, dn, secret) = hub.device("lamp").await;
     let mut events = hub.hub().broker().events();
     let mut dev = TestDevice::connect(hub.mqtt, &pk, &dn, &secret).await;
-    let (_, show) = hub.call("GET", &format!("/api/v1/products/{pk}/devices/{dn}"), None).await;
+    let (_, show) = hub
+        .call("GET", &format!("/api/v1/products/{pk}/devices/{dn}"), None)
+        .await;
     assert_eq!(show["status"], "online", "{show}");
     assert_eq!(show["clientIp"], "127.0.0.1");
     assert!(show["lastOnline"].as_u64().is_some(), "{show}");
-    let (_, online) = hub.call("GET", &format!("/api/v1/products/{pk}/devices?status=online"), None).await;
+    let (_, online) = hub
+        .call(
+            "GET",
+            &format!("/api/v1/products/{pk}/devices?status=online"),
+            None,
+        )
+        .await;
     assert_eq!(online.as_array().expect("array").len(), 1);
 
-    let (s, p) = hub.call("PATCH", &format!("/api/v1/products/{pk}/devices/{dn}"), Some(json!({"enabled": false}))).await;
+    let (s, p) = hub
+        .call(
+            "PATCH",
+            &format!("/api/v1/products/{pk}/devices/{dn}"),
+            Some(json!({"enabled": false})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{p}");
     dev.closed().await;
     guard("offline status event", async {
@@ -326,13 +533,23 @@ async fn disabling_an_online_device_disconnects_it_and_refuses_it() {
         }
     })
     .await;
-    let (_, show) = hub.call("GET", &format!("/api/v1/products/{pk}/devices/{dn}"), None).await;
+    let (_, show) = hub
+        .call("GET", &format!("/api/v1/products/{pk}/devices/{dn}"), None)
+        .await;
     assert_eq!(show["status"], "offline");
     // A disabled device is refused at CONNECT (5, not authorized).
-    let err = TestDevice::try_connect(hub.mqtt, &pk, &dn, &secret).await.err().expect("refused");
+    let err = TestDevice::try_connect(hub.mqtt, &pk, &dn, &secret)
+        .await
+        .err()
+        .expect("refused");
     assert!(format!("{err:?}").contains("NotAuthorized"), "{err:?}");
     // Enabled again, it connects.
-    hub.call("PATCH", &format!("/api/v1/products/{pk}/devices/{dn}"), Some(json!({"enabled": true}))).await;
+    hub.call(
+        "PATCH",
+        &format!("/api/v1/products/{pk}/devices/{dn}"),
+        Some(json!({"enabled": true})),
+    )
+    .await;
     let _dev = TestDevice::connect(hub.mqtt, &pk, &dn, &secret).await;
     hub.stop().await;
 }
@@ -342,11 +559,16 @@ async fn deleting_an_online_device_disconnects_it_and_forgets_it() {
     let hub = TestHub::start().await;
     let (pk, dn, secret) = hub.device("doomed").await;
     let mut dev = TestDevice::connect(hub.mqtt, &pk, &dn, &secret).await;
-    let (s, v) = hub.call("DELETE", &format!("/api/v1/products/{pk}/devices/{dn}"), None).await;
+    let (s, v) = hub
+        .call("DELETE", &format!("/api/v1/products/{pk}/devices/{dn}"), None)
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["wasOnline"], true);
     dev.closed().await;
-    let err = TestDevice::try_connect(hub.mqtt, &pk, &dn, &secret).await.err().expect("refused");
+    let err = TestDevice::try_connect(hub.mqtt, &pk, &dn, &secret)
+        .await
+        .err()
+        .expect("refused");
     assert!(format!("{err:?}").contains("BadUserNamePassword"), "{err:?}");
     hub.stop().await;
 }
@@ -360,7 +582,13 @@ async fn property_set_reaches_the_device_and_returns_its_set_reply() {
     let call = {
         let base = hub.base.clone();
         tokio::spawn(async move {
-            http_json("POST", &format!("{base}{url}"), Some(TOKEN), Some(json!({"params": {"Target": 21.5}}))).await
+            http_json(
+                "POST",
+                &format!("{base}{url}"),
+                Some(TOKEN),
+                Some(json!({"params": {"Target": 21.5}})),
+            )
+            .await
         })
     };
     // The device sees thing.service.property.set (via _ss=1, no SUBSCRIBE) and answers.
@@ -370,7 +598,11 @@ async fn property_set_reaches_the_device_and_returns_its_set_reply() {
     assert_eq!(req["method"], "thing.service.property.set");
     assert_eq!(req["params"]["Target"], 21.5);
     let id = req["id"].as_str().expect("string id");
-    dev.publish(&format!("{topic}_reply"), json!({"id": id, "code": 200, "data": {"applied": true}}).to_string()).await;
+    dev.publish(
+        &format!("{topic}_reply"),
+        json!({"id": id, "code": 200, "data": {"applied": true}}).to_string(),
+    )
+    .await;
     let (s, reply) = guard("HTTP answer", call).await.expect("task");
     assert_eq!(s, StatusCode::OK, "{reply}");
     assert_eq!(reply["code"], 200);
@@ -384,8 +616,14 @@ async fn a_service_call_goes_over_rrpc_and_returns_the_device_reply() {
     let hub = TestHub::start().await;
     let (pk, dn, secret) = hub.device("svc").await;
     let mut dev = TestDevice::connect(hub.mqtt, &pk, &dn, &secret).await;
-    let url = format!("{}/api/v1/products/{pk}/devices/{dn}/services/SetWeight", hub.base);
-    let call = tokio::spawn(async move { http_json("POST", &url, Some(TOKEN), Some(json!({"params": {"w": 2}}))).await });
+    let url = format!(
+        "{}/api/v1/products/{pk}/devices/{dn}/services/SetWeight",
+        hub.base
+    );
+    let call =
+        tokio::spawn(
+            async move { http_json("POST", &url, Some(TOKEN), Some(json!({"params": {"w": 2}}))).await },
+        );
     let (topic, payload) = dev.next_publish().await;
     // No `ext` in the clientId: the old-style RRPC topic.
     let prefix = format!("/sys/{pk}/{dn}/rrpc/request/");
@@ -394,7 +632,11 @@ async fn a_service_call_goes_over_rrpc_and_returns_the_device_reply() {
     assert_eq!(req["method"], "thing.service.SetWeight");
     let msg_id = &topic[prefix.len()..];
     let response_topic = format!("/sys/{pk}/{dn}/rrpc/response/{msg_id}");
-    dev.publish(&response_topic, json!({"id": req["id"], "code": 200, "data": {"result": 1}}).to_string()).await;
+    dev.publish(
+        &response_topic,
+        json!({"id": req["id"], "code": 200, "data": {"result": 1}}).to_string(),
+    )
+    .await;
     let (s, reply) = guard("HTTP answer", call).await.expect("task");
     assert_eq!(s, StatusCode::OK, "{reply}");
     assert_eq!(reply["data"]["result"], 1);
@@ -410,13 +652,23 @@ async fn raw_rrpc_returns_the_device_bytes_and_a_silent_device_gets_504() {
     let u = url.clone();
     // Binary in, binary out.
     let call = tokio::spawn(async move {
-        http_json("POST", &u, Some(TOKEN), Some(json!({"payload": "AAEC", "encoding": "base64"}))).await
+        http_json(
+            "POST",
+            &u,
+            Some(TOKEN),
+            Some(json!({"payload": "AAEC", "encoding": "base64"})),
+        )
+        .await
     });
     let (topic, payload) = dev.next_publish().await;
     assert_eq!(&payload[..], &[0, 1, 2]);
     let response_topic = topic.replace("/rrpc/request/", "/rrpc/response/");
     dev.client
-        .publish(response_topic, vec![0xffu8, 0xfe], rumqttc::PublishOptions::at_most_once())
+        .publish(
+            response_topic,
+            vec![0xffu8, 0xfe],
+            rumqttc::PublishOptions::at_most_once(),
+        )
         .await
         .expect("publish");
     let (s, reply) = guard("HTTP answer", call).await.expect("task");
@@ -426,7 +678,13 @@ async fn raw_rrpc_returns_the_device_bytes_and_a_silent_device_gets_504() {
     // The device receives the request but never answers: 504 after the caller's deadline.
     let u = url.clone();
     let call = tokio::spawn(async move {
-        http_json("POST", &u, Some(TOKEN), Some(json!({"payload": "hello", "timeout_ms": 100}))).await
+        http_json(
+            "POST",
+            &u,
+            Some(TOKEN),
+            Some(json!({"payload": "hello", "timeout_ms": 100})),
+        )
+        .await
     });
     let (_, payload) = dev.next_publish().await;
     assert_eq!(&payload[..], b"hello");
@@ -444,18 +702,35 @@ async fn the_platform_pub_reaches_a_subscribed_device_only_on_its_topics() {
     let topic = format!("/{pk}/{dn}/user/get");
     dev.subscribe(&topic).await;
     let path = format!("/api/v1/products/{pk}/devices/{dn}/publish");
-    let (s, v) = hub.call("POST", &path, Some(json!({"topic": topic, "payload": "on", "qos": 1}))).await;
+    let (s, v) = hub
+        .call(
+            "POST",
+            &path,
+            Some(json!({"topic": topic, "payload": "on", "qos": 1})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["outcome"], "delivered");
     let (t, p) = dev.next_publish().await;
     assert_eq!((t.as_str(), &p[..]), (topic.as_str(), &b"on"[..]));
-    let (s, _) = hub.call("POST", &path, Some(json!({"topic": topic, "payload": "AP8=", "encoding": "base64"}))).await;
+    let (s, _) = hub
+        .call(
+            "POST",
+            &path,
+            Some(json!({"topic": topic, "payload": "AP8=", "encoding": "base64"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     let (_, p) = dev.next_publish().await;
     assert_eq!(&p[..], &[0x00, 0xff]);
     // Not subscribed: dropped, as on the platform, and said so.
-    let (s, v) =
-        hub.call("POST", &path, Some(json!({"topic": format!("/{pk}/{dn}/user/other"), "payload": "x"}))).await;
+    let (s, v) = hub
+        .call(
+            "POST",
+            &path,
+            Some(json!({"topic": format!("/{pk}/{dn}/user/other"), "payload": "x"})),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["outcome"], "not_subscribed");
     // Another device's topic, wildcards and QoS 2 are refused.
@@ -476,11 +751,14 @@ async fn device_show_reports_the_last_reported_properties() {
     let (pk, dn, secret) = hub.device("meter").await;
     let mut dev = TestDevice::connect(hub.mqtt, &pk, &dn, &secret).await;
     let post = format!("/sys/{pk}/{dn}/thing/event/property/post");
-    dev.publish(&post, r#"{"id":"1","version":"1.0","params":{"Voltage":231.5}}"#).await;
+    dev.publish(&post, r#"{"id":"1","version":"1.0","params":{"Voltage":231.5}}"#)
+        .await;
     // The post_reply (delivered through _ss=1) means the hub has processed the post.
     let (t, _) = dev.next_publish().await;
     assert_eq!(t, format!("{post}_reply"));
-    let (_, show) = hub.call("GET", &format!("/api/v1/products/{pk}/devices/{dn}"), None).await;
+    let (_, show) = hub
+        .call("GET", &format!("/api/v1/products/{pk}/devices/{dn}"), None)
+        .await;
     assert_eq!(show["properties"]["Voltage"], 231.5, "{show}");
     assert_eq!(show["session"]["autoSubscribe"], true, "{show}");
     hub.stop().await;
@@ -500,7 +778,12 @@ async fn the_event_stream_reports_a_device_going_online() {
         .expect("request");
     let resp = guard("SSE response", client.request(req)).await.expect("SSE");
     assert_eq!(resp.status(), StatusCode::OK);
-    assert!(resp.headers()["content-type"].to_str().expect("ascii").starts_with("text/event-stream"));
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/event-stream")
+    );
     let mut body = resp.into_body();
     // The headers are sent when the handler returns, so the subscription exists now.
     let _dev = TestDevice::connect(hub.mqtt, &pk, &dn, &secret).await;
@@ -517,7 +800,10 @@ async fn the_event_stream_reports_a_device_going_online() {
         }
     })
     .await;
-    let line = text.lines().find(|l| l.starts_with("data:") && l.contains("online")).expect("data line");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("data:") && l.contains("online"))
+        .expect("data line");
     let v: Value = serde_json::from_str(line.trim_start_matches("data:").trim()).expect("JSON event");
     assert_eq!(v["type"], "status");
     assert_eq!(v["productKey"], pk.as_str());
@@ -531,7 +817,13 @@ async fn healthz_and_auth_over_a_real_socket() {
     let hub = TestHub::start().await;
     let (s, _) = http("GET", &format!("{}/healthz", hub.base), None, None).await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _) = http("GET", &format!("{}/api/v1/products", hub.base), Some("nope"), None).await;
+    let (s, _) = http(
+        "GET",
+        &format!("{}/api/v1/products", hub.base),
+        Some("nope"),
+        None,
+    )
+    .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     // `aliot admin --data-dir` finds the URL here.
     let url = std::fs::read_to_string(hub.dir.path().join("admin.url")).expect("admin.url");

@@ -24,11 +24,24 @@ async fn a_signed_connect_is_accepted_and_reported_online() {
     assert!(!ack.session_present);
     let e = hub.event(|e| matches!(e, Event::Status(_))).await;
     let Event::Status(s) = &*e else { unreachable!() };
-    assert_eq!((s.status, s.product_key.as_str(), s.device_name.as_str()), ("online", PK, "dev1"));
+    assert_eq!(
+        (s.status, s.product_key.as_str(), s.device_name.as_str()),
+        ("online", PK, "dev1")
+    );
     assert_eq!(s.iot_id, "iot-dev1");
     assert_eq!(s.client_ip, "127.0.0.1");
     let json = serde_json::to_value(&*e).expect("json");
-    for key in ["status", "iotId", "productKey", "deviceName", "time", "utcTime", "lastTime", "utcLastTime", "clientIp"] {
+    for key in [
+        "status",
+        "iotId",
+        "productKey",
+        "deviceName",
+        "time",
+        "utcTime",
+        "lastTime",
+        "utcLastTime",
+        "clientIp",
+    ] {
         assert!(json.get(key).is_some(), "{key} missing in {json}");
     }
     let info = hub.broker.session(PK, "dev1").expect("online");
@@ -46,7 +59,16 @@ async fn a_signed_connect_is_accepted_and_reported_online() {
 #[tokio::test]
 async fn a_wrong_secret_gets_connack_4_and_the_secret_is_never_reported() {
     let mut hub = Hub::start().await;
-    let bad = creds_with(PK, "dev1", "wrong-secret", "x", SignMethod::HmacSha1, None, "", HexCase::Lower);
+    let bad = creds_with(
+        PK,
+        "dev1",
+        "wrong-secret",
+        "x",
+        SignMethod::HmacSha1,
+        None,
+        "",
+        HexCase::Lower,
+    );
     let (mut dev, ack) = Raw::connect(hub.addr, &bad, true).await;
     assert_eq!(code(&ack), 4);
     dev.closed().await;
@@ -54,13 +76,26 @@ async fn a_wrong_secret_gets_connack_4_and_the_secret_is_never_reported() {
     let text = serde_json::to_string(&*e).expect("json");
     assert!(text.contains("signature mismatch"), "{text}");
     assert!(!text.contains(&bad.password) && !text.contains(SECRET), "{text}");
-    assert!(hub.broker.render_metrics().contains("aliot_hub_connack_total{code=\"4\"} 1"));
+    assert!(
+        hub.broker
+            .render_metrics()
+            .contains("aliot_hub_connack_total{code=\"4\"} 1")
+    );
 }
 
 #[tokio::test]
 async fn unknown_devices_get_4_and_disabled_devices_get_5() {
     let hub = Hub::start().await;
-    let unknown = creds_with(PK, "nobody", SECRET, "p", SignMethod::HmacSha1, None, "", HexCase::Lower);
+    let unknown = creds_with(
+        PK,
+        "nobody",
+        SECRET,
+        "p",
+        SignMethod::HmacSha1,
+        None,
+        "",
+        HexCase::Lower,
+    );
     assert_eq!(code(&Raw::connect(hub.addr, &unknown, true).await.1), 4);
     hub.directory.set_enabled(PK, "dev2", false);
     assert_eq!(code(&Raw::connect(hub.addr, &creds("dev2", ""), true).await.1), 5);
@@ -82,7 +117,8 @@ async fn keepalive_outside_30_to_1200_gets_2() {
     let hub = Hub::start().await;
     for keep_alive in [20, 1201] {
         let mut dev = Raw::open(hub.addr).await;
-        dev.send(connect_packet(&creds("dev1", ""), keep_alive, true)).await;
+        dev.send(connect_packet(&creds("dev1", ""), keep_alive, true))
+            .await;
         assert_eq!(code(&dev.connack().await), 2, "keepalive {keep_alive}");
     }
 }
@@ -98,7 +134,11 @@ fn connect_with_level(c: &Creds, level: u8, name_is_mqisdp: bool) -> BytesMut {
     codec.encode(packet, &mut out).expect("encode");
     // Fixed header (type byte and a 1..4 byte remaining length), protocol name length (2) and
     // name (4 or 6 bytes).
-    let varint = out[1..].iter().position(|b| b & 0x80 == 0).expect("remaining length") + 1;
+    let varint = out[1..]
+        .iter()
+        .position(|b| b & 0x80 == 0)
+        .expect("remaining length")
+        + 1;
     let at = 1 + varint + 2 + if name_is_mqisdp { 6 } else { 4 };
     out[at] = level;
     out
@@ -109,16 +149,33 @@ async fn unsupported_protocol_levels_get_1_and_mqtt_3_1_is_accepted() {
     let mut hub = Hub::start().await;
     for level in [5, 6] {
         let mut dev = Raw::open(hub.addr).await;
-        dev.write_raw(&connect_with_level(&creds("dev1", ""), level, false)).await;
+        dev.write_raw(&connect_with_level(&creds("dev1", ""), level, false))
+            .await;
         assert_eq!(code(&dev.connack().await), 1, "level {level}");
         dev.closed().await;
     }
-    let e = hub.event(|e| matches!(e, Event::Refused(r) if r.code == Some(1))).await;
+    let e = hub
+        .event(|e| matches!(e, Event::Refused(r) if r.code == Some(1)))
+        .await;
     let Event::Refused(r) = &*e else { unreachable!() };
     assert!(r.reason.contains("MQTT 5.0"), "{}", r.reason);
     let mut dev = Raw::open(hub.addr).await;
-    dev.write_raw(&connect_with_level(&creds("dev1", ""), 3, true)).await;
+    dev.write_raw(&connect_with_level(&creds("dev1", ""), 3, true))
+        .await;
     assert_eq!(code(&dev.connack().await), 0, "MQTT 3.1");
+}
+
+#[tokio::test]
+async fn packets_sent_right_behind_the_connect_are_served() {
+    let hub = Hub::start().await;
+    let mut bytes = BytesMut::new();
+    let mut codec = rmqtt_codec::v3::Codec::new(0);
+    codec.encode(connect_packet(&creds("dev1", ""), 60, true), &mut bytes).expect("encode");
+    codec.encode(Packet::PingRequest, &mut bytes).expect("encode");
+    let mut dev = Raw::open(hub.addr).await;
+    dev.write_raw(&bytes).await; // one write: CONNECT and PINGREQ in the same segment
+    assert_eq!(code(&dev.connack().await), 0);
+    assert!(matches!(dev.recv().await, Some(Packet::PingResponse)));
 }
 
 #[tokio::test]
@@ -188,7 +245,10 @@ async fn subscriptions_outside_the_device_get_suback_0x80_and_qos_2_is_granted_a
     );
     let e = hub.event(|e| matches!(e, Event::AclDenied(_))).await;
     let Event::AclDenied(d) = &*e else { unreachable!() };
-    assert_eq!((d.action, d.topic.as_str()), ("subscribe", &*format!("/{PK}/dev2/user/get")));
+    assert_eq!(
+        (d.action, d.topic.as_str()),
+        ("subscribe", &*format!("/{PK}/dev2/user/get"))
+    );
     // The connection stays usable.
     dev.ping().await;
 }
@@ -197,7 +257,13 @@ async fn subscriptions_outside_the_device_get_suback_0x80_and_qos_2_is_granted_a
 async fn publishing_outside_the_device_closes_the_connection() {
     let mut hub = Hub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
-    dev.publish(&format!("/sys/{PK}/dev2/thing/event/property/post"), "{}", QoS::AtMostOnce, 0).await;
+    dev.publish(
+        &format!("/sys/{PK}/dev2/thing/event/property/post"),
+        "{}",
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
     dev.closed().await;
     let e = hub.event(|e| matches!(e, Event::AclDenied(_))).await;
     let Event::AclDenied(d) = &*e else { unreachable!() };
@@ -207,17 +273,38 @@ async fn publishing_outside_the_device_closes_the_connection() {
 
 #[tokio::test]
 async fn the_subscription_limit_is_enforced() {
-    let config = BrokerConfig { max_subscriptions: 2, ..BrokerConfig::default() };
+    let config = BrokerConfig {
+        max_subscriptions: 2,
+        ..BrokerConfig::default()
+    };
     let hub = Hub::start_with(config).await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
     let f = |n: u32| format!("/{PK}/dev1/user/t{n}");
-    let status = dev.subscribe(1, &[(&f(1), QoS::AtMostOnce), (&f(2), QoS::AtMostOnce)]).await;
-    assert!(status.iter().all(|s| matches!(s, SubscribeReturnCode::Success(_))));
+    let status = dev
+        .subscribe(1, &[(&f(1), QoS::AtMostOnce), (&f(2), QoS::AtMostOnce)])
+        .await;
+    assert!(
+        status
+            .iter()
+            .all(|s| matches!(s, SubscribeReturnCode::Success(_)))
+    );
     // Re-subscribing an existing filter is not a new subscription.
-    let status = dev.subscribe(2, &[(&f(3), QoS::AtMostOnce), (&f(1), QoS::AtLeastOnce)]).await;
-    assert_eq!(status, vec![SubscribeReturnCode::Failure, SubscribeReturnCode::Success(QoS::AtLeastOnce)]);
+    let status = dev
+        .subscribe(2, &[(&f(3), QoS::AtMostOnce), (&f(1), QoS::AtLeastOnce)])
+        .await;
+    assert_eq!(
+        status,
+        vec![
+            SubscribeReturnCode::Failure,
+            SubscribeReturnCode::Success(QoS::AtLeastOnce)
+        ]
+    );
     // UNSUBSCRIBE frees a place.
-    dev.send(Packet::Unsubscribe { packet_id: NonZeroU16::MIN, topic_filters: vec![f(2).into()] }).await;
+    dev.send(Packet::Unsubscribe {
+        packet_id: NonZeroU16::MIN,
+        topic_filters: vec![f(2).into()],
+    })
+    .await;
     assert!(matches!(dev.recv().await, Some(Packet::UnsubscribeAck { .. })));
     let status = dev.subscribe(3, &[(&f(3), QoS::AtMostOnce)]).await;
     assert_eq!(status, vec![SubscribeReturnCode::Success(QoS::AtMostOnce)]);
@@ -228,9 +315,11 @@ async fn the_subscription_limit_is_enforced() {
 async fn a_qos_2_publish_closes_the_connection() {
     let mut hub = Hub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
-    dev.publish(&format!("/{PK}/dev1/user/update"), "x", QoS::ExactlyOnce, 7).await;
+    dev.publish(&format!("/{PK}/dev1/user/update"), "x", QoS::ExactlyOnce, 7)
+        .await;
     dev.closed().await;
-    hub.event(|e| matches!(e, Event::Problem(p) if p.closed && p.reason.contains("QoS 2"))).await;
+    hub.event(|e| matches!(e, Event::Problem(p) if p.closed && p.reason.contains("QoS 2")))
+        .await;
 }
 
 #[tokio::test]
@@ -246,7 +335,11 @@ async fn a_second_login_closes_the_first_connection() {
     // The second connection is the device now.
     second.ping().await;
     assert!(hub.broker.is_online(PK, "dev1"));
-    assert!(hub.broker.render_metrics().contains("aliot_hub_duplicate_logins_total 1"));
+    assert!(
+        hub.broker
+            .render_metrics()
+            .contains("aliot_hub_duplicate_logins_total 1")
+    );
 }
 
 #[tokio::test]
@@ -282,12 +375,22 @@ async fn retain_and_will_are_accepted_and_ignored() {
 
 #[tokio::test]
 async fn an_oversized_packet_closes_the_connection() {
-    let config = BrokerConfig { max_packet_size: 2048, ..BrokerConfig::default() };
+    let config = BrokerConfig {
+        max_packet_size: 2048,
+        ..BrokerConfig::default()
+    };
     let mut hub = Hub::start_with(config).await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
-    dev.publish(&format!("/{PK}/dev1/user/update"), &"x".repeat(4096), QoS::AtMostOnce, 0).await;
+    dev.publish(
+        &format!("/{PK}/dev1/user/update"),
+        &"x".repeat(4096),
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
     dev.closed().await;
-    hub.event(|e| matches!(e, Event::Problem(p) if p.reason.contains("exceeds"))).await;
+    hub.event(|e| matches!(e, Event::Problem(p) if p.reason.contains("exceeds")))
+        .await;
 }
 
 #[tokio::test]
@@ -311,10 +414,18 @@ async fn malformed_packets_close_the_connection_without_a_panic() {
 
 #[tokio::test]
 async fn a_silent_socket_is_closed_at_the_connect_deadline() {
-    let hub = Hub::start_with(BrokerConfig { connect_timeout_secs: 1, ..BrokerConfig::default() }).await;
+    let hub = Hub::start_with(BrokerConfig {
+        connect_timeout_secs: 1,
+        ..BrokerConfig::default()
+    })
+    .await;
     let mut dev = Raw::open(hub.addr).await;
     dev.closed().await;
-    assert!(hub.broker.render_metrics().contains("aliot_hub_connect_timeouts_total 1"));
+    assert!(
+        hub.broker
+            .render_metrics()
+            .contains("aliot_hub_connect_timeouts_total 1")
+    );
 }
 
 #[tokio::test]
@@ -330,7 +441,11 @@ async fn silence_for_one_and_a_half_keepalives_closes_the_connection() {
     assert!(dev.recv_unguarded().await.is_none());
     let e = hub.offline("dev1").await;
     let Event::Status(s) = &*e else { unreachable!() };
-    assert!(s.reason.as_deref().unwrap_or_default().contains("keepalive"), "{:?}", s.reason);
+    assert!(
+        s.reason.as_deref().unwrap_or_default().contains("keepalive"),
+        "{:?}",
+        s.reason
+    );
 }
 
 #[tokio::test]
@@ -347,11 +462,25 @@ async fn clean_session_0_gets_its_offline_qos1_messages_on_reconnect() {
 
     let b = hub.broker.clone();
     let b = &b;
-    assert_eq!(b.publish(PK, "dev1", &topic, Bytes::from_static(b"m1"), 1).expect("queued"), PublishOutcome::Queued);
-    assert_eq!(b.publish(PK, "dev1", &topic, Bytes::from_static(b"m2"), 1).expect("queued"), PublishOutcome::Queued);
-    assert!(matches!(b.publish(PK, "dev1", &topic, Bytes::from_static(b"q0"), 0), Err(Error::DeviceOffline { .. })));
+    assert_eq!(
+        b.publish(PK, "dev1", &topic, Bytes::from_static(b"m1"), 1)
+            .expect("queued"),
+        PublishOutcome::Queued
+    );
+    assert_eq!(
+        b.publish(PK, "dev1", &topic, Bytes::from_static(b"m2"), 1)
+            .expect("queued"),
+        PublishOutcome::Queued
+    );
+    assert!(matches!(
+        b.publish(PK, "dev1", &topic, Bytes::from_static(b"q0"), 0),
+        Err(Error::DeviceOffline { .. })
+    ));
     let other = format!("/{PK}/dev1/user/other");
-    assert_eq!(b.publish(PK, "dev1", &other, Bytes::new(), 1).expect("ok"), PublishOutcome::NotSubscribed);
+    assert_eq!(
+        b.publish(PK, "dev1", &other, Bytes::new(), 1).expect("ok"),
+        PublishOutcome::NotSubscribed
+    );
     assert!(b.render_metrics().contains("aliot_hub_offline_queue_messages 2"));
 
     let (mut dev, ack) = Raw::connect(hub.addr, &c, false).await;
@@ -363,14 +492,19 @@ async fn clean_session_0_gets_its_offline_qos1_messages_on_reconnect() {
         dev.puback(p.packet_id.expect("pid")).await;
     }
     // The subscription survived too: a live publish arrives.
-    assert_eq!(b.publish(PK, "dev1", &topic, Bytes::from_static(b"live"), 0).expect("ok"), PublishOutcome::Delivered);
+    assert_eq!(
+        b.publish(PK, "dev1", &topic, Bytes::from_static(b"live"), 0)
+            .expect("ok"),
+        PublishOutcome::Delivered
+    );
     assert_eq!(text(&dev.publish_in().await), "live");
 
     // Clean session 1 discards everything.
     dev.send(Packet::Disconnect).await;
     dev.closed().await;
     hub.offline("dev1").await;
-    b.publish(PK, "dev1", &topic, Bytes::from_static(b"lost"), 1).expect("queued");
+    b.publish(PK, "dev1", &topic, Bytes::from_static(b"lost"), 1)
+        .expect("queued");
     let (mut dev, ack) = Raw::connect(hub.addr, &c, true).await;
     assert!(!ack.session_present);
     dev.ping().await;
@@ -383,7 +517,9 @@ async fn unacknowledged_qos1_messages_are_resent_with_dup_and_the_same_packet_id
     let topic = format!("/{PK}/dev1/user/get");
     let (mut dev, _) = Raw::connect(hub.addr, &c, false).await;
     dev.subscribe(1, &[(&topic, QoS::AtLeastOnce)]).await;
-    hub.broker.publish(PK, "dev1", &topic, Bytes::from_static(b"once"), 1).expect("delivered");
+    hub.broker
+        .publish(PK, "dev1", &topic, Bytes::from_static(b"once"), 1)
+        .expect("delivered");
     let first = dev.publish_in().await;
     assert!(!first.dup);
     drop(dev); // no PUBACK
@@ -392,15 +528,26 @@ async fn unacknowledged_qos1_messages_are_resent_with_dup_and_the_same_packet_id
     assert!(ack.session_present);
     let again = dev.publish_in().await;
     assert!(again.dup);
-    assert_eq!((again.packet_id, text(&again)), (first.packet_id, "once".to_owned()));
+    assert_eq!(
+        (again.packet_id, text(&again)),
+        (first.packet_id, "once".to_owned())
+    );
     dev.puback(again.packet_id.expect("pid")).await;
     dev.ping().await;
-    assert!(hub.broker.render_metrics().contains("aliot_hub_qos1_resent_total 1"));
+    assert!(
+        hub.broker
+            .render_metrics()
+            .contains("aliot_hub_qos1_resent_total 1")
+    );
 }
 
 #[tokio::test]
 async fn a_slow_qos1_consumer_is_disconnected_and_keeps_its_messages() {
-    let config = BrokerConfig { outbound_queue_capacity: 3, max_inflight: 1, ..BrokerConfig::default() };
+    let config = BrokerConfig {
+        outbound_queue_capacity: 3,
+        max_inflight: 1,
+        ..BrokerConfig::default()
+    };
     let mut hub = Hub::start_with(config).await;
     let c = creds("dev1", "");
     let topic = format!("/{PK}/dev1/user/get");
@@ -409,20 +556,35 @@ async fn a_slow_qos1_consumer_is_disconnected_and_keeps_its_messages() {
     let b = hub.broker.clone();
     let b = &b;
     // One in flight (never acknowledged), three queued, the fifth overflows.
-    b.publish(PK, "dev1", &topic, Bytes::from_static(b"0"), 1).expect("delivered");
+    b.publish(PK, "dev1", &topic, Bytes::from_static(b"0"), 1)
+        .expect("delivered");
     assert_eq!(text(&dev.publish_in().await), "0");
     for i in 1..=3 {
-        assert_eq!(b.publish(PK, "dev1", &topic, Bytes::from(i.to_string()), 1).expect("ok"), PublishOutcome::Delivered);
+        assert_eq!(
+            b.publish(PK, "dev1", &topic, Bytes::from(i.to_string()), 1)
+                .expect("ok"),
+            PublishOutcome::Delivered
+        );
     }
     // QoS 0 over the limit is dropped.
-    assert!(matches!(b.publish(PK, "dev1", &topic, Bytes::from_static(b"q0"), 0), Err(Error::QueueFull { .. })));
-    assert_eq!(b.publish(PK, "dev1", &topic, Bytes::from_static(b"4"), 1).expect("ok"), PublishOutcome::Queued);
+    assert!(matches!(
+        b.publish(PK, "dev1", &topic, Bytes::from_static(b"q0"), 0),
+        Err(Error::QueueFull { .. })
+    ));
+    assert_eq!(
+        b.publish(PK, "dev1", &topic, Bytes::from_static(b"4"), 1)
+            .expect("ok"),
+        PublishOutcome::Queued
+    );
     dev.closed().await;
     let e = hub.offline("dev1").await;
     let Event::Status(s) = &*e else { unreachable!() };
     assert!(s.reason.as_deref().unwrap_or_default().contains("slow consumer"));
     let metrics = b.render_metrics();
-    assert!(metrics.contains("aliot_hub_slow_consumer_disconnects_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("aliot_hub_slow_consumer_disconnects_total 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("aliot_hub_qos0_dropped_total 1"), "{metrics}");
     // Everything comes back, in order, the unacknowledged one first with DUP.
     let (mut dev, ack) = Raw::connect(hub.addr, &c, false).await;
@@ -441,15 +603,27 @@ async fn platform_publish_checks_its_arguments() {
     let b = hub.broker.clone();
     let b = &b;
     let own = format!("/{PK}/dev1/user/get");
-    assert!(matches!(b.publish(PK, "dev1", &own, Bytes::new(), 2), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        b.publish(PK, "dev1", &own, Bytes::new(), 2),
+        Err(Error::InvalidArgument(_))
+    ));
     assert!(matches!(
         b.publish(PK, "dev1", &format!("/{PK}/dev2/user/get"), Bytes::new(), 0),
         Err(Error::InvalidArgument(_))
     ));
-    assert!(matches!(b.publish(PK, "ghost", &format!("/{PK}/ghost/user/get"), Bytes::new(), 0), Err(Error::DeviceNotFound { .. })));
-    assert!(matches!(b.publish(PK, "dev1", &own, Bytes::new(), 1), Err(Error::DeviceOffline { .. })));
+    assert!(matches!(
+        b.publish(PK, "ghost", &format!("/{PK}/ghost/user/get"), Bytes::new(), 0),
+        Err(Error::DeviceNotFound { .. })
+    ));
+    assert!(matches!(
+        b.publish(PK, "dev1", &own, Bytes::new(), 1),
+        Err(Error::DeviceOffline { .. })
+    ));
     let _dev = Raw::online(hub.addr, &creds("dev1", "")).await;
-    assert_eq!(b.publish(PK, "dev1", &own, Bytes::new(), 1).expect("ok"), PublishOutcome::NotSubscribed);
+    assert_eq!(
+        b.publish(PK, "dev1", &own, Bytes::new(), 1).expect("ok"),
+        PublishOutcome::NotSubscribed
+    );
 }
 
 #[tokio::test]
@@ -470,17 +644,28 @@ async fn shutdown_closes_connections_and_serve_returns() {
     hub.online("dev1").await;
     hub.stop().await;
     dev.closed().await;
-    assert!(tokio::net::TcpStream::connect(hub.addr).await.is_err(), "the listener is closed");
+    assert!(
+        tokio::net::TcpStream::connect(hub.addr).await.is_err(),
+        "the listener is closed"
+    );
 }
 
 #[tokio::test]
 async fn the_connection_limit_closes_extra_connections() {
-    let hub = Hub::start_with(BrokerConfig { max_connections: 1, ..BrokerConfig::default() }).await;
+    let hub = Hub::start_with(BrokerConfig {
+        max_connections: 1,
+        ..BrokerConfig::default()
+    })
+    .await;
     let mut first = Raw::online(hub.addr, &creds("dev1", "")).await;
     let mut second = Raw::open(hub.addr).await;
     second.closed().await;
     first.ping().await;
-    assert!(hub.broker.render_metrics().contains("aliot_hub_connections_rejected_total 1"));
+    assert!(
+        hub.broker
+            .render_metrics()
+            .contains("aliot_hub_connections_rejected_total 1")
+    );
 }
 
 #[tokio::test]
@@ -488,12 +673,18 @@ async fn a_rumqttc_client_posts_properties_and_gets_the_reply() {
     use rumqttc::{AsyncClient, Event as MqttEvent, Incoming, MqttOptions, PublishOptions, QoS as RQoS};
     let hub = Hub::start().await;
     let c = creds("dev1", "");
-    let mut opts = MqttOptions::new(c.client_id.clone(), rumqttc::Broker::tcp("127.0.0.1", hub.addr.port()));
+    let mut opts = MqttOptions::new(
+        c.client_id.clone(),
+        rumqttc::Broker::tcp("127.0.0.1", hub.addr.port()),
+    );
     opts.set_credentials(c.username.clone(), c.password.clone());
     opts.set_keep_alive(60);
     let (client, mut eventloop) = AsyncClient::builder(opts).build();
     let reply_topic = format!("/sys/{PK}/dev1/thing/event/property/post_reply");
-    client.subscribe(reply_topic.clone(), RQoS::AtLeastOnce).await.expect("subscribe");
+    client
+        .subscribe(reply_topic.clone(), RQoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
     // rumqttc sends queued PUBLISHes before SUBSCRIBEs: wait for the SUBACK before posting.
     tokio::time::timeout(GUARD, async {
         loop {

@@ -21,14 +21,23 @@ async fn property_post_replies_echo_string_and_numeric_ids_verbatim() {
     let hub = Hub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
     let reply_topic = format!("{}_reply", post_topic("dev1"));
-    dev.subscribe(1, &[(reply_topic.as_str(), QoS::AtLeastOnce)]).await;
+    dev.subscribe(1, &[(reply_topic.as_str(), QoS::AtLeastOnce)])
+        .await;
     let node_id = format!(r#""1|exp-topic|/sys/{PK}/dev1/thing/event/property/post_reply""#);
-    for (id, qos) in [(node_id.as_str(), QoS::AtMostOnce), ("42", QoS::AtLeastOnce), (r#""7""#, QoS::AtLeastOnce)] {
-        let body = format!(r#"{{"id":{id},"version":"1.0","params":{{"Power":"on"}},"method":"thing.event.property.post"}}"#);
+    for (id, qos) in [
+        (node_id.as_str(), QoS::AtMostOnce),
+        ("42", QoS::AtLeastOnce),
+        (r#""7""#, QoS::AtLeastOnce),
+    ] {
+        let body = format!(
+            r#"{{"id":{id},"version":"1.0","params":{{"Power":"on"}},"method":"thing.event.property.post"}}"#
+        );
         dev.publish(&post_topic("dev1"), &body, qos, 9).await;
         if qos == QoS::AtLeastOnce {
             // PUBACK first: the platform handled the message before acknowledging it.
-            assert!(matches!(dev.recv().await, Some(Packet::PublishAck { packet_id }) if packet_id.get() == 9));
+            assert!(
+                matches!(dev.recv().await, Some(Packet::PublishAck { packet_id }) if packet_id.get() == 9)
+            );
         }
         let reply = dev.publish_in().await;
         assert_eq!(&*reply.topic, reply_topic);
@@ -49,9 +58,20 @@ async fn property_post_replies_echo_string_and_numeric_ids_verbatim() {
 async fn property_values_are_remembered_per_property_in_both_forms() {
     let hub = Hub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
-    dev.publish(&post_topic("dev1"), r#"{"id":"1","params":{"a":1,"b":"x"}}"#, QoS::AtMostOnce, 0).await;
-    dev.publish(&post_topic("dev1"), r#"{"id":"2","params":{"a":{"value":2.5,"time":1524448722000}}}"#, QoS::AtMostOnce, 0)
-        .await;
+    dev.publish(
+        &post_topic("dev1"),
+        r#"{"id":"1","params":{"a":1,"b":"x"}}"#,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
+    dev.publish(
+        &post_topic("dev1"),
+        r#"{"id":"2","params":{"a":{"value":2.5,"time":1524448722000}}}"#,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
     dev.ping().await;
     let props = hub.broker.last_properties(PK, "dev1").expect("remembered");
     assert_eq!(serde_json::Value::Object(props), json!({"a": 2.5, "b": "x"}));
@@ -65,14 +85,29 @@ async fn property_values_are_remembered_per_property_in_both_forms() {
 async fn with_ss_1_replies_arrive_without_subscribing() {
     let mut hub = Hub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "ext=1,_ss=1,lan=Python")).await;
-    dev.publish(&post_topic("dev1"), r#"{"id":"3","params":{"t":20.5}}"#, QoS::AtLeastOnce, 1).await;
+    dev.publish(
+        &post_topic("dev1"),
+        r#"{"id":"3","params":{"t":20.5}}"#,
+        QoS::AtLeastOnce,
+        1,
+    )
+    .await;
     assert!(matches!(dev.recv().await, Some(Packet::PublishAck { .. })));
     let reply = dev.publish_in().await;
     assert_eq!(json(&reply)["id"], "3");
     // Without _ss=1 and without a subscription, the reply is not delivered (and said so).
     let mut other = Raw::online(hub.addr, &creds("dev2", "")).await;
-    other.publish(&post_topic("dev2"), r#"{"id":"4","params":{}}"#, QoS::AtMostOnce, 0).await;
-    let e = hub.event(|e| matches!(e, Event::Reply(r) if r.device_name == "dev2")).await;
+    other
+        .publish(
+            &post_topic("dev2"),
+            r#"{"id":"4","params":{}}"#,
+            QoS::AtMostOnce,
+            0,
+        )
+        .await;
+    let e = hub
+        .event(|e| matches!(e, Event::Reply(r) if r.device_name == "dev2"))
+        .await;
     let Event::Reply(r) = &*e else { unreachable!() };
     assert!(!r.delivered);
     other.ping().await;
@@ -82,22 +117,44 @@ async fn with_ss_1_replies_arrive_without_subscribing() {
 async fn sys_ack_0_gets_no_reply() {
     let hub = Hub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "_ss=1")).await;
-    dev.publish(&post_topic("dev1"), r#"{"id":"1","sys":{"ack":0},"params":{"a":1}}"#, QoS::AtMostOnce, 0).await;
+    dev.publish(
+        &post_topic("dev1"),
+        r#"{"id":"1","sys":{"ack":0},"params":{"a":1}}"#,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
     dev.ping().await; // the PINGRESP comes first: no reply was queued
-    assert_eq!(hub.broker.last_properties(PK, "dev1").and_then(|p| p.get("a").cloned()), Some(json!(1)));
+    assert_eq!(
+        hub.broker
+            .last_properties(PK, "dev1")
+            .and_then(|p| p.get("a").cloned()),
+        Some(json!(1))
+    );
 }
 
 #[tokio::test]
 async fn bad_json_gets_460_when_the_id_is_readable_and_an_event_otherwise() {
     let mut hub = Hub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "_ss=1")).await;
-    dev.publish(&post_topic("dev1"), r#"{"id":"8","params":"oops","method":1}"#, QoS::AtMostOnce, 0).await;
+    dev.publish(
+        &post_topic("dev1"),
+        r#"{"id":"8","params":"oops","method":1}"#,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
     let reply = dev.publish_in().await;
     assert_eq!(json(&reply)["code"], 460);
     assert_eq!(json(&reply)["id"], "8");
-    dev.publish(&post_topic("dev1"), "{not json", QoS::AtLeastOnce, 2).await;
-    assert!(matches!(dev.recv().await, Some(Packet::PublishAck { .. })), "still acknowledged");
-    hub.event(|e| matches!(e, Event::Problem(p) if !p.closed && p.reason.contains("JSON"))).await;
+    dev.publish(&post_topic("dev1"), "{not json", QoS::AtLeastOnce, 2)
+        .await;
+    assert!(
+        matches!(dev.recv().await, Some(Packet::PublishAck { .. })),
+        "still acknowledged"
+    );
+    hub.event(|e| matches!(e, Event::Problem(p) if !p.closed && p.reason.contains("JSON")))
+        .await;
     dev.ping().await;
 }
 
@@ -105,17 +162,36 @@ async fn bad_json_gets_460_when_the_id_is_readable_and_an_event_otherwise() {
 async fn unknown_sys_methods_get_an_alink_error_reply() {
     let hub = Hub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "_ss=1")).await;
-    dev.publish(&format!("/sys/{PK}/dev1/thing/teleport/now"), r#"{"id":"5","params":{}}"#, QoS::AtMostOnce, 0).await;
+    dev.publish(
+        &format!("/sys/{PK}/dev1/thing/teleport/now"),
+        r#"{"id":"5","params":{}}"#,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
     let reply = dev.publish_in().await;
     assert_eq!(&*reply.topic, format!("/sys/{PK}/dev1/thing/teleport/now_reply"));
     assert_eq!(json(&reply)["code"], 6203);
     // Events and other posts are answered with 200.
-    dev.publish(&format!("/sys/{PK}/dev1/thing/event/alarm/post"), r#"{"id":"6","params":{"value":{}}}"#, QoS::AtMostOnce, 0)
-        .await;
+    dev.publish(
+        &format!("/sys/{PK}/dev1/thing/event/alarm/post"),
+        r#"{"id":"6","params":{"value":{}}}"#,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
     let reply = dev.publish_in().await;
-    assert_eq!((json(&reply)["code"].clone(), json(&reply)["method"].clone()), (json!(200), json!("thing.event.alarm.post")));
-    dev.publish(&format!("/sys/{PK}/dev1/thing/deviceinfo/update"), r#"{"id":"7","params":[]}"#, QoS::AtMostOnce, 0)
-        .await;
+    assert_eq!(
+        (json(&reply)["code"].clone(), json(&reply)["method"].clone()),
+        (json!(200), json!("thing.event.alarm.post"))
+    );
+    dev.publish(
+        &format!("/sys/{PK}/dev1/thing/deviceinfo/update"),
+        r#"{"id":"7","params":[]}"#,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
     assert_eq!(json(&dev.publish_in().await)["code"], 200);
 }
 
@@ -125,8 +201,13 @@ async fn ntp_requests_are_answered() {
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
     let response = format!("/ext/ntp/{PK}/dev1/response");
     dev.subscribe(1, &[(response.as_str(), QoS::AtMostOnce)]).await;
-    dev.publish(&format!("/ext/ntp/{PK}/dev1/request"), r#"{"deviceSendTime":"1571724098000"}"#, QoS::AtMostOnce, 0)
-        .await;
+    dev.publish(
+        &format!("/ext/ntp/{PK}/dev1/request"),
+        r#"{"deviceSendTime":"1571724098000"}"#,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
     let r = dev.publish_in().await;
     assert_eq!(&*r.topic, response);
     let v = json(&r);
@@ -135,7 +216,13 @@ async fn ntp_requests_are_answered() {
     let send: u64 = v["serverSendTime"].as_str().expect("string").parse().expect("ms");
     assert!(send >= recv);
     // A number is echoed as a number.
-    dev.publish(&format!("/ext/ntp/{PK}/dev1/request"), r#"{"deviceSendTime":5}"#, QoS::AtMostOnce, 0).await;
+    dev.publish(
+        &format!("/ext/ntp/{PK}/dev1/request"),
+        r#"{"deviceSendTime":5}"#,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
     assert_eq!(json(&dev.publish_in().await)["deviceSendTime"], 5);
 }
 
@@ -145,7 +232,9 @@ async fn set_property_round_trip_and_timeout() {
     let mut dev = Raw::online(hub.addr, &creds("dev1", "_ss=1")).await;
     let broker = hub.broker.clone();
     let call = tokio::spawn(async move {
-        broker.set_property(PK, "dev1", json!({"temperature": 30.5}), Duration::from_secs(10)).await
+        broker
+            .set_property(PK, "dev1", json!({"temperature": 30.5}), Duration::from_secs(10))
+            .await
     });
     let set = dev.publish_in().await;
     assert_eq!(&*set.topic, format!("/sys/{PK}/dev1/thing/service/property/set"));
@@ -154,22 +243,35 @@ async fn set_property_round_trip_and_timeout() {
     assert_eq!(req["params"]["temperature"], 30.5);
     let id = req["id"].as_str().expect("string id").to_owned();
     let answer = format!(r#"{{"id":"{id}","code":200,"data":{{}}}}"#);
-    dev.publish(&format!("/sys/{PK}/dev1/thing/service/property/set_reply"), &answer, QoS::AtLeastOnce, 4).await;
+    dev.publish(
+        &format!("/sys/{PK}/dev1/thing/service/property/set_reply"),
+        &answer,
+        QoS::AtLeastOnce,
+        4,
+    )
+    .await;
     let reply = call.await.expect("join").expect("answered");
     assert_eq!(reply, json!({"id": id, "code": 200, "data": {}}));
 
     // A device that does not answer: the call times out and leaves nothing pending.
-    let err = hub.broker.set_property(PK, "dev1", json!({"x": 1}), Duration::from_millis(200)).await;
+    let err = hub
+        .broker
+        .set_property(PK, "dev1", json!({"x": 1}), Duration::from_millis(200))
+        .await;
     assert!(matches!(err, Err(Error::Timeout(_))), "{err:?}");
     assert!(hub.broker.render_metrics().contains("aliot_hub_pending_calls 0"));
 
     // Offline and unknown devices.
     assert!(matches!(
-        hub.broker.set_property(PK, "dev2", json!({}), Duration::from_secs(1)).await,
+        hub.broker
+            .set_property(PK, "dev2", json!({}), Duration::from_secs(1))
+            .await,
         Err(Error::DeviceOffline { .. })
     ));
     assert!(matches!(
-        hub.broker.set_property(PK, "ghost", json!({}), Duration::from_secs(1)).await,
+        hub.broker
+            .set_property(PK, "ghost", json!({}), Duration::from_secs(1))
+            .await,
         Err(Error::DeviceNotFound { .. })
     ));
 }
@@ -178,7 +280,10 @@ async fn set_property_round_trip_and_timeout() {
 async fn set_property_needs_a_subscription_without_ss() {
     let hub = Hub::start().await;
     let _dev = Raw::online(hub.addr, &creds("dev1", "")).await;
-    let err = hub.broker.set_property(PK, "dev1", json!({}), Duration::from_secs(1)).await;
+    let err = hub
+        .broker
+        .set_property(PK, "dev1", json!({}), Duration::from_secs(1))
+        .await;
     assert!(matches!(err, Err(Error::NotSubscribed { .. })), "{err:?}");
 }
 
@@ -187,12 +292,19 @@ async fn a_call_fails_at_once_when_the_device_goes_offline() {
     let mut hub = Hub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "_ss=1")).await;
     let broker = hub.broker.clone();
-    let call = tokio::spawn(async move { broker.set_property(PK, "dev1", json!({}), Duration::from_secs(60)).await });
+    let call = tokio::spawn(async move {
+        broker
+            .set_property(PK, "dev1", json!({}), Duration::from_secs(60))
+            .await
+    });
     dev.publish_in().await;
     dev.send(Packet::Disconnect).await;
     dev.closed().await;
     hub.offline("dev1").await;
-    assert!(matches!(call.await.expect("join"), Err(Error::DeviceOffline { .. })));
+    assert!(matches!(
+        call.await.expect("join"),
+        Err(Error::DeviceOffline { .. })
+    ));
 }
 
 #[tokio::test]
@@ -201,7 +313,9 @@ async fn services_use_ext_rrpc_when_the_device_announces_ext_1() {
     let mut dev = Raw::online(hub.addr, &creds("dev1", "ext=1,_ss=1")).await;
     let broker = hub.broker.clone();
     let call = tokio::spawn(async move {
-        broker.invoke_service(PK, "dev1", "SetWeight", json!({"w": 2}), Duration::from_secs(10)).await
+        broker
+            .invoke_service(PK, "dev1", "SetWeight", json!({"w": 2}), Duration::from_secs(10))
+            .await
     });
     let req = dev.publish_in().await;
     let topic = req.topic.to_string();
@@ -221,18 +335,33 @@ async fn services_use_sys_rrpc_without_ext_and_need_no_subscription() {
     let hub = Hub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
     let broker = hub.broker.clone();
-    let call =
-        tokio::spawn(async move { broker.invoke_service(PK, "dev1", "Reboot", json!({}), Duration::from_secs(10)).await });
+    let call = tokio::spawn(async move {
+        broker
+            .invoke_service(PK, "dev1", "Reboot", json!({}), Duration::from_secs(10))
+            .await
+    });
     let req = dev.publish_in().await;
     let prefix = format!("/sys/{PK}/dev1/rrpc/request/");
-    let msg_id = req.topic.strip_prefix(&prefix).expect("rrpc request topic").to_owned();
+    let msg_id = req
+        .topic
+        .strip_prefix(&prefix)
+        .expect("rrpc request topic")
+        .to_owned();
     assert_eq!(json(&req)["method"], "thing.service.Reboot");
     let answer = format!(r#"{{"id":"{msg_id}","code":200,"data":{{}}}}"#);
-    dev.publish(&format!("/sys/{PK}/dev1/rrpc/response/{msg_id}"), &answer, QoS::AtMostOnce, 0).await;
+    dev.publish(
+        &format!("/sys/{PK}/dev1/rrpc/response/{msg_id}"),
+        &answer,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
     let reply = call.await.expect("join").expect("answered");
     assert_eq!(reply["code"], 200);
     assert!(matches!(
-        hub.broker.invoke_service(PK, "dev1", "a/b", json!({}), Duration::from_secs(1)).await,
+        hub.broker
+            .invoke_service(PK, "dev1", "a/b", json!({}), Duration::from_secs(1))
+            .await,
         Err(Error::InvalidArgument(_))
     ));
 }
@@ -243,29 +372,67 @@ async fn raw_rrpc_round_trip_and_timeout() {
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
     let broker = hub.broker.clone();
     let call = tokio::spawn(async move {
-        broker.rrpc(PK, "dev1", Bytes::from_static(&[0x01, 0xff]), Duration::from_secs(10)).await
+        broker
+            .rrpc(
+                PK,
+                "dev1",
+                Bytes::from_static(&[0x01, 0xff]),
+                Duration::from_secs(10),
+            )
+            .await
     });
     let req = dev.publish_in().await;
     assert_eq!(&req.payload[..], &[0x01, 0xff]);
     let msg_id = req.topic.rsplit('/').next().expect("id").to_owned();
     // A response to another id does not complete the call.
-    dev.publish(&format!("/sys/{PK}/dev1/rrpc/response/999999"), "stray", QoS::AtMostOnce, 0).await;
-    dev.publish(&format!("/sys/{PK}/dev1/rrpc/response/{msg_id}"), "pong", QoS::AtMostOnce, 0).await;
-    assert_eq!(call.await.expect("join").expect("answered"), Bytes::from_static(b"pong"));
+    dev.publish(
+        &format!("/sys/{PK}/dev1/rrpc/response/999999"),
+        "stray",
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
+    dev.publish(
+        &format!("/sys/{PK}/dev1/rrpc/response/{msg_id}"),
+        "pong",
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
+    assert_eq!(
+        call.await.expect("join").expect("answered"),
+        Bytes::from_static(b"pong")
+    );
 
-    let err = hub.broker.rrpc(PK, "dev1", Bytes::from_static(b"ping"), Duration::from_millis(100)).await;
+    let err = hub
+        .broker
+        .rrpc(
+            PK,
+            "dev1",
+            Bytes::from_static(b"ping"),
+            Duration::from_millis(100),
+        )
+        .await;
     assert!(matches!(err, Err(Error::Timeout(_))));
-    assert!(hub.broker.render_metrics().contains("aliot_hub_calls_timed_out_total 1"));
+    assert!(
+        hub.broker
+            .render_metrics()
+            .contains("aliot_hub_calls_timed_out_total 1")
+    );
 }
 
 #[tokio::test]
 async fn uplinks_are_reported_as_events_with_text_or_base64_payloads() {
     let mut hub = Hub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
-    dev.publish(&format!("/{PK}/dev1/user/update"), "hello", QoS::AtMostOnce, 0).await;
+    dev.publish(&format!("/{PK}/dev1/user/update"), "hello", QoS::AtMostOnce, 0)
+        .await;
     let e = hub.event(|e| matches!(e, Event::Uplink(_))).await;
     let Event::Uplink(u) = &*e else { unreachable!() };
-    assert_eq!((u.topic.as_str(), u.payload.as_deref()), (&*format!("/{PK}/dev1/user/update"), Some("hello")));
+    assert_eq!(
+        (u.topic.as_str(), u.payload.as_deref()),
+        (&*format!("/{PK}/dev1/user/update"), Some("hello"))
+    );
     dev.send(Packet::Publish(Box::new(rmqtt_codec::types::Publish {
         dup: false,
         retain: false,

@@ -17,11 +17,25 @@ async fn registrations_survive_a_reopen() {
     let (pk, secret, iot_id) = {
         let store = Store::open(dir.path()).await.expect("open");
         let p = store.create_product("lamps", None).await.expect("product");
-        let d = store.create_device(&p.product_key, "lamp-1", None).await.expect("device");
-        store.create_devices(&p.product_key, vec!["a".into(), "b".into()], false).await.expect("batch");
-        store.set_enabled(&p.product_key, "a", false).await.expect("disable");
+        let d = store
+            .create_device(&p.product_key, "lamp-1", None)
+            .await
+            .expect("device");
+        store
+            .create_devices(&p.product_key, vec!["a".into(), "b".into()], false)
+            .await
+            .expect("batch");
+        store
+            .set_enabled(&p.product_key, "a", false)
+            .await
+            .expect("disable");
         store.delete_device(&p.product_key, "b").await.expect("delete");
-        store.device_online(&p.product_key, "lamp-1", IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)), 1_700_000_000_000);
+        store.device_online(
+            &p.product_key,
+            "lamp-1",
+            IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)),
+            1_700_000_000_000,
+        );
         store.close().await;
         (p.product_key, d.device_secret, d.iot_id)
     };
@@ -30,7 +44,10 @@ async fn registrations_survive_a_reopen() {
     let p = store.product(&pk).expect("product kept");
     assert_eq!(p.name, "lamps");
     let d = store.device_info(&pk, "lamp-1").expect("device kept");
-    assert_eq!((d.device_secret.as_str(), d.iot_id.as_str()), (secret.as_str(), iot_id.as_str()));
+    assert_eq!(
+        (d.device_secret.as_str(), d.iot_id.as_str()),
+        (secret.as_str(), iot_id.as_str())
+    );
     assert_eq!(d.last_online_ms, Some(1_700_000_000_000));
     assert_eq!(d.last_ip, Some(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))));
     assert!(!store.device(&pk, "a").expect("a kept").enabled);
@@ -42,7 +59,10 @@ async fn the_directory_answers_from_memory_and_ignores_unknown_logins() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).await.expect("open");
     store.create_product("p", Some("a1P")).await.expect("product");
-    let d = store.create_device("a1P", "d", Some("s3cret")).await.expect("device");
+    let d = store
+        .create_device("a1P", "d", Some("s3cret"))
+        .await
+        .expect("device");
     let auth = store.device("a1P", "d").expect("found");
     assert_eq!(auth.device_secret, "s3cret");
     assert_eq!(auth.iot_id, d.iot_id);
@@ -94,12 +114,20 @@ async fn a_registered_device_still_authenticates_after_a_hub_restart() {
     let dir = hub.stop().await;
 
     let hub = TestHub::start_in(dir).await;
-    let (s, d) = hub.call("GET", &format!("/api/v1/products/{pk}/devices/{dn}"), None).await;
+    let (s, d) = hub
+        .call("GET", &format!("/api/v1/products/{pk}/devices/{dn}"), None)
+        .await;
     assert_eq!(s, StatusCode::OK, "{d}");
     assert_eq!(d["deviceSecret"], secret.as_str());
     assert!(d["lastOnline"].as_u64().is_some(), "last login recorded: {d}");
     let _dev = TestDevice::connect(hub.mqtt, &pk, &dn, &secret).await;
-    let (s, _) = hub.call("POST", &format!("/api/v1/products/{pk}/devices"), Some(json!({"deviceName": dn}))).await;
+    let (s, _) = hub
+        .call(
+            "POST",
+            &format!("/api/v1/products/{pk}/devices"),
+            Some(json!({"deviceName": dn})),
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT);
     hub.stop().await;
 }

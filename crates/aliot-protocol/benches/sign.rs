@@ -88,3 +88,23 @@ fn verify_password(bencher: Bencher<'_, '_>) {
 fn client_id_parse(bencher: Bencher<'_, '_>, cid: &str) {
     bencher.bench(|| ClientId::parse(black_box(cid)).expect("well-formed"));
 }
+
+/// The credential doctor: a valid CONNECT (one HMAC), and the worst case, a password no known
+/// mistake reproduces (every variant tried).
+#[divan::bench(args = ["valid", "mismatch"])]
+fn diagnose(bencher: Bencher<'_, '_>, case: &str) {
+    use aliot_protocol::diagnose::{ConnectAttempt, diagnose};
+    let secret = if case == "valid" {
+        SECRET
+    } else {
+        "AnotherSecret0000000000000000000"
+    };
+    bencher.bench(|| {
+        let attempt = ConnectAttempt {
+            client_id: black_box(CID),
+            username: black_box(USER),
+            password: black_box(PASSWORD),
+        };
+        diagnose(&attempt, Some(black_box(secret)))
+    });
+}

@@ -8,6 +8,10 @@
 //! different timestamp, productKey and deviceName swapped, a secret with stray white space, …)
 //! and reports the first that reproduces the password.
 //!
+//! Cost: a valid CONNECT costs one HMAC; a mismatch costs up to a few thousand (2–3 ms, see
+//! docs/PERFORMANCE.md), mostly trying nearby timestamps. A server should run it on demand or
+//! rate-limited (say once per device and minute), never on every refused CONNECT of a storm.
+//!
 //! ```
 //! use aliot_protocol::diagnose::{diagnose, ConnectAttempt, Mistake};
 //!
@@ -376,9 +380,16 @@ impl Ctx<'_> {
                 dn: kdn.to_owned(),
             });
         }
-        let as_is = validate_product_key(pk).is_ok() && validate_device_name(dn).is_ok();
+        let as_is = validate_product_key(pk).and_then(|()| validate_device_name(dn));
         let swapped = validate_product_key(dn).is_ok() && validate_device_name(pk).is_ok();
-        (!as_is && swapped).then_some(IdentityProblem::Reversed)
+        match as_is {
+            Ok(()) => None,
+            Err(_) if swapped => Some(IdentityProblem::Reversed),
+            Err(e) => Some(IdentityProblem::Invalid {
+                username: self.fields.username.to_owned(),
+                why: e.to_string(),
+            }),
+        }
     }
 
     fn mac_matches(&self, key: &[u8], content: &str, targets: &[Target]) -> Option<Found> {
@@ -748,6 +759,7 @@ impl Ctx<'_> {
 enum IdentityProblem {
     Reversed,
     WrongDevice { pk: String, dn: String },
+    Invalid { username: String, why: String },
 }
 
 impl IdentityProblem {
@@ -763,6 +775,11 @@ impl IdentityProblem {
                 Mistake::UsernameReversed,
                 "the username is productKey&deviceName",
                 "the username is deviceName&productKey",
+            ),
+            IdentityProblem::Invalid { username, why } => Diagnosis::invalid(
+                Mistake::MalformedUsername(username.clone()),
+                format!("the username {username:?} names no device the platform could have: {why}"),
+                "the username is deviceName&productKey, exactly as the console shows them",
             ),
             IdentityProblem::WrongDevice { pk, dn } => Diagnosis::invalid(
                 Mistake::WrongDevice,
@@ -1121,6 +1138,16 @@ mod tests {
             None,
         );
         assert!(matches!(d.mistake, Some(Mistake::MalformedClientId(_))));
+    }
+
+    #[test]
+    fn a_username_naming_an_impossible_device_is_malformed() {
+        let user = "light 1983432&a14Xib5kdYd";
+        let content = sign_content("SN1928339", "light 1983432", "a14Xib5kdYd", Some("1539421321846"));
+        let pw = SignMethod::HmacSha1.hex(SECRET.as_bytes(), content.as_bytes(), HexCase::Lower);
+        let d = run(CID, user, &pw);
+        assert_eq!(d.mistake, Some(Mistake::MalformedUsername(user.into())), "{d:?}");
+        assert!(d.reason.contains("deviceName"), "{d:?}");
     }
 
     #[test]

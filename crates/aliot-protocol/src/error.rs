@@ -72,5 +72,5 @@ pub enum ClientIdError {
     Unencodable(String),
 }
 
-/// `Result` with aliot-protocol's [`Error`].
+/// `Result` with aliot-protocol's [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

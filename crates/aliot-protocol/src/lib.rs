@@ -3,7 +3,7 @@
 //! The Alibaba Cloud IoT Platform's device protocol, pure: no IO, no clock, no sockets.
 //!
 //! - [`identity`]: the (productKey, deviceName, deviceSecret) triple, with a redacting `Debug`.
-//! - [`sign`]: sign content and HMAC (hmacsha1, hmacsha256, hmacmd5), hex either case,
+//! - [`mod@sign`]: sign content and HMAC (hmacsha1, hmacsha256, hmacmd5), hex either case,
 //!   constant-time verification, dynamic registration signs and TLS-PSK.
 //! - [`client_id`]: the clientId grammar `prefix|key=value,...|`, built and parsed.
 //! - [`credentials`]: endpoints and the signed CONNECT fields.

@@ -31,7 +31,13 @@ pub(crate) struct Args {
     #[arg(long, value_name = "URL", env = "ALIOT_ADMIN_URL", global = true)]
     url: Option<String>,
     /// Bearer token [default: DATA_DIR/admin-token].
-    #[arg(long, value_name = "TOKEN", env = "ALIOT_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "ALIOT_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     token: Option<String>,
     /// The hub's data directory, to find its URL and token
     /// [default: $XDG_DATA_HOME/aliot/hub or ~/.local/share/aliot/hub].
@@ -160,7 +166,10 @@ impl fmt::Debug for CreateDeviceArgs {
         f.debug_struct("CreateDeviceArgs")
             .field("product_key", &self.product_key)
             .field("device_name", &self.device_name)
-            .field("device_secret", &self.device_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "device_secret",
+                &self.device_secret.as_ref().map(|_| "<redacted>"),
+            )
             .field("prefix", &self.prefix)
             .field("count", &self.count)
             .finish_non_exhaustive()
@@ -247,7 +256,10 @@ struct Target {
 }
 
 fn read_trimmed(path: &std::path::Path) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
 }
 
 /// URL and token from flags or environment, else the data directory.
@@ -284,7 +296,9 @@ fn target(url: Option<String>, token: Option<String>, data_dir: Option<PathBuf>)
 fn json_object(flag: &str, text: &str) -> anyhow::Result<Value> {
     match serde_json::from_str::<Value>(text) {
         Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err(usage(format!("{flag} must be a JSON object, e.g. '{{\"Power\":1}}'"))),
+        Ok(_) => Err(usage(format!(
+            "{flag} must be a JSON object, e.g. '{{\"Power\":1}}'"
+        ))),
         Err(e) => Err(usage(format!("{flag} is not valid JSON: {e}"))),
     }
 }
@@ -304,11 +318,21 @@ struct Request {
 
 impl Request {
     fn get(path: String) -> Self {
-        Self { method: hyper::Method::GET, path, body: None, wait: Duration::from_secs(30) }
+        Self {
+            method: hyper::Method::GET,
+            path,
+            body: None,
+            wait: Duration::from_secs(30),
+        }
     }
 
     fn post(path: String, body: Value) -> Self {
-        Self { method: hyper::Method::POST, path, body: Some(body), wait: Duration::from_secs(30) }
+        Self {
+            method: hyper::Method::POST,
+            path,
+            body: Some(body),
+            wait: Duration::from_secs(30),
+        }
     }
 
     fn with_call_timeout(mut self, timeout_ms: Option<u64>) -> Self {
@@ -326,7 +350,12 @@ enum Output {
 
 /// Runs `aliot admin`.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let Args { url, token, data_dir, command } = args;
+    let Args {
+        url,
+        token,
+        data_dir,
+        command,
+    } = args;
     if let AdminCommand::Events(e) = command {
         let target = target(url, token, data_dir)?;
         return runtime()?.block_on(follow_events(&target, e));
@@ -341,7 +370,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn device_path(d: &DeviceRef) -> String {
@@ -358,9 +390,15 @@ fn build(command: AdminCommand) -> anyhow::Result<(Request, Output)> {
             }
             (Request::post("/api/v1/products".into(), body), Output::Json)
         }
-        AdminCommand::Product(ProductCommand::List) => (Request::get("/api/v1/products".into()), Output::Json),
+        AdminCommand::Product(ProductCommand::List) => {
+            (Request::get("/api/v1/products".into()), Output::Json)
+        }
         AdminCommand::Device(DeviceCommand::Create(a)) => create_device(a)?,
-        AdminCommand::Device(DeviceCommand::List { product_key, status, format }) => {
+        AdminCommand::Device(DeviceCommand::List {
+            product_key,
+            status,
+            format,
+        }) => {
             let mut query = vec![];
             if let Some(s) = status {
                 query.push(format!("status={s}"));
@@ -368,30 +406,56 @@ fn build(command: AdminCommand) -> anyhow::Result<(Request, Output)> {
             if format == "csv" {
                 query.push("format=csv".to_owned());
             }
-            let q = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
-            let output = if format == "csv" { Output::Text } else { Output::Json };
-            (Request::get(format!("/api/v1/products/{product_key}/devices{q}")), output)
+            let q = if query.is_empty() {
+                String::new()
+            } else {
+                format!("?{}", query.join("&"))
+            };
+            let output = if format == "csv" {
+                Output::Text
+            } else {
+                Output::Json
+            };
+            (
+                Request::get(format!("/api/v1/products/{product_key}/devices{q}")),
+                output,
+            )
         }
         AdminCommand::Device(DeviceCommand::Show(d)) => (Request::get(device_path(&d)), Output::Json),
         AdminCommand::Device(DeviceCommand::Enable(d)) => (
-            Request { method: hyper::Method::PATCH, ..Request::post(device_path(&d), json!({"enabled": true})) },
+            Request {
+                method: hyper::Method::PATCH,
+                ..Request::post(device_path(&d), json!({"enabled": true}))
+            },
             Output::Json,
         ),
         AdminCommand::Device(DeviceCommand::Disable(d)) => (
-            Request { method: hyper::Method::PATCH, ..Request::post(device_path(&d), json!({"enabled": false})) },
+            Request {
+                method: hyper::Method::PATCH,
+                ..Request::post(device_path(&d), json!({"enabled": false}))
+            },
             Output::Json,
         ),
-        AdminCommand::Device(DeviceCommand::Delete(d)) => {
-            (Request { method: hyper::Method::DELETE, body: None, ..Request::get(device_path(&d)) }, Output::Json)
-        }
+        AdminCommand::Device(DeviceCommand::Delete(d)) => (
+            Request {
+                method: hyper::Method::DELETE,
+                body: None,
+                ..Request::get(device_path(&d))
+            },
+            Output::Json,
+        ),
         AdminCommand::Publish(a) => {
             if a.base64 {
                 base64::engine::general_purpose::STANDARD
                     .decode(a.payload.trim())
                     .map_err(|e| usage(format!("--payload is not valid base64: {e}")))?;
             }
-            let body = json!({"topic": a.topic, "payload": a.payload, "qos": a.qos, "encoding": encoding(a.base64)});
-            (Request::post(format!("{}/publish", device_path(&a.device)), body), Output::Json)
+            let body =
+                json!({"topic": a.topic, "payload": a.payload, "qos": a.qos, "encoding": encoding(a.base64)});
+            (
+                Request::post(format!("{}/publish", device_path(&a.device)), body),
+                Output::Json,
+            )
         }
         AdminCommand::SetProperty(a) => {
             let mut body = json!({"params": json_object("--params", &a.params)?});
@@ -403,7 +467,10 @@ fn build(command: AdminCommand) -> anyhow::Result<(Request, Output)> {
         }
         AdminCommand::Invoke(a) => {
             if a.service.is_empty() || a.service.contains(['/', '+', '#', '?']) {
-                return Err(usage(format!("--service {:?} is not a service identifier", a.service)));
+                return Err(usage(format!(
+                    "--service {:?} is not a service identifier",
+                    a.service
+                )));
             }
             let mut body = json!({"params": json_object("--params", &a.params)?});
             if let Some(ms) = a.timeout_ms {
@@ -447,7 +514,11 @@ fn create_device(a: CreateDeviceArgs) -> anyhow::Result<(Request, Output)> {
     if a.skip_existing {
         body["skipExisting"] = json!(true);
     }
-    let (q, output) = if a.format == "csv" { ("?format=csv", Output::Text) } else { ("", Output::Json) };
+    let (q, output) = if a.format == "csv" {
+        ("?format=csv", Output::Text)
+    } else {
+        ("", Output::Json)
+    };
     Ok((Request::post(format!("{base}:batch{q}"), body), output))
 }
 
@@ -470,7 +541,9 @@ fn http_request(target: &Target, req: &Request) -> anyhow::Result<hyper::Request
         }
         None => Bytes::new(),
     };
-    builder.body(Full::new(body)).map_err(|e| usage(format!("bad URL {url}: {e}")))
+    builder
+        .body(Full::new(body))
+        .map_err(|e| usage(format!("bad URL {url}: {e}")))
 }
 
 /// Sends a request; the body of a 2xx answer, else an error made of the hub's message.
@@ -478,9 +551,16 @@ async fn send(target: &Target, req: Request) -> anyhow::Result<Bytes> {
     let http = http_request(target, &req)?;
     let url = format!("{}{}", target.url, req.path);
     let exchange = async {
-        let resp = client().request(http).await.with_context(|| format!("cannot reach the hub at {}", target.url))?;
+        let resp = client()
+            .request(http)
+            .await
+            .with_context(|| format!("cannot reach the hub at {}", target.url))?;
         let status = resp.status();
-        let body = resp.into_body().collect().await.with_context(|| format!("reading the answer of {url}"))?;
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .with_context(|| format!("reading the answer of {url}"))?;
         anyhow::Ok((status, body.to_bytes()))
     };
     let (status, body) = tokio::time::timeout(req.wait, exchange)
@@ -501,11 +581,18 @@ fn answer_error(status: hyper::StatusCode, body: &[u8]) -> anyhow::Error {
             v["code"].as_str().unwrap_or("error"),
             v["message"].as_str().unwrap_or_default()
         ),
-        _ => anyhow!("HTTP {}: {}", status.as_u16(), String::from_utf8_lossy(body).trim()),
+        _ => anyhow!(
+            "HTTP {}: {}",
+            status.as_u16(),
+            String::from_utf8_lossy(body).trim()
+        ),
     }
 }
 
-#[allow(clippy::print_stdout, reason = "the admin API's answer is the command's output")]
+#[allow(
+    clippy::print_stdout,
+    reason = "the admin API's answer is the command's output"
+)]
 fn print_answer(body: &[u8], output: &Output) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match output {
@@ -532,7 +619,11 @@ async fn follow_events(target: &Target, a: EventsArgs) -> anyhow::Result<ExitCod
     if let Some(t) = a.types {
         query.push(format!("type={t}"));
     }
-    let q = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
+    let q = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", query.join("&"))
+    };
     let req = Request::get(format!("/api/v1/events{q}"));
     let http = http_request(target, &req)?;
     let resp = tokio::time::timeout(req.wait, client().request(http))
@@ -541,7 +632,12 @@ async fn follow_events(target: &Target, a: EventsArgs) -> anyhow::Result<ExitCod
         .with_context(|| format!("cannot reach the hub at {}", target.url))?;
     let status = resp.status();
     if !status.is_success() {
-        let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         return Err(answer_error(status, &body));
     }
     announce_stream(&target.url)?;
@@ -552,7 +648,9 @@ async fn follow_events(target: &Target, a: EventsArgs) -> anyhow::Result<ExitCod
             f = body.frame() => f,
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         };
-        let Some(frame) = frame else { return Ok(ExitCode::SUCCESS) };
+        let Some(frame) = frame else {
+            return Ok(ExitCode::SUCCESS);
+        };
         let frame = frame.context("the event stream broke")?;
         if let Some(data) = frame.data_ref() {
             pending.extend_from_slice(data);
@@ -565,7 +663,10 @@ async fn follow_events(target: &Target, a: EventsArgs) -> anyhow::Result<ExitCod
 }
 
 /// Says on stderr that the stream is open: from here on, no event is missed.
-#[allow(clippy::print_stderr, reason = "a progress note for the user, apart from the events on stdout")]
+#[allow(
+    clippy::print_stderr,
+    reason = "a progress note for the user, apart from the events on stdout"
+)]
 fn announce_stream(url: &str) -> anyhow::Result<()> {
     let mut err = std::io::stderr().lock();
     writeln!(err, "following the events of {url} (Ctrl-C stops)")?;
@@ -591,23 +692,35 @@ mod tests {
     #[test]
     fn the_target_comes_from_flags_or_the_data_directory() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let e = target(None, None, Some(dir.path().to_owned())).err().expect("nothing there");
+        let e = target(None, None, Some(dir.path().to_owned()))
+            .err()
+            .expect("nothing there");
         assert!(e.is::<super::super::UsageError>());
         assert!(e.to_string().contains("--url"), "{e}");
         std::fs::write(dir.path().join(URL_FILE), "http://127.0.0.1:9/\n").expect("write");
-        let e = target(None, None, Some(dir.path().to_owned())).err().expect("no token");
+        let e = target(None, None, Some(dir.path().to_owned()))
+            .err()
+            .expect("no token");
         assert!(e.to_string().contains("--token"), "{e}");
         std::fs::write(dir.path().join(TOKEN_FILE), "tok\n").expect("write");
         let t = target(None, None, Some(dir.path().to_owned())).expect("found");
         assert_eq!((t.url.as_str(), t.token.as_str()), ("http://127.0.0.1:9", "tok"));
-        let t = target(Some("http://h:1".into()), Some("x".into()), Some(dir.path().to_owned())).expect("flags");
+        let t = target(
+            Some("http://h:1".into()),
+            Some("x".into()),
+            Some(dir.path().to_owned()),
+        )
+        .expect("flags");
         assert_eq!((t.url.as_str(), t.token.as_str()), ("http://h:1", "x"));
         assert!(target(Some("https://h".into()), Some("x".into()), None).is_err());
     }
 
     #[test]
     fn error_answers_become_one_line() {
-        let e = answer_error(hyper::StatusCode::NOT_FOUND, br#"{"code":"device_not_found","message":"device a/b not found"}"#);
+        let e = answer_error(
+            hyper::StatusCode::NOT_FOUND,
+            br#"{"code":"device_not_found","message":"device a/b not found"}"#,
+        );
         assert_eq!(e.to_string(), "HTTP 404 device_not_found: device a/b not found");
         let e = answer_error(hyper::StatusCode::BAD_GATEWAY, b"oops\n");
         assert_eq!(e.to_string(), "HTTP 502: oops");

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aliot_device::{
-    CallVia, Connected, Device, DeviceOptions, Disconnected, Error as DeviceError, Event, Events, QoS, ReplyError,
+    CallVia, Connected, Device, DeviceOptions, Disconnected, Error as DeviceError, Event, Events, QoS,
+    ReplyError,
 };
 use aliot_protocol::codes::alink as code;
 use aliot_protocol::{DeviceProfile, Endpoint, SignMethod};
@@ -119,7 +120,11 @@ impl ConnArgs {
         let tls = self.tls || self.ca_file.is_some() || p.tls.unwrap_or(false);
         let endpoint = endpoint(self, &p, identity.product_key(), tls).map_err(|e| usage(e.to_string()))?;
         let mut o = DeviceOptions::new(identity, endpoint).request_timeout(self.timeout);
-        if let Some(ca) = self.ca_file.clone().or_else(|| p.ca_file.clone().map(PathBuf::from)) {
+        if let Some(ca) = self
+            .ca_file
+            .clone()
+            .or_else(|| p.ca_file.clone().map(PathBuf::from))
+        {
             o = o.ca_file(ca);
         }
         if let Some(name) = &self.server_name {
@@ -139,7 +144,10 @@ impl ConnArgs {
         if let Some(k) = self.keepalive.or(p.keepalive) {
             o = o.keepalive(Duration::from_secs(u64::from(k)));
         }
-        o = o.clean_session(!self.persistent_session).auto_subscribe(!self.no_auto_subscribe).ext_rrpc(!self.no_ext_rrpc);
+        o = o
+            .clean_session(!self.persistent_session)
+            .auto_subscribe(!self.no_auto_subscribe)
+            .ext_rrpc(!self.no_ext_rrpc);
         o.validate().map_err(|e| usage(e.to_string()))?;
         Ok(o)
     }
@@ -175,9 +183,13 @@ fn parse_sign_method(s: &str) -> Result<SignMethod, String> {
 /// `500ms`, `10s`, `5m`, `1h`, or a bare number of seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let n: f64 = number.parse().map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 10s, 5m)"))?;
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 10s, 5m)"))?;
     let secs = match unit.trim() {
         "ms" => n / 1000.0,
         "" | "s" => n,
@@ -192,7 +204,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_json(what: &str, text: &str) -> anyhow::Result<Value> {
-    serde_json::from_str(text).map_err(|e| usage(format!("{what} is not valid JSON: {e}")))
+    serde_json::from_str(text).map_err(|e| usage(format!("{what}: not valid JSON: {e}")))
 }
 
 /// Output format of `aliot device run`.
@@ -275,7 +287,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Sub::Run(a) => {
             // Long-running, with a task per command: a multi-thread runtime.
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start tokio")?;
             rt.block_on(run_device(a))
         }
         Sub::Publish(a) => one_shot(publish(a)),
@@ -287,7 +302,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// One-shot commands run on a current-thread runtime.
 fn one_shot(f: impl Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start tokio")?;
     rt.block_on(f)
 }
 
@@ -295,7 +313,11 @@ fn one_shot(f: impl Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result
 fn connect_error(e: DeviceError) -> anyhow::Error {
     match e {
         DeviceError::Refused { code } => {
-            anyhow!("connection refused: CONNACK {code}\n  cause: {}\n  fix: {}", code.cause(), code.hint())
+            anyhow!(
+                "connection refused: CONNACK {code}\n  cause: {}\n  fix: {}",
+                code.cause(),
+                code.hint()
+            )
         }
         DeviceError::Options(_) | DeviceError::Protocol(_) => usage(e.to_string()),
         other => anyhow!(other),
@@ -320,7 +342,9 @@ fn print_status(line: &str) {
 async fn publish(a: PublishArgs) -> anyhow::Result<ExitCode> {
     let payload = if a.payload == "-" {
         let mut buf = Vec::new();
-        std::io::stdin().read_to_end(&mut buf).context("cannot read the payload from stdin")?;
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("cannot read the payload from stdin")?;
         buf
     } else {
         a.payload.into_bytes()
@@ -332,8 +356,15 @@ async fn publish(a: PublishArgs) -> anyhow::Result<ExitCode> {
     device.disconnect().await;
     match result {
         Ok(()) => {
-            let acked = if qos == QoS::AtLeastOnce { ", acknowledged" } else { "" };
-            print_line(&format!("published {len} bytes on {} (QoS {qos}{acked})", a.topic));
+            let acked = if qos == QoS::AtLeastOnce {
+                ", acknowledged"
+            } else {
+                ""
+            };
+            print_line(&format!(
+                "published {len} bytes on {} (QoS {qos}{acked})",
+                a.topic
+            ));
             Ok(ExitCode::SUCCESS)
         }
         Err(e @ DeviceError::InvalidTopic(_)) => Err(usage(e.to_string())),
@@ -376,7 +407,11 @@ async fn ntp(a: NtpArgs) -> anyhow::Result<ExitCode> {
     device.disconnect().await;
     let sync = result.map_err(|e| anyhow!(e))?;
     let server = chrono::DateTime::from_timestamp_millis(sync.server_time_ms)
-        .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S%.3f %:z").to_string())
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S%.3f %:z")
+                .to_string()
+        })
         .unwrap_or_default();
     print_line(&format!(
         "platform time {server} ({} ms): local clock offset {:+} ms, round trip {} ms",
@@ -413,7 +448,10 @@ impl Out {
 
     fn json(&self, mut v: Value) {
         if let Some(o) = v.as_object_mut() {
-            o.insert("time".into(), json!(chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false)));
+            o.insert(
+                "time".into(),
+                json!(chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false)),
+            );
         }
         print_line(&v.to_string());
     }
@@ -428,7 +466,11 @@ impl Out {
     /// A downlink: `time: topic qos payload` (the classic simulator's line).
     fn downlink(&self, kind: &str, topic: &str, qos: QoS, payload: &[u8], extra: Value) {
         match self.0 {
-            Format::Text => print_line(&format!("{}: {topic} {qos} {}", Self::now_text(), payload_text(payload))),
+            Format::Text => print_line(&format!(
+                "{}: {topic} {qos} {}",
+                Self::now_text(),
+                payload_text(payload)
+            )),
             Format::Json => {
                 let mut v = json!({"type": kind, "topic": topic, "qos": qos.level()});
                 let (k, p) = Self::payload_fields(payload);
@@ -443,9 +485,14 @@ impl Out {
 
     fn answered(&self, to: &str, id: &str, result: &Result<Value, ReplyError>) {
         match (self.0, result) {
-            (Format::Text, Ok(data)) => print_line(&format!("{}:   answered {to} {id}: code 200 {data}", Self::now_text())),
+            (Format::Text, Ok(data)) => print_line(&format!(
+                "{}:   answered {to} {id}: code 200 {data}",
+                Self::now_text()
+            )),
             (Format::Text, Err(e)) => print_line(&format!("{}:   answered {to} {id}: {e}", Self::now_text())),
-            (Format::Json, Ok(data)) => self.json(json!({"type": "reply", "to": to, "id": id, "code": 200, "data": data})),
+            (Format::Json, Ok(data)) => {
+                self.json(json!({"type": "reply", "to": to, "id": id, "code": 200, "data": data}))
+            }
             (Format::Json, Err(e)) => {
                 self.json(json!({"type": "reply", "to": to, "id": id, "code": e.code, "message": e.message}));
             }
@@ -454,7 +501,13 @@ impl Out {
 
     fn answered_bytes(&self, id: &str, payload: &[u8]) {
         match self.0 {
-            Format::Text => print_line(&format!("{}:   answered rrpc {id}: {}", Self::now_text(), payload_text(payload))),
+            Format::Text => {
+                print_line(&format!(
+                    "{}:   answered rrpc {id}: {}",
+                    Self::now_text(),
+                    payload_text(payload).trim_end()
+                ));
+            }
             Format::Json => {
                 let mut v = json!({"type": "reply", "to": "rrpc", "id": id});
                 let (k, p) = Self::payload_fields(payload);
@@ -473,7 +526,12 @@ impl Out {
                     print_line(text);
                 }
                 if !outcome.success {
-                    print_status(&format!("{}: command failed ({}): {}", Self::now_text(), outcome.status, outcome.stderr_tail));
+                    print_status(&format!(
+                        "{}: command failed ({}): {}",
+                        Self::now_text(),
+                        outcome.status,
+                        outcome.stderr_tail
+                    ));
                 }
             }
             Format::Json => self.json(json!({
@@ -490,7 +548,9 @@ impl Out {
     fn connected(&self, c: &Connected) {
         match self.0 {
             Format::Text => print_status(&format!("{}: connected as {}", Self::now_text(), c.client_id)),
-            Format::Json => self.json(json!({"type": "connected", "clientId": c.client_id, "connections": c.connections})),
+            Format::Json => {
+                self.json(json!({"type": "connected", "clientId": c.client_id, "connections": c.connections}))
+            }
         }
     }
 
@@ -498,17 +558,31 @@ impl Out {
         let retry = d.retry_in.map(|r| r.as_millis());
         match self.0 {
             Format::Text => {
-                let next = retry.map_or_else(|| "not retrying".to_owned(), |ms| format!("retrying in {ms} ms"));
-                print_status(&format!("{}: disconnected: {} ({next})", Self::now_text(), d.reason));
+                let next =
+                    retry.map_or_else(|| "not retrying".to_owned(), |ms| format!("retrying in {ms} ms"));
+                print_status(&format!(
+                    "{}: disconnected: {} ({next})",
+                    Self::now_text(),
+                    d.reason
+                ));
             }
-            Format::Json => self.json(json!({"type": "disconnected", "reason": d.reason, "retryInMs": retry})),
+            Format::Json => {
+                self.json(json!({"type": "disconnected", "reason": d.reason, "retryInMs": retry}))
+            }
         }
     }
 
     fn post_reply(&self, result: &aliot_device::Result<aliot_protocol::alink::Reply>) {
         match (self.0, result) {
-            (Format::Text, Ok(r)) => print_status(&format!("{}: property post {}: code {}", Self::now_text(), r.id, r.code)),
-            (Format::Text, Err(e)) => print_status(&format!("{}: property post failed: {e}", Self::now_text())),
+            (Format::Text, Ok(r)) => print_status(&format!(
+                "{}: property post {}: code {}",
+                Self::now_text(),
+                r.id,
+                r.code
+            )),
+            (Format::Text, Err(e)) => {
+                print_status(&format!("{}: property post failed: {e}", Self::now_text()))
+            }
             (Format::Json, Ok(r)) => self.json(json!({"type": "post_reply", "reply": r})),
             (Format::Json, Err(e)) => self.json(json!({"type": "post_error", "error": e.to_string()})),
         }
@@ -526,7 +600,12 @@ struct ExecOutcome {
 
 impl ExecOutcome {
     fn failed(status: String) -> Self {
-        Self { success: false, stderr_tail: status.clone(), status, stdout: Vec::new() }
+        Self {
+            success: false,
+            stderr_tail: status.clone(),
+            status,
+            stdout: Vec::new(),
+        }
     }
 
     /// The reply for an Alink request: stdout as data on success, else code 500 with the stderr
@@ -541,14 +620,22 @@ impl ExecOutcome {
                 serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
             })
         } else {
-            let why = if self.stderr_tail.is_empty() { self.status.clone() } else { self.stderr_tail.clone() };
+            let why = if self.stderr_tail.is_empty() {
+                self.status.clone()
+            } else {
+                self.stderr_tail.clone()
+            };
             Err(ReplyError::new(code::SYSTEM_ERROR, why))
         }
     }
 
     /// The reply bytes for a raw RRPC request.
     fn bytes(&self) -> Vec<u8> {
-        if self.success { self.stdout.clone() } else { self.stderr_tail.clone().into_bytes() }
+        if self.success {
+            self.stdout.clone()
+        } else {
+            self.stderr_tail.clone().into_bytes()
+        }
     }
 }
 
@@ -604,7 +691,7 @@ async fn exec(command: &str, payload: &[u8], env: &[(&str, String)], timeout: Du
 }
 
 /// Ctrl-C, or SIGTERM on unix.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -630,14 +717,21 @@ async fn shutdown_signal() {
 const MAX_EXEC: usize = 16;
 
 async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
-    let post = a.post_property.as_deref().map(|p| parse_json("--post-property", p)).transpose()?;
+    let post = a
+        .post_property
+        .as_deref()
+        .map(|p| parse_json("--post-property", p))
+        .transpose()?;
     let out = Out(a.format);
     let (device, mut events) = connect(&a.conn).await?;
     for topic in &a.subscribe {
-        device.subscribe(topic, QoS::AtLeastOnce).await.map_err(|e| match e {
-            DeviceError::InvalidTopic(_) => usage(e.to_string()),
-            other => anyhow!(other),
-        })?;
+        device
+            .subscribe(topic, QoS::AtLeastOnce)
+            .await
+            .map_err(|e| match e {
+                DeviceError::InvalidTopic(_) => usage(e.to_string()),
+                other => anyhow!(other),
+            })?;
     }
     if let Some(params) = post {
         let (device, every) = (device.clone(), a.every);
@@ -665,7 +759,9 @@ async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
             }
             event = events.recv() => event,
         };
-        let Some(event) = event else { return Ok(ExitCode::SUCCESS) };
+        let Some(event) = event else {
+            return Ok(ExitCode::SUCCESS);
+        };
         // Bounded: with MAX_EXEC commands running, the next downlink waits here.
         let permit = permits.clone().acquire_owned().await.context("semaphore")?;
         let cmd = exec_cmd.clone();
@@ -687,7 +783,13 @@ async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
             }
             Event::PropertySet(set) => {
                 let payload = set.request().to_vec();
-                out.downlink("property_set", set.topic(), QoS::AtMostOnce, &payload, json!({"id": set.id()}));
+                out.downlink(
+                    "property_set",
+                    set.topic(),
+                    set.qos(),
+                    &payload,
+                    json!({"id": set.id()}),
+                );
                 tokio::spawn(async move {
                     let id = set.id();
                     let result = match cmd {
@@ -717,7 +819,7 @@ async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
                     _ => "other",
                 };
                 let extra = json!({"id": call.id(), "service": call.service(), "via": via});
-                out.downlink("service_call", call.topic(), QoS::AtMostOnce, &payload, extra);
+                out.downlink("service_call", call.topic(), call.qos(), &payload, extra);
                 tokio::spawn(async move {
                     let id = call.id();
                     let result = match cmd {
@@ -743,7 +845,7 @@ async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
             }
             Event::Rrpc(req) => {
                 let extra = json!({"messageId": req.message_id()});
-                out.downlink("rrpc", req.topic(), QoS::AtMostOnce, req.payload(), extra);
+                out.downlink("rrpc", req.topic(), req.qos(), req.payload(), extra);
                 tokio::spawn(async move {
                     let id = req.message_id().to_owned();
                     let answer = match cmd {
@@ -787,7 +889,12 @@ mod tests {
 
     #[test]
     fn command_output_becomes_the_reply() {
-        let ok = |s: &str| ExecOutcome { success: true, status: "exit status: 0".into(), stdout: s.into(), stderr_tail: String::new() };
+        let ok = |s: &str| ExecOutcome {
+            success: true,
+            status: "exit status: 0".into(),
+            stdout: s.into(),
+            stderr_tail: String::new(),
+        };
         assert_eq!(ok("").alink(), Ok(json!({})));
         assert_eq!(ok("{\"a\":1}\n").alink(), Ok(json!({"a": 1})));
         assert_eq!(ok("done\n").alink(), Ok(json!("done")));

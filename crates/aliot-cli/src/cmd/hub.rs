@@ -84,7 +84,9 @@ fn settings(args: Args) -> anyhow::Result<Config> {
     }
     if args.tls_cert.is_some() || args.tls_key.is_some() {
         let Some(tls) = config.mqtts.as_mut() else {
-            return Err(usage("--tls-cert and --tls-key need --mqtts ADDR (or [mqtts] in the config file)"));
+            return Err(usage(
+                "--tls-cert and --tls-key need --mqtts ADDR (or [mqtts] in the config file)",
+            ));
         };
         tls.cert = args.tls_cert;
         tls.key = args.tls_key;
@@ -115,10 +117,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let hub = aliot_hub::start(config, shutdown_signal()).await.map_err(|e| match e {
-            HubError::Config(_) => usage(e.to_string()),
-            other => anyhow::Error::new(other).context("the hub could not start"),
-        })?;
+        let hub = aliot_hub::start(config, shutdown_signal())
+            .await
+            .map_err(|e| match e {
+                HubError::Config(_) => usage(e.to_string()),
+                other => anyhow::Error::new(other).context("the hub could not start"),
+            })?;
         print_endpoints(&hub)?;
         hub.wait().await.context("the hub stopped with an error")?;
         print_stopped()?;
@@ -126,7 +130,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-#[allow(clippy::print_stdout, reason = "`aliot hub --print-config` prints the file on stdout")]
+#[allow(
+    clippy::print_stdout,
+    reason = "`aliot hub --print-config` prints the file on stdout"
+)]
 fn print_default_config() -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(DEFAULT_CONFIG.as_bytes())?;
@@ -150,14 +157,19 @@ fn endpoint_lines(hub: &RunningHub) -> Vec<String> {
         TokenSource::Configured => "admin token: the one given (--admin-token or the config file)".to_owned(),
     });
     lines.push(format!("data dir:    {}", hub.data_dir().display()));
-    lines.push(format!("admin CLI:   aliot admin --data-dir {} product list", shell_word(hub.data_dir())));
+    lines.push(format!(
+        "admin CLI:   aliot admin --data-dir {} product list",
+        shell_word(hub.data_dir())
+    ));
     lines
 }
 
 /// A path as one shell word (quoted when it needs to be).
 fn shell_word(path: &Path) -> String {
     let s = path.display().to_string();
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:@%".contains(c)) {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%".contains(c))
+    {
         s
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -228,7 +240,15 @@ mod tests {
 
     #[test]
     fn flags_override_the_defaults() {
-        let c = parse(&["--mqtt", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data-dir", "/tmp/x"]).expect("ok");
+        let c = parse(&[
+            "--mqtt",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--data-dir",
+            "/tmp/x",
+        ])
+        .expect("ok");
         assert_eq!(c.mqtt.listen.port(), 0);
         assert_eq!(c.data_dir.as_deref(), Some(Path::new("/tmp/x")));
         assert!(c.mqtts.is_none());
@@ -241,7 +261,15 @@ mod tests {
         let e = parse(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]).expect_err("refused");
         assert!(e.is::<super::super::UsageError>());
         assert!(e.to_string().contains("--mqtts"));
-        let c = parse(&["--mqtts", "127.0.0.1:0", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).expect("ok");
+        let c = parse(&[
+            "--mqtts",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ])
+        .expect("ok");
         assert_eq!(c.mqtts.expect("tls").cert.as_deref(), Some(Path::new("c.pem")));
     }
 

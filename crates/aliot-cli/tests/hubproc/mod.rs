@@ -21,7 +21,9 @@ pub const GUARD: Duration = Duration::from_secs(30);
 pub fn aliot() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_aliot"));
     // Never read the developer's own data directory or admin settings.
-    cmd.env_remove("ALIOT_ADMIN_URL").env_remove("ALIOT_ADMIN_TOKEN").env_remove("RUST_LOG");
+    cmd.env_remove("ALIOT_ADMIN_URL")
+        .env_remove("ALIOT_ADMIN_TOKEN")
+        .env_remove("RUST_LOG");
     cmd
 }
 
@@ -60,11 +62,19 @@ impl HubProcess {
                 }
             }
         });
-        let mut hub = HubProcess { child, admin_url: String::new(), mqtt: "0.0.0.0:0".parse().expect("addr"), lines, banner: vec![] };
+        let mut hub = HubProcess {
+            child,
+            admin_url: String::new(),
+            mqtt: "0.0.0.0:0".parse().expect("addr"),
+            lines,
+            banner: vec![],
+        };
         let mut mqtt = None;
         // Up to the closing line of the banner.
         while !hub.banner.last().is_some_and(|l| l.contains("stops the hub")) {
-            let line = hub.next_line().unwrap_or_else(|| panic!("the hub exited before printing its endpoints: {:?}", hub.banner));
+            let line = hub
+                .next_line()
+                .unwrap_or_else(|| panic!("the hub exited before printing its endpoints: {:?}", hub.banner));
             let t = line.trim();
             if let Some(v) = t.strip_prefix("admin:") {
                 hub.admin_url = v.trim().to_owned();
@@ -94,7 +104,10 @@ impl HubProcess {
 
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill -TERM");
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
         assert!(status.success());
         wait_guarded(&mut self.child)
     }
@@ -135,7 +148,12 @@ pub fn admin(data_dir: &Path, args: &[&str]) -> Output {
 
 /// Runs a command to completion with the hang guard.
 pub fn run_guarded(mut cmd: Command) -> Output {
-    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -159,7 +177,8 @@ pub fn ok_json(out: &Output) -> serde_json::Value {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 pub fn stderr(out: &Output) -> String {
@@ -188,7 +207,11 @@ impl RawDevice {
         .expect("sign");
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_read_timeout(Some(GUARD)).expect("timeout");
-        let mut dev = RawDevice { stream, codec: Codec::new(0), buf: BytesMut::new() };
+        let mut dev = RawDevice {
+            stream,
+            codec: Codec::new(0),
+            buf: BytesMut::new(),
+        };
         dev.send(Packet::Connect(Box::new(Connect {
             clean_session: true,
             keep_alive: 60,
@@ -215,14 +238,21 @@ impl RawDevice {
     /// The next packet, `None` when the hub closed the connection.
     pub fn recv(&mut self) -> Option<Packet> {
         loop {
-            if let Some((p, _)) = self.codec.decode(&mut self.buf).expect("hub sent a malformed packet") {
+            if let Some((p, _)) = self
+                .codec
+                .decode(&mut self.buf)
+                .expect("hub sent a malformed packet")
+            {
                 return Some(p);
             }
             let mut chunk = [0u8; 4096];
             match self.stream.read(&mut chunk) {
                 Ok(0) => return None,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
                     panic!("nothing from the hub within the guard")
                 }
                 Err(_) => return None,

@@ -18,8 +18,11 @@ pub(crate) fn options() -> Result<DeviceOptions, Box<dyn Error>> {
         return Ok(DeviceOptions::from_profile(&profile)?);
     }
     let var = |name: &str| env::var(name).map_err(|_| format!("set {name} (or ALIOT_PROFILE)"));
-    let identity =
-        DeviceIdentity::new(var("ALIOT_PRODUCT_KEY")?, var("ALIOT_DEVICE_NAME")?, var("ALIOT_DEVICE_SECRET")?)?;
+    let identity = DeviceIdentity::new(
+        var("ALIOT_PRODUCT_KEY")?,
+        var("ALIOT_DEVICE_NAME")?,
+        var("ALIOT_DEVICE_SECRET")?,
+    )?;
     let tls = env::var("ALIOT_TLS").is_ok_and(|v| v == "1" || v == "true");
     let host = env::var("ALIOT_HOST").unwrap_or_else(|_| "127.0.0.1".into());
     let port = env::var("ALIOT_PORT").ok().map(|p| p.parse()).transpose()?;

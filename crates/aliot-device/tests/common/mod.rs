@@ -27,20 +27,42 @@ impl Hub {
     /// registers one product.
     pub(crate) async fn start(tls: bool) -> Hub {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config { data_dir: Some(dir.path().to_path_buf()), ..Config::default() };
+        let mut config = Config {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Config::default()
+        };
         config.mqtt.listen = "127.0.0.1:0".parse().expect("addr");
         config.admin.listen = "127.0.0.1:0".parse().expect("addr");
         if tls {
-            config.mqtts = Some(MqttsConfig { listen: "127.0.0.1:0".parse().expect("addr"), cert: None, key: None });
+            config.mqtts = Some(MqttsConfig {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                cert: None,
+                key: None,
+            });
         }
-        let running = aliot_hub::start(config, std::future::pending()).await.expect("hub starts");
-        let product = running.store().create_product("test product", None).await.expect("product");
-        Hub { running, product_key: product.product_key, _dir: dir }
+        let running = aliot_hub::start(config, std::future::pending())
+            .await
+            .expect("hub starts");
+        let product = running
+            .store()
+            .create_product("test product", None)
+            .await
+            .expect("product");
+        Hub {
+            running,
+            product_key: product.product_key,
+            _dir: dir,
+        }
     }
 
     /// Registers a device and returns its identity.
     pub(crate) async fn device(&self, name: &str) -> DeviceIdentity {
-        let d = self.running.store().create_device(&self.product_key, name, None).await.expect("device");
+        let d = self
+            .running
+            .store()
+            .create_device(&self.product_key, name, None)
+            .await
+            .expect("device");
         DeviceIdentity::new(d.product_key, d.device_name, d.device_secret).expect("identity")
     }
 
@@ -50,14 +72,19 @@ impl Hub {
 
     /// Options for plain MQTT to this hub, with a fast backoff.
     pub(crate) fn options(&self, identity: DeviceIdentity) -> DeviceOptions {
-        let endpoint = Endpoint::custom("127.0.0.1", Some(self.running.mqtt_addr().port()), false).expect("endpoint");
+        let endpoint =
+            Endpoint::custom("127.0.0.1", Some(self.running.mqtt_addr().port()), false).expect("endpoint");
         fast(DeviceOptions::new(identity, endpoint))
     }
 
     /// Options for MQTT over TLS to this hub, trusting its local CA.
     pub(crate) fn tls_options(&self, identity: DeviceIdentity) -> DeviceOptions {
         let addr = self.running.mqtts_addr().expect("TLS listener");
-        let ca = self.running.tls_files().and_then(|f| f.ca.clone()).expect("local CA");
+        let ca = self
+            .running
+            .tls_files()
+            .and_then(|f| f.ca.clone())
+            .expect("local CA");
         let endpoint = Endpoint::custom("127.0.0.1", Some(addr.port()), true).expect("endpoint");
         fast(DeviceOptions::new(identity, endpoint)).ca_file(ca)
     }
@@ -82,8 +109,15 @@ impl MapDirectory {
     pub(crate) fn with(identity: &DeviceIdentity) -> Arc<Self> {
         let mut map = HashMap::new();
         map.insert(
-            (identity.product_key().to_owned(), identity.device_name().to_owned()),
-            DeviceAuth { device_secret: identity.device_secret().to_owned(), enabled: true, iot_id: "iot-1".into() },
+            (
+                identity.product_key().to_owned(),
+                identity.device_name().to_owned(),
+            ),
+            DeviceAuth {
+                device_secret: identity.device_secret().to_owned(),
+                enabled: true,
+                iot_id: "iot-1".into(),
+            },
         );
         Arc::new(MapDirectory(map))
     }
@@ -91,7 +125,9 @@ impl MapDirectory {
 
 impl Directory for MapDirectory {
     fn device(&self, product_key: &str, device_name: &str) -> Option<DeviceAuth> {
-        self.0.get(&(product_key.to_owned(), device_name.to_owned())).cloned()
+        self.0
+            .get(&(product_key.to_owned(), device_name.to_owned()))
+            .cloned()
     }
 
     fn device_online(&self, _product_key: &str, _device_name: &str, _ip: IpAddr, _at_ms: u64) {}
@@ -109,7 +145,10 @@ impl Served {
     /// A fresh broker on `addr` (port 0 or a port to reuse), with its events subscribed before
     /// it accepts anything.
     pub(crate) fn start(addr: SocketAddr, directory: Arc<MapDirectory>) -> (Served, SocketAddr) {
-        let config = BrokerConfig { shutdown_grace_ms: 200, ..BrokerConfig::default() };
+        let config = BrokerConfig {
+            shutdown_grace_ms: 200,
+            ..BrokerConfig::default()
+        };
         let broker = Broker::new(config, directory);
         let events = broker.events();
         let listener = aliot_hub::bind_listener(addr).expect("bind");
@@ -123,7 +162,15 @@ impl Served {
                 })
                 .await;
         });
-        (Served { broker, events, stop, task }, local)
+        (
+            Served {
+                broker,
+                events,
+                stop,
+                task,
+            },
+            local,
+        )
     }
 
     /// Stops accepting, closes every connection and waits for the listener to be released.

@@ -98,7 +98,12 @@ pub(super) struct Credentials {
 
 impl From<Device> for Credentials {
     fn from(d: Device) -> Self {
-        Self { product_key: d.product_key, device_name: d.device_name, device_secret: d.device_secret, iot_id: d.iot_id }
+        Self {
+            product_key: d.product_key,
+            device_name: d.device_name,
+            device_secret: d.device_secret,
+            iot_id: d.iot_id,
+        }
     }
 }
 
@@ -161,9 +166,16 @@ pub(super) fn require_device(state: &AdminState, pk: &str, dn: &str) -> Result<D
         return Ok(d);
     }
     if state.store().product(pk).is_none() {
-        return Err(Error::ProductNotFound { product_key: pk.to_owned() }.into());
+        return Err(Error::ProductNotFound {
+            product_key: pk.to_owned(),
+        }
+        .into());
     }
-    Err(Error::DeviceNotFound { product_key: pk.to_owned(), device_name: dn.to_owned() }.into())
+    Err(Error::DeviceNotFound {
+        product_key: pk.to_owned(),
+        device_name: dn.to_owned(),
+    }
+    .into())
 }
 
 fn csv(devices: impl IntoIterator<Item = (String, String, String)>) -> Response {
@@ -178,7 +190,10 @@ fn csv(devices: impl IntoIterator<Item = (String, String, String)>) -> Response 
         out.push('\n');
     }
     let mut response = out.into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
     response
 }
 
@@ -188,7 +203,10 @@ pub(super) async fn create(
     body: Result<Json<CreateDevice>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Credentials>), ApiError> {
     let Json(body) = body?;
-    let device = state.store().create_device(&pk, &body.device_name, body.device_secret.as_deref()).await?;
+    let device = state
+        .store()
+        .create_device(&pk, &body.device_name, body.device_secret.as_deref())
+        .await?;
     Ok((StatusCode::CREATED, Json(device.into())))
 }
 
@@ -205,9 +223,14 @@ pub(super) async fn action(
     let Query(query) = query?;
     let Json(body) = body?;
     let names = batch_names(body.prefix, body.count, body.start, body.device_names)?;
-    let devices = state.store().create_devices(&pk, names, body.skip_existing).await?;
+    let devices = state
+        .store()
+        .create_devices(&pk, names, body.skip_existing)
+        .await?;
     let response = match query.format.unwrap_or_default() {
-        Format::Csv => csv(devices.into_iter().map(|d| (d.product_key, d.device_name, d.device_secret))),
+        Format::Csv => csv(devices
+            .into_iter()
+            .map(|d| (d.product_key, d.device_name, d.device_secret))),
         Format::Json => Json(devices.into_iter().map(Credentials::from).collect::<Vec<_>>()).into_response(),
     };
     Ok((StatusCode::CREATED, response).into_response())
@@ -223,7 +246,9 @@ fn batch_names(
         (None, None, Some(names)) if start.is_none() => Ok(names),
         (Some(prefix), Some(count), None) => {
             if count == 0 || count > MAX_BATCH as u64 {
-                return Err(ApiError::bad_request(format!("count must be between 1 and {MAX_BATCH}")));
+                return Err(ApiError::bad_request(format!(
+                    "count must be between 1 and {MAX_BATCH}"
+                )));
             }
             let start = start.unwrap_or(0);
             let end = start
@@ -313,7 +338,12 @@ pub(super) async fn delete(
     let was_online = state.broker().is_online(&pk, &dn);
     // Disconnects it too, and drops its stored session and offline queue.
     state.broker().forget_device(&pk, &dn);
-    Ok(Json(Deleted { product_key: device.product_key, device_name: device.device_name, deleted: true, was_online }))
+    Ok(Json(Deleted {
+        product_key: device.product_key,
+        device_name: device.device_name,
+        deleted: true,
+        was_online,
+    }))
 }
 
 #[cfg(test)]
@@ -322,11 +352,11 @@ mod tests {
 
     #[test]
     fn batch_names_come_from_a_prefix_or_a_list() {
-        let names = batch_names(Some("bench-".into()), Some(3), None, None).ok().expect("names");
+        let names = batch_names(Some("bench-".into()), Some(3), None, None).expect("names");
         assert_eq!(names, ["bench-0", "bench-1", "bench-2"]);
-        let names = batch_names(Some("d".into()), Some(2), Some(10), None).ok().expect("names");
+        let names = batch_names(Some("d".into()), Some(2), Some(10), None).expect("names");
         assert_eq!(names, ["d10", "d11"]);
-        let names = batch_names(None, None, None, Some(vec!["a".into()])).ok().expect("names");
+        let names = batch_names(None, None, None, Some(vec!["a".into()])).expect("names");
         assert_eq!(names, ["a"]);
         assert!(batch_names(Some("d".into()), None, None, None).is_err());
         assert!(batch_names(Some("d".into()), Some(1), None, Some(vec![])).is_err());

@@ -52,7 +52,9 @@ fn deadline(state: &AdminState, timeout_ms: Option<u64>) -> Result<Duration, Api
     match timeout_ms {
         None => Ok(state.broker().config().rrpc_timeout()),
         Some(ms) if (1..=MAX_TIMEOUT_MS).contains(&ms) => Ok(Duration::from_millis(ms)),
-        Some(_) => Err(ApiError::bad_request(format!("timeout_ms must be between 1 and {MAX_TIMEOUT_MS}"))),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "timeout_ms must be between 1 and {MAX_TIMEOUT_MS}"
+        ))),
     }
 }
 
@@ -105,11 +107,17 @@ pub(super) async fn set_properties(
     let Json(body) = body?;
     let params = match body.params {
         Some(p @ Value::Object(_)) => p,
-        _ => return Err(ApiError::bad_request("\"params\" must be an object of property values")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "\"params\" must be an object of property values",
+            ));
+        }
     };
     let timeout = deadline(&state, body.timeout_ms)?;
     require_device(&state, &pk, &dn)?;
-    Ok(Json(state.broker().set_property(&pk, &dn, params, timeout).await?))
+    Ok(Json(
+        state.broker().set_property(&pk, &dn, params, timeout).await?,
+    ))
 }
 
 pub(super) async fn invoke_service(
@@ -125,7 +133,12 @@ pub(super) async fn invoke_service(
     };
     let timeout = deadline(&state, body.timeout_ms)?;
     require_device(&state, &pk, &dn)?;
-    Ok(Json(state.broker().invoke_service(&pk, &dn, &identifier, params, timeout).await?))
+    Ok(Json(
+        state
+            .broker()
+            .invoke_service(&pk, &dn, &identifier, params, timeout)
+            .await?,
+    ))
 }
 
 /// `POST …/rrpc` body.
@@ -166,8 +179,14 @@ mod tests {
 
     #[test]
     fn payloads_round_trip_as_text_or_base64() {
-        assert_eq!(decode_payload("hi", Encoding::Text).ok(), Some(Bytes::from_static(b"hi")));
-        assert_eq!(decode_payload("/wA=", Encoding::Base64).ok(), Some(Bytes::from_static(&[0xff, 0])));
+        assert_eq!(
+            decode_payload("hi", Encoding::Text).ok(),
+            Some(Bytes::from_static(b"hi"))
+        );
+        assert_eq!(
+            decode_payload("/wA=", Encoding::Base64).ok(),
+            Some(Bytes::from_static(&[0xff, 0]))
+        );
         assert!(decode_payload("%%", Encoding::Base64).is_err());
         assert_eq!(encode_payload(b"ok"), ("ok".to_owned(), Encoding::Text));
         assert_eq!(encode_payload(&[0xff, 0]), ("/wA=".to_owned(), Encoding::Base64));

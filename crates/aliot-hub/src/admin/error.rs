@@ -28,7 +28,11 @@ struct Body<'a> {
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     /// 400 `invalid_argument`.
@@ -53,18 +57,26 @@ impl ApiError {
     /// 500 `internal`, logging the cause.
     pub(crate) fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "admin API internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the hub's log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the hub's log",
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body { code: self.code, message: &self.message };
+        let body = Body {
+            code: self.code,
+            message: &self.message,
+        };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
         }
         response
     }
@@ -85,10 +97,17 @@ impl From<Error> for ApiError {
             Error::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "device_timeout"),
             Error::BadReply(_) => (StatusCode::BAD_GATEWAY, "bad_reply"),
             Error::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
-            #[allow(unreachable_patterns, reason = "variants added later map to 500 until they get a status")]
+            #[allow(
+                unreachable_patterns,
+                reason = "variants added later map to 500 until they get a status"
+            )]
             _ => return ApiError::internal(&e),
         };
-        Self { status, code, message }
+        Self {
+            status,
+            code,
+            message,
+        }
     }
 }
 

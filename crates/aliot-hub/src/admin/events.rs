@@ -36,10 +36,18 @@ pub(super) struct Filter {
 impl Filter {
     fn matches(&self, event: &Value) -> bool {
         let field = |k: &str| event.get(k).and_then(Value::as_str);
-        if self.product_key.as_deref().is_some_and(|pk| field("productKey") != Some(pk)) {
+        if self
+            .product_key
+            .as_deref()
+            .is_some_and(|pk| field("productKey") != Some(pk))
+        {
             return false;
         }
-        if self.device_name.as_deref().is_some_and(|dn| field("deviceName") != Some(dn)) {
+        if self
+            .device_name
+            .as_deref()
+            .is_some_and(|dn| field("deviceName") != Some(dn))
+        {
             return false;
         }
         if let Some(types) = &self.types {
@@ -63,11 +71,16 @@ pub(super) async fn stream(
 
 async fn next_event(
     (mut rx, filter): (broadcast::Receiver<Arc<Event>>, Filter),
-) -> Option<(Result<SseEvent, Infallible>, (broadcast::Receiver<Arc<Event>>, Filter))> {
+) -> Option<(
+    Result<SseEvent, Infallible>,
+    (broadcast::Receiver<Arc<Event>>, Filter),
+)> {
     loop {
         match rx.recv().await {
             Ok(event) => {
-                let Ok(value) = serde_json::to_value(&*event) else { continue };
+                let Ok(value) = serde_json::to_value(&*event) else {
+                    continue;
+                };
                 if filter.matches(&value) {
                     return Some((Ok(SseEvent::default().data(value.to_string())), (rx, filter)));
                 }
@@ -89,13 +102,26 @@ mod tests {
     fn filters_select_by_device_and_type() {
         let e = serde_json::json!({"type": "uplink", "productKey": "pk", "deviceName": "dn"});
         assert!(Filter::default().matches(&e));
-        let f = Filter { product_key: Some("pk".into()), device_name: Some("dn".into()), types: None };
+        let f = Filter {
+            product_key: Some("pk".into()),
+            device_name: Some("dn".into()),
+            types: None,
+        };
         assert!(f.matches(&e));
-        let f = Filter { device_name: Some("other".into()), ..Filter::default() };
+        let f = Filter {
+            device_name: Some("other".into()),
+            ..Filter::default()
+        };
         assert!(!f.matches(&e));
-        let f = Filter { types: Some("status, uplink".into()), ..Filter::default() };
+        let f = Filter {
+            types: Some("status, uplink".into()),
+            ..Filter::default()
+        };
         assert!(f.matches(&e));
-        let f = Filter { types: Some("status".into()), ..Filter::default() };
+        let f = Filter {
+            types: Some("status".into()),
+            ..Filter::default()
+        };
         assert!(!f.matches(&e));
     }
 }

@@ -88,7 +88,14 @@ impl AdminState {
     /// State over a registry and a broker (which should use the same registry as its
     /// directory), protected by `token`.
     pub fn new(store: Store, broker: Broker, token: AdminToken) -> Self {
-        Self { inner: Arc::new(StateInner { store, broker, token, closing: CancellationToken::new() }) }
+        Self {
+            inner: Arc::new(StateInner {
+                store,
+                broker,
+                token,
+                closing: CancellationToken::new(),
+            }),
+        }
     }
 
     /// Ends the event streams (call it when the HTTP server shuts down).
@@ -110,7 +117,10 @@ pub fn router(state: AdminState) -> Router {
     let api = Router::new()
         .route("/api/v1/products", get(products::list).post(products::create))
         .route("/api/v1/products/{pk}", get(products::show))
-        .route("/api/v1/products/{pk}/devices", get(devices::list).post(devices::create))
+        .route(
+            "/api/v1/products/{pk}/devices",
+            get(devices::list).post(devices::create),
+        )
         // `devices:batch`: a literal suffix after a path parameter cannot be routed as such,
         // so the segment is a parameter and the handler checks it.
         .route("/api/v1/products/{pk}/{action}", post(devices::action))
@@ -118,9 +128,18 @@ pub fn router(state: AdminState) -> Router {
             "/api/v1/products/{pk}/devices/{dn}",
             get(devices::show).patch(devices::update).delete(devices::delete),
         )
-        .route("/api/v1/products/{pk}/devices/{dn}/publish", post(downlink::publish))
-        .route("/api/v1/products/{pk}/devices/{dn}/properties", post(downlink::set_properties))
-        .route("/api/v1/products/{pk}/devices/{dn}/services/{identifier}", post(downlink::invoke_service))
+        .route(
+            "/api/v1/products/{pk}/devices/{dn}/publish",
+            post(downlink::publish),
+        )
+        .route(
+            "/api/v1/products/{pk}/devices/{dn}/properties",
+            post(downlink::set_properties),
+        )
+        .route(
+            "/api/v1/products/{pk}/devices/{dn}/services/{identifier}",
+            post(downlink::invoke_service),
+        )
         .route("/api/v1/products/{pk}/devices/{dn}/rrpc", post(downlink::rrpc))
         .route("/api/v1/events", get(events::stream))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -157,7 +176,11 @@ async fn no_route() -> error::ApiError {
 }
 
 async fn method_not_allowed() -> error::ApiError {
-    error::ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
+    error::ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint",
+    )
 }
 
 /// Prometheus text: the broker's counters, the registry's counts, the process's memory and CPU.
@@ -179,8 +202,9 @@ async fn metrics(State(state): State<AdminState>) -> Response {
     );
     process::render(&mut out);
     let mut response = out.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
     response
 }

@@ -13,7 +13,12 @@ const USER_HZ: f64 = 100.0;
 /// that cannot be read (non-Linux systems).
 pub(crate) fn render(out: &mut String) {
     if let Some(rss) = resident_bytes() {
-        gauge(out, "process_resident_memory_bytes", "Resident memory size in bytes.", rss as f64);
+        gauge(
+            out,
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            rss as f64,
+        );
     }
     if let Some(cpu) = cpu_seconds() {
         let _ = writeln!(
@@ -23,10 +28,20 @@ pub(crate) fn render(out: &mut String) {
         );
     }
     if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-        gauge(out, "process_open_fds", "Number of open file descriptors.", dir.count() as f64);
+        gauge(
+            out,
+            "process_open_fds",
+            "Number of open file descriptors.",
+            dir.count() as f64,
+        );
     }
     if let Some(threads) = status_field("Threads:") {
-        gauge(out, "process_threads", "Number of OS threads in the process.", threads as f64);
+        gauge(
+            out,
+            "process_threads",
+            "Number of OS threads in the process.",
+            threads as f64,
+        );
     }
 }
 

@@ -51,12 +51,22 @@ pub(super) async fn create(
     body: Result<Json<CreateProduct>, JsonRejection>,
 ) -> Result<(StatusCode, Json<ProductView>), ApiError> {
     let Json(body) = body?;
-    let product = state.store().create_product(&body.name, body.product_key.as_deref()).await?;
+    let product = state
+        .store()
+        .create_product(&body.name, body.product_key.as_deref())
+        .await?;
     Ok((StatusCode::CREATED, Json(view(&state, product))))
 }
 
 pub(super) async fn list(State(state): State<AdminState>) -> Json<Vec<ProductView>> {
-    Json(state.store().products().into_iter().map(|p| view(&state, p)).collect())
+    Json(
+        state
+            .store()
+            .products()
+            .into_iter()
+            .map(|p| view(&state, p))
+            .collect(),
+    )
 }
 
 pub(super) async fn show(

@@ -37,12 +37,21 @@ impl MemDirectory {
     pub fn add(&self, pk: &str, dn: &str, secret: &str) {
         self.devices.lock().expect("lock").insert(
             (pk.to_owned(), dn.to_owned()),
-            DeviceAuth { device_secret: secret.to_owned(), enabled: true, iot_id: format!("iot-{dn}") },
+            DeviceAuth {
+                device_secret: secret.to_owned(),
+                enabled: true,
+                iot_id: format!("iot-{dn}"),
+            },
         );
     }
 
     pub fn set_enabled(&self, pk: &str, dn: &str, enabled: bool) {
-        if let Some(d) = self.devices.lock().expect("lock").get_mut(&(pk.to_owned(), dn.to_owned())) {
+        if let Some(d) = self
+            .devices
+            .lock()
+            .expect("lock")
+            .get_mut(&(pk.to_owned(), dn.to_owned()))
+        {
             d.enabled = enabled;
         }
     }
@@ -50,11 +59,18 @@ impl MemDirectory {
 
 impl Directory for MemDirectory {
     fn device(&self, product_key: &str, device_name: &str) -> Option<DeviceAuth> {
-        self.devices.lock().expect("lock").get(&(product_key.to_owned(), device_name.to_owned())).cloned()
+        self.devices
+            .lock()
+            .expect("lock")
+            .get(&(product_key.to_owned(), device_name.to_owned()))
+            .cloned()
     }
 
     fn device_online(&self, product_key: &str, device_name: &str, ip: IpAddr, _at_ms: u64) {
-        self.online_calls.lock().expect("lock").push((product_key.to_owned(), device_name.to_owned(), ip));
+        self.online_calls
+            .lock()
+            .expect("lock")
+            .push((product_key.to_owned(), device_name.to_owned(), ip));
     }
 }
 
@@ -75,6 +91,11 @@ impl Hub {
     }
 
     pub async fn start_with(config: BrokerConfig) -> Hub {
+        Hub::start_full(config, None).await
+    }
+
+    /// A hub serving MQTT over TLS with `acceptor`.
+    pub async fn start_full(config: BrokerConfig, tls: Option<tokio_rustls::TlsAcceptor>) -> Hub {
         let directory = Arc::new(MemDirectory::default());
         for dn in ["dev1", "dev2", "dev3"] {
             directory.add(PK, dn, SECRET);
@@ -86,12 +107,19 @@ impl Hub {
         let (tx, rx) = oneshot::channel::<()>();
         let b = broker.clone();
         let task = tokio::spawn(async move {
-            b.serve(listener, None, async {
+            b.serve(listener, tls, async {
                 let _ = rx.await;
             })
             .await
         });
-        Hub { addr, broker, directory, events, shutdown: Some(tx), task: Some(task) }
+        Hub {
+            addr,
+            broker,
+            directory,
+            events,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// Stops the listener and waits for serve() to return.
@@ -100,7 +128,11 @@ impl Hub {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(GUARD, task).await.expect("serve returns").expect("join").expect("serve ok");
+            tokio::time::timeout(GUARD, task)
+                .await
+                .expect("serve returns")
+                .expect("join")
+                .expect("serve ok");
         }
     }
 
@@ -123,13 +155,15 @@ impl Hub {
     /// Waits until the device is online (its online status event).
     pub async fn online(&mut self, dn: &str) {
         let dn = dn.to_owned();
-        self.event(move |e| matches!(e, Event::Status(s) if s.status == "online" && s.device_name == dn)).await;
+        self.event(move |e| matches!(e, Event::Status(s) if s.status == "online" && s.device_name == dn))
+            .await;
     }
 
     /// Waits until the device is offline (its offline status event).
     pub async fn offline(&mut self, dn: &str) -> Arc<Event> {
         let dn = dn.to_owned();
-        self.event(move |e| matches!(e, Event::Status(s) if s.status == "offline" && s.device_name == dn)).await
+        self.event(move |e| matches!(e, Event::Status(s) if s.status == "offline" && s.device_name == dn))
+            .await
     }
 }
 
@@ -144,7 +178,16 @@ pub struct Creds {
 /// Signs like the documentation's example: `prefix|securemode=3,signmethod=hmacsha1,timestamp=..|`
 /// plus `extra` parameters (e.g. `_ss=1,ext=1`).
 pub fn creds(dn: &str, extra: &str) -> Creds {
-    creds_with(PK, dn, SECRET, &format!("{PK}.{dn}"), SignMethod::HmacSha1, Some("1539421321846"), extra, HexCase::Lower)
+    creds_with(
+        PK,
+        dn,
+        SECRET,
+        &format!("{PK}.{dn}"),
+        SignMethod::HmacSha1,
+        Some("1539421321846"),
+        extra,
+        HexCase::Lower,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -158,7 +201,10 @@ pub fn creds_with(
     extra: &str,
     case: HexCase,
 ) -> Creds {
-    let mut params = vec!["securemode=3".to_owned(), format!("signmethod={}", method.as_str())];
+    let mut params = vec![
+        "securemode=3".to_owned(),
+        format!("signmethod={}", method.as_str()),
+    ];
     if let Some(ts) = timestamp {
         params.push(format!("timestamp={ts}"));
     }
@@ -195,7 +241,11 @@ impl Raw {
     pub async fn open(addr: SocketAddr) -> Raw {
         let stream = TcpStream::connect(addr).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
-        Raw { stream, codec: Codec::new(0), buf: BytesMut::new() }
+        Raw {
+            stream,
+            codec: Codec::new(0),
+            buf: BytesMut::new(),
+        }
     }
 
     /// Opens a connection and sends a signed CONNECT; returns the client and the CONNACK.
@@ -225,13 +275,19 @@ impl Raw {
 
     /// The next packet, or `None` when the hub closed the connection.
     pub async fn recv(&mut self) -> Option<Packet> {
-        tokio::time::timeout(GUARD, self.recv_unguarded()).await.expect("no packet and no close within the guard")
+        tokio::time::timeout(GUARD, self.recv_unguarded())
+            .await
+            .expect("no packet and no close within the guard")
     }
 
     /// As `recv`, with no guard (for tests running on paused time).
     pub async fn recv_unguarded(&mut self) -> Option<Packet> {
         loop {
-            if let Some((p, _)) = self.codec.decode(&mut self.buf).expect("hub sent a malformed packet") {
+            if let Some((p, _)) = self
+                .codec
+                .decode(&mut self.buf)
+                .expect("hub sent a malformed packet")
+            {
                 return Some(p);
             }
             match self.stream.read_buf(&mut self.buf).await {
@@ -274,17 +330,28 @@ impl Raw {
             qos,
             topic: topic.to_owned().into(),
             // QoS 0 carries no packet id.
-            packet_id: if qos == QoS::AtMostOnce { None } else { std::num::NonZeroU16::new(pid) },
+            packet_id: if qos == QoS::AtMostOnce {
+                None
+            } else {
+                std::num::NonZeroU16::new(pid)
+            },
             payload: Bytes::from(payload.to_owned()),
             properties: None,
         })))
         .await;
     }
 
-    pub async fn subscribe(&mut self, pid: u16, filters: &[(&str, QoS)]) -> Vec<rmqtt_codec::v3::SubscribeReturnCode> {
+    pub async fn subscribe(
+        &mut self,
+        pid: u16,
+        filters: &[(&str, QoS)],
+    ) -> Vec<rmqtt_codec::v3::SubscribeReturnCode> {
         self.send(Packet::Subscribe {
             packet_id: std::num::NonZeroU16::new(pid).expect("pid"),
-            topic_filters: filters.iter().map(|(f, q)| ((*f).to_owned().into(), *q)).collect(),
+            topic_filters: filters
+                .iter()
+                .map(|(f, q)| ((*f).to_owned().into(), *q))
+                .collect(),
         })
         .await;
         match self.recv().await {

@@ -51,15 +51,24 @@ impl TestHub {
     }
 
     pub async fn start_in(dir: TempDir) -> TestHub {
-        let mut config = Config::default();
-        config.data_dir = Some(dir.path().to_owned());
+        let mut config = Config {
+            data_dir: Some(dir.path().to_owned()),
+            ..Config::default()
+        };
         config.mqtt.listen = "127.0.0.1:0".parse().expect("addr");
         config.admin.listen = "127.0.0.1:0".parse().expect("addr");
         config.admin.token = Some(TOKEN.into());
-        let hub = aliot_hub::start(config, std::future::pending()).await.expect("hub starts");
+        let hub = aliot_hub::start(config, std::future::pending())
+            .await
+            .expect("hub starts");
         let base = hub.admin_url().to_owned();
         let mqtt = hub.mqtt_addr();
-        TestHub { hub: Some(hub), dir, base, mqtt }
+        TestHub {
+            hub: Some(hub),
+            dir,
+            base,
+            mqtt,
+        }
     }
 
     pub fn hub(&self) -> &RunningHub {
@@ -80,19 +89,38 @@ impl TestHub {
 
     /// Creates a product and a device; returns (productKey, deviceName, deviceSecret).
     pub async fn device(&self, dn: &str) -> (String, String, String) {
-        let (s, p) = self.call("POST", "/api/v1/products", Some(serde_json::json!({"name": "test"}))).await;
+        let (s, p) = self
+            .call(
+                "POST",
+                "/api/v1/products",
+                Some(serde_json::json!({"name": "test"})),
+            )
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{p}");
         let pk = p["productKey"].as_str().expect("productKey").to_owned();
         let (s, d) = self
-            .call("POST", &format!("/api/v1/products/{pk}/devices"), Some(serde_json::json!({"deviceName": dn})))
+            .call(
+                "POST",
+                &format!("/api/v1/products/{pk}/devices"),
+                Some(serde_json::json!({"deviceName": dn})),
+            )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{d}");
-        (pk, dn.to_owned(), d["deviceSecret"].as_str().expect("secret").to_owned())
+        (
+            pk,
+            dn.to_owned(),
+            d["deviceSecret"].as_str().expect("secret").to_owned(),
+        )
     }
 }
 
 /// One HTTP request; the answer as (status, text).
-pub async fn http(method: &str, url: &str, token: Option<&str>, body: Option<String>) -> (StatusCode, String) {
+pub async fn http(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> (StatusCode, String) {
     let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut req = hyper::Request::builder().method(method).uri(url);
     if let Some(t) = token {
@@ -101,15 +129,27 @@ pub async fn http(method: &str, url: &str, token: Option<&str>, body: Option<Str
     if body.is_some() {
         req = req.header("content-type", "application/json");
     }
-    let req = req.body(Full::new(Bytes::from(body.unwrap_or_default()))).expect("request");
-    let resp = guard("HTTP answer", client.request(req)).await.expect("HTTP request");
+    let req = req
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .expect("request");
+    let resp = guard("HTTP answer", client.request(req))
+        .await
+        .expect("HTTP request");
     let status = resp.status();
-    let bytes = guard("HTTP body", resp.into_body().collect()).await.expect("body").to_bytes();
+    let bytes = guard("HTTP body", resp.into_body().collect())
+        .await
+        .expect("body")
+        .to_bytes();
     (status, String::from_utf8(bytes.to_vec()).expect("utf-8 body"))
 }
 
 /// One JSON request; the answer as (status, JSON or `null` for an empty body).
-pub async fn http_json(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+pub async fn http_json(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let (status, text) = http(method, url, token, body.map(|b| b.to_string())).await;
     let value = if text.is_empty() {
         Value::Null
@@ -132,8 +172,17 @@ impl Offline {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).await.expect("store");
         let broker = Broker::new(BrokerConfig::default(), Arc::new(store.clone()));
-        let state = AdminState::new(store.clone(), broker.clone(), AdminToken::new(TOKEN).expect("token"));
-        Offline { dir, store, broker, app: router(state) }
+        let state = AdminState::new(
+            store.clone(),
+            broker.clone(),
+            AdminToken::new(TOKEN).expect("token"),
+        );
+        Offline {
+            dir,
+            store,
+            broker,
+            app: router(state),
+        }
     }
 
     /// One request through the router; (status, body text, content type).
@@ -151,7 +200,9 @@ impl Offline {
         if body.is_some() {
             req = req.header("content-type", "application/json");
         }
-        let req = req.body(axum::body::Body::from(body.unwrap_or_default().to_owned())).expect("request");
+        let req = req
+            .body(axum::body::Body::from(body.unwrap_or_default().to_owned()))
+            .expect("request");
         let resp = self.app.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
         let ctype = resp
@@ -160,14 +211,20 @@ impl Offline {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body");
         (status, String::from_utf8(bytes.to_vec()).expect("utf-8"), ctype)
     }
 
     pub async fn json(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let body = body.map(|b| b.to_string());
         let (status, text, _) = self.send(method, path, Some(TOKEN), body.as_deref()).await;
-        let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("JSON body") };
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).expect("JSON body")
+        };
         (status, v)
     }
 }
@@ -175,7 +232,10 @@ impl Offline {
 /// What a test device saw.
 #[derive(Debug)]
 pub enum DevEvent {
-    Publish { topic: String, payload: Bytes },
+    Publish {
+        topic: String,
+        payload: Bytes,
+    },
     SubAck,
     /// The connection ended (the event loop's error).
     Closed(String),
@@ -208,7 +268,10 @@ pub fn options(addr: SocketAddr, pk: &str, dn: &str, secret: &str) -> MqttOption
         },
     )
     .expect("sign");
-    let mut opts = MqttOptions::new(creds.client_id.clone(), rumqttc::Broker::tcp("127.0.0.1", addr.port()));
+    let mut opts = MqttOptions::new(
+        creds.client_id.clone(),
+        rumqttc::Broker::tcp("127.0.0.1", addr.port()),
+    );
     opts.set_credentials(creds.username.clone(), creds.password.clone());
     opts.set_keep_alive(60);
     opts
@@ -225,7 +288,12 @@ impl TestDevice {
     }
 
     /// Connects; the event loop's first error when the CONNECT is refused.
-    pub async fn try_connect(addr: SocketAddr, pk: &str, dn: &str, secret: &str) -> Result<TestDevice, ConnectionError> {
+    pub async fn try_connect(
+        addr: SocketAddr,
+        pk: &str,
+        dn: &str,
+        secret: &str,
+    ) -> Result<TestDevice, ConnectionError> {
         let (client, mut eventloop) = AsyncClient::builder(options(addr, pk, dn, secret)).build();
         // The CONNACK, before handing the loop to a task.
         guard("CONNACK", async {
@@ -257,7 +325,13 @@ impl TestDevice {
                 }
             }
         });
-        Ok(TestDevice { client, rx, pk: pk.to_owned(), dn: dn.to_owned(), task })
+        Ok(TestDevice {
+            client,
+            rx,
+            pk: pk.to_owned(),
+            dn: dn.to_owned(),
+            task,
+        })
     }
 
     /// The next message the device receives.
@@ -291,7 +365,10 @@ impl TestDevice {
 
     /// Subscribes and waits for the SUBACK.
     pub async fn subscribe(&mut self, filter: &str) {
-        self.client.subscribe(filter.to_owned(), QoS::AtLeastOnce).await.expect("subscribe");
+        self.client
+            .subscribe(filter.to_owned(), QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
         guard("SUBACK", async {
             loop {
                 match self.rx.recv().await {
@@ -307,7 +384,11 @@ impl TestDevice {
 
     pub async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
         self.client
-            .publish(topic.to_owned(), Bytes::from(payload.into()), PublishOptions::at_least_once())
+            .publish(
+                topic.to_owned(),
+                Bytes::from(payload.into()),
+                PublishOptions::at_least_once(),
+            )
             .await
             .expect("publish");
     }

@@ -25,22 +25,29 @@ impl Http {
     pub(crate) fn new(target: AdminTarget) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(connector);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(256)
+            .build(connector);
         Self { client, target }
     }
 
     /// `POST {base}{path}` with a JSON body: (status, body).
-    pub(crate) async fn post_json(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<(u16, Bytes)> {
+    pub(crate) async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<(u16, Bytes)> {
         let bytes = serde_json::to_vec(body).context("cannot encode the request body")?;
-        self.call(hyper::Method::POST, path, Some(Bytes::from(bytes))).await
+        self.call(hyper::Method::POST, path, Some(Bytes::from(bytes)))
+            .await
     }
 
-    /// `GET {base}{path}`: (status, body).
-    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<(u16, Bytes)> {
-        self.call(hyper::Method::GET, path, None).await
-    }
-
-    async fn call(&self, method: hyper::Method, path: &str, body: Option<Bytes>) -> anyhow::Result<(u16, Bytes)> {
+    async fn call(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> anyhow::Result<(u16, Bytes)> {
         let url = format!("{}{}", self.target.url, path);
         let mut req = hyper::Request::builder().method(method).uri(&url);
         if let Some(token) = &self.target.token {
@@ -49,33 +56,61 @@ impl Http {
         if body.is_some() {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
         }
-        let req = req.body(Full::new(body.unwrap_or_default())).with_context(|| format!("bad URL {url}"))?;
+        let req = req
+            .body(Full::new(body.unwrap_or_default()))
+            .with_context(|| format!("bad URL {url}"))?;
         let fut = async {
-            let resp = self.client.request(req).await.with_context(|| format!("cannot reach {url}"))?;
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .with_context(|| format!("cannot reach {url}"))?;
             let status = resp.status().as_u16();
-            let body = resp.into_body().collect().await.with_context(|| format!("reading the answer of {url}"))?.to_bytes();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .with_context(|| format!("reading the answer of {url}"))?
+                .to_bytes();
             anyhow::Ok((status, body))
         };
-        tokio::time::timeout(CALL_TIMEOUT, fut).await.with_context(|| format!("{url} did not answer in {CALL_TIMEOUT:?}"))?
+        tokio::time::timeout(CALL_TIMEOUT, fut)
+            .await
+            .with_context(|| format!("{url} did not answer in {CALL_TIMEOUT:?}"))?
     }
 }
 
 /// A GET of a full URL (for `/metrics`), without a token.
 pub(crate) async fn get_url(http: &Http, url: &str) -> anyhow::Result<String> {
-    let req = hyper::Request::get(url).body(Full::new(Bytes::new())).with_context(|| format!("bad URL {url}"))?;
+    let req = hyper::Request::get(url)
+        .body(Full::new(Bytes::new()))
+        .with_context(|| format!("bad URL {url}"))?;
     let fut = async {
-        let resp = http.client.request(req).await.with_context(|| format!("cannot reach {url}"))?;
-        let body = resp.into_body().collect().await.context("reading /metrics")?.to_bytes();
+        let resp = http
+            .client
+            .request(req)
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .context("reading /metrics")?
+            .to_bytes();
         anyhow::Ok(String::from_utf8_lossy(&body).into_owned())
     };
-    tokio::time::timeout(Duration::from_secs(5), fut).await.with_context(|| format!("{url} did not answer"))?
+    tokio::time::timeout(Duration::from_secs(5), fut)
+        .await
+        .with_context(|| format!("{url} did not answer"))?
 }
 
 /// The value of an unlabelled metric in Prometheus text (`name 1.5e7`).
 pub(crate) fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
         let rest = l.strip_prefix(name)?;
-        let rest = rest.strip_prefix(' ').or_else(|| rest.strip_prefix("{}").map(str::trim_start))?;
+        let rest = rest
+            .strip_prefix(' ')
+            .or_else(|| rest.strip_prefix("{}").map(str::trim_start))?;
         rest.split_whitespace().next()?.parse().ok()
     })
 }

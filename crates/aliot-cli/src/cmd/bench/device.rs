@@ -78,7 +78,10 @@ impl std::fmt::Debug for Fleet {
 
 impl Fleet {
     fn note_error(&self, e: String) {
-        let mut errors = self.errors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut errors = self
+            .errors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if errors.len() < 5 && !errors.contains(&e) {
             errors.push(e);
         }
@@ -88,9 +91,15 @@ impl Fleet {
     /// of this process that its subscriber listens to.
     pub(crate) fn post_topic(&self, d: &DeviceSpec) -> String {
         if self.settings.plain_auth.is_some() {
-            format!("aliot-bench/w{}/{}/{}", self.settings.worker_index, d.product_key, d.device_name)
+            format!(
+                "aliot-bench/w{}/{}/{}",
+                self.settings.worker_index, d.product_key, d.device_name
+            )
         } else {
-            format!("/sys/{}/{}/thing/event/property/post", d.product_key, d.device_name)
+            format!(
+                "/sys/{}/{}/thing/event/property/post",
+                d.product_key, d.device_name
+            )
         }
     }
 }
@@ -154,7 +163,9 @@ impl Conn {
 /// Appends the encoding of `p` to `tx`.
 pub(crate) fn encode(p: Packet, tx: &mut BytesMut) -> io::Result<()> {
     use tokio_util::codec::Encoder as _;
-    Codec::new(0).encode(p, tx).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("encode: {e:?}")))
+    Codec::new(0)
+        .encode(p, tx)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("encode: {e:?}")))
 }
 
 pub(crate) fn publish(topic: String, payload: Vec<u8>, qos1: bool, pkid: u16) -> Packet {
@@ -163,7 +174,11 @@ pub(crate) fn publish(topic: String, payload: Vec<u8>, qos1: bool, pkid: u16) ->
         retain: false,
         qos: if qos1 { QoS::AtLeastOnce } else { QoS::AtMostOnce },
         topic: topic.into(),
-        packet_id: if qos1 { std::num::NonZeroU16::new(pkid) } else { None },
+        packet_id: if qos1 {
+            std::num::NonZeroU16::new(pkid)
+        } else {
+            None
+        },
         payload: Bytes::from(payload),
         properties: None,
     }))
@@ -171,7 +186,11 @@ pub(crate) fn publish(topic: String, payload: Vec<u8>, qos1: bool, pkid: u16) ->
 
 /// Opens the socket (from the device's source address, if any) with TCP_NODELAY.
 pub(crate) async fn open(fleet: &Fleet, idx: usize) -> io::Result<Conn> {
-    let socket = if fleet.addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    let socket = if fleet.addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
     socket.set_nodelay(true)?;
     let ips = &fleet.settings.source_ips;
     if !ips.is_empty() {
@@ -192,7 +211,11 @@ fn connect_packet(fleet: &Fleet, idx: usize) -> Result<Packet, String> {
     let s = &fleet.settings;
     let d = &fleet.devices[idx];
     let (client_id, username, password) = match (&s.plain_auth, &d.device_secret) {
-        (Some(plain), _) => (format!("{}.{}", d.product_key, d.device_name), plain.username.clone(), plain.password.clone()),
+        (Some(plain), _) => (
+            format!("{}.{}", d.product_key, d.device_name),
+            plain.username.clone(),
+            plain.password.clone(),
+        ),
         (None, Some(secret)) => {
             let id = DeviceIdentity::new(d.product_key.as_str(), d.device_name.as_str(), secret.as_str())
                 .map_err(|e| format!("{}/{}: {e}", d.product_key, d.device_name))?;
@@ -275,7 +298,9 @@ async fn handshake(fleet: &Fleet, idx: usize) -> Handshake {
                     code => Handshake::Refused(u8::from(code)),
                 };
             }
-            Ok(Some((p, _))) => return Handshake::Failed(format!("expected CONNACK, got packet type {}", p.packet_type())),
+            Ok(Some((p, _))) => {
+                return Handshake::Failed(format!("expected CONNACK, got packet type {}", p.packet_type()));
+            }
             Err(e) => return Handshake::Failed(format!("bad CONNACK: {e:?}")),
         }
     }
@@ -362,7 +387,10 @@ async fn session_loop(
     let plain = s.plain_auth.is_some();
     let telemetry = s.workload == Workload::Telemetry;
     let qos1 = s.qos == 1;
-    let mut session = Session::new(s.inflight, if plain { Completion::Ack } else { Completion::Reply });
+    let mut session = Session::new(
+        s.inflight,
+        if plain { Completion::Ack } else { Completion::Reply },
+    );
     session.last_sent_us = now_us();
     let interval_us = u64::try_from(s.interval.as_micros()).unwrap_or(u64::MAX);
     let n = fleet.devices.len().max(1) as u64;
@@ -382,7 +410,11 @@ async fn session_loop(
         if phase == Phase::Run && telemetry {
             let next = *next_post_us.get_or_insert_with(|| {
                 // Spread the first posts over one interval so the fleet does not post in lockstep.
-                now + if interval_us == 0 { 0 } else { (idx as u64 % n) * interval_us / n }
+                now + if interval_us == 0 {
+                    0
+                } else {
+                    (idx as u64 % n) * interval_us / n
+                }
             });
             if next <= now && session.can_post() {
                 let d = &fleet.devices[idx];
@@ -390,7 +422,12 @@ async fn session_loop(
                     let payload = format!(
                         r#"{{"id":"{msg_id}","version":"1.0","params":{{"t":{now}}},"method":"thing.event.property.post"}}"#
                     );
-                    if encode(publish(fleet.post_topic(d), payload.into_bytes(), qos1, pkid), &mut tx).is_err() {
+                    if encode(
+                        publish(fleet.post_topic(d), payload.into_bytes(), qos1, pkid),
+                        &mut tx,
+                    )
+                    .is_err()
+                    {
                         return false;
                     }
                     Stats::inc(&stats.sent);
@@ -506,7 +543,9 @@ fn handle(fleet: &Fleet, idx: usize, session: &mut Session, p: Packet, tx: &mut 
                 return Ok(());
             }
             if let Some(reply_topic) = downlink_reply_topic(topic) {
-                let Some(id) = read_id(&publish.payload) else { return Ok(()) };
+                let Some(id) = read_id(&publish.payload) else {
+                    return Ok(());
+                };
                 let payload = DeviceReply::success(id, serde_json::json!({})).to_vec();
                 encode(publish_reply(reply_topic, payload), tx)?;
                 Stats::inc(&stats.downlinks_answered);
@@ -528,9 +567,17 @@ fn publish_reply(topic: String, payload: Vec<u8>) -> Packet {
 fn downlink_reply_topic(topic: &str) -> Option<String> {
     match Topic::parse(topic).ok()? {
         Topic::ExtRrpc { .. } => Some(topic.to_owned()),
-        Topic::Sys { product_key, device_name, path } => match path {
-            SysPath::PropertySet | SysPath::Service(_) | SysPath::PropertyGet => Some(format!("{topic}_reply")),
-            SysPath::RrpcRequest(id) => Some(Topic::sys(&product_key, &device_name, SysPath::RrpcResponse(id)).to_string()),
+        Topic::Sys {
+            product_key,
+            device_name,
+            path,
+        } => match path {
+            SysPath::PropertySet | SysPath::Service(_) | SysPath::PropertyGet => {
+                Some(format!("{topic}_reply"))
+            }
+            SysPath::RrpcRequest(id) => {
+                Some(Topic::sys(&product_key, &device_name, SysPath::RrpcResponse(id)).to_string())
+            }
             _ => None,
         },
         _ => None,
@@ -547,7 +594,10 @@ mod tests {
             downlink_reply_topic("/sys/pk/dn/thing/service/property/set").as_deref(),
             Some("/sys/pk/dn/thing/service/property/set_reply")
         );
-        assert_eq!(downlink_reply_topic("/sys/pk/dn/rrpc/request/42").as_deref(), Some("/sys/pk/dn/rrpc/response/42"));
+        assert_eq!(
+            downlink_reply_topic("/sys/pk/dn/rrpc/request/42").as_deref(),
+            Some("/sys/pk/dn/rrpc/response/42")
+        );
         assert_eq!(
             downlink_reply_topic("/ext/rrpc/7/sys/pk/dn/thing/service/reboot").as_deref(),
             Some("/ext/rrpc/7/sys/pk/dn/thing/service/reboot")
@@ -556,7 +606,10 @@ mod tests {
             downlink_reply_topic("/sys/pk/dn/thing/service/reboot").as_deref(),
             Some("/sys/pk/dn/thing/service/reboot_reply")
         );
-        assert_eq!(downlink_reply_topic("/sys/pk/dn/thing/event/property/post_reply"), None);
+        assert_eq!(
+            downlink_reply_topic("/sys/pk/dn/thing/event/property/post_reply"),
+            None
+        );
     }
 
     #[test]

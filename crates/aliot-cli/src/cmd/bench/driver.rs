@@ -15,7 +15,9 @@ use super::stats::{Stats, now_us};
 
 /// Calls until `until`; returns when every caller is done.
 pub(crate) async fn run(fleet: Arc<Fleet>, until: Instant) {
-    let Some(admin) = fleet.settings.admin.clone() else { return };
+    let Some(admin) = fleet.settings.admin.clone() else {
+        return;
+    };
     let http = Http::new(admin);
     let next = Arc::new(AtomicUsize::new(0));
     let mut callers = JoinSet::new();
@@ -29,11 +31,17 @@ pub(crate) async fn run(fleet: Arc<Fleet>, until: Instant) {
                 let d = &fleet.devices[idx];
                 let (path, body) = match fleet.settings.workload {
                     Workload::Rrpc => (
-                        format!("/api/v1/products/{}/devices/{}/services/{}", d.product_key, d.device_name, fleet.settings.service_id),
+                        format!(
+                            "/api/v1/products/{}/devices/{}/services/{}",
+                            d.product_key, d.device_name, fleet.settings.service_id
+                        ),
                         serde_json::json!({ "params": { "seq": i } }),
                     ),
                     _ => (
-                        format!("/api/v1/products/{}/devices/{}/properties", d.product_key, d.device_name),
+                        format!(
+                            "/api/v1/products/{}/devices/{}/properties",
+                            d.product_key, d.device_name
+                        ),
                         serde_json::json!({ "params": { "Seq": i } }),
                     ),
                 };
@@ -47,7 +55,13 @@ pub(crate) async fn run(fleet: Arc<Fleet>, until: Instant) {
                     }
                     Ok((status, resp)) => {
                         Stats::inc(&fleet.stats.reply_errors);
-                        note(&fleet, format!("{path}: HTTP {status}: {}", String::from_utf8_lossy(&resp[..resp.len().min(200)])));
+                        note(
+                            &fleet,
+                            format!(
+                                "{path}: HTTP {status}: {}",
+                                String::from_utf8_lossy(&resp[..resp.len().min(200)])
+                            ),
+                        );
                     }
                     Err(e) => {
                         Stats::inc(&fleet.stats.reply_errors);
@@ -73,7 +87,10 @@ fn device_code_ok(body: &[u8]) -> bool {
 }
 
 fn note(fleet: &Fleet, e: String) {
-    let mut errors = fleet.errors.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut errors = fleet
+        .errors
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if errors.len() < 5 && !errors.contains(&e) {
         errors.push(e);
     }

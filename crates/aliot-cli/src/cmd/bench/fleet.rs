@@ -25,13 +25,19 @@ impl fmt::Debug for DeviceSpec {
         f.debug_struct("DeviceSpec")
             .field("product_key", &self.product_key)
             .field("device_name", &self.device_name)
-            .field("device_secret", &self.device_secret.as_ref().map(|_| "<redacted>"))
+            .field(
+                "device_secret",
+                &self.device_secret.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
 
 /// Resolves the fleet: reads the CSV, or generates the names (and registers them on the hub).
-pub(crate) async fn resolve(source: &FleetSource, admin: Option<&AdminTarget>) -> anyhow::Result<Vec<DeviceSpec>> {
+pub(crate) async fn resolve(
+    source: &FleetSource,
+    admin: Option<&AdminTarget>,
+) -> anyhow::Result<Vec<DeviceSpec>> {
     match source {
         FleetSource::Csv { path, limit } => {
             let mut devices = read_csv(path)?;
@@ -43,7 +49,12 @@ pub(crate) async fn resolve(source: &FleetSource, admin: Option<&AdminTarget>) -
             }
             Ok(devices)
         }
-        FleetSource::Generated { product_key, prefix, count, register } => {
+        FleetSource::Generated {
+            product_key,
+            prefix,
+            count,
+            register,
+        } => {
             if *register {
                 let admin = admin.ok_or_else(|| usage("--register needs --admin-url"))?;
                 register_batch(admin, product_key, prefix, *count).await
@@ -79,10 +90,16 @@ fn parse_csv(text: &str) -> Result<Vec<DeviceSpec>, String> {
             continue;
         }
         let [pk, dn, secret, ..] = cols.as_slice() else {
-            return Err(format!("line {}: expected productKey,deviceName,deviceSecret", n + 1));
+            return Err(format!(
+                "line {}: expected productKey,deviceName,deviceSecret",
+                n + 1
+            ));
         };
         if pk.is_empty() || dn.is_empty() || secret.is_empty() {
-            return Err(format!("line {}: an empty productKey, deviceName or deviceSecret", n + 1));
+            return Err(format!(
+                "line {}: an empty productKey, deviceName or deviceSecret",
+                n + 1
+            ));
         }
         out.push(DeviceSpec {
             product_key: (*pk).to_owned(),
@@ -93,8 +110,8 @@ fn parse_csv(text: &str) -> Result<Vec<DeviceSpec>, String> {
     Ok(out)
 }
 
-/// The batch endpoint creates at most this many devices per call; larger fleets are split (the
-/// prefix of each call carries the offset so names stay `{prefix}{i}`).
+/// Devices registered per batch call (the hub takes larger batches; smaller calls keep each
+/// answer small).
 const BATCH: usize = 1000;
 
 #[derive(Deserialize)]
@@ -105,58 +122,67 @@ struct Created {
     device_secret: String,
 }
 
-/// `POST /api/v1/products/{pk}/devices:batch {"prefix","count"}` → 201 with the devices and their
-/// secrets. Creates the product first when the hub does not know it.
-async fn register_batch(admin: &AdminTarget, pk: &str, prefix: &str, count: usize) -> anyhow::Result<Vec<DeviceSpec>> {
+/// `POST /api/v1/products/{pk}/devices:batch {"prefix","count","start","skipExisting":true}` →
+/// 201 with the devices and their secrets (existing ones listed too, so a second run reuses
+/// them). Creates the product first when the hub does not know it.
+async fn register_batch(
+    admin: &AdminTarget,
+    pk: &str,
+    prefix: &str,
+    count: usize,
+) -> anyhow::Result<Vec<DeviceSpec>> {
     let http = Http::new(admin.clone());
     let mut out: Vec<DeviceSpec> = Vec::with_capacity(count);
-    let mut product_checked = false;
-    let mut done = 0;
-    while done < count {
-        let n = (count - done).min(BATCH);
-        let names: Vec<String> = (done..done + n).map(|i| format!("{prefix}{i}")).collect();
-        let body = serde_json::json!({ "deviceNames": names });
-        let path = format!("/api/v1/products/{pk}/devices:batch");
+    let mut product_created = false;
+    let path = format!("/api/v1/products/{pk}/devices:batch");
+    while out.len() < count {
+        let start = out.len();
+        let n = (count - start).min(BATCH);
+        let body = serde_json::json!({ "prefix": prefix, "count": n, "start": start, "skipExisting": true });
         let (status, resp) = http.post_json(&path, &body).await?;
-        if status == 404 && !product_checked {
-            product_checked = true;
+        if status == 404 && !product_created {
+            product_created = true;
             let (s, r) = http
-                .post_json("/api/v1/products", &serde_json::json!({ "name": format!("aliot bench {pk}"), "productKey": pk }))
+                .post_json(
+                    "/api/v1/products",
+                    &serde_json::json!({ "name": format!("aliot bench {pk}"), "productKey": pk }),
+                )
                 .await?;
             if !(200..300).contains(&s) {
-                anyhow::bail!("creating product {pk} failed: HTTP {s}: {}", String::from_utf8_lossy(&r));
+                anyhow::bail!(
+                    "creating product {pk} failed: HTTP {s}: {}",
+                    String::from_utf8_lossy(&r)
+                );
             }
             continue;
         }
-        product_checked = true;
-        if status == 409 {
-            // Some already exist (an earlier run): take the secrets from the device list.
-            out.extend(existing(&http, pk, &names).await?);
-            done += n;
-            continue;
-        }
         if !(200..300).contains(&status) {
-            anyhow::bail!("registering devices on {} failed: HTTP {status}: {}", admin.url, String::from_utf8_lossy(&resp));
+            anyhow::bail!(
+                "registering devices on {} failed: HTTP {status}: {}",
+                admin.url,
+                String::from_utf8_lossy(&resp)
+            );
         }
-        out.extend(parse_created(&resp, pk)?);
-        done += n;
+        let created = parse_created(&resp, pk)?;
+        if created.len() != n {
+            anyhow::bail!("the hub answered {} devices for a batch of {n}", created.len());
+        }
+        out.extend(created);
     }
     Ok(out)
 }
 
 fn parse_created(body: &[u8], pk: &str) -> anyhow::Result<Vec<DeviceSpec>> {
     let v: serde_json::Value = serde_json::from_slice(body).context("the batch endpoint answered no JSON")?;
-    let list = match &v {
-        serde_json::Value::Array(_) => v.clone(),
-        serde_json::Value::Object(o) => o
-            .get("devices")
-            .or_else(|| o.get("items"))
-            .or_else(|| o.get("created"))
-            .cloned()
+    let list = match v {
+        serde_json::Value::Array(_) => v,
+        serde_json::Value::Object(mut o) => o
+            .remove("devices")
             .ok_or_else(|| anyhow::anyhow!("the batch answer has no device list"))?,
         _ => anyhow::bail!("the batch answer has no device list"),
     };
-    let created: Vec<Created> = serde_json::from_value(list).context("the batch answer's devices lack deviceName/deviceSecret")?;
+    let created: Vec<Created> =
+        serde_json::from_value(list).context("the batch answer's devices lack deviceName/deviceSecret")?;
     Ok(created
         .into_iter()
         .map(|c| DeviceSpec {
@@ -165,29 +191,6 @@ fn parse_created(body: &[u8], pk: &str) -> anyhow::Result<Vec<DeviceSpec>> {
             device_secret: Some(c.device_secret),
         })
         .collect())
-}
-
-/// The secrets of devices that already exist, from `GET /api/v1/products/{pk}/devices/{dn}`.
-async fn existing(http: &Http, pk: &str, names: &[String]) -> anyhow::Result<Vec<DeviceSpec>> {
-    let mut out = Vec::with_capacity(names.len());
-    for dn in names {
-        let (status, body) = http.get(&format!("/api/v1/products/{pk}/devices/{dn}")).await?;
-        if status == 404 {
-            let (s, r) = http
-                .post_json(&format!("/api/v1/products/{pk}/devices"), &serde_json::json!({ "deviceName": dn }))
-                .await?;
-            if !(200..300).contains(&s) {
-                anyhow::bail!("creating {pk}/{dn} failed: HTTP {s}: {}", String::from_utf8_lossy(&r));
-            }
-            out.extend(parse_created(format!("[{}]", String::from_utf8_lossy(&r)).as_bytes(), pk)?);
-            continue;
-        }
-        if !(200..300).contains(&status) {
-            anyhow::bail!("reading {pk}/{dn} failed: HTTP {status}: {}", String::from_utf8_lossy(&body));
-        }
-        out.extend(parse_created(format!("[{}]", String::from_utf8_lossy(&body)).as_bytes(), pk)?);
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -219,7 +222,11 @@ mod tests {
 
     #[test]
     fn debug_should_redact_the_secret() {
-        let d = DeviceSpec { product_key: "pk".into(), device_name: "d".into(), device_secret: Some("hunter2".into()) };
+        let d = DeviceSpec {
+            product_key: "pk".into(),
+            device_name: "d".into(),
+            device_secret: Some("hunter2".into()),
+        };
         assert!(!format!("{d:?}").contains("hunter2"));
     }
 }

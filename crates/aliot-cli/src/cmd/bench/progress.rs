@@ -28,14 +28,20 @@ impl Live {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
         bar.set_style(style);
-        Self { bar, last: Mutex::new(None) }
+        Self {
+            bar,
+            last: Mutex::new(None),
+        }
     }
 
     /// Shows a snapshot (summed over the processes).
     pub(crate) fn show(&self, p: &Progress) {
         let now = Instant::now();
         let rate = {
-            let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut last = self
+                .last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let rate = match *last {
                 Some((t, n)) if now > t && p.replied >= n => (p.replied - n) as f64 / (now - t).as_secs_f64(),
                 _ => 0.0,

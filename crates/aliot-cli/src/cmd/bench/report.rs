@@ -20,7 +20,10 @@ fn pct(p: &Percentiles) -> String {
     if p.count == 0 {
         return "-".into();
     }
-    format!("p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2} ms  (n={})", p.p50, p.p90, p.p99, p.max, p.count)
+    format!(
+        "p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2} ms  (n={})",
+        p.p50, p.p90, p.p99, p.max, p.count
+    )
 }
 
 /// The summary as a two-column table.
@@ -28,7 +31,11 @@ pub(crate) fn table(s: &Summary) -> String {
     let refused = if s.refused.is_empty() {
         "0".to_owned()
     } else {
-        s.refused.iter().map(|(c, n)| format!("{n} × CONNACK {c}")).collect::<Vec<_>>().join(", ")
+        s.refused
+            .iter()
+            .map(|(c, n)| format!("{n} × CONNACK {c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let mut rows: Vec<(&str, String)> = vec![
         ("workload", s.workload.clone()),
@@ -39,7 +46,10 @@ pub(crate) fn table(s: &Summary) -> String {
         ("refused", refused),
         ("connect errors", s.connect_errors.to_string()),
         ("dropped", s.dropped.to_string()),
-        ("connect rate", format!("{:.1} /s", s.connect_rate)),
+        (
+            "connect rate",
+            format!("{:.1} /s (ramp {:.3} s)", s.connect_rate, s.ramp_s),
+        ),
         ("CONNACK latency", pct(&s.connack_latency_ms)),
         ("sent", s.sent.to_string()),
         ("acked (PUBACK)", s.acked.to_string()),
@@ -47,13 +57,25 @@ pub(crate) fn table(s: &Summary) -> String {
         ("lost", s.lost.to_string()),
         ("reply errors", s.reply_errors.to_string()),
         ("downlinks answered", s.downlinks_answered.to_string()),
-        ("msgs/s", format!("{:.1}", s.msgs_per_s)),
+        (
+            "msgs/s",
+            match s.offered_per_s {
+                Some(o) => format!("{:.1} (offered {o:.1})", s.msgs_per_s),
+                None => format!("{:.1}", s.msgs_per_s),
+            },
+        ),
         ("PUBACK latency", pct(&s.ack_latency_ms)),
         ("reply latency", pct(&s.reply_latency_ms)),
         ("hold", format!("{:.3} s", s.hold_s)),
         ("duration", format!("{:.3} s", s.duration_s)),
-        ("bench RSS", format!("{:.1} MiB", s.bench_rss_bytes as f64 / 1048576.0)),
-        ("bench RSS / device", format!("{:.2} KiB", s.bench_rss_per_device_kib)),
+        (
+            "bench RSS",
+            format!("{:.1} MiB", s.bench_rss_bytes as f64 / 1048576.0),
+        ),
+        (
+            "bench RSS / device",
+            format!("{:.2} KiB", s.bench_rss_per_device_kib),
+        ),
         ("bench CPU", format!("{:.2} s", s.bench_cpu_seconds)),
     ];
     if let Some(b) = s.hub_rss_bytes {

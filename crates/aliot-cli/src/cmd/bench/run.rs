@@ -32,7 +32,9 @@ fn tls_connector(t: &TlsSettings) -> anyhow::Result<(TlsConnector, rustls_pki_ty
             .with_context(|| format!("cannot read the CA file {}", path.display()))?
         {
             let cert = cert.with_context(|| format!("bad PEM in {}", path.display()))?;
-            roots.add(cert).with_context(|| format!("bad CA certificate in {}", path.display()))?;
+            roots
+                .add(cert)
+                .with_context(|| format!("bad CA certificate in {}", path.display()))?;
         }
     }
     if roots.is_empty() {
@@ -68,7 +70,11 @@ pub(crate) struct Handshakes {
 impl Handshakes {
     #[cfg(test)]
     pub(crate) fn for_test(total: u64) -> Self {
-        Self { done: AtomicU64::new(0), total, all: Notify::new() }
+        Self {
+            done: AtomicU64::new(0),
+            total,
+            all: Notify::new(),
+        }
     }
 
     pub(crate) fn finish_one(&self) {
@@ -79,14 +85,22 @@ impl Handshakes {
 }
 
 /// Runs `devices` with `settings` in this process.
-pub(crate) async fn run_slice(settings: Settings, devices: Vec<DeviceSpec>, on_progress: OnProgress) -> anyhow::Result<WorkerResult> {
+pub(crate) async fn run_slice(
+    settings: Settings,
+    devices: Vec<DeviceSpec>,
+    on_progress: OnProgress,
+) -> anyhow::Result<WorkerResult> {
     let start_us = unix_us();
     let addr = resolve(&settings.host, settings.port).await?;
     let tls = settings.tls.as_ref().map(tls_connector).transpose()?;
     let settings_max_pending = settings.max_pending;
     let (phase_tx, _) = watch::channel(Phase::Ramp);
     let n = devices.len();
-    let handshakes = Arc::new(Handshakes { done: AtomicU64::new(0), total: n as u64, all: Notify::new() });
+    let handshakes = Arc::new(Handshakes {
+        done: AtomicU64::new(0),
+        total: n as u64,
+        all: Notify::new(),
+    });
     let fleet = Arc::new(Fleet {
         settings,
         devices,
@@ -106,18 +120,23 @@ pub(crate) async fn run_slice(settings: Settings, devices: Vec<DeviceSpec>, on_p
             let mut every = tokio::time::interval(TICK);
             loop {
                 every.tick().await;
-                let phase = *phase_name.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let phase = *phase_name
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 on_progress(fleet.stats.progress(phase));
             }
         })
     };
     let set_phase = |p: Phase, name: &'static str| {
-        *phase_name.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = name;
+        *phase_name
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = name;
         fleet.phase.send_replace(p);
         on_progress(fleet.stats.progress(name));
     };
 
-    let plain_telemetry = fleet.settings.plain_auth.is_some() && fleet.settings.workload == Workload::Telemetry;
+    let plain_telemetry =
+        fleet.settings.plain_auth.is_some() && fleet.settings.workload == Workload::Telemetry;
     let sub = if plain_telemetry {
         let (ready_tx, ready_rx) = oneshot::channel();
         let h = tokio::spawn(subscriber::run(fleet.clone(), ready_tx));
@@ -142,7 +161,8 @@ pub(crate) async fn run_slice(settings: Settings, devices: Vec<DeviceSpec>, on_p
         }
         if tasks.len() < n {
             let next_at = ramp_start + Duration::from_secs_f64(tasks.len() as f64 / rate);
-            tokio::time::sleep_until(next_at.max(tokio::time::Instant::now() + Duration::from_millis(1))).await;
+            tokio::time::sleep_until(next_at.max(tokio::time::Instant::now() + Duration::from_millis(1)))
+                .await;
         }
     }
     if n > 0 {
@@ -174,7 +194,11 @@ pub(crate) async fn run_slice(settings: Settings, devices: Vec<DeviceSpec>, on_p
         let mut check = tokio::time::interval(Duration::from_millis(10));
         while tokio::time::Instant::now() < drain_until {
             check.tick().await;
-            let (sent, replied, errors) = (Stats::get(&s.sent), Stats::get(&s.replied), Stats::get(&s.reply_errors));
+            let (sent, replied, errors) = (
+                Stats::get(&s.sent),
+                Stats::get(&s.replied),
+                Stats::get(&s.reply_errors),
+            );
             if replied + errors >= sent {
                 break;
             }
@@ -196,6 +220,10 @@ pub(crate) async fn run_slice(settings: Settings, devices: Vec<DeviceSpec>, on_p
     result.rss_before_bytes = rss_before;
     result.rss_connected_bytes = rss_connected;
     result.cpu_seconds = sysinfo::cpu_seconds(None).unwrap_or(0.0);
-    result.errors = fleet.errors.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    result.errors = fleet
+        .errors
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     Ok(result)
 }

@@ -92,8 +92,16 @@ impl Session {
         if !qos1 && self.completion == Completion::Ack {
             return Some((msg_id, 0));
         }
-        let slot = self.slots.iter_mut().find(|s| s.msg_id == 0).expect("can_post checked a free slot");
-        *slot = Slot { msg_id, pkid, sent_us: now_us };
+        let slot = self
+            .slots
+            .iter_mut()
+            .find(|s| s.msg_id == 0)
+            .expect("can_post checked a free slot");
+        *slot = Slot {
+            msg_id,
+            pkid,
+            sent_us: now_us,
+        };
         Some((msg_id, pkid))
     }
 
@@ -163,7 +171,11 @@ mod tests {
         let (id, pkid) = s.post(true, 100).expect("room");
         assert_eq!(s.puback(pkid), Matched::Acked { sent_us: 100 });
         assert!(!s.can_post());
-        assert_eq!(s.puback(pkid), Matched::Unknown, "a duplicate PUBACK matches nothing");
+        assert_eq!(
+            s.puback(pkid),
+            Matched::Unknown,
+            "a duplicate PUBACK matches nothing"
+        );
         assert_eq!(s.reply(id), Matched::Done { sent_us: 100 });
         assert!(s.can_post());
     }
@@ -174,7 +186,10 @@ mod tests {
         let (_, pkid) = s.post(true, 5).expect("room");
         assert_eq!(s.puback(pkid), Matched::Done { sent_us: 5 });
         assert!(s.post(false, 6).is_some());
-        assert!(s.post(false, 7).is_some(), "QoS 0 on a general broker occupies no slot");
+        assert!(
+            s.post(false, 7).is_some(),
+            "QoS 0 on a general broker occupies no slot"
+        );
     }
 
     #[test]

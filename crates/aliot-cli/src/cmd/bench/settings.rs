@@ -47,7 +47,10 @@ pub(crate) struct AdminTarget {
 
 impl std::fmt::Debug for AdminTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminTarget").field("url", &self.url).field("token", &self.token.as_ref().map(|_| "<redacted>")).finish()
+        f.debug_struct("AdminTarget")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }
 
@@ -60,7 +63,10 @@ pub(crate) struct PlainAuth {
 
 impl std::fmt::Debug for PlainAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PlainAuth").field("username", &self.username).field("password", &"<redacted>").finish()
+        f.debug_struct("PlainAuth")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
     }
 }
 
@@ -109,7 +115,12 @@ impl Settings {
 #[derive(Debug, Clone)]
 pub(crate) enum FleetSource {
     /// `{prefix}{i}` for i in 0..count under `product_key`, optionally registered first.
-    Generated { product_key: String, prefix: String, count: usize, register: bool },
+    Generated {
+        product_key: String,
+        prefix: String,
+        count: usize,
+        register: bool,
+    },
     /// Rows of a CSV file, at most `limit`.
     Csv { path: PathBuf, limit: Option<usize> },
 }
@@ -130,18 +141,28 @@ impl Plan {
     /// Validates the flags.
     pub(crate) fn from_args(a: Args) -> anyhow::Result<Plan> {
         let tls = if a.tls {
-            Some(TlsSettings { ca_file: a.ca_file.clone(), server_name: a.server_name.clone().unwrap_or_else(|| a.host.clone()) })
+            Some(TlsSettings {
+                ca_file: a.ca_file.clone(),
+                server_name: a.server_name.clone().unwrap_or_else(|| a.host.clone()),
+            })
         } else {
             None
         };
         let port = a.port.unwrap_or(if a.tls { 8883 } else { 1883 });
-        let sign_method: SignMethod =
-            a.sign_method.parse().map_err(|_| usage(format!("unknown --sign-method {:?}", a.sign_method)))?;
+        let sign_method: SignMethod = a
+            .sign_method
+            .parse()
+            .map_err(|_| usage(format!("unknown --sign-method {:?}", a.sign_method)))?;
         let plain_auth = match &a.plain_auth {
             None => None,
             Some(s) => {
-                let (u, p) = s.split_once(':').ok_or_else(|| usage("--plain-auth takes USER:PASS"))?;
-                Some(PlainAuth { username: u.to_owned(), password: p.to_owned() })
+                let (u, p) = s
+                    .split_once(':')
+                    .ok_or_else(|| usage("--plain-auth takes USER:PASS"))?;
+                Some(PlainAuth {
+                    username: u.to_owned(),
+                    password: p.to_owned(),
+                })
             }
         };
         if !(a.rate.is_finite() && a.rate > 0.0) {
@@ -154,26 +175,40 @@ impl Plan {
             return Err(usage("--concurrency must be at least 1"));
         }
         if plain_auth.is_none() && !(30..=1200).contains(&a.keepalive) {
-            return Err(usage("--keepalive must be within 30..=1200 s (the platform refuses others with CONNACK 2)"));
+            return Err(usage(
+                "--keepalive must be within 30..=1200 s (the platform refuses others with CONNACK 2)",
+            ));
         }
         if a.keepalive == 0 {
             return Err(usage("--keepalive must be at least 1 s"));
         }
         let needs_admin = matches!(a.workload, Workload::Downlink | Workload::Rrpc) || a.register;
         if needs_admin && plain_auth.is_some() {
-            return Err(usage("the downlink and rrpc workloads need the hub's admin API; they cannot run with --plain-auth"));
+            return Err(usage(
+                "the downlink and rrpc workloads need the hub's admin API; they cannot run with --plain-auth",
+            ));
         }
         let admin = match &a.admin_url {
-            Some(url) => Some(AdminTarget { url: url.trim_end_matches('/').to_owned(), token: a.admin_token.clone() }),
+            Some(url) => Some(AdminTarget {
+                url: url.trim_end_matches('/').to_owned(),
+                token: a.admin_token.clone(),
+            }),
             None if needs_admin => {
-                return Err(usage("--register and the downlink/rrpc workloads need --admin-url (or ALIOT_ADMIN_URL)"));
+                return Err(usage(
+                    "--register and the downlink/rrpc workloads need --admin-url (or ALIOT_ADMIN_URL)",
+                ));
             }
             None => None,
         };
         let fleet = match (&a.devices, &a.product_key) {
-            (Some(path), _) => FleetSource::Csv { path: path.clone(), limit: a.count },
+            (Some(path), _) => FleetSource::Csv {
+                path: path.clone(),
+                limit: a.count,
+            },
             (None, Some(pk)) => {
-                let count = a.count.ok_or_else(|| usage("--count is needed with --product-key"))?;
+                let count = a
+                    .count
+                    .ok_or_else(|| usage("--count is needed with --product-key"))?;
                 if count == 0 {
                     return Err(usage("--count must be at least 1"));
                 }
@@ -182,9 +217,18 @@ impl Plan {
                         "generated devices need their secrets: add --register (the hub creates them), or use --devices FILE, or --plain-auth",
                     ));
                 }
-                FleetSource::Generated { product_key: pk.clone(), prefix: a.prefix.clone(), count, register: a.register }
+                FleetSource::Generated {
+                    product_key: pk.clone(),
+                    prefix: a.prefix.clone(),
+                    count,
+                    register: a.register,
+                }
             }
-            (None, None) => return Err(usage("say which devices: --product-key PK --count N [--register], or --devices FILE")),
+            (None, None) => {
+                return Err(usage(
+                    "say which devices: --product-key PK --count N [--register], or --devices FILE",
+                ));
+            }
         };
         let source_ips = match &a.source_ip {
             Some(s) => parse_source_ips(s).map_err(usage)?,
@@ -232,9 +276,13 @@ impl Plan {
 /// Parses `5s`, `250ms`, `2m`, `1h`, `1.5s` or a bare number of seconds.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (try 30s, 500ms, 2m)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (try 30s, 500ms, 2m)"))?;
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
@@ -242,7 +290,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => n * 3600.0,
         _ => return Err(format!("unknown unit {unit:?} in {s:?} (use ms, s, m, h)")),
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 7.0 * 24.0 * 3600.0 {
+    if !secs.is_finite() || !(0.0..=7.0 * 24.0 * 3600.0).contains(&secs) {
         return Err(format!("{s:?} is out of range"));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -254,15 +302,26 @@ pub(crate) fn parse_source_ips(s: &str) -> Result<Vec<IpAddr>, String> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         if let Some((a, b)) = part.split_once('-') {
-            let a: std::net::Ipv4Addr = a.trim().parse().map_err(|_| format!("{a:?} is not an IPv4 address"))?;
-            let b: std::net::Ipv4Addr = b.trim().parse().map_err(|_| format!("{b:?} is not an IPv4 address"))?;
+            let a: std::net::Ipv4Addr = a
+                .trim()
+                .parse()
+                .map_err(|_| format!("{a:?} is not an IPv4 address"))?;
+            let b: std::net::Ipv4Addr = b
+                .trim()
+                .parse()
+                .map_err(|_| format!("{b:?} is not an IPv4 address"))?;
             let (a, b) = (u32::from(a), u32::from(b));
             if b < a || b - a >= 1024 {
-                return Err(format!("the range {part:?} is empty or longer than 1024 addresses"));
+                return Err(format!(
+                    "the range {part:?} is empty or longer than 1024 addresses"
+                ));
             }
             out.extend((a..=b).map(|x| IpAddr::V4(x.into())));
         } else {
-            out.push(part.parse().map_err(|_| format!("{part:?} is not an IP address"))?);
+            out.push(
+                part.parse()
+                    .map_err(|_| format!("{part:?} is not an IP address"))?,
+            );
         }
     }
     if out.is_empty() {

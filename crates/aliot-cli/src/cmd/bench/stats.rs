@@ -39,11 +39,14 @@ pub(crate) fn instant_at(us: u64) -> tokio::time::Instant {
 
 /// Wall-clock microseconds since 1970 (comparable across the worker processes of one machine).
 pub(crate) fn unix_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 fn new_hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_US, 3).expect("1..600e6 with 3 significant figures is a valid histogram")
+    Histogram::new_with_bounds(1, MAX_US, 3)
+        .expect("1..600e6 with 3 significant figures is a valid histogram")
 }
 
 /// A histogram split in shards.
@@ -54,12 +57,16 @@ pub(crate) struct Latency {
 
 impl Latency {
     fn new() -> Self {
-        Self { shards: std::array::from_fn(|_| Mutex::new(new_hist())) }
+        Self {
+            shards: std::array::from_fn(|_| Mutex::new(new_hist())),
+        }
     }
 
     /// Records a latency in microseconds, in the shard of `key` (a device index).
     pub(crate) fn record(&self, key: usize, us: u64) {
-        let mut h = self.shards[key % SHARDS].lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut h = self.shards[key % SHARDS]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         h.saturating_record(us.clamp(1, MAX_US));
     }
 
@@ -136,7 +143,9 @@ impl Stats {
 
     /// Marks the first connect attempt (keeps the earliest).
     pub(crate) fn mark_attempt(&self) {
-        let _ = self.first_attempt_us.compare_exchange(0, unix_us(), Ordering::Relaxed, Ordering::Relaxed);
+        let _ = self
+            .first_attempt_us
+            .compare_exchange(0, unix_us(), Ordering::Relaxed, Ordering::Relaxed);
     }
 
     pub(crate) fn mark_connack(&self) {
@@ -169,7 +178,16 @@ fn refused_map(refused: &[AtomicU64; 7]) -> BTreeMap<String, u64> {
         .enumerate()
         .filter_map(|(code, n)| {
             let n = Stats::get(n);
-            (n > 0).then(|| (if code == 6 { "other".to_owned() } else { code.to_string() }, n))
+            (n > 0).then(|| {
+                (
+                    if code == 6 {
+                        "other".to_owned()
+                    } else {
+                        code.to_string()
+                    },
+                    n,
+                )
+            })
         })
         .collect()
 }
@@ -226,7 +244,9 @@ pub(crate) struct WorkerResult {
 
 pub(crate) fn encode_hist(h: &Histogram<u64>) -> anyhow::Result<String> {
     let mut buf = Vec::new();
-    V2Serializer::new().serialize(h, &mut buf).map_err(|e| anyhow::anyhow!("cannot serialize a histogram: {e:?}"))?;
+    V2Serializer::new()
+        .serialize(h, &mut buf)
+        .map_err(|e| anyhow::anyhow!("cannot serialize a histogram: {e:?}"))?;
     Ok(base64::engine::general_purpose::STANDARD.encode(buf))
 }
 
@@ -234,7 +254,9 @@ pub(crate) fn decode_hist(s: &str) -> anyhow::Result<Histogram<u64>> {
     if s.is_empty() {
         return Ok(new_hist());
     }
-    let bytes = base64::engine::general_purpose::STANDARD.decode(s).context("a worker's histogram is not base64")?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .context("a worker's histogram is not base64")?;
     let h: Histogram<u64> = Deserializer::new()
         .deserialize(&mut bytes.as_slice())
         .map_err(|e| anyhow::anyhow!("a worker's histogram does not decode: {e:?}"))?;
@@ -304,6 +326,8 @@ pub(crate) struct Summary {
     pub(crate) dropped: u64,
     /// Connects accepted per second over the ramp (first attempt → last CONNACK).
     pub(crate) connect_rate: f64,
+    /// Seconds from the first connect attempt to the last CONNACK.
+    pub(crate) ramp_s: f64,
     pub(crate) connack_latency_ms: Percentiles,
     pub(crate) sent: u64,
     pub(crate) acked: u64,
@@ -311,6 +335,9 @@ pub(crate) struct Summary {
     pub(crate) lost: u64,
     pub(crate) reply_errors: u64,
     pub(crate) downlinks_answered: u64,
+    /// telemetry with an interval: posts per second the fleet is asked to send.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) offered_per_s: Option<f64>,
     /// Replies (or deliveries) per second over the hold phase.
     pub(crate) msgs_per_s: f64,
     /// PUBACKs per second over the hold phase.
@@ -340,10 +367,14 @@ pub(crate) struct Summary {
 
 /// Merges worker results exactly (counts added, histograms added bucket by bucket).
 pub(crate) fn merge(results: &[WorkerResult]) -> anyhow::Result<Summary> {
-    let mut s = Summary { processes: results.len(), ..Summary::default() };
+    let mut s = Summary {
+        processes: results.len(),
+        ..Summary::default()
+    };
     let (mut connack, mut ack, mut reply) = (new_hist(), new_hist(), new_hist());
     let mut rss_delta: u64 = 0;
-    let (mut first, mut last_connack, mut hold_start, mut hold_end, mut last_reply) = (u64::MAX, 0, u64::MAX, 0, 0);
+    let (mut first, mut last_connack, mut hold_start, mut hold_end, mut last_reply) =
+        (u64::MAX, 0, u64::MAX, 0, 0);
     let (mut start, mut end) = (u64::MAX, 0);
     for r in results {
         s.devices += r.devices;
@@ -384,17 +415,34 @@ pub(crate) fn merge(results: &[WorkerResult]) -> anyhow::Result<Summary> {
     s.lost = s.sent.saturating_sub(s.replied + s.reply_errors);
     let secs = |a: u64, b: u64| if b > a { (b - a) as f64 / 1e6 } else { 0.0 };
     let ramp = secs(first, last_connack);
-    s.connect_rate = if ramp > 0.0 { round1(s.connected as f64 / ramp) } else { 0.0 };
+    s.connect_rate = if ramp > 0.0 {
+        round1(s.connected as f64 / ramp)
+    } else {
+        0.0
+    };
+    s.ramp_s = round3(ramp);
     // Replies are counted from the start of the hold to the last reply (the drain tail included).
     s.hold_s = round3(secs(hold_start, hold_end));
     let window = secs(hold_start, hold_end.max(last_reply));
-    s.msgs_per_s = if window > 0.0 { round1(s.replied as f64 / window) } else { 0.0 };
-    s.acks_per_s = if window > 0.0 { round1(s.acked as f64 / window) } else { 0.0 };
+    s.msgs_per_s = if window > 0.0 {
+        round1(s.replied as f64 / window)
+    } else {
+        0.0
+    };
+    s.acks_per_s = if window > 0.0 {
+        round1(s.acked as f64 / window)
+    } else {
+        0.0
+    };
     s.duration_s = round3(secs(start, end));
     s.connack_latency_ms = Percentiles::of(&connack);
     s.ack_latency_ms = Percentiles::of(&ack);
     s.reply_latency_ms = Percentiles::of(&reply);
-    s.bench_rss_per_device_kib = if s.connected > 0 { round3(rss_delta as f64 / 1024.0 / s.connected as f64) } else { 0.0 };
+    s.bench_rss_per_device_kib = if s.connected > 0 {
+        round3(rss_delta as f64 / 1024.0 / s.connected as f64)
+    } else {
+        0.0
+    };
     s.bench_cpu_seconds = round3(s.bench_cpu_seconds);
     Ok(s)
 }
@@ -437,8 +485,16 @@ mod tests {
         assert_eq!(s.reply_latency_ms.count, 5);
         assert_eq!(s.lost, 0);
         // 100 ms is the max of the second worker: the merged max must be it (within precision).
-        assert!((s.reply_latency_ms.max - 100.0).abs() < 0.1, "{:?}", s.reply_latency_ms);
-        assert!((s.reply_latency_ms.p50 - 3.0).abs() < 0.01, "{:?}", s.reply_latency_ms);
+        assert!(
+            (s.reply_latency_ms.max - 100.0).abs() < 0.1,
+            "{:?}",
+            s.reply_latency_ms
+        );
+        assert!(
+            (s.reply_latency_ms.p50 - 3.0).abs() < 0.01,
+            "{:?}",
+            s.reply_latency_ms
+        );
     }
 
     #[test]

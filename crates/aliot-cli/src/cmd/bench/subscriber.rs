@@ -88,7 +88,9 @@ pub(crate) async fn run(fleet: Arc<Fleet>, ready: oneshot::Sender<Result<(), Str
 async fn setup(fleet: &Fleet) -> Result<(Conn, Codec, BytesMut), String> {
     let s = &fleet.settings;
     let plain = s.plain_auth.as_ref().ok_or("the subscriber needs --plain-auth")?;
-    let mut conn = open(fleet, 0).await.map_err(|e| format!("subscriber: connect {}: {e}", fleet.addr))?;
+    let mut conn = open(fleet, 0)
+        .await
+        .map_err(|e| format!("subscriber: connect {}: {e}", fleet.addr))?;
     let mut tx = BytesMut::new();
     let connect = Packet::Connect(Box::new(Connect {
         protocol: Protocol(4),
@@ -101,10 +103,15 @@ async fn setup(fleet: &Fleet) -> Result<(Conn, Codec, BytesMut), String> {
         cert: None,
     }));
     let packet_id = NonZeroU16::new(1).expect("1 is not zero");
-    let subscribe = Packet::Subscribe { packet_id, topic_filters: vec![(filter(s.worker_index).into(), QoS::AtLeastOnce)] };
+    let subscribe = Packet::Subscribe {
+        packet_id,
+        topic_filters: vec![(filter(s.worker_index).into(), QoS::AtLeastOnce)],
+    };
     encode(connect, &mut tx).map_err(|e| e.to_string())?;
     encode(subscribe, &mut tx).map_err(|e| e.to_string())?;
-    conn.write_all(&tx).await.map_err(|e| format!("subscriber: {e}"))?;
+    conn.write_all(&tx)
+        .await
+        .map_err(|e| format!("subscriber: {e}"))?;
     let mut codec = Codec::new(MAX_PACKET);
     let mut rx = BytesMut::new();
     let deadline = tokio::time::Instant::now() + s.connect_timeout;
@@ -119,12 +126,20 @@ async fn setup(fleet: &Fleet) -> Result<(Conn, Codec, BytesMut), String> {
         }
         loop {
             match codec.decode(&mut rx) {
-                Ok(Some((Packet::ConnectAck(a), _))) if a.return_code != ConnectAckReason::ConnectionAccepted => {
+                Ok(Some((Packet::ConnectAck(a), _)))
+                    if a.return_code != ConnectAckReason::ConnectionAccepted =>
+                {
                     return Err(format!("subscriber refused: {}", a.return_code.reason()));
                 }
                 Ok(Some((Packet::SubscribeAck { status, .. }, _))) => {
-                    if matches!(status.first(), Some(rmqtt_codec::v3::SubscribeReturnCode::Failure)) {
-                        return Err(format!("subscriber: SUBSCRIBE {} refused", filter(s.worker_index)));
+                    if matches!(
+                        status.first(),
+                        Some(rmqtt_codec::v3::SubscribeReturnCode::Failure)
+                    ) {
+                        return Err(format!(
+                            "subscriber: SUBSCRIBE {} refused",
+                            filter(s.worker_index)
+                        ));
                     }
                     return Ok((conn, codec, rx));
                 }

@@ -48,7 +48,10 @@ fn phase_rank(p: &str) -> u8 {
 
 /// Sums the snapshots of the workers; the phase is the least advanced one.
 fn sum(progress: &[Progress]) -> Progress {
-    let mut out = Progress { phase: "close".into(), ..Progress::default() };
+    let mut out = Progress {
+        phase: "close".into(),
+        ..Progress::default()
+    };
     for p in progress {
         if phase_rank(&p.phase) < phase_rank(&out.phase) {
             out.phase = p.phase.clone();
@@ -102,7 +105,9 @@ impl ServerSamples {
 
     fn per_device_kib(&self, connected: u64) -> Option<f64> {
         (connected > 0).then_some(())?;
-        Some(round3(self.peak_rss?.saturating_sub(self.baseline_rss?) as f64 / 1024.0 / connected as f64))
+        Some(round3(
+            self.peak_rss?.saturating_sub(self.baseline_rss?) as f64 / 1024.0 / connected as f64,
+        ))
     }
 }
 
@@ -123,7 +128,15 @@ pub(crate) async fn run_parent(plan: Plan) -> anyhow::Result<Summary> {
     let latest = Arc::new(Mutex::new(vec![Progress::default(); plan.processes]));
 
     // Server sampling: a baseline before the first device, then every 500 ms.
-    let hub = plan.hub_metrics.clone().map(|url| (Http::new(AdminTarget { url: String::new(), token: None }), url));
+    let hub = plan.hub_metrics.clone().map(|url| {
+        (
+            Http::new(AdminTarget {
+                url: String::new(),
+                token: None,
+            }),
+            url,
+        )
+    });
     let (mut hub_samples, mut pid_samples) = (ServerSamples::default(), ServerSamples::default());
     if let Some((http, url)) = &hub {
         let (r, c) = sample_hub(http, url).await;
@@ -133,7 +146,8 @@ pub(crate) async fn run_parent(plan: Plan) -> anyhow::Result<Summary> {
         hub_samples.add(r, c, "ramp");
     }
     if let Some(pid) = plan.server_pid {
-        let r = sysinfo::rss_bytes(Some(pid)).with_context(|| format!("--server-pid {pid}: no such process"))?;
+        let r =
+            sysinfo::rss_bytes(Some(pid)).with_context(|| format!("--server-pid {pid}: no such process"))?;
         pid_samples.add(Some(r), sysinfo::cpu_seconds(Some(pid)), "ramp");
     }
     let samples = Arc::new(Mutex::new((hub_samples, pid_samples)));
@@ -149,7 +163,8 @@ pub(crate) async fn run_parent(plan: Plan) -> anyhow::Result<Summary> {
                     Some((http, url)) => Some(sample_hub(http, url).await),
                     None => None,
                 };
-                let p = server_pid.map(|pid| (sysinfo::rss_bytes(Some(pid)), sysinfo::cpu_seconds(Some(pid))));
+                let p =
+                    server_pid.map(|pid| (sysinfo::rss_bytes(Some(pid)), sysinfo::cpu_seconds(Some(pid))));
                 let mut s = samples.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if let Some((r, c)) = h {
                     s.0.add(r, c, &phase);
@@ -166,7 +181,11 @@ pub(crate) async fn run_parent(plan: Plan) -> anyhow::Result<Summary> {
             let (live, latest) = (live.clone(), latest.clone());
             Arc::new(move |p: Progress| {
                 live.show(&p);
-                if let Some(slot) = latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(0) {
+                if let Some(slot) = latest
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get_mut(0)
+                {
                     *slot = p;
                 }
             })
@@ -178,23 +197,43 @@ pub(crate) async fn run_parent(plan: Plan) -> anyhow::Result<Summary> {
     live.finish();
     sampler.abort();
     // One last sample after the run (CPU of the drain and close).
-    let (mut hub_samples, mut pid_samples) = samples.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let (mut hub_samples, mut pid_samples) = samples
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     if let Some((http, url)) = &hub {
         let (r, c) = sample_hub(http, url).await;
         hub_samples.add(r, c, "close");
     }
     if let Some(pid) = plan.server_pid {
-        pid_samples.add(sysinfo::rss_bytes(Some(pid)), sysinfo::cpu_seconds(Some(pid)), "close");
+        pid_samples.add(
+            sysinfo::rss_bytes(Some(pid)),
+            sysinfo::cpu_seconds(Some(pid)),
+            "close",
+        );
     }
 
     let mut summary = stats::merge(&results)?;
     summary.workload = plan.settings.workload.as_str().to_owned();
+    if plan.settings.workload == super::Workload::Telemetry && !plan.settings.interval.is_zero() {
+        summary.offered_per_s = Some(stats::round1(
+            summary.connected as f64 / plan.settings.interval.as_secs_f64(),
+        ));
+    }
     summary.target = format!(
         "{}{}:{}{}",
-        if plan.settings.tls.is_some() { "mqtts://" } else { "mqtt://" },
+        if plan.settings.tls.is_some() {
+            "mqtts://"
+        } else {
+            "mqtt://"
+        },
         plan.settings.host,
         plan.settings.port,
-        if plan.settings.plain_auth.is_some() { " (plain auth)" } else { " (signed)" }
+        if plan.settings.plain_auth.is_some() {
+            " (plain auth)"
+        } else {
+            " (signed)"
+        }
     );
     if hub.is_some() {
         summary.hub_rss_bytes = hub_samples.peak_rss;
@@ -231,7 +270,11 @@ async fn run_workers(
         let mut settings = plan.settings.clone();
         settings.worker_index = w;
         settings.rate = plan.settings.rate / k as f64;
-        let spec = serde_json::to_vec(&WorkerSpec { settings, devices: slice }).context("cannot encode a worker's spec")?;
+        let spec = serde_json::to_vec(&WorkerSpec {
+            settings,
+            devices: slice,
+        })
+        .context("cannot encode a worker's spec")?;
         let mut child = tokio::process::Command::new(&exe)
             .args(["bench", "--worker"])
             .stdin(Stdio::piped())
@@ -244,11 +287,18 @@ async fn run_workers(
         let stdout = child.stdout.take().context("worker stdout")?;
         let (live, latest) = (live.clone(), latest.clone());
         set.spawn(async move {
-            stdin.write_all(&spec).await.with_context(|| format!("cannot send worker {w} its spec"))?;
+            stdin
+                .write_all(&spec)
+                .await
+                .with_context(|| format!("cannot send worker {w} its spec"))?;
             drop(stdin);
             let mut lines = BufReader::new(stdout).lines();
             let mut result = None;
-            while let Some(line) = lines.next_line().await.with_context(|| format!("reading worker {w}"))? {
+            while let Some(line) = lines
+                .next_line()
+                .await
+                .with_context(|| format!("reading worker {w}"))?
+            {
                 match serde_json::from_str::<WorkerLine>(&line) {
                     Ok(WorkerLine::Progress(p)) => {
                         let total = {
@@ -265,7 +315,10 @@ async fn run_workers(
                     Err(_) => {}
                 }
             }
-            let status = child.wait().await.with_context(|| format!("waiting for worker {w}"))?;
+            let status = child
+                .wait()
+                .await
+                .with_context(|| format!("waiting for worker {w}"))?;
             result.with_context(|| format!("worker {w} ended ({status}) without a result"))
         });
     }
@@ -279,7 +332,10 @@ async fn run_workers(
 /// `aliot bench --worker`: reads a [`WorkerSpec`] on stdin, runs it, prints JSON lines.
 pub(crate) fn run_worker() -> anyhow::Result<ExitCode> {
     let mut input = String::new();
-    std::io::stdin().lock().read_line(&mut input).context("reading the worker spec on stdin")?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut input)
+        .context("reading the worker spec on stdin")?;
     let spec: WorkerSpec = serde_json::from_str(&input).context("bad worker spec on stdin")?;
     let emit = |line: &WorkerLine| {
         if let Ok(text) = serde_json::to_string(line) {

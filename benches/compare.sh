@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# benches/compare.sh: the performance comparison of docs/PERFORMANCE.md, measured in one run.
+#
+# Installs what it needs (mosquitto from Debian, a Python venv under benches/.venv with
+# paho-mqtt<2 and aliyun-iot-linkkit, the official Node SDK into benches/node_modules), builds
+# `aliot` in release, starts `aliot hub` and mosquitto on free loopback ports, and measures side
+# by side:
+#   1. hub vs mosquitto: devices held and server RSS per device, connects accepted per second
+#      and CONNACK latency, QoS 1 telemetry at the maximum and at a fixed offered load;
+#   2. one simulated device: `aliot device run` vs the classic Python paho script vs
+#      aliyun-iot-linkkit vs the Node SDK (RSS, idle CPU, time to connected);
+#   3. many simulated devices in one process: `aliot bench` vs paho-mqtt vs the Node SDK;
+#   4. signing: aliot vs Python's and Node's HMAC.
+# Then it rewrites only its own sections of docs/PERFORMANCE.md (between
+# `<!-- BEGIN compare.sh: … -->` and `<!-- END compare.sh: … -->`); the rest of the file is kept.
+#
+# Everything runs on loopback, every run is bounded in devices and seconds. Environment knobs:
+#   FLEET=19000     devices held (hub and mosquitto), and the many-devices size
+#   HOLD=10s        how long the fleet is held
+#   SKIP_SIGN=1     skip the signing measurement (it builds the divan benchmark)
+#   SKIP_INSTALL=1  do not install anything (use what is there)
+# Raw results stay in benches/out/ (JSON lines + the command of each).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=$ROOT/benches/out
+FLEET=${FLEET:-19000}
+HOLD=${HOLD:-10s}
+SOURCE_IPS=127.0.0.2-127.0.0.9
+RATE_N=$(( FLEET < 10000 ? FLEET : 10000 ))
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json "$OUT"/*.cmd "$OUT"/*.txt "$OUT"/*.err
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+
+log() { printf 'compare.sh: %s\n' "$*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# ---------------------------------------------------------------------------------------------
+# 0. Install and build.
+if [ "${SKIP_INSTALL:-0}" != 1 ]; then
+  if ! command -v mosquitto >/dev/null; then
+    log "installing mosquitto (Debian)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null
+  fi
+  if [ ! -x benches/.venv/bin/python ]; then
+    log "creating benches/.venv"
+    python3 -m venv benches/.venv
+  fi
+  benches/.venv/bin/pip install -q 'paho-mqtt<2' aliyun-iot-linkkit
+  log "installing the Node SDK into benches/node_modules"
+  (cd benches && npm install --no-audit --no-fund --silent)
+fi
+log "building aliot (release)"
+cargo build --release -p aliot-cli --quiet
+ALIOT=$ROOT/target/release/aliot
+MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+PY=$ROOT/benches/.venv/bin/python
+# Other work on the machine (builds) disturbs the figures: as root, run everything started from
+# here (servers, benches, baselines) at a higher priority than that work.
+PRIORITY="normal"
+if [ "$(id -u)" -eq 0 ] && renice -n -15 -p $$ >/dev/null 2>&1; then PRIORITY="nice -15 (servers, benches and baselines alike)"; fi
+
+# ---------------------------------------------------------------------------------------------
+# 1. Servers: the hub and mosquitto, each on a free loopback port, in a temporary directory.
+WORK=$(mktemp -d)
+HUB_PID=""
+MOSQ_PID=""
+cleanup() {
+  [ -n "$HUB_PID" ] && kill "$HUB_PID" 2>/dev/null && wait "$HUB_PID" 2>/dev/null
+  [ -n "$MOSQ_PID" ] && kill "$MOSQ_PID" 2>/dev/null && wait "$MOSQ_PID" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() {
+  python3 - "$1" <<'EOF'
+import socket, sys, time
+deadline = time.time() + 10
+while time.time() < deadline:
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.05)
+sys.exit("port %s never opened" % sys.argv[1])
+EOF
+}
+
+ADMIN_TOKEN=compare-$RANDOM$RANDOM$RANDOM
+"$ALIOT" hub --data-dir "$WORK/hub" --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 --admin-token "$ADMIN_TOKEN" \
+  >"$WORK/hub.out" 2>"$WORK/hub.err" &
+HUB_PID=$!
+for _ in $(seq 100); do grep -q 'stops the hub' "$WORK/hub.out" 2>/dev/null && break; sleep 0.1; done
+HUB_PORT=$(awk '$1 == "mqtt:" { split($2, a, ":"); print a[2] }' "$WORK/hub.out")
+ADMIN_URL=$(awk '$1 == "admin:" { print $2 }' "$WORK/hub.out")
+[ -n "$HUB_PORT" ] && [ -n "$ADMIN_URL" ] || { cat "$WORK/hub.out" "$WORK/hub.err" >&2; log "the hub did not start"; exit 1; }
+log "hub: mqtt 127.0.0.1:$HUB_PORT, admin $ADMIN_URL (pid $HUB_PID)"
+
+MOSQ_PORT=$(free_port)
+cat >"$WORK/mosquitto.conf" <<EOF
+listener $MOSQ_PORT 127.0.0.1
+allow_anonymous true
+persistence false
+log_dest none
+max_queued_messages 0
+max_inflight_messages 0
+EOF
+"$MOSQUITTO" -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
+MOSQ_PID=$!
+wait_port "$MOSQ_PORT"
+log "mosquitto: 127.0.0.1:$MOSQ_PORT (pid $MOSQ_PID)"
+export ALIOT HUB_PORT ADMIN_URL ADMIN_TOKEN HUB_PID MOSQ_PORT MOSQ_PID FLEET HOLD SOURCE_IPS PY ROOT WORK RATE_N
+
+# run NAME 'COMMAND': records the command (unexpanded, so the report shows $VARIABLES, not ports
+# or secrets) in OUT/NAME.cmd and its stdout in OUT/NAME.json (the last line is the result).
+run() {
+  local name=$1 command=$2
+  printf '%s\n' "$command" >"$OUT/$name.cmd"
+  log "$name"
+  if ! eval "$command" >"$OUT/$name.json" 2>"$OUT/$name.err"; then
+    log "$name failed: $(tail -n 3 "$OUT/$name.err")"
+  fi
+}
+
+{
+  printf '{"date": "%s", "machine": "%s", "cpus": %s, "kernel": "%s", ' "$(date -u +%Y-%m-%dT%H:%MZ)" \
+    "$(uname -m)" "$(nproc)" "$(uname -r)"
+  printf '"aliot": "%s", "mosquitto": "%s", ' "$("$ALIOT" --version)" "$("$MOSQUITTO" -h 2>/dev/null | head -n1 | tr -d '"')"
+  printf '"python": "%s", "paho-mqtt": "%s", "aliyun-iot-linkkit": "%s", ' "$("$PY" --version 2>&1)" \
+    "$("$PY" -c 'import paho.mqtt; print(paho.mqtt.__version__)')" \
+    "$("$PY" -c 'import importlib.metadata as m; print(m.version("aliyun-iot-linkkit"))')"
+  printf '"node": "%s", "alibabacloud-iot-device-sdk": "%s", "open files limit": "%s", ' "$(node --version)" \
+    "$(node -p 'require("./benches/node_modules/alibabacloud-iot-device-sdk/package.json").version')" "$(ulimit -n)"
+  printf '"load average before": "%s", "priority": "%s"}\n' "$LOAD_BEFORE" "$PRIORITY"
+} >"$OUT/environment.json"
+
+# ---------------------------------------------------------------------------------------------
+# 2. Hub vs mosquitto.
+# Devices held: FLEET devices ramped at 5,000/s from two bench processes over 8 source addresses.
+run hold_hub '$ALIOT bench --register --product-key a1Fleet --count $FLEET --port $HUB_PORT --admin-url $ADMIN_URL --admin-token $ADMIN_TOKEN --workload connect --rate 5000 --duration $HOLD --processes 2 --source-ip $SOURCE_IPS --server-pid $HUB_PID --hub-metrics $ADMIN_URL/metrics --format json --quiet'
+run hold_mosquitto '$ALIOT bench --plain-auth bench:bench --product-key a1Fleet --count $FLEET --port $MOSQ_PORT --workload connect --rate 5000 --duration $HOLD --processes 2 --source-ip $SOURCE_IPS --server-pid $MOSQ_PID --format json --quiet'
+
+# The registered fleet, for the other tools (and for `aliot bench --devices`).
+"$ALIOT" admin --url "$ADMIN_URL" --token "$ADMIN_TOKEN" device list --product-key a1Fleet --format csv >"$WORK/fleet.csv"
+export FLEET_CSV=$WORK/fleet.csv
+
+# Maximum connect rate: as fast as the server accepts, 16 handshakes in flight per bench process
+# (below mosquitto's listen backlog of 100, so no SYN is dropped and retried after 1 s).
+run rate_hub '$ALIOT bench --devices $FLEET_CSV --count $RATE_N --port $HUB_PORT --workload connect --rate 1000000 --max-pending 16 --duration 1s --processes 2 --source-ip $SOURCE_IPS --server-pid $HUB_PID --format json --quiet'
+run rate_mosquitto '$ALIOT bench --plain-auth bench:bench --product-key a1Fleet --count $RATE_N --port $MOSQ_PORT --workload connect --rate 1000000 --max-pending 16 --duration 1s --processes 2 --source-ip $SOURCE_IPS --server-pid $MOSQ_PID --format json --quiet'
+
+# QoS 1 telemetry, maximum: 100 devices, each keeping 8 posts in flight (closed loop).
+run telemetry_max_hub '$ALIOT bench --devices $FLEET_CSV --count 100 --port $HUB_PORT --workload telemetry --qos 1 --interval 0 --inflight 8 --duration $HOLD --server-pid $HUB_PID --format json --quiet'
+run telemetry_max_mosquitto '$ALIOT bench --plain-auth bench:bench --product-key a1Fleet --count 100 --port $MOSQ_PORT --workload telemetry --qos 1 --interval 0 --inflight 8 --duration $HOLD --server-pid $MOSQ_PID --format json --quiet'
+
+# QoS 1 telemetry at a fixed offered load: half the hub's maximum, from 1000 devices.
+HALF=$(python3 -c 'import json,sys; d=json.loads(open(sys.argv[1]).read().splitlines()[-1]); print(max(1000, int(d["msgs_per_s"] / 2)))' "$OUT/telemetry_max_hub.json" 2>/dev/null || echo 10000)
+export INTERVAL_MS=$(( 1000 * 1000 / HALF ))
+run telemetry_fixed_hub '$ALIOT bench --devices $FLEET_CSV --count 1000 --port $HUB_PORT --workload telemetry --qos 1 --interval ${INTERVAL_MS}ms --inflight 8 --duration $HOLD --server-pid $HUB_PID --format json --quiet'
+run telemetry_fixed_mosquitto '$ALIOT bench --plain-auth bench:bench --product-key a1Fleet --count 1000 --port $MOSQ_PORT --workload telemetry --qos 1 --interval ${INTERVAL_MS}ms --inflight 8 --duration $HOLD --server-pid $MOSQ_PID --format json --quiet'
+
+# ---------------------------------------------------------------------------------------------
+# 3. One simulated device, connected to the hub and idle for 15 s.
+IFS=, read -r PK DN DS < <(grep -v '^productKey' "$FLEET_CSV" | head -n 1)
+export PK DN DS
+MEASURE='python3 $ROOT/benches/py/measure_process.py --admin $ADMIN_URL --token $ADMIN_TOKEN --product-key $PK --device-name $DN --idle 15'
+run one_aliot "$MEASURE"' --name aliot -- $ALIOT device run --product-key $PK --device-name $DN --device-secret $DS --port $HUB_PORT'
+run one_classic "$MEASURE"' --name classic -- $PY $ROOT/benches/py/classic_simulator.py $PK $DN $DS --host 127.0.0.1 --port $HUB_PORT'
+run one_linkkit "$MEASURE"' --name linkkit -- $PY $ROOT/benches/py/linkkit_device.py $PK $DN $DS --port $HUB_PORT'
+run one_node "$MEASURE"' --name node -- node $ROOT/benches/node/one_device.js $PK $DN $DS $HUB_PORT'
+
+# ---------------------------------------------------------------------------------------------
+# 4. Many simulated devices in one process, at most a minute each.
+run many_aliot '$ALIOT bench --devices $FLEET_CSV --count $FLEET --port $HUB_PORT --workload connect --rate 1000000 --max-pending 64 --duration 5s --source-ip $SOURCE_IPS --format json --quiet'
+run many_paho '$PY $ROOT/benches/py/many_paho.py --devices $FLEET_CSV --count $FLEET --port $HUB_PORT --seconds 60'
+run many_node 'node --max-old-space-size=8192 $ROOT/benches/node/many_devices.js --devices $FLEET_CSV --count $FLEET --port $HUB_PORT --seconds 60 --out /dev/stdout'
+
+# ---------------------------------------------------------------------------------------------
+# 5. Signing, same run.
+if [ "${SKIP_SIGN:-0}" != 1 ]; then
+  run sign_python 'python3 $ROOT/benches/python_sign_baseline.py --json'
+  run sign_node 'node $ROOT/benches/node_sign_baseline.js --json'
+  printf '%s\n' 'cargo bench -p aliot-protocol --bench sign' >"$OUT/sign_rust.cmd"
+  log "sign_rust"
+  cargo bench -q -p aliot-protocol --bench sign 2>/dev/null | grep -E 'sign_|verify_|Hmac|fastest|│' >"$OUT/sign_rust.txt" || true
+fi
+
+# ---------------------------------------------------------------------------------------------
+printf '{"load average after": "%s"}\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/environment_after.json"
+python3 benches/py/render_report.py "$OUT" docs/PERFORMANCE.md
+log "docs/PERFORMANCE.md updated (raw results in benches/out/)"

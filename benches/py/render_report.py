@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""Renders the measurements of benches/compare.sh (benches/out/*.json + *.cmd) into the sections
+of docs/PERFORMANCE.md that compare.sh owns: the text between
+`<!-- BEGIN compare.sh: NAME -->` and `<!-- END compare.sh: NAME -->` is replaced; every other
+line of the file (sections other scripts or people write) is kept as it is. Missing sections are
+appended at the end.
+
+    python3 benches/py/render_report.py benches/out docs/PERFORMANCE.md
+"""
+
+import json
+import os
+import re
+import sys
+
+
+def load(out, name):
+    path = os.path.join(out, name + ".json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        lines = [l for l in f.read().splitlines() if l.strip()]
+    if not lines:
+        return None
+    try:
+        return json.loads(lines[-1])
+    except json.JSONDecodeError:
+        return None
+
+
+def cmd(out, name):
+    path = os.path.join(out, name + ".cmd")
+    if not os.path.exists(path):
+        return "(not run)"
+    with open(path) as f:
+        return " ".join(f.read().split())
+
+
+def num(x, fmt="{:,.0f}"):
+    if x is None:
+        return "n/a"
+    return fmt.format(x)
+
+
+def ratio(a, b, fmt="{:.2f}×"):
+    if a is None or b in (None, 0):
+        return "n/a"
+    return fmt.format(a / b)
+
+
+def g(d, *keys):
+    for k in keys:
+        if d is None:
+            return None
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
+
+
+def cpu_cores(d):
+    c = g(d, "server_cpu_seconds")
+    t = g(d, "duration_s")
+    if c is None or not t:
+        return None
+    return c / t
+
+
+def commands(out, names):
+    lines = ["", "Commands (run by `benches/compare.sh`; `$ALIOT` is `target/release/aliot`, ports and PIDs are",
+             "those of the servers it started):", "", "```sh"]
+    for n in names:
+        lines.append("# %s" % n)
+        lines.append(cmd(out, n))
+    lines.append("```")
+    return lines
+
+
+def section_environment(out):
+    env = load(out, "environment") or {}
+    env.update(load(out, "environment_after") or {})
+    rows = ["| | |", "|---|---|"]
+    for k in ["date", "machine", "cpus", "kernel", "aliot", "mosquitto", "python", "paho-mqtt", "aliyun-iot-linkkit", "node",
+              "alibabacloud-iot-device-sdk", "open files limit", "load average before", "load average after", "priority"]:
+        rows.append("| %s | %s |" % (k, env.get(k, "n/a")))
+    return ["Every figure below comes from one run of `benches/compare.sh` on this machine, bench and servers on the",
+            "same box over loopback (the bench in its own processes). Re-run it to regenerate these sections.", ""] + rows
+
+
+def section_fleet(out):
+    hub, mq = load(out, "hold_hub"), load(out, "hold_mosquitto")
+    rh, rm = load(out, "rate_hub"), load(out, "rate_mosquitto")
+    mh, mm = load(out, "telemetry_max_hub"), load(out, "telemetry_max_mosquitto")
+    fh, fm = load(out, "telemetry_fixed_hub"), load(out, "telemetry_fixed_mosquitto")
+    L = []
+    L.append("### Devices held, and server memory per device")
+    L.append("")
+    L.append("| | aliot hub (signed CONNECT, `_ss=1`) | mosquitto (plain auth) | hub / mosquitto |")
+    L.append("|---|---|---|---|")
+    L.append("| devices held / asked | %s / %s | %s / %s | |" % (num(g(hub, "connected")), num(g(hub, "devices")),
+                                                           num(g(mq, "connected")), num(g(mq, "devices"))))
+    L.append("| refused, errors, dropped | %s, %s, %s | %s, %s, %s | |" % (
+        json.dumps(g(hub, "refused")), num(g(hub, "connect_errors")), num(g(hub, "dropped")),
+        json.dumps(g(mq, "refused")), num(g(mq, "connect_errors")), num(g(mq, "dropped"))))
+    L.append("| server RSS at peak | %s MiB | %s MiB | %s |" % (
+        num((g(hub, "server_rss_bytes") or 0) / 1048576, "{:.1f}"), num((g(mq, "server_rss_bytes") or 0) / 1048576, "{:.1f}"),
+        ratio(g(hub, "server_rss_bytes"), g(mq, "server_rss_bytes"))))
+    L.append("| server RSS per device (peak − before) | %s KiB | %s KiB | %s |" % (
+        num(g(hub, "server_rss_per_device_kib"), "{:.2f}"), num(g(mq, "server_rss_per_device_kib"), "{:.2f}"),
+        ratio(g(hub, "server_rss_per_device_kib"), g(mq, "server_rss_per_device_kib"))))
+    L.append("| ramp rate asked / reached | 5,000 / %s per s | 5,000 / %s per s | |" % (
+        num(g(hub, "connect_rate")), num(g(mq, "connect_rate"))))
+    L.append("| CONNACK p50 / p99 / max at that rate | %s / %s / %s ms | %s / %s / %s ms | p99 %s |" % (
+        num(g(hub, "connack_latency_ms", "p50"), "{:.2f}"), num(g(hub, "connack_latency_ms", "p99"), "{:.2f}"),
+        num(g(hub, "connack_latency_ms", "max"), "{:.1f}"),
+        num(g(mq, "connack_latency_ms", "p50"), "{:.2f}"), num(g(mq, "connack_latency_ms", "p99"), "{:.2f}"),
+        num(g(mq, "connack_latency_ms", "max"), "{:.1f}"),
+        ratio(g(hub, "connack_latency_ms", "p99"), g(mq, "connack_latency_ms", "p99"))))
+    L.append("| bench RSS per device | %s KiB | %s KiB | |" % (
+        num(g(hub, "bench_rss_per_device_kib"), "{:.2f}"), num(g(mq, "bench_rss_per_device_kib"), "{:.2f}")))
+    L += commands(out, ["hold_hub", "hold_mosquitto"])
+    L.append("")
+    L.append("### Connects accepted per second (maximum)")
+    L.append("")
+    L.append("| | aliot hub (verifies every signature) | mosquitto | hub / mosquitto |")
+    L.append("|---|---|---|---|")
+    L.append("| connected / asked | %s / %s | %s / %s | |" % (num(g(rh, "connected")), num(g(rh, "devices")),
+                                                         num(g(rm, "connected")), num(g(rm, "devices"))))
+    L.append("| connects accepted per second | %s | %s | %s |" % (
+        num(g(rh, "connect_rate")), num(g(rm, "connect_rate")), ratio(g(rh, "connect_rate"), g(rm, "connect_rate"))))
+    L.append("| CONNACK p50 / p99 | %s / %s ms | %s / %s ms | |" % (
+        num(g(rh, "connack_latency_ms", "p50"), "{:.2f}"), num(g(rh, "connack_latency_ms", "p99"), "{:.2f}"),
+        num(g(rm, "connack_latency_ms", "p50"), "{:.2f}"), num(g(rm, "connack_latency_ms", "p99"), "{:.2f}")))
+    L.append("| server CPU seconds | %s | %s | |" % (num(g(rh, "server_cpu_seconds"), "{:.2f}"),
+                                                   num(g(rm, "server_cpu_seconds"), "{:.2f}")))
+    L += commands(out, ["rate_hub", "rate_mosquitto"])
+    L.append("")
+    L.append("### QoS 1 telemetry")
+    L.append("")
+    L.append("The hub: each post is acknowledged (PUBACK) and answered by the platform (`post_reply`) on the device's")
+    L.append("own connection; latency is post → post_reply. mosquitto, which has no platform: PUBACK to the publisher")
+    L.append("plus delivery to one subscriber (QoS 1); latency is publish → delivery. mosquitto runs with its queue and")
+    L.append("inflight limits lifted (`max_queued_messages 0`, `max_inflight_messages 0`): with its defaults it drops")
+    L.append("QoS 1 messages for a subscriber once 1000 are queued.")
+    L.append("")
+    L.append("| | aliot hub | mosquitto | hub / mosquitto |")
+    L.append("|---|---|---|---|")
+    for label, a, b in [("maximum (closed loop)", mh, mm), ("fixed offered load", fh, fm)]:
+        offered = g(a, "offered_per_s")
+        L.append("| **%s**%s | | | |" % (label, (": %s msg/s offered" % num(offered)) if offered else ""))
+        L.append("| messages answered per second | %s | %s | %s |" % (
+            num(g(a, "msgs_per_s")), num(g(b, "msgs_per_s")), ratio(g(a, "msgs_per_s"), g(b, "msgs_per_s"))))
+        L.append("| PUBACKs per second | %s | %s | |" % (num(g(a, "acks_per_s")), num(g(b, "acks_per_s"))))
+        L.append("| sent / answered / lost | %s / %s / %s | %s / %s / %s | |" % (
+            num(g(a, "sent")), num(g(a, "replied")), num(g(a, "lost")), num(g(b, "sent")), num(g(b, "replied")), num(g(b, "lost"))))
+        L.append("| latency p50 / p99 / max | %s / %s / %s ms | %s / %s / %s ms | p99 %s |" % (
+            num(g(a, "reply_latency_ms", "p50"), "{:.2f}"), num(g(a, "reply_latency_ms", "p99"), "{:.2f}"),
+            num(g(a, "reply_latency_ms", "max"), "{:.1f}"),
+            num(g(b, "reply_latency_ms", "p50"), "{:.2f}"), num(g(b, "reply_latency_ms", "p99"), "{:.2f}"),
+            num(g(b, "reply_latency_ms", "max"), "{:.1f}"),
+            ratio(g(a, "reply_latency_ms", "p99"), g(b, "reply_latency_ms", "p99"))))
+        L.append("| server CPU (cores, over the run) | %s | %s | |" % (num(cpu_cores(a), "{:.2f}"), num(cpu_cores(b), "{:.2f}")))
+    L += commands(out, ["telemetry_max_hub", "telemetry_max_mosquitto", "telemetry_fixed_hub", "telemetry_fixed_mosquitto"])
+    return L
+
+
+def section_one_device(out):
+    names = [("one_aliot", "`aliot device run`"), ("one_classic", "classic Python paho script (spec §14, our copy)"),
+             ("one_linkkit", "aliyun-iot-linkkit (official Python SDK)"), ("one_node", "alibabacloud-iot-device-sdk (official Node SDK)")]
+    L = ["One device connected to the hub and left idle; RSS of its process, CPU over the idle period, and the",
+         "time from process start until the hub lists the device online (admin API).", "",
+         "| client | RSS | idle CPU | time to connected |", "|---|---|---|---|"]
+    for n, label in names:
+        d = load(out, n)
+        if d is None or "error" in (d or {}):
+            L.append("| %s | n/a | n/a | %s |" % (label, (d or {}).get("error", "not run")))
+            continue
+        L.append("| %s | %s MB | %s %% of a core (over %s s) | %s ms |" % (
+            label, num(d["rss_bytes"] / 1e6, "{:.1f}"), num(d["idle_cpu_percent"], "{:.2f}"), num(d["idle_seconds"], "{:.0f}"),
+            num(d["time_to_connected_ms"], "{:.0f}")))
+    L += commands(out, [n for n, _ in names])
+    return L
+
+
+def section_many(out):
+    a, p, n = load(out, "many_aliot"), load(out, "many_paho"), load(out, "many_node")
+    L = ["As many signed devices as one process reaches on the hub within a minute (each tool connects as fast as",
+         "it can, up to the fleet size), the time until the last one was connected, and the RSS each device costs",
+         "that process.", "",
+         "| tool | devices reached / asked | time | RSS per device |", "|---|---|---|---|"]
+    if a:
+        L.append("| `aliot bench` (one process) | %s / %s | %s s | %s KiB |" % (
+            num(a.get("connected")), num(a.get("devices")), num(a.get("ramp_s"), "{:.1f}"), num(a.get("bench_rss_per_device_kib"), "{:.2f}")))
+    else:
+        L.append("| `aliot bench` | n/a | | |")
+    for d, label in [(p, "paho-mqtt (Python, one selector loop)"), (n, "official Node SDK")]:
+        if d:
+            L.append("| %s | %s / %s | %s s | %s KiB |" % (d.get("tool", label), num(d.get("connected")), num(d.get("devices")),
+                                                       num(d.get("seconds"), "{:.1f}"), num(d.get("rss_per_device_kib"), "{:.2f}")))
+        else:
+            L.append("| %s | n/a | | |" % label)
+    L += commands(out, ["many_aliot", "many_paho", "many_node"])
+    return L
+
+
+def section_signing(out):
+    py, node = load(out, "sign_python"), load(out, "sign_node")
+    L = ["CONNECT passwords signed per second on one core, in the same run (sign content built each time).", "",
+         "| method | Python `hmac` | Node `crypto` |", "|---|---|---|"]
+    for m in ["hmacsha1", "hmacsha256", "hmacmd5"]:
+        L.append("| %s | %s /s | %s /s |" % (m, num(g(py, "results", m, "median_signs_per_sec")),
+                                             num(g(node, "results", m, "median_signs_per_sec"))))
+    rust = os.path.join(out, "sign_rust.txt")
+    if os.path.exists(rust):
+        with open(rust) as f:
+            text = f.read().strip()
+        L += ["", "aliot (`cargo bench -p aliot-protocol --bench sign`, divan, time per operation):", "", "```text", text, "```"]
+    L += commands(out, ["sign_python", "sign_node", "sign_rust"])
+    return L
+
+
+def section_targets(out):
+    hub, mq = load(out, "hold_hub"), load(out, "hold_mosquitto")
+    rh, rm = load(out, "rate_hub"), load(out, "rate_mosquitto")
+    mh, mm = load(out, "telemetry_max_hub"), load(out, "telemetry_max_mosquitto")
+    fh = load(out, "telemetry_fixed_hub")
+    one = load(out, "one_aliot")
+    many = load(out, "many_aliot")
+    rows = []
+
+    def row(target, value, ok):
+        rows.append("| %s | %s | %s |" % (target, value, "met" if ok else ("**missed**" if ok is not None else "n/a")))
+
+    def le(v, lim):
+        return None if v is None else v <= lim
+
+    def ge(v, lim):
+        return None if v is None or lim is None else v >= lim
+
+    n = g(hub, "devices")
+    row("hub holds %s signed devices in one process, 0 refusals" % num(n),
+        "%s held, refused %s" % (num(g(hub, "connected")), json.dumps(g(hub, "refused"))),
+        None if hub is None else (g(hub, "connected") == n and not g(hub, "refused")))
+    v = g(hub, "server_rss_per_device_kib")
+    row("hub RSS ≤ 4 KiB per device", "%s KiB (%s of target)" % (num(v, "{:.2f}"), ratio(v, 4.0)), le(v, 4.0))
+    a, b = g(rh, "connect_rate"), g(rm, "connect_rate")
+    row("signed connects/s ≥ 1.0× mosquitto", "%s vs %s (%s)" % (num(a), num(b), ratio(a, b)), ge(a, b))
+    v = g(hub, "connack_latency_ms", "p99")
+    row("CONNACK p99 ≤ 20 ms at 5,000/s", "%s ms" % num(v, "{:.2f}"), le(v, 20.0))
+    a, b = g(mh, "msgs_per_s"), g(mm, "msgs_per_s")
+    row("QoS 1 telemetry ≥ 1.0× mosquitto (max)", "%s vs %s msg/s (%s)" % (num(a), num(b), ratio(a, b)), ge(a, b))
+    v = g(fh, "reply_latency_ms", "p99")
+    row("p99 ≤ 50 ms at half the maximum", "%s ms at %s msg/s" % (num(v, "{:.2f}"), num(g(fh, "offered_per_s"))), le(v, 50.0))
+    v = (one or {}).get("rss_bytes")
+    row("one idle simulated device ≤ 4 MB RSS", "%s MB" % num(v / 1e6 if v else None, "{:.1f}"), le(v / 1e6 if v else None, 4.0))
+    v = g(many, "bench_rss_per_device_kib")
+    row("bench: %s devices in one process at ≤ 4 KiB each" % num(g(many, "devices")),
+        "%s connected, %s KiB each" % (num(g(many, "connected")), num(v, "{:.2f}")),
+        None if many is None else (g(many, "connected") == g(many, "devices") and v is not None and v <= 4.0))
+    return ["| target | this run | |", "|---|---|---|"] + rows
+
+
+SECTIONS = [
+    ("environment", "## Setup of the comparison run", section_environment),
+    ("targets", "## Targets (issue 5)", section_targets),
+    ("fleet", "## Hub vs mosquitto", section_fleet),
+    ("one-device", "## One simulated device", section_one_device),
+    ("many-devices", "## Many simulated devices in one process", section_many),
+    ("signing", "## Signing in the same run", section_signing),
+]
+
+
+def main():
+    out, doc = sys.argv[1], sys.argv[2]
+    text = open(doc).read() if os.path.exists(doc) else "# Performance\n"
+    for name, title, fn in SECTIONS:
+        body = "\n".join([title, ""] + fn(out))
+        begin, end = "<!-- BEGIN compare.sh: %s -->" % name, "<!-- END compare.sh: %s -->" % name
+        block = "%s\n%s\n%s" % (begin, body, end)
+        pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+        if pattern.search(text):
+            text = pattern.sub(lambda _m: block, text)
+        else:
+            text = text.rstrip("\n") + "\n\n" + block + "\n"
+    with open(doc, "w") as f:
+        f.write(text if text.endswith("\n") else text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+//! `aliot bench` against a real `aliot hub` process on loopback (ports picked by the kernel).
+//!
+//! Every run is bounded by its flags (`--count`, `--duration`) and by the helper's hang guard;
+//! the assertions are on counts only, never on timings.
+
+mod hubproc;
+
+use std::process::Output;
+
+use hubproc::{HubProcess, aliot, run_guarded};
+
+const TOKEN: &str = "bench-test-token";
+
+fn hub(dir: &tempfile::TempDir) -> HubProcess {
+    HubProcess::start(&dir.path().join("hub"), &["--admin-token", TOKEN])
+}
+
+/// `aliot bench --format json --quiet ARGS…` against `hub`; returns the JSON of the last line.
+fn bench(hub: &HubProcess, args: &[&str]) -> serde_json::Value {
+    let mut cmd = aliot();
+    cmd.args([
+        "bench",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &hub.mqtt.port().to_string(),
+    ])
+    .args([
+        "--admin-url",
+        &hub.admin_url,
+        "--admin-token",
+        TOKEN,
+        "--format",
+        "json",
+        "--quiet",
+    ])
+    .args(args);
+    last_json(&run_guarded(cmd))
+}
+
+fn last_json(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {stdout}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no output; stderr: {}", String::from_utf8_lossy(&out.stderr)));
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("the last line is not JSON ({e}): {last}"))
+}
+
+fn n(v: &serde_json::Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or_else(|| panic!("{key} missing in {v}"))
+}
+
+#[test]
+fn connect_workload_should_connect_every_registered_device() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(&dir);
+    let r = bench(
+        &hub,
+        &[
+            "--register",
+            "--product-key",
+            "a1BenchConn",
+            "--count",
+            "200",
+            "--workload",
+            "connect",
+            "--rate",
+            "2000",
+            "--duration",
+            "1s",
+        ],
+    );
+    assert_eq!(n(&r, "devices"), 200, "{r}");
+    assert_eq!(n(&r, "connected"), 200, "{r}");
+    assert_eq!(r["refused"], serde_json::json!({}), "{r}");
+    assert_eq!(n(&r, "connect_errors"), 0, "{r}");
+    assert_eq!(n(&r, "dropped"), 0, "{r}");
+    assert_eq!(r["connack_latency_ms"]["count"], 200, "{r}");
+    for key in [
+        "connect_rate",
+        "duration_s",
+        "bench_rss_per_device_kib",
+        "msgs_per_s",
+    ] {
+        assert!(r[key].is_number(), "{key} missing in {r}");
+    }
+    for key in ["p50", "p90", "p99", "max"] {
+        assert!(
+            r["connack_latency_ms"][key].is_number(),
+            "connack_latency_ms.{key} missing in {r}"
+        );
+        assert!(
+            r["reply_latency_ms"][key].is_number(),
+            "reply_latency_ms.{key} missing in {r}"
+        );
+    }
+}
+
+#[test]
+fn telemetry_workload_should_lose_no_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(&dir);
+    let metrics = format!("{}/metrics", hub.admin_url);
+    let r = bench(
+        &hub,
+        &[
+            "--register",
+            "--product-key",
+            "a1BenchTele",
+            "--count",
+            "50",
+            "--workload",
+            "telemetry",
+            "--interval",
+            "200ms",
+            "--qos",
+            "1",
+            "--duration",
+            "5s",
+            "--hub-metrics",
+            &metrics,
+        ],
+    );
+    assert_eq!(n(&r, "connected"), 50, "{r}");
+    assert!(n(&r, "sent") > 0, "{r}");
+    assert_eq!(
+        n(&r, "acked"),
+        n(&r, "sent"),
+        "every QoS 1 post gets its PUBACK: {r}"
+    );
+    assert_eq!(
+        n(&r, "replied"),
+        n(&r, "sent"),
+        "every post gets its post_reply: {r}"
+    );
+    assert_eq!(n(&r, "lost"), 0, "{r}");
+    assert_eq!(n(&r, "reply_errors"), 0, "{r}");
+    assert_eq!(
+        r["reply_latency_ms"]["count"].as_u64(),
+        Some(n(&r, "sent")),
+        "{r}"
+    );
+    assert!(n(&r, "hub_rss_bytes") > 0, "{r}");
+    assert!(r["hub_cpu_seconds"].is_number(), "{r}");
+}
+
+#[test]
+fn a_wrong_secret_in_the_csv_should_be_refused_with_code_4() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(&dir);
+    // Register two devices, then bench them from a CSV where one secret is wrong.
+    let r = bench(
+        &hub,
+        &[
+            "--register",
+            "--product-key",
+            "a1BenchCsv",
+            "--count",
+            "2",
+            "--duration",
+            "0s",
+        ],
+    );
+    assert_eq!(n(&r, "connected"), 2, "{r}");
+    let mut list = aliot();
+    list.args([
+        "admin",
+        "--url",
+        &hub.admin_url,
+        "--token",
+        TOKEN,
+        "device",
+        "list",
+        "--product-key",
+        "a1BenchCsv",
+        "--format",
+        "csv",
+    ]);
+    let out = run_guarded(list);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rows: Vec<&str> = text.lines().filter(|l| l.contains("bench-")).collect();
+    assert_eq!(
+        rows.len(),
+        2,
+        "admin device list --format csv: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wrong = {
+        let cols: Vec<&str> = rows[1].split(',').collect();
+        format!("{},{},{}x", cols[0], cols[1], cols[2])
+    };
+    let path = dir.path().join("fleet.csv");
+    std::fs::write(
+        &path,
+        format!("productKey,deviceName,deviceSecret\n{}\n{wrong}\n", rows[0]),
+    )
+    .expect("write csv");
+    let r = bench(
+        &hub,
+        &[
+            "--devices",
+            path.to_str().expect("utf-8 path"),
+            "--workload",
+            "connect",
+            "--duration",
+            "0s",
+        ],
+    );
+    assert_eq!(n(&r, "devices"), 2, "{r}");
+    assert_eq!(n(&r, "connected"), 1, "{r}");
+    assert_eq!(r["refused"], serde_json::json!({"4": 1}), "{r}");
+}
+
+#[test]
+fn two_processes_should_merge_their_results() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(&dir);
+    let r = bench(
+        &hub,
+        &[
+            "--register",
+            "--product-key",
+            "a1BenchProc",
+            "--count",
+            "60",
+            "--processes",
+            "2",
+            "--workload",
+            "telemetry",
+            "--interval",
+            "250ms",
+            "--duration",
+            "1s",
+        ],
+    );
+    assert_eq!(n(&r, "processes"), 2, "{r}");
+    assert_eq!(n(&r, "devices"), 60, "{r}");
+    assert_eq!(n(&r, "connected"), 60, "{r}");
+    assert_eq!(
+        r["connack_latency_ms"]["count"], 60,
+        "both workers' histograms are merged: {r}"
+    );
+    assert_eq!(n(&r, "replied"), n(&r, "sent"), "{r}");
+    assert_eq!(
+        r["reply_latency_ms"]["count"].as_u64(),
+        Some(n(&r, "replied")),
+        "{r}"
+    );
+    assert_eq!(n(&r, "lost"), 0, "{r}");
+}
+
+#[test]
+fn downlink_and_rrpc_workloads_should_get_every_call_answered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(&dir);
+    for workload in ["downlink", "rrpc"] {
+        let r = bench(
+            &hub,
+            &[
+                "--register",
+                "--product-key",
+                "a1BenchDown",
+                "--count",
+                "20",
+                "--workload",
+                workload,
+                "--concurrency",
+                "4",
+                "--duration",
+                "1s",
+            ],
+        );
+        assert_eq!(n(&r, "connected"), 20, "{workload}: {r}");
+        assert!(n(&r, "sent") > 0, "{workload}: {r}");
+        assert_eq!(n(&r, "replied"), n(&r, "sent"), "{workload}: {r}");
+        assert_eq!(n(&r, "downlinks_answered"), n(&r, "sent"), "{workload}: {r}");
+        assert_eq!(n(&r, "lost"), 0, "{workload}: {r}");
+    }
+}
+
+#[test]
+fn bad_flags_should_exit_2_with_a_reason() {
+    let mut cmd = aliot();
+    cmd.args(["bench", "--product-key", "pk", "--count", "3"]);
+    let out = run_guarded(cmd);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--register"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,267 @@
+//! `aliot device` run as a user runs it, against a hub started in this process.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aliot_hub::config::Config;
+use aliot_hub::events::Event as HubEvent;
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt as _;
+use tokio::sync::broadcast;
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A device command that answers service calls from a shell script: it echoes what it got and
+/// fails (exit 3, "boom" on stderr) for the service `Fail`.
+const SCRIPT: &str = r#"#!/bin/sh
+input=$(cat)
+if [ "$ALIOT_METHOD" = "thing.service.Fail" ]; then
+  echo "something went wrong" >&2
+  echo "boom" >&2
+  exit 3
+fi
+printf '{"method":"%s","id":"%s","secret":"%s","input":%s}\n' \
+  "$ALIOT_METHOD" "$ALIOT_MESSAGE_ID" "${ALIOT_DEVICE_SECRET:-none}" "$input"
+"#;
+
+async fn wait_online(events: &mut broadcast::Receiver<Arc<HubEvent>>, dn: &str) {
+    loop {
+        match events.recv().await {
+            Ok(e) => {
+                if let HubEvent::Status(s) = &*e
+                    && s.device_name == dn
+                    && s.status == "online"
+                {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(e) => panic!("hub events ended: {e}"),
+        }
+    }
+}
+
+async fn wait_offline(events: &mut broadcast::Receiver<Arc<HubEvent>>, dn: &str) -> Option<String> {
+    loop {
+        match events.recv().await {
+            Ok(e) => {
+                if let HubEvent::Status(s) = &*e
+                    && s.device_name == dn
+                    && s.status == "offline"
+                {
+                    return s.reason.clone();
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(e) => panic!("hub events ended: {e}"),
+        }
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn device_run_exec_answers_service_calls_with_a_script() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config {
+        data_dir: Some(dir.path().join("hub")),
+        ..Config::default()
+    };
+    config.mqtt.listen = "127.0.0.1:0".parse().expect("addr");
+    config.admin.listen = "127.0.0.1:0".parse().expect("addr");
+    let hub = aliot_hub::start(config, std::future::pending())
+        .await
+        .expect("hub");
+    let product = hub.store().create_product("cli", None).await.expect("product");
+    let device = hub
+        .store()
+        .create_device(&product.product_key, "cli-dev", None)
+        .await
+        .expect("device");
+    let script = dir.path().join("answer.sh");
+    std::fs::write(&script, SCRIPT).expect("script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let mut events = hub.broker().events();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"))
+        .args(["device", "run", "--host", "127.0.0.1", "--port"])
+        .arg(hub.mqtt_addr().port().to_string())
+        .arg("--exec")
+        .arg(&script)
+        .args(["--format", "json"])
+        .env_remove("RUST_LOG")
+        .env("ALIOT_PRODUCT_KEY", &device.product_key)
+        .env("ALIOT_DEVICE_NAME", &device.device_name)
+        .env("ALIOT_DEVICE_SECRET", &device.device_secret)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("aliot device run");
+    wait_online(&mut events, &device.device_name).await;
+
+    let reply = hub
+        .broker()
+        .invoke_service(
+            &device.product_key,
+            &device.device_name,
+            "Echo",
+            json!({"n": 7}),
+            CALL_TIMEOUT,
+        )
+        .await
+        .expect("answered");
+    assert_eq!(reply["code"], 200, "{reply}");
+    let data = &reply["data"];
+    assert_eq!(data["method"], "thing.service.Echo", "{reply}");
+    assert_eq!(
+        data["id"], reply["id"],
+        "ALIOT_MESSAGE_ID is the request id: {reply}"
+    );
+    assert_eq!(
+        data["secret"], "none",
+        "the command never sees the device secret: {reply}"
+    );
+    assert_eq!(
+        data["input"]["params"],
+        json!({"n": 7}),
+        "the request is on stdin: {reply}"
+    );
+
+    let reply = hub
+        .broker()
+        .invoke_service(
+            &device.product_key,
+            &device.device_name,
+            "Fail",
+            json!({}),
+            CALL_TIMEOUT,
+        )
+        .await
+        .expect("answered");
+    assert_eq!(reply["code"], 500, "{reply}");
+    let message = reply["message"].as_str().unwrap_or_default();
+    assert!(
+        message.ends_with("boom"),
+        "the stderr tail is the message: {reply}"
+    );
+
+    let reply = hub
+        .broker()
+        .set_property(
+            &device.product_key,
+            &device.device_name,
+            json!({"LightSwitch": 1}),
+            CALL_TIMEOUT,
+        )
+        .await
+        .expect("answered");
+    assert_eq!(reply["code"], 200, "{reply}");
+    assert_eq!(reply["data"]["method"], "thing.service.property.set", "{reply}");
+
+    // SIGTERM (like Ctrl-C): a clean DISCONNECT and exit status 0.
+    let pid = child.id().expect("running").to_string();
+    let status = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(status.success());
+    let reason = wait_offline(&mut events, &device.device_name).await;
+    let status = child.wait().await.expect("exit");
+    assert!(status.success(), "{status}");
+    assert!(
+        reason.is_some_and(|r| r.to_lowercase().contains("disconnect")),
+        "offline after a DISCONNECT"
+    );
+
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .await
+        .expect("read");
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["type"] == "service_call" && l["service"] == "Echo"),
+        "{stdout}"
+    );
+    assert!(
+        lines.iter().any(|l| l["type"] == "reply" && l["code"] == 500),
+        "{stdout}"
+    );
+    hub.stop().await.expect("hub stops");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_device_prints_the_code_cause_and_fix() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config {
+        data_dir: Some(dir.path().join("hub")),
+        ..Config::default()
+    };
+    config.mqtt.listen = "127.0.0.1:0".parse().expect("addr");
+    config.admin.listen = "127.0.0.1:0".parse().expect("addr");
+    let hub = aliot_hub::start(config, std::future::pending())
+        .await
+        .expect("hub");
+    let product = hub.store().create_product("cli", None).await.expect("product");
+    let device = hub
+        .store()
+        .create_device(&product.product_key, "refused", None)
+        .await
+        .expect("device");
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"))
+        .args(["device", "post-property", "--host", "127.0.0.1", "--port"])
+        .arg(hub.mqtt_addr().port().to_string())
+        .args([
+            "--product-key",
+            &device.product_key,
+            "--device-name",
+            &device.device_name,
+        ])
+        .args(["--device-secret", "wrong-secret", r#"{"a":1}"#])
+        .env_remove("RUST_LOG")
+        .env_remove("ALIOT_DEVICE_SECRET")
+        .output()
+        .await
+        .expect("aliot device post-property");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("CONNACK 4"), "{stderr}");
+    assert!(stderr.contains("cause:") && stderr.contains("fix:"), "{stderr}");
+    assert!(
+        !stderr.contains("wrong-secret"),
+        "the secret is never printed: {stderr}"
+    );
+
+    // With the right secret: the platform's reply on stdout, exit 0.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"))
+        .args(["device", "post-property", "--host", "127.0.0.1", "--port"])
+        .arg(hub.mqtt_addr().port().to_string())
+        .args([
+            "--product-key",
+            &device.product_key,
+            "--device-name",
+            &device.device_name,
+        ])
+        .args(["--device-secret", &device.device_secret, r#"{"a":1}"#])
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("aliot device post-property");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reply: Value = serde_json::from_slice(&out.stdout).expect("JSON reply");
+    assert_eq!(reply["code"], 200);
+    hub.stop().await.expect("hub stops");
+}
