@@ -963,8 +963,7 @@ fn verify_diagnoses_product_key_and_device_name_swapped() {
 }
 
 #[test]
-fn verify_diagnoses_other_common_mistakes() {
-    // The whole MQTT clientId signed as the clientId.
+fn verify_diagnoses_the_whole_client_id_signed_as_the_client_id() {
     let whole = format!("clientId{CID}deviceName{DN}productKey{PK}timestamp{TS}");
     assert_diagnosis(
         CID,
@@ -973,14 +972,28 @@ fn verify_diagnoses_other_common_mistakes() {
         DS,
         &["whole MQTT clientId"],
     );
-    // A username without '&': the clientId prefix pk.dn tells what it should be.
+}
+
+#[test]
+fn verify_diagnoses_a_username_without_ampersand() {
+    // The clientId prefix pk.dn tells what the username should be.
     let cid = format!("{PK}.{DN}|securemode=3,signmethod=hmacsha1|");
     assert_diagnosis(&cid, DN, PW, DS, &["no '&'", USER]);
-    // A password with a trailing newline.
+}
+
+#[test]
+fn verify_diagnoses_a_password_with_a_trailing_newline() {
     assert_diagnosis(CID, USER, &format!("{PW}\n"), DS, &["white space"]);
-    // Not hex at all.
+}
+
+#[test]
+fn verify_diagnoses_a_password_that_is_not_hex() {
     assert_diagnosis(CID, USER, "not-a-password", DS, &["not hex"]);
-    // An unsupported signmethod: say which algorithm the password uses.
+    assert_diagnosis(CID, USER, &PW[..30], DS, &["30 hex digits"]);
+}
+
+#[test]
+fn verify_diagnoses_an_unsupported_signmethod_and_names_the_one_used() {
     assert_diagnosis(
         "SN1928339|securemode=3,signmethod=hmacsha512,timestamp=1539421321846|",
         USER,
@@ -988,7 +1001,10 @@ fn verify_diagnoses_other_common_mistakes() {
         DS,
         &["hmacsha512", "not supported", "signmethod=hmacsha1"],
     );
-    // The hex-decoded secret as the key.
+}
+
+#[test]
+fn verify_diagnoses_a_hex_decoded_secret() {
     let secret = "0123456789abcdef0123456789abcdef";
     let key: Vec<u8> = (0..secret.len())
         .step_by(2)

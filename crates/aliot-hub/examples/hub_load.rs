@@ -9,7 +9,8 @@
 //! Both commands start the hub as a child process (`serve`, same binary, 2 worker threads, an
 //! in-memory registry of `DEVICES` devices), drive it from this process over loopback from the
 //! source addresses 127.0.0.2..=127.0.0.9, and read the child's RSS from /proc.
-#![allow(clippy::print_stdout, clippy::print_stderr, missing_docs)]
+// A measurement tool: printing its results is its job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -170,7 +170,9 @@ async fn packets_sent_right_behind_the_connect_are_served() {
     let hub = Hub::start().await;
     let mut bytes = BytesMut::new();
     let mut codec = rmqtt_codec::v3::Codec::new(0);
-    codec.encode(connect_packet(&creds("dev1", ""), 60, true), &mut bytes).expect("encode");
+    codec
+        .encode(connect_packet(&creds("dev1", ""), 60, true), &mut bytes)
+        .expect("encode");
     codec.encode(Packet::PingRequest, &mut bytes).expect("encode");
     let mut dev = Raw::open(hub.addr).await;
     dev.write_raw(&bytes).await; // one write: CONNECT and PINGREQ in the same segment

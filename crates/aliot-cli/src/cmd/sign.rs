@@ -90,8 +90,8 @@ fn parse_secure_mode(s: &str) -> Result<SecureMode, String> {
     }
 }
 
-/// What `aliot sign` prints, in the JSON key order.
-#[derive(Debug, Serialize)]
+/// What `aliot sign` prints, in the JSON key order. (No `Debug`: it holds the password.)
+#[derive(Serialize)]
 struct Output {
     host: String,
     port: u16,
