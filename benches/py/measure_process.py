@@ -34,10 +34,10 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def proc_rss(pid):
+def proc_status(pid, key):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
     return 0
 
@@ -73,7 +73,10 @@ def main():
             cpu1 = proc_cpu(child.pid)
             result["idle_cpu_percent"] = round((cpu1 - cpu0) / a.idle * 100.0, 3)
             result["idle_seconds"] = a.idle
-            result["rss_bytes"] = proc_rss(child.pid)
+            result["rss_bytes"] = proc_status(child.pid, "VmRSS")
+            # The part of RSS that is this process's own memory (not pages of its executable and
+            # shared libraries, which other processes share).
+            result["rss_anon_bytes"] = proc_status(child.pid, "RssAnon")
     finally:
         child.send_signal(signal.SIGTERM)
         try:

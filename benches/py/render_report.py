@@ -167,14 +167,18 @@ def section_one_device(out):
              ("one_linkkit", "aliyun-iot-linkkit (official Python SDK)"), ("one_node", "alibabacloud-iot-device-sdk (official Node SDK)")]
     L = ["One device connected to the hub and left idle; RSS of its process, CPU over the idle period, and the",
          "time from process start until the hub lists the device online (admin API).", "",
-         "| client | RSS | idle CPU | time to connected |", "|---|---|---|---|"]
+         "RSS counts the pages of the program and its libraries that are mapped in; \"own\" is the anonymous part",
+         "(heap, stacks), what the process itself allocated.", "",
+         "| client | RSS | own (anonymous) | idle CPU | time to connected |", "|---|---|---|---|---|"]
     for n, label in names:
         d = load(out, n)
         if d is None or "error" in (d or {}):
-            L.append("| %s | n/a | n/a | %s |" % (label, (d or {}).get("error", "not run")))
+            L.append("| %s | n/a | n/a | n/a | %s |" % (label, (d or {}).get("error", "not run")))
             continue
-        L.append("| %s | %s MB | %s %% of a core (over %s s) | %s ms |" % (
-            label, num(d["rss_bytes"] / 1e6, "{:.1f}"), num(d["idle_cpu_percent"], "{:.2f}"), num(d["idle_seconds"], "{:.0f}"),
+        anon = d.get("rss_anon_bytes")
+        L.append("| %s | %s | %s | %s %% of a core (over %s s) | %s ms |" % (
+            label, num(d["rss_bytes"] / 1e6, "{:.1f} MB"), num(anon / 1e6 if anon else None, "{:.1f} MB"),
+            num(d["idle_cpu_percent"], "{:.2f}"), num(d["idle_seconds"], "{:.0f}"),
             num(d["time_to_connected_ms"], "{:.0f}")))
     L += commands(out, [n for n, _ in names])
     return L
@@ -201,18 +205,48 @@ def section_many(out):
     return L
 
 
+def divan_medians(text):
+    """{(group, name): median ns} from divan's tree output (group None for top-level benches)."""
+    units = {"ps": 1e-3, "ns": 1.0, "µs": 1e3, "us": 1e3, "ms": 1e6, "s": 1e9}
+    out, group = {}, None
+    for line in text.splitlines():
+        cells = line.split("│")
+        m = re.match(r"^(│  |   )?([├╰])─ (\S+)", line)
+        if not m:
+            continue
+        nested, name = m.group(1) is not None, m.group(3)
+        # cells: [name+fastest, slowest, median, mean, samples, iters]; empty for a group line.
+        median = re.match(r"\s*([\d.]+)\s*(ps|ns|µs|us|ms|s)\b", cells[2 if nested else 2]) if len(cells) > 3 else None
+        if nested:
+            # nested lines start with "│", which adds one empty leading cell
+            median = re.match(r"\s*([\d.]+)\s*(ps|ns|µs|us|ms|s)\b", cells[3]) if len(cells) > 4 else None
+        if median:
+            out[(group if nested else None, name)] = float(median.group(1)) * units[median.group(2)]
+        elif not nested:
+            group = name
+    return out
+
+
 def section_signing(out):
     py, node = load(out, "sign_python"), load(out, "sign_node")
-    L = ["CONNECT passwords signed per second on one core, in the same run (sign content built each time).", "",
-         "| method | Python `hmac` | Node `crypto` |", "|---|---|---|"]
-    for m in ["hmacsha1", "hmacsha256", "hmacmd5"]:
-        L.append("| %s | %s /s | %s /s |" % (m, num(g(py, "results", m, "median_signs_per_sec")),
-                                             num(g(node, "results", m, "median_signs_per_sec"))))
+    rust_text = ""
     rust = os.path.join(out, "sign_rust.txt")
     if os.path.exists(rust):
         with open(rust) as f:
-            text = f.read().strip()
-        L += ["", "aliot (`cargo bench -p aliot-protocol --bench sign`, divan, time per operation):", "", "```text", text, "```"]
+            rust_text = f.read().strip()
+    med = divan_medians(rust_text)
+    L = ["CONNECT passwords signed per second on one core, in the same run: sign content built and hex HMAC",
+         "computed each time (aliot: `sign_password`, median of divan's samples; Python and Node: median round).", "",
+         "| method | aliot | Python `hmac` | Node `crypto` | aliot / Python |", "|---|---|---|---|---|"]
+    for m in ["hmacsha1", "hmacsha256", "hmacmd5"]:
+        ns = med.get(("sign_password", m))
+        r = 1e9 / ns if ns else None
+        p = g(py, "results", m, "median_signs_per_sec")
+        L.append("| %s | %s /s | %s /s | %s /s | %s |" % (m, num(r), num(p), num(g(node, "results", m, "median_signs_per_sec")),
+                                                       ratio(r, p)))
+    if rust_text:
+        L += ["", "The divan output of the same run (`verify_connect` is the hub's per-CONNECT check):", "", "```text",
+              rust_text, "```"]
     L += commands(out, ["sign_python", "sign_node", "sign_rust"])
     return L
 

@@ -297,3 +297,66 @@ fn bad_flags_should_exit_2_with_a_reason() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn telemetry_over_tls_should_trust_the_hub_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = HubProcess::start(
+        &dir.path().join("hub"),
+        &["--admin-token", TOKEN, "--mqtts", "127.0.0.1:0"],
+    );
+    // "mqtts:       127.0.0.1:PORT (local CA for devices to trust: PATH)"
+    let line = hub
+        .banner
+        .iter()
+        .find(|l| l.trim_start().starts_with("mqtts:"))
+        .expect("an mqtts line");
+    let port = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|a| a.rsplit(':').next())
+        .expect("mqtts address");
+    let ca = line
+        .split("trust: ")
+        .nth(1)
+        .map(|s| s.trim_end_matches(')'))
+        .expect("CA path");
+    let mut cmd = aliot();
+    cmd.args([
+        "bench",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
+        "--tls",
+        "--ca-file",
+        ca,
+    ])
+    .args([
+        "--admin-url",
+        &hub.admin_url,
+        "--admin-token",
+        TOKEN,
+        "--format",
+        "json",
+        "--quiet",
+    ])
+    .args([
+        "--register",
+        "--product-key",
+        "a1BenchTls",
+        "--count",
+        "5",
+        "--workload",
+        "telemetry",
+    ])
+    .args(["--interval", "200ms", "--duration", "1s"]);
+    let r = last_json(&run_guarded(cmd));
+    assert_eq!(n(&r, "connected"), 5, "{r}");
+    assert!(n(&r, "sent") > 0, "{r}");
+    assert_eq!(n(&r, "replied"), n(&r, "sent"), "{r}");
+    assert!(
+        r["target"].as_str().is_some_and(|t| t.starts_with("mqtts://")),
+        "{r}"
+    );
+}

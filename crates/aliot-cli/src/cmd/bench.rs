@@ -94,7 +94,8 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FILE", conflicts_with = "plain_auth")]
     pub(crate) devices: Option<std::path::PathBuf>,
     /// Plain MQTT username:password for every device, for a general broker (no Aliyun signing, no platform
-    /// replies).
+    /// replies). telemetry then publishes to `aliot-bench/w{process}/{pk}/{dn}` and measures PUBACK plus
+    /// delivery to one subscriber per bench process.
     #[arg(long, value_name = "USER:PASS")]
     pub(crate) plain_auth: Option<String>,
     /// HMAC of the CONNECT signature.

@@ -60,9 +60,22 @@ pub(crate) struct Args {
     /// Uppercase hex password (as the C SDKs send it; the platform accepts either case).
     #[arg(long)]
     uppercase: bool,
+    /// Extra clientId parameter after securemode, signmethod and timestamp (not signed), e.g.
+    /// `--param _ss=1` (the platform subscribes the device to its system topics) or `--param ext=1`;
+    /// repeatable.
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    params: Vec<(String, String)>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+}
+
+/// Parses `--param KEY=VALUE`.
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
 }
 
 /// How `aliot sign` prints its result.
@@ -165,7 +178,7 @@ fn compute(
         timestamp,
         sign_method,
         secure_mode,
-        extra_params: Vec::new(),
+        extra_params: args.params.clone(),
         hex_case: if args.uppercase {
             HexCase::Upper
         } else {

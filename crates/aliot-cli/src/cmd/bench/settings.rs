@@ -273,7 +273,7 @@ impl Plan {
     }
 }
 
-/// Parses `5s`, `250ms`, `2m`, `1h`, `1.5s` or a bare number of seconds.
+/// Parses `5s`, `250ms`, `500us`, `2m`, `1h`, `1.5s` or a bare number of seconds.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
@@ -286,9 +286,10 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let secs = match unit {
         "" | "s" => n,
         "ms" => n / 1000.0,
+        "us" | "µs" => n / 1_000_000.0,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?} (use ms, s, m, h)")),
+        _ => return Err(format!("unknown unit {unit:?} in {s:?} (use us, ms, s, m, h)")),
     };
     if !secs.is_finite() || !(0.0..=7.0 * 24.0 * 3600.0).contains(&secs) {
         return Err(format!("{s:?} is out of range"));
@@ -338,6 +339,7 @@ mod tests {
     fn durations_should_accept_units_and_bare_seconds() {
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2900us"), Ok(Duration::from_micros(2900)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
