@@ -116,6 +116,22 @@ fn lines(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     rx
 }
 
+/// The mosquitto clients are a prerequisite of these tests (README, `.ci/run`): say so plainly.
+fn require_mosquitto_clients() {
+    for tool in ["mosquitto_sub", "mosquitto_pub"] {
+        let found = Command::new(tool)
+            .arg("--help")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        assert!(
+            found,
+            "{tool} is not installed: `apt-get install -y mosquitto-clients` (as .ci/run does)"
+        );
+    }
+}
+
 struct KillOnDrop(std::process::Child);
 
 impl Drop for KillOnDrop {
@@ -127,6 +143,7 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn mosquitto_sub_receives_a_downlink_and_mosquitto_pub_gets_its_property_post_answered() {
+    require_mosquitto_clients();
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let hub = HubProcess::start(d, &[]);
@@ -255,6 +272,7 @@ fn mosquitto_sub_receives_a_downlink_and_mosquitto_pub_gets_its_property_post_an
 
 #[test]
 fn mosquitto_sub_exits_with_the_connack_code_of_each_refusal() {
+    require_mosquitto_clients();
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let hub = HubProcess::start(d, &[]);
