@@ -28,6 +28,23 @@ def load(out, name):
         return None
 
 
+def median_round(out, base, key="connect_rate"):
+    """The median of the rounds base_1, base_2, … by `key`, and the list of their values."""
+    rounds = []
+    i = 1
+    while True:
+        d = load(out, "%s_%d" % (base, i))
+        if d is None and not os.path.exists(os.path.join(out, "%s_%d.cmd" % (base, i))):
+            break
+        if d is not None:
+            rounds.append(d)
+        i += 1
+    if not rounds:
+        return load(out, base), []
+    rounds.sort(key=lambda d: d.get(key) or 0)
+    return rounds[len(rounds) // 2], [d.get(key) for d in rounds]
+
+
 def cmd(out, name):
     path = os.path.join(out, name + ".cmd")
     if not os.path.exists(path):
@@ -87,9 +104,10 @@ def section_environment(out):
 
 def section_fleet(out):
     hub, mq = load(out, "hold_hub"), load(out, "hold_mosquitto")
-    rh, rm = load(out, "rate_hub"), load(out, "rate_mosquitto")
+    (rh, rh_all), (rm, rm_all) = median_round(out, "rate_hub"), median_round(out, "rate_mosquitto")
     mh, mm = load(out, "telemetry_max_hub"), load(out, "telemetry_max_mosquitto")
     fh, fm = load(out, "telemetry_fixed_hub"), load(out, "telemetry_fixed_mosquitto")
+    hh, hm = load(out, "telemetry_half100_hub"), load(out, "telemetry_half100_mosquitto")
     L = []
     L.append("### Devices held, and server memory per device")
     L.append("")
@@ -124,14 +142,15 @@ def section_fleet(out):
     L.append("|---|---|---|---|")
     L.append("| connected / asked | %s / %s | %s / %s | |" % (num(g(rh, "connected")), num(g(rh, "devices")),
                                                          num(g(rm, "connected")), num(g(rm, "devices"))))
-    L.append("| connects accepted per second | %s | %s | %s |" % (
+    L.append("| connects accepted per second (median round) | %s | %s | %s |" % (
         num(g(rh, "connect_rate")), num(g(rm, "connect_rate")), ratio(g(rh, "connect_rate"), g(rm, "connect_rate"))))
+    L.append("| rounds | %s | %s | |" % (" / ".join(num(x) for x in rh_all), " / ".join(num(x) for x in rm_all)))
     L.append("| CONNACK p50 / p99 | %s / %s ms | %s / %s ms | |" % (
         num(g(rh, "connack_latency_ms", "p50"), "{:.2f}"), num(g(rh, "connack_latency_ms", "p99"), "{:.2f}"),
         num(g(rm, "connack_latency_ms", "p50"), "{:.2f}"), num(g(rm, "connack_latency_ms", "p99"), "{:.2f}")))
     L.append("| server CPU seconds | %s | %s | |" % (num(g(rh, "server_cpu_seconds"), "{:.2f}"),
                                                    num(g(rm, "server_cpu_seconds"), "{:.2f}")))
-    L += commands(out, ["rate_hub", "rate_mosquitto"])
+    L += commands(out, ["rate_hub_1", "rate_mosquitto_1"])
     L.append("")
     L.append("### QoS 1 telemetry")
     L.append("")
@@ -143,7 +162,9 @@ def section_fleet(out):
     L.append("")
     L.append("| | aliot hub | mosquitto | hub / mosquitto |")
     L.append("|---|---|---|---|")
-    for label, a, b in [("maximum (closed loop)", mh, mm), ("fixed offered load", fh, fm)]:
+    for label, a, b in [("maximum (100 connections, 8 posts in flight each)", mh, mm),
+                        ("fixed offered load from 1000 devices", fh, fm),
+                        ("the same load from the 100 connections", hh, hm)]:
         offered = g(a, "offered_per_s")
         L.append("| **%s**%s | | | |" % (label, (": %s msg/s offered" % num(offered)) if offered else ""))
         L.append("| messages answered per second | %s | %s | %s |" % (
@@ -158,7 +179,8 @@ def section_fleet(out):
             num(g(b, "reply_latency_ms", "max"), "{:.1f}"),
             ratio(g(a, "reply_latency_ms", "p99"), g(b, "reply_latency_ms", "p99"))))
         L.append("| server CPU (cores, over the run) | %s | %s | |" % (num(cpu_cores(a), "{:.2f}"), num(cpu_cores(b), "{:.2f}")))
-    L += commands(out, ["telemetry_max_hub", "telemetry_max_mosquitto", "telemetry_fixed_hub", "telemetry_fixed_mosquitto"])
+    L += commands(out, ["telemetry_max_hub", "telemetry_max_mosquitto", "telemetry_fixed_hub", "telemetry_fixed_mosquitto",
+                        "telemetry_half100_hub", "telemetry_half100_mosquitto"])
     return L
 
 
@@ -253,9 +275,10 @@ def section_signing(out):
 
 def section_targets(out):
     hub, mq = load(out, "hold_hub"), load(out, "hold_mosquitto")
-    rh, rm = load(out, "rate_hub"), load(out, "rate_mosquitto")
+    (rh, _), (rm, _) = median_round(out, "rate_hub"), median_round(out, "rate_mosquitto")
     mh, mm = load(out, "telemetry_max_hub"), load(out, "telemetry_max_mosquitto")
     fh = load(out, "telemetry_fixed_hub")
+    hh = load(out, "telemetry_half100_hub")
     one = load(out, "one_aliot")
     many = load(out, "many_aliot")
     rows = []
@@ -282,7 +305,11 @@ def section_targets(out):
     a, b = g(mh, "msgs_per_s"), g(mm, "msgs_per_s")
     row("QoS 1 telemetry ≥ 1.0× mosquitto (max)", "%s vs %s msg/s (%s)" % (num(a), num(b), ratio(a, b)), ge(a, b))
     v = g(fh, "reply_latency_ms", "p99")
-    row("p99 ≤ 50 ms at half the maximum", "%s ms at %s msg/s" % (num(v, "{:.2f}"), num(g(fh, "offered_per_s"))), le(v, 50.0))
+    row("p99 ≤ 50 ms at half the maximum (1000 devices)", "%s ms at %s msg/s" % (num(v, "{:.2f}"), num(g(fh, "offered_per_s"))),
+        le(v, 50.0))
+    v = g(hh, "reply_latency_ms", "p99")
+    row("p99 ≤ 50 ms at half the maximum (the max run's 100 connections)",
+        "%s ms at %s msg/s" % (num(v, "{:.2f}"), num(g(hh, "offered_per_s"))), le(v, 50.0))
     v = (one or {}).get("rss_bytes")
     row("one idle simulated device ≤ 4 MB RSS", "%s MB" % num(v / 1e6 if v else None, "{:.1f}"), le(v / 1e6 if v else None, 4.0))
     v = g(many, "bench_rss_per_device_kib")

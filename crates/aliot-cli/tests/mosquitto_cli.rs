@@ -30,31 +30,30 @@ fn register(dir: &Path, pk: &str, dn: &str) -> String {
     created["deviceSecret"].as_str().expect("deviceSecret").to_owned()
 }
 
+/// `aliot sign` for a device of the hub, in `format`, extra args appended.
+fn sign(hub: &HubProcess, device: [&str; 3], format: &str, extra: &[&str]) -> std::process::Output {
+    let [pk, dn, secret] = device;
+    let port = hub.mqtt.port().to_string();
+    let mut c = aliot();
+    c.args([
+        "sign",
+        "--product-key",
+        pk,
+        "--device-name",
+        dn,
+        "--device-secret",
+        secret,
+    ])
+    .args(["--host", "127.0.0.1", "--port", &port, "--format", format])
+    .args(extra);
+    let out = run_guarded(c);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
 /// `aliot sign … --format mosquitto` for the hub: a ready `mosquitto_sub` command line.
 fn mosquitto_line(hub: &HubProcess, pk: &str, dn: &str, secret: &str) -> String {
-    let out = run_guarded({
-        let mut c = aliot();
-        c.args([
-            "sign",
-            "--product-key",
-            pk,
-            "--device-name",
-            dn,
-            "--device-secret",
-            secret,
-        ])
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &hub.mqtt.port().to_string(),
-            "--format",
-            "mosquitto",
-        ]);
-        c
-    });
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).expect("utf8");
+    let text = String::from_utf8(sign(hub, [pk, dn, secret], "mosquitto", &[]).stdout).expect("utf8");
     let line = text
         .lines()
         .find(|l| l.starts_with("mosquitto_sub "))
@@ -64,29 +63,7 @@ fn mosquitto_line(hub: &HubProcess, pk: &str, dn: &str, secret: &str) -> String 
 
 /// `aliot sign … --format json` (extra args appended).
 fn sign_json(hub: &HubProcess, pk: &str, dn: &str, secret: &str, extra: &[&str]) -> serde_json::Value {
-    let out = run_guarded({
-        let mut c = aliot();
-        c.args([
-            "sign",
-            "--product-key",
-            pk,
-            "--device-name",
-            dn,
-            "--device-secret",
-            secret,
-        ])
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &hub.mqtt.port().to_string(),
-            "--format",
-            "json",
-        ])
-        .args(extra);
-        c
-    });
-    ok_json(&out)
+    ok_json(&sign(hub, [pk, dn, secret], "json", extra))
 }
 
 /// Runs a printed `mosquitto_sub` line through `sh` with extra arguments; returns the exit code and
