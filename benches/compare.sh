@@ -197,6 +197,7 @@ if [ "${SKIP_SIGN:-0}" != 1 ]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
-printf '{"load average after": "%s"}\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/environment_after.json"
+printf '{"load average after": "%s", "variables in the commands": "FLEET=%s HOLD=%s RATE_N=%s INTERVAL_MS=%s INTERVAL_US_100=%s SOURCE_IPS=%s"}\n' \
+  "$(cut -d' ' -f1-3 /proc/loadavg)" "$FLEET" "$HOLD" "$RATE_N" "$INTERVAL_MS" "$INTERVAL_US_100" "$SOURCE_IPS" >"$OUT/environment_after.json"
 python3 benches/py/render_report.py "$OUT" docs/PERFORMANCE.md
 log "docs/PERFORMANCE.md updated (raw results in benches/out/)"

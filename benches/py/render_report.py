@@ -96,7 +96,7 @@ def section_environment(out):
     env.update(load(out, "environment_after") or {})
     rows = ["| | |", "|---|---|"]
     for k in ["date", "machine", "cpus", "kernel", "aliot", "mosquitto", "python", "paho-mqtt", "aliyun-iot-linkkit", "node",
-              "alibabacloud-iot-device-sdk", "open files limit", "load average before", "load average after", "priority"]:
+              "alibabacloud-iot-device-sdk", "open files limit", "load average before", "load average after", "priority", "variables in the commands"]:
         rows.append("| %s | %s |" % (k, env.get(k, "n/a")))
     return ["Every figure below comes from one run of `benches/compare.sh` on this machine, bench and servers on the",
             "same box over loopback (the bench in its own processes). Re-run it to regenerate these sections.", ""] + rows

@@ -360,3 +360,31 @@ fn telemetry_over_tls_should_trust_the_hub_ca() {
         "{r}"
     );
 }
+
+#[test]
+fn register_should_find_the_admin_url_in_the_hub_data_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(&dir);
+    let mut cmd = aliot();
+    cmd.args([
+        "bench",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &hub.mqtt.port().to_string(),
+    ])
+    .arg("--data-dir")
+    .arg(dir.path().join("hub"))
+    .args(["--admin-token", TOKEN, "--format", "json", "--quiet"])
+    .args([
+        "--register",
+        "--product-key",
+        "a1BenchDir",
+        "--count",
+        "3",
+        "--duration",
+        "0s",
+    ]);
+    let r = last_json(&run_guarded(cmd));
+    assert_eq!(n(&r, "connected"), 3, "{r}");
+}

@@ -13,7 +13,7 @@
 //! - [`driver`]: the admin-API side of the `downlink` and `rrpc` workloads.
 //! - [`admin`]: a tiny HTTP client (admin API calls, `/metrics` scraping).
 //! - [`stats`]: counters and histograms, a worker's result, the exact merge of results.
-//! - [`run`]: one process running its slice of the fleet through the phases.
+//! - [`run`](mod@run): one process running its slice of the fleet through the phases.
 //! - [`worker`]: `--processes K`: re-executes itself K times and merges the results.
 //! - [`report`]: the summary table and the one-line JSON object.
 //! - [`progress`]: the live line on stderr (indicatif).
@@ -89,6 +89,10 @@ pub(crate) struct Args {
     /// Bearer token of the admin API.
     #[arg(long, env = "ALIOT_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub(crate) admin_token: Option<String>,
+    /// Data directory of a local hub: where the admin URL and token are read from when neither flag
+    /// nor environment gives them [default: the hub's default data directory].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<std::path::PathBuf>,
     /// CSV of productKey,deviceName,deviceSecret (a header line is skipped); `aliot admin device list --format csv`
     /// writes one.
     #[arg(long, value_name = "FILE", conflicts_with = "plain_auth")]

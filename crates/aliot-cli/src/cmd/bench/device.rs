@@ -266,6 +266,13 @@ async fn handshake(fleet: &Fleet, idx: usize) -> Handshake {
     };
     let mut conn = match open(fleet, idx).await {
         Ok(c) => c,
+        // EMFILE: one process holds at most `ulimit -n` sockets.
+        Err(e) if e.raw_os_error() == Some(24) => {
+            return Handshake::Failed(format!(
+                "connect {}: {e} (split the fleet with --processes)",
+                fleet.addr
+            ));
+        }
         Err(e) => return Handshake::Failed(format!("connect {}: {e}", fleet.addr)),
     };
     let mut tx = BytesMut::new();
@@ -399,13 +406,11 @@ async fn session_loop(
     let mut tx = BytesMut::new();
     loop {
         let phase = *phase_rx.borrow_and_update();
-        match phase {
-            Phase::Close => return true,
-            Phase::Stop if session.open() == 0 || !telemetry => {
-                // Nothing outstanding: wait for Close (keepalive continues below).
-            }
-            _ => {}
+        if phase == Phase::Close {
+            return true;
         }
+        // In `Stop` a device posts nothing new; it keeps reading the replies of its open posts
+        // and stays connected (keepalive included) until `Close`.
         let now = now_us();
         if phase == Phase::Run && telemetry {
             let next = *next_post_us.get_or_insert_with(|| {
@@ -464,8 +469,8 @@ async fn session_loop(
             r = conn.fill(&mut rx) => {
                 match r {
                     Ok(0) | Err(_) => {
-                        let open = session.abandon();
-                        let _ = open;
+                        // Its open posts stay counted as sent and never replied: lost.
+                        session.abandon();
                         return false;
                     }
                     Ok(_) => {}

@@ -13,7 +13,9 @@ use super::stats::Progress;
 #[derive(Debug)]
 pub(crate) struct Live {
     bar: ProgressBar,
-    last: Mutex<Option<(Instant, u64)>>,
+    /// (when, replied then, rate computed then): the rate is recomputed at most every 500 ms, as
+    /// snapshots arrive from several workers in quick succession.
+    last: Mutex<Option<(Instant, u64, f64)>>,
 }
 
 impl Live {
@@ -42,12 +44,18 @@ impl Live {
                 .last
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let rate = match *last {
-                Some((t, n)) if now > t && p.replied >= n => (p.replied - n) as f64 / (now - t).as_secs_f64(),
-                _ => 0.0,
-            };
-            *last = Some((now, p.replied));
-            rate
+            match *last {
+                Some((t, _, rate)) if now.duration_since(t).as_millis() < 500 => rate,
+                Some((t, n, _)) => {
+                    let rate = p.replied.saturating_sub(n) as f64 / now.duration_since(t).as_secs_f64();
+                    *last = Some((now, p.replied, rate));
+                    rate
+                }
+                None => {
+                    *last = Some((now, p.replied, 0.0));
+                    0.0
+                }
+            }
         };
         let refused: Vec<String> = p.refused.iter().map(|(c, n)| format!("{c}:{n}")).collect();
         self.bar.set_position(p.connected);

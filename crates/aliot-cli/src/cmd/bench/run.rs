@@ -94,6 +94,8 @@ pub(crate) async fn run_slice(
     let addr = resolve(&settings.host, settings.port).await?;
     let tls = settings.tls.as_ref().map(tls_connector).transpose()?;
     let settings_max_pending = settings.max_pending;
+    // One `watch` for the whole fleet: it holds only the latest phase (no queue can grow), and a
+    // device that misses an intermediate phase simply acts on the current one.
     let (phase_tx, _) = watch::channel(Phase::Ramp);
     let n = devices.len();
     let handshakes = Arc::new(Handshakes {

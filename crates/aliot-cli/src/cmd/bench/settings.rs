@@ -188,17 +188,10 @@ impl Plan {
                 "the downlink and rrpc workloads need the hub's admin API; they cannot run with --plain-auth",
             ));
         }
-        let admin = match &a.admin_url {
-            Some(url) => Some(AdminTarget {
-                url: url.trim_end_matches('/').to_owned(),
-                token: a.admin_token.clone(),
-            }),
-            None if needs_admin => {
-                return Err(usage(
-                    "--register and the downlink/rrpc workloads need --admin-url (or ALIOT_ADMIN_URL)",
-                ));
-            }
-            None => None,
+        let admin = if needs_admin {
+            Some(admin_target(&a)?)
+        } else {
+            None
         };
         let fleet = match (&a.devices, &a.product_key) {
             (Some(path), _) => FleetSource::Csv {
@@ -271,6 +264,36 @@ impl Plan {
             server_pid: a.server_pid,
         })
     }
+}
+
+/// The admin API: `--admin-url`/`--admin-token` (or their environment variables), else the files
+/// a local hub writes into its data directory, as `aliot admin` does.
+fn admin_target(a: &Args) -> anyhow::Result<AdminTarget> {
+    use aliot_hub::config::{TOKEN_FILE, URL_FILE, default_data_dir};
+    let dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let url = match a.admin_url.clone().or_else(|| read(URL_FILE)) {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => {
+            return Err(usage(format!(
+                "--register and the downlink/rrpc workloads need the hub's admin API: pass --admin-url or set \
+                 ALIOT_ADMIN_URL (no {URL_FILE} in {})",
+                dir.display()
+            )));
+        }
+    };
+    if !url.starts_with("http://") {
+        return Err(usage(format!("--admin-url must be an http:// URL, not {url:?}")));
+    }
+    Ok(AdminTarget {
+        url,
+        token: a.admin_token.clone().or_else(|| read(TOKEN_FILE)),
+    })
 }
 
 /// Parses `5s`, `250ms`, `500us`, `2m`, `1h`, `1.5s` or a bare number of seconds.
