@@ -134,6 +134,7 @@ run() {
     "$("$PY" -c 'import importlib.metadata as m; print(m.version("aliyun-iot-linkkit"))')"
   printf '"node": "%s", "alibabacloud-iot-device-sdk": "%s", "open files limit": "%s", ' "$(node --version)" \
     "$(node -p 'require("./benches/node_modules/alibabacloud-iot-device-sdk/package.json").version')" "$(ulimit -n)"
+  printf '"aliot binary bytes": %s, ' "$(stat -c %s "$ALIOT")"
   printf '"load average before": "%s", "priority": "%s"}\n' "$LOAD_BEFORE" "$PRIORITY"
 } >"$OUT/environment.json"
 

@@ -202,6 +202,10 @@ def section_one_device(out):
             label, num(d["rss_bytes"] / 1e6, "{:.1f} MB"), num(anon / 1e6 if anon else None, "{:.1f} MB"),
             num(d["idle_cpu_percent"], "{:.2f}"), num(d["idle_seconds"], "{:.0f}"),
             num(d["time_to_connected_ms"], "{:.0f}")))
+    size = (load(out, "environment") or {}).get("aliot binary bytes")
+    if size:
+        L += ["", "The `aliot` binary itself (release profile, symbols stripped, every subcommand: SDK, hub, bench)",
+              "is %s (`stat -c %%s target/release/aliot`)." % num(size / 1e6, "{:.1f} MB")]
     L += commands(out, [n for n, _ in names])
     return L
 

@@ -29,6 +29,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
 
 use aliot_protocol::identity::{validate_device_name, validate_product_key, validate_secret};
 use rand::Rng as _;
@@ -803,6 +804,17 @@ async fn online_writer(
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut batch = Vec::with_capacity(ONLINE_BATCH);
+    // Last-online times are advisory: most batches commit without an fsync, and at most one a
+    // second (and the last one, at close) is made durable. A registration commit (always durable)
+    // also persists what came before it. This keeps fsync off a login storm's path.
+    let mut last_durable = std::time::Instant::now();
+    let mut durable_due = |force: bool| {
+        let due = force || last_durable.elapsed() >= ONLINE_DURABLE_EVERY;
+        if due {
+            last_durable = std::time::Instant::now();
+        }
+        due
+    };
     loop {
         tokio::select! {
             // After `stop`, drain what is queued and leave.
@@ -811,10 +823,10 @@ async fn online_writer(
                 while let Some(u) = rx.recv().await {
                     batch.push(u);
                     if batch.len() == ONLINE_BATCH {
-                        write_online(&db, std::mem::take(&mut batch)).await;
+                        write_online(&db, std::mem::take(&mut batch), durable_due(false)).await;
                     }
                 }
-                write_online(&db, std::mem::take(&mut batch)).await;
+                write_online(&db, std::mem::take(&mut batch), true).await;
                 return;
             }
             n = rx.recv_many(&mut batch, ONLINE_BATCH) => {
@@ -822,20 +834,27 @@ async fn online_writer(
                     // Every sender is gone: the store was dropped without `close`.
                     return;
                 }
-                write_online(&db, std::mem::take(&mut batch)).await;
+                write_online(&db, std::mem::take(&mut batch), durable_due(false)).await;
             }
         }
     }
 }
 
-async fn write_online(db: &Arc<Database>, batch: Vec<OnlineUpdate>) {
-    if batch.is_empty() {
+/// How often at most a last-online batch is committed with an fsync.
+const ONLINE_DURABLE_EVERY: Duration = Duration::from_secs(1);
+
+async fn write_online(db: &Arc<Database>, batch: Vec<OnlineUpdate>, durable: bool) {
+    if batch.is_empty() && !durable {
         return;
     }
     let db = Arc::clone(db);
     let n = batch.len();
     let result = blocking(move || {
-        let txn = db.begin_write().map_err(storage)?;
+        let mut txn = db.begin_write().map_err(storage)?;
+        // When redb cannot skip the fsync, the commit simply stays durable.
+        if !durable && txn.set_durability(redb::Durability::None).is_err() {
+            tracing::debug!("last-online batch committed durably");
+        }
         {
             let mut table = txn.open_table(DEVICES).map_err(storage)?;
             for u in batch {
