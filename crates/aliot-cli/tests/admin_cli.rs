@@ -4,10 +4,39 @@
 mod hubproc;
 
 use std::io::{BufRead as _, BufReader};
-use std::process::Stdio;
+use std::path::Path;
+use std::process::{Output, Stdio};
 
 use hubproc::{GUARD, HubProcess, RawDevice, admin, aliot, ok_json, run_guarded, stderr};
 use serde_json::json;
+
+/// `aliot admin CMD… --product-key PK --device-name DN EXTRA…`.
+fn on_device(d: &Path, cmd: &[&str], pk: &str, dn: &str, extra: &[&str]) -> Output {
+    let target = ["--product-key", pk, "--device-name", dn];
+    admin(d, &[cmd, &target[..], extra].concat())
+}
+
+/// [`on_device`] in a thread of its own, while the test plays the device.
+fn spawn_on_device(
+    d: &Path,
+    cmd: &'static str,
+    pk: &'static str,
+    dn: &'static str,
+    extra: &'static [&'static str],
+) -> std::thread::JoinHandle<Output> {
+    let d = d.to_owned();
+    std::thread::spawn(move || on_device(&d, &[cmd], pk, dn, extra))
+}
+
+/// Creates the product `pk` and its device `dn`; returns the device secret.
+fn product_with_device(d: &Path, pk: &str, dn: &str) -> String {
+    ok_json(&admin(
+        d,
+        &["product", "create", "--name", "p", "--product-key", pk],
+    ));
+    let created = ok_json(&on_device(d, &["device", "create"], pk, dn, &[]));
+    created["deviceSecret"].as_str().expect("secret").to_owned()
+}
 
 #[test]
 fn products_and_devices_are_managed_from_the_command_line() {
@@ -62,38 +91,20 @@ fn products_and_devices_are_managed_from_the_command_line() {
     assert!(csv.lines().any(|l| l == format!("{pk},l1,my-secret")), "{csv}");
     assert_eq!(csv.lines().count(), 6);
 
-    let off = ok_json(&admin(
-        d,
-        &["device", "disable", "--product-key", &pk, "--device-name", "l1"],
-    ));
+    let off = ok_json(&on_device(d, &["device", "disable"], &pk, "l1", &[]));
     assert_eq!(off["enabled"], false);
-    let on = ok_json(&admin(
-        d,
-        &["device", "enable", "--product-key", &pk, "--device-name", "l1"],
-    ));
+    let on = ok_json(&on_device(d, &["device", "enable"], &pk, "l1", &[]));
     assert_eq!(on["enabled"], true);
-    let show = ok_json(&admin(
-        d,
-        &["device", "show", "--product-key", &pk, "--device-name", "l1"],
-    ));
+    let show = ok_json(&on_device(d, &["device", "show"], &pk, "l1", &[]));
     assert_eq!(show["status"], "offline");
-    let del = ok_json(&admin(
-        d,
-        &["device", "delete", "--product-key", &pk, "--device-name", "l1"],
-    ));
+    let del = ok_json(&on_device(d, &["device", "delete"], &pk, "l1", &[]));
     assert_eq!(del["deleted"], true);
 
     // Errors: the hub's message on one line, exit 1.
-    let out = admin(
-        d,
-        &["device", "show", "--product-key", &pk, "--device-name", "l1"],
-    );
+    let out = on_device(d, &["device", "show"], &pk, "l1", &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("404 device_not_found"), "{}", stderr(&out));
-    let out = admin(
-        d,
-        &["device", "create", "--product-key", &pk, "--device-name", "x"],
-    );
+    let out = on_device(d, &["device", "create"], &pk, "x", &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("409"), "{}", stderr(&out));
     let out = admin(d, &["--token", "wrong", "product", "list"]);
@@ -158,59 +169,23 @@ fn the_hub_is_found_by_flags_environment_or_data_directory() {
 fn calls_reach_a_device_and_print_its_answer() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = HubProcess::start(dir.path(), &[]);
-    let d = dir.path().to_owned();
-    ok_json(&admin(
-        &d,
-        &["product", "create", "--name", "p", "--product-key", "a1Calls"],
-    ));
-    let created = ok_json(&admin(
-        &d,
-        &[
-            "device",
-            "create",
-            "--product-key",
-            "a1Calls",
-            "--device-name",
-            "dev",
-        ],
-    ));
-    let secret = created["deviceSecret"].as_str().expect("secret");
+    let d = dir.path();
+    let secret = &product_with_device(d, "a1Calls", "dev");
 
     // Offline: 409, exit 1.
-    let out = admin(
-        &d,
-        &[
-            "set-property",
-            "--product-key",
-            "a1Calls",
-            "--device-name",
-            "dev",
-            "--params",
-            r#"{"P":1}"#,
-        ],
+    let out = on_device(
+        d,
+        &["set-property"],
+        "a1Calls",
+        "dev",
+        &["--params", r#"{"P":1}"#],
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("device_offline"), "{}", stderr(&out));
 
     let (mut dev, code) = RawDevice::connect(hub.mqtt, "a1Calls", "dev", secret);
     assert_eq!(code, 0);
-    let call = {
-        let d = d.clone();
-        std::thread::spawn(move || {
-            admin(
-                &d,
-                &[
-                    "set-property",
-                    "--product-key",
-                    "a1Calls",
-                    "--device-name",
-                    "dev",
-                    "--params",
-                    r#"{"P":1}"#,
-                ],
-            )
-        })
-    };
+    let call = spawn_on_device(d, "set-property", "a1Calls", "dev", &["--params", r#"{"P":1}"#]);
     let (topic, payload) = dev.recv_publish();
     assert_eq!(topic, "/sys/a1Calls/dev/thing/service/property/set");
     let req: serde_json::Value = serde_json::from_slice(&payload).expect("JSON");
@@ -220,47 +195,19 @@ fn calls_reach_a_device_and_print_its_answer() {
     assert_eq!(answer["code"], 200);
 
     // Raw RRPC, and a device that stays silent: 504 after --timeout-ms.
-    let call = {
-        let d = d.clone();
-        std::thread::spawn(move || {
-            admin(
-                &d,
-                &[
-                    "rrpc",
-                    "--product-key",
-                    "a1Calls",
-                    "--device-name",
-                    "dev",
-                    "--payload",
-                    "ping",
-                ],
-            )
-        })
-    };
+    let call = spawn_on_device(d, "rrpc", "a1Calls", "dev", &["--payload", "ping"]);
     let (topic, payload) = dev.recv_publish();
     assert_eq!(&payload[..], b"ping");
     dev.publish(&topic.replace("/request/", "/response/"), b"pong");
     let answer = ok_json(&call.join().expect("thread"));
     assert_eq!(answer, json!({"payload": "pong", "encoding": "text"}));
-    let call = {
-        let d = d.clone();
-        std::thread::spawn(move || {
-            admin(
-                &d,
-                &[
-                    "invoke",
-                    "--product-key",
-                    "a1Calls",
-                    "--device-name",
-                    "dev",
-                    "--service",
-                    "Reboot",
-                    "--timeout-ms",
-                    "100",
-                ],
-            )
-        })
-    };
+    let call = spawn_on_device(
+        d,
+        "invoke",
+        "a1Calls",
+        "dev",
+        &["--service", "Reboot", "--timeout-ms", "100"],
+    );
     let _ = dev.recv_publish();
     let out = call.join().expect("thread");
     assert_eq!(out.status.code(), Some(1));
@@ -268,19 +215,12 @@ fn calls_reach_a_device_and_print_its_answer() {
 
     // The platform's Pub on a custom topic (subscribed implicitly? no: custom topics need a
     // SUBSCRIBE, so the hub says the message was dropped).
-    let out = ok_json(&admin(
-        &d,
-        &[
-            "publish",
-            "--product-key",
-            "a1Calls",
-            "--device-name",
-            "dev",
-            "--topic",
-            "/a1Calls/dev/user/get",
-            "--payload",
-            "hi",
-        ],
+    let out = ok_json(&on_device(
+        d,
+        &["publish"],
+        "a1Calls",
+        "dev",
+        &["--topic", "/a1Calls/dev/user/get", "--payload", "hi"],
     ));
     assert_eq!(out["outcome"], "not_subscribed");
 }
@@ -290,22 +230,7 @@ fn events_are_followed_one_json_a_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = HubProcess::start(dir.path(), &[]);
     let d = dir.path();
-    ok_json(&admin(
-        d,
-        &["product", "create", "--name", "p", "--product-key", "a1Ev"],
-    ));
-    let created = ok_json(&admin(
-        d,
-        &[
-            "device",
-            "create",
-            "--product-key",
-            "a1Ev",
-            "--device-name",
-            "watched",
-        ],
-    ));
-    let secret = created["deviceSecret"].as_str().expect("secret");
+    let secret = &product_with_device(d, "a1Ev", "watched");
 
     let mut events = aliot()
         .args(["admin", "--data-dir"])

@@ -17,25 +17,32 @@ fn hub(dir: &tempfile::TempDir) -> HubProcess {
 
 /// `aliot bench --format json --quiet ARGS…` against `hub`; returns the JSON of the last line.
 fn bench(hub: &HubProcess, args: &[&str]) -> serde_json::Value {
+    bench_on(hub, &hub.mqtt.port().to_string(), &[], args)
+}
+
+/// `aliot bench` to 127.0.0.1:`port` with `transport` flags, `hub`'s admin API, `--format json
+/// --quiet` and `args`; returns the JSON of the last line.
+fn bench_on(hub: &HubProcess, port: &str, transport: &[&str], args: &[&str]) -> serde_json::Value {
     let mut cmd = aliot();
-    cmd.args([
-        "bench",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &hub.mqtt.port().to_string(),
-    ])
-    .args([
-        "--admin-url",
-        &hub.admin_url,
-        "--admin-token",
-        TOKEN,
-        "--format",
-        "json",
-        "--quiet",
-    ])
-    .args(args);
+    cmd.args(["bench", "--host", "127.0.0.1", "--port", port])
+        .args(transport)
+        .args([
+            "--admin-url",
+            &hub.admin_url,
+            "--admin-token",
+            TOKEN,
+            "--format",
+            "json",
+            "--quiet",
+        ])
+        .args(args);
     last_json(&run_guarded(cmd))
+}
+
+/// [`bench`] with `count` devices registered under `product_key`, then `args`.
+fn bench_registered(hub: &HubProcess, product_key: &str, count: &str, args: &[&str]) -> serde_json::Value {
+    let register = ["--register", "--product-key", product_key, "--count", count];
+    bench(hub, &[&register[..], args].concat())
 }
 
 fn last_json(out: &Output) -> serde_json::Value {
@@ -61,21 +68,11 @@ fn n(v: &serde_json::Value, key: &str) -> u64 {
 fn connect_workload_should_connect_every_registered_device() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = hub(&dir);
-    let r = bench(
+    let r = bench_registered(
         &hub,
-        &[
-            "--register",
-            "--product-key",
-            "a1BenchConn",
-            "--count",
-            "200",
-            "--workload",
-            "connect",
-            "--rate",
-            "2000",
-            "--duration",
-            "1s",
-        ],
+        "a1BenchConn",
+        "200",
+        &["--workload", "connect", "--rate", "2000", "--duration", "1s"],
     );
     assert_eq!(n(&r, "devices"), 200, "{r}");
     assert_eq!(n(&r, "connected"), 200, "{r}");
@@ -108,14 +105,11 @@ fn telemetry_workload_should_lose_no_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = hub(&dir);
     let metrics = format!("{}/metrics", hub.admin_url);
-    let r = bench(
+    let r = bench_registered(
         &hub,
+        "a1BenchTele",
+        "50",
         &[
-            "--register",
-            "--product-key",
-            "a1BenchTele",
-            "--count",
-            "50",
             "--workload",
             "telemetry",
             "--interval",
@@ -156,18 +150,7 @@ fn a_wrong_secret_in_the_csv_should_be_refused_with_code_4() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = hub(&dir);
     // Register two devices, then bench them from a CSV where one secret is wrong.
-    let r = bench(
-        &hub,
-        &[
-            "--register",
-            "--product-key",
-            "a1BenchCsv",
-            "--count",
-            "2",
-            "--duration",
-            "0s",
-        ],
-    );
+    let r = bench_registered(&hub, "a1BenchCsv", "2", &["--duration", "0s"]);
     assert_eq!(n(&r, "connected"), 2, "{r}");
     let mut list = aliot();
     list.args([
@@ -222,14 +205,11 @@ fn a_wrong_secret_in_the_csv_should_be_refused_with_code_4() {
 fn two_processes_should_merge_their_results() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = hub(&dir);
-    let r = bench(
+    let r = bench_registered(
         &hub,
+        "a1BenchProc",
+        "60",
         &[
-            "--register",
-            "--product-key",
-            "a1BenchProc",
-            "--count",
-            "60",
             "--processes",
             "2",
             "--workload",
@@ -261,21 +241,11 @@ fn downlink_and_rrpc_workloads_should_get_every_call_answered() {
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = hub(&dir);
     for workload in ["downlink", "rrpc"] {
-        let r = bench(
+        let r = bench_registered(
             &hub,
-            &[
-                "--register",
-                "--product-key",
-                "a1BenchDown",
-                "--count",
-                "20",
-                "--workload",
-                workload,
-                "--concurrency",
-                "4",
-                "--duration",
-                "1s",
-            ],
+            "a1BenchDown",
+            "20",
+            &["--workload", workload, "--concurrency", "4", "--duration", "1s"],
         );
         assert_eq!(n(&r, "connected"), 20, "{workload}: {r}");
         assert!(n(&r, "sent") > 0, "{workload}: {r}");
@@ -321,37 +291,24 @@ fn telemetry_over_tls_should_trust_the_hub_ca() {
         .nth(1)
         .map(|s| s.trim_end_matches(')'))
         .expect("CA path");
-    let mut cmd = aliot();
-    cmd.args([
-        "bench",
-        "--host",
-        "127.0.0.1",
-        "--port",
+    let r = bench_on(
+        &hub,
         port,
-        "--tls",
-        "--ca-file",
-        ca,
-    ])
-    .args([
-        "--admin-url",
-        &hub.admin_url,
-        "--admin-token",
-        TOKEN,
-        "--format",
-        "json",
-        "--quiet",
-    ])
-    .args([
-        "--register",
-        "--product-key",
-        "a1BenchTls",
-        "--count",
-        "5",
-        "--workload",
-        "telemetry",
-    ])
-    .args(["--interval", "200ms", "--duration", "1s"]);
-    let r = last_json(&run_guarded(cmd));
+        &["--tls", "--ca-file", ca],
+        &[
+            "--register",
+            "--product-key",
+            "a1BenchTls",
+            "--count",
+            "5",
+            "--workload",
+            "telemetry",
+            "--interval",
+            "200ms",
+            "--duration",
+            "1s",
+        ],
+    );
     assert_eq!(n(&r, "connected"), 5, "{r}");
     assert!(n(&r, "sent") > 0, "{r}");
     assert_eq!(n(&r, "replied"), n(&r, "sent"), "{r}");

@@ -4,8 +4,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aliot_hub::RunningHub;
 use aliot_hub::config::Config;
 use aliot_hub::events::Event as HubEvent;
+use aliot_hub::store::Device;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt as _;
 use tokio::sync::broadcast;
@@ -25,30 +27,18 @@ printf '{"method":"%s","id":"%s","secret":"%s","input":%s}\n' \
   "$ALIOT_METHOD" "$ALIOT_MESSAGE_ID" "${ALIOT_DEVICE_SECRET:-none}" "$input"
 "#;
 
-async fn wait_online(events: &mut broadcast::Receiver<Arc<HubEvent>>, dn: &str) {
+/// Waits for `dn` to go to `status`; returns the reason the hub gave.
+async fn wait_status(
+    events: &mut broadcast::Receiver<Arc<HubEvent>>,
+    dn: &str,
+    status: &str,
+) -> Option<String> {
     loop {
         match events.recv().await {
             Ok(e) => {
                 if let HubEvent::Status(s) = &*e
                     && s.device_name == dn
-                    && s.status == "online"
-                {
-                    return;
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(e) => panic!("hub events ended: {e}"),
-        }
-    }
-}
-
-async fn wait_offline(events: &mut broadcast::Receiver<Arc<HubEvent>>, dn: &str) -> Option<String> {
-    loop {
-        match events.recv().await {
-            Ok(e) => {
-                if let HubEvent::Status(s) = &*e
-                    && s.device_name == dn
-                    && s.status == "offline"
+                    && s.status == status
                 {
                     return s.reason.clone();
                 }
@@ -59,12 +49,8 @@ async fn wait_offline(events: &mut broadcast::Receiver<Arc<HubEvent>>, dn: &str)
     }
 }
 
-#[cfg(unix)]
-#[tokio::test(flavor = "multi_thread")]
-async fn device_run_exec_answers_service_calls_with_a_script() {
-    use std::os::unix::fs::PermissionsExt as _;
-
-    let dir = tempfile::tempdir().expect("temp dir");
+/// A hub on 127.0.0.1 (data in `dir`) with the device `dn` registered under a new product.
+async fn hub_with_device(dir: &tempfile::TempDir, dn: &str) -> (RunningHub, Device) {
     let mut config = Config {
         data_dir: Some(dir.path().join("hub")),
         ..Config::default()
@@ -77,9 +63,35 @@ async fn device_run_exec_answers_service_calls_with_a_script() {
     let product = hub.store().create_product("cli", None).await.expect("product");
     let device = hub
         .store()
-        .create_device(&product.product_key, "cli-dev", None)
+        .create_device(&product.product_key, dn, None)
         .await
         .expect("device");
+    (hub, device)
+}
+
+/// `aliot device post-property '{"a":1}'` to `hub` as `device`, with `secret`.
+fn post_property(hub: &RunningHub, device: &Device, secret: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"));
+    cmd.args(["device", "post-property", "--host", "127.0.0.1", "--port"])
+        .arg(hub.mqtt_addr().port().to_string())
+        .args([
+            "--product-key",
+            &device.product_key,
+            "--device-name",
+            &device.device_name,
+        ])
+        .args(["--device-secret", secret, r#"{"a":1}"#])
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn device_run_exec_answers_service_calls_with_a_script() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (hub, device) = hub_with_device(&dir, "cli-dev").await;
     let script = dir.path().join("answer.sh");
     std::fs::write(&script, SCRIPT).expect("script");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -100,7 +112,7 @@ async fn device_run_exec_answers_service_calls_with_a_script() {
         .kill_on_drop(true)
         .spawn()
         .expect("aliot device run");
-    wait_online(&mut events, &device.device_name).await;
+    wait_status(&mut events, &device.device_name, "online").await;
 
     let reply = hub
         .broker()
@@ -169,7 +181,7 @@ async fn device_run_exec_answers_service_calls_with_a_script() {
         .await
         .expect("kill");
     assert!(status.success());
-    let reason = wait_offline(&mut events, &device.device_name).await;
+    let reason = wait_status(&mut events, &device.device_name, "offline").await;
     let status = child.wait().await.expect("exit");
     assert!(status.success(), "{status}");
     assert!(
@@ -205,33 +217,9 @@ async fn device_run_exec_answers_service_calls_with_a_script() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_device_prints_the_code_cause_and_fix() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config {
-        data_dir: Some(dir.path().join("hub")),
-        ..Config::default()
-    };
-    config.mqtt.listen = "127.0.0.1:0".parse().expect("addr");
-    config.admin.listen = "127.0.0.1:0".parse().expect("addr");
-    let hub = aliot_hub::start(config, std::future::pending())
-        .await
-        .expect("hub");
-    let product = hub.store().create_product("cli", None).await.expect("product");
-    let device = hub
-        .store()
-        .create_device(&product.product_key, "refused", None)
-        .await
-        .expect("device");
+    let (hub, device) = hub_with_device(&dir, "refused").await;
 
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"))
-        .args(["device", "post-property", "--host", "127.0.0.1", "--port"])
-        .arg(hub.mqtt_addr().port().to_string())
-        .args([
-            "--product-key",
-            &device.product_key,
-            "--device-name",
-            &device.device_name,
-        ])
-        .args(["--device-secret", "wrong-secret", r#"{"a":1}"#])
-        .env_remove("RUST_LOG")
+    let out = post_property(&hub, &device, "wrong-secret")
         .env_remove("ALIOT_DEVICE_SECRET")
         .output()
         .await
@@ -246,17 +234,7 @@ async fn a_refused_device_prints_the_code_cause_and_fix() {
     );
 
     // With the right secret: the platform's reply on stdout, exit 0.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"))
-        .args(["device", "post-property", "--host", "127.0.0.1", "--port"])
-        .arg(hub.mqtt_addr().port().to_string())
-        .args([
-            "--product-key",
-            &device.product_key,
-            "--device-name",
-            &device.device_name,
-        ])
-        .args(["--device-secret", &device.device_secret, r#"{"a":1}"#])
-        .env_remove("RUST_LOG")
+    let out = post_property(&hub, &device, &device.device_secret)
         .output()
         .await
         .expect("aliot device post-property");

@@ -55,24 +55,36 @@ fn json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
 
+/// `aliot sign` with this triple, then `extra`.
+fn sign_with(pk: &str, dn: &str, ds: &str, extra: &[&str]) -> Out {
+    run(aliot()
+        .args([
+            "sign",
+            "--product-key",
+            pk,
+            "--device-name",
+            dn,
+            "--device-secret",
+            ds,
+        ])
+        .args(extra))
+}
+
 /// The example arguments, plus `extra` (whose `--client-id` replaces the example's).
 fn sign_example(extra: &[&str]) -> Out {
-    let mut c = aliot();
-    c.args([
-        "sign",
-        "--product-key",
-        PK,
-        "--device-name",
-        DN,
-        "--device-secret",
-        DS,
-        "--timestamp",
-        TS,
-    ]);
-    if !extra.contains(&"--client-id") {
-        c.args(["--client-id", PREFIX]);
-    }
-    run(c.args(extra))
+    let client_id: &[&str] = if extra.contains(&"--client-id") {
+        &[]
+    } else {
+        &["--client-id", PREFIX]
+    };
+    sign_with(PK, DN, DS, &[&["--timestamp", TS], client_id, extra].concat())
+}
+
+/// `aliot verify` on these fields, then `extra`.
+fn verify_with(cid: &str, user: &str, pw: &str, extra: &[&str]) -> Out {
+    run(aliot()
+        .args(["verify", "--client-id", cid, "--username", user, "--password", pw])
+        .args(extra))
 }
 
 /// A usage error: exit 2, nothing on stdout, exactly one `aliot: ` line on stderr.
@@ -285,21 +297,19 @@ fn sign_uppercase_and_other_algorithms_match_the_vectors() {
             "cbad7c5408045c5524d04caf43e633b9aeaf6bf58823b5645465bc389933b36d",
         ),
     ] {
-        let o = run(aliot().args([
-            "sign",
-            "--product-key",
+        let o = sign_with(
             "a1QR3GD1Db3",
-            "--device-name",
             "dynamic",
-            "--device-secret",
             "632155d72f983dfe24b43b30c2ed9b2f",
-            "--timestamp",
-            "2524608000000",
-            "--sign-method",
-            method,
-            "--format",
-            "json",
-        ]));
+            &[
+                "--timestamp",
+                "2524608000000",
+                "--sign-method",
+                method,
+                "--format",
+                "json",
+            ],
+        );
         assert_eq!(o.code, 0, "{}", o.stderr);
         let v = json(&o.stdout);
         assert_eq!(v["password"], pw, "{method}");
@@ -317,21 +327,19 @@ fn sign_uppercase_and_other_algorithms_match_the_vectors() {
 
 #[test]
 fn sign_without_timestamp_matches_the_no_timestamp_vector() {
-    let o = run(aliot().args([
-        "sign",
-        "--product-key",
+    let o = sign_with(
         "a13FN5TplKq",
-        "--device-name",
         "mqtt_basic_demo",
-        "--device-secret",
         "jA0K15GobTDa5wgOtJPzdtcZPc4X7NYQ",
-        "--no-timestamp",
-        "--sign-method",
-        "hmacsha256",
-        "--uppercase",
-        "--format",
-        "json",
-    ]));
+        &[
+            "--no-timestamp",
+            "--sign-method",
+            "hmacsha256",
+            "--uppercase",
+            "--format",
+            "json",
+        ],
+    );
     assert_eq!(o.code, 0, "{}", o.stderr);
     let v = json(&o.stdout);
     assert_eq!(
@@ -358,17 +366,7 @@ fn sign_defaults_the_timestamp_to_now_in_milliseconds() {
             .as_millis()
     };
     let before = now();
-    let o = run(aliot().args([
-        "sign",
-        "--product-key",
-        PK,
-        "--device-name",
-        DN,
-        "--device-secret",
-        DS,
-        "--format",
-        "json",
-    ]));
+    let o = sign_with(PK, DN, DS, &["--format", "json"]);
     let after = now();
     assert_eq!(o.code, 0, "{}", o.stderr);
     let v = json(&o.stdout);
@@ -580,17 +578,7 @@ fn sign_bad_flags_are_one_line_usage_errors() {
         let o = sign_example(&args);
         assert_usage_error(&o, needle);
     }
-    let o = run(aliot().args([
-        "sign",
-        "--product-key",
-        PK,
-        "--device-name",
-        DN,
-        "--device-secret",
-        DS,
-        "--timestamp",
-        "",
-    ]));
+    let o = sign_with(PK, DN, DS, &["--timestamp", ""]);
     assert_usage_error(&o, "timestamp");
 }
 
@@ -602,35 +590,11 @@ fn sign_missing_or_invalid_identity_is_a_usage_error() {
     assert_usage_error(&o, "--device-name");
     let o = run(aliot().args(["sign", "--product-key", PK, "--device-name", DN]));
     assert_usage_error(&o, "device_secret");
-    let o = run(aliot().args([
-        "sign",
-        "--product-key",
-        PK,
-        "--device-name",
-        "a&b",
-        "--device-secret",
-        DS,
-    ]));
+    let o = sign_with(PK, "a&b", DS, &[]);
     assert_usage_error(&o, "deviceName");
-    let o = run(aliot().args([
-        "sign",
-        "--product-key",
-        "p k",
-        "--device-name",
-        DN,
-        "--device-secret",
-        DS,
-    ]));
+    let o = sign_with("p k", DN, DS, &[]);
     assert_usage_error(&o, "productKey");
-    let o = run(aliot().args([
-        "sign",
-        "--product-key",
-        PK,
-        "--device-name",
-        DN,
-        "--device-secret",
-        "with space",
-    ]));
+    let o = sign_with(PK, DN, "with space", &[]);
     assert_usage_error(&o, "deviceSecret");
     assert!(
         !o.stderr.contains("with space"),
@@ -677,19 +641,7 @@ fn sign_bad_profiles_are_one_line_usage_errors() {
 
 /// `aliot verify --format json` on these fields with `secret`: (exit status, JSON).
 fn verify(cid: &str, user: &str, pw: &str, secret: &str) -> (i32, Value) {
-    let o = run(aliot().args([
-        "verify",
-        "--client-id",
-        cid,
-        "--username",
-        user,
-        "--password",
-        pw,
-        "--device-secret",
-        secret,
-        "--format",
-        "json",
-    ]));
+    let o = verify_with(cid, user, pw, &["--device-secret", secret, "--format", "json"]);
     assert!(o.stderr.is_empty(), "{}", o.stderr);
     let v = json(&o.stdout);
     let keys: Vec<&str> = v
@@ -735,17 +687,7 @@ fn verify_accepts_the_documented_example() {
     assert_eq!(v["valid"], true);
     assert_eq!(v["expected_password"], PW);
     // Text output too.
-    let o = run(aliot().args([
-        "verify",
-        "--client-id",
-        CID,
-        "--username",
-        USER,
-        "--password",
-        PW,
-        "--device-secret",
-        DS,
-    ]));
+    let o = verify_with(CID, USER, PW, &["--device-secret", DS]);
     assert_eq!(o.code, 0);
     assert!(o.stdout.starts_with("valid: "), "{}", o.stdout);
 }
@@ -1037,21 +979,7 @@ fn verify_reads_the_secret_and_the_device_from_a_profile() {
         "light.toml",
         &format!("product_key = \"{PK}\"\ndevice_name = \"{DN}\"\ndevice_secret = \"{DS}\"\n"),
     );
-    let args = |user: &str, pw: &str| {
-        run(aliot().args([
-            "verify",
-            "--client-id",
-            CID,
-            "--username",
-            user,
-            "--password",
-            pw,
-            "--profile",
-            &p,
-            "--format",
-            "json",
-        ]))
-    };
+    let args = |user: &str, pw: &str| verify_with(CID, user, pw, &["--profile", &p, "--format", "json"]);
     let o = args(USER, PW);
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert_eq!(json(&o.stdout)["expected_password"], PW);
@@ -1076,35 +1004,23 @@ fn verify_reads_the_secret_and_the_device_from_a_profile() {
         o.stdout
     );
     // --device-secret wins over the profile's.
-    let o = run(aliot().args([
-        "verify",
-        "--client-id",
+    let o = verify_with(
         CID,
-        "--username",
         USER,
-        "--password",
         PW,
-        "--profile",
-        &p,
-        "--device-secret",
-        "AnotherSecret0000000000000000000",
-    ]));
+        &[
+            "--profile",
+            &p,
+            "--device-secret",
+            "AnotherSecret0000000000000000000",
+        ],
+    );
     assert_eq!(o.code, 1, "{}", o.stdout);
 }
 
 #[test]
 fn verify_text_output_names_the_fix() {
-    let o = run(aliot().args([
-        "verify",
-        "--client-id",
-        CID,
-        "--username",
-        "a14Xib5kdYd&light1983432",
-        "--password",
-        PW,
-        "--device-secret",
-        DS,
-    ]));
+    let o = verify_with(CID, "a14Xib5kdYd&light1983432", PW, &["--device-secret", DS]);
     assert_eq!(o.code, 1);
     let lines: Vec<&str> = o.stdout.lines().collect();
     assert!(lines[0].starts_with("invalid: "), "{}", o.stdout);
@@ -1119,7 +1035,7 @@ fn verify_text_output_names_the_fix() {
 #[test]
 fn verify_bad_usage_exits_2() {
     // No secret: nothing to check the password with.
-    let o = run(aliot().args(["verify", "--client-id", CID, "--username", USER, "--password", PW]));
+    let o = verify_with(CID, USER, PW, &[]);
     assert_usage_error(&o, "--device-secret");
     // Missing fields, unknown format, bad profile.
     let o = run(aliot().args([
@@ -1132,55 +1048,15 @@ fn verify_bad_usage_exits_2() {
         DS,
     ]));
     assert_usage_error(&o, "--client-id");
-    let o = run(aliot().args([
-        "verify",
-        "--client-id",
-        CID,
-        "--username",
-        USER,
-        "--password",
-        PW,
-        "--device-secret",
-        DS,
-        "--format",
-        "xml",
-    ]));
+    let o = verify_with(CID, USER, PW, &["--device-secret", DS, "--format", "xml"]);
     assert_usage_error(&o, "--format");
-    let o = run(aliot().args([
-        "verify",
-        "--client-id",
-        CID,
-        "--username",
-        USER,
-        "--password",
-        PW,
-        "--device-secret",
-        " ",
-    ]));
+    let o = verify_with(CID, USER, PW, &["--device-secret", " "]);
     assert_usage_error(&o, "empty");
     let dir = tempfile::tempdir().expect("temp dir");
     let p = write_profile(dir.path(), "bad.toml", "device_secret = 1\n");
-    let o = run(aliot().args([
-        "verify",
-        "--client-id",
-        CID,
-        "--username",
-        USER,
-        "--password",
-        PW,
-        "--profile",
-        &p,
-    ]));
+    let o = verify_with(CID, USER, PW, &["--profile", &p]);
     assert_usage_error(&o, "profile");
     // A malformed clientId is a finding (exit 1) even without a secret.
-    let o = run(aliot().args([
-        "verify",
-        "--client-id",
-        "nopipe",
-        "--username",
-        USER,
-        "--password",
-        PW,
-    ]));
+    let o = verify_with("nopipe", USER, PW, &[]);
     assert_eq!(o.code, 1, "{}", o.stderr);
 }

@@ -9,6 +9,35 @@ use hyper::StatusCode;
 use serde_json::{Value, json};
 use support::{Offline, TOKEN, TestDevice, TestHub, guard, http, http_json};
 
+/// `POST path` with a JSON body, through the router.
+async fn post(o: &Offline, path: &str, body: Value) -> (StatusCode, Value) {
+    o.json("POST", path, Some(body)).await
+}
+
+/// Registers the product `a1P`.
+async fn product_a1p(o: &Offline) {
+    post(o, "/api/v1/products", json!({"name": "p", "productKey": "a1P"})).await;
+}
+
+/// A running hub with the device `dn` registered and connected:
+/// (hub, productKey, deviceName, deviceSecret, device).
+async fn hub_with_device(dn: &str) -> (TestHub, String, String, String, TestDevice) {
+    let hub = TestHub::start().await;
+    let (pk, dn, secret) = hub.device(dn).await;
+    let dev = TestDevice::connect(hub.mqtt, &pk, &dn, &secret).await;
+    (hub, pk, dn, secret, dev)
+}
+
+/// The admin path of one device.
+fn device_path(pk: &str, dn: &str) -> String {
+    format!("/api/v1/products/{pk}/devices/{dn}")
+}
+
+/// `POST url` with a JSON body and the token, in a task of its own (the device answers meanwhile).
+fn spawn_post(url: String, body: Value) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    tokio::spawn(async move { http_json("POST", &url, Some(TOKEN), Some(body)).await })
+}
+
 // ---------------------------------------------------------------------------------------------
 // Without a socket: the router alone.
 
@@ -59,9 +88,7 @@ async fn healthz_needs_no_token() {
 #[tokio::test]
 async fn products_are_registered_with_platform_style_keys() {
     let o = Offline::new().await;
-    let (s, p) = o
-        .json("POST", "/api/v1/products", Some(json!({"name": "Smart lamp"})))
-        .await;
+    let (s, p) = post(&o, "/api/v1/products", json!({"name": "Smart lamp"})).await;
     assert_eq!(s, StatusCode::CREATED, "{p}");
     let pk = p["productKey"].as_str().expect("productKey");
     assert!(
@@ -72,22 +99,20 @@ async fn products_are_registered_with_platform_style_keys() {
     assert_eq!(secret.len(), 32);
     assert_eq!(p["name"], "Smart lamp");
 
-    let (s, p2) = o
-        .json(
-            "POST",
-            "/api/v1/products",
-            Some(json!({"name": "Mine", "productKey": "a1MyOwnKey"})),
-        )
-        .await;
+    let (s, p2) = post(
+        &o,
+        "/api/v1/products",
+        json!({"name": "Mine", "productKey": "a1MyOwnKey"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED, "{p2}");
     assert_eq!(p2["productKey"], "a1MyOwnKey");
-    let (s, e) = o
-        .json(
-            "POST",
-            "/api/v1/products",
-            Some(json!({"name": "Again", "productKey": "a1MyOwnKey"})),
-        )
-        .await;
+    let (s, e) = post(
+        &o,
+        "/api/v1/products",
+        json!({"name": "Again", "productKey": "a1MyOwnKey"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_eq!(e["code"], "product_exists");
 
@@ -120,25 +145,18 @@ async fn bad_requests_get_400_with_a_json_message() {
         json!({"name": "x", "product_key": "a1"}),
         json!({"name": "x", "productKey": "bad key"}),
     ] {
-        let (s, v) = o.json("POST", "/api/v1/products", Some(bad.clone())).await;
+        let (s, v) = post(&o, "/api/v1/products", bad.clone()).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad} → {v}");
         assert_eq!(v["code"], "invalid_argument");
     }
-    o.json(
-        "POST",
-        "/api/v1/products",
-        Some(json!({"name": "p", "productKey": "a1P"})),
-    )
-    .await;
+    product_a1p(&o).await;
     for bad in [
         json!({"deviceName": "has space"}),
         json!({"deviceName": "x".repeat(33)}),
         json!({"deviceName": "ok", "deviceSecret": " s"}),
         json!({"name": "wrong field"}),
     ] {
-        let (s, v) = o
-            .json("POST", "/api/v1/products/a1P/devices", Some(bad.clone()))
-            .await;
+        let (s, v) = post(&o, "/api/v1/products/a1P/devices", bad.clone()).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad} → {v}");
     }
     let (s, _) = o
@@ -153,9 +171,7 @@ async fn unknown_routes_and_methods_get_json_errors() {
     let (s, v) = o.json("GET", "/api/v2/nothing", None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(v["code"], "not_found");
-    let (s, v) = o
-        .json("POST", "/api/v1/products/a1P/devices:explode", Some(json!({})))
-        .await;
+    let (s, v) = post(&o, "/api/v1/products/a1P/devices:explode", json!({})).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
     let (s, v) = o.json("PUT", "/api/v1/products", None).await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
@@ -165,28 +181,16 @@ async fn unknown_routes_and_methods_get_json_errors() {
 #[tokio::test]
 async fn devices_are_registered_listed_shown_changed_and_deleted() {
     let o = Offline::new().await;
-    let (s, _) = o
-        .json(
-            "POST",
-            "/api/v1/products/a1Nope/devices",
-            Some(json!({"deviceName": "d"})),
-        )
-        .await;
+    let (s, _) = post(&o, "/api/v1/products/a1Nope/devices", json!({"deviceName": "d"})).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    o.json(
-        "POST",
-        "/api/v1/products",
-        Some(json!({"name": "p", "productKey": "a1P"})),
+    product_a1p(&o).await;
+
+    let (s, d) = post(
+        &o,
+        "/api/v1/products/a1P/devices",
+        json!({"deviceName": "lamp-1"}),
     )
     .await;
-
-    let (s, d) = o
-        .json(
-            "POST",
-            "/api/v1/products/a1P/devices",
-            Some(json!({"deviceName": "lamp-1"})),
-        )
-        .await;
     assert_eq!(s, StatusCode::CREATED, "{d}");
     assert_eq!(d["productKey"], "a1P");
     assert_eq!(d["deviceName"], "lamp-1");
@@ -195,23 +199,21 @@ async fn devices_are_registered_listed_shown_changed_and_deleted() {
     assert!(secret.chars().all(|c| c.is_ascii_alphanumeric()));
     assert_eq!(d["iotId"].as_str().expect("iotId").len(), 32);
 
-    let (s, d2) = o
-        .json(
-            "POST",
-            "/api/v1/products/a1P/devices",
-            Some(json!({"deviceName": "lamp-2", "deviceSecret": "my-own-secret"})),
-        )
-        .await;
+    let (s, d2) = post(
+        &o,
+        "/api/v1/products/a1P/devices",
+        json!({"deviceName": "lamp-2", "deviceSecret": "my-own-secret"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED);
     assert_eq!(d2["deviceSecret"], "my-own-secret");
 
-    let (s, e) = o
-        .json(
-            "POST",
-            "/api/v1/products/a1P/devices",
-            Some(json!({"deviceName": "lamp-1"})),
-        )
-        .await;
+    let (s, e) = post(
+        &o,
+        "/api/v1/products/a1P/devices",
+        json!({"deviceName": "lamp-1"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert_eq!(e["code"], "device_exists");
 
@@ -292,19 +294,13 @@ async fn devices_are_registered_listed_shown_changed_and_deleted() {
 #[tokio::test]
 async fn batch_registration_is_all_or_nothing() {
     let o = Offline::new().await;
-    o.json(
-        "POST",
-        "/api/v1/products",
-        Some(json!({"name": "p", "productKey": "a1P"})),
+    product_a1p(&o).await;
+    let (s, list) = post(
+        &o,
+        "/api/v1/products/a1P/devices:batch",
+        json!({"prefix": "bench-", "count": 50}),
     )
     .await;
-    let (s, list) = o
-        .json(
-            "POST",
-            "/api/v1/products/a1P/devices:batch",
-            Some(json!({"prefix": "bench-", "count": 50})),
-        )
-        .await;
     assert_eq!(s, StatusCode::CREATED, "{list}");
     let list = list.as_array().expect("array");
     assert_eq!(list.len(), 50);
@@ -316,23 +312,21 @@ async fn batch_registration_is_all_or_nothing() {
     );
 
     // One existing name fails the whole batch.
-    let (s, e) = o
-        .json(
-            "POST",
-            "/api/v1/products/a1P/devices:batch",
-            Some(json!({"deviceNames": ["new-1", "bench-3", "new-2"]})),
-        )
-        .await;
+    let (s, e) = post(
+        &o,
+        "/api/v1/products/a1P/devices:batch",
+        json!({"deviceNames": ["new-1", "bench-3", "new-2"]}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
     assert!(o.store.device_info("a1P", "new-1").is_none());
     // ...unless asked to skip existing devices, which are listed as they are.
-    let (s, l) = o
-        .json(
-            "POST",
-            "/api/v1/products/a1P/devices:batch",
-            Some(json!({"deviceNames": ["new-1", "bench-3"], "skipExisting": true})),
-        )
-        .await;
+    let (s, l) = post(
+        &o,
+        "/api/v1/products/a1P/devices:batch",
+        json!({"deviceNames": ["new-1", "bench-3"], "skipExisting": true}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED);
     assert_eq!(l[1]["deviceSecret"], list[3]["deviceSecret"]);
     assert_eq!(o.store.device_count("a1P"), 51);
@@ -345,18 +339,15 @@ async fn batch_registration_is_all_or_nothing() {
         json!({"deviceNames": []}),
         json!({"prefix": "a-name-that-is-far-too-long-for-", "count": 1000}),
     ] {
-        let (s, v) = o
-            .json("POST", "/api/v1/products/a1P/devices:batch", Some(bad.clone()))
-            .await;
+        let (s, v) = post(&o, "/api/v1/products/a1P/devices:batch", bad.clone()).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad} → {v}");
     }
-    let (s, _) = o
-        .json(
-            "POST",
-            "/api/v1/products/a1Nope/devices:batch",
-            Some(json!({"prefix": "x", "count": 1})),
-        )
-        .await;
+    let (s, _) = post(
+        &o,
+        "/api/v1/products/a1Nope/devices:batch",
+        json!({"prefix": "x", "count": 1}),
+    )
+    .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
     // The bench's CSV: productKey,deviceName,deviceSecret, one device a line, no header.
@@ -391,16 +382,11 @@ async fn batch_registration_is_all_or_nothing() {
 #[tokio::test]
 async fn metrics_include_registry_and_process_figures() {
     let o = Offline::new().await;
-    o.json(
-        "POST",
-        "/api/v1/products",
-        Some(json!({"name": "p", "productKey": "a1P"})),
-    )
-    .await;
-    o.json(
-        "POST",
+    product_a1p(&o).await;
+    post(
+        &o,
         "/api/v1/products/a1P/devices:batch",
-        Some(json!({"prefix": "d", "count": 3})),
+        json!({"prefix": "d", "count": 3}),
     )
     .await;
     let (s, text, ctype) = o.send("GET", "/metrics", Some(TOKEN), None).await;
@@ -418,73 +404,52 @@ async fn metrics_include_registry_and_process_figures() {
 #[tokio::test]
 async fn calls_to_a_registered_but_offline_device_get_409() {
     let o = Offline::new().await;
-    o.json(
-        "POST",
-        "/api/v1/products",
-        Some(json!({"name": "p", "productKey": "a1P"})),
-    )
-    .await;
-    o.json(
-        "POST",
-        "/api/v1/products/a1P/devices",
-        Some(json!({"deviceName": "d"})),
-    )
-    .await;
+    product_a1p(&o).await;
+    post(&o, "/api/v1/products/a1P/devices", json!({"deviceName": "d"})).await;
     for (path, body) in [
         ("properties", json!({"params": {"Power": 1}})),
         ("services/Reboot", json!({"params": {}})),
         ("rrpc", json!({"payload": "ping"})),
     ] {
-        let (s, v) = o
-            .json(
-                "POST",
-                &format!("/api/v1/products/a1P/devices/d/{path}"),
-                Some(body.clone()),
-            )
-            .await;
+        let (s, v) = post(
+            &o,
+            &format!("/api/v1/products/a1P/devices/d/{path}"),
+            body.clone(),
+        )
+        .await;
         assert_eq!(s, StatusCode::CONFLICT, "{path}: {v}");
         assert_eq!(v["code"], "device_offline");
-        let (s, v) = o
-            .json(
-                "POST",
-                &format!("/api/v1/products/a1P/devices/ghost/{path}"),
-                Some(body),
-            )
-            .await;
+        let (s, v) = post(&o, &format!("/api/v1/products/a1P/devices/ghost/{path}"), body).await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {v}");
     }
     // The platform's Pub to an offline device with no stored session cannot be queued.
-    let (s, v) = o
-        .json(
-            "POST",
-            "/api/v1/products/a1P/devices/d/publish",
-            Some(json!({"topic": "/a1P/d/user/get", "payload": "x", "qos": 1})),
-        )
-        .await;
+    let (s, v) = post(
+        &o,
+        "/api/v1/products/a1P/devices/d/publish",
+        json!({"topic": "/a1P/d/user/get", "payload": "x", "qos": 1}),
+    )
+    .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
-    let (s, _) = o
-        .json(
-            "POST",
-            "/api/v1/products/a1P/devices/d/properties",
-            Some(json!({"params": [1]})),
-        )
-        .await;
+    let (s, _) = post(
+        &o,
+        "/api/v1/products/a1P/devices/d/properties",
+        json!({"params": [1]}),
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, _) = o
-        .json(
-            "POST",
-            "/api/v1/products/a1P/devices/d/properties",
-            Some(json!({"params": {}, "timeout_ms": 0})),
-        )
-        .await;
+    let (s, _) = post(
+        &o,
+        "/api/v1/products/a1P/devices/d/properties",
+        json!({"params": {}, "timeout_ms": 0}),
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let (s, _) = o
-        .json(
-            "POST",
-            "/api/v1/products/a1P/devices/d/rrpc",
-            Some(json!({"payload": "%%", "encoding": "base64"})),
-        )
-        .await;
+    let (s, _) = post(
+        &o,
+        "/api/v1/products/a1P/devices/d/rrpc",
+        json!({"payload": "%%", "encoding": "base64"}),
+    )
+    .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
 
@@ -497,9 +462,7 @@ async fn disabling_an_online_device_disconnects_it_and_refuses_it() {
     let (pk, dn, secret) = hub.device("lamp").await;
     let mut events = hub.hub().broker().events();
     let mut dev = TestDevice::connect(hub.mqtt, &pk, &dn, &secret).await;
-    let (_, show) = hub
-        .call("GET", &format!("/api/v1/products/{pk}/devices/{dn}"), None)
-        .await;
+    let (_, show) = hub.call("GET", &device_path(&pk, &dn), None).await;
     assert_eq!(show["status"], "online", "{show}");
     assert_eq!(show["clientIp"], "127.0.0.1");
     assert!(show["lastOnline"].as_u64().is_some(), "{show}");
@@ -513,11 +476,7 @@ async fn disabling_an_online_device_disconnects_it_and_refuses_it() {
     assert_eq!(online.as_array().expect("array").len(), 1);
 
     let (s, p) = hub
-        .call(
-            "PATCH",
-            &format!("/api/v1/products/{pk}/devices/{dn}"),
-            Some(json!({"enabled": false})),
-        )
+        .call("PATCH", &device_path(&pk, &dn), Some(json!({"enabled": false})))
         .await;
     assert_eq!(s, StatusCode::OK, "{p}");
     dev.closed().await;
@@ -533,9 +492,7 @@ async fn disabling_an_online_device_disconnects_it_and_refuses_it() {
         }
     })
     .await;
-    let (_, show) = hub
-        .call("GET", &format!("/api/v1/products/{pk}/devices/{dn}"), None)
-        .await;
+    let (_, show) = hub.call("GET", &device_path(&pk, &dn), None).await;
     assert_eq!(show["status"], "offline");
     // A disabled device is refused at CONNECT (5, not authorized).
     let err = TestDevice::try_connect(hub.mqtt, &pk, &dn, &secret)
@@ -544,24 +501,16 @@ async fn disabling_an_online_device_disconnects_it_and_refuses_it() {
         .expect("refused");
     assert!(format!("{err:?}").contains("NotAuthorized"), "{err:?}");
     // Enabled again, it connects.
-    hub.call(
-        "PATCH",
-        &format!("/api/v1/products/{pk}/devices/{dn}"),
-        Some(json!({"enabled": true})),
-    )
-    .await;
+    hub.call("PATCH", &device_path(&pk, &dn), Some(json!({"enabled": true})))
+        .await;
     let _dev = TestDevice::connect(hub.mqtt, &pk, &dn, &secret).await;
     hub.stop().await;
 }
 
 #[tokio::test]
 async fn deleting_an_online_device_disconnects_it_and_forgets_it() {
-    let hub = TestHub::start().await;
-    let (pk, dn, secret) = hub.device("doomed").await;
-    let mut dev = TestDevice::connect(hub.mqtt, &pk, &dn, &secret).await;
-    let (s, v) = hub
-        .call("DELETE", &format!("/api/v1/products/{pk}/devices/{dn}"), None)
-        .await;
+    let (hub, pk, dn, secret, mut dev) = hub_with_device("doomed").await;
+    let (s, v) = hub.call("DELETE", &device_path(&pk, &dn), None).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["wasOnline"], true);
     dev.closed().await;
@@ -575,22 +524,9 @@ async fn deleting_an_online_device_disconnects_it_and_forgets_it() {
 
 #[tokio::test]
 async fn property_set_reaches_the_device_and_returns_its_set_reply() {
-    let hub = TestHub::start().await;
-    let (pk, dn, secret) = hub.device("thermo").await;
-    let mut dev = TestDevice::connect(hub.mqtt, &pk, &dn, &secret).await;
-    let url = format!("/api/v1/products/{pk}/devices/{dn}/properties");
-    let call = {
-        let base = hub.base.clone();
-        tokio::spawn(async move {
-            http_json(
-                "POST",
-                &format!("{base}{url}"),
-                Some(TOKEN),
-                Some(json!({"params": {"Target": 21.5}})),
-            )
-            .await
-        })
-    };
+    let (hub, pk, dn, _, mut dev) = hub_with_device("thermo").await;
+    let url = format!("{}{}/properties", hub.base, device_path(&pk, &dn));
+    let call = spawn_post(url, json!({"params": {"Target": 21.5}}));
     // The device sees thing.service.property.set (via _ss=1, no SUBSCRIBE) and answers.
     let (topic, payload) = dev.next_publish().await;
     assert_eq!(topic, format!("/sys/{pk}/{dn}/thing/service/property/set"));
@@ -613,17 +549,12 @@ async fn property_set_reaches_the_device_and_returns_its_set_reply() {
 
 #[tokio::test]
 async fn a_service_call_goes_over_rrpc_and_returns_the_device_reply() {
-    let hub = TestHub::start().await;
-    let (pk, dn, secret) = hub.device("svc").await;
-    let mut dev = TestDevice::connect(hub.mqtt, &pk, &dn, &secret).await;
+    let (hub, pk, dn, _, mut dev) = hub_with_device("svc").await;
     let url = format!(
         "{}/api/v1/products/{pk}/devices/{dn}/services/SetWeight",
         hub.base
     );
-    let call =
-        tokio::spawn(
-            async move { http_json("POST", &url, Some(TOKEN), Some(json!({"params": {"w": 2}}))).await },
-        );
+    let call = spawn_post(url, json!({"params": {"w": 2}}));
     let (topic, payload) = dev.next_publish().await;
     // No `ext` in the clientId: the old-style RRPC topic.
     let prefix = format!("/sys/{pk}/{dn}/rrpc/request/");
@@ -645,21 +576,10 @@ async fn a_service_call_goes_over_rrpc_and_returns_the_device_reply() {
 
 #[tokio::test]
 async fn raw_rrpc_returns_the_device_bytes_and_a_silent_device_gets_504() {
-    let hub = TestHub::start().await;
-    let (pk, dn, secret) = hub.device("raw").await;
-    let mut dev = TestDevice::connect(hub.mqtt, &pk, &dn, &secret).await;
+    let (hub, pk, dn, _, mut dev) = hub_with_device("raw").await;
     let url = format!("{}/api/v1/products/{pk}/devices/{dn}/rrpc", hub.base);
-    let u = url.clone();
     // Binary in, binary out.
-    let call = tokio::spawn(async move {
-        http_json(
-            "POST",
-            &u,
-            Some(TOKEN),
-            Some(json!({"payload": "AAEC", "encoding": "base64"})),
-        )
-        .await
-    });
+    let call = spawn_post(url.clone(), json!({"payload": "AAEC", "encoding": "base64"}));
     let (topic, payload) = dev.next_publish().await;
     assert_eq!(&payload[..], &[0, 1, 2]);
     let response_topic = topic.replace("/rrpc/request/", "/rrpc/response/");
@@ -676,16 +596,7 @@ async fn raw_rrpc_returns_the_device_bytes_and_a_silent_device_gets_504() {
     assert_eq!(reply, json!({"payload": "//4=", "encoding": "base64"}));
 
     // The device receives the request but never answers: 504 after the caller's deadline.
-    let u = url.clone();
-    let call = tokio::spawn(async move {
-        http_json(
-            "POST",
-            &u,
-            Some(TOKEN),
-            Some(json!({"payload": "hello", "timeout_ms": 100})),
-        )
-        .await
-    });
+    let call = spawn_post(url, json!({"payload": "hello", "timeout_ms": 100}));
     let (_, payload) = dev.next_publish().await;
     assert_eq!(&payload[..], b"hello");
     let (s, e) = guard("HTTP answer", call).await.expect("task");
@@ -696,9 +607,7 @@ async fn raw_rrpc_returns_the_device_bytes_and_a_silent_device_gets_504() {
 
 #[tokio::test]
 async fn the_platform_pub_reaches_a_subscribed_device_only_on_its_topics() {
-    let hub = TestHub::start().await;
-    let (pk, dn, secret) = hub.device("sub").await;
-    let mut dev = TestDevice::connect(hub.mqtt, &pk, &dn, &secret).await;
+    let (hub, pk, dn, _, mut dev) = hub_with_device("sub").await;
     let topic = format!("/{pk}/{dn}/user/get");
     dev.subscribe(&topic).await;
     let path = format!("/api/v1/products/{pk}/devices/{dn}/publish");
@@ -747,18 +656,14 @@ async fn the_platform_pub_reaches_a_subscribed_device_only_on_its_topics() {
 
 #[tokio::test]
 async fn device_show_reports_the_last_reported_properties() {
-    let hub = TestHub::start().await;
-    let (pk, dn, secret) = hub.device("meter").await;
-    let mut dev = TestDevice::connect(hub.mqtt, &pk, &dn, &secret).await;
+    let (hub, pk, dn, _, mut dev) = hub_with_device("meter").await;
     let post = format!("/sys/{pk}/{dn}/thing/event/property/post");
     dev.publish(&post, r#"{"id":"1","version":"1.0","params":{"Voltage":231.5}}"#)
         .await;
     // The post_reply (delivered through _ss=1) means the hub has processed the post.
     let (t, _) = dev.next_publish().await;
     assert_eq!(t, format!("{post}_reply"));
-    let (_, show) = hub
-        .call("GET", &format!("/api/v1/products/{pk}/devices/{dn}"), None)
-        .await;
+    let (_, show) = hub.call("GET", &device_path(&pk, &dn), None).await;
     assert_eq!(show["properties"]["Voltage"], 231.5, "{show}");
     assert_eq!(show["session"]["autoSubscribe"], true, "{show}");
     hub.stop().await;
