@@ -80,6 +80,35 @@ fn run_sub(line: &str, extra: &str) -> (Option<i32>, String) {
     )
 }
 
+/// Runs `tool` (mosquitto_pub or mosquitto_sub) against the hub as MQTT 3.1.1 with keepalive 60, the
+/// given clientId and the username and password of `creds` (`aliot sign --format json`), then `extra`.
+fn mosquitto(
+    tool: &str,
+    hub: &HubProcess,
+    client_id: &str,
+    creds: &serde_json::Value,
+    extra: &[&str],
+) -> std::process::Output {
+    let port = hub.mqtt.port().to_string();
+    let mut c = Command::new(tool);
+    c.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-V",
+        "mqttv311",
+        "-k",
+        "60",
+        "-i",
+        client_id,
+    ])
+    .args(["-u", creds["username"].as_str().expect("username")])
+    .args(["-P", creds["password"].as_str().expect("password")])
+    .args(extra);
+    run_guarded(c)
+}
+
 /// Lines of a child's stdout, on a channel.
 fn lines(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -193,26 +222,21 @@ fn mosquitto_sub_receives_a_downlink_and_mosquitto_pub_gets_its_property_post_an
     let c = sign_json(&hub, "a1Mosq", "lamp", &secret, &["--param", "_ss=1"]);
     let post =
         r#"{"id":"42","version":"1.0","params":{"Brightness":55},"method":"thing.event.property.post"}"#;
-    let out = run_guarded({
-        let mut p = Command::new("mosquitto_pub");
-        p.args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &hub.mqtt.port().to_string(),
-            "-V",
-            "mqttv311",
-            "-k",
-            "60",
+    let client_id = c["client_id"].as_str().expect("client_id");
+    let out = mosquitto(
+        "mosquitto_pub",
+        &hub,
+        client_id,
+        &c,
+        &[
             "-q",
             "1",
-        ])
-        .args(["-i", c["client_id"].as_str().expect("client_id")])
-        .args(["-u", c["username"].as_str().expect("username")])
-        .args(["-P", c["password"].as_str().expect("password")])
-        .args(["-t", "/sys/a1Mosq/lamp/thing/event/property/post", "-m", post]);
-        p
-    });
+            "-t",
+            "/sys/a1Mosq/lamp/thing/event/property/post",
+            "-m",
+            post,
+        ],
+    );
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -261,34 +285,13 @@ fn mosquitto_sub_exits_with_the_connack_code_of_each_refusal() {
 
     // Malformed clientId (no `|...|` part) with otherwise valid credentials: CONNACK 2.
     let c = sign_json(&hub, "a1Refuse", "dev", &secret, &[]);
-    let out = run_guarded({
-        let mut s = Command::new("mosquitto_sub");
-        s.args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &hub.mqtt.port().to_string(),
-            "-V",
-            "mqttv311",
-            "-k",
-            "60",
-        ])
-        .args([
-            "-i",
-            "a1Refuse.dev",
-            "-u",
-            c["username"].as_str().expect("username"),
-        ])
-        .args([
-            "-P",
-            c["password"].as_str().expect("password"),
-            "-t",
-            "/a1Refuse/dev/user/get",
-            "-C",
-            "1",
-        ]);
-        s
-    });
+    let out = mosquitto(
+        "mosquitto_sub",
+        &hub,
+        "a1Refuse.dev",
+        &c,
+        &["-t", "/a1Refuse/dev/user/get", "-C", "1"],
+    );
     assert_eq!(
         out.status.code(),
         Some(2),
