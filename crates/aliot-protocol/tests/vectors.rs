@@ -1,7 +1,9 @@
-//! Every vector of `../shared/vectors/sign-vectors.json`, read at test time (never copied).
+//! Every known-answer vector of `tests/data/sign-vectors.json`, read at test time.
 //!
-//! In CI the repository is cloned with `shared/` beside it, so the file is at
-//! `<repo>/../shared/vectors/sign-vectors.json`.
+//! That file is the repository's copy of the project's shared vectors
+//! (`../shared/vectors/sign-vectors.json`, beside the repository in CI): a clone of this
+//! repository alone runs every vector. When the shared file is there too,
+//! [`the_repository_copy_is_identical_to_the_shared_vectors`] checks that the two are the same.
 
 use aliot_protocol::auth::{ConnectFields, parse_connect};
 use aliot_protocol::diagnose::{ConnectAttempt, Mistake, diagnose};
@@ -9,7 +11,11 @@ use aliot_protocol::sign::{dynreg_content, dynreg_http_body, dynreg_sign, sign_c
 use aliot_protocol::{ClientId, DeviceIdentity, HexCase, SecureMode, SignMethod, SignOptions, sign};
 use serde::Deserialize;
 
-const VECTORS: &str = concat!(
+/// The repository's copy of the vectors.
+const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/sign-vectors.json");
+
+/// The shared original, present when the `shared` checkout sits beside the repository.
+const SHARED_VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../../shared/vectors/sign-vectors.json"
 );
@@ -71,14 +77,26 @@ struct NegativeVector {
 }
 
 fn load() -> Vectors {
-    let text = std::fs::read_to_string(VECTORS).unwrap_or_else(|e| {
-        panic!(
-            "cannot read the shared sign vectors at {VECTORS}: {e}\n\
-             The tests read them from the `shared` checkout that sits beside this repository \
-             (<repo>/../shared/vectors/sign-vectors.json); clone it there."
-        )
-    });
+    let text = std::fs::read_to_string(VECTORS)
+        .unwrap_or_else(|e| panic!("cannot read the sign vectors at {VECTORS}: {e}"));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{VECTORS} is not valid vector JSON: {e}"))
+}
+
+/// The copy must not drift from the shared original. Without the `shared` checkout beside the
+/// repository (a user's clone) there is nothing to compare, and the copy alone is used.
+#[test]
+fn the_repository_copy_is_identical_to_the_shared_vectors() {
+    let shared = std::path::Path::new(SHARED_VECTORS);
+    if !shared.exists() {
+        println!("{SHARED_VECTORS} is not there; the repository copy is used alone");
+        return;
+    }
+    let original = std::fs::read(shared).unwrap_or_else(|e| panic!("cannot read {SHARED_VECTORS}: {e}"));
+    let copy = std::fs::read(VECTORS).unwrap_or_else(|e| panic!("cannot read {VECTORS}: {e}"));
+    assert!(
+        original == copy,
+        "{VECTORS} differs from {SHARED_VECTORS}: copy the shared file into the repository again"
+    );
 }
 
 fn method(name: &str) -> SignMethod {
