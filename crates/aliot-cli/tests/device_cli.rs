@@ -7,7 +7,7 @@ use std::time::Duration;
 use aliot_hub::RunningHub;
 use aliot_hub::config::Config;
 use aliot_hub::events::Event as HubEvent;
-use aliot_hub::store::Device;
+use aliot_hub::registry::Device;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt as _;
 use tokio::sync::broadcast;
@@ -60,9 +60,9 @@ async fn hub_with_device(dir: &tempfile::TempDir, dn: &str) -> (RunningHub, Devi
     let hub = aliot_hub::start(config, std::future::pending())
         .await
         .expect("hub");
-    let product = hub.store().create_product("cli", None).await.expect("product");
+    let product = hub.service().create_product("cli", None).await.expect("product");
     let device = hub
-        .store()
+        .service()
         .create_device(&product.product_key, dn, None)
         .await
         .expect("device");
@@ -96,7 +96,7 @@ async fn device_run_exec_answers_service_calls_with_a_script() {
     std::fs::write(&script, SCRIPT).expect("script");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 
-    let mut events = hub.broker().events();
+    let mut events = hub.service().events();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"))
         .args(["device", "run", "--host", "127.0.0.1", "--port"])
         .arg(hub.mqtt_addr().port().to_string())
@@ -115,7 +115,7 @@ async fn device_run_exec_answers_service_calls_with_a_script() {
     wait_status(&mut events, &device.device_name, "online").await;
 
     let reply = hub
-        .broker()
+        .service()
         .invoke_service(
             &device.product_key,
             &device.device_name,
@@ -143,7 +143,7 @@ async fn device_run_exec_answers_service_calls_with_a_script() {
     );
 
     let reply = hub
-        .broker()
+        .service()
         .invoke_service(
             &device.product_key,
             &device.device_name,
@@ -161,7 +161,7 @@ async fn device_run_exec_answers_service_calls_with_a_script() {
     );
 
     let reply = hub
-        .broker()
+        .service()
         .set_property(
             &device.product_key,
             &device.device_name,

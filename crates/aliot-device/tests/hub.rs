@@ -7,10 +7,13 @@ use std::time::Duration;
 use aliot_device::{
     CallVia, Device, Error, Event, Handlers, QoS, RefusalPolicy, ReplyError, RrpcKind, TrustAnchors,
 };
+use aliot_hub::BrokerConfig;
 use aliot_hub::events::Event as HubEvent;
 use aliot_protocol::{ConnackCode, DeviceIdentity};
+use aliot_testkit::events::{drain, next_uplink};
+use aliot_testkit::{BrokerHub, MemoryRegistry};
 use bytes::Bytes;
-use common::{Hub, MapDirectory, Served, drain, next_uplink};
+use common::Hub;
 use serde_json::{Value, json};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -36,8 +39,9 @@ async fn connects_over_tcp_and_gets_the_property_post_reply() {
     assert_eq!(reply.code, 200);
     assert_eq!(reply.method.as_deref(), Some("thing.event.property.post"));
     let props = hub
-        .broker()
+        .service()
         .last_properties(id.product_key(), id.device_name())
+        .await
         .expect("stored properties");
     assert_eq!(props.get("LightSwitch"), Some(&json!(1)));
 
@@ -48,7 +52,7 @@ async fn connects_over_tcp_and_gets_the_property_post_reply() {
     assert_eq!(reply.code, 200);
 
     let session = hub
-        .broker()
+        .service()
         .session(id.product_key(), id.device_name())
         .expect("online");
     assert!(session.auto_subscribe && session.ext_rrpc, "{session:?}");
@@ -72,7 +76,7 @@ async fn connects_over_tls_trusting_the_hub_local_ca() {
         .await
         .expect("TLS connects");
     let session = hub
-        .broker()
+        .service()
         .session(id.product_key(), id.device_name())
         .expect("online");
     assert!(
@@ -104,7 +108,7 @@ async fn a_wrong_secret_is_refused_with_code_4_and_never_retried() {
     let hub = Hub::start(false).await;
     let id = hub.device("wrong-secret").await;
     let wrong = DeviceIdentity::new(id.product_key(), id.device_name(), "not-the-secret").expect("identity");
-    let mut hub_events = hub.broker().events();
+    let mut hub_events = hub.service().events();
 
     // `connect`: the first refusal is the answer.
     let err = Device::connect(hub.options(wrong.clone()))
@@ -147,8 +151,7 @@ async fn a_wrong_secret_is_refused_with_code_4_and_never_retried() {
 async fn a_disabled_device_is_refused_with_code_5() {
     let hub = Hub::start(false).await;
     let id = hub.device("disabled").await;
-    hub.running
-        .store()
+    hub.service()
         .set_enabled(id.product_key(), id.device_name(), false)
         .await
         .expect("disable");
@@ -189,7 +192,7 @@ async fn property_set_and_service_round_trips() {
     let (pk, dn) = (id.product_key(), id.device_name());
 
     let reply = hub
-        .broker()
+        .service()
         .set_property(pk, dn, json!({"LightSwitch": 0}), CALL_TIMEOUT)
         .await
         .expect("set reply");
@@ -202,7 +205,7 @@ async fn property_set_and_service_round_trips() {
 
     // Synchronous call, new style (the device announced ext=1).
     let reply = hub
-        .broker()
+        .service()
         .invoke_service(pk, dn, "Add", json!({"a": 2, "b": 3}), CALL_TIMEOUT)
         .await
         .expect("rrpc");
@@ -210,26 +213,27 @@ async fn property_set_and_service_round_trips() {
     assert_eq!(reply["data"]["sum"], 5, "{reply}");
     // A handler's error becomes the reply's code.
     let reply = hub
-        .broker()
+        .service()
         .invoke_service(pk, dn, "Add", json!({"a": 2}), CALL_TIMEOUT)
         .await
         .expect("rrpc");
     assert_eq!(reply["code"], 460, "{reply}");
     // No handler: answered "not handled" at once.
     let reply = hub
-        .broker()
+        .service()
         .invoke_service(pk, dn, "Nope", json!({}), CALL_TIMEOUT)
         .await
         .expect("rrpc");
     assert_eq!(reply["code"], 400, "{reply}");
 
     // Asynchronous call: the reply goes to `{topic}_reply`.
-    let mut hub_events = hub.broker().events();
+    let mut hub_events = hub.service().events();
     let topic = format!("/sys/{pk}/{dn}/thing/service/Add");
     let body =
         json!({"id": "42", "version": "1.0", "params": {"a": 40, "b": 2}, "method": "thing.service.Add"});
-    hub.broker()
+    hub.service()
         .publish(pk, dn, &topic, Bytes::from(body.to_string()), 1)
+        .await
         .expect("published");
     let answer: Value =
         serde_json::from_str(&next_uplink(&mut hub_events, &format!("{topic}_reply")).await).expect("json");
@@ -288,7 +292,7 @@ async fn rrpc_in_both_styles_raw_and_custom() {
         .expect("connects");
     tokio::spawn(echo(old_style.clone(), events));
 
-    let broker = hub.broker();
+    let broker = hub.service();
     let reply = broker
         .invoke_service(
             id_new.product_key(),
@@ -345,6 +349,7 @@ async fn rrpc_in_both_styles_raw_and_custom() {
             Bytes::from_static(b"hello"),
             0,
         )
+        .await
         .expect("pub");
     let answer = next_uplink(&mut hub_events, &custom).await;
     assert_eq!(
@@ -383,7 +388,7 @@ async fn without_auto_subscription_the_sdk_subscribes_itself() {
             .run(events),
     );
     let session = hub
-        .broker()
+        .service()
         .session(id.product_key(), id.device_name())
         .expect("online");
     assert!(!session.auto_subscribe);
@@ -394,7 +399,7 @@ async fn without_auto_subscription_the_sdk_subscribes_itself() {
     );
     device.ntp().await.expect("ntp");
     let reply = hub
-        .broker()
+        .service()
         .set_property(id.product_key(), id.device_name(), json!({"a": 2}), CALL_TIMEOUT)
         .await
         .expect("set");
@@ -441,11 +446,12 @@ async fn a_full_event_queue_answers_429_and_keeps_the_connection() {
         .subscribe(&custom, QoS::AtLeastOnce)
         .await
         .expect("subscribed");
-    hub.broker()
+    hub.service()
         .publish(&pk, &dn, &custom, Bytes::from_static(b"fills the queue"), 1)
+        .await
         .expect("delivered");
     let reply = hub
-        .broker()
+        .service()
         .set_property(&pk, &dn, json!({"a": 1}), CALL_TIMEOUT)
         .await
         .expect("answered");
@@ -479,8 +485,19 @@ async fn subscriptions_outside_the_device_namespace_are_refused() {
 #[tokio::test]
 async fn hub_restart_mid_stream_loses_no_acknowledged_message() {
     let id = DeviceIdentity::new("pkRestart", "dev-1", "restart-secret").expect("identity");
-    let directory = MapDirectory::with(&id);
-    let (first, addr) = Served::start("127.0.0.1:0".parse().expect("addr"), directory.clone());
+    let registry = std::sync::Arc::new(MemoryRegistry::default());
+    registry.add(id.product_key(), id.device_name(), id.device_secret());
+    let config = || BrokerConfig {
+        shutdown_grace_ms: 200,
+        ..BrokerConfig::default()
+    };
+    let mut first = BrokerHub::serve(
+        config(),
+        registry.clone(),
+        "127.0.0.1:0".parse().expect("addr"),
+        None,
+    );
+    let addr = first.addr;
     let endpoint = aliot_protocol::Endpoint::custom("127.0.0.1", Some(addr.port()), false).expect("endpoint");
     let options = common::fast(aliot_device::DeviceOptions::new(id.clone(), endpoint)).outbox_capacity(100);
     let (device, mut events) = Device::connect(options).await.expect("connects");
@@ -491,7 +508,7 @@ async fn hub_restart_mid_stream_loses_no_acknowledged_message() {
         .expect("subscribed");
     let topic = format!("/{}/{}/user/update", id.product_key(), id.device_name());
     let first_client_id = first
-        .broker
+        .service()
         .session(id.product_key(), id.device_name())
         .expect("online")
         .client_id;
@@ -503,7 +520,8 @@ async fn hub_restart_mid_stream_loses_no_acknowledged_message() {
             .await
             .expect("acknowledged");
     }
-    let mut first_events = first.stop().await;
+    first.stop().await;
+    let mut first_events = first.events;
     // Phase 2: published while the hub is down (queued), acknowledged after it is back.
     let mut pending = Vec::new();
     for i in 20..50 {
@@ -513,7 +531,7 @@ async fn hub_restart_mid_stream_loses_no_acknowledged_message() {
             device.publish(&topic, format!("{i}"), QoS::AtLeastOnce).await
         }));
     }
-    let (mut second, _) = Served::start(addr, directory);
+    let mut second = BrokerHub::serve(config(), registry, addr, None);
     for p in pending {
         p.await.expect("task").expect("acknowledged after the restart");
     }
@@ -539,7 +557,7 @@ async fn hub_restart_mid_stream_loses_no_acknowledged_message() {
 
     // A new signature: the second hub saw a later timestamp in the clientId.
     let second_client_id = second
-        .broker
+        .service()
         .session(id.product_key(), id.device_name())
         .expect("online")
         .client_id;
@@ -554,7 +572,7 @@ async fn hub_restart_mid_stream_loses_no_acknowledged_message() {
 
     // The subscription was restored on the new connection.
     let outcome = second
-        .broker
+        .service()
         .publish(
             id.product_key(),
             id.device_name(),
@@ -562,6 +580,7 @@ async fn hub_restart_mid_stream_loses_no_acknowledged_message() {
             Bytes::from_static(b"after restart"),
             1,
         )
+        .await
         .expect("published");
     assert_eq!(outcome, aliot_hub::PublishOutcome::Delivered);
     loop {
@@ -574,5 +593,5 @@ async fn hub_restart_mid_stream_loses_no_acknowledged_message() {
         }
     }
     assert!(device.stats().connections >= 2);
-    drop(second.stop().await);
+    second.stop().await;
 }

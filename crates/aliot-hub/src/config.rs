@@ -8,7 +8,7 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `registry.redb` | products and devices ([`crate::store`]) |
+//! | `registry.redb` | products and devices ([`crate::registry`]) |
 //! | `admin-token` | the admin API's bearer token, when the hub generated it (mode 0600) |
 //! | `admin.url` | the admin API's URL, written on every start for `aliot admin --data-dir` |
 //! | `tls/ca.pem`, `tls/server.pem`, `tls/server-key.pem` | the local CA and server certificate ([`crate::tls`]) |
@@ -18,9 +18,10 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
-use crate::broker::BrokerConfig;
 use crate::error::{Error, Result};
 
 /// The commented default configuration file.
@@ -143,6 +144,119 @@ impl fmt::Debug for Config {
     }
 }
 
+/// Settings of the MQTT side of the hub. Every field has a default (`#[serde(default)]`), so a
+/// TOML table may name only what it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Most simultaneous connections (TCP + TLS, before and after CONNECT); more are accepted
+    /// and closed at once.
+    pub max_connections: usize,
+    /// Largest MQTT packet accepted, as its remaining length in bytes: 256 KiB of payload plus
+    /// room for the topic and headers. Checked from the fixed header, before buffering.
+    pub max_packet_size: u32,
+    /// Seconds a new connection has to complete TLS and send its CONNECT.
+    pub connect_timeout_secs: u64,
+    /// Most topic filters per device (SUBACK 0x80 beyond).
+    pub max_subscriptions: usize,
+    /// QoS 1 messages sent to a device and not yet acknowledged, at most.
+    pub max_inflight: u16,
+    /// Messages waiting in a connected device's outbound queue, at most. Above it: QoS 0 is
+    /// dropped and counted; QoS 1 disconnects the device as a slow consumer (its messages are kept
+    /// for a clean-session-0 device).
+    pub outbound_queue_capacity: usize,
+    /// New QoS 1 messages accepted into an offline clean-session-0 device's queue, at most
+    /// (messages already accepted for delivery are never dropped by this limit).
+    pub offline_queue_limit: usize,
+    /// Seconds an offline QoS 1 message is kept (7 days).
+    pub offline_queue_ttl_secs: u64,
+    /// Default deadline of property set, service and RRPC calls, in milliseconds (the platform's
+    /// 8 s).
+    pub rrpc_timeout_ms: u64,
+    /// Admin calls that may wait for one device's answers at the same time.
+    pub max_pending_calls: usize,
+    /// Honour `sys.ack` = 0 in uplinks (no reply), as the platform does. When false, every
+    /// request gets its `_reply`.
+    pub sys_ack: bool,
+    /// Capacity of the event broadcast channel; a subscriber that falls further behind skips
+    /// events (it receives `Lagged`).
+    pub events_capacity: usize,
+    /// Milliseconds [`crate::Broker::serve`] waits for connections to flush and close on shutdown.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 50_000,
+            max_packet_size: 256 * 1024 + 1024,
+            connect_timeout_secs: 10,
+            max_subscriptions: 50,
+            max_inflight: 32,
+            outbound_queue_capacity: 1000,
+            offline_queue_limit: 1000,
+            offline_queue_ttl_secs: 7 * 24 * 3600,
+            rrpc_timeout_ms: 8000,
+            max_pending_calls: 64,
+            sys_ack: true,
+            events_capacity: 4096,
+            shutdown_grace_ms: 5000,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Checks that the values can work together.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first bad field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &str| Err(Error::Config(what.to_owned()));
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1");
+        }
+        if self.max_packet_size < 1024 || self.max_packet_size > 268_435_455 {
+            return bad("max_packet_size must be between 1024 and 268435455 bytes");
+        }
+        if self.connect_timeout_secs == 0 {
+            return bad("connect_timeout_secs must be at least 1");
+        }
+        if self.max_inflight == 0 {
+            return bad("max_inflight must be at least 1");
+        }
+        if self.outbound_queue_capacity == 0 {
+            return bad("outbound_queue_capacity must be at least 1");
+        }
+        if self.events_capacity == 0 {
+            return bad("events_capacity must be at least 1");
+        }
+        if self.rrpc_timeout_ms == 0 {
+            return bad("rrpc_timeout_ms must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The CONNECT deadline.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+
+    /// The default deadline of device calls.
+    pub fn rrpc_timeout(&self) -> Duration {
+        Duration::from_millis(self.rrpc_timeout_ms)
+    }
+
+    /// The offline queue retention.
+    pub fn offline_queue_ttl(&self) -> Duration {
+        Duration::from_secs(self.offline_queue_ttl_secs)
+    }
+
+    /// The shutdown drain deadline.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
 fn config_err(msg: impl Into<String>) -> Error {
     Error::Config(msg.into())
 }
@@ -208,7 +322,7 @@ impl Config {
             }
         }
         self.broker.validate().map_err(|e| match e {
-            Error::InvalidArgument(msg) | Error::Config(msg) => config_err(format!("[broker] {msg}")),
+            Error::Config(msg) => config_err(format!("[broker] {msg}")),
             other => other,
         })
     }
@@ -389,5 +503,24 @@ mod tests {
                 0o600
             );
         }
+    }
+
+    #[test]
+    fn the_default_config_is_valid_and_round_trips_through_toml() {
+        let config = BrokerConfig::default();
+        config.validate().expect("valid");
+        let text = toml::to_string(&config).expect("serialize");
+        let back: BrokerConfig = toml::from_str(&text).expect("parse");
+        assert_eq!(back, config);
+        let partial: BrokerConfig = toml::from_str("max_subscriptions = 10").expect("parse");
+        assert_eq!(partial.max_subscriptions, 10);
+        assert!(
+            BrokerConfig {
+                max_inflight: 0,
+                ..config
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

@@ -1,114 +1,67 @@
-//! The hub's error type.
+//! The errors of starting and running a hub ([`crate::start`], [`crate::run`]).
+//!
+//! Each layer has its own error: the registry's ([`crate::registry::Error`]), the application
+//! service's ([`crate::service::Error`]); this one is what setting up and running the whole hub
+//! can fail with, wrapping them with their sources.
 
 use std::io;
-use std::time::Duration;
 
-/// Errors returned by the hub's public API ([`crate::broker::Broker`] and friends).
-///
-/// Variants say what failed and carry what a caller needs to act on it (the admin API maps
-/// them to HTTP statuses: not found → 404, offline → 409, timeout → 504).
+/// What starting or running a hub can fail with.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The registry has no such device (or product).
-    #[error("device {product_key}/{device_name} not found")]
-    DeviceNotFound {
-        /// productKey.
-        product_key: String,
-        /// deviceName.
-        device_name: String,
-    },
-
-    /// The device is not connected and the message could not be queued for it.
-    #[error("device {product_key}/{device_name} is offline")]
-    DeviceOffline {
-        /// productKey.
-        product_key: String,
-        /// deviceName.
-        device_name: String,
-    },
-
-    /// The device is online but not subscribed (explicitly or through `_ss=1`) to the topic a
-    /// downlink needs.
-    #[error("device {product_key}/{device_name} is not subscribed to {topic}")]
-    NotSubscribed {
-        /// productKey.
-        product_key: String,
-        /// deviceName.
-        device_name: String,
-        /// The downlink topic.
-        topic: String,
-    },
-
-    /// The device's outbound or offline queue is full; the message was not accepted.
-    #[error("the queue of device {product_key}/{device_name} is full")]
-    QueueFull {
-        /// productKey.
-        product_key: String,
-        /// deviceName.
-        device_name: String,
-    },
-
-    /// Too many calls are waiting for this device's answers.
-    #[error("too many calls are waiting for device {product_key}/{device_name}")]
-    TooManyPendingCalls {
-        /// productKey.
-        product_key: String,
-        /// deviceName.
-        device_name: String,
-    },
-
-    /// The device did not answer in time.
-    #[error("the device did not answer within {0:?}")]
-    Timeout(Duration),
-
-    /// The device answered something that is not what the call expects (e.g. not JSON).
-    #[error("the device answered with an unusable reply: {0}")]
-    BadReply(String),
-
-    /// A caller passed an unusable argument (topic outside the device's namespaces, QoS 2,
-    /// payload above the packet limit...).
-    #[error("invalid argument: {0}")]
-    InvalidArgument(String),
-
-    /// A socket operation failed (bind, accept, ...).
-    #[error("I/O error: {0}")]
-    Io(#[from] io::Error),
-
-    /// The TLS handshake or the TLS setup failed.
-    #[error("TLS error: {0}")]
-    Tls(String),
-
-    /// The registry has no such product.
-    #[error("product {product_key} not found")]
-    ProductNotFound {
-        /// productKey.
-        product_key: String,
-    },
-
-    /// A product with this productKey is already registered.
-    #[error("product {product_key} already exists")]
-    ProductExists {
-        /// productKey.
-        product_key: String,
-    },
-
-    /// A device with this name is already registered in the product.
-    #[error("device {product_key}/{device_name} already exists")]
-    DeviceExists {
-        /// productKey.
-        product_key: String,
-        /// deviceName.
-        device_name: String,
-    },
-
-    /// The registry's database failed (open, read, write, commit).
-    #[error("registry storage error: {0}")]
-    Storage(String),
-
     /// A setting is wrong (configuration file, flags).
     #[error("bad configuration: {0}")]
     Config(String),
+
+    /// A file or socket operation failed.
+    #[error("{context}")]
+    Io {
+        /// What the hub was doing ("cannot listen on 127.0.0.1:1883 (MQTT)").
+        context: String,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The TLS setup failed (certificates cannot be made or read).
+    #[error("TLS setup failed: {context}")]
+    Tls {
+        /// What failed ("cannot read /path/server.pem").
+        context: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+
+    /// The registry cannot be opened or failed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::Error),
+
+    /// A task of the hub ended abnormally (a panic: a bug).
+    #[error("a hub task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl Error {
+    /// An IO failure while doing `context`.
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// A TLS failure with its cause.
+    pub(crate) fn tls(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Tls {
+            context: context.into(),
+            source: Some(Box::new(source)),
+        }
+    }
 }
 
 /// `Result` with the hub's [`Error`].

@@ -1,39 +1,65 @@
 //! aliot-hub: an offline Alibaba Cloud IoT Platform on one machine.
 //!
-//! Module map (the MQTT layers first, then the platform's rooms):
+//! The rooms, each in one place (docs/ARCHITECTURE.md traces a CONNECT and a property post
+//! through them):
 //!
-//! - `server`: accept loop (connection limit, accept backoff, graceful shutdown).
-//! - `connection`: bytes ↔ MQTT packets over TCP or TLS (rmqtt-codec), packet size limit.
-//! - `session`: MQTT state of one device: CONNECT, keepalive, QoS 1 inflight, subscriptions.
-//! - `broker`: the online-device table and the [`broker::Broker`] handle used by the admin API.
-//! - `auth`: CONNECT → verdict (signature, username, clientId grammar, CONNACK codes).
-//! - `acl`: which topics a device may publish and subscribe.
-//! - `alink`: the platform's answers (post replies, NTP, RRPC/property-set/service correlation).
-//! - `events`: online/offline, uplinks, replies, refusals, as a broadcast stream.
-//! - `directory`: the seam between the broker and the registry.
-//! - `store`: the registry (products, devices) in redb.
-//! - `admin`: the HTTP admin API (axum).
-//! - `config`: hub settings, validated.
-//! - `tls`: the local CA and server certificate for MQTT over TLS.
+//! - `engine`: MQTT only: the accept loop, framed connections, the connection task (CONNECT,
+//!   keepalive, QoS 1 both ways), every CONNACK code. It asks the platform through a trait and
+//!   knows nothing about Alink.
+//! - `table`: the device table, no IO: sessions, takeover, clean-session-0 inheritance, the
+//!   offline queue (its retention and limits), the inflight window, calls waiting for answers.
+//! - `platform`: what the platform does with what devices send: the CONNECT verdict, topic
+//!   rights, then one file per feature (thing posts, services and RRPC, NTP, remote config,
+//!   OTA requests).
+//! - `cluster`: the seam for the calls that would cross hub nodes (who holds a device, deliver
+//!   to it, complete a call, publish an event); one in-process implementation.
+//! - [`registry`]: the [`registry::Registry`] trait (products, devices, secrets, status,
+//!   properties) and its embedded redb implementation.
+//! - [`service`]: the application service, the platform's API that the admin REST API calls.
+//! - [`admin`]: the admin HTTP API (axum). [`events`]: the event stream. [`clock`]: the one
+//!   clock. [`config`], [`tls`], [`error`].
+//! - [`Broker`] wires the rooms together; [`start`]/[`run`] add the registry, the listeners and
+//!   the admin API.
+//!
+//! ```no_run
+//! # async fn demo() -> aliot_hub::Result<()> {
+//! let mut config = aliot_hub::Config::default();
+//! config.data_dir = Some("./hub-data".into());
+//! config.mqtt.listen = "127.0.0.1:0".parse().expect("an address");
+//! config.admin.listen = "127.0.0.1:0".parse().expect("an address");
+//! let hub = aliot_hub::start(config, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await?;
+//! println!("MQTT on {}, admin API on {}", hub.mqtt_addr(), hub.admin_url());
+//! hub.wait().await
+//! # }
+//! ```
 
-mod acl;
+use std::future::Future;
+use std::pin::Pin;
+
 pub mod admin;
-mod alink;
-mod auth;
-pub mod broker;
+mod broker;
+pub mod clock;
+mod cluster;
 pub mod config;
-mod connection;
-pub mod directory;
+mod engine;
 pub mod error;
 pub mod events;
 mod metrics;
+mod platform;
+pub mod registry;
 mod run;
-mod server;
-mod session;
-pub mod store;
+pub mod service;
+mod table;
 pub mod tls;
 
-pub use broker::{Broker, BrokerConfig, PublishOutcome, SessionInfo, bind_listener};
-pub use config::Config;
+pub use broker::{Broker, bind_listener};
+pub use config::{BrokerConfig, Config};
 pub use error::{Error, Result};
 pub use run::{RunningHub, run, start};
+pub use service::{PublishOutcome, Service};
+
+/// A boxed future (the registry trait and the engine's hooks are used as trait objects).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -52,7 +52,7 @@ pub(crate) fn dec(c: &AtomicU64) {
 }
 
 /// Gauges computed from the device table at render time.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TableGauges {
     pub(crate) sessions_online: u64,
     pub(crate) sessions_stored: u64,

@@ -14,7 +14,7 @@ use crate::admin::{self, AdminState, TokenSource};
 use crate::broker::{Broker, bind_listener};
 use crate::config::{Config, URL_FILE};
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::registry::{RedbRegistry, Registry};
 use crate::tls::{self, CertificateFiles};
 
 /// A started hub: its bound addresses, its registry and broker, and the task that runs it.
@@ -32,7 +32,7 @@ pub struct RunningHub {
     token_source: TokenSource,
     tls_files: Option<CertificateFiles>,
     broker: Broker,
-    store: Store,
+    registry: Arc<dyn Registry>,
     stop: CancellationToken,
     task: JoinHandle<Result<()>>,
 }
@@ -74,14 +74,19 @@ impl RunningHub {
         self.tls_files.as_ref()
     }
 
-    /// The broker (downlinks, sessions, events).
+    /// The broker (its service acts on devices: downlinks, sessions, events).
     pub fn broker(&self) -> &Broker {
         &self.broker
     }
 
+    /// The platform's API (the same the admin API calls).
+    pub fn service(&self) -> &crate::Service {
+        self.broker.service()
+    }
+
     /// The registry.
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn registry(&self) -> &Arc<dyn Registry> {
+        &self.registry
     }
 
     /// Stops the hub and waits until it has stopped.
@@ -100,20 +105,13 @@ impl RunningHub {
     pub async fn wait(self) -> Result<()> {
         match self.task.await {
             Ok(result) => result,
-            Err(e) => Err(Error::Io(std::io::Error::other(format!(
-                "the hub task failed: {e}"
-            )))),
+            Err(e) => Err(Error::Task(e)),
         }
     }
 }
 
 fn bind(what: &str, addr: SocketAddr) -> Result<TcpListener> {
-    bind_listener(addr).map_err(|e| {
-        Error::Io(std::io::Error::new(
-            e.kind(),
-            format!("cannot listen on {addr} ({what}): {e}"),
-        ))
-    })
+    bind_listener(addr).map_err(|e| Error::io(format!("cannot listen on {addr} ({what})"), e))
 }
 
 /// `http://` URL for reaching `addr` from this machine (a wildcard address becomes loopback).
@@ -127,9 +125,7 @@ fn local_url(addr: SocketAddr) -> String {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Io(std::io::Error::other(format!("startup task failed: {e}"))))?
+    tokio::task::spawn_blocking(f).await.map_err(Error::Task)?
 }
 
 /// Starts the hub described by `config`: opens the registry in the data directory, binds the
@@ -156,7 +152,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 ///
 /// # Errors
 /// [`Error::Config`] for an invalid configuration or unusable admin token file;
-/// [`Error::Storage`] when the registry cannot be opened; [`Error::Io`] when a listener
+/// [`Error::Registry`] when the registry cannot be opened; [`Error::Io`] when a listener
 /// cannot be bound or the data directory cannot be written; [`Error::Tls`] for unusable
 /// certificates.
 pub async fn start(
@@ -165,7 +161,7 @@ pub async fn start(
 ) -> Result<RunningHub> {
     config.validate()?;
     let data_dir = config.data_dir();
-    let store = Store::open(&data_dir).await?;
+    let registry: Arc<dyn Registry> = Arc::new(RedbRegistry::open(&data_dir).await?);
 
     let (dir, given) = (data_dir.clone(), config.admin.token.clone());
     let (token, token_source) = blocking(move || admin::load_or_create_token(&dir, given.as_deref())).await?;
@@ -192,24 +188,32 @@ pub async fn start(
         }
     };
 
-    let broker = Broker::new(config.broker.clone(), Arc::new(store.clone()));
+    let broker = Broker::new(config.broker.clone(), registry.clone());
     let mqtt = bind("MQTT", config.mqtt.listen)?;
     let mqtts = match &tls_setup {
         Some((addr, _, _)) => Some(bind("MQTT over TLS", *addr)?),
         None => None,
     };
     let admin_listener = bind("admin API", config.admin.listen)?;
-    let mqtt_addr = mqtt.local_addr()?;
-    let mqtts_addr = mqtts.as_ref().map(TcpListener::local_addr).transpose()?;
-    let admin_addr = admin_listener.local_addr()?;
+    let addr_of = |l: &TcpListener| {
+        l.local_addr()
+            .map_err(|e| Error::io("cannot read a listener's address", e))
+    };
+    let mqtt_addr = addr_of(&mqtt)?;
+    let mqtts_addr = mqtts.as_ref().map(addr_of).transpose()?;
+    let admin_addr = addr_of(&admin_listener)?;
     let admin_url = local_url(admin_addr);
 
     let url_file = data_dir.join(URL_FILE);
     let url = format!("{admin_url}\n");
-    blocking(move || std::fs::write(&url_file, url).map_err(Error::Io)).await?;
+    blocking(move || {
+        std::fs::write(&url_file, url)
+            .map_err(|e| Error::io(format!("cannot write {}", url_file.display()), e))
+    })
+    .await?;
 
     let stop = CancellationToken::new();
-    let state = AdminState::new(store.clone(), broker.clone(), token);
+    let state = AdminState::new(broker.service().clone(), token);
     let (tls_files, acceptor) = match tls_setup {
         Some((_, files, acceptor)) => (Some(files), Some(acceptor)),
         None => (None, None),
@@ -221,7 +225,7 @@ pub async fn start(
     };
     let task = tokio::spawn(serve(
         broker.clone(),
-        store.clone(),
+        registry.clone(),
         state,
         listeners,
         stop.clone(),
@@ -237,7 +241,7 @@ pub async fn start(
         token_source,
         tls_files,
         broker,
-        store,
+        registry,
         stop,
         task,
     })
@@ -269,7 +273,7 @@ impl Drop for StopOnDrop {
 
 async fn serve(
     broker: Broker,
-    store: Store,
+    registry: Arc<dyn Registry>,
     state: AdminState,
     listeners: Listeners,
     stop: CancellationToken,
@@ -315,7 +319,7 @@ async fn serve(
                     closing.close_streams();
                 })
                 .await
-                .map_err(Error::Io)
+                .map_err(|e| Error::io("the admin API server failed", e))
         })
     };
 
@@ -338,18 +342,13 @@ async fn serve(
         }
     };
     watcher.abort();
-    store.close().await;
+    registry.close().await;
     tracing::info!("hub stopped");
     result.and(admin_result)
 }
 
 fn join(r: std::result::Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
-    match r {
-        Ok(r) => r,
-        Err(e) => Err(Error::Io(std::io::Error::other(format!(
-            "a hub task failed: {e}"
-        )))),
-    }
+    r.map_err(Error::Task)?
 }
 
 #[cfg(test)]

@@ -70,17 +70,22 @@ pub fn ensure_local_certificate(data_dir: &Path) -> Result<CertificateFiles> {
     if files.cert.is_file() && files.key.is_file() && ca_path.is_file() {
         return Ok(files);
     }
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
     let (ca_pem, cert_pem, key_pem) = generate_local()?;
+    let write = |path: &Path, pem: &str| {
+        write_private_file(path, pem.as_bytes())
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+    };
     // The key first and the CA last: the presence of all three means a complete set.
-    write_private_file(&files.key, key_pem.as_bytes())?;
-    write_private_file(&files.cert, cert_pem.as_bytes())?;
-    write_private_file(&ca_path, ca_pem.as_bytes())?;
+    write(&files.key, &key_pem)?;
+    write(&files.cert, &cert_pem)?;
+    write(&ca_path, &ca_pem)?;
     // Certificates are public: let other local users (a device simulator's account) read them.
     #[cfg(unix)]
     for public in [&files.cert, &ca_path] {
         use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(public, std::fs::Permissions::from_mode(0o644))?;
+        std::fs::set_permissions(public, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io(format!("cannot set the mode of {}", public.display()), e))?;
     }
     tracing::info!(ca = %ca_path.display(), "created a local CA and server certificate");
     Ok(CertificateFiles {
@@ -90,7 +95,7 @@ pub fn ensure_local_certificate(data_dir: &Path) -> Result<CertificateFiles> {
 }
 
 fn tls_err(what: &str) -> impl FnOnce(rcgen::Error) -> Error + '_ {
-    move |e| Error::Tls(format!("{what}: {e}"))
+    move |e| Error::tls(what, e)
 }
 
 /// Generates (CA certificate PEM, server certificate PEM, server key PEM).
@@ -131,7 +136,7 @@ fn generate_local() -> Result<(String, String, String)> {
 
 /// The current year (UTC), for certificate validity; 2025 if the clock is before 1970.
 fn current_year() -> i32 {
-    let days = crate::events::now_ms() / 86_400_000;
+    let days = crate::clock::now_ms() / 86_400_000;
     // 365.2425 days per Gregorian year; an off-by-one near New Year only shifts the validity
     // window's edges, which start a year back anyway.
     let years = (days * 10_000 / 3_652_425) as i32;
@@ -144,21 +149,24 @@ fn current_year() -> i32 {
 /// [`Error::Tls`] naming the file that cannot be read or the key that does not fit.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| Error::Tls(format!("cannot read {}: {e}", cert.display())))?
+        .map_err(|e| Error::tls(format!("cannot read {}", cert.display()), e))?
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::Tls(format!("cannot read {}: {e}", cert.display())))?;
+        .map_err(|e| Error::tls(format!("cannot read {}", cert.display()), e))?;
     if chain.is_empty() {
-        return Err(Error::Tls(format!("{} holds no certificate", cert.display())));
+        return Err(Error::Tls {
+            context: format!("{} holds no certificate", cert.display()),
+            source: None,
+        });
     }
     let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| Error::Tls(format!("cannot read a private key from {}: {e}", key.display())))?;
+        .map_err(|e| Error::tls(format!("cannot read a private key from {}", key.display()), e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))?
+        .map_err(|e| Error::tls("no usable TLS protocol version", e))?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(|e| Error::Tls(format!("the certificate and key do not make a usable pair: {e}")))?;
+        .map_err(|e| Error::tls("the certificate and key do not make a usable pair", e))?;
     Ok(Arc::new(config))
 }
 

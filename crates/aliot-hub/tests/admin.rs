@@ -2,12 +2,11 @@
 //! a connected device. Router-only tests go through `oneshot`; the rest run a full hub
 //! (`aliot_hub::start`) on 127.0.0.1:0 with rumqttc devices.
 
-mod support;
-
 use aliot_hub::events::Event;
+use aliot_hub::registry::Registry as _;
+use aliot_testkit::{OfflineAdmin as Offline, TOKEN, TestDevice, TestHub, guard, http, http_json};
 use hyper::StatusCode;
 use serde_json::{Value, json};
-use support::{Offline, TOKEN, TestDevice, TestHub, guard, http, http_json};
 
 /// `POST path` with a JSON body, through the router.
 async fn post(o: &Offline, path: &str, body: Value) -> (StatusCode, Value) {
@@ -71,7 +70,7 @@ async fn requests_without_the_right_token_get_401() {
         .send("POST", "/api/v1/products", None, Some(r#"{"name":"x"}"#))
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert!(o.store.products().is_empty());
+    assert!(o.registry.products().await.expect("read").is_empty());
     // Prometheus scrapers read the metrics without a token (counts only).
     let (status, _, _) = o.send("GET", "/metrics", None, None).await;
     assert_eq!(status, StatusCode::OK);
@@ -262,8 +261,13 @@ async fn devices_are_registered_listed_shown_changed_and_deleted() {
         .await;
     assert_eq!(s, StatusCode::OK, "{p}");
     assert_eq!(p["enabled"], false);
-    use aliot_hub::directory::Directory as _;
-    assert!(!o.store.device("a1P", "lamp-1").expect("known").enabled);
+    assert!(
+        !o.registry
+            .device_auth("a1P", "lamp-1")
+            .await
+            .expect("known")
+            .enabled
+    );
     let (s, _) = o
         .json("PATCH", "/api/v1/products/a1P/devices/lamp-1", Some(json!({})))
         .await;
@@ -282,7 +286,7 @@ async fn devices_are_registered_listed_shown_changed_and_deleted() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(del["deleted"], true);
-    assert!(o.store.device("a1P", "lamp-1").is_none());
+    assert!(o.registry.device_auth("a1P", "lamp-1").await.is_none());
     let (s, _) = o
         .json("DELETE", "/api/v1/products/a1P/devices/lamp-1", None)
         .await;
@@ -319,7 +323,7 @@ async fn batch_registration_is_all_or_nothing() {
     )
     .await;
     assert_eq!(s, StatusCode::CONFLICT, "{e}");
-    assert!(o.store.device_info("a1P", "new-1").is_none());
+    assert!(o.registry.device("a1P", "new-1").await.expect("read").is_none());
     // ...unless asked to skip existing devices, which are listed as they are.
     let (s, l) = post(
         &o,
@@ -329,7 +333,8 @@ async fn batch_registration_is_all_or_nothing() {
     .await;
     assert_eq!(s, StatusCode::CREATED);
     assert_eq!(l[1]["deviceSecret"], list[3]["deviceSecret"]);
-    assert_eq!(o.store.device_count("a1P"), 51);
+    let p = o.registry.product("a1P").await.expect("read").expect("product");
+    assert_eq!(p.device_count, 51);
 
     for bad in [
         json!({"prefix": "x", "count": 0}),
@@ -460,7 +465,7 @@ async fn calls_to_a_registered_but_offline_device_get_409() {
 async fn disabling_an_online_device_disconnects_it_and_refuses_it() {
     let hub = TestHub::start().await;
     let (pk, dn, secret) = hub.device("lamp").await;
-    let mut events = hub.hub().broker().events();
+    let mut events = hub.service().events();
     let mut dev = TestDevice::connect(hub.mqtt, &pk, &dn, &secret).await;
     let (_, show) = hub.call("GET", &device_path(&pk, &dn), None).await;
     assert_eq!(show["status"], "online", "{show}");
@@ -497,8 +502,7 @@ async fn disabling_an_online_device_disconnects_it_and_refuses_it() {
     // A disabled device is refused at CONNECT (5, not authorized).
     let err = TestDevice::try_connect(hub.mqtt, &pk, &dn, &secret)
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(format!("{err:?}").contains("NotAuthorized"), "{err:?}");
     // Enabled again, it connects.
     hub.call("PATCH", &device_path(&pk, &dn), Some(json!({"enabled": true})))
@@ -516,8 +520,7 @@ async fn deleting_an_online_device_disconnects_it_and_forgets_it() {
     dev.closed().await;
     let err = TestDevice::try_connect(hub.mqtt, &pk, &dn, &secret)
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(format!("{err:?}").contains("BadUserNamePassword"), "{err:?}");
     hub.stop().await;
 }

@@ -1,14 +1,13 @@
 //! MQTT-side behaviour of the hub over real sockets: CONNECT verdicts, ACL, sessions, QoS 1.
 
-mod common;
-
 use std::num::NonZeroU16;
 
 use aliot_hub::events::Event;
-use aliot_hub::{BrokerConfig, Error, PublishOutcome};
+use aliot_hub::service::Error;
+use aliot_hub::{BrokerConfig, PublishOutcome};
 use aliot_protocol::sign::{HexCase, SignMethod};
+use aliot_testkit::*;
 use bytes::{Bytes, BytesMut};
-use common::*;
 use rmqtt_codec::v3::{Packet, QoS, SubscribeReturnCode};
 use tokio_util::codec::Encoder;
 
@@ -18,7 +17,7 @@ fn code(ack: &rmqtt_codec::v3::ConnectAck) -> u8 {
 
 #[tokio::test]
 async fn a_signed_connect_is_accepted_and_reported_online() {
-    let mut hub = Hub::start().await;
+    let mut hub = BrokerHub::start().await;
     let (mut dev, ack) = Raw::connect(hub.addr, &creds("dev1", ""), true).await;
     assert_eq!(code(&ack), 0);
     assert!(!ack.session_present);
@@ -44,31 +43,31 @@ async fn a_signed_connect_is_accepted_and_reported_online() {
     ] {
         assert!(json.get(key).is_some(), "{key} missing in {json}");
     }
-    let info = hub.broker.session(PK, "dev1").expect("online");
+    let info = hub.service().session(PK, "dev1").expect("online");
     assert_eq!(info.keep_alive, 60);
-    assert!(hub.broker.online_devices(PK).contains(&"dev1".to_owned()));
-    assert_eq!(hub.directory.online_calls.lock().expect("lock").len(), 1);
+    assert!(hub.service().online_devices(PK).contains(&"dev1".to_owned()));
+    assert_eq!(hub.registry.logins().len(), 1);
     dev.send(Packet::Disconnect).await;
     dev.closed().await;
     let e = hub.offline("dev1").await;
     let Event::Status(s) = &*e else { unreachable!() };
     assert!(s.reason.as_deref().unwrap_or_default().contains("DISCONNECT"));
-    assert!(hub.broker.session(PK, "dev1").is_none());
+    assert!(hub.service().session(PK, "dev1").is_none());
 }
 
 #[tokio::test]
 async fn a_wrong_secret_gets_connack_4_and_the_secret_is_never_reported() {
-    let mut hub = Hub::start().await;
-    let bad = creds_with(
-        PK,
-        "dev1",
-        "wrong-secret",
-        "x",
-        SignMethod::HmacSha1,
-        None,
-        "",
-        HexCase::Lower,
-    );
+    let mut hub = BrokerHub::start().await;
+    let bad = creds_with(&Signing {
+        device_name: "dev1",
+        secret: "wrong-secret",
+        prefix: "x",
+        method: SignMethod::HmacSha1,
+        timestamp: None,
+        extra: "",
+        case: HexCase::Lower,
+        ..Signing::default()
+    });
     let (mut dev, ack) = Raw::connect(hub.addr, &bad, true).await;
     assert_eq!(code(&ack), 4);
     dev.closed().await;
@@ -77,7 +76,7 @@ async fn a_wrong_secret_gets_connack_4_and_the_secret_is_never_reported() {
     assert!(text.contains("signature mismatch"), "{text}");
     assert!(!text.contains(&bad.password) && !text.contains(SECRET), "{text}");
     assert!(
-        hub.broker
+        hub.service()
             .render_metrics()
             .contains("aliot_hub_connack_total{code=\"4\"} 1")
     );
@@ -85,25 +84,24 @@ async fn a_wrong_secret_gets_connack_4_and_the_secret_is_never_reported() {
 
 #[tokio::test]
 async fn unknown_devices_get_4_and_disabled_devices_get_5() {
-    let hub = Hub::start().await;
-    let unknown = creds_with(
-        PK,
-        "nobody",
-        SECRET,
-        "p",
-        SignMethod::HmacSha1,
-        None,
-        "",
-        HexCase::Lower,
-    );
+    let hub = BrokerHub::start().await;
+    let unknown = creds_with(&Signing {
+        device_name: "nobody",
+        prefix: "p",
+        method: SignMethod::HmacSha1,
+        timestamp: None,
+        extra: "",
+        case: HexCase::Lower,
+        ..Signing::default()
+    });
     assert_eq!(code(&Raw::connect(hub.addr, &unknown, true).await.1), 4);
-    hub.directory.set_enabled(PK, "dev2", false);
+    hub.registry.set_enabled_now(PK, "dev2", false);
     assert_eq!(code(&Raw::connect(hub.addr, &creds("dev2", ""), true).await.1), 5);
 }
 
 #[tokio::test]
 async fn a_malformed_client_id_gets_2() {
-    let hub = Hub::start().await;
+    let hub = BrokerHub::start().await;
     let mut c = creds("dev1", "");
     c.client_id = "no-parameters-here".into();
     assert_eq!(code(&Raw::connect(hub.addr, &c, true).await.1), 2);
@@ -114,7 +112,7 @@ async fn a_malformed_client_id_gets_2() {
 
 #[tokio::test]
 async fn keepalive_outside_30_to_1200_gets_2() {
-    let hub = Hub::start().await;
+    let hub = BrokerHub::start().await;
     for keep_alive in [20, 1201] {
         let mut dev = Raw::open(hub.addr).await;
         dev.send(connect_packet(&creds("dev1", ""), keep_alive, true))
@@ -146,7 +144,7 @@ fn connect_with_level(c: &Creds, level: u8, name_is_mqisdp: bool) -> BytesMut {
 
 #[tokio::test]
 async fn unsupported_protocol_levels_get_1_and_mqtt_3_1_is_accepted() {
-    let mut hub = Hub::start().await;
+    let mut hub = BrokerHub::start().await;
     for level in [5, 6] {
         let mut dev = Raw::open(hub.addr).await;
         dev.write_raw(&connect_with_level(&creds("dev1", ""), level, false))
@@ -167,7 +165,7 @@ async fn unsupported_protocol_levels_get_1_and_mqtt_3_1_is_accepted() {
 
 #[tokio::test]
 async fn packets_sent_right_behind_the_connect_are_served() {
-    let hub = Hub::start().await;
+    let hub = BrokerHub::start().await;
     let mut bytes = BytesMut::new();
     let mut codec = rmqtt_codec::v3::Codec::new(0);
     codec
@@ -182,30 +180,28 @@ async fn packets_sent_right_behind_the_connect_are_served() {
 
 #[tokio::test]
 async fn real_sdk_credential_variants_are_accepted() {
-    let hub = Hub::start().await;
+    let hub = BrokerHub::start().await;
     // C SDK 3.x: hmacsha256, UPPERCASE hex, the fixed 2050 timestamp in ms.
-    let c_sdk = creds_with(
-        PK,
-        "dev1",
-        SECRET,
-        &format!("{PK}.dev1"),
-        SignMethod::HmacSha256,
-        Some("2524608000000"),
-        "_v=sdk-c-3.0.1,lan=C,gw=0,ext=0",
-        HexCase::Upper,
-    );
+    let c_sdk = creds_with(&Signing {
+        device_name: "dev1",
+        prefix: &format!("{PK}.dev1"),
+        method: SignMethod::HmacSha256,
+        timestamp: Some("2524608000000"),
+        extra: "_v=sdk-c-3.0.1,lan=C,gw=0,ext=0",
+        case: HexCase::Upper,
+        ..Signing::default()
+    });
     assert!(c_sdk.password.chars().all(|c| !c.is_ascii_lowercase()));
     // Python SDK: `pk&dn` prefix, seconds timestamp, _ss=1.
-    let python = creds_with(
-        PK,
-        "dev2",
-        SECRET,
-        &format!("{PK}&dev2"),
-        SignMethod::HmacSha1,
-        Some("1700000000"),
-        "ext=1,_ss=1,lan=Python,_v=1.2.13",
-        HexCase::Lower,
-    );
+    let python = creds_with(&Signing {
+        device_name: "dev2",
+        prefix: &format!("{PK}&dev2"),
+        method: SignMethod::HmacSha1,
+        timestamp: Some("1700000000"),
+        extra: "ext=1,_ss=1,lan=Python,_v=1.2.13",
+        case: HexCase::Lower,
+        ..Signing::default()
+    });
     // No signmethod at all: hmacmd5 (old documentation).
     let content = aliot_protocol::sign::sign_content("legacy", "dev3", PK, None);
     let md5 = Creds {
@@ -221,7 +217,7 @@ async fn real_sdk_credential_variants_are_accepted() {
 
 #[tokio::test]
 async fn subscriptions_outside_the_device_get_suback_0x80_and_qos_2_is_granted_as_1() {
-    let mut hub = Hub::start().await;
+    let mut hub = BrokerHub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
     let status = dev
         .subscribe(
@@ -257,7 +253,7 @@ async fn subscriptions_outside_the_device_get_suback_0x80_and_qos_2_is_granted_a
 
 #[tokio::test]
 async fn publishing_outside_the_device_closes_the_connection() {
-    let mut hub = Hub::start().await;
+    let mut hub = BrokerHub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
     dev.publish(
         &format!("/sys/{PK}/dev2/thing/event/property/post"),
@@ -279,7 +275,7 @@ async fn the_subscription_limit_is_enforced() {
         max_subscriptions: 2,
         ..BrokerConfig::default()
     };
-    let hub = Hub::start_with(config).await;
+    let hub = BrokerHub::start_with(config).await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
     let f = |n: u32| format!("/{PK}/dev1/user/t{n}");
     let status = dev
@@ -310,12 +306,15 @@ async fn the_subscription_limit_is_enforced() {
     assert!(matches!(dev.recv().await, Some(Packet::UnsubscribeAck { .. })));
     let status = dev.subscribe(3, &[(&f(3), QoS::AtMostOnce)]).await;
     assert_eq!(status, vec![SubscribeReturnCode::Success(QoS::AtMostOnce)]);
-    assert_eq!(hub.broker.session(PK, "dev1").map(|s| s.subscriptions), Some(2));
+    assert_eq!(
+        hub.service().session(PK, "dev1").map(|s| s.subscriptions),
+        Some(2)
+    );
 }
 
 #[tokio::test]
 async fn a_qos_2_publish_closes_the_connection() {
-    let mut hub = Hub::start().await;
+    let mut hub = BrokerHub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
     dev.publish(&format!("/{PK}/dev1/user/update"), "x", QoS::ExactlyOnce, 7)
         .await;
@@ -326,7 +325,7 @@ async fn a_qos_2_publish_closes_the_connection() {
 
 #[tokio::test]
 async fn a_second_login_closes_the_first_connection() {
-    let mut hub = Hub::start().await;
+    let mut hub = BrokerHub::start().await;
     let mut first = Raw::online(hub.addr, &creds("dev1", "")).await;
     hub.online("dev1").await;
     let mut second = Raw::online(hub.addr, &creds("dev1", "")).await;
@@ -336,9 +335,9 @@ async fn a_second_login_closes_the_first_connection() {
     assert_eq!(k.device_name, "dev1");
     // The second connection is the device now.
     second.ping().await;
-    assert!(hub.broker.is_online(PK, "dev1"));
+    assert!(hub.service().is_online(PK, "dev1"));
     assert!(
-        hub.broker
+        hub.service()
             .render_metrics()
             .contains("aliot_hub_duplicate_logins_total 1")
     );
@@ -346,7 +345,7 @@ async fn a_second_login_closes_the_first_connection() {
 
 #[tokio::test]
 async fn retain_and_will_are_accepted_and_ignored() {
-    let hub = Hub::start().await;
+    let hub = BrokerHub::start().await;
     let c = creds("dev1", "_ss=1");
     let mut packet = connect_packet(&c, 60, true);
     if let Packet::Connect(connect) = &mut packet {
@@ -381,7 +380,7 @@ async fn an_oversized_packet_closes_the_connection() {
         max_packet_size: 2048,
         ..BrokerConfig::default()
     };
-    let mut hub = Hub::start_with(config).await;
+    let mut hub = BrokerHub::start_with(config).await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
     dev.publish(
         &format!("/{PK}/dev1/user/update"),
@@ -397,7 +396,7 @@ async fn an_oversized_packet_closes_the_connection() {
 
 #[tokio::test]
 async fn malformed_packets_close_the_connection_without_a_panic() {
-    let hub = Hub::start().await;
+    let hub = BrokerHub::start().await;
     // Garbage instead of CONNECT.
     let mut dev = Raw::open(hub.addr).await;
     dev.write_raw(&[0x10, 0x04, 0xff, 0xff, 0xff, 0xff]).await;
@@ -416,7 +415,7 @@ async fn malformed_packets_close_the_connection_without_a_panic() {
 
 #[tokio::test]
 async fn a_silent_socket_is_closed_at_the_connect_deadline() {
-    let hub = Hub::start_with(BrokerConfig {
+    let hub = BrokerHub::start_with(BrokerConfig {
         connect_timeout_secs: 1,
         ..BrokerConfig::default()
     })
@@ -424,7 +423,7 @@ async fn a_silent_socket_is_closed_at_the_connect_deadline() {
     let mut dev = Raw::open(hub.addr).await;
     dev.closed().await;
     assert!(
-        hub.broker
+        hub.service()
             .render_metrics()
             .contains("aliot_hub_connect_timeouts_total 1")
     );
@@ -432,7 +431,7 @@ async fn a_silent_socket_is_closed_at_the_connect_deadline() {
 
 #[tokio::test]
 async fn silence_for_one_and_a_half_keepalives_closes_the_connection() {
-    let mut hub = Hub::start().await;
+    let mut hub = BrokerHub::start().await;
     let mut dev = Raw::open(hub.addr).await;
     dev.send(connect_packet(&creds("dev1", ""), 30, true)).await;
     assert_eq!(code(&dev.connack().await), 0);
@@ -452,7 +451,7 @@ async fn silence_for_one_and_a_half_keepalives_closes_the_connection() {
 
 #[tokio::test]
 async fn clean_session_0_gets_its_offline_qos1_messages_on_reconnect() {
-    let mut hub = Hub::start().await;
+    let mut hub = BrokerHub::start().await;
     let c = creds("dev1", "");
     let topic = format!("/{PK}/dev1/user/get");
     let (mut dev, ack) = Raw::connect(hub.addr, &c, false).await;
@@ -462,25 +461,27 @@ async fn clean_session_0_gets_its_offline_qos1_messages_on_reconnect() {
     dev.closed().await;
     hub.offline("dev1").await;
 
-    let b = hub.broker.clone();
+    let b = hub.service().clone();
     let b = &b;
     assert_eq!(
         b.publish(PK, "dev1", &topic, Bytes::from_static(b"m1"), 1)
+            .await
             .expect("queued"),
         PublishOutcome::Queued
     );
     assert_eq!(
         b.publish(PK, "dev1", &topic, Bytes::from_static(b"m2"), 1)
+            .await
             .expect("queued"),
         PublishOutcome::Queued
     );
     assert!(matches!(
-        b.publish(PK, "dev1", &topic, Bytes::from_static(b"q0"), 0),
+        b.publish(PK, "dev1", &topic, Bytes::from_static(b"q0"), 0).await,
         Err(Error::DeviceOffline { .. })
     ));
     let other = format!("/{PK}/dev1/user/other");
     assert_eq!(
-        b.publish(PK, "dev1", &other, Bytes::new(), 1).expect("ok"),
+        b.publish(PK, "dev1", &other, Bytes::new(), 1).await.expect("ok"),
         PublishOutcome::NotSubscribed
     );
     assert!(b.render_metrics().contains("aliot_hub_offline_queue_messages 2"));
@@ -496,6 +497,7 @@ async fn clean_session_0_gets_its_offline_qos1_messages_on_reconnect() {
     // The subscription survived too: a live publish arrives.
     assert_eq!(
         b.publish(PK, "dev1", &topic, Bytes::from_static(b"live"), 0)
+            .await
             .expect("ok"),
         PublishOutcome::Delivered
     );
@@ -506,6 +508,7 @@ async fn clean_session_0_gets_its_offline_qos1_messages_on_reconnect() {
     dev.closed().await;
     hub.offline("dev1").await;
     b.publish(PK, "dev1", &topic, Bytes::from_static(b"lost"), 1)
+        .await
         .expect("queued");
     let (mut dev, ack) = Raw::connect(hub.addr, &c, true).await;
     assert!(!ack.session_present);
@@ -514,13 +517,14 @@ async fn clean_session_0_gets_its_offline_qos1_messages_on_reconnect() {
 
 #[tokio::test]
 async fn unacknowledged_qos1_messages_are_resent_with_dup_and_the_same_packet_id() {
-    let mut hub = Hub::start().await;
+    let mut hub = BrokerHub::start().await;
     let c = creds("dev1", "");
     let topic = format!("/{PK}/dev1/user/get");
     let (mut dev, _) = Raw::connect(hub.addr, &c, false).await;
     dev.subscribe(1, &[(&topic, QoS::AtLeastOnce)]).await;
-    hub.broker
+    hub.service()
         .publish(PK, "dev1", &topic, Bytes::from_static(b"once"), 1)
+        .await
         .expect("delivered");
     let first = dev.publish_in().await;
     assert!(!first.dup);
@@ -537,7 +541,7 @@ async fn unacknowledged_qos1_messages_are_resent_with_dup_and_the_same_packet_id
     dev.puback(again.packet_id.expect("pid")).await;
     dev.ping().await;
     assert!(
-        hub.broker
+        hub.service()
             .render_metrics()
             .contains("aliot_hub_qos1_resent_total 1")
     );
@@ -550,31 +554,34 @@ async fn a_slow_qos1_consumer_is_disconnected_and_keeps_its_messages() {
         max_inflight: 1,
         ..BrokerConfig::default()
     };
-    let mut hub = Hub::start_with(config).await;
+    let mut hub = BrokerHub::start_with(config).await;
     let c = creds("dev1", "");
     let topic = format!("/{PK}/dev1/user/get");
     let (mut dev, _) = Raw::connect(hub.addr, &c, false).await;
     dev.subscribe(1, &[(&topic, QoS::AtLeastOnce)]).await;
-    let b = hub.broker.clone();
+    let b = hub.service().clone();
     let b = &b;
     // One in flight (never acknowledged), three queued, the fifth overflows.
     b.publish(PK, "dev1", &topic, Bytes::from_static(b"0"), 1)
+        .await
         .expect("delivered");
     assert_eq!(text(&dev.publish_in().await), "0");
     for i in 1..=3 {
         assert_eq!(
             b.publish(PK, "dev1", &topic, Bytes::from(i.to_string()), 1)
+                .await
                 .expect("ok"),
             PublishOutcome::Delivered
         );
     }
     // QoS 0 over the limit is dropped.
     assert!(matches!(
-        b.publish(PK, "dev1", &topic, Bytes::from_static(b"q0"), 0),
+        b.publish(PK, "dev1", &topic, Bytes::from_static(b"q0"), 0).await,
         Err(Error::QueueFull { .. })
     ));
     assert_eq!(
         b.publish(PK, "dev1", &topic, Bytes::from_static(b"4"), 1)
+            .await
             .expect("ok"),
         PublishOutcome::Queued
     );
@@ -601,47 +608,49 @@ async fn a_slow_qos1_consumer_is_disconnected_and_keeps_its_messages() {
 
 #[tokio::test]
 async fn platform_publish_checks_its_arguments() {
-    let hub = Hub::start().await;
-    let b = hub.broker.clone();
+    let hub = BrokerHub::start().await;
+    let b = hub.service().clone();
     let b = &b;
     let own = format!("/{PK}/dev1/user/get");
     assert!(matches!(
-        b.publish(PK, "dev1", &own, Bytes::new(), 2),
+        b.publish(PK, "dev1", &own, Bytes::new(), 2).await,
         Err(Error::InvalidArgument(_))
     ));
     assert!(matches!(
-        b.publish(PK, "dev1", &format!("/{PK}/dev2/user/get"), Bytes::new(), 0),
+        b.publish(PK, "dev1", &format!("/{PK}/dev2/user/get"), Bytes::new(), 0)
+            .await,
         Err(Error::InvalidArgument(_))
     ));
     assert!(matches!(
-        b.publish(PK, "ghost", &format!("/{PK}/ghost/user/get"), Bytes::new(), 0),
-        Err(Error::DeviceNotFound { .. })
+        b.publish(PK, "ghost", &format!("/{PK}/ghost/user/get"), Bytes::new(), 0)
+            .await,
+        Err(Error::Registry(aliot_hub::registry::Error::DeviceNotFound { .. }))
     ));
     assert!(matches!(
-        b.publish(PK, "dev1", &own, Bytes::new(), 1),
+        b.publish(PK, "dev1", &own, Bytes::new(), 1).await,
         Err(Error::DeviceOffline { .. })
     ));
     let _dev = Raw::online(hub.addr, &creds("dev1", "")).await;
     assert_eq!(
-        b.publish(PK, "dev1", &own, Bytes::new(), 1).expect("ok"),
+        b.publish(PK, "dev1", &own, Bytes::new(), 1).await.expect("ok"),
         PublishOutcome::NotSubscribed
     );
 }
 
 #[tokio::test]
 async fn the_admin_can_disconnect_a_device() {
-    let mut hub = Hub::start().await;
+    let mut hub = BrokerHub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
     hub.online("dev1").await;
-    assert!(hub.broker.disconnect(PK, "dev1"));
+    assert!(hub.service().disconnect(PK, "dev1"));
     dev.closed().await;
     hub.offline("dev1").await;
-    assert!(!hub.broker.disconnect(PK, "dev1"));
+    assert!(!hub.service().disconnect(PK, "dev1"));
 }
 
 #[tokio::test]
 async fn shutdown_closes_connections_and_serve_returns() {
-    let mut hub = Hub::start().await;
+    let mut hub = BrokerHub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
     hub.online("dev1").await;
     hub.stop().await;
@@ -654,7 +663,7 @@ async fn shutdown_closes_connections_and_serve_returns() {
 
 #[tokio::test]
 async fn the_connection_limit_closes_extra_connections() {
-    let hub = Hub::start_with(BrokerConfig {
+    let hub = BrokerHub::start_with(BrokerConfig {
         max_connections: 1,
         ..BrokerConfig::default()
     })
@@ -664,7 +673,7 @@ async fn the_connection_limit_closes_extra_connections() {
     second.closed().await;
     first.ping().await;
     assert!(
-        hub.broker
+        hub.service()
             .render_metrics()
             .contains("aliot_hub_connections_rejected_total 1")
     );
@@ -673,7 +682,7 @@ async fn the_connection_limit_closes_extra_connections() {
 #[tokio::test]
 async fn a_rumqttc_client_posts_properties_and_gets_the_reply() {
     use rumqttc::{AsyncClient, Event as MqttEvent, Incoming, MqttOptions, PublishOptions, QoS as RQoS};
-    let hub = Hub::start().await;
+    let hub = BrokerHub::start().await;
     let c = creds("dev1", "");
     let mut opts = MqttOptions::new(
         c.client_id.clone(),

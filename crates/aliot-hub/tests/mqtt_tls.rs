@@ -1,13 +1,11 @@
 //! MQTT over TLS (securemode 2) through the same engine: CONNECT, a reply, a device call.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use aliot_hub::BrokerConfig;
+use aliot_testkit::*;
 use bytes::BytesMut;
-use common::*;
 use rmqtt_codec::v3::{Codec, Packet, QoS};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -50,7 +48,7 @@ async fn devices_connect_and_talk_over_tls() {
     let dir = tempfile::tempdir().expect("tempdir");
     let files = aliot_hub::tls::ensure_local_certificate(dir.path()).expect("certificates");
     let acceptor = aliot_hub::tls::acceptor(&files.cert, &files.key).expect("acceptor");
-    let hub = Hub::start_full(BrokerConfig::default(), Some(acceptor)).await;
+    let hub = BrokerHub::start_full(BrokerConfig::default(), Some(acceptor)).await;
 
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(files.ca.as_ref().expect("ca")).expect("ca file") {
@@ -102,7 +100,7 @@ async fn devices_connect_and_talk_over_tls() {
     }
 
     // A synchronous call over TLS.
-    let broker = hub.broker.clone();
+    let broker = hub.service().clone();
     let call = tokio::spawn(async move {
         broker
             .rrpc(

@@ -1,14 +1,12 @@
 //! The platform's side of Alink over real sockets: post replies, `_ss=1`, NTP, property set,
 //! services over both RRPC styles, raw RRPC.
 
-mod common;
-
 use std::time::Duration;
 
-use aliot_hub::Error;
 use aliot_hub::events::Event;
+use aliot_hub::service::Error;
+use aliot_testkit::*;
 use bytes::Bytes;
-use common::*;
 use rmqtt_codec::v3::{Packet, QoS};
 use serde_json::json;
 
@@ -18,7 +16,7 @@ fn post_topic(dn: &str) -> String {
 
 #[tokio::test]
 async fn property_post_replies_echo_string_and_numeric_ids_verbatim() {
-    let hub = Hub::start().await;
+    let hub = BrokerHub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
     let reply_topic = format!("{}_reply", post_topic("dev1"));
     dev.subscribe(1, &[(reply_topic.as_str(), QoS::AtLeastOnce)])
@@ -56,7 +54,7 @@ async fn property_post_replies_echo_string_and_numeric_ids_verbatim() {
 
 #[tokio::test]
 async fn property_values_are_remembered_per_property_in_both_forms() {
-    let hub = Hub::start().await;
+    let hub = BrokerHub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
     dev.publish(
         &post_topic("dev1"),
@@ -73,17 +71,21 @@ async fn property_values_are_remembered_per_property_in_both_forms() {
     )
     .await;
     dev.ping().await;
-    let props = hub.broker.last_properties(PK, "dev1").expect("remembered");
+    let props = hub
+        .service()
+        .last_properties(PK, "dev1")
+        .await
+        .expect("remembered");
     assert_eq!(serde_json::Value::Object(props), json!({"a": 2.5, "b": "x"}));
     // Kept after the device goes offline.
     dev.send(Packet::Disconnect).await;
     dev.closed().await;
-    assert!(hub.broker.last_properties(PK, "dev1").is_some());
+    assert!(hub.service().last_properties(PK, "dev1").await.is_some());
 }
 
 #[tokio::test]
 async fn with_ss_1_replies_arrive_without_subscribing() {
-    let mut hub = Hub::start().await;
+    let mut hub = BrokerHub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "ext=1,_ss=1,lan=Python")).await;
     dev.publish(
         &post_topic("dev1"),
@@ -115,7 +117,7 @@ async fn with_ss_1_replies_arrive_without_subscribing() {
 
 #[tokio::test]
 async fn sys_ack_0_gets_no_reply() {
-    let hub = Hub::start().await;
+    let hub = BrokerHub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "_ss=1")).await;
     dev.publish(
         &post_topic("dev1"),
@@ -126,8 +128,9 @@ async fn sys_ack_0_gets_no_reply() {
     .await;
     dev.ping().await; // the PINGRESP comes first: no reply was queued
     assert_eq!(
-        hub.broker
+        hub.service()
             .last_properties(PK, "dev1")
+            .await
             .and_then(|p| p.get("a").cloned()),
         Some(json!(1))
     );
@@ -135,7 +138,7 @@ async fn sys_ack_0_gets_no_reply() {
 
 #[tokio::test]
 async fn bad_json_gets_460_when_the_id_is_readable_and_an_event_otherwise() {
-    let mut hub = Hub::start().await;
+    let mut hub = BrokerHub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "_ss=1")).await;
     dev.publish(
         &post_topic("dev1"),
@@ -160,7 +163,7 @@ async fn bad_json_gets_460_when_the_id_is_readable_and_an_event_otherwise() {
 
 #[tokio::test]
 async fn unknown_sys_methods_get_an_alink_error_reply() {
-    let hub = Hub::start().await;
+    let hub = BrokerHub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "_ss=1")).await;
     dev.publish(
         &format!("/sys/{PK}/dev1/thing/teleport/now"),
@@ -197,7 +200,7 @@ async fn unknown_sys_methods_get_an_alink_error_reply() {
 
 #[tokio::test]
 async fn ntp_requests_are_answered() {
-    let hub = Hub::start().await;
+    let hub = BrokerHub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
     let response = format!("/ext/ntp/{PK}/dev1/response");
     dev.subscribe(1, &[(response.as_str(), QoS::AtMostOnce)]).await;
@@ -228,9 +231,9 @@ async fn ntp_requests_are_answered() {
 
 #[tokio::test]
 async fn set_property_round_trip_and_timeout() {
-    let hub = Hub::start().await;
+    let hub = BrokerHub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "_ss=1")).await;
-    let broker = hub.broker.clone();
+    let broker = hub.service().clone();
     let call = tokio::spawn(async move {
         broker
             .set_property(PK, "dev1", json!({"temperature": 30.5}), Duration::from_secs(10))
@@ -255,33 +258,37 @@ async fn set_property_round_trip_and_timeout() {
 
     // A device that does not answer: the call times out and leaves nothing pending.
     let err = hub
-        .broker
+        .service()
         .set_property(PK, "dev1", json!({"x": 1}), Duration::from_millis(200))
         .await;
-    assert!(matches!(err, Err(Error::Timeout(_))), "{err:?}");
-    assert!(hub.broker.render_metrics().contains("aliot_hub_pending_calls 0"));
+    assert!(matches!(err, Err(Error::Timeout { .. })), "{err:?}");
+    assert!(
+        hub.service()
+            .render_metrics()
+            .contains("aliot_hub_pending_calls 0")
+    );
 
     // Offline and unknown devices.
     assert!(matches!(
-        hub.broker
+        hub.service()
             .set_property(PK, "dev2", json!({}), Duration::from_secs(1))
             .await,
         Err(Error::DeviceOffline { .. })
     ));
     assert!(matches!(
-        hub.broker
+        hub.service()
             .set_property(PK, "ghost", json!({}), Duration::from_secs(1))
             .await,
-        Err(Error::DeviceNotFound { .. })
+        Err(Error::Registry(aliot_hub::registry::Error::DeviceNotFound { .. }))
     ));
 }
 
 #[tokio::test]
 async fn set_property_needs_a_subscription_without_ss() {
-    let hub = Hub::start().await;
+    let hub = BrokerHub::start().await;
     let _dev = Raw::online(hub.addr, &creds("dev1", "")).await;
     let err = hub
-        .broker
+        .service()
         .set_property(PK, "dev1", json!({}), Duration::from_secs(1))
         .await;
     assert!(matches!(err, Err(Error::NotSubscribed { .. })), "{err:?}");
@@ -289,9 +296,9 @@ async fn set_property_needs_a_subscription_without_ss() {
 
 #[tokio::test]
 async fn a_call_fails_at_once_when_the_device_goes_offline() {
-    let mut hub = Hub::start().await;
+    let mut hub = BrokerHub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "_ss=1")).await;
-    let broker = hub.broker.clone();
+    let broker = hub.service().clone();
     let call = tokio::spawn(async move {
         broker
             .set_property(PK, "dev1", json!({}), Duration::from_secs(60))
@@ -309,9 +316,9 @@ async fn a_call_fails_at_once_when_the_device_goes_offline() {
 
 #[tokio::test]
 async fn services_use_ext_rrpc_when_the_device_announces_ext_1() {
-    let hub = Hub::start().await;
+    let hub = BrokerHub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "ext=1,_ss=1")).await;
-    let broker = hub.broker.clone();
+    let broker = hub.service().clone();
     let call = tokio::spawn(async move {
         broker
             .invoke_service(PK, "dev1", "SetWeight", json!({"w": 2}), Duration::from_secs(10))
@@ -332,9 +339,9 @@ async fn services_use_ext_rrpc_when_the_device_announces_ext_1() {
 
 #[tokio::test]
 async fn services_use_sys_rrpc_without_ext_and_need_no_subscription() {
-    let hub = Hub::start().await;
+    let hub = BrokerHub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
-    let broker = hub.broker.clone();
+    let broker = hub.service().clone();
     let call = tokio::spawn(async move {
         broker
             .invoke_service(PK, "dev1", "Reboot", json!({}), Duration::from_secs(10))
@@ -359,7 +366,7 @@ async fn services_use_sys_rrpc_without_ext_and_need_no_subscription() {
     let reply = call.await.expect("join").expect("answered");
     assert_eq!(reply["code"], 200);
     assert!(matches!(
-        hub.broker
+        hub.service()
             .invoke_service(PK, "dev1", "a/b", json!({}), Duration::from_secs(1))
             .await,
         Err(Error::InvalidArgument(_))
@@ -368,9 +375,9 @@ async fn services_use_sys_rrpc_without_ext_and_need_no_subscription() {
 
 #[tokio::test]
 async fn raw_rrpc_round_trip_and_timeout() {
-    let hub = Hub::start().await;
+    let hub = BrokerHub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
-    let broker = hub.broker.clone();
+    let broker = hub.service().clone();
     let call = tokio::spawn(async move {
         broker
             .rrpc(
@@ -405,7 +412,7 @@ async fn raw_rrpc_round_trip_and_timeout() {
     );
 
     let err = hub
-        .broker
+        .service()
         .rrpc(
             PK,
             "dev1",
@@ -413,9 +420,9 @@ async fn raw_rrpc_round_trip_and_timeout() {
             Duration::from_millis(100),
         )
         .await;
-    assert!(matches!(err, Err(Error::Timeout(_))));
+    assert!(matches!(err, Err(Error::Timeout { .. })));
     assert!(
-        hub.broker
+        hub.service()
             .render_metrics()
             .contains("aliot_hub_calls_timed_out_total 1")
     );
@@ -423,7 +430,7 @@ async fn raw_rrpc_round_trip_and_timeout() {
 
 #[tokio::test]
 async fn uplinks_are_reported_as_events_with_text_or_base64_payloads() {
-    let mut hub = Hub::start().await;
+    let mut hub = BrokerHub::start().await;
     let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
     dev.publish(&format!("/{PK}/dev1/user/update"), "hello", QoS::AtMostOnce, 0)
         .await;

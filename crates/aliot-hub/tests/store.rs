@@ -1,28 +1,50 @@
-//! The registry: durability across restarts, the broker's view (`Directory`), concurrency.
-
-mod support;
+//! The registry: durability across restarts, the platform's view (`device_auth`), concurrency.
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use aliot_hub::Error;
-use aliot_hub::directory::Directory as _;
-use aliot_hub::store::Store;
+use aliot_hub::registry::{Error, NewDevice, RedbRegistry, Registry as _, RegistryCounts};
+use aliot_testkit::{TestDevice, TestHub};
 use hyper::StatusCode;
 use serde_json::json;
-use support::{TestDevice, TestHub};
+
+/// Registers one device.
+async fn create_device(
+    store: &RedbRegistry,
+    pk: &str,
+    dn: &str,
+    secret: Option<&str>,
+) -> Result<aliot_hub::registry::Device, Error> {
+    let new = NewDevice {
+        device_name: dn.to_owned(),
+        device_secret: secret.map(str::to_owned),
+    };
+    let mut created = store.create_devices(pk, vec![new], false).await?;
+    Ok(created.pop().expect("one device"))
+}
+
+fn counts(products: u64, devices: u64) -> RegistryCounts {
+    RegistryCounts {
+        products,
+        devices,
+        online_updates_dropped: 0,
+    }
+}
 
 #[tokio::test]
 async fn registrations_survive_a_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (pk, secret, iot_id) = {
-        let store = Store::open(dir.path()).await.expect("open");
+        let store = RedbRegistry::open(dir.path()).await.expect("open");
         let p = store.create_product("lamps", None).await.expect("product");
-        let d = store
-            .create_device(&p.product_key, "lamp-1", None)
+        let d = create_device(&store, &p.product_key, "lamp-1", None)
             .await
             .expect("device");
         store
-            .create_devices(&p.product_key, vec!["a".into(), "b".into()], false)
+            .create_devices(
+                &p.product_key,
+                vec![NewDevice::named("a"), NewDevice::named("b")],
+                false,
+            )
             .await
             .expect("batch");
         store
@@ -39,50 +61,53 @@ async fn registrations_survive_a_reopen() {
         store.close().await;
         (p.product_key, d.device_secret, d.iot_id)
     };
-    let store = Store::open(dir.path()).await.expect("reopen");
-    assert_eq!(store.counts(), (1, 2));
-    let p = store.product(&pk).expect("product kept");
+    let store = RedbRegistry::open(dir.path()).await.expect("reopen");
+    assert_eq!(store.counts(), counts(1, 2));
+    let p = store.product(&pk).await.expect("read").expect("product kept");
     assert_eq!(p.name, "lamps");
-    let d = store.device_info(&pk, "lamp-1").expect("device kept");
+    let d = store
+        .device(&pk, "lamp-1")
+        .await
+        .expect("read")
+        .expect("device kept");
     assert_eq!(
         (d.device_secret.as_str(), d.iot_id.as_str()),
         (secret.as_str(), iot_id.as_str())
     );
     assert_eq!(d.last_online_ms, Some(1_700_000_000_000));
     assert_eq!(d.last_ip, Some(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))));
-    assert!(!store.device(&pk, "a").expect("a kept").enabled);
-    assert!(store.device(&pk, "b").is_none());
+    assert!(!store.device_auth(&pk, "a").await.expect("a kept").enabled);
+    assert!(store.device_auth(&pk, "b").await.is_none());
 }
 
 #[tokio::test]
-async fn the_directory_answers_from_memory_and_ignores_unknown_logins() {
+async fn device_auth_answers_from_memory_and_unknown_logins_are_ignored() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).await.expect("open");
+    let store = RedbRegistry::open(dir.path()).await.expect("open");
     store.create_product("p", Some("a1P")).await.expect("product");
-    let d = store
-        .create_device("a1P", "d", Some("s3cret"))
+    let d = create_device(&store, "a1P", "d", Some("s3cret"))
         .await
         .expect("device");
-    let auth = store.device("a1P", "d").expect("found");
+    let auth = store.device_auth("a1P", "d").await.expect("found");
     assert_eq!(auth.device_secret, "s3cret");
     assert_eq!(auth.iot_id, d.iot_id);
     assert!(auth.enabled);
-    assert!(store.device("a1P", "other").is_none());
-    assert!(store.device("a1Q", "d").is_none());
+    assert!(store.device_auth("a1P", "other").await.is_none());
+    assert!(store.device_auth("a1Q", "d").await.is_none());
     store.device_online("a1P", "ghost", IpAddr::V4(Ipv4Addr::LOCALHOST), 5);
-    assert_eq!(store.counts(), (1, 1));
+    assert_eq!(store.counts(), counts(1, 1));
     assert!(!format!("{auth:?}").contains("s3cret"));
 }
 
 #[tokio::test]
 async fn concurrent_registrations_of_one_name_create_one_device() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).await.expect("open");
+    let store = RedbRegistry::open(dir.path()).await.expect("open");
     store.create_product("p", Some("a1P")).await.expect("product");
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let s = store.clone();
-            tokio::spawn(async move { s.create_device("a1P", "same", None).await })
+            tokio::spawn(async move { create_device(&s, "a1P", "same", None).await })
         })
         .collect();
     let mut created = 0;
@@ -94,15 +119,18 @@ async fn concurrent_registrations_of_one_name_create_one_device() {
         }
     }
     assert_eq!(created, 1);
-    assert_eq!(store.device_count("a1P"), 1);
+    let p = store.product("a1P").await.expect("read").expect("product");
+    assert_eq!(p.device_count, 1);
 }
 
 #[tokio::test]
 async fn a_registry_open_elsewhere_is_reported_clearly() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let _first = Store::open(dir.path()).await.expect("open");
-    let err = Store::open(dir.path()).await.expect_err("second open refused");
-    assert!(matches!(err, Error::Storage(_)), "{err:?}");
+    let _first = RedbRegistry::open(dir.path()).await.expect("open");
+    let err = RedbRegistry::open(dir.path())
+        .await
+        .expect_err("second open refused");
+    assert!(matches!(err, Error::Storage { .. }), "{err:?}");
     assert!(err.to_string().contains("registry.redb"), "{err}");
 }
 

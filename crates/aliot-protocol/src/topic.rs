@@ -581,9 +581,155 @@ pub fn device_may_access(product_key: &str, device_name: &str, topic: &str, acce
     access == Access::Subscribe && fits(&levels, BROADCAST, product_key, device_name)
 }
 
+/// Whether the platform may send a downlink on `topic` to the device at all (the "Pub" API):
+/// any topic the device could subscribe to, without wildcards.
+///
+/// ```
+/// use aliot_protocol::topic::platform_may_send;
+/// assert!(platform_may_send("pk", "dn", "/broadcast/pk/news"));
+/// assert!(!platform_may_send("pk", "dn", "/pk/dn/user/#"));
+/// ```
+pub fn platform_may_send(product_key: &str, device_name: &str, topic: &str) -> bool {
+    !topic.contains(['+', '#']) && device_may_access(product_key, device_name, topic, Access::Subscribe)
+}
+
+/// Whether a downlink on `topic` reaches the device without any SUBSCRIBE.
+///
+/// - RRPC requests (`/sys/{pk}/{dn}/rrpc/request/{id}` and `/ext/rrpc/{id}/…` on one of the
+///   device's own topics): the platform documents that RRPC topics need no subscription.
+/// - With `_ss=1` in the clientId (`auto_subscribe`): the system downlinks and replies of spec
+///   §3.6, namely `/sys/{pk}/{dn}/…`, `/ota/device/upgrade/{pk}/{dn}`, `/shadow/get/{pk}/{dn}`,
+///   `/ext/ntp/{pk}/{dn}/response` and `/ext/error/{pk}/{dn}`.
+///
+/// ```
+/// use aliot_protocol::topic::implicitly_subscribed;
+/// assert!(implicitly_subscribed("pk", "dn", false, "/sys/pk/dn/rrpc/request/1"));
+/// assert!(implicitly_subscribed("pk", "dn", true, "/sys/pk/dn/thing/service/property/set"));
+/// assert!(!implicitly_subscribed("pk", "dn", false, "/sys/pk/dn/thing/service/property/set"));
+/// ```
+pub fn implicitly_subscribed(
+    product_key: &str,
+    device_name: &str,
+    auto_subscribe: bool,
+    topic: &str,
+) -> bool {
+    let mut levels = topic.split('/');
+    let own = |pk: Option<&str>, dn: Option<&str>| pk == Some(product_key) && dn == Some(device_name);
+    if levels.next() != Some("") {
+        return false;
+    }
+    match levels.next() {
+        Some("sys") => {
+            let (pk, dn) = (levels.next(), levels.next());
+            if !own(pk, dn) {
+                return false;
+            }
+            match (levels.next(), levels.next(), levels.next(), levels.next()) {
+                (Some("rrpc"), Some("request"), Some(id), None) if !id.is_empty() => true,
+                (Some(_), ..) => auto_subscribe,
+                (None, ..) => false,
+            }
+        }
+        Some("ext") => match levels.next() {
+            Some("rrpc") => match levels.next() {
+                Some(id) if !id.is_empty() => {
+                    // The inner topic must be one of the device's own.
+                    let inner = &topic["/ext/rrpc/".len() + id.len()..];
+                    inner.starts_with('/') && platform_may_send(product_key, device_name, inner)
+                }
+                _ => false,
+            },
+            Some("ntp") => {
+                let (pk, dn) = (levels.next(), levels.next());
+                auto_subscribe && own(pk, dn) && levels.next() == Some("response") && levels.next().is_none()
+            }
+            Some("error") => {
+                let (pk, dn) = (levels.next(), levels.next());
+                auto_subscribe && own(pk, dn) && levels.next().is_none()
+            }
+            _ => false,
+        },
+        Some("ota") => {
+            let (a, b, pk, dn) = (levels.next(), levels.next(), levels.next(), levels.next());
+            auto_subscribe
+                && a == Some("device")
+                && b == Some("upgrade")
+                && own(pk, dn)
+                && levels.next().is_none()
+        }
+        Some("shadow") => {
+            let (a, pk, dn) = (levels.next(), levels.next(), levels.next());
+            auto_subscribe && a == Some("get") && own(pk, dn) && levels.next().is_none()
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rrpc_requests_need_no_subscription() {
+        assert!(implicitly_subscribed(
+            "pk",
+            "dn",
+            false,
+            "/sys/pk/dn/rrpc/request/123"
+        ));
+        assert!(implicitly_subscribed(
+            "pk",
+            "dn",
+            false,
+            "/ext/rrpc/9/sys/pk/dn/thing/service/Reboot"
+        ));
+        assert!(!implicitly_subscribed(
+            "pk",
+            "dn",
+            false,
+            "/sys/pk/other/rrpc/request/123"
+        ));
+        assert!(!implicitly_subscribed(
+            "pk",
+            "dn",
+            false,
+            "/ext/rrpc/9/sys/pk/other/thing/service/x"
+        ));
+        assert!(!implicitly_subscribed("pk", "dn", false, "/ext/rrpc/9"));
+    }
+
+    #[test]
+    fn auto_subscribe_covers_system_downlinks_only() {
+        for t in [
+            "/sys/pk/dn/thing/event/property/post_reply",
+            "/sys/pk/dn/thing/service/property/set",
+            "/ota/device/upgrade/pk/dn",
+            "/shadow/get/pk/dn",
+            "/ext/ntp/pk/dn/response",
+            "/ext/error/pk/dn",
+        ] {
+            assert!(implicitly_subscribed("pk", "dn", true, t), "{t}");
+            assert!(!implicitly_subscribed("pk", "dn", false, t), "{t}");
+        }
+        for t in [
+            "/pk/dn/user/get",
+            "/sys/pk/other/thing/service/property/set",
+            "/broadcast/pk/x",
+            "/ota/device/upgrade/pk/dn/more",
+            "/shadow/update/pk/dn",
+            "/ext/ntp/pk/dn/request",
+        ] {
+            assert!(!implicitly_subscribed("pk", "dn", true, t), "{t}");
+        }
+    }
+
+    #[test]
+    fn the_platform_sends_only_inside_the_device_namespaces() {
+        assert!(platform_may_send("pk", "dn", "/pk/dn/user/get"));
+        assert!(platform_may_send("pk", "dn", "/broadcast/pk/news"));
+        assert!(!platform_may_send("pk", "dn", "/pk/dn/user/#"));
+        assert!(!platform_may_send("pk", "dn", "/pk/other/user/get"));
+    }
 
     #[test]
     fn sys_topics_round_trip() {

@@ -88,7 +88,7 @@ fn load() -> Vectors {
 fn the_repository_copy_is_identical_to_the_shared_vectors() {
     let shared = std::path::Path::new(SHARED_VECTORS);
     if !shared.exists() {
-        println!("{SHARED_VECTORS} is not there; the repository copy is used alone");
+        // A user's clone: nothing to compare; the copy is used alone.
         return;
     }
     let original = std::fs::read(shared).unwrap_or_else(|e| panic!("cannot read {SHARED_VECTORS}: {e}"));

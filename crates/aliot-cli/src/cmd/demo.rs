@@ -89,13 +89,13 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
 
     // 2. Registration.
     let product = hub
-        .store()
+        .service()
         .create_product(PRODUCT, None)
         .await
         .context("cannot register the product")?;
     let pk = product.product_key.clone();
     let registered = hub
-        .store()
+        .service()
         .create_device(&pk, DEVICE, None)
         .await
         .context("cannot register the device")?;
@@ -179,7 +179,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     ));
     let t = Instant::now();
     let answer = hub
-        .broker()
+        .service()
         .set_property(&pk, DEVICE, json!({"Brightness": 30}), CALL_TIMEOUT)
         .await
         .map_err(|e| anyhow!("property set failed: {e}"))?;
@@ -199,7 +199,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     say("[6/7] The platform calls a service synchronously over RRPC (thing.service.Blink)");
     let t = Instant::now();
     let answer = hub
-        .broker()
+        .service()
         .invoke_service(&pk, DEVICE, "Blink", json!({"times": 3}), CALL_TIMEOUT)
         .await
         .map_err(|e| anyhow!("the service call failed: {e}"))?;
@@ -337,7 +337,7 @@ async fn device_loop(mut events: Events, state: Arc<Mutex<Map<String, Value>>>) 
 async fn keep_running(hub: &RunningHub, data_dir: &std::path::Path, pk: &str) -> anyhow::Result<()> {
     // A second device for mosquitto_sub to log in as (devices only see their own topics).
     let console = hub
-        .store()
+        .service()
         .create_device(pk, CONSOLE, None)
         .await
         .context("cannot register the console device")?;

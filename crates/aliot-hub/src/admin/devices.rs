@@ -13,10 +13,9 @@ use serde_json::{Map, Value};
 
 use super::AdminState;
 use super::error::ApiError;
-use crate::broker::SessionInfo;
-use crate::error::Error;
-use crate::events::format_utc;
-use crate::store::{Device, MAX_BATCH};
+use crate::clock::format_utc;
+use crate::registry::{Device, MAX_BATCH, NewDevice};
+use crate::service::SessionInfo;
 
 /// `POST …/devices` body.
 #[derive(Deserialize)]
@@ -154,28 +153,11 @@ fn view(d: Device, session: Option<SessionInfo>, properties: Option<Map<String, 
 }
 
 /// The device's full view: registry, session and last properties.
-pub(super) fn full_view(state: &AdminState, d: Device) -> DeviceView {
-    let session = state.broker().session(&d.product_key, &d.device_name);
-    let properties = state.broker().last_properties(&d.product_key, &d.device_name);
+async fn full_view(state: &AdminState, d: Device) -> DeviceView {
+    let service = state.service();
+    let session = service.session(&d.product_key, &d.device_name);
+    let properties = service.last_properties(&d.product_key, &d.device_name).await;
     view(d, session, Some(properties.unwrap_or_default()))
-}
-
-/// The device, or 404 naming what is missing (the product or the device).
-pub(super) fn require_device(state: &AdminState, pk: &str, dn: &str) -> Result<Device, ApiError> {
-    if let Some(d) = state.store().device_info(pk, dn) {
-        return Ok(d);
-    }
-    if state.store().product(pk).is_none() {
-        return Err(Error::ProductNotFound {
-            product_key: pk.to_owned(),
-        }
-        .into());
-    }
-    Err(Error::DeviceNotFound {
-        product_key: pk.to_owned(),
-        device_name: dn.to_owned(),
-    }
-    .into())
 }
 
 fn csv(devices: impl IntoIterator<Item = (String, String, String)>) -> Response {
@@ -204,7 +186,7 @@ pub(super) async fn create(
 ) -> Result<(StatusCode, Json<Credentials>), ApiError> {
     let Json(body) = body?;
     let device = state
-        .store()
+        .service()
         .create_device(&pk, &body.device_name, body.device_secret.as_deref())
         .await?;
     Ok((StatusCode::CREATED, Json(device.into())))
@@ -223,9 +205,10 @@ pub(super) async fn action(
     let Query(query) = query?;
     let Json(body) = body?;
     let names = batch_names(body.prefix, body.count, body.start, body.device_names)?;
+    let new = names.into_iter().map(NewDevice::named).collect();
     let devices = state
-        .store()
-        .create_devices(&pk, names, body.skip_existing)
+        .service()
+        .create_devices(&pk, new, body.skip_existing)
         .await?;
     let response = match query.format.unwrap_or_default() {
         Format::Csv => csv(devices
@@ -268,8 +251,8 @@ pub(super) async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
-    let devices = state.store().devices(&pk)?;
-    let online: HashSet<String> = state.broker().online_devices(&pk).into_iter().collect();
+    let devices = state.service().devices(&pk).await?;
+    let online: HashSet<String> = state.service().online_devices(&pk).into_iter().collect();
     let selected = devices.into_iter().filter(|d| match query.status {
         None => true,
         Some(StatusFilter::Online) => online.contains(&d.device_name),
@@ -281,7 +264,7 @@ pub(super) async fn list(
             let views: Vec<DeviceView> = selected
                 .map(|d| {
                     let session = if online.contains(&d.device_name) {
-                        state.broker().session(&d.product_key, &d.device_name)
+                        state.service().session(&d.product_key, &d.device_name)
                     } else {
                         None
                     };
@@ -297,8 +280,8 @@ pub(super) async fn show(
     State(state): State<AdminState>,
     Path((pk, dn)): Path<(String, String)>,
 ) -> Result<Json<DeviceView>, ApiError> {
-    let device = require_device(&state, &pk, &dn)?;
-    Ok(Json(full_view(&state, device)))
+    let device = state.service().device(&pk, &dn).await?;
+    Ok(Json(full_view(&state, device).await))
 }
 
 pub(super) async fn update(
@@ -307,15 +290,12 @@ pub(super) async fn update(
     body: Result<Json<UpdateDevice>, JsonRejection>,
 ) -> Result<Json<DeviceView>, ApiError> {
     let Json(body) = body?;
-    require_device(&state, &pk, &dn)?;
+    state.service().device(&pk, &dn).await?;
     let Some(enabled) = body.enabled else {
         return Err(ApiError::bad_request("nothing to change: give \"enabled\""));
     };
-    let device = state.store().set_enabled(&pk, &dn, enabled).await?;
-    if !enabled && state.broker().disconnect(&pk, &dn) {
-        tracing::info!(product_key = %pk, device_name = %dn, "disabled device disconnected");
-    }
-    Ok(Json(full_view(&state, device)))
+    let device = state.service().set_enabled(&pk, &dn, enabled).await?;
+    Ok(Json(full_view(&state, device).await))
 }
 
 /// The answer to a deletion.
@@ -333,11 +313,9 @@ pub(super) async fn delete(
     State(state): State<AdminState>,
     Path((pk, dn)): Path<(String, String)>,
 ) -> Result<Json<Deleted>, ApiError> {
-    require_device(&state, &pk, &dn)?;
-    let device = state.store().delete_device(&pk, &dn).await?;
-    let was_online = state.broker().is_online(&pk, &dn);
+    state.service().device(&pk, &dn).await?;
     // Disconnects it too, and drops its stored session and offline queue.
-    state.broker().forget_device(&pk, &dn);
+    let (device, was_online) = state.service().delete_device(&pk, &dn).await?;
     Ok(Json(Deleted {
         product_key: device.product_key,
         device_name: device.device_name,

@@ -12,9 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::AdminState;
-use super::devices::require_device;
 use super::error::ApiError;
-use crate::broker::PublishOutcome;
+use crate::service::PublishOutcome;
 
 /// Longest deadline a caller may ask for a device's answer.
 const MAX_TIMEOUT_MS: u64 = 300_000;
@@ -50,7 +49,7 @@ fn encode_payload(bytes: &[u8]) -> (String, Encoding) {
 
 fn deadline(state: &AdminState, timeout_ms: Option<u64>) -> Result<Duration, ApiError> {
     match timeout_ms {
-        None => Ok(state.broker().config().rrpc_timeout()),
+        None => Ok(state.service().call_timeout()),
         Some(ms) if (1..=MAX_TIMEOUT_MS).contains(&ms) => Ok(Duration::from_millis(ms)),
         Some(_) => Err(ApiError::bad_request(format!(
             "timeout_ms must be between 1 and {MAX_TIMEOUT_MS}"
@@ -83,9 +82,12 @@ pub(super) async fn publish(
     body: Result<Json<Publish>, JsonRejection>,
 ) -> Result<Json<Published>, ApiError> {
     let Json(body) = body?;
-    require_device(&state, &pk, &dn)?;
+    state.service().device(&pk, &dn).await?;
     let payload = decode_payload(&body.payload, body.encoding)?;
-    let outcome = state.broker().publish(&pk, &dn, &body.topic, payload, body.qos)?;
+    let outcome = state
+        .service()
+        .publish(&pk, &dn, &body.topic, payload, body.qos)
+        .await?;
     Ok(Json(Published { outcome }))
 }
 
@@ -114,9 +116,9 @@ pub(super) async fn set_properties(
         }
     };
     let timeout = deadline(&state, body.timeout_ms)?;
-    require_device(&state, &pk, &dn)?;
+    state.service().device(&pk, &dn).await?;
     Ok(Json(
-        state.broker().set_property(&pk, &dn, params, timeout).await?,
+        state.service().set_property(&pk, &dn, params, timeout).await?,
     ))
 }
 
@@ -132,10 +134,10 @@ pub(super) async fn invoke_service(
         Some(_) => return Err(ApiError::bad_request("\"params\" must be an object")),
     };
     let timeout = deadline(&state, body.timeout_ms)?;
-    require_device(&state, &pk, &dn)?;
+    state.service().device(&pk, &dn).await?;
     Ok(Json(
         state
-            .broker()
+            .service()
             .invoke_service(&pk, &dn, &identifier, params, timeout)
             .await?,
     ))
@@ -167,8 +169,8 @@ pub(super) async fn rrpc(
     let Json(body) = body?;
     let payload = decode_payload(&body.payload, body.encoding)?;
     let timeout = deadline(&state, body.timeout_ms)?;
-    require_device(&state, &pk, &dn)?;
-    let answer = state.broker().rrpc(&pk, &dn, payload, timeout).await?;
+    state.service().device(&pk, &dn).await?;
+    let answer = state.service().rrpc(&pk, &dn, payload, timeout).await?;
     let (payload, encoding) = encode_payload(&answer);
     Ok(Json(RrpcAnswer { payload, encoding }))
 }

@@ -10,7 +10,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::error::Error;
+use crate::registry;
+use crate::service;
 
 /// An error answer of the admin API.
 #[derive(Debug)]
@@ -82,32 +83,50 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        let message = e.to_string();
+impl From<registry::Error> for ApiError {
+    fn from(e: registry::Error) -> Self {
         let (status, code) = match &e {
-            Error::DeviceNotFound { .. } => (StatusCode::NOT_FOUND, "device_not_found"),
-            Error::ProductNotFound { .. } => (StatusCode::NOT_FOUND, "product_not_found"),
-            Error::DeviceExists { .. } => (StatusCode::CONFLICT, "device_exists"),
-            Error::ProductExists { .. } => (StatusCode::CONFLICT, "product_exists"),
-            Error::DeviceOffline { .. } => (StatusCode::CONFLICT, "device_offline"),
-            Error::NotSubscribed { .. } => (StatusCode::CONFLICT, "not_subscribed"),
-            Error::QueueFull { .. } => (StatusCode::SERVICE_UNAVAILABLE, "queue_full"),
-            Error::TooManyPendingCalls { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_pending_calls"),
-            Error::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "device_timeout"),
-            Error::BadReply(_) => (StatusCode::BAD_GATEWAY, "bad_reply"),
-            Error::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
-            #[allow(
-                unreachable_patterns,
-                reason = "variants added later map to 500 until they get a status"
-            )]
-            _ => return ApiError::internal(&e),
+            registry::Error::DeviceNotFound { .. } => (StatusCode::NOT_FOUND, "device_not_found"),
+            registry::Error::ProductNotFound { .. } => (StatusCode::NOT_FOUND, "product_not_found"),
+            registry::Error::DeviceExists { .. } => (StatusCode::CONFLICT, "device_exists"),
+            registry::Error::ProductExists { .. } => (StatusCode::CONFLICT, "product_exists"),
+            registry::Error::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            _ => return ApiError::internal(&ErrorChain(&e)),
         };
-        Self {
-            status,
-            code,
-            message,
+        Self::new(status, code, e.to_string())
+    }
+}
+
+impl From<service::Error> for ApiError {
+    fn from(e: service::Error) -> Self {
+        let (status, code) = match e {
+            service::Error::Registry(e) => return e.into(),
+            service::Error::DeviceOffline { .. } => (StatusCode::CONFLICT, "device_offline"),
+            service::Error::NotSubscribed { .. } => (StatusCode::CONFLICT, "not_subscribed"),
+            service::Error::QueueFull { .. } => (StatusCode::SERVICE_UNAVAILABLE, "queue_full"),
+            service::Error::TooManyPendingCalls { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_pending_calls")
+            }
+            service::Error::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "device_timeout"),
+            service::Error::BadReply { .. } => (StatusCode::BAD_GATEWAY, "bad_reply"),
+            service::Error::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
+        };
+        Self::new(status, code, ErrorChain(&e).to_string())
+    }
+}
+
+/// An error with its sources, `: `-separated (for messages and logs).
+struct ErrorChain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
         }
+        Ok(())
     }
 }
 

@@ -63,7 +63,7 @@ pub(super) async fn stream(
     query: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let Query(filter) = query?;
-    let rx = state.broker().events();
+    let rx = state.service().events();
     let closing = state.inner.closing.clone();
     let events = futures_util::stream::unfold((rx, filter), next_event).take_until(closing.cancelled_owned());
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))

@@ -44,8 +44,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::Broker;
-use crate::store::Store;
+use crate::service::Service;
 
 mod devices;
 mod downlink;
@@ -60,15 +59,14 @@ pub use token::{AdminToken, TokenSource, load_or_create as load_or_create_token}
 /// Largest request body (a batch of 100 000 device names fits).
 const BODY_LIMIT: usize = 16 * 1024 * 1024;
 
-/// What the admin handlers share: the registry, the broker, the token. A cheap `Clone`.
+/// What the admin handlers share: the platform's service and the token. A cheap `Clone`.
 #[derive(Clone)]
 pub struct AdminState {
     inner: Arc<StateInner>,
 }
 
 struct StateInner {
-    store: Store,
-    broker: Broker,
+    service: Service,
     token: AdminToken,
     /// Cancelled when the hub shuts down: ends the event streams, which would otherwise keep
     /// the HTTP server's graceful shutdown waiting forever.
@@ -78,20 +76,18 @@ struct StateInner {
 impl fmt::Debug for AdminState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AdminState")
-            .field("store", &self.inner.store)
+            .field("service", &self.inner.service)
             .field("token", &self.inner.token)
             .finish_non_exhaustive()
     }
 }
 
 impl AdminState {
-    /// State over a registry and a broker (which should use the same registry as its
-    /// directory), protected by `token`.
-    pub fn new(store: Store, broker: Broker, token: AdminToken) -> Self {
+    /// State over the platform's service, protected by `token`.
+    pub fn new(service: Service, token: AdminToken) -> Self {
         Self {
             inner: Arc::new(StateInner {
-                store,
-                broker,
+                service,
                 token,
                 closing: CancellationToken::new(),
             }),
@@ -103,12 +99,8 @@ impl AdminState {
         self.inner.closing.cancel();
     }
 
-    pub(crate) fn store(&self) -> &Store {
-        &self.inner.store
-    }
-
-    pub(crate) fn broker(&self) -> &Broker {
-        &self.inner.broker
+    pub(crate) fn service(&self) -> &Service {
+        &self.inner.service
     }
 }
 
@@ -183,23 +175,9 @@ async fn method_not_allowed() -> error::ApiError {
     )
 }
 
-/// Prometheus text: the broker's counters, the registry's counts, the process's memory and CPU.
+/// Prometheus text: the hub's counters, the registry's counts, the process's memory and CPU.
 async fn metrics(State(state): State<AdminState>) -> Response {
-    use std::fmt::Write as _;
-    let mut out = state.broker().render_metrics();
-    let (products, devices) = state.store().counts();
-    let dropped = state.store().online_updates_dropped();
-    let _ = write!(
-        out,
-        "# HELP aliot_hub_registry_products Registered products.\n\
-         # TYPE aliot_hub_registry_products gauge\naliot_hub_registry_products {products}\n\
-         # HELP aliot_hub_registry_devices Registered devices.\n\
-         # TYPE aliot_hub_registry_devices gauge\naliot_hub_registry_devices {devices}\n\
-         # HELP aliot_hub_registry_online_updates_dropped_total Last-online times not written to disk \
-         because the writer queue was full.\n\
-         # TYPE aliot_hub_registry_online_updates_dropped_total counter\n\
-         aliot_hub_registry_online_updates_dropped_total {dropped}\n"
-    );
+    let mut out = state.service().render_metrics();
     process::render(&mut out);
     let mut response = out.into_response();
     response.headers_mut().insert(

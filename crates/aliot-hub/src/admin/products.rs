@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::AdminState;
 use super::error::ApiError;
-use crate::events::format_utc;
-use crate::store::Product;
+use crate::clock::format_utc;
+use crate::registry::Product;
 
 /// `POST /api/v1/products` body.
 #[derive(Deserialize)]
@@ -34,12 +34,11 @@ pub(super) struct ProductView {
     device_count: usize,
 }
 
-fn view(state: &AdminState, p: Product) -> ProductView {
-    let device_count = state.store().device_count(&p.product_key);
+fn view(p: Product) -> ProductView {
     ProductView {
         created_time: format_utc(p.created_ms),
         created: p.created_ms,
-        device_count,
+        device_count: p.device_count,
         product_key: p.product_key,
         name: p.name,
         product_secret: p.product_secret,
@@ -52,30 +51,20 @@ pub(super) async fn create(
 ) -> Result<(StatusCode, Json<ProductView>), ApiError> {
     let Json(body) = body?;
     let product = state
-        .store()
+        .service()
         .create_product(&body.name, body.product_key.as_deref())
         .await?;
-    Ok((StatusCode::CREATED, Json(view(&state, product))))
+    Ok((StatusCode::CREATED, Json(view(product))))
 }
 
-pub(super) async fn list(State(state): State<AdminState>) -> Json<Vec<ProductView>> {
-    Json(
-        state
-            .store()
-            .products()
-            .into_iter()
-            .map(|p| view(&state, p))
-            .collect(),
-    )
+pub(super) async fn list(State(state): State<AdminState>) -> Result<Json<Vec<ProductView>>, ApiError> {
+    let products = state.service().products().await?;
+    Ok(Json(products.into_iter().map(view).collect()))
 }
 
 pub(super) async fn show(
     State(state): State<AdminState>,
     Path(pk): Path<String>,
 ) -> Result<Json<ProductView>, ApiError> {
-    let product = state
-        .store()
-        .product(&pk)
-        .ok_or(crate::Error::ProductNotFound { product_key: pk })?;
-    Ok(Json(view(&state, product)))
+    Ok(Json(view(state.service().product(&pk).await?)))
 }

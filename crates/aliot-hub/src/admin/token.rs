@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq as _;
 
 use crate::config::{TOKEN_FILE, validate_token, write_private_file};
 use crate::error::{Error, Result};
-use crate::store::random_alnum;
+use crate::registry::random_alnum;
 
 /// Length of a generated token (letters and digits: about 238 bits).
 const GENERATED_LEN: usize = 40;
@@ -74,13 +74,15 @@ pub fn load_or_create(data_dir: &Path, configured: Option<&str>) -> Result<(Admi
             Ok((token, TokenSource::File(path)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir)?;
+            std::fs::create_dir_all(data_dir)
+                .map_err(|e| Error::io(format!("cannot create {}", data_dir.display()), e))?;
             let token = random_alnum(GENERATED_LEN);
-            write_private_file(&path, format!("{token}\n").as_bytes())?;
+            write_private_file(&path, format!("{token}\n").as_bytes())
+                .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
             tracing::info!(path = %path.display(), "generated the admin token");
             Ok((AdminToken::new(&token)?, TokenSource::File(path)))
         }
-        Err(e) => Err(Error::Io(e)),
+        Err(e) => Err(Error::io(format!("cannot read {}", path.display()), e)),
     }
 }
 

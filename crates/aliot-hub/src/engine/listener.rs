@@ -21,15 +21,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::broker::Shared;
+use super::{EngineShared, task};
 use crate::error::Result;
 use crate::metrics::inc;
-use crate::session;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 pub(crate) async fn serve(
-    shared: Arc<Shared>,
+    shared: Arc<EngineShared>,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
@@ -59,7 +58,7 @@ pub(crate) async fn serve(
                     debug!(%peer, error = %e, "could not set TCP_NODELAY");
                 }
                 inc(&shared.metrics.connections_current);
-                tracker.spawn(session::run(
+                tracker.spawn(task::run(
                     shared.clone(),
                     stream,
                     peer,

@@ -1,0 +1,171 @@
+//! What the platform does with one uplink, as a value ([`Handling`]), and the reply machinery
+//! every feature shares: a request is parsed, answered with `<topic>_reply` (unless `sys.ack`
+//! is 0) carrying the request's id verbatim and its method, or with code 460 when the payload is
+//! not a usable Alink request.
+
+use aliot_protocol::alink::{self as proto, Reply, Request};
+use aliot_protocol::codes::alink as code;
+use aliot_protocol::topic::{SysPath, reply_topic};
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::table::CallKey;
+
+/// A platform reply to send to the device.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PlatformReply {
+    pub(crate) topic: String,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) code: u32,
+}
+
+/// What the platform does with one uplink.
+#[derive(Debug, Default)]
+pub(crate) struct Handling {
+    /// Send this to the device (at the QoS of the uplink), if it is subscribed.
+    pub(crate) reply: Option<PlatformReply>,
+    /// This message answers a waiting call.
+    pub(crate) completes: Option<(CallKey, Bytes)>,
+    /// Property values to remember (merged per property).
+    pub(crate) properties: Option<Map<String, Value>>,
+    /// Something was wrong with the message (reported as an event, never closes the connection).
+    pub(crate) problem: Option<String>,
+}
+
+impl Handling {
+    /// Only a problem to report.
+    pub(crate) fn problem(problem: impl Into<String>) -> Self {
+        Self {
+            problem: Some(problem.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Only a waiting call to complete.
+    pub(crate) fn completes(key: CallKey, payload: &Bytes) -> Self {
+        Self {
+            completes: Some((key, payload.clone())),
+            ..Self::default()
+        }
+    }
+}
+
+/// When the platform answers requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Context {
+    /// When the uplink was received, epoch ms.
+    pub(crate) recv_ms: u64,
+    /// Now, epoch ms.
+    pub(crate) now_ms: u64,
+    /// Honour `sys.ack` = 0 (no reply), as the platform does.
+    pub(crate) honour_sys_ack: bool,
+}
+
+/// How a request is answered.
+#[derive(Clone, Copy)]
+pub(crate) enum Answer<'a> {
+    /// Code 200 with empty data.
+    Success,
+    /// An Alink error code and message.
+    Error(u32, &'a str),
+}
+
+/// The request's method, or the one the topic implies (the C SDK 4.x sends no method).
+pub(crate) fn method_of(topic: &str, path: &SysPath) -> Option<String> {
+    path.method().or_else(|| {
+        // /sys/{pk}/{dn}/a/b/c → a.b.c
+        let rest = topic.splitn(5, '/').nth(4)?;
+        Some(rest.replace('/', "."))
+    })
+}
+
+/// A parsed request on `topic`, or the handling of an unusable one (460 when its id can be
+/// read, else an event only).
+pub(crate) fn parse_request(topic: &str, path: &SysPath, payload: &Bytes) -> Result<Request, Box<Handling>> {
+    Request::parse(payload).map_err(|e| {
+        let problem = Some(format!("unusable Alink request: {e}"));
+        Box::new(match proto::read_id(payload) {
+            Some(id) => {
+                let reply = Reply::error(
+                    id,
+                    method_of(topic, path),
+                    code::PARAM_ERROR,
+                    format!("request parameter error: {e}"),
+                );
+                Handling {
+                    reply: Some(PlatformReply {
+                        topic: reply_topic(topic),
+                        payload: reply.to_vec(),
+                        code: reply.code,
+                    }),
+                    problem,
+                    ..Handling::default()
+                }
+            }
+            None => Handling {
+                problem,
+                ..Handling::default()
+            },
+        })
+    })
+}
+
+/// Puts `reply` in `handling` unless the request asked for no reply (`sys.ack` 0, when
+/// honoured).
+pub(crate) fn send_reply(
+    handling: &mut Handling,
+    topic: &str,
+    request: &Request,
+    reply: Reply,
+    ctx: Context,
+) {
+    if request.wants_reply() || !ctx.honour_sys_ack {
+        handling.reply = Some(PlatformReply {
+            topic: reply_topic(topic),
+            payload: reply.to_vec(),
+            code: reply.code,
+        });
+    }
+}
+
+/// Answers a request on `topic` with `ans`.
+pub(crate) fn answer(
+    topic: &str,
+    path: &SysPath,
+    payload: &Bytes,
+    ans: Answer<'_>,
+    ctx: Context,
+) -> Handling {
+    let request = match parse_request(topic, path, payload) {
+        Ok(r) => r,
+        Err(handling) => return *handling,
+    };
+    let method = request.method.clone().or_else(|| method_of(topic, path));
+    let reply = match ans {
+        Answer::Error(c, msg) => Reply::error(request.id.clone(), method, c, msg),
+        Answer::Success => Reply::success(request.id.clone(), method),
+    };
+    let mut handling = Handling::default();
+    send_reply(&mut handling, topic, &request, reply, ctx);
+    handling
+}
+
+/// A `/sys/{pk}/{dn}/…` request the hub does not serve (or a device publishing on a downlink
+/// topic): an Alink error (6203), never silence. Replies nobody waits for are taken silently.
+pub(crate) fn unknown(topic: &str, path: &SysPath, payload: &Bytes, ctx: Context) -> Handling {
+    if topic.ends_with("_reply") {
+        return Handling::default();
+    }
+    let method = method_of(topic, path);
+    let message = format!(
+        "topic parse failed: the hub does not serve {}",
+        method.as_deref().unwrap_or(topic)
+    );
+    answer(
+        topic,
+        path,
+        payload,
+        Answer::Error(code::TOPIC_PARSE_FAILED, &message),
+        ctx,
+    )
+}

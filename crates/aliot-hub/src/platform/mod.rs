@@ -1,0 +1,466 @@
+//! The platform: what Alibaba Cloud IoT does with what devices send, one room per feature.
+//!
+//! [`Platform`] implements the engine's [`Hooks`]: the CONNECT verdict ([`auth`]), topic rights
+//! (`aliot_protocol::topic`), and for every uplink a decision ([`decide`], routed by the typed
+//! topic to the feature's file) that it then carries out: a reply on the device's own session,
+//! the completion of a waiting call (through the cluster seam, wherever the call waits), the
+//! latest property values (in the registry), and events.
+//!
+//! | uplink | room | platform's answer |
+//! |---|---|---|
+//! | property post | [`thing`] | `<topic>_reply` code 200, values remembered (6106 above 200 properties) |
+//! | event/batch/pack/history post, deviceinfo update/delete, log post, desired get/delete | [`thing`] | `<topic>_reply` code 200 (unless `sys.ack` is 0) |
+//! | OTA firmware get | [`ota`] | `<topic>_reply` code 200 with empty data |
+//! | remote config get | [`config`] | `<topic>_reply` code 6710 (no remote config on the hub) |
+//! | `…/thing/service/property/set_reply`, `…/rrpc/response/{id}`, `/ext/rrpc/{id}/…` | [`service`] | completes the waiting call |
+//! | `/ext/ntp/{pk}/{dn}/request` | [`ntp`] | `/ext/ntp/{pk}/{dn}/response` (spec §12 Q8) |
+//! | any other `/sys/{pk}/{dn}/…` request | [`handling`] | `<topic>_reply` code 6203 (topic parse failed) |
+//! | bad JSON or missing fields | [`handling`] | code 460 when the id can be read, else an event only |
+//! | custom topics, OTA inform/progress, shadow, other replies | — | event only |
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use aliot_protocol::topic::{Access, SysPath, Topic, device_may_access};
+use bytes::Bytes;
+use rmqtt_codec::types::Publish;
+use tracing::debug;
+
+use crate::BoxFuture;
+use crate::clock::{format_cst, format_utc, now_ms};
+use crate::cluster::Cluster;
+use crate::engine::{ConnectRequest, Hooks, Principal, Refused};
+use crate::events::{
+    AclDeniedEvent, Event, KickedEvent, ProblemEvent, RefusedEvent, ReplyEvent, StatusEvent, UplinkEvent,
+};
+use crate::metrics::{Metrics, inc};
+use crate::registry::Registry;
+use crate::table::{CloseReason, Offer, Outgoing, Session};
+
+mod auth;
+mod config;
+mod handling;
+mod ntp;
+mod ota;
+pub(crate) mod service;
+mod thing;
+
+pub(crate) use self::handling::{Context, Handling, PlatformReply};
+
+/// Decides what the platform does with an uplink on `topic` (which passed the ACL).
+pub(crate) fn decide(topic: &str, payload: &Bytes, ctx: Context) -> Handling {
+    let Ok(parsed) = Topic::parse(topic) else {
+        // Inside the device's namespace (the ACL let it through) but not an Alink topic family.
+        return Handling::default();
+    };
+    match parsed {
+        Topic::Sys {
+            path,
+            product_key: _,
+            device_name: _,
+        } => match &path {
+            SysPath::PropertyPost => thing::property_post(topic, &path, payload, ctx),
+            p if thing::is_accepted_post(p) => thing::accepted(topic, &path, payload, ctx),
+            SysPath::OtaFirmwareGet => ota::firmware_get(topic, &path, payload, ctx),
+            SysPath::ConfigGet => config::get(topic, &path, payload, ctx),
+            SysPath::RrpcResponse(_) | SysPath::Reply(_) => service::sys_answer(&path, payload),
+            // Downlink topics published by the device, and unknown requests.
+            _ => handling::unknown(topic, &path, payload, ctx),
+        },
+        Topic::NtpRequest {
+            product_key,
+            device_name,
+        } => ntp::handle(&product_key, &device_name, payload, ctx),
+        Topic::ExtRrpc { message_id, inner } => service::ext_rrpc_answer(message_id, &inner, payload),
+        _ => Handling::default(),
+    }
+}
+
+/// Platform settings (from `BrokerConfig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PlatformConfig {
+    /// Honour `sys.ack` = 0 in uplinks (no reply).
+    pub(crate) sys_ack: bool,
+    /// The outbound queue capacity replies are offered with.
+    pub(crate) outbound_queue_capacity: usize,
+}
+
+/// The platform's side of every connection.
+#[derive(Debug)]
+pub(crate) struct Platform {
+    registry: Arc<dyn Registry>,
+    cluster: Arc<dyn Cluster>,
+    metrics: Arc<Metrics>,
+    config: PlatformConfig,
+}
+
+impl Platform {
+    pub(crate) fn new(
+        registry: Arc<dyn Registry>,
+        cluster: Arc<dyn Cluster>,
+        metrics: Arc<Metrics>,
+        config: PlatformConfig,
+    ) -> Self {
+        Self {
+            registry,
+            cluster,
+            metrics,
+            config,
+        }
+    }
+
+    fn emit(&self, build: impl FnOnce() -> Event) {
+        if self.cluster.observed() {
+            self.cluster.publish(build());
+        }
+    }
+
+    fn status(&self, session: &Session, online: bool, at_ms: u64, last_ms: u64, reason: Option<String>) {
+        self.emit(|| {
+            Event::Status(StatusEvent {
+                status: if online { "online" } else { "offline" },
+                iot_id: session.id.iot_id.to_string(),
+                product_key: session.id.product_key.to_string(),
+                device_name: session.id.device_name.to_string(),
+                time: format_cst(at_ms),
+                utc_time: format_utc(at_ms),
+                last_time: format_cst(last_ms),
+                utc_last_time: format_utc(last_ms),
+                client_ip: session.id.ip.to_string(),
+                reason,
+            })
+        });
+    }
+
+    fn acl_denied(&self, session: &Session, action: &'static str, topic: &str) {
+        self.emit(|| {
+            Event::AclDenied(AclDeniedEvent {
+                product_key: session.id.product_key.to_string(),
+                device_name: session.id.device_name.to_string(),
+                action,
+                topic: topic.to_owned(),
+                client_ip: session.id.ip.to_string(),
+                time: now_ms(),
+            })
+        });
+    }
+
+    /// Queues a platform reply, at the QoS of the uplink, if the device is reached by its topic.
+    fn reply(&self, session: &Session, reply: PlatformReply, qos: rmqtt_codec::v3::QoS) {
+        inc(&self.metrics.replies);
+        let observed = self.cluster.observed();
+        let text = if observed {
+            String::from_utf8_lossy(&reply.payload).into_owned()
+        } else {
+            String::new()
+        };
+        let msg = Outgoing::new(reply.topic.clone(), Bytes::from(reply.payload), qos, now_ms());
+        let delivered = match session.offer(msg, self.config.outbound_queue_capacity) {
+            Offer::Accepted => true,
+            Offer::Dropped => {
+                inc(&self.metrics.qos0_dropped);
+                false
+            }
+            Offer::NotSubscribed | Offer::Closing(_) => false,
+        };
+        if observed {
+            self.cluster.publish(Event::Reply(ReplyEvent {
+                product_key: session.id.product_key.to_string(),
+                device_name: session.id.device_name.to_string(),
+                topic: reply.topic,
+                code: reply.code,
+                payload: text,
+                delivered,
+                time: now_ms(),
+            }));
+        }
+    }
+}
+
+impl Hooks for Platform {
+    fn authenticate<'a>(&'a self, connect: ConnectRequest<'a>) -> BoxFuture<'a, Result<Principal, Refused>> {
+        Box::pin(auth::authenticate(&*self.registry, connect))
+    }
+
+    fn refused(
+        &self,
+        ip: IpAddr,
+        code: Option<u8>,
+        client_id: Option<&str>,
+        username: Option<&str>,
+        reason: &str,
+    ) {
+        self.emit(|| {
+            Event::Refused(RefusedEvent {
+                code,
+                reason: reason.to_owned(),
+                client_id: client_id.map(str::to_owned),
+                username: username.map(str::to_owned),
+                client_ip: ip.to_string(),
+                time: now_ms(),
+            })
+        });
+    }
+
+    fn connected(&self, session: &Arc<Session>, kicked: Option<&Arc<Session>>) {
+        let id = &session.id;
+        self.registry
+            .device_online(&id.product_key, &id.device_name, id.ip, id.connected_ms);
+        if let Some(old) = kicked {
+            self.emit(|| {
+                Event::Kicked(KickedEvent {
+                    product_key: id.product_key.to_string(),
+                    device_name: id.device_name.to_string(),
+                    client_ip: old.id.ip.to_string(),
+                    new_client_ip: id.ip.to_string(),
+                    time: now_ms(),
+                })
+            });
+            self.status(
+                old,
+                false,
+                id.connected_ms,
+                id.connected_ms,
+                Some(CloseReason::Kicked.to_string()),
+            );
+        }
+        self.status(session, true, id.connected_ms, id.connected_ms, None);
+    }
+
+    fn disconnected(&self, session: &Arc<Session>, reason: &CloseReason, owned: bool, last_rx_ms: u64) {
+        if owned {
+            self.status(session, false, now_ms(), last_rx_ms, Some(reason.to_string()));
+        }
+    }
+
+    fn may_publish(&self, session: &Session, topic: &str) -> bool {
+        let ok = device_may_access(
+            &session.id.product_key,
+            &session.id.device_name,
+            topic,
+            Access::Publish,
+        );
+        if !ok {
+            self.acl_denied(session, "publish", topic);
+        }
+        ok
+    }
+
+    fn may_subscribe(&self, session: &Session, filter: &str) -> bool {
+        let ok = device_may_access(
+            &session.id.product_key,
+            &session.id.device_name,
+            filter,
+            Access::Subscribe,
+        );
+        if !ok {
+            self.acl_denied(session, "subscribe", filter);
+        }
+        ok
+    }
+
+    fn uplink(&self, session: &Arc<Session>, publish: &Publish) {
+        let id = &session.id;
+        let topic: &str = &publish.topic;
+        let recv_ms = now_ms();
+        self.emit(|| {
+            Event::Uplink(UplinkEvent::new(
+                &id.product_key,
+                &id.device_name,
+                topic,
+                publish.qos.value(),
+                &publish.payload,
+                recv_ms,
+            ))
+        });
+        let ctx = Context {
+            recv_ms,
+            now_ms: now_ms(),
+            honour_sys_ack: self.config.sys_ack,
+        };
+        let handling = decide(topic, &publish.payload, ctx);
+        if let Some(props) = handling.properties {
+            self.registry
+                .remember_properties(&id.product_key, &id.device_name, props);
+        }
+        if let Some((key, payload)) = handling.completes {
+            // The table counts answered calls.
+            if !self
+                .cluster
+                .complete(&id.product_key, &id.device_name, &key, payload)
+            {
+                debug!(%key, "answer to no waiting call (late or unknown id)");
+            }
+        }
+        if let Some(problem) = handling.problem {
+            debug!(topic, %problem, "unusable uplink");
+            self.problem(session, Some(topic), &problem, false);
+        }
+        if let Some(reply) = handling.reply {
+            self.reply(session, reply, publish.qos);
+        }
+    }
+
+    fn problem(&self, session: &Session, topic: Option<&str>, reason: &str, closed: bool) {
+        self.emit(|| {
+            Event::Problem(ProblemEvent {
+                product_key: Some(session.id.product_key.to_string()),
+                device_name: Some(session.id.device_name.to_string()),
+                topic: topic.map(str::to_owned),
+                reason: reason.to_owned(),
+                closed,
+                client_ip: session.id.ip.to_string(),
+                time: now_ms(),
+            })
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value};
+
+    use super::*;
+    use crate::table::CallKey;
+
+    fn handle(topic: &str, payload: &str) -> Handling {
+        let ctx = Context {
+            recv_ms: 10,
+            now_ms: 20,
+            honour_sys_ack: true,
+        };
+        decide(topic, &Bytes::copy_from_slice(payload.as_bytes()), ctx)
+    }
+
+    fn reply_text(h: &Handling) -> String {
+        String::from_utf8(h.reply.as_ref().expect("a reply").payload.clone()).expect("utf8")
+    }
+
+    #[test]
+    fn property_post_is_answered_with_the_id_echoed_byte_for_byte() {
+        let node_id = r#""1|exp-topic|/sys/pk/dn/thing/event/property/post_reply""#;
+        for id in [r#""123""#, "42", node_id] {
+            let h = handle(
+                "/sys/pk/dn/thing/event/property/post",
+                &format!(
+                    r#"{{"id":{id},"version":"1.0","params":{{"t":1}},"method":"thing.event.property.post"}}"#
+                ),
+            );
+            let r = h.reply.as_ref().expect("reply");
+            assert_eq!(r.topic, "/sys/pk/dn/thing/event/property/post_reply");
+            assert_eq!(
+                reply_text(&h),
+                format!(
+                    r#"{{"code":200,"data":{{}},"id":{id},"message":"success","method":"thing.event.property.post","version":"1.0"}}"#
+                )
+            );
+            assert_eq!(
+                h.properties.as_ref().and_then(|p| p.get("t")),
+                Some(&serde_json::json!(1))
+            );
+        }
+    }
+
+    #[test]
+    fn the_method_comes_from_the_topic_when_the_device_omits_it() {
+        let h = handle(
+            "/sys/pk/dn/thing/event/alarm/post",
+            r#"{"id":"7","params":{"value":{}}}"#,
+        );
+        assert!(reply_text(&h).contains(r#""method":"thing.event.alarm.post""#));
+    }
+
+    #[test]
+    fn sys_ack_zero_gets_no_reply_but_properties_are_remembered() {
+        let h = handle(
+            "/sys/pk/dn/thing/event/property/post",
+            r#"{"id":"1","sys":{"ack":0},"params":{"a":{"value":5,"time":1}}}"#,
+        );
+        assert!(h.reply.is_none());
+        assert_eq!(
+            h.properties.and_then(|p| p.get("a").cloned()),
+            Some(serde_json::json!(5))
+        );
+    }
+
+    #[test]
+    fn bad_requests_get_460_when_the_id_is_readable_and_an_event_otherwise() {
+        let h = handle(
+            "/sys/pk/dn/thing/event/property/post",
+            r#"{"id":"9","params":"x","method":5}"#,
+        );
+        assert!(reply_text(&h).starts_with(r#"{"code":460"#));
+        assert!(h.problem.is_some());
+        let h = handle("/sys/pk/dn/thing/event/property/post", "not json");
+        assert!(h.reply.is_none() && h.problem.is_some());
+        let h = handle(
+            "/sys/pk/dn/thing/event/property/post",
+            r#"{"id":"9","params":[1]}"#,
+        );
+        assert!(reply_text(&h).starts_with(r#"{"code":460"#));
+    }
+
+    #[test]
+    fn too_many_properties_get_6106() {
+        let props: Map<String, Value> = (0..201).map(|i| (format!("p{i}"), Value::from(i))).collect();
+        let body = serde_json::json!({"id": "3", "params": props}).to_string();
+        let h = handle("/sys/pk/dn/thing/event/property/post", &body);
+        assert!(reply_text(&h).starts_with(r#"{"code":6106"#));
+        assert!(h.properties.is_none());
+    }
+
+    #[test]
+    fn unknown_sys_methods_get_an_alink_error_never_silence() {
+        let h = handle("/sys/pk/dn/thing/frobnicate/now", r#"{"id":"5","params":{}}"#);
+        let r = h.reply.as_ref().expect("reply");
+        assert_eq!(r.topic, "/sys/pk/dn/thing/frobnicate/now_reply");
+        assert!(reply_text(&h).starts_with(r#"{"code":6203"#));
+        assert!(reply_text(&h).contains(r#""method":"thing.frobnicate.now""#));
+        // A device publishing on a downlink topic is an unknown request too.
+        let h = handle(
+            "/sys/pk/dn/thing/service/property/set",
+            r#"{"id":"5","params":{}}"#,
+        );
+        assert!(reply_text(&h).starts_with(r#"{"code":6203"#));
+    }
+
+    #[test]
+    fn replies_are_matched_to_calls_and_never_answered() {
+        let h = handle(
+            "/sys/pk/dn/thing/service/property/set_reply",
+            r#"{"id":"77","code":200,"data":{}}"#,
+        );
+        assert_eq!(
+            h.completes.as_ref().map(|(k, _)| k.clone()),
+            Some(CallKey::PropertySet("77".into()))
+        );
+        assert!(h.reply.is_none());
+        let h = handle("/sys/pk/dn/rrpc/response/88", "raw bytes");
+        assert_eq!(h.completes.map(|(k, _)| k), Some(CallKey::Rrpc("88".into())));
+        let h = handle(
+            "/ext/rrpc/99/sys/pk/dn/thing/service/Reboot",
+            r#"{"id":"99","code":200}"#,
+        );
+        assert_eq!(h.completes.map(|(k, _)| k), Some(CallKey::Rrpc("99".into())));
+        let h = handle("/sys/pk/dn/thing/config/push_reply", r#"{"id":"1","code":200}"#);
+        assert!(h.reply.is_none() && h.completes.is_none());
+    }
+
+    #[test]
+    fn ntp_requests_are_answered_on_the_response_topic() {
+        let h = handle("/ext/ntp/pk/dn/request", r#"{"deviceSendTime":"5"}"#);
+        let r = h.reply.as_ref().expect("reply");
+        assert_eq!(r.topic, "/ext/ntp/pk/dn/response");
+        assert_eq!(
+            reply_text(&h),
+            r#"{"deviceSendTime":"5","serverRecvTime":"10","serverSendTime":"20"}"#
+        );
+        assert!(handle("/ext/ntp/pk/dn/request", "{}").problem.is_some());
+    }
+
+    #[test]
+    fn custom_topics_are_only_observed() {
+        let h = handle("/pk/dn/user/update", "anything");
+        assert!(h.reply.is_none() && h.completes.is_none() && h.problem.is_none());
+    }
+}

@@ -1,0 +1,260 @@
+//! The registry: what the hub knows about products and devices, behind one narrow trait.
+//!
+//! [`Registry`] is every registry operation the hub needs: products, devices and their secrets,
+//! last-online status and the last reported property values. The engine never sees it; the
+//! platform asks it at CONNECT ([`Registry::device_auth`]) and after uplinks, and the
+//! application [`Service`](crate::service::Service) (admin API, later OpenAPI and the console)
+//! asks it for everything else. [`RedbRegistry`] is the embedded implementation (one redb file
+//! in the data directory, mirrored in memory); another implementation (PostgreSQL) can be added
+//! without touching the engine or the platform.
+//!
+//! # Contract for implementations
+//! - A registration, change or deletion is durable before its future resolves with `Ok`: an
+//!   answer given to a caller is never lost to a crash.
+//! - [`Registry::device_auth`] is on the CONNECT path (tens of thousands of calls a second):
+//!   serve it from memory.
+//! - [`Registry::device_online`] and [`Registry::remember_properties`] never block and never
+//!   fail the caller: they are best effort (say in the implementation's docs what may be lost).
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde_json::{Map, Value};
+
+mod error;
+mod redb;
+
+pub use self::error::{Error, Result};
+pub(crate) use self::redb::random_alnum;
+pub use self::redb::{DB_FILE, MAX_BATCH, ONLINE_QUEUE, RedbRegistry};
+
+pub use crate::BoxFuture;
+
+/// The longest product name.
+pub const MAX_PRODUCT_NAME_LEN: usize = 64;
+
+/// A product.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Product {
+    /// productKey.
+    pub product_key: String,
+    /// Display name.
+    pub name: String,
+    /// productSecret (dynamic registration key). Never logged.
+    pub product_secret: String,
+    /// Creation time, epoch ms.
+    pub created_ms: u64,
+    /// Number of devices registered in the product.
+    pub device_count: usize,
+}
+
+impl fmt::Debug for Product {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Product")
+            .field("product_key", &self.product_key)
+            .field("name", &self.name)
+            .field("product_secret", &"<redacted>")
+            .field("created_ms", &self.created_ms)
+            .field("device_count", &self.device_count)
+            .finish()
+    }
+}
+
+/// A device as the registry knows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Device {
+    /// productKey.
+    pub product_key: String,
+    /// deviceName.
+    pub device_name: String,
+    /// deviceSecret. Never logged.
+    pub device_secret: String,
+    /// The platform's id of the device.
+    pub iot_id: String,
+    /// A disabled device is refused at CONNECT (CONNACK 5).
+    pub enabled: bool,
+    /// Creation time, epoch ms.
+    pub created_ms: u64,
+    /// Last successful login, epoch ms.
+    pub last_online_ms: Option<u64>,
+    /// Address of the last successful login.
+    pub last_ip: Option<IpAddr>,
+}
+
+impl fmt::Debug for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Device")
+            .field("product_key", &self.product_key)
+            .field("device_name", &self.device_name)
+            .field("device_secret", &"<redacted>")
+            .field("iot_id", &self.iot_id)
+            .field("enabled", &self.enabled)
+            .field("created_ms", &self.created_ms)
+            .field("last_online_ms", &self.last_online_ms)
+            .field("last_ip", &self.last_ip)
+            .finish()
+    }
+}
+
+/// A device to register: its name and, optionally, its secret (generated when `None`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewDevice {
+    /// deviceName.
+    pub device_name: String,
+    /// deviceSecret; `None` → 32 random letters and digits.
+    pub device_secret: Option<String>,
+}
+
+impl NewDevice {
+    /// A device whose secret the registry generates.
+    pub fn named(device_name: impl Into<String>) -> Self {
+        Self {
+            device_name: device_name.into(),
+            device_secret: None,
+        }
+    }
+}
+
+impl fmt::Debug for NewDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewDevice")
+            .field("device_name", &self.device_name)
+            .field(
+                "device_secret",
+                &self.device_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// What the platform needs to know about one device to authenticate it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeviceAuth {
+    /// The device secret (HMAC key of the CONNECT password). Never logged.
+    pub device_secret: String,
+    /// A disabled device is refused with CONNACK 5.
+    pub enabled: bool,
+    /// The platform's id of the device (`iotId`), reported in status events.
+    pub iot_id: String,
+}
+
+impl fmt::Debug for DeviceAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceAuth")
+            .field("device_secret", &"<redacted>")
+            .field("enabled", &self.enabled)
+            .field("iot_id", &self.iot_id)
+            .finish()
+    }
+}
+
+/// Counts for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegistryCounts {
+    /// Registered products.
+    pub products: u64,
+    /// Registered devices.
+    pub devices: u64,
+    /// Last-online updates that were not written to storage (best-effort writes dropped).
+    pub online_updates_dropped: u64,
+}
+
+/// Every registry operation the hub needs. Used as `Arc<dyn Registry>`.
+pub trait Registry: Send + Sync + fmt::Debug + 'static {
+    /// Registers a product; generates the productKey when `product_key` is `None`, and always
+    /// generates the productSecret.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad name or productKey, [`Error::ProductExists`],
+    /// [`Error::Storage`].
+    fn create_product<'a>(
+        &'a self,
+        name: &'a str,
+        product_key: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Product>>;
+
+    /// All products, ordered by productKey.
+    fn products(&self) -> BoxFuture<'_, Result<Vec<Product>>>;
+
+    /// One product (`None` when unknown).
+    fn product<'a>(&'a self, product_key: &'a str) -> BoxFuture<'a, Result<Option<Product>>>;
+
+    /// Registers devices in one transaction (all or nothing). With `skip_existing`, devices that
+    /// already exist are left alone and returned as they are; otherwise an existing one fails
+    /// the whole batch with [`Error::DeviceExists`]. Returns the devices in the order given.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an empty batch, more than [`MAX_BATCH`] devices, a bad
+    /// name or secret, or the same name twice; [`Error::ProductNotFound`];
+    /// [`Error::DeviceExists`]; [`Error::Storage`].
+    fn create_devices<'a>(
+        &'a self,
+        product_key: &'a str,
+        devices: Vec<NewDevice>,
+        skip_existing: bool,
+    ) -> BoxFuture<'a, Result<Vec<Device>>>;
+
+    /// One device (`None` when unknown).
+    fn device<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Device>>>;
+
+    /// The devices of a product, ordered by deviceName.
+    ///
+    /// # Errors
+    /// [`Error::ProductNotFound`].
+    fn devices<'a>(&'a self, product_key: &'a str) -> BoxFuture<'a, Result<Vec<Device>>>;
+
+    /// Enables or disables a device; returns it as it now is.
+    ///
+    /// # Errors
+    /// [`Error::DeviceNotFound`], [`Error::Storage`].
+    fn set_enabled<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+        enabled: bool,
+    ) -> BoxFuture<'a, Result<Device>>;
+
+    /// Deletes a device (and what the registry keeps about it); returns what it was.
+    ///
+    /// # Errors
+    /// [`Error::DeviceNotFound`], [`Error::Storage`].
+    fn delete_device<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Result<Device>>;
+
+    /// What CONNECT needs to authenticate a device; `None` when the product or the device does
+    /// not exist. Served from memory.
+    fn device_auth<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Option<DeviceAuth>>;
+
+    /// Records that a device connected (last online time in epoch ms, client address). Best
+    /// effort and non-blocking: the caller never waits for it.
+    fn device_online(&self, product_key: &str, device_name: &str, ip: IpAddr, at_ms: u64);
+
+    /// Merges reported property values (`{"identifier": value}`) into what the registry keeps
+    /// as the device's latest values. Best effort and non-blocking.
+    fn remember_properties(&self, product_key: &str, device_name: &str, values: Map<String, Value>);
+
+    /// The device's latest reported property values (`None` when it never reported any).
+    fn last_properties<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Option<Map<String, Value>>>;
+
+    /// Counts for `/metrics`.
+    fn counts(&self) -> RegistryCounts;
+
+    /// Writes what is pending and stops background work (at shutdown). Later calls still work
+    /// but best-effort writes may stay in memory only.
+    fn close(&self) -> BoxFuture<'_, ()>;
+}

@@ -1,0 +1,906 @@
+//! [`RedbRegistry`]: the embedded registry, products and devices in one redb file, mirrored in
+//! memory.
+//!
+//! # Durability
+//!
+//! Every registration, change and deletion is one redb write transaction committed with redb's
+//! default durability (`Immediate`: `commit` returns once the data is on disk) *before* the
+//! call returns, so an admin answer (201, 200, 204) is never given for something a `kill -9`
+//! could lose.
+//!
+//! The exceptions are best effort by the [`Registry`] contract. The *last online* time and IP of
+//! a device: the platform reports every login through [`Registry::device_online`], which must
+//! never block the CONNECT path. Those
+//! updates go to memory at once and to disk through a bounded queue drained by a writer task
+//! that batches them into one transaction. After a crash the stored last-online values can be
+//! a few moments stale (or, under overload, one login behind; see [`ONLINE_QUEUE`]). And the
+//! latest reported property values ([`Registry::remember_properties`]): kept in memory only, lost
+//! on restart.
+//!
+//! # Concurrency
+//!
+//! Lookups (`Registry::device_auth`, tens of thousands per second on the CONNECT path) are served
+//! from an in-memory copy of the device table, split into 16 std `RwLock`s by a hash of
+//! (productKey, deviceName) so that readers on different cores rarely touch the same lock word.
+//! The locks are std, not tokio: they are held for a hash lookup or an insert, never across an
+//! `.await`. Mutations are serialised by `write_lock` (a std `Mutex` held on a blocking thread
+//! for "commit, then update memory") so that memory always reflects the order of the commits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use aliot_protocol::identity::{validate_device_name, validate_product_key, validate_secret};
+use rand::Rng as _;
+use rand::distr::Alphanumeric;
+use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{
+    BoxFuture, Device, DeviceAuth, Error, MAX_PRODUCT_NAME_LEN, NewDevice, Product, Registry, RegistryCounts,
+    Result,
+};
+use crate::clock::now_ms;
+
+/// productKey → JSON [`ProductRecord`].
+const PRODUCTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("products");
+/// (productKey, deviceName) → JSON [`DeviceRecord`].
+const DEVICES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("devices");
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "registry.redb";
+
+/// Number of lock shards of the in-memory device table.
+const SHARDS: usize = 16;
+
+/// Capacity of the queue of last-online updates between [`Registry::device_online`] and the
+/// writer task. Overflow policy: when full (the disk cannot keep up with a login storm), the
+/// update is dropped and counted (`online_updates_dropped`); memory already holds the new
+/// value, so only its on-disk copy stays one login behind until the device's next login.
+pub const ONLINE_QUEUE: usize = 8192;
+
+/// Most last-online updates written in one transaction.
+const ONLINE_BATCH: usize = 1024;
+
+/// The most devices one batch registration may create.
+pub const MAX_BATCH: usize = 100_000;
+
+/// How a product is stored (JSON, so fields can be added later with `#[serde(default)]`).
+#[derive(Clone, Serialize, Deserialize)]
+struct ProductRecord {
+    name: String,
+    product_secret: String,
+    created_ms: u64,
+}
+
+/// How a device is stored, on disk (JSON) and in memory.
+#[derive(Clone, Serialize, Deserialize)]
+struct DeviceRecord {
+    device_secret: String,
+    iot_id: String,
+    enabled: bool,
+    created_ms: u64,
+    #[serde(default)]
+    last_online_ms: Option<u64>,
+    #[serde(default)]
+    last_ip: Option<IpAddr>,
+    /// The latest reported property values: memory only (see the module docs).
+    #[serde(skip)]
+    properties: Option<Box<Map<String, Value>>>,
+}
+
+impl DeviceRecord {
+    fn to_device(&self, product_key: &str, device_name: &str) -> Device {
+        Device {
+            product_key: product_key.to_owned(),
+            device_name: device_name.to_owned(),
+            device_secret: self.device_secret.clone(),
+            iot_id: self.iot_id.clone(),
+            enabled: self.enabled,
+            created_ms: self.created_ms,
+            last_online_ms: self.last_online_ms,
+            last_ip: self.last_ip,
+        }
+    }
+}
+
+/// One shard of the device table: productKey → deviceName → record. Two levels so that a
+/// lookup by `(&str, &str)` needs no allocation.
+type Shard = HashMap<String, HashMap<String, DeviceRecord>>;
+
+/// A login to record on disk.
+struct OnlineUpdate {
+    product_key: String,
+    device_name: String,
+    ip: IpAddr,
+    at_ms: u64,
+}
+
+struct Inner {
+    path: PathBuf,
+    db: Arc<Database>,
+    products: RwLock<BTreeMap<String, ProductRecord>>,
+    shards: Box<[RwLock<Shard>]>,
+    hasher: std::collections::hash_map::RandomState,
+    /// Serialises "commit, then update memory" (taken on blocking threads only).
+    write_lock: Mutex<()>,
+    device_count: AtomicU64,
+    online_tx: mpsc::Sender<OnlineUpdate>,
+    online_dropped: AtomicU64,
+    /// Stops the writer task and waits for it (taken once, by [`Registry::close`]).
+    writer: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
+}
+
+/// The embedded registry. A cheap `Clone` handle.
+#[derive(Clone)]
+pub struct RedbRegistry {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RedbRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedbRegistry")
+            .field("path", &self.inner.path)
+            .field("devices", &self.inner.device_count.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// `n` random letters and digits from the thread-local CSPRNG.
+pub(crate) fn random_alnum(n: usize) -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(n)
+        .map(char::from)
+        .collect()
+}
+
+/// A productKey in the platform's style: `a1` and 9 letters or digits.
+fn generate_product_key() -> String {
+    format!("a1{}", random_alnum(9))
+}
+
+fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // A panic while holding a shard lock cannot leave a half-written HashMap entry visible
+    // (insert/remove are single calls), so a poisoned lock is still consistent: keep serving.
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn encode<T: Serialize>(record: &str, v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|source| Error::Corrupt {
+        record: record.to_owned(),
+        source,
+    })
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(record: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|source| Error::Corrupt {
+        record: record.to_owned(),
+        source,
+    })
+}
+
+/// Checks a product name: 1 to 64 characters, no control characters.
+fn validate_product_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(Error::InvalidArgument("the product name is empty".into()));
+    }
+    if name.chars().count() > MAX_PRODUCT_NAME_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "the product name is longer than {MAX_PRODUCT_NAME_LEN} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(
+            "the product name contains control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn invalid(e: aliot_protocol::Error) -> Error {
+    Error::InvalidArgument(e.to_string())
+}
+
+/// Checks a batch of new devices before any storage work.
+fn validate_new_devices(product_key: &str, devices: &[NewDevice]) -> Result<()> {
+    if devices.is_empty() {
+        return Err(Error::InvalidArgument("no devices to register".into()));
+    }
+    if devices.len() > MAX_BATCH {
+        return Err(Error::InvalidArgument(format!(
+            "{} devices in one batch; at most {MAX_BATCH} are allowed",
+            devices.len()
+        )));
+    }
+    validate_product_key(product_key).map_err(invalid)?;
+    let mut seen = std::collections::HashSet::with_capacity(devices.len());
+    for d in devices {
+        validate_device_name(&d.device_name).map_err(invalid)?;
+        if let Some(s) = &d.device_secret {
+            validate_secret("deviceSecret", s).map_err(invalid)?;
+        }
+        if !seen.insert(d.device_name.as_str()) {
+            return Err(Error::InvalidArgument(format!(
+                "deviceName {:?} appears twice",
+                d.device_name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Runs blocking registry work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::storage("running a registry task", e))?
+}
+
+/// The registry as read from disk at start.
+struct Loaded {
+    path: PathBuf,
+    db: Database,
+    products: BTreeMap<String, ProductRecord>,
+    shards: Vec<Shard>,
+    hasher: std::collections::hash_map::RandomState,
+    count: u64,
+}
+
+/// Opens or creates `{dir}/registry.redb` and reads it whole (blocking).
+fn load(dir: &Path) -> Result<Loaded> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::storage(format!("creating the data directory {}", dir.display()), e))?;
+    let path = dir.join(DB_FILE);
+    let db = Database::create(&path).map_err(|e| {
+        let hint = if matches!(e, redb::DatabaseError::DatabaseAlreadyOpen) {
+            " (is another aliot hub using this data directory?)"
+        } else {
+            ""
+        };
+        Error::storage(format!("opening {}{hint}", path.display()), e)
+    })?;
+    // Create the tables on first start so that readers never meet a missing table.
+    let txn = db.begin_write().map_err(st("starting the first transaction"))?;
+    txn.open_table(PRODUCTS)
+        .map_err(st("creating the products table"))?;
+    txn.open_table(DEVICES)
+        .map_err(st("creating the devices table"))?;
+    txn.commit().map_err(st("committing the new tables"))?;
+
+    let hasher = std::collections::hash_map::RandomState::new();
+    let mut products = BTreeMap::new();
+    let mut shards: Vec<Shard> = (0..SHARDS).map(|_| Shard::new()).collect();
+    let mut count = 0u64;
+    let txn = db.begin_read().map_err(st("reading the registry"))?;
+    let table = txn
+        .open_table(PRODUCTS)
+        .map_err(st("reading the products table"))?;
+    for row in table.iter().map_err(st("reading the products table"))? {
+        let (k, v) = row.map_err(st("reading a product"))?;
+        let rec: ProductRecord = decode(&format!("products/{}", k.value()), v.value())?;
+        products.insert(k.value().to_owned(), rec);
+    }
+    let table = txn.open_table(DEVICES).map_err(st("reading the devices table"))?;
+    for row in table.iter().map_err(st("reading the devices table"))? {
+        let (k, v) = row.map_err(st("reading a device"))?;
+        let (pk, dn) = k.value();
+        let rec: DeviceRecord = decode(&format!("devices/{pk}/{dn}"), v.value())?;
+        shards[shard_index(&hasher, pk, dn)]
+            .entry(pk.to_owned())
+            .or_default()
+            .insert(dn.to_owned(), rec);
+        count += 1;
+    }
+    drop(table);
+    drop(txn);
+    Ok(Loaded {
+        path,
+        db,
+        products,
+        shards,
+        hasher,
+        count,
+    })
+}
+
+/// Maps a redb error met while `action` to the registry's error.
+fn st<E: Into<redb::Error>>(action: &'static str) -> impl Fn(E) -> Error {
+    move |e| Error::storage(action, e.into())
+}
+
+impl RedbRegistry {
+    /// Opens (or creates) the registry in `data_dir` (creating the directory) and loads it into
+    /// memory. Starts the last-online writer task, so it must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the directory cannot be created or the database cannot be opened
+    /// (for example because another hub has it open); [`Error::Corrupt`] for a record that
+    /// cannot be decoded.
+    pub async fn open(data_dir: &Path) -> Result<RedbRegistry> {
+        let dir = data_dir.to_owned();
+        let Loaded {
+            path,
+            db,
+            products,
+            shards,
+            hasher,
+            count,
+        } = blocking(move || load(&dir)).await?;
+        let db = Arc::new(db);
+
+        // See ONLINE_QUEUE for the capacity and the overflow policy.
+        let (online_tx, online_rx) = mpsc::channel(ONLINE_QUEUE);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let writer = tokio::spawn(online_writer(Arc::clone(&db), online_rx, stop_rx));
+        tracing::info!(path = %path.display(), products = products.len(), devices = count, "registry opened");
+        Ok(RedbRegistry {
+            inner: Arc::new(Inner {
+                path,
+                db,
+                products: RwLock::new(products),
+                shards: shards.into_iter().map(RwLock::new).collect(),
+                hasher,
+                write_lock: Mutex::new(()),
+                device_count: AtomicU64::new(count),
+                online_tx,
+                online_dropped: AtomicU64::new(0),
+                writer: Mutex::new(Some((stop_tx, writer))),
+            }),
+        })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn shard(&self, pk: &str, dn: &str) -> &RwLock<Shard> {
+        &self.inner.shards[shard_index(&self.inner.hasher, pk, dn)]
+    }
+
+    fn record<T>(&self, pk: &str, dn: &str, f: impl FnOnce(&DeviceRecord) -> T) -> Option<T> {
+        read_lock(self.shard(pk, dn))
+            .get(pk)
+            .and_then(|m| m.get(dn))
+            .map(f)
+    }
+
+    fn device_count_of(&self, product_key: &str) -> usize {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| read_lock(s).get(product_key).map_or(0, HashMap::len))
+            .sum()
+    }
+
+    fn product_view(&self, product_key: &str, r: &ProductRecord) -> Product {
+        Product {
+            product_key: product_key.to_owned(),
+            name: r.name.clone(),
+            product_secret: r.product_secret.clone(),
+            created_ms: r.created_ms,
+            device_count: self.device_count_of(product_key),
+        }
+    }
+
+    fn require_product(&self, product_key: &str) -> Result<()> {
+        if read_lock(&self.inner.products).contains_key(product_key) {
+            Ok(())
+        } else {
+            Err(Error::ProductNotFound {
+                product_key: product_key.to_owned(),
+            })
+        }
+    }
+
+    /// Registers a product (blocking; on the blocking pool).
+    fn create_product_blocking(&self, name: String, given: Option<String>) -> Result<Product> {
+        let inner = &self.inner;
+        let _serial = inner.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let pk = match given {
+            Some(pk) => {
+                if read_lock(&inner.products).contains_key(&pk) {
+                    return Err(Error::ProductExists { product_key: pk });
+                }
+                pk
+            }
+            None => {
+                // 62^9 keys: a collision is unlikely, but cheap to rule out.
+                let products = read_lock(&inner.products);
+                let mut pk = generate_product_key();
+                while products.contains_key(&pk) {
+                    pk = generate_product_key();
+                }
+                pk
+            }
+        };
+        let rec = ProductRecord {
+            name,
+            product_secret: random_alnum(32),
+            created_ms: now_ms(),
+        };
+        let txn = inner
+            .db
+            .begin_write()
+            .map_err(st("starting a product registration"))?;
+        {
+            let mut table = txn
+                .open_table(PRODUCTS)
+                .map_err(st("opening the products table"))?;
+            table
+                .insert(pk.as_str(), encode(&format!("products/{pk}"), &rec)?.as_slice())
+                .map_err(st("writing a product"))?;
+        }
+        txn.commit().map_err(st("committing a product"))?;
+        write_lock(&inner.products).insert(pk.clone(), rec.clone());
+        tracing::info!(product_key = %pk, "product registered");
+        Ok(self.product_view(&pk, &rec))
+    }
+
+    /// Registers devices (blocking; on the blocking pool). Validated by the caller.
+    fn create_devices_blocking(
+        &self,
+        pk: String,
+        devices: Vec<NewDevice>,
+        skip_existing: bool,
+    ) -> Result<Vec<Device>> {
+        let inner = &self.inner;
+        let _serial = inner.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        // Re-check under the write lock: the product may have gone meanwhile (it cannot today,
+        // products are never deleted, but keep the invariant local).
+        self.require_product(&pk)?;
+        let now = now_ms();
+        let mut out = Vec::with_capacity(devices.len());
+        let mut new = Vec::with_capacity(devices.len());
+        for NewDevice {
+            device_name: dn,
+            device_secret,
+        } in devices
+        {
+            match self.record(&pk, &dn, |r| r.to_device(&pk, &dn)) {
+                Some(existing) if skip_existing => out.push(existing),
+                Some(_) => {
+                    return Err(Error::DeviceExists {
+                        product_key: pk.clone(),
+                        device_name: dn,
+                    });
+                }
+                None => {
+                    let rec = DeviceRecord {
+                        device_secret: device_secret.unwrap_or_else(|| random_alnum(32)),
+                        iot_id: random_alnum(32),
+                        enabled: true,
+                        created_ms: now,
+                        last_online_ms: None,
+                        last_ip: None,
+                        properties: None,
+                    };
+                    out.push(rec.to_device(&pk, &dn));
+                    new.push((dn, rec));
+                }
+            }
+        }
+        if !new.is_empty() {
+            let txn = inner
+                .db
+                .begin_write()
+                .map_err(st("starting a device registration"))?;
+            {
+                let mut table = txn.open_table(DEVICES).map_err(st("opening the devices table"))?;
+                for (dn, rec) in &new {
+                    let bytes = encode(&format!("devices/{pk}/{dn}"), rec)?;
+                    table
+                        .insert((pk.as_str(), dn.as_str()), bytes.as_slice())
+                        .map_err(st("writing a device"))?;
+                }
+            }
+            txn.commit().map_err(st("committing devices"))?;
+            let n = new.len();
+            for (dn, rec) in new {
+                write_lock(self.shard(&pk, &dn))
+                    .entry(pk.clone())
+                    .or_default()
+                    .insert(dn, rec);
+            }
+            inner.device_count.fetch_add(n as u64, Ordering::Relaxed);
+            tracing::info!(product_key = %pk, count = n, "devices registered");
+        }
+        Ok(out)
+    }
+
+    /// Enables or disables a device (blocking).
+    fn set_enabled_blocking(&self, pk: String, dn: String, enabled: bool) -> Result<Device> {
+        let inner = &self.inner;
+        let _serial = inner.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let not_found = || Error::DeviceNotFound {
+            product_key: pk.clone(),
+            device_name: dn.clone(),
+        };
+        let record = format!("devices/{pk}/{dn}");
+        let txn = inner.db.begin_write().map_err(st("starting a device update"))?;
+        {
+            let mut table = txn.open_table(DEVICES).map_err(st("opening the devices table"))?;
+            let stored: Option<DeviceRecord> = match table
+                .get((pk.as_str(), dn.as_str()))
+                .map_err(st("reading a device"))?
+            {
+                Some(guard) => Some(decode(&record, guard.value())?),
+                None => None,
+            };
+            let Some(mut rec) = stored else {
+                return Err(not_found());
+            };
+            rec.enabled = enabled;
+            table
+                .insert((pk.as_str(), dn.as_str()), encode(&record, &rec)?.as_slice())
+                .map_err(st("writing a device"))?;
+        }
+        txn.commit().map_err(st("committing a device update"))?;
+        // Only `enabled` changes in memory: the last-online fields there may be fresher than the
+        // stored ones.
+        let mut shard = write_lock(self.shard(&pk, &dn));
+        let rec = shard
+            .get_mut(&pk)
+            .and_then(|m| m.get_mut(&dn))
+            .ok_or_else(not_found)?;
+        rec.enabled = enabled;
+        tracing::info!(product_key = %pk, device_name = %dn, enabled, "device updated");
+        Ok(rec.to_device(&pk, &dn))
+    }
+
+    /// Deletes a device (blocking).
+    fn delete_device_blocking(&self, pk: String, dn: String) -> Result<Device> {
+        let inner = &self.inner;
+        let _serial = inner.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let not_found = || Error::DeviceNotFound {
+            product_key: pk.clone(),
+            device_name: dn.clone(),
+        };
+        let txn = inner.db.begin_write().map_err(st("starting a device deletion"))?;
+        {
+            let mut table = txn.open_table(DEVICES).map_err(st("opening the devices table"))?;
+            if table
+                .remove((pk.as_str(), dn.as_str()))
+                .map_err(st("deleting a device"))?
+                .is_none()
+            {
+                return Err(not_found());
+            }
+        }
+        txn.commit().map_err(st("committing a device deletion"))?;
+        let mut shard = write_lock(self.shard(&pk, &dn));
+        let removed = shard
+            .get_mut(&pk)
+            .and_then(|m| m.remove(&dn))
+            .ok_or_else(not_found)?;
+        if shard.get(&pk).is_some_and(HashMap::is_empty) {
+            shard.remove(&pk);
+        }
+        drop(shard);
+        inner.device_count.fetch_sub(1, Ordering::Relaxed);
+        tracing::info!(product_key = %pk, device_name = %dn, "device deleted");
+        Ok(removed.to_device(&pk, &dn))
+    }
+}
+
+impl Registry for RedbRegistry {
+    fn create_product<'a>(
+        &'a self,
+        name: &'a str,
+        product_key: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Product>> {
+        Box::pin(async move {
+            validate_product_name(name)?;
+            if let Some(pk) = product_key {
+                validate_product_key(pk).map_err(invalid)?;
+            }
+            let (this, name, given) = (self.clone(), name.to_owned(), product_key.map(str::to_owned));
+            blocking(move || this.create_product_blocking(name, given)).await
+        })
+    }
+
+    fn products(&self) -> BoxFuture<'_, Result<Vec<Product>>> {
+        let products: Vec<Product> = read_lock(&self.inner.products)
+            .iter()
+            .map(|(pk, r)| self.product_view(pk, r))
+            .collect();
+        Box::pin(std::future::ready(Ok(products)))
+    }
+
+    fn product<'a>(&'a self, product_key: &'a str) -> BoxFuture<'a, Result<Option<Product>>> {
+        let product = read_lock(&self.inner.products)
+            .get(product_key)
+            .map(|r| self.product_view(product_key, r));
+        Box::pin(std::future::ready(Ok(product)))
+    }
+
+    fn create_devices<'a>(
+        &'a self,
+        product_key: &'a str,
+        devices: Vec<NewDevice>,
+        skip_existing: bool,
+    ) -> BoxFuture<'a, Result<Vec<Device>>> {
+        Box::pin(async move {
+            validate_new_devices(product_key, &devices)?;
+            self.require_product(product_key)?;
+            let (this, pk) = (self.clone(), product_key.to_owned());
+            blocking(move || this.create_devices_blocking(pk, devices, skip_existing)).await
+        })
+    }
+
+    fn device<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Device>>> {
+        let device = self.record(product_key, device_name, |r| {
+            r.to_device(product_key, device_name)
+        });
+        Box::pin(std::future::ready(Ok(device)))
+    }
+
+    fn devices<'a>(&'a self, product_key: &'a str) -> BoxFuture<'a, Result<Vec<Device>>> {
+        let result = self.require_product(product_key).map(|()| {
+            let mut out = Vec::new();
+            for shard in &*self.inner.shards {
+                if let Some(m) = read_lock(shard).get(product_key) {
+                    out.extend(m.iter().map(|(dn, r)| r.to_device(product_key, dn)));
+                }
+            }
+            out.sort_unstable_by(|a, b| a.device_name.cmp(&b.device_name));
+            out
+        });
+        Box::pin(std::future::ready(result))
+    }
+
+    fn set_enabled<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+        enabled: bool,
+    ) -> BoxFuture<'a, Result<Device>> {
+        let (this, pk, dn) = (self.clone(), product_key.to_owned(), device_name.to_owned());
+        Box::pin(blocking(move || this.set_enabled_blocking(pk, dn, enabled)))
+    }
+
+    fn delete_device<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Result<Device>> {
+        let (this, pk, dn) = (self.clone(), product_key.to_owned(), device_name.to_owned());
+        Box::pin(blocking(move || this.delete_device_blocking(pk, dn)))
+    }
+
+    fn device_auth<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Option<DeviceAuth>> {
+        let auth = self.record(product_key, device_name, |r| DeviceAuth {
+            device_secret: r.device_secret.clone(),
+            enabled: r.enabled,
+            iot_id: r.iot_id.clone(),
+        });
+        Box::pin(std::future::ready(auth))
+    }
+
+    fn device_online(&self, product_key: &str, device_name: &str, ip: IpAddr, at_ms: u64) {
+        {
+            let mut shard = write_lock(self.shard(product_key, device_name));
+            let Some(rec) = shard.get_mut(product_key).and_then(|m| m.get_mut(device_name)) else {
+                return;
+            };
+            rec.last_online_ms = Some(at_ms);
+            rec.last_ip = Some(ip);
+        }
+        let update = OnlineUpdate {
+            product_key: product_key.to_owned(),
+            device_name: device_name.to_owned(),
+            ip,
+            at_ms,
+        };
+        // Never wait: see ONLINE_QUEUE for the overflow policy. `Closed` only happens after
+        // `close`, when logins are kept in memory only.
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.inner.online_tx.try_send(update) {
+            self.inner.online_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn remember_properties(&self, product_key: &str, device_name: &str, values: Map<String, Value>) {
+        let mut shard = write_lock(self.shard(product_key, device_name));
+        if let Some(rec) = shard.get_mut(product_key).and_then(|m| m.get_mut(device_name)) {
+            let props = rec.properties.get_or_insert_with(Box::default);
+            for (k, v) in values {
+                props.insert(k, v);
+            }
+        }
+    }
+
+    fn last_properties<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Option<Map<String, Value>>> {
+        let props = self
+            .record(product_key, device_name, |r| r.properties.as_deref().cloned())
+            .flatten();
+        Box::pin(std::future::ready(props))
+    }
+
+    fn counts(&self) -> RegistryCounts {
+        RegistryCounts {
+            products: read_lock(&self.inner.products).len() as u64,
+            devices: self.inner.device_count.load(Ordering::Relaxed),
+            online_updates_dropped: self.inner.online_dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let writer = self
+                .inner
+                .writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some((stop, task)) = writer {
+                let _ = stop.send(());
+                if let Err(e) = task.await {
+                    tracing::error!(error = %e, "the last-online writer task failed");
+                }
+            }
+        })
+    }
+}
+
+fn shard_index(hasher: &impl BuildHasher, pk: &str, dn: &str) -> usize {
+    // The modulo keeps the value below SHARDS, so the cast back cannot truncate.
+    (hasher.hash_one((pk, dn)) % SHARDS as u64) as usize
+}
+
+/// Writes last-online updates to disk in batches until told to stop, then writes what is left.
+async fn online_writer(
+    db: Arc<Database>,
+    mut rx: mpsc::Receiver<OnlineUpdate>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut batch = Vec::with_capacity(ONLINE_BATCH);
+    // Last-online times are advisory: most batches commit without an fsync, and at most one a
+    // second (and the last one, at close) is made durable. A registration commit (always durable)
+    // also persists what came before it. This keeps fsync off a login storm's path.
+    let mut last_durable = std::time::Instant::now();
+    let mut durable_due = |force: bool| {
+        let due = force || last_durable.elapsed() >= ONLINE_DURABLE_EVERY;
+        if due {
+            last_durable = std::time::Instant::now();
+        }
+        due
+    };
+    loop {
+        tokio::select! {
+            // After `stop`, drain what is queued and leave.
+            _ = &mut stop => {
+                rx.close();
+                while let Some(u) = rx.recv().await {
+                    batch.push(u);
+                    if batch.len() == ONLINE_BATCH {
+                        write_online(&db, std::mem::take(&mut batch), durable_due(false)).await;
+                    }
+                }
+                write_online(&db, std::mem::take(&mut batch), true).await;
+                return;
+            }
+            n = rx.recv_many(&mut batch, ONLINE_BATCH) => {
+                if n == 0 {
+                    // Every sender is gone: the store was dropped without `close`.
+                    return;
+                }
+                write_online(&db, std::mem::take(&mut batch), durable_due(false)).await;
+            }
+        }
+    }
+}
+
+/// How often at most a last-online batch is committed with an fsync.
+const ONLINE_DURABLE_EVERY: Duration = Duration::from_secs(1);
+
+async fn write_online(db: &Arc<Database>, batch: Vec<OnlineUpdate>, durable: bool) {
+    if batch.is_empty() && !durable {
+        return;
+    }
+    let db = Arc::clone(db);
+    let n = batch.len();
+    let result = blocking(move || {
+        let mut txn = db.begin_write().map_err(st("starting a last-online batch"))?;
+        // When redb cannot skip the fsync, the commit simply stays durable.
+        if !durable && txn.set_durability(redb::Durability::None).is_err() {
+            tracing::debug!("last-online batch committed durably");
+        }
+        {
+            let mut table = txn.open_table(DEVICES).map_err(st("opening the devices table"))?;
+            for u in batch {
+                let key = (u.product_key.as_str(), u.device_name.as_str());
+                let stored: Option<DeviceRecord> = match table.get(key).map_err(st("reading a device"))? {
+                    Some(guard) => decode("last online", guard.value()).ok(),
+                    None => None,
+                };
+                // A device deleted meanwhile stays deleted (and an unreadable record untouched).
+                let Some(mut rec) = stored else { continue };
+                if rec.last_online_ms.is_some_and(|t| t > u.at_ms) {
+                    continue;
+                }
+                rec.last_online_ms = Some(u.at_ms);
+                rec.last_ip = Some(u.ip);
+                table
+                    .insert(key, encode("last online", &rec)?.as_slice())
+                    .map_err(st("writing a last-online time"))?;
+            }
+        }
+        txn.commit().map_err(st("committing a last-online batch"))
+    })
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, updates = n, "could not record last-online times");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_product_keys_look_like_the_platforms() {
+        for _ in 0..100 {
+            let pk = generate_product_key();
+            assert_eq!(pk.len(), 11);
+            assert!(pk.starts_with("a1"));
+            assert!(pk.chars().all(|c| c.is_ascii_alphanumeric()));
+            assert!(validate_product_key(&pk).is_ok());
+        }
+    }
+
+    #[test]
+    fn product_names_must_be_printable_and_short() {
+        assert!(validate_product_name("Smart lamp").is_ok());
+        assert!(validate_product_name("  ").is_err());
+        assert!(validate_product_name("a\nb").is_err());
+        assert!(validate_product_name(&"x".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let d = Device {
+            product_key: "pk".into(),
+            device_name: "dn".into(),
+            device_secret: "topsecretvalue".into(),
+            iot_id: "id".into(),
+            enabled: true,
+            created_ms: 1,
+            last_online_ms: None,
+            last_ip: None,
+        };
+        assert!(!format!("{d:?}").contains("topsecret"));
+        let p = Product {
+            product_key: "pk".into(),
+            name: "n".into(),
+            product_secret: "topsecret".into(),
+            created_ms: 1,
+            device_count: 0,
+        };
+        assert!(!format!("{p:?}").contains("topsecret"));
+    }
+}

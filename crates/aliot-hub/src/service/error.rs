@@ -1,0 +1,88 @@
+//! The application service's errors.
+
+use std::time::Duration;
+
+use crate::registry;
+
+/// What a platform call can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The registry refused or failed (unknown product or device, already exists, storage).
+    #[error(transparent)]
+    Registry(#[from] registry::Error),
+
+    /// The device is not connected and the message could not be queued for it.
+    #[error("device {product_key}/{device_name} is offline")]
+    DeviceOffline {
+        /// productKey.
+        product_key: String,
+        /// deviceName.
+        device_name: String,
+    },
+
+    /// The device is online but not subscribed (explicitly or through `_ss=1`) to the topic a
+    /// downlink needs.
+    #[error("device {product_key}/{device_name} is not subscribed to {topic}")]
+    NotSubscribed {
+        /// productKey.
+        product_key: String,
+        /// deviceName.
+        device_name: String,
+        /// The downlink topic.
+        topic: String,
+    },
+
+    /// The device's outbound or offline queue is full; the message was not accepted.
+    #[error("the queue of device {product_key}/{device_name} is full")]
+    QueueFull {
+        /// productKey.
+        product_key: String,
+        /// deviceName.
+        device_name: String,
+    },
+
+    /// Too many calls are waiting for this device's answers.
+    #[error("too many calls are waiting for device {product_key}/{device_name}")]
+    TooManyPendingCalls {
+        /// productKey.
+        product_key: String,
+        /// deviceName.
+        device_name: String,
+    },
+
+    /// The device did not answer in time.
+    #[error("device {product_key}/{device_name} did not answer the {call} within {after:?}")]
+    Timeout {
+        /// productKey.
+        product_key: String,
+        /// deviceName.
+        device_name: String,
+        /// Which call (`property set (id 12)`, `RRPC call (id 13)`).
+        call: String,
+        /// The deadline that passed.
+        after: Duration,
+    },
+
+    /// The device answered something that is not what the call expects (not JSON).
+    #[error("device {product_key}/{device_name} answered with an unusable reply: {preview}")]
+    BadReply {
+        /// productKey.
+        product_key: String,
+        /// deviceName.
+        device_name: String,
+        /// The start of the answer.
+        preview: String,
+        /// Why it does not parse.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A caller passed an unusable argument (topic outside the device's namespaces, QoS 2,
+    /// payload above the packet limit...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+/// `Result` with the service's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

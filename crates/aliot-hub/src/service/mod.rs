@@ -1,0 +1,562 @@
+//! The application service: the platform's API, as the admin REST API (and, later, Aliyun's
+//! OpenAPI, server-side subscription and the console) use it.
+//!
+//! [`Service`] is a cheap `Clone` handle over the registry and the cluster seam. Registry
+//! operations with side effects on connected devices live here (disabling a device disconnects
+//! it, deleting one forgets its session), as do the platform's calls to devices: "Pub", property
+//! set, synchronous services and raw RRPC, each sent through the cluster to wherever the device
+//! is connected and, for calls, awaited until the device answers or the deadline passes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aliot_protocol::topic::platform_may_send;
+use bytes::Bytes;
+use rmqtt_codec::v3::QoS;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::sync::broadcast;
+
+use crate::cluster::{Cluster, Downlink};
+use crate::events::Event;
+use crate::metrics::{Metrics, inc};
+use crate::platform::service as calls;
+use crate::registry::{Device, NewDevice, Product, Registry, RegistryCounts};
+use crate::table::{CallKey, Delivered, Reach, Undelivered};
+
+mod error;
+
+pub use self::error::{Error, Result};
+pub use crate::cluster::SessionInfo;
+
+/// What the platform's "Pub" did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PublishOutcome {
+    /// The device is online and subscribed: the message is in its outbound queue.
+    Delivered,
+    /// The device is offline with a clean-session-0 session and subscribed: the QoS 1 message
+    /// waits in its offline queue.
+    Queued,
+    /// The device (online, or offline with a stored session) has no subscription matching the
+    /// topic: the message was dropped, as on the platform.
+    NotSubscribed,
+}
+
+/// Settings of the service (from `BrokerConfig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ServiceConfig {
+    /// Default deadline of calls.
+    pub(crate) call_timeout: Duration,
+    /// Largest packet a device accepts (remaining length).
+    pub(crate) max_packet_size: u32,
+}
+
+struct Inner {
+    registry: Arc<dyn Registry>,
+    cluster: Arc<dyn Cluster>,
+    metrics: Arc<Metrics>,
+    config: ServiceConfig,
+    next_id: AtomicU64,
+}
+
+/// The platform's API. A cheap `Clone` handle.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("registry", &self.inner.registry)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Removes a waiting call when its caller stops waiting (answer, timeout or a dropped future).
+struct AnswerGuard<'a> {
+    cluster: &'a dyn Cluster,
+    product_key: &'a str,
+    device_name: &'a str,
+    key: Option<CallKey>,
+}
+
+impl Drop for AnswerGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.cluster
+                .forget_answer(self.product_key, self.device_name, &key);
+        }
+    }
+}
+
+fn offline(product_key: &str, device_name: &str) -> Error {
+    Error::DeviceOffline {
+        product_key: product_key.to_owned(),
+        device_name: device_name.to_owned(),
+    }
+}
+
+fn queue_full(product_key: &str, device_name: &str) -> Error {
+    Error::QueueFull {
+        product_key: product_key.to_owned(),
+        device_name: device_name.to_owned(),
+    }
+}
+
+impl Service {
+    pub(crate) fn new(
+        registry: Arc<dyn Registry>,
+        cluster: Arc<dyn Cluster>,
+        metrics: Arc<Metrics>,
+        config: ServiceConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                cluster,
+                metrics,
+                config,
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The registry behind the service.
+    pub fn registry(&self) -> &Arc<dyn Registry> {
+        &self.inner.registry
+    }
+
+    /// The default deadline of calls to devices.
+    pub fn call_timeout(&self) -> Duration {
+        self.inner.config.call_timeout
+    }
+
+    fn next_message_id(&self) -> String {
+        // Alink ids are decimal strings in 0..=4294967295 (spec §3.8).
+        let n = self.inner.next_id.fetch_add(1, Ordering::Relaxed) % (1 << 32);
+        n.to_string()
+    }
+
+    // ----- registry -----
+
+    /// Registers a product (see [`Registry::create_product`]).
+    ///
+    /// # Errors
+    /// As [`Registry::create_product`].
+    pub async fn create_product(&self, name: &str, product_key: Option<&str>) -> Result<Product> {
+        Ok(self.inner.registry.create_product(name, product_key).await?)
+    }
+
+    /// All products.
+    ///
+    /// # Errors
+    /// A registry failure.
+    pub async fn products(&self) -> Result<Vec<Product>> {
+        Ok(self.inner.registry.products().await?)
+    }
+
+    /// One product.
+    ///
+    /// # Errors
+    /// [`registry::Error::ProductNotFound`](crate::registry::Error::ProductNotFound).
+    pub async fn product(&self, product_key: &str) -> Result<Product> {
+        self.inner.registry.product(product_key).await?.ok_or_else(|| {
+            crate::registry::Error::ProductNotFound {
+                product_key: product_key.to_owned(),
+            }
+            .into()
+        })
+    }
+
+    /// Registers devices (see [`Registry::create_devices`]).
+    ///
+    /// # Errors
+    /// As [`Registry::create_devices`].
+    pub async fn create_devices(
+        &self,
+        product_key: &str,
+        devices: Vec<NewDevice>,
+        skip_existing: bool,
+    ) -> Result<Vec<Device>> {
+        Ok(self
+            .inner
+            .registry
+            .create_devices(product_key, devices, skip_existing)
+            .await?)
+    }
+
+    /// Registers one device; generates its secret when `device_secret` is `None`.
+    ///
+    /// # Errors
+    /// As [`Registry::create_devices`].
+    pub async fn create_device(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        device_secret: Option<&str>,
+    ) -> Result<Device> {
+        let new = NewDevice {
+            device_name: device_name.to_owned(),
+            device_secret: device_secret.map(str::to_owned),
+        };
+        let mut created = self.create_devices(product_key, vec![new], false).await?;
+        created.pop().ok_or_else(|| {
+            crate::registry::Error::DeviceNotFound {
+                product_key: product_key.to_owned(),
+                device_name: device_name.to_owned(),
+            }
+            .into()
+        })
+    }
+
+    /// The device, or which of the product and the device is missing.
+    ///
+    /// # Errors
+    /// [`registry::Error::ProductNotFound`](crate::registry::Error::ProductNotFound) or
+    /// [`registry::Error::DeviceNotFound`](crate::registry::Error::DeviceNotFound).
+    pub async fn device(&self, product_key: &str, device_name: &str) -> Result<Device> {
+        let registry = &self.inner.registry;
+        if let Some(d) = registry.device(product_key, device_name).await? {
+            return Ok(d);
+        }
+        if registry.product(product_key).await?.is_none() {
+            return Err(crate::registry::Error::ProductNotFound {
+                product_key: product_key.to_owned(),
+            }
+            .into());
+        }
+        Err(crate::registry::Error::DeviceNotFound {
+            product_key: product_key.to_owned(),
+            device_name: device_name.to_owned(),
+        }
+        .into())
+    }
+
+    /// The devices of a product.
+    ///
+    /// # Errors
+    /// [`registry::Error::ProductNotFound`](crate::registry::Error::ProductNotFound).
+    pub async fn devices(&self, product_key: &str) -> Result<Vec<Device>> {
+        Ok(self.inner.registry.devices(product_key).await?)
+    }
+
+    /// Enables or disables a device; a disabled device is disconnected wherever it is.
+    ///
+    /// # Errors
+    /// As [`Registry::set_enabled`].
+    pub async fn set_enabled(&self, product_key: &str, device_name: &str, enabled: bool) -> Result<Device> {
+        let device = self
+            .inner
+            .registry
+            .set_enabled(product_key, device_name, enabled)
+            .await?;
+        if !enabled && self.inner.cluster.disconnect(product_key, device_name) {
+            tracing::info!(product_key, device_name, "disabled device disconnected");
+        }
+        Ok(device)
+    }
+
+    /// Deletes a device, disconnects it and forgets its stored session and offline queue.
+    /// Returns the deleted device and whether it was online.
+    ///
+    /// # Errors
+    /// As [`Registry::delete_device`].
+    pub async fn delete_device(&self, product_key: &str, device_name: &str) -> Result<(Device, bool)> {
+        let device = self
+            .inner
+            .registry
+            .delete_device(product_key, device_name)
+            .await?;
+        let was_online = self.inner.cluster.forget(product_key, device_name);
+        Ok((device, was_online))
+    }
+
+    // ----- devices' state -----
+
+    /// Closes the device's connection wherever it is (it may log in again); returns whether it
+    /// was online.
+    pub fn disconnect(&self, product_key: &str, device_name: &str) -> bool {
+        self.inner.cluster.disconnect(product_key, device_name)
+    }
+
+    /// The device's MQTT session, when it is online.
+    pub fn session(&self, product_key: &str, device_name: &str) -> Option<SessionInfo> {
+        self.inner.cluster.session(product_key, device_name)
+    }
+
+    /// Whether the device is online.
+    pub fn is_online(&self, product_key: &str, device_name: &str) -> bool {
+        self.inner.cluster.locate(product_key, device_name).is_some()
+    }
+
+    /// The deviceNames of a product's online devices, sorted.
+    pub fn online_devices(&self, product_key: &str) -> Vec<String> {
+        self.inner.cluster.online_devices(product_key)
+    }
+
+    /// The device's last reported property values, merged per property (from property posts in
+    /// the short form `{"k": v}` and the long form `{"k": {"value": v, "time": t}}`).
+    pub async fn last_properties(&self, product_key: &str, device_name: &str) -> Option<Map<String, Value>> {
+        self.inner
+            .registry
+            .last_properties(product_key, device_name)
+            .await
+    }
+
+    /// A new subscription to the hub's events (see [`crate::events`]). A receiver that falls
+    /// more than `events_capacity` events behind gets `RecvError::Lagged` and skips ahead.
+    pub fn events(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.inner.cluster.subscribe()
+    }
+
+    /// The counters of the hub in Prometheus text format (without the process figures).
+    pub fn render_metrics(&self) -> String {
+        let mut out = self.inner.metrics.render(self.inner.cluster.gauges());
+        render_registry(&mut out, self.inner.registry.counts());
+        out
+    }
+
+    // ----- calls to devices -----
+
+    fn check_size(&self, topic: &str, payload: &Bytes) -> Result<()> {
+        let size = 2 + topic.len() + 2 + payload.len();
+        let max = self.inner.config.max_packet_size;
+        if size > max as usize {
+            return Err(Error::InvalidArgument(format!(
+                "message of {size} bytes exceeds the packet limit of {max} bytes"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The platform's "Pub": sends `payload` on `topic` to a device, at QoS 0 or 1.
+    ///
+    /// The topic must be one the device could subscribe to (its own namespaces or its product's
+    /// broadcast topics), without wildcards.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for QoS 2, a topic outside the device's namespaces or a payload
+    /// above the packet limit; `DeviceNotFound`/`ProductNotFound` from the registry;
+    /// [`Error::DeviceOffline`] when the device is offline and the message cannot be queued
+    /// (QoS 0, or no clean-session-0 session); [`Error::QueueFull`] when the device's queue
+    /// cannot take it.
+    pub async fn publish(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        topic: &str,
+        payload: Bytes,
+        qos: u8,
+    ) -> Result<PublishOutcome> {
+        let qos = match qos {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            q => {
+                return Err(Error::InvalidArgument(format!(
+                    "QoS {q} is not supported (0 or 1)"
+                )));
+            }
+        };
+        self.device(product_key, device_name).await?;
+        if !platform_may_send(product_key, device_name, topic) {
+            return Err(Error::InvalidArgument(format!(
+                "{topic:?} is not a topic of device {product_key}/{device_name}"
+            )));
+        }
+        self.check_size(topic, &payload)?;
+        let downlink = Downlink {
+            topic: topic.to_owned(),
+            payload,
+            qos,
+        };
+        match self
+            .inner
+            .cluster
+            .deliver(product_key, device_name, downlink, Reach::OnlineOrQueued)
+        {
+            Ok(Delivered::Online) => Ok(PublishOutcome::Delivered),
+            Ok(Delivered::Queued) => Ok(PublishOutcome::Queued),
+            Ok(Delivered::NotSubscribed) => Ok(PublishOutcome::NotSubscribed),
+            Err(Undelivered::Offline) => Err(offline(product_key, device_name)),
+            Err(Undelivered::QueueFull) => Err(queue_full(product_key, device_name)),
+        }
+    }
+
+    /// Sets properties on a device: sends `thing.service.property.set` on
+    /// `/sys/{pk}/{dn}/thing/service/property/set` and returns the device's `set_reply` JSON.
+    ///
+    /// # Errors
+    /// `DeviceNotFound`, [`Error::DeviceOffline`], [`Error::NotSubscribed`] (no subscription to
+    /// the set topic and no `_ss=1`), [`Error::Timeout`], [`Error::BadReply`] when the answer is
+    /// not JSON, [`Error::TooManyPendingCalls`], [`Error::QueueFull`].
+    pub async fn set_property(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value> {
+        let id = self.next_message_id();
+        let (topic, body, key) = calls::property_set(product_key, device_name, &id, params);
+        let reply = self
+            .call(product_key, device_name, topic, Bytes::from(body), key, timeout)
+            .await?;
+        json_reply(product_key, device_name, &reply)
+    }
+
+    /// Invokes a service synchronously, over RRPC in the style the device announced in its
+    /// clientId (spec §4.3): with `ext` bit 0 set, on
+    /// `/ext/rrpc/{id}/sys/{pk}/{dn}/thing/service/{identifier}` (answered on the same topic);
+    /// otherwise on `/sys/{pk}/{dn}/rrpc/request/{id}` (answered on `…/rrpc/response/{id}`).
+    /// Returns the device's reply JSON.
+    ///
+    /// # Errors
+    /// As [`Service::set_property`] (RRPC needs no subscription), plus
+    /// [`Error::InvalidArgument`] for an identifier that is empty or contains `/`, `+` or `#`.
+    pub async fn invoke_service(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        identifier: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value> {
+        if !calls::valid_identifier(identifier) {
+            return Err(Error::InvalidArgument(format!(
+                "bad service identifier {identifier:?}"
+            )));
+        }
+        self.device(product_key, device_name).await?;
+        let session = self
+            .session(product_key, device_name)
+            .ok_or_else(|| offline(product_key, device_name))?;
+        let id = self.next_message_id();
+        let (topic, body, key) = calls::service_call(
+            product_key,
+            device_name,
+            session.ext_rrpc,
+            &id,
+            identifier,
+            params,
+        );
+        let reply = self
+            .call(product_key, device_name, topic, Bytes::from(body), key, timeout)
+            .await?;
+        json_reply(product_key, device_name, &reply)
+    }
+
+    /// Raw RRPC: sends `payload` on `/sys/{pk}/{dn}/rrpc/request/{id}` and returns the bytes the
+    /// device answers on `/sys/{pk}/{dn}/rrpc/response/{id}`.
+    ///
+    /// # Errors
+    /// As [`Service::invoke_service`].
+    pub async fn rrpc(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes> {
+        let id = self.next_message_id();
+        let (topic, key) = calls::raw_rrpc(product_key, device_name, &id);
+        self.call(product_key, device_name, topic, payload, key, timeout)
+            .await
+    }
+
+    /// Sends a QoS 0 request to an online device and waits for the answer matching `key`.
+    async fn call(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        topic: String,
+        payload: Bytes,
+        key: CallKey,
+        timeout: Duration,
+    ) -> Result<Bytes> {
+        self.device(product_key, device_name).await?;
+        self.check_size(&topic, &payload)?;
+        let cluster = &*self.inner.cluster;
+        // Registered before the request is sent: the answer cannot overtake the registration.
+        let rx = cluster
+            .expect_answer(product_key, device_name, key.clone())
+            .map_err(|_| Error::TooManyPendingCalls {
+                product_key: product_key.to_owned(),
+                device_name: device_name.to_owned(),
+            })?;
+        let mut guard = AnswerGuard {
+            cluster,
+            product_key,
+            device_name,
+            key: Some(key.clone()),
+        };
+        let downlink = Downlink {
+            topic: topic.clone(),
+            payload,
+            qos: QoS::AtMostOnce,
+        };
+        match cluster.deliver(product_key, device_name, downlink, Reach::OnlineOnly) {
+            Ok(Delivered::Online) => {}
+            Ok(Delivered::NotSubscribed) => {
+                return Err(Error::NotSubscribed {
+                    product_key: product_key.to_owned(),
+                    device_name: device_name.to_owned(),
+                    topic,
+                });
+            }
+            Ok(Delivered::Queued) | Err(Undelivered::Offline) => {
+                return Err(offline(product_key, device_name));
+            }
+            Err(Undelivered::QueueFull) => return Err(queue_full(product_key, device_name)),
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(answer)) => {
+                guard.key = None;
+                Ok(answer)
+            }
+            Ok(Err(_)) => Err(offline(product_key, device_name)),
+            Err(_) => {
+                inc(&self.inner.metrics.calls_timed_out);
+                Err(Error::Timeout {
+                    product_key: product_key.to_owned(),
+                    device_name: device_name.to_owned(),
+                    call: key.to_string(),
+                    after: timeout,
+                })
+            }
+        }
+    }
+}
+
+fn json_reply(product_key: &str, device_name: &str, reply: &Bytes) -> Result<Value> {
+    serde_json::from_slice(reply).map_err(|source| Error::BadReply {
+        product_key: product_key.to_owned(),
+        device_name: device_name.to_owned(),
+        preview: String::from_utf8_lossy(&reply[..reply.len().min(200)]).into_owned(),
+        source,
+    })
+}
+
+fn render_registry(out: &mut String, counts: RegistryCounts) {
+    use std::fmt::Write as _;
+    let RegistryCounts {
+        products,
+        devices,
+        online_updates_dropped,
+    } = counts;
+    let _ = write!(
+        out,
+        "# HELP aliot_hub_registry_products Registered products.\n\
+         # TYPE aliot_hub_registry_products gauge\naliot_hub_registry_products {products}\n\
+         # HELP aliot_hub_registry_devices Registered devices.\n\
+         # TYPE aliot_hub_registry_devices gauge\naliot_hub_registry_devices {devices}\n\
+         # HELP aliot_hub_registry_online_updates_dropped_total Last-online times not written to disk \
+         because the writer queue was full.\n\
+         # TYPE aliot_hub_registry_online_updates_dropped_total counter\n\
+         aliot_hub_registry_online_updates_dropped_total {online_updates_dropped}\n"
+    );
+}

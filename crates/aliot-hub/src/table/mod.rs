@@ -1,0 +1,676 @@
+//! The device table: every device the hub holds something for, and no IO.
+//!
+//! A device's slot holds its online [`Session`] (if any), its stored clean-session-0 state while
+//! offline ([`StoredSession`] with the offline queue) and the calls waiting for its answers.
+//! The table applies MQTT's session rules: a second login kicks the first, a clean-session-0
+//! login inherits the stored (or the kicked) session's subscriptions and undelivered messages,
+//! and QoS 1 messages for an offline clean-session-0 device wait in its offline queue. It never
+//! touches a socket: the engine's connection task drives a session, the cluster seam delivers to
+//! it, and the tests below drive it directly.
+//!
+//! ## Concurrency
+//! 64 shards of `std::sync::Mutex<HashMap<key, Slot>>`, the shard picked by hashing
+//! (productKey, deviceName). std `Mutex` because every critical section is a few map operations
+//! with no `.await` and no I/O inside; sharding keeps two cores from contending on the message
+//! path (there is no global lock between devices). Lock order: shard, then a session's own
+//! mutex; never the other way round. No code path panics while holding these locks, so a
+//! poisoned lock still guards consistent data and is used as is ([`lock`]).
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::metrics::{Metrics, TableGauges, add};
+
+mod inflight;
+mod offline;
+mod pending;
+mod session;
+
+pub(crate) use self::inflight::Inflight;
+pub(crate) use self::offline::{OfflineLimits, OfflineQueue, QueueFull, StoredSession};
+pub(crate) use self::pending::{CallKey, Pending, TooManyPending};
+pub(crate) use self::session::{CloseReason, Offer, Outgoing, Session, SessionId, Subscription, reaches};
+
+/// Number of shards of the device table.
+const SHARDS: usize = 64;
+
+/// Locks a std mutex, ignoring poisoning (see the module docs).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The table's limits (from `BrokerConfig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TableLimits {
+    /// Messages waiting in a connected device's outbound queue, at most.
+    pub(crate) outbound_queue_capacity: usize,
+    /// The offline queue's retention and size.
+    pub(crate) offline: OfflineLimits,
+    /// Calls that may wait for one device's answers at the same time.
+    pub(crate) max_pending_calls: usize,
+}
+
+/// Everything the table keeps about one device.
+#[derive(Debug, Default)]
+struct Slot {
+    online: Option<Arc<Session>>,
+    stored: Option<Box<StoredSession>>,
+    /// Bounded by `max_pending_calls`.
+    pending: Vec<Pending>,
+}
+
+impl Slot {
+    fn is_empty(&self) -> bool {
+        self.online.is_none() && self.stored.is_none() && self.pending.is_empty()
+    }
+}
+
+type Shard = Mutex<HashMap<Box<str>, Slot>>;
+
+/// The device table key: unambiguous for any productKey and deviceName.
+pub(crate) fn device_key(product_key: &str, device_name: &str) -> Box<str> {
+    format!("{}:{product_key}/{device_name}", product_key.len()).into_boxed_str()
+}
+
+/// The result of registering a new session.
+#[derive(Debug)]
+pub(crate) struct Registered {
+    pub(crate) session: Arc<Session>,
+    /// A stored session was resumed (the CONNACK's session-present flag).
+    pub(crate) session_present: bool,
+    /// The previous connection of the same device, now closing.
+    pub(crate) kicked: Option<Arc<Session>>,
+}
+
+/// What happened to a downlink given to [`DeviceTable::deliver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivered {
+    /// The device is online and reached by the topic: the message is in its outbound queue.
+    Online,
+    /// The device is offline (or closing) with a clean-session-0 session reached by the topic:
+    /// the QoS 1 message waits in its offline queue.
+    Queued,
+    /// The device (online, or offline with a stored session) is not reached by the topic: the
+    /// message was dropped, as on the platform.
+    NotSubscribed,
+}
+
+/// Why a downlink was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Undelivered {
+    /// Offline, and the message cannot wait (QoS 0, no clean-session-0 session, or the caller
+    /// wants online delivery only).
+    Offline,
+    /// The outbound queue (QoS 0) or the offline queue is full.
+    QueueFull,
+}
+
+/// Where a downlink may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Online, or the offline queue of a clean-session-0 device (QoS 1).
+    OnlineOrQueued,
+    /// Online only (a call that waits for the answer).
+    OnlineOnly,
+}
+
+/// The device table.
+#[derive(Debug)]
+pub(crate) struct DeviceTable {
+    shards: Box<[Shard]>,
+    hasher: RandomState,
+    limits: TableLimits,
+    metrics: Arc<Metrics>,
+}
+
+impl DeviceTable {
+    pub(crate) fn new(limits: TableLimits, metrics: Arc<Metrics>) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            limits,
+            metrics,
+        }
+    }
+
+    fn shard(&self, key: &str) -> &Shard {
+        let h = self.hasher.hash_one(key);
+        // The modulo keeps the index in range whatever the hash.
+        &self.shards[(h % SHARDS as u64) as usize]
+    }
+
+    /// Registers an authenticated device's new session, closing a previous connection of the
+    /// same device (`kicked`). A clean-session-0 login inherits the subscriptions and the
+    /// undelivered messages of the stored session, or of the kicked one when it was
+    /// clean-session-0 too.
+    pub(crate) fn register(&self, id: SessionId, now_ms: u64) -> Registered {
+        let key = device_key(&id.product_key, &id.device_name);
+        let clean_session = id.clean_session;
+        let mut shard = lock(self.shard(&key));
+        let slot = shard.entry(key.clone()).or_default();
+        let old = slot.online.take();
+        if let Some(old) = &old {
+            old.close(CloseReason::Kicked);
+        }
+        let stored = if clean_session {
+            slot.stored = None;
+            None
+        } else {
+            slot.stored.take()
+        };
+        let (subs, mut queue, present) = match (&old, stored) {
+            (Some(o), st) if !clean_session && !o.id.clean_session => {
+                (o.subscriptions(), st.map(|s| s.queue).unwrap_or_default(), true)
+            }
+            (_, Some(st)) => (st.subs, st.queue, true),
+            _ => (Vec::new(), OfflineQueue::default(), false),
+        };
+        let expired = queue.expire(now_ms, self.limits.offline);
+        let session = Arc::new(Session::new(key, id, queue.into_messages(), subs));
+        slot.online = Some(session.clone());
+        drop(shard);
+        add(&self.metrics.offline_expired, expired);
+        Registered {
+            session,
+            session_present: present,
+            kicked: old,
+        }
+    }
+
+    /// Removes a closed session from the table, keeping what a clean-session-0 device must
+    /// find on reconnect. `unacked` are the QoS 1 messages sent and not acknowledged (marked
+    /// DUP). Returns whether the session still owned the device's slot (false when a newer
+    /// login had taken it over, which then inherits the undelivered messages).
+    pub(crate) fn unregister(&self, session: &Arc<Session>, unacked: VecDeque<Outgoing>) -> bool {
+        let mut shard = lock(self.shard(&session.key));
+        let (outbox, subs) = {
+            let mut inner = lock(&session.inner);
+            (std::mem::take(&mut inner.outbox), std::mem::take(&mut inner.subs))
+        };
+        let mut leftovers = unacked;
+        leftovers.extend(outbox.into_iter().filter(Outgoing::is_qos1));
+        let Some(slot) = shard.get_mut(&session.key) else {
+            return false;
+        };
+        if slot.online.as_ref().is_some_and(|s| Arc::ptr_eq(s, session)) {
+            slot.online = None;
+            // Waiting callers learn at once that the device went offline.
+            slot.pending.clear();
+            if session.id.clean_session {
+                slot.stored = None;
+            } else {
+                let stored = slot.stored.get_or_insert_with(Box::default);
+                stored.subs = subs;
+                stored.auto_subscribe = session.id.auto_subscribe;
+                // Messages accepted while the connection was closing come after ours.
+                stored.queue.prepend(leftovers);
+            }
+            if slot.is_empty() {
+                shard.remove(&session.key);
+            }
+            true
+        } else {
+            if let Some(new) = &slot.online
+                && !session.id.clean_session
+                && !new.id.clean_session
+                && !leftovers.is_empty()
+            {
+                // Taken over by a clean-session-0 login: it inherits what we did not deliver.
+                new.requeue_front(leftovers);
+            }
+            false
+        }
+    }
+
+    /// Delivers a downlink to a device: into its outbound queue when it is online, into its
+    /// offline queue when it is offline with a clean-session-0 session and the message is QoS 1
+    /// (and `reach` allows it).
+    pub(crate) fn deliver(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        msg: Outgoing,
+        reach: Reach,
+        now_ms: u64,
+    ) -> Result<Delivered, Undelivered> {
+        let key = device_key(product_key, device_name);
+        let mut shard = lock(self.shard(&key));
+        let Some(slot) = shard.get_mut(&key) else {
+            return Err(Undelivered::Offline);
+        };
+        let msg = match &slot.online {
+            Some(session) => match session.offer(msg, self.limits.outbound_queue_capacity) {
+                Offer::Accepted => return Ok(Delivered::Online),
+                Offer::NotSubscribed => return Ok(Delivered::NotSubscribed),
+                Offer::Dropped => {
+                    add(&self.metrics.qos0_dropped, 1);
+                    return Err(Undelivered::QueueFull);
+                }
+                Offer::Closing(m)
+                    if !session.id.clean_session && m.is_qos1() && reach == Reach::OnlineOrQueued =>
+                {
+                    m
+                }
+                Offer::Closing(_) => return Err(Undelivered::Offline),
+            },
+            None => {
+                let Some(stored) = &slot.stored else {
+                    return Err(Undelivered::Offline);
+                };
+                // The stored session's subscriptions and `_ss=1` decide, exactly as online.
+                let id_reached = reaches(
+                    product_key,
+                    device_name,
+                    stored.auto_subscribe,
+                    &stored.subs,
+                    msg.topic(),
+                );
+                if !id_reached {
+                    return Ok(Delivered::NotSubscribed);
+                }
+                if !msg.is_qos1() || reach == Reach::OnlineOnly {
+                    return Err(Undelivered::Offline);
+                }
+                msg
+            }
+        };
+        // Offline (or closing) clean-session-0 device: the offline queue.
+        let stored = slot.stored.get_or_insert_with(Box::default);
+        match stored.queue.push(msg, now_ms, self.limits.offline) {
+            Ok(expired) => {
+                drop(shard);
+                add(&self.metrics.offline_expired, expired);
+                add(&self.metrics.offline_queued, 1);
+                Ok(Delivered::Queued)
+            }
+            Err(QueueFull) => Err(Undelivered::QueueFull),
+        }
+    }
+
+    /// The device's online session.
+    pub(crate) fn session(&self, product_key: &str, device_name: &str) -> Option<Arc<Session>> {
+        let key = device_key(product_key, device_name);
+        lock(self.shard(&key)).get(&key)?.online.clone()
+    }
+
+    /// Closes the device's connection; returns whether it was online.
+    pub(crate) fn disconnect(&self, product_key: &str, device_name: &str, reason: CloseReason) -> bool {
+        match self.session(product_key, device_name) {
+            Some(s) => {
+                s.close(reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets the device's stored session and offline queue and closes its connection (the
+    /// device was deleted). Returns whether it was online.
+    pub(crate) fn forget(&self, product_key: &str, device_name: &str) -> bool {
+        let key = device_key(product_key, device_name);
+        let session = {
+            let mut shard = lock(self.shard(&key));
+            let slot = shard.get_mut(&key);
+            let online = slot.and_then(|slot| {
+                slot.stored = None;
+                slot.online.clone()
+            });
+            if shard.get(&key).is_some_and(Slot::is_empty) {
+                shard.remove(&key);
+            }
+            online
+        };
+        match session {
+            Some(s) => {
+                s.close(CloseReason::AdminDisconnect);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Registers a call waiting for the device's answer `key`. Register before sending the
+    /// request: the answer then cannot overtake the registration.
+    pub(crate) fn expect_answer(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        key: CallKey,
+    ) -> Result<oneshot::Receiver<Bytes>, TooManyPending> {
+        let dkey = device_key(product_key, device_name);
+        let mut shard = lock(self.shard(&dkey));
+        let slot = shard.entry(dkey).or_default();
+        slot.pending.retain(|p| !p.tx.is_closed());
+        if slot.pending.len() >= self.limits.max_pending_calls {
+            return Err(TooManyPending);
+        }
+        let (tx, rx) = oneshot::channel();
+        slot.pending.push(Pending { key, tx });
+        Ok(rx)
+    }
+
+    /// Forgets a call (its caller stopped waiting).
+    pub(crate) fn forget_answer(&self, product_key: &str, device_name: &str, key: &CallKey) {
+        let dkey = device_key(product_key, device_name);
+        let mut shard = lock(self.shard(&dkey));
+        if let Some(slot) = shard.get_mut(&dkey) {
+            slot.pending.retain(|p| &p.key != key);
+            if slot.is_empty() {
+                shard.remove(&dkey);
+            }
+        }
+    }
+
+    /// Hands a device's answer to the call waiting for it; returns whether one was waiting.
+    pub(crate) fn complete(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        key: &CallKey,
+        payload: Bytes,
+    ) -> bool {
+        let dkey = device_key(product_key, device_name);
+        let pending = {
+            let mut shard = lock(self.shard(&dkey));
+            shard.get_mut(&dkey).and_then(|slot| {
+                let i = slot.pending.iter().position(|p| &p.key == key)?;
+                Some(slot.pending.swap_remove(i))
+            })
+        };
+        match pending {
+            Some(p) => {
+                add(&self.metrics.calls_answered, 1);
+                // The caller may have given up in the meantime; nothing to do then.
+                let _ = p.tx.send(payload);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The deviceNames of a product's online devices, sorted.
+    pub(crate) fn online_devices(&self, product_key: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        for shard in &self.shards {
+            let shard = lock(shard);
+            names.extend(
+                shard
+                    .values()
+                    .filter_map(|slot| slot.online.as_ref())
+                    .filter(|s| &*s.id.product_key == product_key)
+                    .map(|s| s.id.device_name.to_string()),
+            );
+        }
+        names.sort_unstable();
+        names
+    }
+
+    /// Number of online devices.
+    #[cfg(test)]
+    pub(crate) fn online_count(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| lock(s).values().filter(|slot| slot.online.is_some()).count())
+            .sum()
+    }
+
+    /// Gauges for `/metrics`.
+    pub(crate) fn gauges(&self) -> TableGauges {
+        let mut g = TableGauges::default();
+        for shard in &self.shards {
+            let shard = lock(shard);
+            for slot in shard.values() {
+                g.sessions_online += u64::from(slot.online.is_some());
+                g.pending_calls += slot.pending.len() as u64;
+                if let Some(st) = &slot.stored {
+                    g.sessions_stored += u64::from(slot.online.is_none());
+                    g.offline_queue_messages += st.queue.len() as u64;
+                }
+            }
+        }
+        g
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use rmqtt_codec::v3::QoS;
+
+    use super::*;
+
+    const LIMITS: TableLimits = TableLimits {
+        outbound_queue_capacity: 4,
+        offline: OfflineLimits {
+            ttl_ms: 10_000,
+            max_messages: 3,
+        },
+        max_pending_calls: 2,
+    };
+
+    fn id(dn: &str, clean_session: bool) -> SessionId {
+        SessionId {
+            product_key: "pk".into(),
+            device_name: dn.into(),
+            iot_id: "iot".into(),
+            client_id: "c".into(),
+            ip: IpAddr::from([127, 0, 0, 1]),
+            connected_ms: 0,
+            clean_session,
+            keep_alive: 60,
+            auto_subscribe: false,
+            ext_rrpc: false,
+        }
+    }
+
+    fn msg(topic: &str, qos: QoS) -> Outgoing {
+        Outgoing::new(topic.to_owned(), Bytes::from_static(b"x"), qos, 0)
+    }
+
+    fn subscribe(s: &Session, filter: &str) {
+        lock(&s.inner).subs.push(Subscription {
+            filter: filter.into(),
+            qos: 1,
+        });
+    }
+
+    fn outbox_len(s: &Session) -> usize {
+        lock(&s.inner).outbox.len()
+    }
+
+    #[test]
+    fn device_keys_are_unambiguous() {
+        assert_ne!(device_key("a", "b/c"), device_key("a/b", "c"));
+        assert_eq!(device_key("pk", "dn"), device_key("pk", "dn"));
+    }
+
+    #[test]
+    fn a_second_login_kicks_the_first() {
+        let t = DeviceTable::new(LIMITS, Arc::default());
+        let first = t.register(id("d", true), 0);
+        assert!(first.kicked.is_none() && !first.session_present);
+        let second = t.register(id("d", true), 0);
+        let kicked = second.kicked.expect("the first session is kicked");
+        assert!(Arc::ptr_eq(&kicked, &first.session));
+        assert_eq!(lock(&kicked.inner).closing, Some(CloseReason::Kicked));
+        // The kicked session no longer owns the slot.
+        assert!(!t.unregister(&first.session, VecDeque::new()));
+        assert_eq!(t.online_count(), 1);
+    }
+
+    #[test]
+    fn a_clean_session_0_device_keeps_subscriptions_and_qos1_messages_while_offline() {
+        let t = DeviceTable::new(LIMITS, Arc::default());
+        let r = t.register(id("d", false), 0);
+        subscribe(&r.session, "/pk/d/user/#");
+        assert!(t.unregister(&r.session, VecDeque::new()));
+        assert_eq!(
+            t.deliver(
+                "pk",
+                "d",
+                msg("/pk/d/user/a", QoS::AtLeastOnce),
+                Reach::OnlineOrQueued,
+                1
+            ),
+            Ok(Delivered::Queued)
+        );
+        assert_eq!(
+            t.deliver(
+                "pk",
+                "d",
+                msg("/pk/d/user/a", QoS::AtMostOnce),
+                Reach::OnlineOrQueued,
+                1
+            ),
+            Err(Undelivered::Offline)
+        );
+        assert_eq!(
+            t.deliver(
+                "pk",
+                "d",
+                msg("/pk/d/other", QoS::AtLeastOnce),
+                Reach::OnlineOrQueued,
+                1
+            ),
+            Ok(Delivered::NotSubscribed)
+        );
+        assert_eq!(
+            t.deliver(
+                "pk",
+                "d",
+                msg("/pk/d/user/a", QoS::AtLeastOnce),
+                Reach::OnlineOnly,
+                1
+            ),
+            Err(Undelivered::Offline)
+        );
+        let back = t.register(id("d", false), 2);
+        assert!(back.session_present);
+        assert_eq!(outbox_len(&back.session), 1);
+        assert_eq!(back.session.subscription_count(), 1);
+    }
+
+    #[test]
+    fn a_clean_session_1_login_discards_the_stored_session() {
+        let t = DeviceTable::new(LIMITS, Arc::default());
+        let r = t.register(id("d", false), 0);
+        subscribe(&r.session, "/pk/d/user/#");
+        t.unregister(&r.session, VecDeque::new());
+        let clean = t.register(id("d", true), 1);
+        assert!(!clean.session_present);
+        assert_eq!(clean.session.subscription_count(), 0);
+    }
+
+    #[test]
+    fn the_offline_queue_has_a_limit_and_a_retention() {
+        let t = DeviceTable::new(LIMITS, Arc::default());
+        let r = t.register(id("d", false), 0);
+        subscribe(&r.session, "/pk/d/user/#");
+        t.unregister(&r.session, VecDeque::new());
+        for _ in 0..3 {
+            assert_eq!(
+                t.deliver(
+                    "pk",
+                    "d",
+                    msg("/pk/d/user/a", QoS::AtLeastOnce),
+                    Reach::OnlineOrQueued,
+                    0
+                ),
+                Ok(Delivered::Queued)
+            );
+        }
+        assert_eq!(
+            t.deliver(
+                "pk",
+                "d",
+                msg("/pk/d/user/a", QoS::AtLeastOnce),
+                Reach::OnlineOrQueued,
+                0
+            ),
+            Err(Undelivered::QueueFull)
+        );
+        let back = t.register(id("d", false), 10_001);
+        assert_eq!(
+            t.metrics
+                .offline_expired
+                .load(std::sync::atomic::Ordering::Relaxed),
+            3
+        );
+        assert_eq!(outbox_len(&back.session), 0);
+    }
+
+    #[test]
+    fn unacknowledged_messages_of_a_taken_over_session_go_to_its_successor() {
+        let t = DeviceTable::new(LIMITS, Arc::default());
+        let first = t.register(id("d", false), 0);
+        let second = t.register(id("d", false), 0);
+        let unacked = VecDeque::from([msg("/pk/d/user/a", QoS::AtLeastOnce)]);
+        assert!(!t.unregister(&first.session, unacked));
+        assert_eq!(outbox_len(&second.session), 1);
+    }
+
+    #[test]
+    fn qos1_messages_offered_while_closing_wait_in_the_offline_queue() {
+        let t = DeviceTable::new(LIMITS, Arc::default());
+        let r = t.register(id("d", false), 0);
+        subscribe(&r.session, "/pk/d/user/#");
+        r.session.close(CloseReason::KeepAliveTimeout);
+        assert_eq!(
+            t.deliver(
+                "pk",
+                "d",
+                msg("/pk/d/user/a", QoS::AtLeastOnce),
+                Reach::OnlineOrQueued,
+                0
+            ),
+            Ok(Delivered::Queued)
+        );
+        t.unregister(&r.session, VecDeque::new());
+        let back = t.register(id("d", false), 1);
+        assert_eq!(outbox_len(&back.session), 1);
+    }
+
+    #[test]
+    fn answers_complete_the_calls_that_wait_for_them() {
+        let t = DeviceTable::new(LIMITS, Arc::default());
+        let r = t.register(id("d", true), 0);
+        let key = CallKey::Rrpc("1".into());
+        let mut rx = t.expect_answer("pk", "d", key.clone()).expect("room");
+        let _other = t
+            .expect_answer("pk", "d", CallKey::Rrpc("2".into()))
+            .expect("room");
+        assert_eq!(
+            t.expect_answer("pk", "d", CallKey::Rrpc("3".into())).err(),
+            Some(TooManyPending)
+        );
+        assert!(t.complete("pk", "d", &key, Bytes::from_static(b"ok")));
+        assert_eq!(rx.try_recv().ok(), Some(Bytes::from_static(b"ok")));
+        assert!(!t.complete("pk", "d", &key, Bytes::new()));
+        // Going offline ends the calls still waiting.
+        let mut waiting = t
+            .expect_answer("pk", "d", CallKey::Rrpc("4".into()))
+            .expect("room");
+        t.unregister(&r.session, VecDeque::new());
+        assert!(matches!(
+            waiting.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        ));
+    }
+
+    #[test]
+    fn forgetting_a_device_drops_its_stored_session() {
+        let t = DeviceTable::new(LIMITS, Arc::default());
+        let r = t.register(id("d", false), 0);
+        subscribe(&r.session, "/pk/d/user/#");
+        t.unregister(&r.session, VecDeque::new());
+        assert_eq!(t.gauges().sessions_stored, 1);
+        assert!(!t.forget("pk", "d"));
+        assert_eq!(t.gauges(), TableGauges::default());
+    }
+}

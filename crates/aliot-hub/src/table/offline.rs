@@ -1,0 +1,116 @@
+//! What a clean-session-0 device keeps while it is offline: its subscriptions and its offline
+//! queue of QoS 1 messages. The queue's two limits (retention and size) live here and nowhere
+//! else.
+
+use std::collections::VecDeque;
+
+use super::session::{Outgoing, Subscription};
+
+/// How long an offline message is kept and how many new ones a queue accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OfflineLimits {
+    /// Retention of a queued message, in ms (7 days by default).
+    pub(crate) ttl_ms: u64,
+    /// New messages accepted while offline, at most. Messages that were already accepted for
+    /// delivery (the outbound queue and the unacknowledged inflight window of a connection that
+    /// closed) are kept whatever this says: they were promised to the device.
+    pub(crate) max_messages: usize,
+}
+
+/// A clean-session-0 device's state while it is offline (and the messages accepted for it
+/// while its connection was closing).
+#[derive(Debug, Default)]
+pub(crate) struct StoredSession {
+    pub(crate) subs: Vec<Subscription>,
+    pub(crate) queue: OfflineQueue,
+    pub(crate) auto_subscribe: bool,
+}
+
+/// The offline queue: QoS 1 messages in delivery order.
+#[derive(Debug, Default)]
+pub(crate) struct OfflineQueue {
+    msgs: VecDeque<Outgoing>,
+}
+
+/// The offline queue cannot take a new message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QueueFull;
+
+impl OfflineQueue {
+    pub(crate) fn len(&self) -> usize {
+        self.msgs.len()
+    }
+
+    /// Drops messages older than the retention; returns how many.
+    pub(crate) fn expire(&mut self, now_ms: u64, limits: OfflineLimits) -> u64 {
+        let before = self.msgs.len();
+        self.msgs
+            .retain(|m| now_ms.saturating_sub(m.queued_ms) <= limits.ttl_ms);
+        (before - self.msgs.len()) as u64
+    }
+
+    /// Accepts a new message unless the queue is at its limit (after dropping expired ones).
+    /// Returns how many expired messages were dropped.
+    pub(crate) fn push(
+        &mut self,
+        msg: Outgoing,
+        now_ms: u64,
+        limits: OfflineLimits,
+    ) -> Result<u64, QueueFull> {
+        let expired = self.expire(now_ms, limits);
+        if self.msgs.len() >= limits.max_messages {
+            return Err(QueueFull);
+        }
+        self.msgs.push_back(msg);
+        Ok(expired)
+    }
+
+    /// Puts messages that were already accepted for delivery in front of the queue.
+    pub(crate) fn prepend(&mut self, mut accepted: VecDeque<Outgoing>) {
+        accepted.append(&mut self.msgs);
+        self.msgs = accepted;
+    }
+
+    /// Everything queued, in delivery order.
+    pub(crate) fn into_messages(self) -> VecDeque<Outgoing> {
+        self.msgs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use rmqtt_codec::v3::QoS;
+
+    use super::*;
+
+    const LIMITS: OfflineLimits = OfflineLimits {
+        ttl_ms: 1000,
+        max_messages: 2,
+    };
+
+    fn msg(at: u64) -> Outgoing {
+        Outgoing::new("/t".into(), Bytes::from_static(b"x"), QoS::AtLeastOnce, at)
+    }
+
+    #[test]
+    fn new_messages_stop_at_the_limit_but_accepted_ones_stay() {
+        let mut q = OfflineQueue::default();
+        assert_eq!(q.push(msg(0), 0, LIMITS), Ok(0));
+        assert_eq!(q.push(msg(0), 0, LIMITS), Ok(0));
+        assert_eq!(q.push(msg(0), 0, LIMITS), Err(QueueFull));
+        q.prepend(VecDeque::from([msg(0), msg(0)]));
+        assert_eq!(q.len(), 4);
+    }
+
+    #[test]
+    fn messages_past_the_retention_are_dropped() {
+        let mut q = OfflineQueue::default();
+        assert_eq!(q.push(msg(0), 0, LIMITS), Ok(0));
+        assert_eq!(q.push(msg(500), 500, LIMITS), Ok(0));
+        // At 1001 the first one is 1001 ms old: dropped, which makes room for a new one.
+        assert_eq!(q.push(msg(1001), 1001, LIMITS), Ok(1));
+        assert_eq!(q.expire(1600, LIMITS), 1);
+        assert_eq!(q.len(), 1);
+    }
+}

@@ -1,0 +1,263 @@
+//! [`MemoryRegistry`]: the hub's registry in a `HashMap`, for brokers that tests start and stop
+//! themselves.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use aliot_hub::BoxFuture;
+use aliot_hub::registry::{Device, DeviceAuth, Error, NewDevice, Product, Registry, RegistryCounts, Result};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Default)]
+struct State {
+    products: BTreeMap<String, Product>,
+    devices: BTreeMap<(String, String), Device>,
+    properties: BTreeMap<(String, String), Map<String, Value>>,
+    /// Every `device_online` call, in order.
+    online: Vec<(String, String, IpAddr)>,
+}
+
+/// A registry in memory. Products are created on demand by [`MemoryRegistry::add`].
+#[derive(Debug, Default)]
+pub struct MemoryRegistry {
+    state: Mutex<State>,
+}
+
+fn key(pk: &str, dn: &str) -> (String, String) {
+    (pk.to_owned(), dn.to_owned())
+}
+
+impl MemoryRegistry {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a device (and its product when new) with this secret; iotId `iot-{dn}`.
+    pub fn add(&self, product_key: &str, device_name: &str, secret: &str) {
+        let mut s = self.lock();
+        s.products
+            .entry(product_key.to_owned())
+            .or_insert_with(|| Product {
+                product_key: product_key.to_owned(),
+                name: "test".into(),
+                product_secret: "productsecret0123456789".into(),
+                created_ms: 0,
+                device_count: 0,
+            });
+        s.devices.insert(
+            key(product_key, device_name),
+            Device {
+                product_key: product_key.to_owned(),
+                device_name: device_name.to_owned(),
+                device_secret: secret.to_owned(),
+                iot_id: format!("iot-{device_name}"),
+                enabled: true,
+                created_ms: 0,
+                last_online_ms: None,
+                last_ip: None,
+            },
+        );
+    }
+
+    /// Enables or disables a device (without touching any connection).
+    pub fn set_enabled_now(&self, product_key: &str, device_name: &str, enabled: bool) {
+        if let Some(d) = self.lock().devices.get_mut(&key(product_key, device_name)) {
+            d.enabled = enabled;
+        }
+    }
+
+    /// Every login recorded through `device_online`: (productKey, deviceName, IP).
+    pub fn logins(&self) -> Vec<(String, String, IpAddr)> {
+        self.lock().online.clone()
+    }
+
+    fn not_found(pk: &str, dn: &str) -> Error {
+        Error::DeviceNotFound {
+            product_key: pk.to_owned(),
+            device_name: dn.to_owned(),
+        }
+    }
+}
+
+impl Registry for MemoryRegistry {
+    fn create_product<'a>(
+        &'a self,
+        name: &'a str,
+        product_key: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Product>> {
+        let pk = product_key.unwrap_or("a1MemoryPk1").to_owned();
+        let mut s = self.lock();
+        let result = match s.products.entry(pk.clone()) {
+            std::collections::btree_map::Entry::Occupied(_) => Err(Error::ProductExists { product_key: pk }),
+            std::collections::btree_map::Entry::Vacant(v) => Ok(v
+                .insert(Product {
+                    product_key: pk,
+                    name: name.to_owned(),
+                    product_secret: "productsecret0123456789".into(),
+                    created_ms: 0,
+                    device_count: 0,
+                })
+                .clone()),
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn products(&self) -> BoxFuture<'_, Result<Vec<Product>>> {
+        let products = self.lock().products.values().cloned().collect();
+        Box::pin(std::future::ready(Ok(products)))
+    }
+
+    fn product<'a>(&'a self, product_key: &'a str) -> BoxFuture<'a, Result<Option<Product>>> {
+        let p = self.lock().products.get(product_key).cloned();
+        Box::pin(std::future::ready(Ok(p)))
+    }
+
+    fn create_devices<'a>(
+        &'a self,
+        product_key: &'a str,
+        devices: Vec<NewDevice>,
+        skip_existing: bool,
+    ) -> BoxFuture<'a, Result<Vec<Device>>> {
+        let mut out = Vec::new();
+        for d in devices {
+            let k = key(product_key, &d.device_name);
+            let existing = self.lock().devices.get(&k).cloned();
+            match existing {
+                Some(e) if skip_existing => out.push(e),
+                Some(_) => {
+                    return Box::pin(std::future::ready(Err(Error::DeviceExists {
+                        product_key: product_key.to_owned(),
+                        device_name: d.device_name,
+                    })));
+                }
+                None => {
+                    let secret = d.device_secret.unwrap_or_else(|| "devicesecret0123456789".into());
+                    self.add(product_key, &d.device_name, &secret);
+                    if let Some(dev) = self.lock().devices.get(&k).cloned() {
+                        out.push(dev);
+                    }
+                }
+            }
+        }
+        Box::pin(std::future::ready(Ok(out)))
+    }
+
+    fn device<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Device>>> {
+        let d = self.lock().devices.get(&key(product_key, device_name)).cloned();
+        Box::pin(std::future::ready(Ok(d)))
+    }
+
+    fn devices<'a>(&'a self, product_key: &'a str) -> BoxFuture<'a, Result<Vec<Device>>> {
+        let s = self.lock();
+        let result = if s.products.contains_key(product_key) {
+            Ok(s.devices
+                .values()
+                .filter(|d| d.product_key == product_key)
+                .cloned()
+                .collect())
+        } else {
+            Err(Error::ProductNotFound {
+                product_key: product_key.to_owned(),
+            })
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn set_enabled<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+        enabled: bool,
+    ) -> BoxFuture<'a, Result<Device>> {
+        let mut s = self.lock();
+        let result = match s.devices.get_mut(&key(product_key, device_name)) {
+            Some(d) => {
+                d.enabled = enabled;
+                Ok(d.clone())
+            }
+            None => Err(Self::not_found(product_key, device_name)),
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn delete_device<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Result<Device>> {
+        let mut s = self.lock();
+        let k = key(product_key, device_name);
+        s.properties.remove(&k);
+        let result = s
+            .devices
+            .remove(&k)
+            .ok_or_else(|| Self::not_found(product_key, device_name));
+        Box::pin(std::future::ready(result))
+    }
+
+    fn device_auth<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Option<DeviceAuth>> {
+        let auth = self
+            .lock()
+            .devices
+            .get(&key(product_key, device_name))
+            .map(|d| DeviceAuth {
+                device_secret: d.device_secret.clone(),
+                enabled: d.enabled,
+                iot_id: d.iot_id.clone(),
+            });
+        Box::pin(std::future::ready(auth))
+    }
+
+    fn device_online(&self, product_key: &str, device_name: &str, ip: IpAddr, at_ms: u64) {
+        let mut s = self.lock();
+        if let Some(d) = s.devices.get_mut(&key(product_key, device_name)) {
+            d.last_online_ms = Some(at_ms);
+            d.last_ip = Some(ip);
+        }
+        s.online
+            .push((product_key.to_owned(), device_name.to_owned(), ip));
+    }
+
+    fn remember_properties(&self, product_key: &str, device_name: &str, values: Map<String, Value>) {
+        let mut s = self.lock();
+        let k = key(product_key, device_name);
+        if s.devices.contains_key(&k) {
+            s.properties.entry(k).or_default().extend(values);
+        }
+    }
+
+    fn last_properties<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Option<Map<String, Value>>> {
+        let p = self
+            .lock()
+            .properties
+            .get(&key(product_key, device_name))
+            .cloned();
+        Box::pin(std::future::ready(p))
+    }
+
+    fn counts(&self) -> RegistryCounts {
+        let s = self.lock();
+        RegistryCounts {
+            products: s.products.len() as u64,
+            devices: s.devices.len() as u64,
+            online_updates_dropped: 0,
+        }
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
+}
