@@ -10,17 +10,15 @@ use std::fmt;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use aliot_hub::config::{TOKEN_FILE, URL_FILE, default_data_dir};
-use anyhow::{Context as _, anyhow};
-use base64::Engine as _;
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use serde_json::{Value, json};
+use aliot_admin::{
+    Call, Client, CreateBatch, CreateDevice, CreateProduct, DeviceStatus, Encoding, EventFilter, Publish,
+    Rrpc, data_dir,
+};
+use aliot_hub::config::default_data_dir;
+use anyhow::Context as _;
+use serde::Serialize;
+use serde_json::Value;
 
 use super::usage;
 
@@ -249,47 +247,36 @@ struct EventsArgs {
     types: Option<String>,
 }
 
-/// Where the hub is.
-struct Target {
-    url: String,
-    token: String,
-}
-
-fn read_trimmed(path: &std::path::Path) -> Option<String> {
-    std::fs::read_to_string(path)
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-}
-
-/// URL and token from flags or environment, else the data directory.
-fn target(url: Option<String>, token: Option<String>, data_dir: Option<PathBuf>) -> anyhow::Result<Target> {
+/// URL and token from flags or environment, else the hub's data directory.
+fn target(
+    url: Option<String>,
+    token: Option<String>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<(String, String)> {
     let dir = data_dir.unwrap_or_else(default_data_dir);
-    let url = match url {
-        Some(u) => u,
-        None => read_trimmed(&dir.join(URL_FILE)).ok_or_else(|| {
-            usage(format!(
-                "no hub URL: pass --url or set ALIOT_ADMIN_URL (no {} in {}; is `aliot hub` running with this data directory?)",
-                URL_FILE,
-                dir.display()
-            ))
-        })?,
-    };
-    let url = url.trim_end_matches('/').to_owned();
-    if !url.starts_with("http://") {
-        return Err(usage(format!("--url must be an http:// URL, not {url:?}")));
-    }
-    let token = match token {
-        Some(t) => t,
-        None => read_trimmed(&dir.join(TOKEN_FILE)).ok_or_else(|| {
-            usage(format!(
-                "no admin token: pass --token or set ALIOT_ADMIN_TOKEN (no {} in {})",
-                TOKEN_FILE,
-                dir.display()
-            ))
-        })?,
-    };
-    Ok(Target { url, token })
+    let url = url.or_else(|| data_dir::url(&dir)).ok_or_else(|| {
+        usage(format!(
+            "no hub URL: pass --url or set ALIOT_ADMIN_URL (no {} in {}; is `aliot hub` running with this data directory?)",
+            data_dir::URL_FILE,
+            dir.display()
+        ))
+    })?;
+    let token = token.or_else(|| data_dir::token(&dir)).ok_or_else(|| {
+        usage(format!(
+            "no admin token: pass --token or set ALIOT_ADMIN_TOKEN (no {} in {})",
+            data_dir::TOKEN_FILE,
+            dir.display()
+        ))
+    })?;
+    Ok((url, token))
+}
+
+/// The client of the hub at `url`; a URL or token that cannot be used is a usage error.
+fn connect(url: &str, token: &str) -> anyhow::Result<Client> {
+    let client = Client::new(url).map_err(|_| usage(format!("--url must be an http:// URL, not {url:?}")))?;
+    client
+        .with_token(token)
+        .map_err(|e| usage(format!("--token: {e}")))
 }
 
 /// A JSON object given on the command line.
@@ -303,49 +290,47 @@ fn json_object(flag: &str, text: &str) -> anyhow::Result<Value> {
     }
 }
 
-fn encoding(base64: bool) -> &'static str {
-    if base64 { "base64" } else { "text" }
+fn encoding(base64: bool) -> Encoding {
+    if base64 { Encoding::Base64 } else { Encoding::Text }
 }
 
-/// One request to the admin API.
-struct Request {
-    method: hyper::Method,
-    path: String,
-    body: Option<Value>,
-    /// How long the hub may take (a call waits for the device).
-    wait: Duration,
+/// A command checked and turned into the library's calls (usage errors come before any
+/// network traffic).
+enum Action {
+    /// One request, one answer to print.
+    Request(Request),
+    /// Follow the event stream.
+    Events(EventFilter),
 }
 
-impl Request {
-    fn get(path: String) -> Self {
-        Self {
-            method: hyper::Method::GET,
-            path,
-            body: None,
-            wait: Duration::from_secs(30),
-        }
-    }
-
-    fn post(path: String, body: Value) -> Self {
-        Self {
-            method: hyper::Method::POST,
-            path,
-            body: Some(body),
-            wait: Duration::from_secs(30),
-        }
-    }
-
-    fn with_call_timeout(mut self, timeout_ms: Option<u64>) -> Self {
-        // The device's deadline (the hub's default is 8 s) plus room for the hub itself.
-        self.wait = Duration::from_millis(timeout_ms.unwrap_or(8000)) + Duration::from_secs(30);
-        self
-    }
+/// A request to the admin API.
+enum Request {
+    Products,
+    CreateProduct(CreateProduct),
+    CreateDevice(String, CreateDevice),
+    CreateBatch {
+        pk: String,
+        batch: CreateBatch,
+        csv: bool,
+    },
+    ListDevices {
+        pk: String,
+        status: Option<DeviceStatus>,
+        csv: bool,
+    },
+    Show(DeviceRef),
+    SetEnabled(DeviceRef, bool),
+    Delete(DeviceRef),
+    Publish(DeviceRef, Publish),
+    SetProperty(DeviceRef, Call),
+    Invoke(DeviceRef, String, Call),
+    Rrpc(DeviceRef, Rrpc),
 }
 
-/// What to print.
-enum Output {
-    Json,
-    Text,
+/// What to print: pretty JSON, or text as the hub sent it (CSV).
+enum Answer {
+    Json(Value),
+    Text(String),
 }
 
 /// Runs `aliot admin`.
@@ -356,114 +341,66 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         data_dir,
         command,
     } = args;
-    if let AdminCommand::Events(e) = command {
-        let target = target(url, token, data_dir)?;
-        return runtime()?.block_on(follow_events(&target, e));
-    }
-    let (request, output) = build(command)?;
-    let target = target(url, token, data_dir)?;
-    runtime()?.block_on(async {
-        let body = send(&target, request).await?;
-        print_answer(&body, &output)?;
-        Ok(ExitCode::SUCCESS)
+    let action = action(command)?;
+    let (url, token) = target(url, token, data_dir)?;
+    let client = connect(&url, &token)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        match action {
+            Action::Events(filter) => follow_events(&client, &filter).await,
+            Action::Request(request) => {
+                print_answer(&perform(&client, request).await?)?;
+                Ok(ExitCode::SUCCESS)
+            }
+        }
     })
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
-fn device_path(d: &DeviceRef) -> String {
-    format!("/api/v1/products/{}/devices/{}", d.product_key, d.device_name)
-}
-
-/// The request a command makes (usage errors before any network traffic).
-fn build(command: AdminCommand) -> anyhow::Result<(Request, Output)> {
-    Ok(match command {
+fn action(command: AdminCommand) -> anyhow::Result<Action> {
+    let request = match command {
         AdminCommand::Product(ProductCommand::Create { name, product_key }) => {
-            let mut body = json!({ "name": name });
-            if let Some(pk) = product_key {
-                body["productKey"] = json!(pk);
-            }
-            (Request::post("/api/v1/products".into(), body), Output::Json)
+            Request::CreateProduct(CreateProduct { name, product_key })
         }
-        AdminCommand::Product(ProductCommand::List) => {
-            (Request::get("/api/v1/products".into()), Output::Json)
-        }
+        AdminCommand::Product(ProductCommand::List) => Request::Products,
         AdminCommand::Device(DeviceCommand::Create(a)) => create_device(a)?,
         AdminCommand::Device(DeviceCommand::List {
             product_key,
             status,
             format,
-        }) => {
-            let mut query = vec![];
-            if let Some(s) = status {
-                query.push(format!("status={s}"));
-            }
-            if format == "csv" {
-                query.push("format=csv".to_owned());
-            }
-            let q = if query.is_empty() {
-                String::new()
-            } else {
-                format!("?{}", query.join("&"))
-            };
-            let output = if format == "csv" {
-                Output::Text
-            } else {
-                Output::Json
-            };
-            (
-                Request::get(format!("/api/v1/products/{product_key}/devices{q}")),
-                output,
-            )
-        }
-        AdminCommand::Device(DeviceCommand::Show(d)) => (Request::get(device_path(&d)), Output::Json),
-        AdminCommand::Device(DeviceCommand::Enable(d)) => (
-            Request {
-                method: hyper::Method::PATCH,
-                ..Request::post(device_path(&d), json!({"enabled": true}))
-            },
-            Output::Json,
-        ),
-        AdminCommand::Device(DeviceCommand::Disable(d)) => (
-            Request {
-                method: hyper::Method::PATCH,
-                ..Request::post(device_path(&d), json!({"enabled": false}))
-            },
-            Output::Json,
-        ),
-        AdminCommand::Device(DeviceCommand::Delete(d)) => (
-            Request {
-                method: hyper::Method::DELETE,
-                body: None,
-                ..Request::get(device_path(&d))
-            },
-            Output::Json,
-        ),
+        }) => Request::ListDevices {
+            pk: product_key,
+            status: status.map(|s| match s.as_str() {
+                "online" => DeviceStatus::Online,
+                _ => DeviceStatus::Offline,
+            }),
+            csv: format == "csv",
+        },
+        AdminCommand::Device(DeviceCommand::Show(d)) => Request::Show(d),
+        AdminCommand::Device(DeviceCommand::Enable(d)) => Request::SetEnabled(d, true),
+        AdminCommand::Device(DeviceCommand::Disable(d)) => Request::SetEnabled(d, false),
+        AdminCommand::Device(DeviceCommand::Delete(d)) => Request::Delete(d),
         AdminCommand::Publish(a) => {
-            if a.base64 {
-                base64::engine::general_purpose::STANDARD
-                    .decode(a.payload.trim())
-                    .map_err(|e| usage(format!("--payload is not valid base64: {e}")))?;
-            }
-            let body =
-                json!({"topic": a.topic, "payload": a.payload, "qos": a.qos, "encoding": encoding(a.base64)});
-            (
-                Request::post(format!("{}/publish", device_path(&a.device)), body),
-                Output::Json,
-            )
+            let encoding = encoding(a.base64);
+            encoding
+                .decode(&a.payload)
+                .map_err(|e| usage(format!("--payload is not valid base64: {e}")))?;
+            let message = Publish {
+                topic: a.topic,
+                payload: a.payload,
+                qos: a.qos,
+                encoding,
+            };
+            Request::Publish(a.device, message)
         }
         AdminCommand::SetProperty(a) => {
-            let mut body = json!({"params": json_object("--params", &a.params)?});
-            if let Some(ms) = a.timeout_ms {
-                body["timeout_ms"] = json!(ms);
-            }
-            let req = Request::post(format!("{}/properties", device_path(&a.device)), body);
-            (req.with_call_timeout(a.timeout_ms), Output::Json)
+            let call = Call {
+                params: Some(json_object("--params", &a.params)?),
+                timeout_ms: a.timeout_ms,
+            };
+            Request::SetProperty(a.device, call)
         }
         AdminCommand::Invoke(a) => {
             if a.service.is_empty() || a.service.contains(['/', '+', '#', '?']) {
@@ -472,120 +409,99 @@ fn build(command: AdminCommand) -> anyhow::Result<(Request, Output)> {
                     a.service
                 )));
             }
-            let mut body = json!({"params": json_object("--params", &a.params)?});
-            if let Some(ms) = a.timeout_ms {
-                body["timeout_ms"] = json!(ms);
-            }
-            let req = Request::post(format!("{}/services/{}", device_path(&a.device), a.service), body);
-            (req.with_call_timeout(a.timeout_ms), Output::Json)
+            let call = Call {
+                params: Some(json_object("--params", &a.params)?),
+                timeout_ms: a.timeout_ms,
+            };
+            Request::Invoke(a.device, a.service, call)
         }
         AdminCommand::Rrpc(a) => {
-            let mut body = json!({"payload": a.payload, "encoding": encoding(a.base64)});
-            if let Some(ms) = a.timeout_ms {
-                body["timeout_ms"] = json!(ms);
-            }
-            let req = Request::post(format!("{}/rrpc", device_path(&a.device)), body);
-            (req.with_call_timeout(a.timeout_ms), Output::Json)
+            let request = Rrpc {
+                payload: a.payload,
+                encoding: encoding(a.base64),
+                timeout_ms: a.timeout_ms,
+            };
+            Request::Rrpc(a.device, request)
         }
-        AdminCommand::Events(_) => return Err(anyhow!("events are streamed, not requested")),
+        AdminCommand::Events(e) => {
+            return Ok(Action::Events(EventFilter {
+                product_key: e.product_key,
+                device_name: e.device_name,
+                types: e.types,
+            }));
+        }
+    };
+    Ok(Action::Request(request))
+}
+
+fn create_device(a: CreateDeviceArgs) -> anyhow::Result<Request> {
+    if let Some(device_name) = a.device_name {
+        let device = CreateDevice {
+            device_name,
+            device_secret: a.device_secret,
+        };
+        return Ok(Request::CreateDevice(a.product_key, device));
+    }
+    let batch = match (a.prefix, a.count, a.names) {
+        (Some(prefix), Some(count), None) => CreateBatch::prefixed(prefix, count, a.start),
+        (None, None, Some(names)) => CreateBatch::named(names),
+        _ => return Err(usage("give --device-name, or --prefix with --count, or --names")),
+    };
+    Ok(Request::CreateBatch {
+        pk: a.product_key,
+        batch: batch.skip_existing(a.skip_existing),
+        csv: a.format == "csv",
     })
 }
 
-fn create_device(a: CreateDeviceArgs) -> anyhow::Result<(Request, Output)> {
-    let base = format!("/api/v1/products/{}/devices", a.product_key);
-    if let Some(dn) = a.device_name {
-        let mut body = json!({"deviceName": dn});
-        if let Some(s) = a.device_secret {
-            body["deviceSecret"] = json!(s);
-        }
-        return Ok((Request::post(base, body), Output::Json));
+/// Makes one request; its answer.
+async fn perform(client: &Client, request: Request) -> anyhow::Result<Answer> {
+    fn json(answer: impl Serialize) -> anyhow::Result<Answer> {
+        Ok(Answer::Json(
+            serde_json::to_value(answer).context("cannot print the answer")?,
+        ))
     }
-    let mut body = match (a.prefix, a.count, a.names) {
-        (Some(prefix), Some(count), None) => {
-            let mut b = json!({"prefix": prefix, "count": count});
-            if let Some(start) = a.start {
-                b["start"] = json!(start);
-            }
-            b
+    match request {
+        Request::Products => json(client.products().await?),
+        Request::CreateProduct(p) => json(client.create_product(&p).await?),
+        Request::CreateDevice(pk, d) => json(client.create_device(&pk, &d).await?),
+        Request::CreateBatch { pk, batch, csv: true } => {
+            Ok(Answer::Text(client.create_devices_csv(&pk, &batch).await?))
         }
-        (None, None, Some(names)) => json!({"deviceNames": names}),
-        _ => return Err(usage("give --device-name, or --prefix with --count, or --names")),
-    };
-    if a.skip_existing {
-        body["skipExisting"] = json!(true);
-    }
-    let (q, output) = if a.format == "csv" {
-        ("?format=csv", Output::Text)
-    } else {
-        ("", Output::Json)
-    };
-    Ok((Request::post(format!("{base}:batch{q}"), body), output))
-}
-
-fn client() -> Client<HttpConnector, Full<Bytes>> {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    Client::builder(TokioExecutor::new()).build(connector)
-}
-
-fn http_request(target: &Target, req: &Request) -> anyhow::Result<hyper::Request<Full<Bytes>>> {
-    let url = format!("{}{}", target.url, req.path);
-    let mut builder = hyper::Request::builder()
-        .method(req.method.clone())
-        .uri(&url)
-        .header(hyper::header::AUTHORIZATION, format!("Bearer {}", target.token));
-    let body = match &req.body {
-        Some(b) => {
-            builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
-            Bytes::from(serde_json::to_vec(b).context("cannot encode the request")?)
-        }
-        None => Bytes::new(),
-    };
-    builder
-        .body(Full::new(body))
-        .map_err(|e| usage(format!("bad URL {url}: {e}")))
-}
-
-/// Sends a request; the body of a 2xx answer, else an error made of the hub's message.
-async fn send(target: &Target, req: Request) -> anyhow::Result<Bytes> {
-    let http = http_request(target, &req)?;
-    let url = format!("{}{}", target.url, req.path);
-    let exchange = async {
-        let resp = client()
-            .request(http)
-            .await
-            .with_context(|| format!("cannot reach the hub at {}", target.url))?;
-        let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .with_context(|| format!("reading the answer of {url}"))?;
-        anyhow::Ok((status, body.to_bytes()))
-    };
-    let (status, body) = tokio::time::timeout(req.wait, exchange)
-        .await
-        .map_err(|_| anyhow!("{url} did not answer within {:?}", req.wait))??;
-    if status.is_success() {
-        return Ok(body);
-    }
-    Err(answer_error(status, &body))
-}
-
-/// `HTTP 404 device_not_found: device a1/x not found`.
-fn answer_error(status: hyper::StatusCode, body: &[u8]) -> anyhow::Error {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(v) if v.get("message").is_some() => anyhow!(
-            "HTTP {} {}: {}",
-            status.as_u16(),
-            v["code"].as_str().unwrap_or("error"),
-            v["message"].as_str().unwrap_or_default()
+        Request::CreateBatch {
+            pk,
+            batch,
+            csv: false,
+        } => json(client.create_devices(&pk, &batch).await?),
+        Request::ListDevices {
+            pk,
+            status,
+            csv: true,
+        } => Ok(Answer::Text(client.devices_csv(&pk, status).await?)),
+        Request::ListDevices {
+            pk,
+            status,
+            csv: false,
+        } => json(client.devices(&pk, status).await?),
+        Request::Show(d) => json(client.device(&d.product_key, &d.device_name).await?),
+        Request::SetEnabled(d, enabled) => json(
+            client
+                .set_enabled(&d.product_key, &d.device_name, enabled)
+                .await?,
         ),
-        _ => anyhow!(
-            "HTTP {}: {}",
-            status.as_u16(),
-            String::from_utf8_lossy(body).trim()
+        Request::Delete(d) => json(client.delete_device(&d.product_key, &d.device_name).await?),
+        Request::Publish(d, message) => json(client.publish(&d.product_key, &d.device_name, &message).await?),
+        Request::SetProperty(d, call) => json(
+            client
+                .set_properties(&d.product_key, &d.device_name, &call)
+                .await?,
         ),
+        Request::Invoke(d, service, call) => json(
+            client
+                .invoke_service(&d.product_key, &d.device_name, &service, &call)
+                .await?,
+        ),
+        Request::Rrpc(d, request) => json(client.rrpc(&d.product_key, &d.device_name, &request).await?),
     }
 }
 
@@ -593,14 +509,11 @@ fn answer_error(status: hyper::StatusCode, body: &[u8]) -> anyhow::Error {
     clippy::print_stdout,
     reason = "the admin API's answer is the command's output"
 )]
-fn print_answer(body: &[u8], output: &Output) -> anyhow::Result<()> {
+fn print_answer(answer: &Answer) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    match output {
-        Output::Text => out.write_all(body)?,
-        Output::Json => match serde_json::from_slice::<Value>(body) {
-            Ok(v) => writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?,
-            Err(_) => out.write_all(body)?,
-        },
+    match answer {
+        Answer::Text(text) => out.write_all(text.as_bytes())?,
+        Answer::Json(v) => writeln!(out, "{}", serde_json::to_string_pretty(v)?)?,
     }
     out.flush()?;
     Ok(())
@@ -608,57 +521,19 @@ fn print_answer(body: &[u8], output: &Output) -> anyhow::Result<()> {
 
 /// Prints each event of `GET /api/v1/events` as one JSON line until the hub ends the stream
 /// or Ctrl-C.
-async fn follow_events(target: &Target, a: EventsArgs) -> anyhow::Result<ExitCode> {
-    let mut query = vec![];
-    if let Some(pk) = a.product_key {
-        query.push(format!("productKey={pk}"));
-    }
-    if let Some(dn) = a.device_name {
-        query.push(format!("deviceName={dn}"));
-    }
-    if let Some(t) = a.types {
-        query.push(format!("type={t}"));
-    }
-    let q = if query.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", query.join("&"))
-    };
-    let req = Request::get(format!("/api/v1/events{q}"));
-    let http = http_request(target, &req)?;
-    let resp = tokio::time::timeout(req.wait, client().request(http))
-        .await
-        .map_err(|_| anyhow!("the hub did not answer within {:?}", req.wait))?
-        .with_context(|| format!("cannot reach the hub at {}", target.url))?;
-    let status = resp.status();
-    if !status.is_success() {
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        return Err(answer_error(status, &body));
-    }
-    announce_stream(&target.url)?;
-    let mut body = resp.into_body();
-    let mut pending = Vec::new();
+async fn follow_events(client: &Client, filter: &EventFilter) -> anyhow::Result<ExitCode> {
+    let mut events = client.events(filter).await?;
+    announce_stream(client.base_url())?;
     loop {
-        let frame = tokio::select! {
-            f = body.frame() => f,
+        // `next` is cancel-safe: Ctrl-C loses nothing that was already printed.
+        let event = tokio::select! {
+            e = events.next() => e?,
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         };
-        let Some(frame) = frame else {
+        let Some(event) = event else {
             return Ok(ExitCode::SUCCESS);
         };
-        let frame = frame.context("the event stream broke")?;
-        if let Some(data) = frame.data_ref() {
-            pending.extend_from_slice(data);
-            while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=pos).collect();
-                print_event_line(&line)?;
-            }
-        }
+        print_event(event.data())?;
     }
 }
 
@@ -675,13 +550,10 @@ fn announce_stream(url: &str) -> anyhow::Result<()> {
 }
 
 #[allow(clippy::print_stdout, reason = "the events are the command's output")]
-fn print_event_line(line: &[u8]) -> anyhow::Result<()> {
-    let line = String::from_utf8_lossy(line);
-    if let Some(data) = line.trim_end().strip_prefix("data:") {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", data.trim_start())?;
-        out.flush()?;
-    }
+fn print_event(data: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{data}")?;
+    out.flush()?;
     Ok(())
 }
 
@@ -692,38 +564,31 @@ mod tests {
     #[test]
     fn the_target_comes_from_flags_or_the_data_directory() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let e = target(None, None, Some(dir.path().to_owned()))
-            .err()
-            .expect("nothing there");
+        let e = target(None, None, Some(dir.path().to_owned())).expect_err("nothing there");
         assert!(e.is::<super::super::UsageError>());
         assert!(e.to_string().contains("--url"), "{e}");
-        std::fs::write(dir.path().join(URL_FILE), "http://127.0.0.1:9/\n").expect("write");
-        let e = target(None, None, Some(dir.path().to_owned()))
-            .err()
-            .expect("no token");
+        std::fs::write(dir.path().join(data_dir::URL_FILE), "http://127.0.0.1:9/\n").expect("write");
+        let e = target(None, None, Some(dir.path().to_owned())).expect_err("no token");
         assert!(e.to_string().contains("--token"), "{e}");
-        std::fs::write(dir.path().join(TOKEN_FILE), "tok\n").expect("write");
-        let t = target(None, None, Some(dir.path().to_owned())).expect("found");
-        assert_eq!((t.url.as_str(), t.token.as_str()), ("http://127.0.0.1:9", "tok"));
-        let t = target(
+        std::fs::write(dir.path().join(data_dir::TOKEN_FILE), "tok\n").expect("write");
+        let (url, token) = target(None, None, Some(dir.path().to_owned())).expect("found");
+        let client = connect(&url, &token).expect("usable");
+        assert_eq!((client.base_url(), token.as_str()), ("http://127.0.0.1:9", "tok"));
+        let (url, token) = target(
             Some("http://h:1".into()),
             Some("x".into()),
             Some(dir.path().to_owned()),
         )
         .expect("flags");
-        assert_eq!((t.url.as_str(), t.token.as_str()), ("http://h:1", "x"));
-        assert!(target(Some("https://h".into()), Some("x".into()), None).is_err());
+        assert_eq!((url.as_str(), token.as_str()), ("http://h:1", "x"));
+        let e = connect("https://h", "x").expect_err("not http");
+        assert!(e.is::<super::super::UsageError>());
     }
 
     #[test]
-    fn error_answers_become_one_line() {
-        let e = answer_error(
-            hyper::StatusCode::NOT_FOUND,
-            br#"{"code":"device_not_found","message":"device a/b not found"}"#,
-        );
-        assert_eq!(e.to_string(), "HTTP 404 device_not_found: device a/b not found");
-        let e = answer_error(hyper::StatusCode::BAD_GATEWAY, b"oops\n");
-        assert_eq!(e.to_string(), "HTTP 502: oops");
+    fn the_hub_and_its_clients_name_the_data_directory_files_alike() {
+        assert_eq!(data_dir::URL_FILE, aliot_hub::config::URL_FILE);
+        assert_eq!(data_dir::TOKEN_FILE, aliot_hub::config::TOKEN_FILE);
     }
 
     #[test]
