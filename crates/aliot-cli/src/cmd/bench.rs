@@ -1,43 +1,18 @@
 //! `aliot bench`: load-test a platform with a fleet of signed devices.
 //!
-//! Module map:
-//!
-//! - [`settings`]: the flags turned into validated, serializable settings (also what a worker
-//!   process receives on stdin).
-//! - [`fleet`]: where the devices come from (prefix + count, CSV, `--register` on the hub).
-//! - [`session`]: the pure MQTT state of one simulated device (packet ids, the inflight window,
-//!   keepalive), unit-tested apart from the network.
-//! - [`device`]: one small tokio task per device on top of it: no buffer is held while idle.
-//! - [`subscriber`]: the one subscriber that measures delivery on a general broker
-//!   (`--plain-auth`), where no platform answers.
-//! - [`driver`]: the admin-API side of the `downlink` and `rrpc` workloads.
-//! - [`admin`]: a tiny HTTP client (admin API calls, `/metrics` scraping).
-//! - [`stats`]: counters and histograms, a worker's result, the exact merge of results.
-//! - [`run`](mod@run): one process running its slice of the fleet through the phases.
-//! - [`worker`]: `--processes K`: re-executes itself K times and merges the results.
-//! - [`report`]: the summary table and the one-line JSON object.
-//! - [`progress`]: the live line on stderr (indicatif).
-//! - [`sysinfo`]: RSS and CPU time from /proc.
+//! The load generator is the [`aliot_bench`] library; this module only turns the flags into its
+//! [`Options`], runs it, and prints the [`Summary`](aliot_bench::Summary) on stdout (a table, or
+//! one JSON line). `--processes K` re-executes this program as `aliot bench --worker` K times.
 
+use std::io::{BufRead as _, Write as _};
 use std::process::ExitCode;
 
+use aliot_bench::{AdminTarget, Options, Plan, WorkerCommand};
+use aliot_hub::config::{TOKEN_FILE, URL_FILE, default_data_dir};
+use anyhow::Context as _;
 use clap::ValueEnum;
 
-mod admin;
-mod device;
-mod driver;
-mod fleet;
-mod progress;
-mod report;
-mod run;
-mod session;
-mod settings;
-mod stats;
-mod subscriber;
-mod sysinfo;
-mod worker;
-
-pub(crate) use settings::Workload;
+use crate::cmd::usage;
 
 /// Output format of the final summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -46,6 +21,40 @@ pub(crate) enum Format {
     Table,
     /// One JSON object on the last line of stdout.
     Json,
+}
+
+/// What the simulated devices do once connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Workload {
+    /// Ramp to N at --rate, hold for --duration (PINGREQ keeps idle devices connected).
+    Connect,
+    /// Post properties every --interval at --qos; latency post → post_reply (or, with --plain-auth,
+    /// publish → delivery to one subscriber).
+    Telemetry,
+    /// Property sets through the admin API; latency set → set_reply.
+    Downlink,
+    /// Synchronous service calls (RRPC) through the admin API; latency of the round trip.
+    Rrpc,
+}
+
+impl From<Workload> for aliot_bench::Workload {
+    fn from(w: Workload) -> Self {
+        match w {
+            Workload::Connect => aliot_bench::Workload::Connect,
+            Workload::Telemetry => aliot_bench::Workload::Telemetry,
+            Workload::Downlink => aliot_bench::Workload::Downlink,
+            Workload::Rrpc => aliot_bench::Workload::Rrpc,
+        }
+    }
+}
+
+impl From<Format> for aliot_bench::Format {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Table => aliot_bench::Format::Table,
+            Format::Json => aliot_bench::Format::Json,
+        }
+    }
 }
 
 /// Arguments of `aliot bench`.
@@ -117,10 +126,10 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub(crate) max_pending: usize,
     /// How long to hold the fleet once it is connected (and run the workload): e.g. 30s, 2m, 500ms.
-    #[arg(long, default_value = "10s", value_parser = settings::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = aliot_bench::parse_duration)]
     pub(crate) duration: std::time::Duration,
     /// telemetry: each device posts properties this often; 0 posts as fast as --inflight allows.
-    #[arg(long, default_value = "1s", value_parser = settings::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = aliot_bench::parse_duration)]
     pub(crate) interval: std::time::Duration,
     /// telemetry: QoS of the property posts.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
@@ -138,10 +147,10 @@ pub(crate) struct Args {
     #[arg(long, default_value = "bench")]
     pub(crate) service_id: String,
     /// Give up on a CONNACK after this long.
-    #[arg(long, default_value = "10s", value_parser = settings::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = aliot_bench::parse_duration)]
     pub(crate) connect_timeout: std::time::Duration,
     /// After --duration, wait at most this long for outstanding replies before counting them lost.
-    #[arg(long, default_value = "5s", value_parser = settings::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = aliot_bench::parse_duration)]
     pub(crate) drain: std::time::Duration,
 
     /// Run K worker processes of this program, each with a disjoint slice of the fleet (one process holds at
@@ -173,17 +182,108 @@ pub(crate) struct Args {
 /// Runs `aliot bench`.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.worker {
-        return worker::run_worker();
+        // The parent writes one line and closes the pipe: read it before starting the runtime.
+        let mut spec = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut spec)
+            .context("reading the worker spec on stdin")?;
+        runtime()?
+            .block_on(aliot_bench::run_worker(spec.as_bytes(), std::io::stdout()))
+            .map_err(from_lib)?;
+        return Ok(ExitCode::SUCCESS);
     }
-    let plan = settings::Plan::from_args(args)?;
+    let format = args.format;
+    let plan = plan(args)?;
+    let summary = runtime()?.block_on(aliot_bench::run(&plan)).map_err(from_lib)?;
+    let mut out = std::io::stdout().lock();
+    summary.write_to(&mut out, format.into())?;
+    out.flush()?;
+    // Refusals and losses are results, not failures of the tool: exit 0 whenever the run completed.
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The flags as the library's options, validated.
+fn plan(a: Args) -> anyhow::Result<Plan> {
+    let worker_command = if a.processes > 1 {
+        let exe = std::env::current_exe().context("cannot find this program to start workers")?;
+        Some(WorkerCommand::new(exe, ["bench", "--worker"]))
+    } else {
+        None
+    };
+    let data_dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
+    let mut options = Options {
+        host: a.host,
+        port: a.port,
+        tls: a.tls,
+        ca_file: a.ca_file,
+        server_name: a.server_name,
+        product_key: a.product_key,
+        prefix: a.prefix,
+        count: a.count,
+        register: a.register,
+        admin: None,
+        devices: a.devices,
+        plain_auth: a.plain_auth,
+        sign_method: a.sign_method,
+        workload: a.workload.into(),
+        rate: a.rate,
+        max_pending: a.max_pending,
+        duration: a.duration,
+        interval: a.interval,
+        qos: a.qos,
+        inflight: a.inflight,
+        keepalive: a.keepalive,
+        concurrency: a.concurrency,
+        service_id: a.service_id,
+        connect_timeout: a.connect_timeout,
+        drain: a.drain,
+        processes: a.processes,
+        worker_command,
+        source_ip: a.source_ip,
+        hub_metrics: a.hub_metrics,
+        server_pid: a.server_pid,
+        progress: !a.quiet,
+    };
+    if options.needs_admin() {
+        options.admin = admin_target(a.admin_url, a.admin_token, &data_dir);
+    }
+    match Plan::new(options) {
+        Err(e @ aliot_bench::Error::NoAdminApi) => {
+            Err(usage(format!("{e} (no {URL_FILE} in {})", data_dir.display())))
+        }
+        r => r.map_err(from_lib),
+    }
+}
+
+/// The admin API: `--admin-url`/`--admin-token` (or their environment variables), else the files
+/// a local hub writes into its data directory, as `aliot admin` does.
+fn admin_target(url: Option<String>, token: Option<String>, dir: &std::path::Path) -> Option<AdminTarget> {
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let url = url.or_else(|| read(URL_FILE))?;
+    Some(AdminTarget::new(url, token.or_else(|| read(TOKEN_FILE))))
+}
+
+/// The library's mistakes-of-the-caller become usage errors (exit status 2).
+fn from_lib(e: aliot_bench::Error) -> anyhow::Error {
+    if e.is_usage() {
+        usage(e.to_string())
+    } else {
+        anyhow::Error::new(e)
+    }
+}
+
+/// A multi-thread runtime with one worker thread per core: the fleet is thousands of tasks.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
         .build()
-        .map_err(|e| anyhow::anyhow!("cannot start the tokio runtime: {e}"))?;
-    let summary = rt.block_on(worker::run_parent(plan.clone()))?;
-    report::print(&summary, plan.format)?;
-    // Refusals and losses are results, not failures of the tool: exit 0 whenever the run completed.
-    Ok(ExitCode::SUCCESS)
+        .map_err(|e| anyhow::anyhow!("cannot start the tokio runtime: {e}"))
 }

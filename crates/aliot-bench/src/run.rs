@@ -2,21 +2,19 @@
 //! (`duration`, the workload runs), drain (outstanding replies, at most `drain`), close.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context as _;
-use rustls_pki_types::pem::PemObject as _;
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsConnector;
 
-use super::device::{Fleet, Phase};
-use super::fleet::DeviceSpec;
-use super::settings::{Settings, TlsSettings, Workload};
-use super::stats::{Progress, Stats, WorkerResult, unix_us};
-use super::{device, driver, subscriber, sysinfo};
+use crate::error::{Error, Result};
+use crate::fleet::{Fleet, Phase};
+use crate::settings::{Settings, TlsSettings, Workload};
+use crate::source::DeviceSpec;
+use crate::stats::{Progress, Stats, WorkerResult, unix_us};
+use crate::wire::TlsClient;
+use crate::{device, driver, subscriber, sysinfo};
 
 /// How often progress is reported.
 const TICK: Duration = Duration::from_millis(250);
@@ -24,63 +22,36 @@ const TICK: Duration = Duration::from_millis(250);
 /// Called with a snapshot every [`TICK`] and at each phase change.
 pub(crate) type OnProgress = Arc<dyn Fn(Progress) + Send + Sync>;
 
-/// Builds the TLS connector (rustls, ring provider) trusting `ca_file`.
-fn tls_connector(t: &TlsSettings) -> anyhow::Result<(TlsConnector, rustls_pki_types::ServerName<'static>)> {
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(path) = &t.ca_file {
-        for cert in rustls_pki_types::CertificateDer::pem_file_iter(path)
-            .with_context(|| format!("cannot read the CA file {}", path.display()))?
-        {
-            let cert = cert.with_context(|| format!("bad PEM in {}", path.display()))?;
-            roots
-                .add(cert)
-                .with_context(|| format!("bad CA certificate in {}", path.display()))?;
-        }
-    }
-    if roots.is_empty() {
-        anyhow::bail!("--tls needs --ca-file with the CA that signed the server certificate");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("rustls has no safe protocol version")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls_pki_types::ServerName::try_from(t.server_name.clone())
-        .with_context(|| format!("{:?} is not a valid server name", t.server_name))?;
-    Ok((TlsConnector::from(Arc::new(config)), name))
+/// The TLS client (rustls, ring provider) trusting `ca_file`.
+fn tls_client(t: &TlsSettings) -> Result<TlsClient> {
+    let Some(ca_file) = &t.ca_file else {
+        return Err(Error::Tls {
+            message: "--tls needs --ca-file with the CA that signed the server certificate".into(),
+            source: None,
+        });
+    };
+    TlsClient::from_ca_file(ca_file, &t.server_name)
 }
 
-async fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
     tokio::net::lookup_host((host, port))
         .await
-        .with_context(|| format!("cannot resolve {host}"))?
+        .map_err(|source| Error::Resolve {
+            host: host.to_owned(),
+            source,
+        })?
         .next()
-        .with_context(|| format!("{host} has no address"))
+        .ok_or_else(|| Error::NoAddress {
+            host: host.to_owned(),
+        })
 }
 
-/// Counts handshakes that ended (accepted, refused or failed) and wakes the runner at the last.
-#[derive(Debug)]
-pub(crate) struct Handshakes {
-    done: AtomicU64,
-    total: u64,
-    all: Notify,
-}
+/// Aborts a task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
 
-impl Handshakes {
-    #[cfg(test)]
-    pub(crate) fn for_test(total: u64) -> Self {
-        Self {
-            done: AtomicU64::new(0),
-            total,
-            all: Notify::new(),
-        }
-    }
-
-    pub(crate) fn finish_one(&self) {
-        if self.done.fetch_add(1, Ordering::AcqRel) + 1 == self.total {
-            self.all.notify_one();
-        }
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -89,36 +60,19 @@ pub(crate) async fn run_slice(
     settings: Settings,
     devices: Vec<DeviceSpec>,
     on_progress: OnProgress,
-) -> anyhow::Result<WorkerResult> {
+) -> Result<WorkerResult> {
     let start_us = unix_us();
     let addr = resolve(&settings.host, settings.port).await?;
-    let tls = settings.tls.as_ref().map(tls_connector).transpose()?;
-    let settings_max_pending = settings.max_pending;
-    // One `watch` for the whole fleet: it holds only the latest phase (no queue can grow), and a
-    // device that misses an intermediate phase simply acts on the current one.
-    let (phase_tx, _) = watch::channel(Phase::Ramp);
+    let tls = settings.tls.as_ref().map(tls_client).transpose()?;
     let n = devices.len();
-    let handshakes = Arc::new(Handshakes {
-        done: AtomicU64::new(0),
-        total: n as u64,
-        all: Notify::new(),
-    });
-    let fleet = Arc::new(Fleet {
-        settings,
-        devices,
-        stats: Stats::new(),
-        addr,
-        tls,
-        phase: phase_tx,
-        errors: Mutex::new(Vec::new()),
-        handshakes: handshakes.clone(),
-        pending: (settings_max_pending > 0).then(|| tokio::sync::Semaphore::new(settings_max_pending)),
-    });
-    fleet.stats.devices.store(n as u64, Ordering::Relaxed);
+    tracing::debug!(devices = n, %addr, worker = settings.worker_index, "running a slice of the fleet");
+    let fleet = Arc::new(Fleet::new(settings, devices, addr, tls));
+    // A std mutex: held only to copy or set a `&'static str`, never across an `.await`.
     let phase_name = Arc::new(Mutex::new("ramp"));
+    // Aborted when this function returns, early (an error) or not.
     let ticker = {
         let (fleet, on_progress, phase_name) = (fleet.clone(), on_progress.clone(), phase_name.clone());
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             let mut every = tokio::time::interval(TICK);
             loop {
                 every.tick().await;
@@ -127,7 +81,7 @@ pub(crate) async fn run_slice(
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 on_progress(fleet.stats.progress(phase));
             }
-        })
+        }))
     };
     let set_phase = |p: Phase, name: &'static str| {
         *phase_name
@@ -144,8 +98,12 @@ pub(crate) async fn run_slice(
         let h = tokio::spawn(subscriber::run(fleet.clone(), ready_tx));
         match ready_rx.await {
             Ok(Ok(())) => Some(h),
-            Ok(Err(e)) => anyhow::bail!("{e}"),
-            Err(_) => anyhow::bail!("the subscriber stopped before it was ready"),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(Error::Subscriber(
+                    "the subscriber stopped before it was ready".into(),
+                ));
+            }
         }
     } else {
         None
@@ -167,13 +125,8 @@ pub(crate) async fn run_slice(
                 .await;
         }
     }
-    if n > 0 {
-        // Every handshake ends: accepted, refused, failed, or timed out by the connect deadline.
-        let all = handshakes.all.notified();
-        if handshakes.done.load(Ordering::Acquire) < n as u64 {
-            all.await;
-        }
-    }
+    // Every handshake ends: accepted, refused, failed, or timed out by the connect deadline.
+    fleet.handshakes.all_done().await;
     let rss_connected = sysinfo::rss_bytes(None).unwrap_or(0);
 
     // Hold.
@@ -213,7 +166,7 @@ pub(crate) async fn run_slice(
     if let Some(h) = sub {
         let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
     }
-    ticker.abort();
+    drop(ticker);
     let mut result = WorkerResult::from_stats(&fleet.stats)?;
     result.start_us = start_us;
     result.end_us = unix_us();
@@ -222,10 +175,6 @@ pub(crate) async fn run_slice(
     result.rss_before_bytes = rss_before;
     result.rss_connected_bytes = rss_connected;
     result.cpu_seconds = sysinfo::cpu_seconds(None).unwrap_or(0.0);
-    result.errors = fleet
-        .errors
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    result.errors = fleet.errors();
     Ok(result)
 }

@@ -1,18 +1,25 @@
-//! A tiny HTTP/1.1 client for the hub's admin API and for Prometheus `/metrics` scraping.
+//! The bench's few calls to the hub's admin API (device registration, the downlink and rrpc
+//! workloads) and Prometheus `/metrics` scraping, over a tiny HTTP/1.1 client.
+//!
+//! Kept in this one file behind a narrow interface ([`Http::post_json`], [`get_url`],
+//! [`metric`]) so that a shared admin client crate can replace it.
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::settings::AdminTarget;
+use crate::error::{Error, Result};
+use crate::settings::AdminTarget;
 
 /// How long one admin call may take (the hub's own device deadline is 8 s by default).
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a `/metrics` scrape may take.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A keep-alive HTTP client bound to one base URL and bearer token. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -31,77 +38,66 @@ impl Http {
         Self { client, target }
     }
 
-    /// `POST {base}{path}` with a JSON body: (status, body).
-    pub(crate) async fn post_json(
-        &self,
-        path: &str,
-        body: &serde_json::Value,
-    ) -> anyhow::Result<(u16, Bytes)> {
-        let bytes = serde_json::to_vec(body).context("cannot encode the request body")?;
-        self.call(hyper::Method::POST, path, Some(Bytes::from(bytes)))
-            .await
+    /// The base URL.
+    pub(crate) fn url(&self) -> &str {
+        &self.target.url
     }
 
-    async fn call(
-        &self,
-        method: hyper::Method,
-        path: &str,
-        body: Option<Bytes>,
-    ) -> anyhow::Result<(u16, Bytes)> {
+    /// `POST {base}{path}` with a JSON body: (status, body).
+    pub(crate) async fn post_json(&self, path: &str, body: &serde_json::Value) -> Result<(u16, Bytes)> {
+        let bytes =
+            serde_json::to_vec(body).map_err(|e| Error::admin("cannot encode the request body", e))?;
         let url = format!("{}{}", self.target.url, path);
-        let mut req = hyper::Request::builder().method(method).uri(&url);
+        let mut req = hyper::Request::post(&url).header(hyper::header::CONTENT_TYPE, "application/json");
         if let Some(token) = &self.target.token {
             req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
         }
-        if body.is_some() {
-            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
-        }
         let req = req
-            .body(Full::new(body.unwrap_or_default()))
-            .with_context(|| format!("bad URL {url}"))?;
-        let fut = async {
+            .body(Full::new(Bytes::from(bytes)))
+            .map_err(|e| Error::admin(format!("bad URL {url}"), e))?;
+        let call = async {
             let resp = self
                 .client
                 .request(req)
                 .await
-                .with_context(|| format!("cannot reach {url}"))?;
+                .map_err(|e| Error::admin(format!("cannot reach {url}"), e))?;
             let status = resp.status().as_u16();
             let body = resp
                 .into_body()
                 .collect()
                 .await
-                .with_context(|| format!("reading the answer of {url}"))?
+                .map_err(|e| Error::admin(format!("reading the answer of {url}"), e))?
                 .to_bytes();
-            anyhow::Ok((status, body))
+            Ok((status, body))
         };
-        tokio::time::timeout(CALL_TIMEOUT, fut)
+        tokio::time::timeout(CALL_TIMEOUT, call)
             .await
-            .with_context(|| format!("{url} did not answer in {CALL_TIMEOUT:?}"))?
+            .map_err(|e| Error::admin(format!("{url} did not answer in {CALL_TIMEOUT:?}"), e))?
     }
 }
 
-/// A GET of a full URL (for `/metrics`), without a token.
-pub(crate) async fn get_url(http: &Http, url: &str) -> anyhow::Result<String> {
+/// A GET of a full URL (for `/metrics`), without a token: the body as text.
+pub(crate) async fn get_url(http: &Http, url: &str) -> Result<String> {
     let req = hyper::Request::get(url)
         .body(Full::new(Bytes::new()))
-        .with_context(|| format!("bad URL {url}"))?;
-    let fut = async {
+        .map_err(|e| Error::admin(format!("bad URL {url}"), e))?;
+    let scrape = async {
         let resp = http
             .client
             .request(req)
             .await
-            .with_context(|| format!("cannot reach {url}"))?;
+            .map_err(|e| Error::admin(format!("cannot reach {url}"), e))?;
         let body = resp
             .into_body()
             .collect()
             .await
-            .context("reading /metrics")?
+            .map_err(|e| Error::admin("reading /metrics", e))?
             .to_bytes();
-        anyhow::Ok(String::from_utf8_lossy(&body).into_owned())
+        Ok(String::from_utf8_lossy(&body).into_owned())
     };
-    tokio::time::timeout(Duration::from_secs(5), fut)
+    tokio::time::timeout(SCRAPE_TIMEOUT, scrape)
         .await
-        .with_context(|| format!("{url} did not answer"))?
+        .map_err(|e| Error::admin(format!("{url} did not answer"), e))?
 }
 
 /// The value of an unlabelled metric in Prometheus text (`name 1.5e7`).

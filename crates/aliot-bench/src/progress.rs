@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::stats::Progress;
+use crate::stats::Progress;
 
 /// The progress line and what it needs to compute a rate.
 #[derive(Debug)]

@@ -1,25 +1,27 @@
-//! The parent of a bench run, and `--processes K`: K worker processes of this same program
-//! (`std::env::current_exe()`), each given its settings and a disjoint slice of the fleet as JSON on
+//! The parent of a bench run, and `processes` > 1: K worker processes started with the
+//! [`WorkerCommand`](crate::WorkerCommand) (`aliot bench` re-executes itself with its hidden
+//! `--worker` flag), each given its settings and a disjoint slice of the fleet as one JSON line on
 //! stdin (secrets never appear on a command line), each printing JSON lines on stdout: progress
 //! snapshots, then one result with its histograms serialized, merged here exactly.
 
-use std::io::{BufRead as _, Write as _};
-use std::process::{ExitCode, Stdio};
+use std::io::Write;
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWriteExt as _, BufReader};
 use tokio::task::JoinSet;
 
-use super::admin::{self, Http};
-use super::fleet::{self, DeviceSpec};
-use super::progress::Live;
-use super::run::{self, OnProgress};
-use super::settings::{AdminTarget, Plan, Settings};
-use super::stats::{self, Progress, Summary, WorkerResult, round3};
-use super::sysinfo;
+use crate::admin::{self, Http};
+use crate::error::{Error, Result, chain};
+use crate::progress::Live;
+use crate::report::Summary;
+use crate::run::{self, OnProgress};
+use crate::settings::{AdminTarget, Plan, Settings, Workload};
+use crate::source::{self, DeviceSpec};
+use crate::stats::{self, Progress, WorkerResult, round3};
+use crate::sysinfo;
 
 /// What a worker reads on stdin.
 #[derive(Debug, Serialize, Deserialize)]
@@ -121,10 +123,19 @@ async fn sample_hub(http: &Http, url: &str) -> (Option<u64>, Option<f64>) {
     }
 }
 
-/// Runs the bench as the parent: resolves the fleet, runs it (here or in K workers), merges.
-pub(crate) async fn run_parent(plan: Plan) -> anyhow::Result<Summary> {
-    let devices = fleet::resolve(&plan.fleet, plan.settings.admin.as_ref()).await?;
-    let live = Arc::new(Live::new(plan.quiet, devices.len() as u64));
+/// Runs a bench: resolves the fleet (reads the CSV, or registers the devices), runs it in this
+/// process or in `processes` workers, samples the server, and merges the results exactly.
+///
+/// Refusals, lost messages and dropped connections are results (counted in the [`Summary`]),
+/// not errors.
+///
+/// # Errors
+/// A device list that cannot be read or used, a failed registration, a host that does not
+/// resolve, a TLS setup that fails, a server that cannot be sampled, or a worker process that
+/// fails.
+pub async fn run(plan: &Plan) -> Result<Summary> {
+    let devices = source::resolve(&plan.fleet, plan.settings.admin.as_ref()).await?;
+    let live = Arc::new(Live::new(!plan.progress, devices.len() as u64));
     let latest = Arc::new(Mutex::new(vec![Progress::default(); plan.processes]));
 
     // Server sampling: a baseline before the first device, then every 500 ms.
@@ -141,13 +152,15 @@ pub(crate) async fn run_parent(plan: Plan) -> anyhow::Result<Summary> {
     if let Some((http, url)) = &hub {
         let (r, c) = sample_hub(http, url).await;
         if r.is_none() {
-            anyhow::bail!("--hub-metrics {url}: no process_resident_memory_bytes there");
+            return Err(Error::ServerSampling(format!(
+                "--hub-metrics {url}: no process_resident_memory_bytes there"
+            )));
         }
         hub_samples.add(r, c, "ramp");
     }
     if let Some(pid) = plan.server_pid {
-        let r =
-            sysinfo::rss_bytes(Some(pid)).with_context(|| format!("--server-pid {pid}: no such process"))?;
+        let r = sysinfo::rss_bytes(Some(pid))
+            .ok_or_else(|| Error::ServerSampling(format!("--server-pid {pid}: no such process")))?;
         pid_samples.add(Some(r), sysinfo::cpu_seconds(Some(pid)), "ramp");
     }
     let samples = Arc::new(Mutex::new((hub_samples, pid_samples)));
@@ -192,7 +205,7 @@ pub(crate) async fn run_parent(plan: Plan) -> anyhow::Result<Summary> {
         };
         vec![run::run_slice(plan.settings.clone(), devices, on_progress).await?]
     } else {
-        run_workers(&plan, devices, live.clone(), latest.clone()).await?
+        run_workers(plan, devices, live.clone(), latest.clone()).await?
     };
     live.finish();
     sampler.abort();
@@ -215,7 +228,7 @@ pub(crate) async fn run_parent(plan: Plan) -> anyhow::Result<Summary> {
 
     let mut summary = stats::merge(&results)?;
     summary.workload = plan.settings.workload.as_str().to_owned();
-    if plan.settings.workload == super::Workload::Telemetry && !plan.settings.interval.is_zero() {
+    if plan.settings.workload == Workload::Telemetry && !plan.settings.interval.is_zero() {
         summary.offered_per_s = Some(stats::round1(
             summary.connected as f64 / plan.settings.interval.as_secs_f64(),
         ));
@@ -254,8 +267,13 @@ async fn run_workers(
     devices: Vec<DeviceSpec>,
     live: Arc<Live>,
     latest: Arc<Mutex<Vec<Progress>>>,
-) -> anyhow::Result<Vec<WorkerResult>> {
-    let exe = std::env::current_exe().context("cannot find this program to start workers")?;
+) -> Result<Vec<WorkerResult>> {
+    let Some(command) = &plan.worker_command else {
+        return Err(Error::Worker {
+            message: "no command to start worker processes with".into(),
+            source: None,
+        });
+    };
     let k = plan.processes;
     let per = devices.len().div_ceil(k);
     let mut slices: Vec<Vec<DeviceSpec>> = Vec::with_capacity(k);
@@ -274,30 +292,40 @@ async fn run_workers(
             settings,
             devices: slice,
         })
-        .context("cannot encode a worker's spec")?;
-        let mut child = tokio::process::Command::new(&exe)
-            .args(["bench", "--worker"])
+        .map_err(|e| Error::worker("cannot encode a worker's spec", e))?;
+        let mut child = tokio::process::Command::new(&command.program)
+            .args(&command.args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("cannot start worker {w} ({})", exe.display()))?;
-        let mut stdin = child.stdin.take().context("worker stdin")?;
-        let stdout = child.stdout.take().context("worker stdout")?;
+            .map_err(|e| {
+                Error::worker(
+                    format!("cannot start worker {w} ({})", command.program.display()),
+                    e,
+                )
+            })?;
+        tracing::debug!(worker = w, pid = child.id(), "worker started");
+        let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(Error::Worker {
+                message: format!("worker {w} has no stdin or stdout pipe"),
+                source: None,
+            });
+        };
         let (live, latest) = (live.clone(), latest.clone());
         set.spawn(async move {
             stdin
                 .write_all(&spec)
                 .await
-                .with_context(|| format!("cannot send worker {w} its spec"))?;
+                .map_err(|e| Error::worker(format!("cannot send worker {w} its spec"), e))?;
             drop(stdin);
             let mut lines = BufReader::new(stdout).lines();
             let mut result = None;
             while let Some(line) = lines
                 .next_line()
                 .await
-                .with_context(|| format!("reading worker {w}"))?
+                .map_err(|e| Error::worker(format!("reading worker {w}"), e))?
             {
                 match serde_json::from_str::<WorkerLine>(&line) {
                     Ok(WorkerLine::Progress(p)) => {
@@ -311,48 +339,68 @@ async fn run_workers(
                         live.show(&total);
                     }
                     Ok(WorkerLine::Result(r)) => result = Some(*r),
-                    Ok(WorkerLine::Error(e)) => anyhow::bail!("worker {w}: {e}"),
-                    Err(_) => {}
+                    Ok(WorkerLine::Error(e)) => {
+                        return Err(Error::Worker {
+                            message: format!("worker {w}: {e}"),
+                            source: None,
+                        });
+                    }
+                    Err(_) => tracing::trace!(worker = w, %line, "not a worker line"),
                 }
             }
             let status = child
                 .wait()
                 .await
-                .with_context(|| format!("waiting for worker {w}"))?;
-            result.with_context(|| format!("worker {w} ended ({status}) without a result"))
+                .map_err(|e| Error::worker(format!("waiting for worker {w}"), e))?;
+            result.ok_or_else(|| Error::Worker {
+                message: format!("worker {w} ended ({status}) without a result"),
+                source: None,
+            })
         });
     }
     let mut results = Vec::with_capacity(k);
     while let Some(r) = set.join_next().await {
-        results.push(r.context("a worker task panicked")??);
+        results.push(r.map_err(|e| Error::worker("a worker task panicked", e))??);
     }
     Ok(results)
 }
 
-/// `aliot bench --worker`: reads a [`WorkerSpec`] on stdin, runs it, prints JSON lines.
-pub(crate) fn run_worker() -> anyhow::Result<ExitCode> {
-    let mut input = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut input)
-        .context("reading the worker spec on stdin")?;
-    let spec: WorkerSpec = serde_json::from_str(&input).context("bad worker spec on stdin")?;
-    let emit = |line: &WorkerLine| {
+/// The worker side of a multi-process run: reads its settings and slice of the fleet (one JSON
+/// line) from `input`, runs them, and writes JSON lines to `output`: progress snapshots, then its
+/// result (or the error that stopped it). `aliot bench --worker` calls it with its stdin and
+/// stdout.
+///
+/// # Errors
+/// Only when `input` cannot be read or is not a worker spec; a failure of the run itself is
+/// written to `output` for the parent.
+pub async fn run_worker<R, W>(input: R, output: W) -> Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: Write + Send + 'static,
+{
+    let mut line = String::new();
+    BufReader::new(input)
+        .read_line(&mut line)
+        .await
+        .map_err(|e| Error::worker("reading the worker spec", e))?;
+    let spec: WorkerSpec = serde_json::from_str(&line).map_err(|e| Error::worker("bad worker spec", e))?;
+    // A std mutex: each line is written and flushed under it, never across an `.await`.
+    let output = Arc::new(Mutex::new(output));
+    let emit = move |line: &WorkerLine| {
         if let Ok(text) = serde_json::to_string(line) {
-            let mut out = std::io::stdout().lock();
+            let mut out = output.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // The parent reading the other end is gone if this fails: nothing left to tell.
             let _ = writeln!(out, "{text}");
             let _ = out.flush();
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
-    let on_progress: OnProgress = Arc::new(move |p| emit(&WorkerLine::Progress(p)));
-    match rt.block_on(run::run_slice(spec.settings, spec.devices, on_progress)) {
+    let on_progress: OnProgress = {
+        let emit = emit.clone();
+        Arc::new(move |p| emit(&WorkerLine::Progress(p)))
+    };
+    match run::run_slice(spec.settings, spec.devices, on_progress).await {
         Ok(r) => emit(&WorkerLine::Result(Box::new(r))),
-        Err(e) => emit(&WorkerLine::Error(format!("{e:#}"))),
+        Err(e) => emit(&WorkerLine::Error(chain(&e))),
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -1,4 +1,4 @@
-//! The admin-API side of the `downlink` and `rrpc` workloads: `--concurrency` callers walk the
+//! The admin-API side of the `downlink` and `rrpc` workloads: `concurrency` callers walk the
 //! devices of this process round-robin until the hold ends, each call a synchronous round trip
 //! through the hub to the device and back (property set → set_reply, service call → RRPC reply).
 
@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::admin::Http;
-use super::device::Fleet;
-use super::settings::Workload;
-use super::stats::{Stats, now_us};
+use crate::admin::Http;
+use crate::error::chain;
+use crate::fleet::Fleet;
+use crate::settings::Workload;
+use crate::stats::{Stats, now_us};
 
 /// Calls until `until`; returns when every caller is done.
 pub(crate) async fn run(fleet: Arc<Fleet>, until: Instant) {
@@ -55,17 +56,14 @@ pub(crate) async fn run(fleet: Arc<Fleet>, until: Instant) {
                     }
                     Ok((status, resp)) => {
                         Stats::inc(&fleet.stats.reply_errors);
-                        note(
-                            &fleet,
-                            format!(
-                                "{path}: HTTP {status}: {}",
-                                String::from_utf8_lossy(&resp[..resp.len().min(200)])
-                            ),
-                        );
+                        fleet.note_error(format!(
+                            "{path}: HTTP {status}: {}",
+                            String::from_utf8_lossy(&resp[..resp.len().min(200)])
+                        ));
                     }
                     Err(e) => {
                         Stats::inc(&fleet.stats.reply_errors);
-                        note(&fleet, format!("{e:#}"));
+                        fleet.note_error(chain(&e));
                     }
                 }
             }
@@ -83,16 +81,6 @@ fn device_code_ok(body: &[u8]) -> bool {
             _ => true,
         },
         Err(_) => true,
-    }
-}
-
-fn note(fleet: &Fleet, e: String) {
-    let mut errors = fleet
-        .errors
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if errors.len() < 5 && !errors.contains(&e) {
-        errors.push(e);
     }
 }
 

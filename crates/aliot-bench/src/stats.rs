@@ -11,11 +11,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context as _;
 use base64::Engine as _;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer as _, V2Serializer};
 use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::report::{Percentiles, Summary};
 
 const SHARDS: usize = 4;
 /// Largest latency recorded: 10 minutes (larger values are clamped).
@@ -242,30 +244,30 @@ pub(crate) struct WorkerResult {
     pub(crate) errors: Vec<String>,
 }
 
-pub(crate) fn encode_hist(h: &Histogram<u64>) -> anyhow::Result<String> {
+pub(crate) fn encode_hist(h: &Histogram<u64>) -> Result<String> {
     let mut buf = Vec::new();
     V2Serializer::new()
         .serialize(h, &mut buf)
-        .map_err(|e| anyhow::anyhow!("cannot serialize a histogram: {e:?}"))?;
+        .map_err(|e| Error::Histogram(format!("cannot serialize: {e:?}")))?;
     Ok(base64::engine::general_purpose::STANDARD.encode(buf))
 }
 
-pub(crate) fn decode_hist(s: &str) -> anyhow::Result<Histogram<u64>> {
+pub(crate) fn decode_hist(s: &str) -> Result<Histogram<u64>> {
     if s.is_empty() {
         return Ok(new_hist());
     }
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(s)
-        .context("a worker's histogram is not base64")?;
+        .map_err(|e| Error::Histogram(format!("a worker's histogram is not base64: {e}")))?;
     let h: Histogram<u64> = Deserializer::new()
         .deserialize(&mut bytes.as_slice())
-        .map_err(|e| anyhow::anyhow!("a worker's histogram does not decode: {e:?}"))?;
+        .map_err(|e| Error::Histogram(format!("a worker's histogram does not decode: {e:?}")))?;
     Ok(h)
 }
 
 impl WorkerResult {
     /// Finishes a process's result from its live stats.
-    pub(crate) fn from_stats(s: &Stats) -> anyhow::Result<Self> {
+    pub(crate) fn from_stats(s: &Stats) -> Result<Self> {
         Ok(Self {
             devices: Stats::get(&s.devices),
             connected: Stats::get(&s.connected),
@@ -288,85 +290,8 @@ impl WorkerResult {
     }
 }
 
-/// Percentiles in milliseconds.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-pub(crate) struct Percentiles {
-    pub(crate) p50: f64,
-    pub(crate) p90: f64,
-    pub(crate) p99: f64,
-    pub(crate) max: f64,
-    pub(crate) count: u64,
-}
-
-impl Percentiles {
-    fn of(h: &Histogram<u64>) -> Self {
-        if h.is_empty() {
-            return Self::default();
-        }
-        Self {
-            p50: ms(h.value_at_quantile(0.50)),
-            p90: ms(h.value_at_quantile(0.90)),
-            p99: ms(h.value_at_quantile(0.99)),
-            max: ms(h.max()),
-            count: h.len(),
-        }
-    }
-}
-
-/// The final summary (what `--format json` prints).
-#[derive(Debug, Clone, Default, Serialize)]
-pub(crate) struct Summary {
-    pub(crate) workload: String,
-    pub(crate) target: String,
-    pub(crate) processes: usize,
-    pub(crate) devices: u64,
-    pub(crate) connected: u64,
-    pub(crate) refused: BTreeMap<String, u64>,
-    pub(crate) connect_errors: u64,
-    pub(crate) dropped: u64,
-    /// Connects accepted per second over the ramp (first attempt → last CONNACK).
-    pub(crate) connect_rate: f64,
-    /// Seconds from the first connect attempt to the last CONNACK.
-    pub(crate) ramp_s: f64,
-    pub(crate) connack_latency_ms: Percentiles,
-    pub(crate) sent: u64,
-    pub(crate) acked: u64,
-    pub(crate) replied: u64,
-    pub(crate) lost: u64,
-    pub(crate) reply_errors: u64,
-    pub(crate) downlinks_answered: u64,
-    /// telemetry with an interval: posts per second the fleet is asked to send.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) offered_per_s: Option<f64>,
-    /// Replies (or deliveries) per second over the hold phase.
-    pub(crate) msgs_per_s: f64,
-    /// PUBACKs per second over the hold phase.
-    pub(crate) acks_per_s: f64,
-    pub(crate) reply_latency_ms: Percentiles,
-    pub(crate) ack_latency_ms: Percentiles,
-    pub(crate) hold_s: f64,
-    pub(crate) duration_s: f64,
-    pub(crate) bench_rss_bytes: u64,
-    pub(crate) bench_rss_per_device_kib: f64,
-    pub(crate) bench_cpu_seconds: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) hub_rss_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) hub_rss_per_device_kib: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) hub_cpu_seconds: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) server_rss_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) server_rss_per_device_kib: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) server_cpu_seconds: Option<f64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub(crate) errors: Vec<String>,
-}
-
 /// Merges worker results exactly (counts added, histograms added bucket by bucket).
-pub(crate) fn merge(results: &[WorkerResult]) -> anyhow::Result<Summary> {
+pub(crate) fn merge(results: &[WorkerResult]) -> Result<Summary> {
     let mut s = Summary {
         processes: results.len(),
         ..Summary::default()
@@ -435,9 +360,9 @@ pub(crate) fn merge(results: &[WorkerResult]) -> anyhow::Result<Summary> {
         0.0
     };
     s.duration_s = round3(secs(start, end));
-    s.connack_latency_ms = Percentiles::of(&connack);
-    s.ack_latency_ms = Percentiles::of(&ack);
-    s.reply_latency_ms = Percentiles::of(&reply);
+    s.connack_latency_ms = percentiles(&connack);
+    s.ack_latency_ms = percentiles(&ack);
+    s.reply_latency_ms = percentiles(&reply);
     s.bench_rss_per_device_kib = if s.connected > 0 {
         round3(rss_delta as f64 / 1024.0 / s.connected as f64)
     } else {
@@ -445,6 +370,20 @@ pub(crate) fn merge(results: &[WorkerResult]) -> anyhow::Result<Summary> {
     };
     s.bench_cpu_seconds = round3(s.bench_cpu_seconds);
     Ok(s)
+}
+
+/// The percentiles of a histogram of microseconds, in milliseconds.
+fn percentiles(h: &Histogram<u64>) -> Percentiles {
+    if h.is_empty() {
+        return Percentiles::default();
+    }
+    Percentiles {
+        p50: ms(h.value_at_quantile(0.50)),
+        p90: ms(h.value_at_quantile(0.90)),
+        p99: ms(h.value_at_quantile(0.99)),
+        max: ms(h.max()),
+        count: h.len(),
+    }
 }
 
 pub(crate) fn round1(x: f64) -> f64 {

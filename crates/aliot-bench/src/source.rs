@@ -1,18 +1,17 @@
-//! Where the simulated devices come from: generated names (`--product-key --prefix --count`,
-//! registered through the admin API with `--register`), or a CSV of
+//! Where the simulated devices come from: generated names (`product_key`, `prefix`, `count`,
+//! registered through the admin API with `register`), or a CSV of
 //! `productKey,deviceName,deviceSecret`.
 
 use std::fmt;
 use std::path::Path;
 
-use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use super::admin::Http;
-use super::settings::{AdminTarget, FleetSource};
-use crate::cmd::usage;
+use crate::admin::Http;
+use crate::error::{Error, Result};
+use crate::settings::{AdminTarget, FleetSource};
 
-/// One device of the fleet. The secret is `None` under `--plain-auth`.
+/// One device of the fleet. The secret is `None` under plain auth.
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct DeviceSpec {
     pub(crate) product_key: String,
@@ -34,10 +33,7 @@ impl fmt::Debug for DeviceSpec {
 }
 
 /// Resolves the fleet: reads the CSV, or generates the names (and registers them on the hub).
-pub(crate) async fn resolve(
-    source: &FleetSource,
-    admin: Option<&AdminTarget>,
-) -> anyhow::Result<Vec<DeviceSpec>> {
+pub(crate) async fn resolve(source: &FleetSource, admin: Option<&AdminTarget>) -> Result<Vec<DeviceSpec>> {
     match source {
         FleetSource::Csv { path, limit } => {
             let mut devices = read_csv(path)?;
@@ -45,7 +41,7 @@ pub(crate) async fn resolve(
                 devices.truncate(*n);
             }
             if devices.is_empty() {
-                return Err(usage(format!("{} holds no device", path.display())));
+                return Err(Error::EmptyDeviceList { path: path.clone() });
             }
             Ok(devices)
         }
@@ -56,7 +52,7 @@ pub(crate) async fn resolve(
             register,
         } => {
             if *register {
-                let admin = admin.ok_or_else(|| usage("--register needs --admin-url"))?;
+                let admin = admin.ok_or(Error::NoAdminApi)?;
                 register_batch(admin, product_key, prefix, *count).await
             } else {
                 Ok((0..*count)
@@ -73,9 +69,15 @@ pub(crate) async fn resolve(
 
 /// Reads `productKey,deviceName,deviceSecret` rows; a first line naming the columns is skipped,
 /// and so are blank lines and `#` comments.
-pub(crate) fn read_csv(path: &Path) -> anyhow::Result<Vec<DeviceSpec>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    parse_csv(&text).map_err(|e| usage(format!("{}: {e}", path.display())))
+fn read_csv(path: &Path) -> Result<Vec<DeviceSpec>> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_csv(&text).map_err(|reason| Error::DeviceList {
+        path: path.to_owned(),
+        reason,
+    })
 }
 
 fn parse_csv(text: &str) -> Result<Vec<DeviceSpec>, String> {
@@ -130,7 +132,7 @@ async fn register_batch(
     pk: &str,
     prefix: &str,
     count: usize,
-) -> anyhow::Result<Vec<DeviceSpec>> {
+) -> Result<Vec<DeviceSpec>> {
     let http = Http::new(admin.clone());
     let mut out: Vec<DeviceSpec> = Vec::with_capacity(count);
     let mut product_created = false;
@@ -149,40 +151,52 @@ async fn register_batch(
                 )
                 .await?;
             if !(200..300).contains(&s) {
-                anyhow::bail!(
+                return Err(admin_answer(format!(
                     "creating product {pk} failed: HTTP {s}: {}",
                     String::from_utf8_lossy(&r)
-                );
+                )));
             }
             continue;
         }
         if !(200..300).contains(&status) {
-            anyhow::bail!(
+            return Err(admin_answer(format!(
                 "registering devices on {} failed: HTTP {status}: {}",
-                admin.url,
+                http.url(),
                 String::from_utf8_lossy(&resp)
-            );
+            )));
         }
         let created = parse_created(&resp, pk)?;
         if created.len() != n {
-            anyhow::bail!("the hub answered {} devices for a batch of {n}", created.len());
+            return Err(admin_answer(format!(
+                "the hub answered {} devices for a batch of {n}",
+                created.len()
+            )));
         }
         out.extend(created);
     }
     Ok(out)
 }
 
-fn parse_created(body: &[u8], pk: &str) -> anyhow::Result<Vec<DeviceSpec>> {
-    let v: serde_json::Value = serde_json::from_slice(body).context("the batch endpoint answered no JSON")?;
+/// An admin answer the bench cannot use.
+fn admin_answer(message: String) -> Error {
+    Error::Admin {
+        message,
+        source: None,
+    }
+}
+
+fn parse_created(body: &[u8], pk: &str) -> Result<Vec<DeviceSpec>> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| Error::admin("the batch endpoint answered no JSON", e))?;
     let list = match v {
         serde_json::Value::Array(_) => v,
         serde_json::Value::Object(mut o) => o
             .remove("devices")
-            .ok_or_else(|| anyhow::anyhow!("the batch answer has no device list"))?,
-        _ => anyhow::bail!("the batch answer has no device list"),
+            .ok_or_else(|| admin_answer("the batch answer has no device list".into()))?,
+        _ => return Err(admin_answer("the batch answer has no device list".into())),
     };
-    let created: Vec<Created> =
-        serde_json::from_value(list).context("the batch answer's devices lack deviceName/deviceSecret")?;
+    let created: Vec<Created> = serde_json::from_value(list)
+        .map_err(|e| Error::admin("the batch answer's devices lack deviceName/deviceSecret", e))?;
     Ok(created
         .into_iter()
         .map(|c| DeviceSpec {
