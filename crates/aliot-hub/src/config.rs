@@ -27,11 +27,7 @@ use crate::error::{Error, Result};
 /// The commented default configuration file.
 pub const DEFAULT_CONFIG: &str = include_str!("default-config.toml");
 
-/// File of the generated admin token inside the data directory.
-pub const TOKEN_FILE: &str = "admin-token";
-
-/// File holding the admin API's URL inside the data directory.
-pub const URL_FILE: &str = "admin.url";
+pub use aliot_admin::data_dir::{TOKEN_FILE, URL_FILE, default_data_dir};
 
 /// Default plain MQTT address.
 pub const DEFAULT_MQTT: &str = "127.0.0.1:1883";
@@ -367,20 +363,6 @@ pub fn validate_token(token: &str) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// The default data directory: `$XDG_DATA_HOME/aliot/hub`, else `$HOME/.local/share/aliot/hub`,
-/// else `./aliot-data`.
-pub fn default_data_dir() -> PathBuf {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    // XDG says relative values are invalid and must be ignored.
-    if let Some(xdg) = env("XDG_DATA_HOME").filter(|p| p.is_absolute()) {
-        return xdg.join("aliot").join("hub");
-    }
-    if let Some(home) = env("HOME") {
-        return home.join(".local").join("share").join("aliot").join("hub");
-    }
-    PathBuf::from("aliot-data")
 }
 
 /// Writes a file only its owner can read (mode 0600 on unix), atomically: a temporary file in

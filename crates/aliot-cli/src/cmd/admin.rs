@@ -585,11 +585,6 @@ mod tests {
         assert!(e.is::<super::super::UsageError>());
     }
 
-    #[test]
-    fn the_hub_and_its_clients_name_the_data_directory_files_alike() {
-        assert_eq!(data_dir::URL_FILE, aliot_hub::config::URL_FILE);
-        assert_eq!(data_dir::TOKEN_FILE, aliot_hub::config::TOKEN_FILE);
-    }
 
     #[test]
     fn command_line_json_must_be_an_object() {

@@ -1,15 +1,18 @@
 //! `/api/v1/products/{pk}/devices…`: register, list, show, enable/disable and delete devices.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use aliot_admin::{
+    BatchQuery, CreateBatch, CreateDevice, Credentials, Deleted, DeviceStatus, DeviceView, Format, ListQuery,
+    UpdateDevice,
+};
 
 use super::AdminState;
 use super::error::ApiError;
@@ -17,132 +20,42 @@ use crate::clock::format_utc;
 use crate::registry::{Device, MAX_BATCH, NewDevice};
 use crate::service::SessionInfo;
 
-/// `POST …/devices` body.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(super) struct CreateDevice {
-    device_name: String,
-    #[serde(default)]
-    device_secret: Option<String>,
-}
-
-/// `POST …/devices:batch` body: either `prefix` + `count` (names `{prefix}{start}` …
-/// `{prefix}{start+count-1}`, `start` defaulting to 0) or `deviceNames`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(super) struct CreateBatch {
-    #[serde(default)]
-    prefix: Option<String>,
-    #[serde(default)]
-    count: Option<u64>,
-    #[serde(default)]
-    start: Option<u64>,
-    #[serde(default)]
-    device_names: Option<Vec<String>>,
-    /// Leave existing devices alone (and list them) instead of failing with 409.
-    #[serde(default)]
-    skip_existing: bool,
-}
-
-/// `GET …/devices` query.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ListQuery {
-    #[serde(default)]
-    status: Option<StatusFilter>,
-    #[serde(default)]
-    format: Option<Format>,
-}
-
-/// `POST …/devices:batch` query.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct BatchQuery {
-    #[serde(default)]
-    format: Option<Format>,
-}
-
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum StatusFilter {
-    Online,
-    Offline,
-}
-
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-enum Format {
-    #[default]
-    Json,
-    Csv,
-}
-
-/// `PATCH …/devices/{dn}` body.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(super) struct UpdateDevice {
-    #[serde(default)]
-    enabled: Option<bool>,
-}
-
-/// A new device's credentials (the answer to a registration).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct Credentials {
-    product_key: String,
-    device_name: String,
-    device_secret: String,
-    iot_id: String,
-}
-
-impl From<Device> for Credentials {
-    fn from(d: Device) -> Self {
-        Self {
-            product_key: d.product_key,
-            device_name: d.device_name,
-            device_secret: d.device_secret,
-            iot_id: d.iot_id,
-        }
+fn credentials(d: Device) -> Credentials {
+    Credentials {
+        product_key: d.product_key,
+        device_name: d.device_name,
+        device_secret: d.device_secret,
+        iot_id: d.iot_id,
     }
 }
 
-/// A device in answers.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct DeviceView {
-    product_key: String,
-    device_name: String,
-    device_secret: String,
-    iot_id: String,
-    enabled: bool,
-    /// `"online"` or `"offline"`.
-    status: &'static str,
-    /// Epoch ms.
-    created: u64,
-    created_time: String,
-    /// Last successful login, epoch ms.
-    last_online: Option<u64>,
-    last_online_time: Option<String>,
-    /// The current connection's address when online, else the last login's.
-    client_ip: Option<IpAddr>,
-    /// The MQTT session, when online.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    session: Option<SessionInfo>,
-    /// Last reported property values (only in single-device answers).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    properties: Option<Map<String, Value>>,
+fn session_view(s: SessionInfo) -> aliot_admin::SessionInfo {
+    aliot_admin::SessionInfo {
+        client_id: s.client_id,
+        client_ip: s.client_ip,
+        connected_at: s.connected_at,
+        clean_session: s.clean_session,
+        keep_alive: s.keep_alive,
+        subscriptions: s.subscriptions,
+        auto_subscribe: s.auto_subscribe,
+        ext_rrpc: s.ext_rrpc,
+    }
 }
 
 fn view(d: Device, session: Option<SessionInfo>, properties: Option<Map<String, Value>>) -> DeviceView {
     let client_ip = session.as_ref().map(|s| s.client_ip).or(d.last_ip);
     DeviceView {
-        status: if session.is_some() { "online" } else { "offline" },
+        status: if session.is_some() {
+            DeviceStatus::Online
+        } else {
+            DeviceStatus::Offline
+        },
         created_time: format_utc(d.created_ms),
         created: d.created_ms,
         last_online_time: d.last_online_ms.map(format_utc),
         last_online: d.last_online_ms,
         client_ip,
-        session,
+        session: session.map(session_view),
         properties,
         enabled: d.enabled,
         iot_id: d.iot_id,
@@ -189,7 +102,7 @@ pub(super) async fn create(
         .service()
         .create_device(&pk, &body.device_name, body.device_secret.as_deref())
         .await?;
-    Ok((StatusCode::CREATED, Json(device.into())))
+    Ok((StatusCode::CREATED, Json(credentials(device))))
 }
 
 /// `POST /api/v1/products/{pk}/{action}`: only `devices:batch` exists.
@@ -214,7 +127,7 @@ pub(super) async fn action(
         Format::Csv => csv(devices
             .into_iter()
             .map(|d| (d.product_key, d.device_name, d.device_secret))),
-        Format::Json => Json(devices.into_iter().map(Credentials::from).collect::<Vec<_>>()).into_response(),
+        Format::Json => Json(devices.into_iter().map(credentials).collect::<Vec<_>>()).into_response(),
     };
     Ok((StatusCode::CREATED, response).into_response())
 }
@@ -255,8 +168,8 @@ pub(super) async fn list(
     let online: HashSet<String> = state.service().online_devices(&pk).into_iter().collect();
     let selected = devices.into_iter().filter(|d| match query.status {
         None => true,
-        Some(StatusFilter::Online) => online.contains(&d.device_name),
-        Some(StatusFilter::Offline) => !online.contains(&d.device_name),
+        Some(DeviceStatus::Online) => online.contains(&d.device_name),
+        Some(DeviceStatus::Offline) => !online.contains(&d.device_name),
     });
     Ok(match query.format.unwrap_or_default() {
         Format::Csv => csv(selected.map(|d| (d.product_key, d.device_name, d.device_secret))),
@@ -296,17 +209,6 @@ pub(super) async fn update(
     };
     let device = state.service().set_enabled(&pk, &dn, enabled).await?;
     Ok(Json(full_view(&state, device).await))
-}
-
-/// The answer to a deletion.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct Deleted {
-    product_key: String,
-    device_name: String,
-    deleted: bool,
-    /// Whether the device was online (it has been disconnected).
-    was_online: bool,
 }
 
 pub(super) async fn delete(

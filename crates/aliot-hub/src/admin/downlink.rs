@@ -5,47 +5,15 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use aliot_admin::{Call, Publish, PublishOutcome, Published, Rrpc, RrpcAnswer};
 use serde_json::Value;
 
 use super::AdminState;
 use super::error::ApiError;
-use crate::service::PublishOutcome;
+use crate::service;
 
 /// Longest deadline a caller may ask for a device's answer.
 const MAX_TIMEOUT_MS: u64 = 300_000;
-
-/// How a payload is written in JSON.
-#[derive(Deserialize, Serialize, Clone, Copy, PartialEq, Eq, Default, Debug)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum Encoding {
-    /// UTF-8 text, as is.
-    #[default]
-    Text,
-    /// Standard base64 (binary payloads).
-    Base64,
-}
-
-fn decode_payload(payload: &str, encoding: Encoding) -> Result<Bytes, ApiError> {
-    match encoding {
-        Encoding::Text => Ok(Bytes::copy_from_slice(payload.as_bytes())),
-        Encoding::Base64 => BASE64
-            .decode(payload.trim())
-            .map(Bytes::from)
-            .map_err(|e| ApiError::bad_request(format!("payload is not valid base64: {e}"))),
-    }
-}
-
-/// The payload as text when it is UTF-8, else as base64.
-fn encode_payload(bytes: &[u8]) -> (String, Encoding) {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => (s.to_owned(), Encoding::Text),
-        Err(_) => (BASE64.encode(bytes), Encoding::Base64),
-    }
-}
 
 fn deadline(state: &AdminState, timeout_ms: Option<u64>) -> Result<Duration, ApiError> {
     match timeout_ms {
@@ -57,25 +25,6 @@ fn deadline(state: &AdminState, timeout_ms: Option<u64>) -> Result<Duration, Api
     }
 }
 
-/// `POST …/publish` body.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Publish {
-    topic: String,
-    #[serde(default)]
-    payload: String,
-    #[serde(default)]
-    qos: u8,
-    #[serde(default)]
-    encoding: Encoding,
-}
-
-/// What happened to a published message.
-#[derive(Serialize)]
-pub(super) struct Published {
-    outcome: PublishOutcome,
-}
-
 pub(super) async fn publish(
     State(state): State<AdminState>,
     Path((pk, dn)): Path<(String, String)>,
@@ -83,22 +32,20 @@ pub(super) async fn publish(
 ) -> Result<Json<Published>, ApiError> {
     let Json(body) = body?;
     state.service().device(&pk, &dn).await?;
-    let payload = decode_payload(&body.payload, body.encoding)?;
-    let outcome = state
+    let payload = body
+        .encoding
+        .decode(&body.payload)
+        .map_err(|e| ApiError::bad_request(format!("payload is not valid base64: {e}")))?;
+    let outcome = match state
         .service()
         .publish(&pk, &dn, &body.topic, payload, body.qos)
-        .await?;
+        .await?
+    {
+        service::PublishOutcome::Delivered => PublishOutcome::Delivered,
+        service::PublishOutcome::Queued => PublishOutcome::Queued,
+        service::PublishOutcome::NotSubscribed => PublishOutcome::NotSubscribed,
+    };
     Ok(Json(Published { outcome }))
-}
-
-/// `POST …/properties` and `POST …/services/{identifier}` body.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Call {
-    #[serde(default)]
-    params: Option<Value>,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
 }
 
 pub(super) async fn set_properties(
@@ -143,54 +90,19 @@ pub(super) async fn invoke_service(
     ))
 }
 
-/// `POST …/rrpc` body.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Rrpc {
-    payload: String,
-    #[serde(default)]
-    encoding: Encoding,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-}
-
-/// The device's RRPC answer.
-#[derive(Serialize)]
-pub(super) struct RrpcAnswer {
-    payload: String,
-    encoding: Encoding,
-}
-
 pub(super) async fn rrpc(
     State(state): State<AdminState>,
     Path((pk, dn)): Path<(String, String)>,
     body: Result<Json<Rrpc>, JsonRejection>,
 ) -> Result<Json<RrpcAnswer>, ApiError> {
     let Json(body) = body?;
-    let payload = decode_payload(&body.payload, body.encoding)?;
+    let payload = body
+        .encoding
+        .decode(&body.payload)
+        .map_err(|e| ApiError::bad_request(format!("payload is not valid base64: {e}")))?;
     let timeout = deadline(&state, body.timeout_ms)?;
     state.service().device(&pk, &dn).await?;
     let answer = state.service().rrpc(&pk, &dn, payload, timeout).await?;
-    let (payload, encoding) = encode_payload(&answer);
-    Ok(Json(RrpcAnswer { payload, encoding }))
+    Ok(Json(RrpcAnswer::from_bytes(&answer)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn payloads_round_trip_as_text_or_base64() {
-        assert_eq!(
-            decode_payload("hi", Encoding::Text).ok(),
-            Some(Bytes::from_static(b"hi"))
-        );
-        assert_eq!(
-            decode_payload("/wA=", Encoding::Base64).ok(),
-            Some(Bytes::from_static(&[0xff, 0]))
-        );
-        assert!(decode_payload("%%", Encoding::Base64).is_err());
-        assert_eq!(encode_payload(b"ok"), ("ok".to_owned(), Encoding::Text));
-        assert_eq!(encode_payload(&[0xff, 0]), ("/wA=".to_owned(), Encoding::Base64));
-    }
-}

@@ -12,7 +12,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt as _};
-use serde::Deserialize;
+use aliot_admin::EventFilter;
 use serde_json::Value;
 use tokio::sync::broadcast::{self, error::RecvError};
 
@@ -20,47 +20,33 @@ use super::AdminState;
 use super::error::ApiError;
 use crate::events::Event;
 
-/// `GET /api/v1/events` query.
-#[derive(Deserialize, Default, Clone)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(super) struct Filter {
-    #[serde(default)]
-    product_key: Option<String>,
-    #[serde(default)]
-    device_name: Option<String>,
-    /// Comma-separated event types (`status,uplink,reply,refused,kicked,acl_denied,problem`).
-    #[serde(default, rename = "type")]
-    types: Option<String>,
-}
-
-impl Filter {
-    fn matches(&self, event: &Value) -> bool {
-        let field = |k: &str| event.get(k).and_then(Value::as_str);
-        if self
-            .product_key
-            .as_deref()
-            .is_some_and(|pk| field("productKey") != Some(pk))
-        {
-            return false;
-        }
-        if self
-            .device_name
-            .as_deref()
-            .is_some_and(|dn| field("deviceName") != Some(dn))
-        {
-            return false;
-        }
-        if let Some(types) = &self.types {
-            let Some(t) = field("type") else { return false };
-            return types.split(',').any(|want| want.trim() == t);
-        }
-        true
+/// Whether an event (as JSON) passes the filter.
+fn matches(filter: &EventFilter, event: &Value) -> bool {
+    let field = |k: &str| event.get(k).and_then(Value::as_str);
+    if filter
+        .product_key
+        .as_deref()
+        .is_some_and(|pk| field("productKey") != Some(pk))
+    {
+        return false;
     }
+    if filter
+        .device_name
+        .as_deref()
+        .is_some_and(|dn| field("deviceName") != Some(dn))
+    {
+        return false;
+    }
+    if let Some(types) = &filter.types {
+        let Some(t) = field("type") else { return false };
+        return types.split(',').any(|want| want.trim() == t);
+    }
+    true
 }
 
 pub(super) async fn stream(
     State(state): State<AdminState>,
-    query: Result<Query<Filter>, QueryRejection>,
+    query: Result<Query<EventFilter>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let Query(filter) = query?;
     let rx = state.service().events();
@@ -70,10 +56,10 @@ pub(super) async fn stream(
 }
 
 async fn next_event(
-    (mut rx, filter): (broadcast::Receiver<Arc<Event>>, Filter),
+    (mut rx, filter): (broadcast::Receiver<Arc<Event>>, EventFilter),
 ) -> Option<(
     Result<SseEvent, Infallible>,
-    (broadcast::Receiver<Arc<Event>>, Filter),
+    (broadcast::Receiver<Arc<Event>>, EventFilter),
 )> {
     loop {
         match rx.recv().await {
@@ -81,7 +67,7 @@ async fn next_event(
                 let Ok(value) = serde_json::to_value(&*event) else {
                     continue;
                 };
-                if filter.matches(&value) {
+                if matches(&filter, &value) {
                     return Some((Ok(SseEvent::default().data(value.to_string())), (rx, filter)));
                 }
             }
@@ -101,27 +87,27 @@ mod tests {
     #[test]
     fn filters_select_by_device_and_type() {
         let e = serde_json::json!({"type": "uplink", "productKey": "pk", "deviceName": "dn"});
-        assert!(Filter::default().matches(&e));
-        let f = Filter {
+        assert!(matches(&EventFilter::default(), &e));
+        let f = EventFilter {
             product_key: Some("pk".into()),
             device_name: Some("dn".into()),
             types: None,
         };
-        assert!(f.matches(&e));
-        let f = Filter {
+        assert!(matches(&f, &e));
+        let f = EventFilter {
             device_name: Some("other".into()),
-            ..Filter::default()
+            ..EventFilter::default()
         };
-        assert!(!f.matches(&e));
-        let f = Filter {
+        assert!(!matches(&f, &e));
+        let f = EventFilter {
             types: Some("status, uplink".into()),
-            ..Filter::default()
+            ..EventFilter::default()
         };
-        assert!(f.matches(&e));
-        let f = Filter {
+        assert!(matches(&f, &e));
+        let f = EventFilter {
             types: Some("status".into()),
-            ..Filter::default()
+            ..EventFilter::default()
         };
-        assert!(!f.matches(&e));
+        assert!(!matches(&f, &e));
     }
 }

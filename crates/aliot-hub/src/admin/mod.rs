@@ -160,7 +160,7 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
 }
 
 async fn healthz() -> Response {
-    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+    axum::Json(aliot_admin::Health { status: "ok".into() }).into_response()
 }
 
 async fn no_route() -> error::ApiError {

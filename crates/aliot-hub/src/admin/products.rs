@@ -4,35 +4,12 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use aliot_admin::{CreateProduct, ProductView};
 
 use super::AdminState;
 use super::error::ApiError;
 use crate::clock::format_utc;
 use crate::registry::Product;
-
-/// `POST /api/v1/products` body.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(super) struct CreateProduct {
-    name: String,
-    #[serde(default)]
-    product_key: Option<String>,
-}
-
-/// A product in answers.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct ProductView {
-    product_key: String,
-    name: String,
-    product_secret: String,
-    /// Epoch ms.
-    created: u64,
-    /// ISO 8601 UTC.
-    created_time: String,
-    device_count: usize,
-}
 
 fn view(p: Product) -> ProductView {
     ProductView {
