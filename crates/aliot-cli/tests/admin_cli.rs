@@ -1,13 +1,12 @@
 //! `aliot admin` against a hub process: registration, management, calls that reach a device,
 //! the event stream, and how the hub is found (flags, environment, data directory).
 
-mod hubproc;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Output, Stdio};
 
-use hubproc::{GUARD, HubProcess, RawDevice, admin, aliot, ok_json, run_guarded, stderr};
+use aliot_testkit::{GUARD, HubProcess, BlockingRaw as RawDevice, admin, aliot, ok_json, run_guarded, stderr};
 use serde_json::json;
 
 /// `aliot admin CMD… --product-key PK --device-name DN EXTRA…`.

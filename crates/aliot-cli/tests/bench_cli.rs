@@ -3,11 +3,10 @@
 //! Every run is bounded by its flags (`--count`, `--duration`) and by the helper's hang guard;
 //! the assertions are on counts only, never on timings.
 
-mod hubproc;
 
 use std::process::Output;
 
-use hubproc::{HubProcess, aliot, run_guarded};
+use aliot_testkit::{HubProcess, aliot, run_guarded};
 
 const TOKEN: &str = "bench-test-token";
 

@@ -1,14 +1,13 @@
 //! Interop with real MQTT clients: mosquitto_pub / mosquitto_sub against `aliot hub`, connecting
 //! with the credentials `aliot sign` prints (issue 3). `.ci/run` installs mosquitto-clients.
 
-mod hubproc;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 
-use hubproc::{GUARD, HubProcess, admin, aliot, ok_json, run_guarded, wait_guarded};
+use aliot_testkit::{GUARD, HubProcess, admin, aliot, ok_json, run_guarded, wait_guarded};
 
 /// Registers product `pk` and device `dn`; returns the device secret.
 fn register(dir: &Path, pk: &str, dn: &str) -> String {

@@ -1,47 +1,11 @@
 //! MQTT over TLS (securemode 2) through the same engine: CONNECT, a reply, a device call.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use aliot_bench::wire::TlsClient;
 use aliot_hub::BrokerConfig;
 use aliot_testkit::*;
-use bytes::BytesMut;
-use rmqtt_codec::v3::{Codec, Packet, QoS};
-use rustls_pki_types::pem::PemObject as _;
-use rustls_pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::codec::{Decoder, Encoder};
-
-struct TlsClient {
-    stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
-    codec: Codec,
-    buf: BytesMut,
-}
-
-impl TlsClient {
-    async fn send(&mut self, p: Packet) {
-        let mut out = BytesMut::new();
-        self.codec.encode(p, &mut out).expect("encode");
-        self.stream.write_all(&out).await.expect("write");
-        self.stream.flush().await.expect("flush");
-    }
-
-    async fn recv(&mut self) -> Option<Packet> {
-        tokio::time::timeout(GUARD, async {
-            loop {
-                if let Some((p, _)) = self.codec.decode(&mut self.buf).expect("decode") {
-                    return Some(p);
-                }
-                match self.stream.read_buf(&mut self.buf).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await
-        .expect("guard")
-    }
-}
+use rmqtt_codec::v3::{Packet, QoS};
 
 #[tokio::test]
 async fn devices_connect_and_talk_over_tls() {
@@ -50,27 +14,8 @@ async fn devices_connect_and_talk_over_tls() {
     let acceptor = aliot_hub::tls::acceptor(&files.cert, &files.key).expect("acceptor");
     let hub = BrokerHub::start_full(BrokerConfig::default(), Some(acceptor)).await;
 
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(files.ca.as_ref().expect("ca")).expect("ca file") {
-        roots.add(cert.expect("ca cert")).expect("add root");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(hub.addr).await.expect("connect");
-    let stream = connector
-        .connect(ServerName::try_from("localhost").expect("name"), tcp)
-        .await
-        .expect("TLS handshake");
-    let mut dev = TlsClient {
-        stream,
-        codec: Codec::new(0),
-        buf: BytesMut::new(),
-    };
+    let tls = TlsClient::from_ca_file(files.ca.as_ref().expect("ca"), "localhost").expect("the local CA");
+    let mut dev = Raw::open_with(hub.addr, Some(&tls)).await;
 
     let mut c = creds("dev1", "_ss=1");
     c.client_id = c.client_id.replace("securemode=3", "securemode=2");

@@ -16,7 +16,9 @@ use tempfile::TempDir;
 use tower::ServiceExt as _;
 
 use crate::guard::guard;
-use crate::hub::TOKEN;
+
+/// The admin token of every test hub.
+pub const TOKEN: &str = "test-admin-token-0123456789";
 
 /// One HTTP request; the answer as (status, text).
 pub async fn http(

@@ -11,10 +11,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::guard::guard;
-use crate::http::http_json;
-
-/// The admin token of every test hub.
-pub const TOKEN: &str = "test-admin-token-0123456789";
+use crate::http::{TOKEN, http_json};
 
 /// A hub started in-process.
 #[derive(Debug)]

@@ -9,6 +9,27 @@ use std::sync::mpsc;
 
 use crate::guard::{GUARD, run_guarded, wait_guarded};
 
+/// The workspace's `aliot` binary, beside the running test (cargo builds it before the tests of
+/// `aliot-cli`, the crate that defines it).
+///
+/// # Panics
+/// When the binary is not there (a test of another crate asking for it).
+pub fn aliot_binary() -> PathBuf {
+    let path = workspace_binary("aliot");
+    assert!(
+        path.is_file(),
+        "{} is not built: only aliot-cli's tests can run the aliot binary",
+        path.display()
+    );
+    path
+}
+
+/// `aliot` (see [`aliot_binary`]) with the environment a test needs: no admin settings and no
+/// log filter of the developer's.
+pub fn aliot() -> Command {
+    aliot_command(&aliot_binary())
+}
+
 /// The `aliot` binary at `path`, with the environment a test needs: no admin settings and no
 /// log filter of the developer's.
 pub fn aliot_command(path: &Path) -> Command {
@@ -35,10 +56,10 @@ pub struct HubProcess {
 }
 
 impl HubProcess {
-    /// Starts `{binary} hub --data-dir DIR --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 EXTRA…` and
-    /// reads its endpoints from stdout.
-    pub fn start(binary: &Path, data_dir: &Path, extra: &[&str]) -> HubProcess {
-        let mut child = aliot_command(binary)
+    /// Starts `aliot hub --data-dir DIR --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 EXTRA…` and reads
+    /// its endpoints from stdout.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> HubProcess {
+        let mut child = aliot()
             .args(["hub", "--data-dir"])
             .arg(data_dir)
             .args(["--mqtt", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
@@ -115,10 +136,10 @@ impl Drop for HubProcess {
     }
 }
 
-/// `{binary} admin --data-dir DIR ARGS…`, with HOME pointing at the data directory so that no
+/// `aliot admin --data-dir DIR ARGS…`, with HOME pointing at the data directory so that no
 /// default data directory of the machine is used.
-pub fn admin(binary: &Path, data_dir: &Path, args: &[&str]) -> Output {
-    let mut cmd = aliot_command(binary);
+pub fn admin(data_dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = aliot();
     cmd.arg("admin").arg("--data-dir").arg(data_dir).args(args);
     cmd.env("HOME", data_dir).env("XDG_DATA_HOME", data_dir);
     run_guarded(cmd)

@@ -1,15 +1,14 @@
 //! [`Raw`]: an MQTT 3.1.1 client that sends exactly the packets a test writes and hands back
-//! exactly what the hub sent, with the hang guard on every wait.
+//! exactly what the hub sent, with the hang guard on every wait. It is the workspace's lean
+//! client (`aliot_bench::wire`) with test assertions around it.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
 
-use bytes::{Bytes, BytesMut};
+use aliot_bench::wire::{Connection, TlsClient};
+use bytes::Bytes;
 use rmqtt_codec::types::Publish;
-use rmqtt_codec::v3::{Codec, ConnectAck, Packet, QoS, SubscribeReturnCode};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
-use tokio_util::codec::{Decoder as _, Encoder as _};
+use rmqtt_codec::v3::{ConnectAck, Packet, QoS, SubscribeReturnCode};
 
 use crate::creds::{Creds, connect_packet};
 use crate::guard::guard;
@@ -17,21 +16,23 @@ use crate::guard::guard;
 /// A raw MQTT connection.
 #[derive(Debug)]
 pub struct Raw {
-    stream: TcpStream,
-    codec: Codec,
-    buf: BytesMut,
+    conn: Connection,
 }
 
 impl Raw {
     /// Opens a TCP connection (nothing sent yet).
     pub async fn open(addr: SocketAddr) -> Raw {
-        let stream = TcpStream::connect(addr).await.expect("connect to the hub");
-        stream.set_nodelay(true).expect("TCP_NODELAY");
-        Raw {
-            stream,
-            codec: Codec::new(0),
-            buf: BytesMut::new(),
-        }
+        Self::open_with(addr, None).await
+    }
+
+    /// Opens a TCP or TLS connection (nothing sent yet).
+    pub async fn open_with(addr: SocketAddr, tls: Option<&TlsClient>) -> Raw {
+        let mut conn = guard("the connection to the hub", Connection::open(addr, tls))
+            .await
+            .expect("connect to the hub");
+        // Whatever the hub sends is handed to the test, however large.
+        conn.set_max_packet(0);
+        Raw { conn }
     }
 
     /// Opens a connection and sends a signed CONNECT (keepalive 60); returns the client and the
@@ -52,14 +53,12 @@ impl Raw {
 
     /// Sends a packet.
     pub async fn send(&mut self, packet: Packet) {
-        let mut out = BytesMut::new();
-        self.codec.encode(packet, &mut out).expect("encode the packet");
-        self.write_raw(&out).await;
+        self.conn.send(packet).await.expect("send to the hub");
     }
 
     /// Writes bytes as they are (malformed input).
     pub async fn write_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.expect("write to the hub");
+        self.conn.write_raw(bytes).await.expect("write to the hub");
     }
 
     /// The next packet, or `None` when the hub closed the connection.
@@ -69,18 +68,11 @@ impl Raw {
 
     /// As [`Raw::recv`], with no guard (for tests running on paused time).
     pub async fn recv_unguarded(&mut self) -> Option<Packet> {
-        loop {
-            if let Some((p, _)) = self
-                .codec
-                .decode(&mut self.buf)
-                .expect("the hub sent a malformed packet")
-            {
-                return Some(p);
-            }
-            match self.stream.read_buf(&mut self.buf).await {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
+        match self.conn.recv().await {
+            Ok(p) => p,
+            Err(aliot_bench::Error::Decode(e)) => panic!("the hub sent a malformed packet: {e}"),
+            // A failed read is a closed connection, for a test.
+            Err(_) => None,
         }
     }
 
@@ -113,32 +105,19 @@ impl Raw {
 
     /// Publishes (QoS 0 carries no packet id).
     pub async fn publish(&mut self, topic: &str, payload: &str, qos: QoS, pid: u16) {
-        self.send(Packet::Publish(Box::new(Publish {
-            dup: false,
-            retain: false,
+        self.send(aliot_bench::wire::publish_packet(
+            topic,
+            Bytes::from(payload.to_owned()),
             qos,
-            topic: topic.to_owned().into(),
-            packet_id: if qos == QoS::AtMostOnce {
-                None
-            } else {
-                NonZeroU16::new(pid)
-            },
-            payload: Bytes::from(payload.to_owned()),
-            properties: None,
-        })))
+            pid,
+        ))
         .await;
     }
 
     /// Subscribes and returns the SUBACK's return codes.
     pub async fn subscribe(&mut self, pid: u16, filters: &[(&str, QoS)]) -> Vec<SubscribeReturnCode> {
-        self.send(Packet::Subscribe {
-            packet_id: NonZeroU16::new(pid).expect("a non-zero packet id"),
-            topic_filters: filters
-                .iter()
-                .map(|(f, q)| ((*f).to_owned().into(), *q))
-                .collect(),
-        })
-        .await;
+        let pid = NonZeroU16::new(pid).expect("a non-zero packet id");
+        self.send(aliot_bench::wire::subscribe_packet(pid, filters)).await;
         match self.recv().await {
             Some(Packet::SubscribeAck { status, .. }) => status,
             other => panic!("expected SUBACK, got {other:?}"),
