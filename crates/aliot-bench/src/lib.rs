@@ -49,7 +49,6 @@
 //! - `settings`: [`Options`] validated into a [`Plan`]; the per-process settings a worker
 //!   receives.
 //! - `source`: where the devices come from (prefix + count, CSV, registration on the hub).
-//! - `admin`: the few admin API calls of the bench and `/metrics` scraping, isolated in one file.
 //! - `session`: the pure MQTT state of one device (packet ids, the inflight window, keepalive),
 //!   unit-tested apart from the network.
 //! - `fleet`: what the devices of one process share (settings, stats, the current phase).
@@ -64,7 +63,6 @@
 //! - `sysinfo`: RSS and CPU time from /proc.
 //! - `error`: the crate's [`Error`].
 
-mod admin;
 mod device;
 mod driver;
 mod error;

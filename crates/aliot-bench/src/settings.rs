@@ -58,6 +58,21 @@ impl AdminTarget {
             token,
         }
     }
+
+    /// A client of this admin API.
+    ///
+    /// # Errors
+    /// [`Error::Admin`](crate::Error::Admin) for an unusable URL or token.
+    pub(crate) fn client(&self) -> crate::Result<aliot_admin::Client> {
+        let client = aliot_admin::Client::new(&self.url)
+            .map_err(|e| crate::Error::admin(format!("bad admin URL {}", self.url), e))?;
+        match &self.token {
+            Some(t) => client
+                .with_token(t)
+                .map_err(|e| crate::Error::admin("bad admin token", e)),
+            None => Ok(client),
+        }
+    }
 }
 
 impl std::fmt::Debug for AdminTarget {

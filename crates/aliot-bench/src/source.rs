@@ -5,9 +5,9 @@
 use std::fmt;
 use std::path::Path;
 
+use aliot_admin::{CreateBatch, CreateProduct};
 use serde::{Deserialize, Serialize};
 
-use crate::admin::Http;
 use crate::error::{Error, Result};
 use crate::settings::{AdminTarget, FleetSource};
 
@@ -116,14 +116,6 @@ fn parse_csv(text: &str) -> Result<Vec<DeviceSpec>, String> {
 /// answer small).
 const BATCH: usize = 1000;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Created {
-    product_key: Option<String>,
-    device_name: String,
-    device_secret: String,
-}
-
 /// `POST /api/v1/products/{pk}/devices:batch {"prefix","count","start","skipExisting":true}` →
 /// 201 with the devices and their secrets (existing ones listed too, so a second run reuses
 /// them). Creates the product first when the hub does not know it.
@@ -133,46 +125,45 @@ async fn register_batch(
     prefix: &str,
     count: usize,
 ) -> Result<Vec<DeviceSpec>> {
-    let http = Http::new(admin.clone());
+    let client = admin.client()?;
     let mut out: Vec<DeviceSpec> = Vec::with_capacity(count);
     let mut product_created = false;
-    let path = format!("/api/v1/products/{pk}/devices:batch");
     while out.len() < count {
         let start = out.len();
         let n = (count - start).min(BATCH);
-        let body = serde_json::json!({ "prefix": prefix, "count": n, "start": start, "skipExisting": true });
-        let (status, resp) = http.post_json(&path, &body).await?;
-        if status == 404 && !product_created {
-            product_created = true;
-            let (s, r) = http
-                .post_json(
-                    "/api/v1/products",
-                    &serde_json::json!({ "name": format!("aliot bench {pk}"), "productKey": pk }),
-                )
-                .await?;
-            if !(200..300).contains(&s) {
-                return Err(admin_answer(format!(
-                    "creating product {pk} failed: HTTP {s}: {}",
-                    String::from_utf8_lossy(&r)
-                )));
+        let batch = CreateBatch::prefixed(prefix, n as u64, Some(start as u64)).skip_existing(true);
+        let created = match client.create_devices(pk, &batch).await {
+            Ok(created) => created,
+            Err(e) if e.status() == Some(404) && !product_created => {
+                product_created = true;
+                let product = CreateProduct {
+                    name: format!("aliot bench {pk}"),
+                    product_key: Some(pk.to_owned()),
+                };
+                client
+                    .create_product(&product)
+                    .await
+                    .map_err(|e| Error::admin(format!("creating product {pk} failed"), e))?;
+                continue;
             }
-            continue;
-        }
-        if !(200..300).contains(&status) {
-            return Err(admin_answer(format!(
-                "registering devices on {} failed: HTTP {status}: {}",
-                http.url(),
-                String::from_utf8_lossy(&resp)
-            )));
-        }
-        let created = parse_created(&resp, pk)?;
+            Err(e) => {
+                return Err(Error::admin(
+                    format!("registering devices on {} failed", client.base_url()),
+                    e,
+                ));
+            }
+        };
         if created.len() != n {
             return Err(admin_answer(format!(
                 "the hub answered {} devices for a batch of {n}",
                 created.len()
             )));
         }
-        out.extend(created);
+        out.extend(created.into_iter().map(|c| DeviceSpec {
+            product_key: c.product_key,
+            device_name: c.device_name,
+            device_secret: Some(c.device_secret),
+        }));
     }
     Ok(out)
 }
@@ -183,28 +174,6 @@ fn admin_answer(message: String) -> Error {
         message,
         source: None,
     }
-}
-
-fn parse_created(body: &[u8], pk: &str) -> Result<Vec<DeviceSpec>> {
-    let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| Error::admin("the batch endpoint answered no JSON", e))?;
-    let list = match v {
-        serde_json::Value::Array(_) => v,
-        serde_json::Value::Object(mut o) => o
-            .remove("devices")
-            .ok_or_else(|| admin_answer("the batch answer has no device list".into()))?,
-        _ => return Err(admin_answer("the batch answer has no device list".into())),
-    };
-    let created: Vec<Created> = serde_json::from_value(list)
-        .map_err(|e| Error::admin("the batch answer's devices lack deviceName/deviceSecret", e))?;
-    Ok(created
-        .into_iter()
-        .map(|c| DeviceSpec {
-            product_key: c.product_key.unwrap_or_else(|| pk.to_owned()),
-            device_name: c.device_name,
-            device_secret: Some(c.device_secret),
-        })
-        .collect())
 }
 
 #[cfg(test)]
@@ -224,14 +193,6 @@ mod tests {
     fn csv_should_name_the_line_of_a_short_row() {
         let err = parse_csv("pk,dev1,s1\npk,dev2\n").expect_err("short row");
         assert!(err.contains("line 2"), "{err}");
-    }
-
-    #[test]
-    fn batch_answers_should_be_read_as_a_list_or_an_object() {
-        let a = br#"[{"productKey":"pk","deviceName":"d0","deviceSecret":"s","iotId":"x"}]"#;
-        let b = br#"{"devices":[{"deviceName":"d0","deviceSecret":"s"}]}"#;
-        assert_eq!(parse_created(a, "pk").expect("list")[0].device_name, "d0");
-        assert_eq!(parse_created(b, "pk").expect("object")[0].product_key, "pk");
     }
 
     #[test]

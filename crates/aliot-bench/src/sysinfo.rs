@@ -35,6 +35,17 @@ pub(crate) fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// The value of an unlabelled metric in Prometheus text (`name 1.5e7`).
+pub(crate) fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        let rest = rest
+            .strip_prefix(' ')
+            .or_else(|| rest.strip_prefix("{}").map(str::trim_start))?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +56,14 @@ mod tests {
             assert!(rss_bytes(None).is_some_and(|b| b > 0));
             assert!(cpu_seconds(None).is_some());
         }
+    }
+
+    #[test]
+    fn metric_should_read_plain_and_exponent_values_and_ignore_prefixes() {
+        let text = "# HELP process_resident_memory_bytes x\nprocess_resident_memory_bytes_extra 1\n\
+                    process_resident_memory_bytes 1.2345e7\nprocess_cpu_seconds_total 12.5\n";
+        assert_eq!(metric(text, "process_resident_memory_bytes"), Some(12_345_000.0));
+        assert_eq!(metric(text, "process_cpu_seconds_total"), Some(12.5));
+        assert_eq!(metric(text, "nope"), None);
     }
 }

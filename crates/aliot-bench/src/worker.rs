@@ -13,12 +13,11 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncWriteExt as _, BufReader};
 use tokio::task::JoinSet;
 
-use crate::admin::{self, Http};
 use crate::error::{Error, Result, chain};
 use crate::progress::Live;
 use crate::report::Summary;
 use crate::run::{self, OnProgress};
-use crate::settings::{AdminTarget, Plan, Settings, Workload};
+use crate::settings::{Plan, Settings, Workload};
 use crate::source::{self, DeviceSpec};
 use crate::stats::{self, Progress, WorkerResult, round3};
 use crate::sysinfo;
@@ -113,11 +112,24 @@ impl ServerSamples {
     }
 }
 
-async fn sample_hub(http: &Http, url: &str) -> (Option<u64>, Option<f64>) {
-    match admin::get_url(http, url).await {
+/// How long a `/metrics` scrape may take.
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client of the hub whose Prometheus text is at `url` (`http://host:port/metrics`; a URL
+/// without the `/metrics` path names the hub itself).
+fn metrics_client(url: &str) -> Result<aliot_admin::Client> {
+    let base = url.trim_end_matches('/');
+    let base = base.strip_suffix("/metrics").unwrap_or(base);
+    aliot_admin::Client::new(base)
+        .map(|c| c.with_timeout(SCRAPE_TIMEOUT))
+        .map_err(|e| Error::ServerSampling(format!("--hub-metrics {url}: {}", chain(&e))))
+}
+
+async fn sample_hub(client: &aliot_admin::Client) -> (Option<u64>, Option<f64>) {
+    match client.metrics().await {
         Ok(text) => (
-            admin::metric(&text, "process_resident_memory_bytes").map(|v| v as u64),
-            admin::metric(&text, "process_cpu_seconds_total"),
+            sysinfo::metric(&text, "process_resident_memory_bytes").map(|v| v as u64),
+            sysinfo::metric(&text, "process_cpu_seconds_total"),
         ),
         Err(_) => (None, None),
     }
@@ -139,18 +151,13 @@ pub async fn run(plan: &Plan) -> Result<Summary> {
     let latest = Arc::new(Mutex::new(vec![Progress::default(); plan.processes]));
 
     // Server sampling: a baseline before the first device, then every 500 ms.
-    let hub = plan.hub_metrics.clone().map(|url| {
-        (
-            Http::new(AdminTarget {
-                url: String::new(),
-                token: None,
-            }),
-            url,
-        )
-    });
+    let hub = match &plan.hub_metrics {
+        Some(url) => Some((metrics_client(url)?, url.clone())),
+        None => None,
+    };
     let (mut hub_samples, mut pid_samples) = (ServerSamples::default(), ServerSamples::default());
     if let Some((http, url)) = &hub {
-        let (r, c) = sample_hub(http, url).await;
+        let (r, c) = sample_hub(http).await;
         if r.is_none() {
             return Err(Error::ServerSampling(format!(
                 "--hub-metrics {url}: no process_resident_memory_bytes there"
@@ -173,7 +180,7 @@ pub async fn run(plan: &Plan) -> Result<Summary> {
                 every.tick().await;
                 let phase = sum(&latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).phase;
                 let h = match &hub {
-                    Some((http, url)) => Some(sample_hub(http, url).await),
+                    Some((http, _)) => Some(sample_hub(http).await),
                     None => None,
                 };
                 let p =
@@ -214,8 +221,8 @@ pub async fn run(plan: &Plan) -> Result<Summary> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    if let Some((http, url)) = &hub {
-        let (r, c) = sample_hub(http, url).await;
+    if let Some((http, _)) = &hub {
+        let (r, c) = sample_hub(http).await;
         hub_samples.add(r, c, "close");
     }
     if let Some(pid) = plan.server_pid {

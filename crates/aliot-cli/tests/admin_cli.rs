@@ -1,12 +1,13 @@
 //! `aliot admin` against a hub process: registration, management, calls that reach a device,
 //! the event stream, and how the hub is found (flags, environment, data directory).
 
-
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Output, Stdio};
 
-use aliot_testkit::{GUARD, HubProcess, BlockingRaw as RawDevice, admin, aliot, ok_json, run_guarded, stderr};
+use aliot_testkit::{
+    BlockingRaw as RawDevice, GUARD, HubProcess, admin, aliot, ok_json, run_guarded, stderr,
+};
 use serde_json::json;
 
 /// `aliot admin CMD… --product-key PK --device-name DN EXTRA…`.

@@ -3,7 +3,6 @@
 //! Every run is bounded by its flags (`--count`, `--duration`) and by the helper's hang guard;
 //! the assertions are on counts only, never on timings.
 
-
 use std::process::Output;
 
 use aliot_testkit::{HubProcess, aliot, run_guarded};

@@ -1,8 +1,7 @@
 //! `aliot hub` as a process: endpoints on stdout, bad settings, graceful SIGTERM, and a
 //! registration that survives `kill -9`.
 
-
-use aliot_testkit::{HubProcess, BlockingRaw as RawDevice, admin, aliot, ok_json, run_guarded, stderr};
+use aliot_testkit::{BlockingRaw as RawDevice, HubProcess, admin, aliot, ok_json, run_guarded, stderr};
 
 #[test]
 fn print_config_prints_the_embedded_default_file() {

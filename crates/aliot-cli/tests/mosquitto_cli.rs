@@ -1,7 +1,6 @@
 //! Interop with real MQTT clients: mosquitto_pub / mosquitto_sub against `aliot hub`, connecting
 //! with the credentials `aliot sign` prints (issue 3). `.ci/run` installs mosquitto-clients.
 
-
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -585,7 +585,6 @@ mod tests {
         assert!(e.is::<super::super::UsageError>());
     }
 
-
     #[test]
     fn command_line_json_must_be_an_object() {
         assert!(json_object("--params", r#"{"a":1}"#).is_ok());

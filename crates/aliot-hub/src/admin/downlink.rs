@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
+use aliot_admin::{Call, Publish, PublishOutcome, Published, Rrpc, RrpcAnswer};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use aliot_admin::{Call, Publish, PublishOutcome, Published, Rrpc, RrpcAnswer};
 use serde_json::Value;
 
 use super::AdminState;
@@ -105,4 +105,3 @@ pub(super) async fn rrpc(
     let answer = state.service().rrpc(&pk, &dn, payload, timeout).await?;
     Ok(Json(RrpcAnswer::from_bytes(&answer)))
 }
-

@@ -8,11 +8,11 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use aliot_admin::EventFilter;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt as _};
-use aliot_admin::EventFilter;
 use serde_json::Value;
 use tokio::sync::broadcast::{self, error::RecvError};
 

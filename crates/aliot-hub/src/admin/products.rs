@@ -1,10 +1,10 @@
 //! `/api/v1/products`: register and list products.
 
+use aliot_admin::{CreateProduct, ProductView};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use aliot_admin::{CreateProduct, ProductView};
 
 use super::AdminState;
 use super::error::ApiError;
