@@ -19,6 +19,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use aliot_protocol::identity::{validate_device_name, validate_product_key, validate_secret};
 use serde_json::{Map, Value};
 
 mod error;
@@ -26,12 +27,15 @@ mod redb;
 
 pub use self::error::{Error, Result};
 pub(crate) use self::redb::random_alnum;
-pub use self::redb::{DB_FILE, MAX_BATCH, ONLINE_QUEUE, RedbRegistry};
+pub use self::redb::{DB_FILE, ONLINE_QUEUE, RedbRegistry};
 
 pub use crate::BoxFuture;
 
 /// The longest product name.
 pub const MAX_PRODUCT_NAME_LEN: usize = 64;
+
+/// The most devices one batch registration may create.
+pub const MAX_BATCH: usize = 100_000;
 
 /// A product.
 #[derive(Clone, PartialEq, Eq)]
@@ -146,6 +150,58 @@ impl fmt::Debug for DeviceAuth {
             .field("iot_id", &self.iot_id)
             .finish()
     }
+}
+
+// ----- the registration rules every implementation applies -----
+
+/// Checks a product name: 1 to 64 characters, no control characters.
+pub(crate) fn validate_product_name(name: &str) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(Error::InvalidArgument("the product name is empty".into()));
+    }
+    if name.chars().count() > MAX_PRODUCT_NAME_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "the product name is longer than {MAX_PRODUCT_NAME_LEN} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(
+            "the product name contains control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn invalid(e: aliot_protocol::Error) -> Error {
+    Error::InvalidArgument(e.to_string())
+}
+
+/// Checks a batch of new devices before any storage work.
+pub(crate) fn validate_new_devices(product_key: &str, devices: &[NewDevice]) -> Result<()> {
+    if devices.is_empty() {
+        return Err(Error::InvalidArgument("no devices to register".into()));
+    }
+    if devices.len() > MAX_BATCH {
+        return Err(Error::InvalidArgument(format!(
+            "{} devices in one batch; at most {MAX_BATCH} are allowed",
+            devices.len()
+        )));
+    }
+    validate_product_key(product_key).map_err(invalid)?;
+    let mut seen = std::collections::HashSet::with_capacity(devices.len());
+    for d in devices {
+        validate_device_name(&d.device_name).map_err(invalid)?;
+        if let Some(s) = &d.device_secret {
+            validate_secret("deviceSecret", s).map_err(invalid)?;
+        }
+        if !seen.insert(d.device_name.as_str()) {
+            return Err(Error::InvalidArgument(format!(
+                "deviceName {:?} appears twice",
+                d.device_name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Counts for `/metrics`.

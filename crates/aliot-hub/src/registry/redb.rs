@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use aliot_protocol::identity::{validate_device_name, validate_product_key, validate_secret};
+use aliot_protocol::identity::validate_product_key;
 use rand::Rng as _;
 use rand::distr::Alphanumeric;
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
@@ -45,8 +45,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{
-    BoxFuture, Device, DeviceAuth, Error, MAX_PRODUCT_NAME_LEN, NewDevice, Product, Registry, RegistryCounts,
-    Result,
+    BoxFuture, Device, DeviceAuth, Error, NewDevice, Product, Registry, RegistryCounts, Result, invalid,
+    validate_new_devices, validate_product_name,
 };
 use crate::clock::now_ms;
 
@@ -70,8 +70,6 @@ pub const ONLINE_QUEUE: usize = 8192;
 /// Most last-online updates written in one transaction.
 const ONLINE_BATCH: usize = 1024;
 
-/// The most devices one batch registration may create.
-pub const MAX_BATCH: usize = 100_000;
 
 /// How a product is stored (JSON, so fields can be added later with `#[serde(default)]`).
 #[derive(Clone, Serialize, Deserialize)]
@@ -190,56 +188,6 @@ fn decode<T: for<'de> Deserialize<'de>>(record: &str, bytes: &[u8]) -> Result<T>
         record: record.to_owned(),
         source,
     })
-}
-
-/// Checks a product name: 1 to 64 characters, no control characters.
-fn validate_product_name(name: &str) -> Result<()> {
-    if name.trim().is_empty() {
-        return Err(Error::InvalidArgument("the product name is empty".into()));
-    }
-    if name.chars().count() > MAX_PRODUCT_NAME_LEN {
-        return Err(Error::InvalidArgument(format!(
-            "the product name is longer than {MAX_PRODUCT_NAME_LEN} characters"
-        )));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(Error::InvalidArgument(
-            "the product name contains control characters".into(),
-        ));
-    }
-    Ok(())
-}
-
-fn invalid(e: aliot_protocol::Error) -> Error {
-    Error::InvalidArgument(e.to_string())
-}
-
-/// Checks a batch of new devices before any storage work.
-fn validate_new_devices(product_key: &str, devices: &[NewDevice]) -> Result<()> {
-    if devices.is_empty() {
-        return Err(Error::InvalidArgument("no devices to register".into()));
-    }
-    if devices.len() > MAX_BATCH {
-        return Err(Error::InvalidArgument(format!(
-            "{} devices in one batch; at most {MAX_BATCH} are allowed",
-            devices.len()
-        )));
-    }
-    validate_product_key(product_key).map_err(invalid)?;
-    let mut seen = std::collections::HashSet::with_capacity(devices.len());
-    for d in devices {
-        validate_device_name(&d.device_name).map_err(invalid)?;
-        if let Some(s) = &d.device_secret {
-            validate_secret("deviceSecret", s).map_err(invalid)?;
-        }
-        if !seen.insert(d.device_name.as_str()) {
-            return Err(Error::InvalidArgument(format!(
-                "deviceName {:?} appears twice",
-                d.device_name
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// Runs blocking registry work on tokio's blocking pool.
