@@ -15,7 +15,6 @@ use aliot_admin::{
     Call, Client, CreateBatch, CreateDevice, CreateProduct, DeviceStatus, Encoding, EventFilter, Publish,
     Rrpc, data_dir,
 };
-use aliot_hub::config::default_data_dir;
 use anyhow::Context as _;
 use serde::Serialize;
 use serde_json::Value;
@@ -253,7 +252,7 @@ fn target(
     token: Option<String>,
     data_dir: Option<PathBuf>,
 ) -> anyhow::Result<(String, String)> {
-    let dir = data_dir.unwrap_or_else(default_data_dir);
+    let dir = data_dir.unwrap_or_else(data_dir::default_data_dir);
     let url = url.or_else(|| data_dir::url(&dir)).ok_or_else(|| {
         usage(format!(
             "no hub URL: pass --url or set ALIOT_ADMIN_URL (no {} in {}; is `aliot hub` running with this data directory?)",

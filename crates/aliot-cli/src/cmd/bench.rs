@@ -8,7 +8,7 @@ use std::io::{BufRead as _, Write as _};
 use std::process::ExitCode;
 
 use aliot_bench::{AdminTarget, Options, Plan, WorkerCommand};
-use aliot_hub::config::{TOKEN_FILE, URL_FILE, default_data_dir};
+use aliot_admin::data_dir::{self, URL_FILE, default_data_dir};
 use anyhow::Context as _;
 use clap::ValueEnum;
 
@@ -259,14 +259,8 @@ fn plan(a: Args) -> anyhow::Result<Plan> {
 /// The admin API: `--admin-url`/`--admin-token` (or their environment variables), else the files
 /// a local hub writes into its data directory, as `aliot admin` does.
 fn admin_target(url: Option<String>, token: Option<String>, dir: &std::path::Path) -> Option<AdminTarget> {
-    let read = |name: &str| {
-        std::fs::read_to_string(dir.join(name))
-            .ok()
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-    };
-    let url = url.or_else(|| read(URL_FILE))?;
-    Some(AdminTarget::new(url, token.or_else(|| read(TOKEN_FILE))))
+    let url = url.or_else(|| data_dir::url(dir))?;
+    Some(AdminTarget::new(url, token.or_else(|| data_dir::token(dir))))
 }
 
 /// The library's mistakes-of-the-caller become usage errors (exit status 2).
