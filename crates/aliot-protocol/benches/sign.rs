@@ -108,3 +108,35 @@ fn diagnose(bencher: Bencher<'_, '_>, case: &str) {
         diagnose(&attempt, Some(black_box(secret)))
     });
 }
+
+/// The worst clientId a CONNECT can carry (65,535 bytes of two-byte keys, about 21,800 of them):
+/// refused as too long before any parsing (issue "Hardening" 1: it used to cost ~10^8 key
+/// comparisons). Compared with the largest clientId that is parsed: 512 bytes, 32 parameters.
+#[divan::bench(args = ["worst 64 KiB", "largest parsed"])]
+fn refuse_hostile_client_id(bencher: Bencher<'_, '_>, which: &str) {
+    let cid = if which == "worst 64 KiB" {
+        let mut s = "p|".to_owned();
+        while s.len() + 4 <= 65_535 {
+            s.push_str("a=,");
+        }
+        s.push('|');
+        s
+    } else {
+        format!(
+            "p|{}|",
+            (0..32)
+                .map(|i| format!("k{i:02}=v{}", "x".repeat(8)))
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    };
+    bencher.bench(|| {
+        let fields = ConnectFields {
+            client_id: black_box(&cid),
+            username: Some(black_box(USER)),
+            password: Some(black_box(PASSWORD).as_bytes()),
+            keep_alive: 60,
+        };
+        parse_connect(&fields).is_err()
+    });
+}

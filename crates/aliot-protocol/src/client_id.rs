@@ -17,6 +17,15 @@ use crate::sign::SignMethod;
 /// Longest clientId prefix the platform accepts.
 pub const MAX_PREFIX_LEN: usize = 64;
 
+/// Longest whole clientId accepted, in bytes. Every SDK sends well under 256 (the C SDK 3.x
+/// buffer is 200 bytes); the cap leaves room for a 64-character prefix in any script. A longer
+/// clientId is refused before it is parsed, so that parsing costs the same small bound whatever
+/// a peer sends.
+pub const MAX_CLIENT_ID_LEN: usize = 512;
+
+/// Most `key=value` parameters in a clientId (real ones carry at most about ten).
+pub const MAX_PARAMS: usize = 32;
+
 /// A parsed or built MQTT clientId: a free-form prefix and ordered `key=value` parameters.
 ///
 /// ```
@@ -59,7 +68,8 @@ impl ClientId {
     /// Appends a parameter (kept in the caller's order); replaces the value if the key exists.
     ///
     /// # Errors
-    /// The key is empty or contains `,`, `=` or `|`, or the value contains `,` or `|`.
+    /// The key is empty or contains `,`, `=` or `|`, or the value contains `,` or `|`; the
+    /// clientId would exceed [`MAX_CLIENT_ID_LEN`] bytes or [`MAX_PARAMS`] parameters.
     pub fn with_param(mut self, key: impl Into<String>, value: impl Into<String>) -> Result<Self, Error> {
         self.set_param(key, value)?;
         Ok(self)
@@ -81,18 +91,41 @@ impl ClientId {
         if value.contains([',', '|']) {
             return Err(ClientIdError::Unencodable(value).into());
         }
-        match self.params.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.params.push((key, value)),
+        let len_without = |params: &[(String, String)]| -> usize {
+            self.prefix.len() + 2 + params.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>()
+        };
+        match self.params.iter().position(|(k, _)| *k == key) {
+            Some(i) => {
+                let len = len_without(&self.params) - self.params[i].1.len() + value.len();
+                if len > MAX_CLIENT_ID_LEN {
+                    return Err(ClientIdError::TooLong(len).into());
+                }
+                self.params[i].1 = value;
+            }
+            None => {
+                let len = len_without(&self.params) + key.len() + value.len() + 2;
+                if len > MAX_CLIENT_ID_LEN {
+                    return Err(ClientIdError::TooLong(len).into());
+                }
+                if self.params.len() >= MAX_PARAMS {
+                    return Err(ClientIdError::TooManyParams(self.params.len() + 1).into());
+                }
+                self.params.push((key, value));
+            }
         }
         Ok(())
     }
 
-    /// Parses a clientId as real clients send it.
+    /// Parses a clientId as real clients send it, in time linear in its length (and at most
+    /// [`MAX_CLIENT_ID_LEN`] bytes are looked at).
     ///
     /// # Errors
-    /// [`ClientIdError`] saying what is malformed.
+    /// [`ClientIdError`] saying what is malformed; [`ClientIdError::TooLong`] and
+    /// [`ClientIdError::TooManyParams`] before anything else is looked at.
     pub fn parse(s: &str) -> Result<Self, ClientIdError> {
+        if s.len() > MAX_CLIENT_ID_LEN {
+            return Err(ClientIdError::TooLong(s.len()));
+        }
         let first = s.find('|').ok_or(ClientIdError::MissingSeparator)?;
         let last = s.rfind('|').ok_or(ClientIdError::MissingSeparator)?;
         if first == last {
@@ -108,8 +141,15 @@ impl ClientId {
             // Unreachable with `rfind`, kept so the grammar is complete if the rule changes.
             return Err(ClientIdError::TrailingText(trailing.to_owned()));
         }
-        let mut params: Vec<(String, String)> = Vec::new();
-        for segment in s[first + 1..last].split(',') {
+        let body = &s[first + 1..last];
+        // Counted before splitting: a clientId of many tiny parameters is refused at once.
+        let segments = body.split(',').filter(|seg| !seg.is_empty()).count();
+        if segments > MAX_PARAMS {
+            return Err(ClientIdError::TooManyParams(segments));
+        }
+        let mut params: Vec<(String, String)> = Vec::with_capacity(segments);
+        let mut seen = std::collections::HashSet::with_capacity(segments);
+        for segment in body.split(',') {
             if segment.is_empty() {
                 continue;
             }
@@ -119,7 +159,7 @@ impl ClientId {
             if key.is_empty() {
                 return Err(ClientIdError::EmptyKey(segment.to_owned()));
             }
-            if params.iter().any(|(k, _)| k == key) {
+            if !seen.insert(key) {
                 return Err(ClientIdError::DuplicateKey(key.to_owned()));
             }
             params.push((key.to_owned(), value.to_owned()));
@@ -275,6 +315,38 @@ impl FromStr for SecureMode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn over_long_client_ids_and_too_many_parameters_are_refused_before_parsing() {
+        let long = format!("p|{}|", "k=v,".repeat(200));
+        assert_eq!(ClientId::parse(&long), Err(ClientIdError::TooLong(long.len())));
+        let many = format!(
+            "p|{}|",
+            (0..40).map(|i| format!("{i}=")).collect::<Vec<_>>().join(",")
+        );
+        assert!(many.len() <= MAX_CLIENT_ID_LEN);
+        assert_eq!(ClientId::parse(&many), Err(ClientIdError::TooManyParams(40)));
+        let fine = format!(
+            "p|{}|",
+            (0..32).map(|i| format!("{i}=")).collect::<Vec<_>>().join(",")
+        );
+        assert_eq!(ClientId::parse(&fine).map(|c| c.params().len()), Ok(32));
+        // The builder refuses what the parser would.
+        let mut built = ClientId::new("p").expect("prefix");
+        for i in 0..32 {
+            built.set_param(format!("{i}"), "").expect("room");
+        }
+        assert!(built.set_param("one-more", "").is_err());
+        assert!(
+            ClientId::new("p")
+                .expect("prefix")
+                .with_param("k", "v".repeat(600))
+                .is_err()
+        );
+        // The worst input a CONNECT can carry (65,535 bytes of tiny keys) is one length check.
+        let worst = format!("p|{}|", "a=,".repeat(21_844));
+        assert_eq!(ClientId::parse(&worst), Err(ClientIdError::TooLong(worst.len())));
+    }
 
     #[test]
     fn trailing_comma_is_tolerated() {

@@ -934,6 +934,9 @@ fn malformed_client_id(fields: &ConnectAttempt<'_>, e: ClientIdError, secret: Op
             "each parameter is key=value, separated by ',' (e.g. securemode=3,signmethod=hmacsha1)".into()
         }
         ClientIdError::DuplicateKey(_) => "give each parameter once".into(),
+        ClientIdError::TooLong(_) | ClientIdError::TooManyParams(_) => {
+            "keep the clientId short: a prefix of at most 64 characters and the few parameters of spec §1.1 (at most 512 bytes, 32 parameters)".into()
+        }
         _ => "the clientId is prefix|securemode=3,signmethod=hmacsha1,timestamp=<ms>|".into(),
     };
     Diagnosis::invalid(

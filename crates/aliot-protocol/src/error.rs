@@ -67,6 +67,12 @@ pub enum ClientIdError {
     /// The prefix is longer than the platform's 64 characters.
     #[error("prefix is {0} characters long (the platform allows at most 64)")]
     PrefixTooLong(usize),
+    /// The whole clientId is longer than [`crate::client_id::MAX_CLIENT_ID_LEN`] bytes.
+    #[error("clientId is {0} bytes long (at most 512 are accepted)")]
+    TooLong(usize),
+    /// More `key=value` parameters than [`crate::client_id::MAX_PARAMS`].
+    #[error("clientId has {0} parameters (at most 32 are accepted)")]
+    TooManyParams(usize),
     /// A key or value contains a character that would break the grammar when built.
     #[error("{0:?} contains a ',', '|' or '=' that cannot be encoded")]
     Unencodable(String),

@@ -7,8 +7,8 @@
 use std::io::{BufRead as _, Write as _};
 use std::process::ExitCode;
 
-use aliot_bench::{AdminTarget, Options, Plan, WorkerCommand};
 use aliot_admin::data_dir::{self, URL_FILE, default_data_dir};
+use aliot_bench::{AdminTarget, Options, Plan, WorkerCommand};
 use anyhow::Context as _;
 use clap::ValueEnum;
 

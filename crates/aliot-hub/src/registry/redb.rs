@@ -70,7 +70,6 @@ pub const ONLINE_QUEUE: usize = 8192;
 /// Most last-online updates written in one transaction.
 const ONLINE_BATCH: usize = 1024;
 
-
 /// How a product is stored (JSON, so fields can be added later with `#[serde(default)]`).
 #[derive(Clone, Serialize, Deserialize)]
 struct ProductRecord {
