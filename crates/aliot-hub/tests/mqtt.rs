@@ -99,6 +99,24 @@ async fn unknown_devices_get_4_and_disabled_devices_get_5() {
     assert_eq!(code(&Raw::connect(hub.addr, &creds("dev2", ""), true).await.1), 5);
 }
 
+/// Hardening 15: whether a device exists or is disabled is told only to a caller who proves its
+/// secret. A wrong signature gets 4 whatever the device's state.
+#[tokio::test]
+async fn a_disabled_device_is_revealed_only_to_a_correct_signature() {
+    let mut hub = BrokerHub::start().await;
+    hub.registry.set_enabled_now(PK, "dev2", false);
+    let wrong = creds_with(&Signing {
+        device_name: "dev2",
+        secret: "not-the-secret",
+        ..Signing::default()
+    });
+    assert_eq!(code(&Raw::connect(hub.addr, &wrong, true).await.1), 4);
+    let e = hub.event(|e| matches!(e, Event::Refused(_))).await;
+    let Event::Refused(r) = &*e else { unreachable!() };
+    assert!(r.reason.contains("signature"), "{}", r.reason);
+    assert_eq!(code(&Raw::connect(hub.addr, &creds("dev2", ""), true).await.1), 5);
+}
+
 #[tokio::test]
 async fn a_malformed_client_id_gets_2() {
     let hub = BrokerHub::start().await;
