@@ -108,6 +108,10 @@ pub struct AdminConfig {
     /// Bearer token; `None` → generated once into `{data_dir}/admin-token`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// Most HTTP connections served at the same time; more are accepted and closed at once.
+    pub max_connections: usize,
+    /// Seconds a request's head may take to arrive (on a new or a kept-alive connection).
+    pub header_read_timeout_secs: u64,
 }
 
 impl Default for AdminConfig {
@@ -115,6 +119,8 @@ impl Default for AdminConfig {
         Self {
             listen: addr(DEFAULT_ADMIN),
             token: None,
+            max_connections: 256,
+            header_read_timeout_secs: 10,
         }
     }
 }
@@ -124,6 +130,8 @@ impl fmt::Debug for AdminConfig {
         f.debug_struct("AdminConfig")
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("max_connections", &self.max_connections)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .finish()
     }
 }
@@ -297,6 +305,12 @@ impl Config {
         }
         if let Some(token) = &self.admin.token {
             validate_token(token)?;
+        }
+        if self.admin.max_connections == 0 {
+            return Err(config_err("admin.max_connections must be at least 1"));
+        }
+        if self.admin.header_read_timeout_secs == 0 {
+            return Err(config_err("admin.header_read_timeout_secs must be at least 1"));
         }
         let mut addrs = vec![
             ("mqtt.listen", self.mqtt.listen),

@@ -47,6 +47,7 @@ pub mod config;
 mod engine;
 pub mod error;
 pub mod events;
+mod http;
 mod metrics;
 mod platform;
 pub mod registry;

@@ -14,6 +14,7 @@ use crate::admin::{self, AdminState, TokenSource};
 use crate::broker::{Broker, bind_listener};
 use crate::config::{Config, URL_FILE};
 use crate::error::{Error, Result};
+use crate::http::{self, HttpLimits};
 use crate::registry::{RedbRegistry, Registry};
 use crate::tls::{self, CertificateFiles};
 
@@ -223,10 +224,16 @@ pub async fn start(
         mqtts: mqtts.zip(acceptor),
         admin: admin_listener,
     };
+    let admin_limits = HttpLimits {
+        max_connections: config.admin.max_connections,
+        header_read_timeout: Duration::from_secs(config.admin.header_read_timeout_secs),
+        shutdown_grace: config.broker.shutdown_grace(),
+    };
     let task = tokio::spawn(serve(
         broker.clone(),
         registry.clone(),
         state,
+        admin_limits,
         listeners,
         stop.clone(),
         shutdown,
@@ -275,6 +282,7 @@ async fn serve(
     broker: Broker,
     registry: Arc<dyn Registry>,
     state: AdminState,
+    admin_limits: HttpLimits,
     listeners: Listeners,
     stop: CancellationToken,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -306,20 +314,25 @@ async fn serve(
             broker.serve(listener, Some(acceptor), until).await
         })
     });
-    let mut admin_task = {
+    let admin_task = {
         let guard = StopOnDrop(stop.clone());
         let (app, closing) = (admin::router(state.clone()), state.clone());
+        let counters = state.http_counters().clone();
         let until = stop.clone().cancelled_owned();
         let listener = listeners.admin;
+        // Admin requests still waiting for a device's answer end with the device's connection:
+        // they get the broker's grace period, and are cut off after it.
+        let limits = HttpLimits {
+            shutdown_grace: broker.config().shutdown_grace() + Duration::from_secs(1),
+            ..admin_limits
+        };
         tokio::spawn(async move {
             let _guard = guard;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    until.await;
-                    closing.close_streams();
-                })
-                .await
-                .map_err(|e| Error::io("the admin API server failed", e))
+            let shutdown = async move {
+                until.await;
+                closing.close_streams();
+            };
+            http::serve(listener, app, limits, counters, shutdown).await;
         })
     };
 
@@ -330,17 +343,7 @@ async fn serve(
     if let Some(t) = mqtts_task {
         result = result.and(join(t.await));
     }
-    // Admin requests still waiting for a device's answer end with the device's connection;
-    // give them the broker's grace period, then cut them off.
-    let grace = broker.config().shutdown_grace() + Duration::from_secs(1);
-    let admin_result = match tokio::time::timeout(grace, &mut admin_task).await {
-        Ok(r) => join(r),
-        Err(_) => {
-            admin_task.abort();
-            tracing::warn!("admin API requests still running at shutdown were cut off");
-            Ok(())
-        }
-    };
+    let admin_result = admin_task.await.map_err(Error::Task);
     watcher.abort();
     registry.close().await;
     tracing::info!("hub stopped");

@@ -738,3 +738,57 @@ async fn healthz_and_auth_over_a_real_socket() {
     assert_eq!(url.trim(), hub.base);
     hub.stop().await;
 }
+
+/// Reads from `stream` until the hub closes it (EOF or reset), within the hang guard.
+async fn closed_by_the_hub(stream: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 256];
+    guard("the hub to close the connection", async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}
+
+/// Hardening 18: a client that opens a connection and never finishes its request head is
+/// disconnected, instead of holding the connection forever.
+#[tokio::test]
+async fn a_silent_or_trickling_admin_client_is_disconnected() {
+    use tokio::io::AsyncWriteExt as _;
+    let hub = TestHub::start_with(tempfile::tempdir().expect("tempdir"), |c| {
+        c.admin.header_read_timeout_secs = 1;
+    })
+    .await;
+    let addr = hub.hub().admin_addr();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut trickle = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    trickle
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    closed_by_the_hub(&mut silent).await;
+    closed_by_the_hub(&mut trickle).await;
+    // The API still serves.
+    let (s, _) = http("GET", &format!("{}/healthz", hub.base), None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    hub.stop().await;
+}
+
+/// Hardening 18: connections above the admin API's limit are closed at once.
+#[tokio::test]
+async fn admin_connections_above_the_limit_are_closed_at_once() {
+    let hub = TestHub::start_with(tempfile::tempdir().expect("tempdir"), |c| {
+        c.admin.max_connections = 2;
+    })
+    .await;
+    let addr = hub.hub().admin_addr();
+    let _a = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let _b = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut third = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    closed_by_the_hub(&mut third).await;
+    hub.stop().await;
+}

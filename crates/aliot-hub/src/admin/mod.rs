@@ -44,6 +44,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
+use crate::http::HttpCounters;
 use crate::service::Service;
 
 mod devices;
@@ -68,6 +69,8 @@ pub struct AdminState {
 struct StateInner {
     service: Service,
     token: AdminToken,
+    /// The HTTP listener's counters (connections accepted and refused at the limit).
+    http: Arc<HttpCounters>,
     /// Cancelled when the hub shuts down: ends the event streams, which would otherwise keep
     /// the HTTP server's graceful shutdown waiting forever.
     closing: CancellationToken,
@@ -89,6 +92,7 @@ impl AdminState {
             inner: Arc::new(StateInner {
                 service,
                 token,
+                http: Arc::default(),
                 closing: CancellationToken::new(),
             }),
         }
@@ -101,6 +105,10 @@ impl AdminState {
 
     pub(crate) fn service(&self) -> &Service {
         &self.inner.service
+    }
+
+    pub(crate) fn http_counters(&self) -> &Arc<HttpCounters> {
+        &self.inner.http
     }
 }
 
@@ -175,9 +183,26 @@ async fn method_not_allowed() -> error::ApiError {
     )
 }
 
+fn render_http(out: &mut String, counters: &HttpCounters) {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering::Relaxed;
+    let _ = write!(
+        out,
+        "# HELP aliot_hub_admin_connections_total Admin API connections accepted.\n\
+         # TYPE aliot_hub_admin_connections_total counter\naliot_hub_admin_connections_total {}\n\
+         # HELP aliot_hub_admin_connections_rejected_total Admin API connections closed at accept \
+         because the connection limit was reached.\n\
+         # TYPE aliot_hub_admin_connections_rejected_total counter\n\
+         aliot_hub_admin_connections_rejected_total {}\n",
+        counters.accepted.load(Relaxed),
+        counters.rejected.load(Relaxed),
+    );
+}
+
 /// Prometheus text: the hub's counters, the registry's counts, the process's memory and CPU.
 async fn metrics(State(state): State<AdminState>) -> Response {
     let mut out = state.service().render_metrics();
+    render_http(&mut out, state.http_counters());
     process::render(&mut out);
     let mut response = out.into_response();
     response.headers_mut().insert(
