@@ -379,6 +379,45 @@ pub fn validate_token(token: &str) -> Result<()> {
     Ok(())
 }
 
+/// Creates a directory (and its parents) that only its owner can enter (mode 0700 on unix), or
+/// makes an existing one so: the data directory holds every device's secret.
+///
+/// # Errors
+/// The IO error.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Makes sure a file exists and only its owner can read it (mode 0600 on unix): created empty
+/// with that mode when missing (so it is never readable by others, not even for a moment), its
+/// mode tightened when present.
+///
+/// # Errors
+/// The IO error.
+pub fn ensure_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    drop(file);
+    Ok(())
+}
+
 /// Writes a file only its owner can read (mode 0600 on unix), atomically: a temporary file in
 /// the same directory, synced, then renamed over `path`.
 ///

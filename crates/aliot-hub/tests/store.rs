@@ -159,3 +159,29 @@ async fn a_registered_device_still_authenticates_after_a_hub_restart() {
     assert_eq!(s, StatusCode::CONFLICT);
     hub.stop().await;
 }
+
+/// Hardening 8: the registry holds every secret; other local users can read neither it nor the
+/// directory it lives in.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_and_the_registry_are_private_to_the_hub_user() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let store = RedbRegistry::open(&data).await.expect("open");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join(aliot_hub::registry::DB_FILE)), 0o600);
+    store.close().await;
+    drop(store);
+    // An existing directory is tightened too, and the hub's generated token is private.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let hub = TestHub::start_with(tempfile::tempdir().expect("tempdir"), |c| {
+        c.data_dir = Some(data.clone());
+        c.admin.token = None;
+    })
+    .await;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join(aliot_hub::config::TOKEN_FILE)), 0o600);
+    hub.stop().await;
+}

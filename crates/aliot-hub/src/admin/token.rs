@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use subtle::ConstantTimeEq as _;
 
-use crate::config::{TOKEN_FILE, validate_token, write_private_file};
+use crate::config::{TOKEN_FILE, create_private_dir, validate_token, write_private_file};
 use crate::error::{Error, Result};
 use crate::registry::random_alnum;
 
@@ -74,7 +74,7 @@ pub fn load_or_create(data_dir: &Path, configured: Option<&str>) -> Result<(Admi
             Ok((token, TokenSource::File(path)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir)
+            create_private_dir(data_dir)
                 .map_err(|e| Error::io(format!("cannot create {}", data_dir.display()), e))?;
             let token = random_alnum(GENERATED_LEN);
             write_private_file(&path, format!("{token}\n").as_bytes())

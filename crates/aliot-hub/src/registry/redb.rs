@@ -49,6 +49,7 @@ use super::{
     validate_new_devices, validate_product_name,
 };
 use crate::clock::now_ms;
+use crate::config::{create_private_dir, ensure_private_file};
 
 /// productKey → JSON [`ProductRecord`].
 const PRODUCTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("products");
@@ -208,9 +209,11 @@ struct Loaded {
 
 /// Opens or creates `{dir}/registry.redb` and reads it whole (blocking).
 fn load(dir: &Path) -> Result<Loaded> {
-    std::fs::create_dir_all(dir)
+    // The registry holds every device's and product's secret: only the hub's user may read it.
+    create_private_dir(dir)
         .map_err(|e| Error::storage(format!("creating the data directory {}", dir.display()), e))?;
     let path = dir.join(DB_FILE);
+    ensure_private_file(&path).map_err(|e| Error::storage(format!("creating {}", path.display()), e))?;
     let db = Database::create(&path).map_err(|e| {
         let hint = if matches!(e, redb::DatabaseError::DatabaseAlreadyOpen) {
             " (is another aliot hub using this data directory?)"
