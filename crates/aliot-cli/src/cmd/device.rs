@@ -284,23 +284,19 @@ struct NtpArgs {
 /// Runs `aliot device`.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
-        Sub::Run(a) => {
-            // Long-running, with a task per command: a multi-thread runtime.
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start tokio")?;
-            rt.block_on(run_device(a))
-        }
-        Sub::Publish(a) => one_shot(publish(a)),
-        Sub::PostProperty(a) => one_shot(post_property(a)),
-        Sub::PostEvent(a) => one_shot(post_event(a)),
-        Sub::Ntp(a) => one_shot(ntp(a)),
+        Sub::Run(a) => current_thread(run_device(a)),
+        Sub::Publish(a) => current_thread(publish(a)),
+        Sub::PostProperty(a) => current_thread(post_property(a)),
+        Sub::PostEvent(a) => current_thread(post_event(a)),
+        Sub::Ntp(a) => current_thread(ntp(a)),
     }
 }
 
-/// One-shot commands run on a current-thread runtime.
-fn one_shot(f: impl Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
+/// Every `aliot device` command runs on a current-thread runtime, `run` included: one device is
+/// IO-bound (the network loop, the handlers and the `--exec` children all wait on IO), so worker
+/// threads would only cost memory: their stacks, their malloc arenas, and libm, which the
+/// multi-thread scheduler alone needs (docs/PERFORMANCE.md, "Idle `aliot device run`").
+fn current_thread(f: impl Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
