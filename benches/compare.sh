@@ -3,12 +3,12 @@
 #
 # Installs what it needs (mosquitto from Debian, a Python venv under benches/.venv with
 # paho-mqtt<2 and aliyun-iot-linkkit, the official Node SDK into benches/node_modules), builds
-# `aliot` in release, starts `aliot hub` and mosquitto on free loopback ports, and measures side
-# by side:
+# `aliot` in release (and the device-only `aliot`: no default features, profile release-small),
+# starts `aliot hub` and mosquitto on free loopback ports, and measures side by side:
 #   1. hub vs mosquitto: devices held and server RSS per device, connects accepted per second
 #      and CONNACK latency, QoS 1 telemetry at the maximum and at a fixed offered load;
-#   2. one simulated device: `aliot device run` vs the classic Python paho script vs
-#      aliyun-iot-linkkit vs the Node SDK (RSS, idle CPU, time to connected);
+#   2. one simulated device: `aliot device run` (both binaries) vs the classic Python paho script
+#      vs aliyun-iot-linkkit vs the Node SDK (RSS, idle CPU, time to connected);
 #   3. many simulated devices in one process: `aliot bench` vs paho-mqtt vs the Node SDK;
 #   4. signing: aliot vs Python's and Node's HMAC.
 # Then it rewrites only its own sections of docs/PERFORMANCE.md (between
@@ -55,6 +55,9 @@ fi
 log "building aliot (release)"
 cargo build --release -p aliot-cli --quiet
 ALIOT=$ROOT/target/release/aliot
+log "building the device-only aliot (release-small)"
+cargo build -p aliot-cli --no-default-features --profile release-small --quiet
+ALIOT_DEVICE=$ROOT/target/release-small/aliot
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 PY=$ROOT/benches/.venv/bin/python
 # Other work on the machine (builds) disturbs the figures: as root, run everything started from
@@ -112,7 +115,7 @@ EOF
 MOSQ_PID=$!
 wait_port "$MOSQ_PORT"
 log "mosquitto: 127.0.0.1:$MOSQ_PORT (pid $MOSQ_PID)"
-export ALIOT HUB_PORT ADMIN_URL ADMIN_TOKEN HUB_PID MOSQ_PORT MOSQ_PID FLEET HOLD SOURCE_IPS PY ROOT WORK RATE_N
+export ALIOT ALIOT_DEVICE HUB_PORT ADMIN_URL ADMIN_TOKEN HUB_PID MOSQ_PORT MOSQ_PID FLEET HOLD SOURCE_IPS PY ROOT WORK RATE_N
 
 # run NAME 'COMMAND': records the command (unexpanded, so the report shows $VARIABLES, not ports
 # or secrets) in OUT/NAME.cmd and its stdout in OUT/NAME.json (the last line is the result).
@@ -135,6 +138,7 @@ run() {
   printf '"node": "%s", "alibabacloud-iot-device-sdk": "%s", "open files limit": "%s", ' "$(node --version)" \
     "$(node -p 'require("./benches/node_modules/alibabacloud-iot-device-sdk/package.json").version')" "$(ulimit -n)"
   printf '"aliot binary bytes": %s, ' "$(stat -c %s "$ALIOT")"
+  printf '"aliot device-only binary bytes": %s, ' "$(stat -c %s "$ALIOT_DEVICE")"
   printf '"load average before": "%s", "priority": "%s"}\n' "$LOAD_BEFORE" "$PRIORITY"
 } >"$OUT/environment.json"
 
@@ -177,6 +181,7 @@ IFS=, read -r PK DN DS < <(grep -v '^productKey' "$FLEET_CSV" | head -n 1)
 export PK DN DS
 MEASURE='python3 $ROOT/benches/py/measure_process.py --admin $ADMIN_URL --token $ADMIN_TOKEN --product-key $PK --device-name $DN --idle 15'
 run one_aliot "$MEASURE"' --name aliot -- $ALIOT device run --product-key $PK --device-name $DN --device-secret $DS --port $HUB_PORT'
+run one_aliot_device "$MEASURE"' --name aliot-device-only -- $ALIOT_DEVICE device run --product-key $PK --device-name $DN --device-secret $DS --port $HUB_PORT'
 run one_classic "$MEASURE"' --name classic -- $PY $ROOT/benches/py/classic_simulator.py $PK $DN $DS --host 127.0.0.1 --port $HUB_PORT'
 run one_linkkit "$MEASURE"' --name linkkit -- $PY $ROOT/benches/py/linkkit_device.py $PK $DN $DS --port $HUB_PORT'
 run one_node "$MEASURE"' --name node -- node $ROOT/benches/node/one_device.js $PK $DN $DS $HUB_PORT'

@@ -18,19 +18,41 @@ struct Cli {
     command: cmd::Command,
 }
 
+/// `-v` sets the level, RUST_LOG overrides it. With the hub linked in, RUST_LOG is a full
+/// `EnvFilter` (span and field directives too); the device-only build reads `target=level` lists
+/// (`Targets`), which need no regex engine: a tenth of that binary's size.
 fn init_tracing(verbose: u8) {
-    use tracing_subscriber::EnvFilter;
     let default = match verbose {
         0 => "warn",
         1 => "info",
         2 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    #[cfg(feature = "hub")]
+    {
+        use tracing_subscriber::EnvFilter;
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+    #[cfg(not(feature = "hub"))]
+    {
+        use tracing_subscriber::filter::Targets;
+        use tracing_subscriber::prelude::*;
+        let filter = std::env::var("RUST_LOG")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .and_then(|s| s.parse::<Targets>().ok())
+            .or_else(|| default.parse::<Targets>().ok())
+            .unwrap_or_default();
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .finish()
+            .with(filter)
+            .try_init();
+    }
 }
 
 /// Parses the command line. Help and version go to stdout as clap prints them; any other

@@ -4,15 +4,14 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use aliot_protocol::ConnackCode;
 use aliot_protocol::alink::{DeviceReply, MessageId, Request, property_values};
 use aliot_protocol::codes::alink as code;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
+pub use crate::connection::{Connected, Disconnected};
 use crate::error::{Error, Result};
 use crate::options::QoS;
 use crate::route::{CallVia, RrpcKind};
@@ -44,34 +43,6 @@ pub enum Event {
     /// handle dropped), or the reason (a refusal under [`crate::RefusalPolicy::Stop`]). The
     /// stream ends after it.
     Stopped(Option<Error>),
-}
-
-/// A successful CONNECT.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Connected {
-    /// The clientId this connection was signed with (it holds the timestamp; no secret).
-    pub client_id: String,
-    /// The timestamp (epoch ms) signed into this connection.
-    pub timestamp: String,
-    /// Whether the platform kept a session from before (clean session off).
-    pub session_present: bool,
-    /// How many connections this device made so far, this one included.
-    pub connections: u64,
-}
-
-/// A failed attempt or a lost connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Disconnected {
-    /// What happened.
-    pub reason: String,
-    /// The CONNACK refusal, when the platform refused the CONNECT.
-    pub refused: Option<ConnackCode>,
-    /// Whether a connection was up (false: an attempt failed).
-    pub was_connected: bool,
-    /// When the next attempt happens; `None` when the device stops.
-    pub retry_in: Option<Duration>,
 }
 
 /// A message on a topic.

@@ -20,8 +20,10 @@
 //!   queue whose overflow is answered (code 429) or counted, never blocking keepalive.
 //!
 //! Module map: [`options`] (what to connect to and how), [`event`] (what arrives),
-//! `client` ([`Device`], the handle), `driver` (the network loop), `backoff`, `route`,
-//! `pending` (pure state, unit-tested), [`handler`] (convenience handlers), [`tls`].
+//! `client` ([`Device`], the handle), `driver` (the network loop), `shared` (the state the
+//! handles, the loop and the replies share), `connection` ([`Connected`], [`Disconnected`]:
+//! below both `event` and `shared`), `backoff`, `route`, `pending` (pure state, unit-tested),
+//! [`handler`] (convenience handlers), [`tls`].
 //!
 //! ## Example: connect, post a property, answer property sets and a service
 //!
@@ -77,6 +79,7 @@
 
 mod backoff;
 mod client;
+mod connection;
 mod driver;
 pub mod error;
 pub mod event;

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use rumqttc::{AsyncClient, PublishOptions};
 use tokio::sync::{Semaphore, oneshot, watch};
 
+use crate::connection::Connected;
 use crate::error::{Error, Result};
-use crate::event::Connected;
 use crate::options::QoS;
 use crate::pending::{Correlator, IdGenerator};
 

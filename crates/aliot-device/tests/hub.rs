@@ -242,6 +242,135 @@ async fn property_set_and_service_round_trips() {
 }
 
 #[tokio::test]
+async fn handlers_observe_every_event_see_whole_requests_and_report_unsent_answers() {
+    let hub = Hub::start(false).await;
+    let id = hub.device("observed").await;
+    let (pk, dn) = (id.product_key().to_owned(), id.device_name().to_owned());
+    let (device, events) = Device::connect(hub.options(id.clone())).await.expect("connects");
+
+    // What the observer saw, in order; the slow service's start; the unsent answers.
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (unsent_tx, mut unsent_rx) = tokio::sync::mpsc::unbounded_channel::<Error>();
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let release_slow = release.clone();
+    let run = tokio::spawn(
+        Handlers::new()
+            .on_event(move |event| {
+                let what = match event {
+                    Event::PropertySet(set) => format!("property_set {}", set.id()),
+                    Event::ServiceCall(call) => format!("service_call {}", call.service()),
+                    Event::Stopped(reason) => format!("stopped {reason:?}"),
+                    Event::Connected(_) => "connected".to_owned(),
+                    _ => "other".to_owned(),
+                };
+                let _ = seen_tx.send(what);
+            })
+            .on_property_set_request(|set| {
+                let (topic, id) = (set.topic().to_owned(), set.id());
+                async move { Ok(json!({"topic": topic, "id": id})) }
+            })
+            .on_any_service_request(|call| {
+                let (method, message_id) = (call.method(), call.via().message_id().map(str::to_owned));
+                async move { Ok(json!({"method": method, "rrpc": message_id})) }
+            })
+            .on_service("Slow", move |_params| {
+                let (release, started) = (release_slow.clone(), started_tx.clone());
+                async move {
+                    let _ = started.send(());
+                    release.notified().await;
+                    Ok(json!({}))
+                }
+            })
+            .on_reply_error(move |e| {
+                let _ = unsent_tx.send(e.clone());
+            })
+            .run(events),
+    );
+
+    // The observed events that matter here (a `Disconnected` before `Stopped` or not, it does not).
+    async fn next(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> String {
+        loop {
+            let seen = rx.recv().await.expect("seen");
+            if seen != "other" {
+                return seen;
+            }
+        }
+    }
+    assert_eq!(next(&mut seen_rx).await, "connected");
+
+    // The whole request: the reply data holds the request's own topic and id.
+    let reply = hub
+        .service()
+        .set_property(&pk, &dn, json!({"LightSwitch": 1}), CALL_TIMEOUT)
+        .await
+        .expect("set reply");
+    assert_eq!(reply["code"], 200, "{reply}");
+    assert_eq!(reply["data"]["id"], reply["id"], "{reply}");
+    assert_eq!(
+        reply["data"]["topic"],
+        format!("/sys/{pk}/{dn}/thing/service/property/set"),
+        "{reply}"
+    );
+    assert_eq!(
+        next(&mut seen_rx).await,
+        format!("property_set {}", reply["id"].as_str().expect("id"))
+    );
+
+    // A synchronous call: the method and the RRPC message id come from the call itself.
+    let reply = hub
+        .service()
+        .invoke_service(&pk, &dn, "Echo", json!({}), CALL_TIMEOUT)
+        .await
+        .expect("rrpc");
+    assert_eq!(reply["code"], 200, "{reply}");
+    assert_eq!(reply["data"]["method"], "thing.service.Echo", "{reply}");
+    assert!(reply["data"]["rrpc"].is_string(), "{reply}");
+    assert_eq!(next(&mut seen_rx).await, "service_call Echo");
+
+    // An answer computed after the device stopped cannot be sent: the observer hears of it.
+    let body = json!({"id": "9", "version": "1.0", "params": {}, "method": "thing.service.Slow"});
+    hub.service()
+        .publish(
+            &pk,
+            &dn,
+            &format!("/sys/{pk}/{dn}/thing/service/Slow"),
+            Bytes::from(body.to_string()),
+            1,
+        )
+        .await
+        .expect("published");
+    started_rx.recv().await.expect("the slow service started");
+    assert_eq!(next(&mut seen_rx).await, "service_call Slow");
+    device.disconnect().await;
+    release.notify_one();
+    let unsent = unsent_rx.recv().await.expect("an unsent answer");
+    assert!(
+        matches!(unsent, Error::NotConnected | Error::Closed),
+        "{unsent:?}"
+    );
+
+    // `run` returns why the device stopped (asked to: None), after the observer saw it.
+    assert_eq!(run.await.expect("run"), None);
+    assert_eq!(next(&mut seen_rx).await, "stopped None");
+}
+
+#[tokio::test]
+async fn handlers_run_returns_the_refusal_that_stopped_the_device() {
+    let hub = Hub::start(false).await;
+    let id = hub.device("refused-handlers").await;
+    let wrong = DeviceIdentity::new(id.product_key(), id.device_name(), "not-the-secret").expect("identity");
+    let (_device, events) = Device::spawn(hub.options(wrong)).expect("spawned");
+    let stopped = Handlers::new().run(events).await;
+    assert_eq!(
+        stopped,
+        Some(Error::Refused {
+            code: ConnackCode::BadUsernameOrPassword
+        })
+    );
+}
+
+#[tokio::test]
 async fn rrpc_in_both_styles_raw_and_custom() {
     let hub = Hub::start(false).await;
     let id_new = hub.device("rrpc-new").await;

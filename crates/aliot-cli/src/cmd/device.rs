@@ -12,15 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aliot_device::{
-    CallVia, Connected, Device, DeviceOptions, Disconnected, Error as DeviceError, Event, Events, QoS,
-    ReplyError,
+    CallVia, Connected, Device, DeviceOptions, Disconnected, Error as DeviceError, Event, Events, Handlers,
+    QoS, ReplyError,
 };
 use aliot_protocol::codes::alink as code;
 use aliot_protocol::{DeviceProfile, Endpoint, SignMethod};
 use anyhow::{Context as _, anyhow};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
-use tokio::sync::Semaphore;
 
 use super::usage;
 use crate::identity_args::IdentityArgs;
@@ -285,23 +284,19 @@ struct NtpArgs {
 /// Runs `aliot device`.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
-        Sub::Run(a) => {
-            // Long-running, with a task per command: a multi-thread runtime.
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("cannot start tokio")?;
-            rt.block_on(run_device(a))
-        }
-        Sub::Publish(a) => one_shot(publish(a)),
-        Sub::PostProperty(a) => one_shot(post_property(a)),
-        Sub::PostEvent(a) => one_shot(post_event(a)),
-        Sub::Ntp(a) => one_shot(ntp(a)),
+        Sub::Run(a) => current_thread(run_device(a)),
+        Sub::Publish(a) => current_thread(publish(a)),
+        Sub::PostProperty(a) => current_thread(post_property(a)),
+        Sub::PostEvent(a) => current_thread(post_event(a)),
+        Sub::Ntp(a) => current_thread(ntp(a)),
     }
 }
 
-/// One-shot commands run on a current-thread runtime.
-fn one_shot(f: impl Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
+/// Every `aliot device` command runs on a current-thread runtime, `run` included: one device is
+/// IO-bound (the network loop, the handlers and the `--exec` children all wait on IO), so worker
+/// threads would only cost memory: their stacks, their malloc arenas, and libm, which the
+/// multi-thread scheduler alone needs (docs/PERFORMANCE.md, "Idle `aliot device run`").
+fn current_thread(f: impl Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -545,6 +540,34 @@ impl Out {
         }
     }
 
+    /// An event as it arrives: a downlink line, or the connection status.
+    fn event(&self, event: &Event) {
+        match event {
+            Event::Connected(c) => self.connected(c),
+            Event::Disconnected(d) => self.disconnected(d),
+            Event::Message(m) => self.downlink("message", &m.topic, m.qos, &m.payload, json!({})),
+            Event::PropertySet(r) => {
+                let extra = json!({"id": r.id()});
+                self.downlink("property_set", r.topic(), r.qos(), &r.request().to_vec(), extra);
+            }
+            Event::ServiceCall(r) => {
+                let via = match r.via() {
+                    CallVia::Async => "async",
+                    CallVia::Rrpc { .. } => "rrpc",
+                    CallVia::ExtRrpc { .. } => "ext_rrpc",
+                    _ => "other",
+                };
+                let extra = json!({"id": r.id(), "service": r.service(), "via": via});
+                self.downlink("service_call", r.topic(), r.qos(), &r.request().to_vec(), extra);
+            }
+            Event::Rrpc(r) => {
+                let extra = json!({"messageId": r.message_id()});
+                self.downlink("rrpc", r.topic(), r.qos(), r.payload(), extra);
+            }
+            _ => {}
+        }
+    }
+
     fn connected(&self, c: &Connected) {
         match self.0 {
             Format::Text => print_status(&format!("{}: connected as {}", Self::now_text(), c.client_id)),
@@ -646,47 +669,57 @@ fn tail(text: &str, n: usize) -> String {
     text.chars().skip(skip).collect()
 }
 
-/// Runs `sh -c CMD` with `payload` on stdin and `env`, capturing its output.
-async fn exec(command: &str, payload: &[u8], env: &[(&str, String)], timeout: Duration) -> ExecOutcome {
-    #[cfg(unix)]
-    let mut cmd = {
-        let mut c = tokio::process::Command::new("sh");
-        c.arg("-c").arg(command);
-        c
-    };
-    #[cfg(not(unix))]
-    let mut cmd = {
-        let mut c = tokio::process::Command::new("cmd");
-        c.arg("/C").arg(command);
-        c
-    };
-    // The child never sees the device secret.
-    cmd.env_remove("ALIOT_DEVICE_SECRET")
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => return ExecOutcome::failed(format!("cannot run {command:?}: {e}")),
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        let payload = payload.to_vec();
-        // Written from its own task: a command that does not read stdin must not block us.
-        tokio::spawn(async move {
-            let _ = stdin.write_all(&payload).await;
-        });
-    }
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(out)) => ExecOutcome {
-            success: out.status.success(),
-            status: out.status.to_string(),
-            stdout: out.stdout,
-            stderr_tail: tail(&String::from_utf8_lossy(&out.stderr), 400),
-        },
-        Ok(Err(e)) => ExecOutcome::failed(format!("{command:?} failed: {e}")),
-        Err(_) => ExecOutcome::failed(format!("{command:?} did not finish within {timeout:?}")),
+/// `--exec CMD` and its `--exec-timeout`.
+#[derive(Debug, Clone)]
+struct Exec {
+    command: Arc<str>,
+    timeout: Duration,
+}
+
+impl Exec {
+    /// Runs `sh -c CMD` for one downlink with `payload` on stdin and `env`, capturing its output.
+    async fn run(&self, payload: &[u8], env: &[(&str, String)]) -> ExecOutcome {
+        let (command, timeout) = (&*self.command, self.timeout);
+        #[cfg(unix)]
+        let mut cmd = {
+            let mut c = tokio::process::Command::new("sh");
+            c.arg("-c").arg(command);
+            c
+        };
+        #[cfg(not(unix))]
+        let mut cmd = {
+            let mut c = tokio::process::Command::new("cmd");
+            c.arg("/C").arg(command);
+            c
+        };
+        // The child never sees the device secret.
+        cmd.env_remove("ALIOT_DEVICE_SECRET")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => return ExecOutcome::failed(format!("cannot run {command:?}: {e}")),
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            let payload = payload.to_vec();
+            // Written from its own task: a command that does not read stdin must not block us.
+            tokio::spawn(async move {
+                let _ = stdin.write_all(&payload).await;
+            });
+        }
+        match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Ok(Ok(out)) => ExecOutcome {
+                success: out.status.success(),
+                status: out.status.to_string(),
+                stdout: out.stdout,
+                stderr_tail: tail(&String::from_utf8_lossy(&out.stderr), 400),
+            },
+            Ok(Err(e)) => ExecOutcome::failed(format!("{command:?} failed: {e}")),
+            Err(_) => ExecOutcome::failed(format!("{command:?} did not finish within {timeout:?}")),
+        }
     }
 }
 
@@ -723,7 +756,11 @@ async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
         .map(|p| parse_json("--post-property", p))
         .transpose()?;
     let out = Out(a.format);
-    let (device, mut events) = connect(&a.conn).await?;
+    let exec = a.exec.as_deref().map(|command| Exec {
+        command: Arc::from(command),
+        timeout: a.exec_timeout,
+    });
+    let (device, events) = connect(&a.conn).await?;
     for topic in &a.subscribe {
         device
             .subscribe(topic, QoS::AtLeastOnce)
@@ -743,132 +780,100 @@ async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
             }
         });
     }
-    let exec_cmd: Option<Arc<str>> = a.exec.as_deref().map(Arc::from);
-    let timeout = a.exec_timeout;
-    let permits = Arc::new(Semaphore::new(MAX_EXEC));
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
-    loop {
-        let event = tokio::select! {
-            () = &mut shutdown => {
-                device.disconnect().await;
-                if out.0 == Format::Text {
-                    print_status(&format!("{}: disconnected", Out::now_text()));
-                }
-                return Ok(ExitCode::SUCCESS);
+    tokio::select! {
+        () = shutdown_signal() => {
+            device.disconnect().await;
+            if out.0 == Format::Text {
+                print_status(&format!("{}: disconnected", Out::now_text()));
             }
-            event = events.recv() => event,
-        };
-        let Some(event) = event else {
-            return Ok(ExitCode::SUCCESS);
-        };
-        // Bounded: with MAX_EXEC commands running, the next downlink waits here.
-        let permit = permits.clone().acquire_owned().await.context("semaphore")?;
-        let cmd = exec_cmd.clone();
-        match event {
-            Event::Connected(c) => out.connected(&c),
-            Event::Disconnected(d) => out.disconnected(&d),
-            Event::Stopped(None) => return Ok(ExitCode::SUCCESS),
-            Event::Stopped(Some(e)) => return Err(connect_error(e)),
-            Event::Message(m) => {
-                out.downlink("message", &m.topic, m.qos, &m.payload, json!({}));
-                if let Some(cmd) = cmd {
-                    tokio::spawn(async move {
-                        let env = [("ALIOT_TOPIC", m.topic.clone())];
-                        let outcome = exec(&cmd, &m.payload, &env, timeout).await;
-                        out.exec_output(&m.topic, &outcome);
-                        drop(permit);
-                    });
-                }
-            }
-            Event::PropertySet(set) => {
-                let payload = set.request().to_vec();
-                out.downlink(
-                    "property_set",
-                    set.topic(),
-                    set.qos(),
-                    &payload,
-                    json!({"id": set.id()}),
-                );
-                tokio::spawn(async move {
-                    let id = set.id();
-                    let result = match cmd {
-                        Some(cmd) => {
-                            let env = [
-                                ("ALIOT_TOPIC", set.topic().to_owned()),
-                                ("ALIOT_METHOD", "thing.service.property.set".to_owned()),
-                                ("ALIOT_MESSAGE_ID", id.clone()),
-                            ];
-                            exec(&cmd, &payload, &env, timeout).await.alink()
-                        }
-                        None => Ok(json!({})),
-                    };
-                    out.answered("property_set", &id, &result);
-                    if let Err(e) = set.reply(result).await {
-                        print_status(&format!("answer not sent: {e}"));
-                    }
-                    drop(permit);
-                });
-            }
-            Event::ServiceCall(call) => {
-                let payload = call.request().to_vec();
-                let via = match call.via() {
-                    CallVia::Async => "async",
-                    CallVia::Rrpc { .. } => "rrpc",
-                    CallVia::ExtRrpc { .. } => "ext_rrpc",
-                    _ => "other",
-                };
-                let extra = json!({"id": call.id(), "service": call.service(), "via": via});
-                out.downlink("service_call", call.topic(), call.qos(), &payload, extra);
-                tokio::spawn(async move {
-                    let id = call.id();
-                    let result = match cmd {
-                        Some(cmd) => {
-                            let mut env = vec![
-                                ("ALIOT_TOPIC", call.topic().to_owned()),
-                                ("ALIOT_METHOD", call.method()),
-                                ("ALIOT_MESSAGE_ID", id.clone()),
-                            ];
-                            if let Some(rrpc) = call.via().message_id() {
-                                env.push(("ALIOT_RRPC_ID", rrpc.to_owned()));
-                            }
-                            exec(&cmd, &payload, &env, timeout).await.alink()
-                        }
-                        None => Ok(json!({})),
-                    };
-                    out.answered("service_call", &id, &result);
-                    if let Err(e) = call.reply(result).await {
-                        print_status(&format!("answer not sent: {e}"));
-                    }
-                    drop(permit);
-                });
-            }
-            Event::Rrpc(req) => {
-                let extra = json!({"messageId": req.message_id()});
-                out.downlink("rrpc", req.topic(), req.qos(), req.payload(), extra);
-                tokio::spawn(async move {
-                    let id = req.message_id().to_owned();
-                    let answer = match cmd {
-                        Some(cmd) => {
-                            let env = [
-                                ("ALIOT_TOPIC", req.topic().to_owned()),
-                                ("ALIOT_MESSAGE_ID", id.clone()),
-                                ("ALIOT_RRPC_ID", id.clone()),
-                            ];
-                            exec(&cmd, req.payload(), &env, timeout).await.bytes()
-                        }
-                        None => req.payload().to_vec(),
-                    };
-                    out.answered_bytes(&id, &answer);
-                    if let Err(e) = req.reply(answer).await {
-                        print_status(&format!("answer not sent: {e}"));
-                    }
-                    drop(permit);
-                });
-            }
-            _ => {}
+            Ok(ExitCode::SUCCESS)
         }
+        stopped = handlers(out, exec).run(events) => match stopped {
+            None => Ok(ExitCode::SUCCESS),
+            Some(e) => Err(connect_error(e)),
+        },
     }
+}
+
+/// What `aliot device run` does with each event: print it as it arrives, then answer it (with
+/// `--exec`: through the command), printing the answer.
+fn handlers(out: Out, exec: Option<Exec>) -> Handlers {
+    let (set_exec, call_exec, rrpc_exec) = (exec.clone(), exec.clone(), exec.clone());
+    let handlers = Handlers::new()
+        .max_concurrency(MAX_EXEC)
+        .on_event(move |event| out.event(event))
+        .on_reply_error(|e| print_status(&format!("answer not sent: {e}")))
+        .on_property_set_request(move |set| {
+            let env = vec![
+                ("ALIOT_TOPIC", set.topic().to_owned()),
+                ("ALIOT_METHOD", "thing.service.property.set".to_owned()),
+                ("ALIOT_MESSAGE_ID", set.id()),
+            ];
+            let request = set.request().to_vec();
+            answer_alink(out, set_exec.clone(), "property_set", set.id(), request, env)
+        })
+        .on_any_service_request(move |call| {
+            let mut env = vec![
+                ("ALIOT_TOPIC", call.topic().to_owned()),
+                ("ALIOT_METHOD", call.method()),
+                ("ALIOT_MESSAGE_ID", call.id()),
+            ];
+            if let Some(rrpc) = call.via().message_id() {
+                env.push(("ALIOT_RRPC_ID", rrpc.to_owned()));
+            }
+            let request = call.request().to_vec();
+            answer_alink(out, call_exec.clone(), "service_call", call.id(), request, env)
+        })
+        .on_rrpc(move |req| {
+            let exec = rrpc_exec.clone();
+            async move {
+                let id = req.message_id().to_owned();
+                let answer = match exec {
+                    Some(x) => {
+                        let env = [
+                            ("ALIOT_TOPIC", req.topic().to_owned()),
+                            ("ALIOT_MESSAGE_ID", id.clone()),
+                            ("ALIOT_RRPC_ID", id.clone()),
+                        ];
+                        x.run(req.payload(), &env).await.bytes()
+                    }
+                    None => req.payload().to_vec(),
+                };
+                out.answered_bytes(&id, &answer);
+                if let Err(e) = req.reply(answer).await {
+                    print_status(&format!("answer not sent: {e}"));
+                }
+            }
+        });
+    match exec {
+        // Plain messages are only printed, unless a command runs for them.
+        None => handlers,
+        Some(x) => handlers.on_message(move |m| {
+            let x = x.clone();
+            async move {
+                let outcome = x.run(&m.payload, &[("ALIOT_TOPIC", m.topic.clone())]).await;
+                out.exec_output(&m.topic, &outcome);
+            }
+        }),
+    }
+}
+
+/// The answer to a property set or service call: the command's (stdin: the request), else code
+/// 200 with `{}`; printed before it is sent.
+async fn answer_alink(
+    out: Out,
+    exec: Option<Exec>,
+    to: &'static str,
+    id: String,
+    request: Vec<u8>,
+    env: Vec<(&'static str, String)>,
+) -> Result<Value, ReplyError> {
+    let result = match exec {
+        Some(x) => x.run(&request, &env).await.alink(),
+        None => Ok(json!({})),
+    };
+    out.answered(to, &id, &result);
+    result
 }
 
 #[cfg(test)]

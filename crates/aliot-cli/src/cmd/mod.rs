@@ -3,10 +3,14 @@
 use std::fmt;
 use std::process::ExitCode;
 
+#[cfg(feature = "hub")]
 pub(crate) mod admin;
+#[cfg(feature = "bench")]
 pub(crate) mod bench;
+#[cfg(feature = "hub")]
 pub(crate) mod demo;
 pub(crate) mod device;
+#[cfg(feature = "hub")]
 pub(crate) mod hub;
 pub(crate) mod sign;
 pub(crate) mod verify;
@@ -21,12 +25,16 @@ pub(crate) enum Command {
     /// Run a simulated device, or connect once to publish, post or sync time.
     Device(device::Args),
     /// Run the offline Alibaba Cloud IoT platform (MQTT broker + admin API).
+    #[cfg(feature = "hub")]
     Hub(hub::Args),
     /// Talk to a running hub's admin API.
+    #[cfg(feature = "hub")]
     Admin(admin::Args),
     /// Load-test a platform with a fleet of signed devices.
+    #[cfg(feature = "bench")]
     Bench(bench::Args),
     /// Run a narrated end-to-end demo on an embedded hub (no account needed).
+    #[cfg(feature = "hub")]
     Demo(demo::Args),
 }
 
@@ -36,9 +44,13 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sign(a) => sign::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Device(a) => device::run(a),
+        #[cfg(feature = "hub")]
         Command::Hub(a) => hub::run(a),
+        #[cfg(feature = "hub")]
         Command::Admin(a) => admin::run(a),
+        #[cfg(feature = "bench")]
         Command::Bench(a) => bench::run(a),
+        #[cfg(feature = "hub")]
         Command::Demo(a) => demo::run(a),
     }
 }
