@@ -43,7 +43,7 @@ impl Broker {
             max_pending_calls: config.max_pending_calls,
         };
         let table = Arc::new(DeviceTable::new(limits, metrics.clone()));
-        let events = EventBus::new(config.events_capacity);
+        let events = EventBus::new(config.events_buffer_bytes);
         let cluster: Arc<dyn Cluster> = Arc::new(LocalCluster::new(table.clone(), events));
         let platform = Arc::new(Platform::new(
             registry.clone(),

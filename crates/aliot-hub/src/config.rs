@@ -182,9 +182,11 @@ pub struct BrokerConfig {
     /// Honour `sys.ack` = 0 in uplinks (no reply), as the platform does. When false, every
     /// request gets its `_reply`.
     pub sys_ack: bool,
-    /// Capacity of the event broadcast channel; a subscriber that falls further behind skips
-    /// events (it receives `Lagged`).
-    pub events_capacity: usize,
+    /// Memory for events waiting for slow listeners, in bytes: the ring holds
+    /// `events_buffer_bytes / MAX_EVENT_BYTES` events (every field of an event is cut to its
+    /// limit). A listener that falls further behind skips events (its stream ends with a
+    /// `lagged` marker).
+    pub events_buffer_bytes: usize,
     /// Milliseconds [`crate::Broker::serve`] waits for connections to flush and close on shutdown.
     pub shutdown_grace_ms: u64,
 }
@@ -203,7 +205,7 @@ impl Default for BrokerConfig {
             rrpc_timeout_ms: 8000,
             max_pending_calls: 64,
             sys_ack: true,
-            events_capacity: 4096,
+            events_buffer_bytes: 64 << 20,
             shutdown_grace_ms: 5000,
         }
     }
@@ -231,8 +233,8 @@ impl BrokerConfig {
         if self.outbound_queue_capacity == 0 {
             return bad("outbound_queue_capacity must be at least 1");
         }
-        if self.events_capacity == 0 {
-            return bad("events_capacity must be at least 1");
+        if self.events_buffer_bytes < crate::events::MAX_EVENT_BYTES {
+            return bad("events_buffer_bytes must hold at least one event (27648 bytes)");
         }
         if self.rrpc_timeout_ms == 0 {
             return bad("rrpc_timeout_ms must be at least 1");

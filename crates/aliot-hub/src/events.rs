@@ -17,19 +17,27 @@ use tokio::sync::broadcast;
 
 /// The in-process event channel.
 ///
-/// Capacity and overflow policy: a ring of `capacity` events (`BrokerConfig::events_capacity`);
-/// a listener that falls further behind skips the oldest events and is told how many
-/// (`RecvError::Lagged`). Publishing never waits.
+/// Capacity and overflow policy: a ring of `buffer_bytes / MAX_EVENT_BYTES` events
+/// (`BrokerConfig::events_buffer_bytes`, 64 MiB by default), each at most [`MAX_EVENT_BYTES`]
+/// (every field is cut to its limit when the event is published), so the ring never holds
+/// more than `buffer_bytes`. A listener that falls further behind loses the oldest events and
+/// is told how many (`RecvError::Lagged`); the admin API's event stream then ends with a
+/// `lagged` marker. Publishing never waits.
 #[derive(Debug, Clone)]
 pub(crate) struct EventBus {
     tx: broadcast::Sender<Arc<Event>>,
 }
 
 impl EventBus {
-    /// A bus holding at most `capacity` events for lagging listeners.
-    pub(crate) fn new(capacity: usize) -> Self {
-        let (tx, _) = broadcast::channel(capacity.max(1));
+    /// A bus holding at most `buffer_bytes` of events for lagging listeners.
+    pub(crate) fn new(buffer_bytes: usize) -> Self {
+        let (tx, _) = broadcast::channel(Self::capacity(buffer_bytes));
         Self { tx }
+    }
+
+    /// How many events of at most [`MAX_EVENT_BYTES`] fit in `buffer_bytes` (at least 1).
+    pub(crate) fn capacity(buffer_bytes: usize) -> usize {
+        (buffer_bytes / MAX_EVENT_BYTES).max(1)
     }
 
     /// Whether anyone listens (events are built only then).
@@ -37,8 +45,9 @@ impl EventBus {
         self.tx.receiver_count() > 0
     }
 
-    /// Publishes an event to the current listeners.
-    pub(crate) fn publish(&self, event: Event) {
+    /// Publishes an event to the current listeners, its fields cut to their limits.
+    pub(crate) fn publish(&self, mut event: Event) {
+        event.bound();
         // An error only means nobody listens right now.
         let _ = self.tx.send(Arc::new(event));
     }
@@ -126,10 +135,20 @@ pub struct UplinkEvent {
     pub time: u64,
 }
 
-/// Most payload bytes an uplink event carries. Events wait in a bounded ring for slow
-/// listeners (`events_capacity` of them), so this bounds that ring's memory (64 MiB at the
-/// default capacity, and only while a listener lags).
+/// Most payload bytes an event carries (an uplink's text payload, a reply's payload). A binary
+/// payload is carried as base64 of its first [`EVENT_BINARY_LIMIT`] bytes, which fits too.
 pub const EVENT_PAYLOAD_LIMIT: usize = 16 * 1024;
+
+/// Most bytes of a binary payload carried (as base64, at most [`EVENT_PAYLOAD_LIMIT`] long).
+pub const EVENT_BINARY_LIMIT: usize = EVENT_PAYLOAD_LIMIT / 4 * 3;
+
+/// Most bytes of any other text field of an event (topic, reason, clientId…); longer ones are
+/// cut at a character boundary and end with `…`.
+pub const EVENT_FIELD_LIMIT: usize = 1024;
+
+/// The most memory one published event holds: its payload, ten other fields at their limit,
+/// and the event itself. The event ring's memory is bounded by its capacity times this.
+pub const MAX_EVENT_BYTES: usize = EVENT_PAYLOAD_LIMIT + 10 * EVENT_FIELD_LIMIT + 1024;
 
 /// A platform reply to a device uplink.
 #[derive(Debug, Clone, Serialize)]
@@ -244,14 +263,19 @@ impl UplinkEvent {
     ) -> Self {
         let size = payload.len();
         let head = &payload[..size.min(EVENT_PAYLOAD_LIMIT)];
-        let (text, b64) = match std::str::from_utf8(head) {
-            Ok(s) => (Some(s.to_owned()), None),
+        let (text, b64, truncated) = match std::str::from_utf8(head) {
+            Ok(s) => (Some(s.to_owned()), None, size > EVENT_PAYLOAD_LIMIT),
             // Cut inside a character: keep the valid prefix when the whole payload is text.
             Err(e) if size > EVENT_PAYLOAD_LIMIT && std::str::from_utf8(payload).is_ok() => (
                 Some(String::from_utf8_lossy(&head[..e.valid_up_to()]).into_owned()),
                 None,
+                true,
             ),
-            Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(head))),
+            Err(_) => {
+                let head = &payload[..size.min(EVENT_BINARY_LIMIT)];
+                let b64 = base64::engine::general_purpose::STANDARD.encode(head);
+                (None, Some(b64), size > EVENT_BINARY_LIMIT)
+            }
         };
         Self {
             product_key: product_key.to_owned(),
@@ -261,8 +285,158 @@ impl UplinkEvent {
             payload: text,
             payload_base64: b64,
             size,
-            truncated: size > EVENT_PAYLOAD_LIMIT,
+            truncated,
             time,
+        }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes at a character boundary (ending with `…`) and gives the
+/// spare capacity back; returns whether it was cut.
+fn cut(s: &mut String, max: usize) -> bool {
+    if s.len() <= max {
+        if s.capacity() > max {
+            s.shrink_to_fit();
+        }
+        return false;
+    }
+    let ellipsis = '…';
+    let mut end = max.saturating_sub(ellipsis.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push(ellipsis);
+    s.shrink_to_fit();
+    true
+}
+
+fn cut_opt(s: &mut Option<String>, max: usize) {
+    if let Some(s) = s {
+        cut(s, max);
+    }
+}
+
+impl Event {
+    /// Cuts every field to its limit (see [`MAX_EVENT_BYTES`]).
+    fn bound(&mut self) {
+        const F: usize = EVENT_FIELD_LIMIT;
+        match self {
+            Event::Status(e) => {
+                for s in [
+                    &mut e.iot_id,
+                    &mut e.product_key,
+                    &mut e.device_name,
+                    &mut e.client_ip,
+                ] {
+                    cut(s, F);
+                }
+                cut_opt(&mut e.reason, F);
+            }
+            Event::Uplink(e) => {
+                for s in [&mut e.product_key, &mut e.device_name, &mut e.topic] {
+                    cut(s, F);
+                }
+                if let Some(p) = &mut e.payload {
+                    e.truncated |= cut(p, EVENT_PAYLOAD_LIMIT);
+                }
+                if let Some(p) = &mut e.payload_base64 {
+                    e.truncated |= cut(p, EVENT_PAYLOAD_LIMIT);
+                }
+            }
+            Event::Reply(e) => {
+                for s in [&mut e.product_key, &mut e.device_name, &mut e.topic] {
+                    cut(s, F);
+                }
+                cut(&mut e.payload, EVENT_PAYLOAD_LIMIT);
+            }
+            Event::Refused(e) => {
+                cut(&mut e.reason, F);
+                cut(&mut e.client_ip, F);
+                cut_opt(&mut e.client_id, F);
+                cut_opt(&mut e.username, F);
+            }
+            Event::Kicked(e) => {
+                for s in [
+                    &mut e.product_key,
+                    &mut e.device_name,
+                    &mut e.client_ip,
+                    &mut e.new_client_ip,
+                ] {
+                    cut(s, F);
+                }
+            }
+            Event::AclDenied(e) => {
+                for s in [
+                    &mut e.product_key,
+                    &mut e.device_name,
+                    &mut e.topic,
+                    &mut e.client_ip,
+                ] {
+                    cut(s, F);
+                }
+            }
+            Event::Problem(e) => {
+                cut(&mut e.reason, F);
+                cut(&mut e.client_ip, F);
+                cut_opt(&mut e.product_key, F);
+                cut_opt(&mut e.device_name, F);
+                cut_opt(&mut e.topic, F);
+            }
+        }
+    }
+
+    /// Heap bytes held by the event's fields (their capacities).
+    #[cfg(test)]
+    fn heap_bytes(&self) -> usize {
+        let o = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        match self {
+            Event::Status(e) => {
+                e.iot_id.capacity()
+                    + e.product_key.capacity()
+                    + e.device_name.capacity()
+                    + e.time.capacity()
+                    + e.utc_time.capacity()
+                    + e.last_time.capacity()
+                    + e.utc_last_time.capacity()
+                    + e.client_ip.capacity()
+                    + o(&e.reason)
+            }
+            Event::Uplink(e) => {
+                e.product_key.capacity()
+                    + e.device_name.capacity()
+                    + e.topic.capacity()
+                    + o(&e.payload)
+                    + o(&e.payload_base64)
+            }
+            Event::Reply(e) => {
+                e.product_key.capacity()
+                    + e.device_name.capacity()
+                    + e.topic.capacity()
+                    + e.payload.capacity()
+            }
+            Event::Refused(e) => {
+                e.reason.capacity() + e.client_ip.capacity() + o(&e.client_id) + o(&e.username)
+            }
+            Event::Kicked(e) => {
+                e.product_key.capacity()
+                    + e.device_name.capacity()
+                    + e.client_ip.capacity()
+                    + e.new_client_ip.capacity()
+            }
+            Event::AclDenied(e) => {
+                e.product_key.capacity()
+                    + e.device_name.capacity()
+                    + e.topic.capacity()
+                    + e.client_ip.capacity()
+            }
+            Event::Problem(e) => {
+                e.reason.capacity()
+                    + e.client_ip.capacity()
+                    + o(&e.product_key)
+                    + o(&e.device_name)
+                    + o(&e.topic)
+            }
         }
     }
 }
@@ -277,6 +451,9 @@ mod tests {
         assert_eq!(e.payload.as_deref(), Some("{\"a\":1}"));
         let e = UplinkEvent::new("pk", "dn", "/t", 0, &[0xff, 0x00], 5);
         assert_eq!(e.payload_base64.as_deref(), Some("/wA="));
+        let binary = vec![0xffu8; 3 * EVENT_PAYLOAD_LIMIT];
+        let b = UplinkEvent::new("pk", "dn", "/t", 0, &binary, 5);
+        assert!(b.truncated && b.payload_base64.as_deref().map(str::len) == Some(EVENT_PAYLOAD_LIMIT));
         let big = "é".repeat(EVENT_PAYLOAD_LIMIT);
         let cut = UplinkEvent::new("pk", "dn", "/t", 0, big.as_bytes(), 5);
         assert!(cut.truncated && cut.size == big.len());
@@ -284,5 +461,66 @@ mod tests {
         let json = serde_json::to_value(Event::Uplink(e)).expect("serializable");
         assert_eq!(json["type"], "uplink");
         assert_eq!(json["productKey"], "pk");
+    }
+
+    /// Hardening 4: whatever a device sends, one event holds at most MAX_EVENT_BYTES, so the
+    /// ring (its capacity times that) stays within its byte budget.
+    #[test]
+    fn every_field_of_every_event_is_cut_to_its_limit() {
+        let huge = "x".repeat(200_000);
+        let events = vec![
+            Event::Uplink(UplinkEvent::new("pk", "dn", &huge, 1, huge.as_bytes(), 1)),
+            Event::Reply(ReplyEvent {
+                product_key: huge.clone(),
+                device_name: huge.clone(),
+                topic: huge.clone(),
+                code: 460,
+                payload: huge.clone(),
+                delivered: true,
+                time: 1,
+            }),
+            Event::Refused(RefusedEvent {
+                code: Some(2),
+                reason: huge.clone(),
+                client_id: Some(huge.clone()),
+                username: Some(huge.clone()),
+                client_ip: "127.0.0.1".into(),
+                time: 1,
+            }),
+            Event::AclDenied(AclDeniedEvent {
+                product_key: "pk".into(),
+                device_name: "dn".into(),
+                action: "subscribe",
+                topic: huge.clone(),
+                client_ip: "127.0.0.1".into(),
+                time: 1,
+            }),
+            Event::Problem(ProblemEvent {
+                product_key: Some(huge.clone()),
+                device_name: Some(huge.clone()),
+                topic: Some(huge.clone()),
+                reason: huge.clone(),
+                closed: true,
+                client_ip: "127.0.0.1".into(),
+                time: 1,
+            }),
+        ];
+        let bus = EventBus::new(10 * MAX_EVENT_BYTES);
+        let mut rx = bus.subscribe();
+        for e in events {
+            bus.publish(e);
+            let got = rx.try_recv().expect("published");
+            assert!(
+                got.heap_bytes() + std::mem::size_of::<Event>() <= MAX_EVENT_BYTES,
+                "{}",
+                got.heap_bytes()
+            );
+            let text = serde_json::to_string(&*got).expect("json");
+            assert!(text.len() < MAX_EVENT_BYTES, "{}", text.len());
+        }
+        assert_eq!(EventBus::capacity(64 << 20), (64 << 20) / MAX_EVENT_BYTES);
+        let mut s = "ééé".to_owned();
+        assert!(cut(&mut s, 4));
+        assert_eq!(s, "…");
     }
 }

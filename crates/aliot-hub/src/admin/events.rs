@@ -1,9 +1,9 @@
 //! `GET /api/v1/events`: the hub's events as server-sent events, one JSON object per `data:`
 //! line, optionally filtered by productKey, deviceName and event type.
 //!
-//! A client that reads too slowly falls behind the broker's bounded broadcast channel; it then
-//! receives `{"type":"lagged","skipped":n}` and continues with the newest events (the broker is
-//! never slowed down by a listener).
+//! A client that reads too slowly falls behind the hub's bounded event ring (the hub is never
+//! slowed down by a listener); its stream then ends with `{"type":"lagged","skipped":n}` (how
+//! many events it missed), and it may connect again to follow the newest events.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -51,16 +51,16 @@ pub(super) async fn stream(
     let Query(filter) = query?;
     let rx = state.service().events();
     let closing = state.inner.closing.clone();
-    let events = futures_util::stream::unfold((rx, filter), next_event).take_until(closing.cancelled_owned());
+    let events =
+        futures_util::stream::unfold((Some(rx), filter), next_event).take_until(closing.cancelled_owned());
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
-async fn next_event(
-    (mut rx, filter): (broadcast::Receiver<Arc<Event>>, EventFilter),
-) -> Option<(
-    Result<SseEvent, Infallible>,
-    (broadcast::Receiver<Arc<Event>>, EventFilter),
-)> {
+/// The stream's state: the receiver (gone once the stream has ended) and the filter.
+type StreamState = (Option<broadcast::Receiver<Arc<Event>>>, EventFilter);
+
+async fn next_event((rx, filter): StreamState) -> Option<(Result<SseEvent, Infallible>, StreamState)> {
+    let mut rx = rx?;
     loop {
         match rx.recv().await {
             Ok(event) => {
@@ -68,12 +68,16 @@ async fn next_event(
                     continue;
                 };
                 if matches(&filter, &value) {
-                    return Some((Ok(SseEvent::default().data(value.to_string())), (rx, filter)));
+                    return Some((
+                        Ok(SseEvent::default().data(value.to_string())),
+                        (Some(rx), filter),
+                    ));
                 }
             }
             Err(RecvError::Lagged(skipped)) => {
+                // The last item: the listener reconnects to follow the newest events.
                 let data = serde_json::json!({"type": "lagged", "skipped": skipped}).to_string();
-                return Some((Ok(SseEvent::default().data(data)), (rx, filter)));
+                return Some((Ok(SseEvent::default().data(data)), (None, filter)));
             }
             Err(RecvError::Closed) => return None,
         }
@@ -109,5 +113,30 @@ mod tests {
             ..EventFilter::default()
         };
         assert!(!matches(&f, &e));
+    }
+
+    /// Hardening 4: a listener that fell behind gets the lagged marker as its last item; it
+    /// does not keep a position in a ring it can never catch up with.
+    #[tokio::test]
+    async fn a_lagging_stream_ends_with_a_lagged_marker() {
+        use futures_util::StreamExt as _;
+        let (tx, rx) = broadcast::channel(2);
+        for i in 0..5 {
+            let e = Event::Problem(crate::events::ProblemEvent {
+                product_key: None,
+                device_name: None,
+                topic: None,
+                reason: format!("p{i}"),
+                closed: false,
+                client_ip: "127.0.0.1".into(),
+                time: i,
+            });
+            tx.send(Arc::new(e)).expect("a receiver");
+        }
+        let items: Vec<_> = futures_util::stream::unfold((Some(rx), EventFilter::default()), next_event)
+            .collect()
+            .await;
+        assert_eq!(items.len(), 1, "the marker only");
+        drop(tx);
     }
 }

@@ -309,7 +309,7 @@ impl Service {
     }
 
     /// A new subscription to the hub's events (see [`crate::events`]). A receiver that falls
-    /// more than `events_capacity` events behind gets `RecvError::Lagged` and skips ahead.
+    /// further behind than the event ring holds gets `RecvError::Lagged` and skips ahead.
     pub fn events(&self) -> broadcast::Receiver<Arc<Event>> {
         self.inner.cluster.subscribe()
     }
