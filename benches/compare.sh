@@ -10,7 +10,9 @@
 #   2. one simulated device: `aliot device run` (both binaries) vs the classic Python paho script
 #      vs aliyun-iot-linkkit vs the Node SDK (RSS, idle CPU, time to connected);
 #   3. many simulated devices in one process: `aliot bench` vs paho-mqtt vs the Node SDK;
-#   4. signing: aliot vs Python's and Node's HMAC.
+#   4. signing: aliot vs Python's and Node's HMAC;
+#   5. before and after: the same hub, device and bench measurements on a build of an earlier
+#      commit (BASELINE), so that a change's effect is read in one run on the same machine.
 # Then it rewrites only its own sections of docs/PERFORMANCE.md (between
 # `<!-- BEGIN compare.sh: … -->` and `<!-- END compare.sh: … -->`); the rest of the file is kept.
 #
@@ -19,6 +21,8 @@
 #   HOLD=10s        how long the fleet is held
 #   SKIP_SIGN=1     skip the signing measurement (it builds the divan benchmark)
 #   SKIP_INSTALL=1  do not install anything (use what is there)
+#   BASELINE=REV    the earlier commit measured for "before and after" (default 44386fe, the
+#                   code before issue 8's reshaping); BASELINE= (empty) skips it
 # Raw results stay in benches/out/ (JSON lines + the command of each).
 set -euo pipefail
 
@@ -27,6 +31,7 @@ ROOT=$PWD
 OUT=$ROOT/benches/out
 FLEET=${FLEET:-19000}
 HOLD=${HOLD:-10s}
+BASELINE=${BASELINE-44386fe}
 SOURCE_IPS=127.0.0.2-127.0.0.9
 RATE_N=$(( FLEET < 10000 ? FLEET : 10000 ))
 mkdir -p "$OUT"
@@ -58,6 +63,17 @@ ALIOT=$ROOT/target/release/aliot
 log "building the device-only aliot (release-small)"
 cargo build -p aliot-cli --no-default-features --profile release-small --quiet
 ALIOT_DEVICE=$ROOT/target/release-small/aliot
+# The baseline: the earlier commit's `aliot`, built from a clean export of that commit in its
+# own target directory (kept between runs, so a second run only rebuilds what changed).
+ALIOT_BASE=""
+if [ -n "$BASELINE" ]; then
+  BASE_SRC=$ROOT/target/baseline-src
+  rm -rf "$BASE_SRC" && mkdir -p "$BASE_SRC"
+  git -C "$ROOT" archive "$BASELINE" | tar -x -C "$BASE_SRC"
+  log "building the baseline aliot ($BASELINE, release)"
+  (cd "$BASE_SRC" && CARGO_TARGET_DIR=$ROOT/target/baseline cargo build --release -p aliot-cli --quiet)
+  ALIOT_BASE=$ROOT/target/baseline/release/aliot
+fi
 MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 PY=$ROOT/benches/.venv/bin/python
 # Other work on the machine (builds) disturbs the figures: as root, run everything started from
@@ -70,8 +86,10 @@ if [ "$(id -u)" -eq 0 ] && renice -n -15 -p $$ >/dev/null 2>&1; then PRIORITY="n
 WORK=$(mktemp -d)
 HUB_PID=""
 MOSQ_PID=""
+BASE_PID=""
 cleanup() {
   [ -n "$HUB_PID" ] && kill "$HUB_PID" 2>/dev/null && wait "$HUB_PID" 2>/dev/null
+  [ -n "$BASE_PID" ] && kill "$BASE_PID" 2>/dev/null && wait "$BASE_PID" 2>/dev/null
   [ -n "$MOSQ_PID" ] && kill "$MOSQ_PID" 2>/dev/null && wait "$MOSQ_PID" 2>/dev/null
   rm -rf "$WORK"
 }
@@ -93,14 +111,20 @@ EOF
 }
 
 ADMIN_TOKEN=compare-$RANDOM$RANDOM$RANDOM
-"$ALIOT" hub --data-dir "$WORK/hub" --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 --admin-token "$ADMIN_TOKEN" \
-  >"$WORK/hub.out" 2>"$WORK/hub.err" &
-HUB_PID=$!
-for _ in $(seq 100); do grep -q 'stops the hub' "$WORK/hub.out" 2>/dev/null && break; sleep 0.1; done
-HUB_PORT=$(awk '$1 == "mqtt:" { split($2, a, ":"); print a[2] }' "$WORK/hub.out")
-ADMIN_URL=$(awk '$1 == "admin:" { print $2 }' "$WORK/hub.out")
-[ -n "$HUB_PORT" ] && [ -n "$ADMIN_URL" ] || { cat "$WORK/hub.out" "$WORK/hub.err" >&2; log "the hub did not start"; exit 1; }
-log "hub: mqtt 127.0.0.1:$HUB_PORT, admin $ADMIN_URL (pid $HUB_PID)"
+# start_hub BINARY NAME: starts `BINARY hub` in $WORK/NAME; sets STARTED_PID, STARTED_PORT, STARTED_ADMIN.
+start_hub() {
+  local bin=$1 name=$2
+  "$bin" hub --data-dir "$WORK/$name" --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 --admin-token "$ADMIN_TOKEN" \
+    >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  STARTED_PID=$!
+  for _ in $(seq 100); do grep -q 'stops the hub' "$WORK/$name.out" 2>/dev/null && break; sleep 0.1; done
+  STARTED_PORT=$(awk '$1 == "mqtt:" { split($2, a, ":"); print a[2] }' "$WORK/$name.out")
+  STARTED_ADMIN=$(awk '$1 == "admin:" { print $2 }' "$WORK/$name.out")
+  [ -n "$STARTED_PORT" ] && [ -n "$STARTED_ADMIN" ] || { cat "$WORK/$name.out" "$WORK/$name.err" >&2; log "$name did not start"; exit 1; }
+  log "$name: mqtt 127.0.0.1:$STARTED_PORT, admin $STARTED_ADMIN (pid $STARTED_PID)"
+}
+start_hub "$ALIOT" hub
+HUB_PID=$STARTED_PID HUB_PORT=$STARTED_PORT ADMIN_URL=$STARTED_ADMIN
 
 MOSQ_PORT=$(free_port)
 cat >"$WORK/mosquitto.conf" <<EOF
@@ -115,7 +139,7 @@ EOF
 MOSQ_PID=$!
 wait_port "$MOSQ_PORT"
 log "mosquitto: 127.0.0.1:$MOSQ_PORT (pid $MOSQ_PID)"
-export ALIOT ALIOT_DEVICE HUB_PORT ADMIN_URL ADMIN_TOKEN HUB_PID MOSQ_PORT MOSQ_PID FLEET HOLD SOURCE_IPS PY ROOT WORK RATE_N
+export ALIOT ALIOT_DEVICE ALIOT_BASE HUB_PORT ADMIN_URL ADMIN_TOKEN HUB_PID MOSQ_PORT MOSQ_PID FLEET HOLD SOURCE_IPS PY ROOT WORK RATE_N
 
 # run NAME 'COMMAND': records the command (unexpanded, so the report shows $VARIABLES, not ports
 # or secrets) in OUT/NAME.cmd and its stdout in OUT/NAME.json (the last line is the result).
@@ -138,6 +162,7 @@ run() {
   printf '"node": "%s", "alibabacloud-iot-device-sdk": "%s", "open files limit": "%s", ' "$(node --version)" \
     "$(node -p 'require("./benches/node_modules/alibabacloud-iot-device-sdk/package.json").version')" "$(ulimit -n)"
   printf '"aliot binary bytes": %s, ' "$(stat -c %s "$ALIOT")"
+  printf '"baseline": "%s", ' "${BASELINE:-none}"
   printf '"aliot device-only binary bytes": %s, ' "$(stat -c %s "$ALIOT_DEVICE")"
   printf '"load average before": "%s", "priority": "%s"}\n' "$LOAD_BEFORE" "$PRIORITY"
 } >"$OUT/environment.json"
@@ -200,6 +225,27 @@ if [ "${SKIP_SIGN:-0}" != 1 ]; then
   printf '%s\n' 'cargo bench -p aliot-protocol --bench sign' >"$OUT/sign_rust.cmd"
   log "sign_rust"
   cargo bench -q -p aliot-protocol --bench sign 2>/dev/null | grep -E 'sign_|verify_|Hmac|fastest|│' >"$OUT/sign_rust.txt" || true
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 6. Before and after: the baseline build, measured as the current one is (the same bench,
+#    the current `aliot bench`, drives both). Its hub runs only now, alone.
+if [ -n "$ALIOT_BASE" ]; then
+  kill "$HUB_PID" 2>/dev/null && wait "$HUB_PID" 2>/dev/null
+  HUB_PID=""
+  start_hub "$ALIOT_BASE" base
+  BASE_PID=$STARTED_PID BASE_PORT=$STARTED_PORT BASE_ADMIN=$STARTED_ADMIN
+  export BASE_PID BASE_PORT BASE_ADMIN
+  run hold_base '$ALIOT bench --register --product-key a1Fleet --count $FLEET --port $BASE_PORT --admin-url $BASE_ADMIN --admin-token $ADMIN_TOKEN --workload connect --rate 5000 --duration $HOLD --processes 2 --source-ip $SOURCE_IPS --server-pid $BASE_PID --hub-metrics $BASE_ADMIN/metrics --format json --quiet'
+  "$ALIOT" admin --url "$BASE_ADMIN" --token "$ADMIN_TOKEN" device list --product-key a1Fleet --format csv >"$WORK/base-fleet.csv"
+  export BASE_CSV=$WORK/base-fleet.csv
+  for round in 1 2 3; do
+    run rate_base_$round '$ALIOT bench --devices $BASE_CSV --count $RATE_N --port $BASE_PORT --workload connect --rate 1000000 --max-pending 16 --duration 1s --processes 2 --source-ip $SOURCE_IPS --server-pid $BASE_PID --format json --quiet'
+  done
+  run telemetry_max_base '$ALIOT bench --devices $BASE_CSV --count 100 --port $BASE_PORT --workload telemetry --qos 1 --interval 0 --inflight 8 --duration $HOLD --server-pid $BASE_PID --format json --quiet'
+  IFS=, read -r BPK BDN BDS < <(grep -v '^productKey' "$BASE_CSV" | head -n 1)
+  export BPK BDN BDS
+  run one_aliot_base 'python3 $ROOT/benches/py/measure_process.py --admin $BASE_ADMIN --token $ADMIN_TOKEN --product-key $BPK --device-name $BDN --idle 15 --name aliot-baseline -- $ALIOT_BASE device run --product-key $BPK --device-name $BDN --device-secret $BDS --port $BASE_PORT'
 fi
 
 # ---------------------------------------------------------------------------------------------

@@ -331,6 +331,43 @@ def section_targets(out):
     return ["| target | this run | |", "|---|---|---|"] + rows
 
 
+def section_before_after(out):
+    env = load(out, "environment") or {}
+    base = env.get("baseline", "none")
+    if base == "none":
+        return ["Not measured in this run (`BASELINE=` was empty)."]
+    hb, ha = load(out, "hold_base"), load(out, "hold_hub")
+    (rb, rb_all), (ra, ra_all) = median_round(out, "rate_base"), median_round(out, "rate_hub")
+    tb, ta = load(out, "telemetry_max_base"), load(out, "telemetry_max_hub")
+    ob, oa, od = load(out, "one_aliot_base"), load(out, "one_aliot"), load(out, "one_aliot_device")
+
+    def rss(d):
+        return None if d is None or "error" in d else d.get("rss_bytes")
+
+    L = ["The same measurements on a build of commit `%s` (before) and of this tree (after), one after the" % base,
+         "other in this run on this machine; the current `aliot bench` drives both hubs.", "",
+         "| | before (`%s`) | after | after / before |" % base, "|---|---|---|---|"]
+    L.append("| hub RSS per idle signed device (%s devices held) | %s KiB | %s KiB | %s |" % (
+        num(g(ha, "connected")), num(g(hb, "server_rss_per_device_kib"), "{:.2f}"),
+        num(g(ha, "server_rss_per_device_kib"), "{:.2f}"),
+        ratio(g(ha, "server_rss_per_device_kib"), g(hb, "server_rss_per_device_kib"))))
+    L.append("| signed connects accepted per second (median of 3 rounds) | %s | %s | %s |" % (
+        num(g(rb, "connect_rate")), num(g(ra, "connect_rate")), ratio(g(ra, "connect_rate"), g(rb, "connect_rate"))))
+    L.append("| QoS 1 property posts answered per second (100 devices, 8 in flight) | %s | %s | %s |" % (
+        num(g(tb, "msgs_per_s")), num(g(ta, "msgs_per_s")), ratio(g(ta, "msgs_per_s"), g(tb, "msgs_per_s"))))
+    L.append("| idle `aliot device run` RSS (all-in-one binary) | %s | %s | %s |" % (
+        num((rss(ob) or 0) / 1e6 if rss(ob) else None, "{:.1f} MB"), num((rss(oa) or 0) / 1e6 if rss(oa) else None, "{:.1f} MB"),
+        ratio(rss(oa), rss(ob))))
+    L.append("| idle `aliot device run` RSS (device-only build after) | %s | %s | %s |" % (
+        num((rss(ob) or 0) / 1e6 if rss(ob) else None, "{:.1f} MB"), num((rss(od) or 0) / 1e6 if rss(od) else None, "{:.1f} MB"),
+        ratio(rss(od), rss(ob))))
+    L += ["", "Connect-rate rounds before: %s; after: %s." % (
+        ", ".join(num(x) for x in rb_all) or "n/a", ", ".join(num(x) for x in ra_all) or "n/a")]
+    L += commands(out, ["hold_base", "rate_base_1", "telemetry_max_base", "one_aliot_base"],
+                  ", `$ALIOT_BASE` the baseline's `target/baseline/release/aliot`")
+    return L
+
+
 SECTIONS = [
     ("environment", "## Setup of the comparison run", section_environment),
     ("targets", "## Targets (issue 5)", section_targets),
@@ -338,6 +375,7 @@ SECTIONS = [
     ("one-device", "## One simulated device", section_one_device),
     ("many-devices", "## Many simulated devices in one process", section_many),
     ("signing", "## Signing in the same run", section_signing),
+    ("before-after", "## Before and after (issue 8)", section_before_after),
 ]
 
 
