@@ -7,7 +7,6 @@
 //! status 1.
 
 use std::fmt;
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -20,6 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::usage;
+use crate::{output, signal};
 
 /// Arguments of `aliot admin`.
 #[derive(clap::Args)]
@@ -504,56 +504,39 @@ async fn perform(client: &Client, request: Request) -> anyhow::Result<Answer> {
     }
 }
 
-#[allow(
-    clippy::print_stdout,
-    reason = "the admin API's answer is the command's output"
-)]
 fn print_answer(answer: &Answer) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
     match answer {
-        Answer::Text(text) => out.write_all(text.as_bytes())?,
-        Answer::Json(v) => writeln!(out, "{}", serde_json::to_string_pretty(v)?)?,
+        Answer::Text(text) => output::write(text)?,
+        Answer::Json(v) => output::line(&serde_json::to_string_pretty(v)?)?,
     }
-    out.flush()?;
     Ok(())
 }
 
-/// Prints each event of `GET /api/v1/events` as one JSON line until the hub ends the stream
-/// or Ctrl-C.
+/// Prints each event of `GET /api/v1/events` as one JSON line until the hub ends the stream,
+/// Ctrl-C or SIGTERM.
 async fn follow_events(client: &Client, filter: &EventFilter) -> anyhow::Result<ExitCode> {
-    let mut events = client.events(filter).await?;
-    announce_stream(client.base_url())?;
+    let shutdown = signal::shutdown().context("cannot listen for Ctrl-C and SIGTERM")?;
+    tokio::pin!(shutdown);
+    let mut events = tokio::select! {
+        e = client.events(filter) => e?,
+        () = &mut shutdown => return Ok(ExitCode::SUCCESS),
+    };
+    // From here on, no event is missed.
+    output::note(&format!(
+        "following the events of {} (Ctrl-C stops)",
+        client.base_url()
+    ));
     loop {
-        // `next` is cancel-safe: Ctrl-C loses nothing that was already printed.
+        // `next` is cancel-safe: stopping loses nothing that was already printed.
         let event = tokio::select! {
             e = events.next() => e?,
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            () = &mut shutdown => return Ok(ExitCode::SUCCESS),
         };
         let Some(event) = event else {
             return Ok(ExitCode::SUCCESS);
         };
-        print_event(event.data())?;
+        output::line(event.data())?;
     }
-}
-
-/// Says on stderr that the stream is open: from here on, no event is missed.
-#[allow(
-    clippy::print_stderr,
-    reason = "a progress note for the user, apart from the events on stdout"
-)]
-fn announce_stream(url: &str) -> anyhow::Result<()> {
-    let mut err = std::io::stderr().lock();
-    writeln!(err, "following the events of {url} (Ctrl-C stops)")?;
-    err.flush()?;
-    Ok(())
-}
-
-#[allow(clippy::print_stdout, reason = "the events are the command's output")]
-fn print_event(data: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{data}")?;
-    out.flush()?;
-    Ok(())
 }
 
 #[cfg(test)]
