@@ -196,40 +196,36 @@ fn compute(
     })
 }
 
+impl Output {
+    /// The printed fields by their JSON names, as text (`None`: no timestamp).
+    fn rows(&self) -> [(&'static str, Option<String>); 9] {
+        [
+            ("host", Some(self.host.clone())),
+            ("port", Some(self.port.to_string())),
+            ("client_id", Some(self.client_id.clone())),
+            ("username", Some(self.username.clone())),
+            ("password", Some(self.password.clone())),
+            ("sign_method", Some(self.sign_method.to_owned())),
+            ("secure_mode", Some(self.secure_mode.to_string())),
+            ("timestamp", self.timestamp.clone()),
+            ("sign_content", Some(self.sign_content.clone())),
+        ]
+    }
+}
+
 fn render_text(o: &Output) -> String {
-    let port = o.port.to_string();
-    let secure_mode = o.secure_mode.to_string();
-    let rows: [(&str, &str); 9] = [
-        ("host", &o.host),
-        ("port", &port),
-        ("client_id", &o.client_id),
-        ("username", &o.username),
-        ("password", &o.password),
-        ("sign_method", o.sign_method),
-        ("secure_mode", &secure_mode),
-        ("timestamp", o.timestamp.as_deref().unwrap_or("(none)")),
-        ("sign_content", &o.sign_content),
-    ];
-    rows.iter().map(|(k, v)| format!("{k:<13}{v}\n")).collect()
+    let rows = o
+        .rows()
+        .map(|(k, v)| format!("{k:<13}{}\n", v.as_deref().unwrap_or("(none)")));
+    rows.concat()
 }
 
 fn render_env(o: &Output) -> String {
-    let port = o.port.to_string();
-    let secure_mode = o.secure_mode.to_string();
-    let rows: [(&str, &str); 9] = [
-        ("HOST", &o.host),
-        ("PORT", &port),
-        ("CLIENT_ID", &o.client_id),
-        ("USERNAME", &o.username),
-        ("PASSWORD", &o.password),
-        ("SIGN_METHOD", o.sign_method),
-        ("SECURE_MODE", &secure_mode),
-        ("TIMESTAMP", o.timestamp.as_deref().unwrap_or("")),
-        ("SIGN_CONTENT", &o.sign_content),
-    ];
-    rows.iter()
-        .map(|(k, v)| format!("ALIOT_MQTT_{k}={}\n", shell_quote(v)))
-        .collect()
+    let rows = o.rows().map(|(k, v)| {
+        let value = shell_quote(v.as_deref().unwrap_or(""));
+        format!("ALIOT_MQTT_{}={value}\n", k.to_uppercase())
+    });
+    rows.concat()
 }
 
 fn render_mosquitto(o: &Output, profile: Option<&DeviceProfile>) -> String {
