@@ -4,8 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod args;
+mod clock;
 mod cmd;
-mod identity_args;
+mod output;
+mod signal;
 
 /// Connect devices to the Alibaba Cloud IoT Platform over MQTT, and develop and test them offline.
 #[derive(Debug, Parser)]
@@ -34,7 +37,7 @@ fn init_tracing(verbose: u8) {
         let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr)
+            .with_writer(output::log_writer)
             .try_init();
     }
     #[cfg(not(feature = "hub"))]
@@ -48,7 +51,7 @@ fn init_tracing(verbose: u8) {
             .or_else(|| default.parse::<Targets>().ok())
             .unwrap_or_default();
         let _ = tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
+            .with_writer(output::log_writer)
             .finish()
             .with(filter)
             .try_init();
@@ -64,10 +67,10 @@ fn parse_cli() -> Result<Cli, ExitCode> {
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => e.exit(),
         Err(e) if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
         Err(e) => {
-            #[allow(clippy::print_stderr, reason = "the binary reports its error on stderr")]
-            {
-                eprintln!("aliot: {} (see --help)", one_line(&e.render().to_string()));
-            }
+            output::note(&format!(
+                "aliot: {} (see --help)",
+                one_line(&e.render().to_string())
+            ));
             Err(ExitCode::from(2))
         }
     }
@@ -98,10 +101,7 @@ fn main() -> ExitCode {
             {
                 return ExitCode::SUCCESS;
             }
-            #[allow(clippy::print_stderr, reason = "the binary reports its error on stderr")]
-            {
-                eprintln!("aliot: {err:#}");
-            }
+            output::note(&format!("aliot: {err:#}"));
             if err.is::<cmd::UsageError>() {
                 ExitCode::from(2)
             } else {

@@ -190,3 +190,43 @@ fn mqtts_with_no_certificate_makes_a_local_ca_once() {
     assert_eq!(std::fs::read(&ca).expect("CA kept"), first, "the CA is reused");
     drop(hub);
 }
+
+/// Issue 8: `aliot hub` registers its Ctrl-C and SIGTERM handlers before it prints anything, so
+/// a SIGTERM that follows the banner's first line at once is a graceful stop, never the
+/// default action (which killed the process when it came before the hub first polled its
+/// shutdown future).
+#[cfg(unix)]
+#[test]
+fn a_sigterm_right_after_the_first_banner_line_is_a_graceful_stop() {
+    use std::io::{BufRead as _, BufReader, Read as _};
+    use std::process::{Command, Stdio};
+
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = aliot();
+        c.arg("hub")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--mqtt", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = c.spawn().expect("aliot hub");
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut first = String::new();
+        out.read_line(&mut first).expect("banner");
+        assert!(first.starts_with("aliot hub"), "{first}");
+        let pid = child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill")
+                .success()
+        );
+        let status = aliot_testkit::wait_guarded(&mut child);
+        let mut rest = String::new();
+        out.read_to_string(&mut rest).expect("the rest of stdout");
+        assert!(status.success(), "{status:?}: {rest}");
+        assert!(rest.contains("aliot hub stopped"), "{rest}");
+    }
+}

@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! ALIOT_PRODUCT_KEY=... ALIOT_DEVICE_NAME=... ALIOT_DEVICE_SECRET=... \
-//!   cargo run -p aliot-device --example simulator -- /pk/dn/user/get 'cat'
+//!   cargo run -p aliot-device --features exec --example simulator -- /pk/dn/user/get 'cat'
 //! ```
 //! Unlike the script it copies, it re-signs every reconnect, backs off, and never blocks the
 //! connection while the command runs. `aliot device run --subscribe T --exec CMD` does the same
@@ -12,10 +12,7 @@
 
 mod common;
 
-use std::process::Stdio;
-
-use aliot_device::{Device, Event, QoS};
-use tokio::io::AsyncWriteExt;
+use aliot_device::{Device, Event, Exec, QoS};
 
 #[tokio::main]
 #[allow(
@@ -30,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let topic = args
         .next()
         .unwrap_or_else(|| format!("/{}/{}/user/get", device.product_key(), device.device_name()));
-    let command = args.next();
+    let exec = args.next().map(Exec::shell);
     device.subscribe(&topic, QoS::AtMostOnce).await?;
     println!("subscribed to {topic}");
     while let Some(event) = events.recv().await {
@@ -42,23 +39,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             m.qos,
             String::from_utf8_lossy(&m.payload)
         );
-        if let Some(command) = command.clone() {
+        if let Some(exec) = exec.clone() {
             // on_exec: act on the message, off the network loop.
             tokio::spawn(async move {
-                let child = tokio::process::Command::new("sh")
-                    .arg("-c")
-                    .arg(&command)
-                    .env("ALIOT_TOPIC", &m.topic)
-                    .stdin(Stdio::piped())
-                    .spawn();
-                match child {
-                    Ok(mut child) => {
-                        if let Some(mut stdin) = child.stdin.take() {
-                            let _ = stdin.write_all(&m.payload).await;
-                        }
-                        let _ = child.wait().await;
-                    }
-                    Err(e) => eprintln!("cannot run {command}: {e}"),
+                let outcome = exec.message(&m).await;
+                print!("{}", String::from_utf8_lossy(outcome.stdout()));
+                if !outcome.success() {
+                    eprintln!("command failed ({}): {}", outcome.status(), outcome.stderr_tail());
                 }
             });
         }

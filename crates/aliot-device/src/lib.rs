@@ -23,7 +23,8 @@
 //! `client` ([`Device`], the handle), `driver` (the network loop), `shared` (the state the
 //! handles, the loop and the replies share), `connection` ([`Connected`], [`Disconnected`]:
 //! below both `event` and `shared`), `backoff`, `route`, `pending` (pure state, unit-tested),
-//! [`handler`] (convenience handlers), [`tls`].
+//! [`handler`] (convenience handlers), [`tls`], and with the feature `exec`, `exec` (answer
+//! requests by running a command).
 //!
 //! ## Example: connect, post a property, answer property sets and a service
 //!
@@ -83,6 +84,8 @@ mod connection;
 mod driver;
 pub mod error;
 pub mod event;
+#[cfg(feature = "exec")]
+pub mod exec;
 pub mod handler;
 pub mod options;
 mod pending;
@@ -95,6 +98,8 @@ pub use error::{Error, Result};
 pub use event::{
     Connected, Disconnected, Event, Events, Message, PropertySet, ReplyError, RrpcRequest, ServiceCall,
 };
+#[cfg(feature = "exec")]
+pub use exec::{Exec, ExecOutcome};
 pub use handler::Handlers;
 pub use options::{Backoff, DeviceOptions, QoS, RefusalPolicy, TrustAnchors};
 pub use route::{CallVia, RrpcKind};

@@ -211,35 +211,35 @@ impl DeviceOptions {
     /// A missing or invalid identity field, no endpoint at all, or a bad value.
     pub fn from_profile(profile: &DeviceProfile) -> Result<Self> {
         let identity = profile.identity()?;
-        let tls = profile.tls.unwrap_or(false);
-        let mut endpoint = if let Some(host) = &profile.host {
-            Endpoint::custom(host, profile.port, tls)?
-        } else if let Some(instance) = &profile.instance_id {
-            Endpoint::instance(instance, tls)?
-        } else if let Some(region) = &profile.region {
-            Endpoint::region(identity.product_key(), region, tls)?
-        } else {
-            return Err(Error::Options(
-                "the profile names no endpoint: set host, region or instance_id".into(),
-            ));
-        };
-        if let Some(port) = profile.port {
-            endpoint.port = port;
-        }
-        let mut options = Self::new(identity, endpoint);
+        let endpoint = profile
+            .endpoint(identity.product_key(), profile.tls.unwrap_or(false))?
+            .ok_or_else(|| {
+                Error::Options("the profile names no endpoint: set host, region or instance_id".into())
+            })?;
+        Self::new(identity, endpoint).profile_settings(profile)
+    }
+
+    /// Takes the connection settings of a profile that it gives: `ca_file`, `sign_method`,
+    /// `client_id` (prefix) and `keepalive`; leaves the identity and the endpoint alone. For
+    /// callers that take the identity or the endpoint from elsewhere (the command line, the
+    /// environment) and the rest from a profile; call the setters afterwards to override it.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] for a `sign_method` that is not one of the platform's.
+    pub fn profile_settings(mut self, profile: &DeviceProfile) -> Result<Self> {
         if let Some(ca) = &profile.ca_file {
-            options.trust = TrustAnchors::File(PathBuf::from(ca));
+            self.trust = TrustAnchors::File(PathBuf::from(ca));
         }
         if let Some(method) = &profile.sign_method {
-            options.sign_method = method.parse()?;
+            self.sign_method = method.parse()?;
         }
         if let Some(prefix) = &profile.client_id {
-            options.client_id_prefix = Some(prefix.clone());
+            self.client_id_prefix = Some(prefix.clone());
         }
         if let Some(k) = profile.keepalive {
-            options.keepalive = Duration::from_secs(u64::from(k));
+            self.keepalive = Duration::from_secs(u64::from(k));
         }
-        Ok(options)
+        Ok(self)
     }
 
     /// The device identity.
@@ -505,6 +505,24 @@ mod tests {
             DeviceOptions::from_profile(&p).expect("options").endpoint.host,
             "pk.iot-as-mqtt.cn-shanghai.aliyuncs.com"
         );
+    }
+
+    #[test]
+    fn profile_settings_leave_the_identity_and_endpoint_alone() {
+        let p = DeviceProfile::from_toml(
+            "product_key = \"other\"\nhost = \"h\"\nsign_method = \"hmacmd5\"\nkeepalive = 90\n",
+        )
+        .expect("profile");
+        let o = options().profile_settings(&p).expect("options");
+        assert_eq!(
+            (o.identity.product_key(), o.endpoint.host.as_str()),
+            ("pk", "127.0.0.1")
+        );
+        assert_eq!(
+            (o.sign_method, o.keepalive),
+            (SignMethod::HmacMd5, Duration::from_secs(90))
+        );
+        assert_eq!((o.trust, o.client_id_prefix), (TrustAnchors::Aliyun, None));
     }
 
     #[test]

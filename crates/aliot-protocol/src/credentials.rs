@@ -62,6 +62,41 @@ impl Endpoint {
         })
     }
 
+    /// The endpoint a user names with one of a host, an instance id or a region (the first one
+    /// given, in that order), or `None` when none is given; `port` replaces the default port.
+    /// This is how a profile's `host`/`instance_id`/`region` keys and the command line's
+    /// `--host`/`--instance-id`/`--region` flags read.
+    ///
+    /// ```
+    /// use aliot_protocol::Endpoint;
+    /// let e = Endpoint::named("a1", None, Some("iot-06z00abc"), Some("cn-shanghai"), None, true)?;
+    /// assert_eq!(e.map(|e| (e.host, e.port)), Some(("iot-06z00abc.mqtt.iothub.aliyuncs.com".into(), 8883)));
+    /// assert_eq!(Endpoint::named("a1", None, None, None, Some(1), false)?, None);
+    /// # Ok::<(), aliot_protocol::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The errors of [`Endpoint::custom`], [`Endpoint::instance`] and [`Endpoint::region`].
+    pub fn named(
+        product_key: &str,
+        host: Option<&str>,
+        instance_id: Option<&str>,
+        region: Option<&str>,
+        port: Option<u16>,
+        tls: bool,
+    ) -> Result<Option<Self>> {
+        let mut endpoint = match (host, instance_id, region) {
+            (Some(h), _, _) => Self::custom(h, port, tls)?,
+            (None, Some(i), _) => Self::instance(i, tls)?,
+            (None, None, Some(r)) => Self::region(product_key, r, tls)?,
+            (None, None, None) => return Ok(None),
+        };
+        if let Some(port) = port {
+            endpoint.port = port;
+        }
+        Ok(Some(endpoint))
+    }
+
     /// The `securemode` matching this transport: 2 for TLS, 3 for TCP.
     pub fn secure_mode(&self) -> SecureMode {
         if self.tls {
@@ -238,6 +273,31 @@ mod tests {
             Endpoint::custom("127.0.0.1", Some(1999), false).expect("ok").port,
             1999
         );
+    }
+
+    #[test]
+    fn a_named_endpoint_takes_the_host_then_the_instance_then_the_region() {
+        let named = |h, i, r, port| {
+            Endpoint::named("a1", h, i, r, port, false)
+                .expect("ok")
+                .map(|e| (e.host, e.port))
+        };
+        let host = Some("127.0.0.1");
+        let (instance, region) = (Some("iot-06z00abc"), Some("cn-shanghai"));
+        assert_eq!(
+            named(host, instance, region, None),
+            Some(("127.0.0.1".into(), 1883))
+        );
+        assert_eq!(
+            named(None, instance, region, Some(1999)),
+            Some(("iot-06z00abc.mqtt.iothub.aliyuncs.com".into(), 1999))
+        );
+        assert_eq!(
+            named(None, None, region, None),
+            Some(("a1.iot-as-mqtt.cn-shanghai.aliyuncs.com".into(), 1883))
+        );
+        assert_eq!(named(None, None, None, Some(1)), None);
+        assert!(Endpoint::named("a1", None, None, Some("cn/x"), None, false).is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
+use crate::credentials::Endpoint;
 use crate::error::{Error, Result};
 use crate::identity::DeviceIdentity;
 use crate::sign::SignMethod;
@@ -95,6 +96,22 @@ impl DeviceProfile {
         Ok(p)
     }
 
+    /// The endpoint the profile names: its `host`, else its `instance_id`, else its `region`
+    /// (for `product_key`), with its `port` when it gives one; `None` when it names none.
+    ///
+    /// # Errors
+    /// A malformed host, instance id or region ([`Error::Endpoint`]).
+    pub fn endpoint(&self, product_key: &str, tls: bool) -> Result<Option<Endpoint>> {
+        Endpoint::named(
+            product_key,
+            self.host.as_deref(),
+            self.instance_id.as_deref(),
+            self.region.as_deref(),
+            self.port,
+            tls,
+        )
+    }
+
     /// The identity, when the profile has all three fields.
     ///
     /// # Errors
@@ -123,6 +140,17 @@ mod tests {
         .expect("parse");
         assert_eq!(p.identity().expect("identity").username(), "dn&pk");
         assert!(!format!("{p:?}").contains("\"s\""));
+    }
+
+    #[test]
+    fn the_profile_names_its_endpoint_with_its_port() {
+        let p = DeviceProfile::from_toml("region = \"cn-shanghai\"\nport = 8443\n").expect("parse");
+        let e = p.endpoint("a1", true).expect("valid").expect("named");
+        assert_eq!(
+            (e.host.as_str(), e.port, e.tls),
+            ("a1.iot-as-mqtt.cn-shanghai.aliyuncs.com", 8443, true)
+        );
+        assert_eq!(DeviceProfile::default().endpoint("a1", false), Ok(None));
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! status 1.
 
 use std::fmt;
-use std::io::Write as _;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::ExitCode;
 
 use aliot_admin::{
@@ -20,6 +21,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::usage;
+use crate::{output, signal};
 
 /// Arguments of `aliot admin`.
 #[derive(clap::Args)]
@@ -293,43 +295,34 @@ fn encoding(base64: bool) -> Encoding {
     if base64 { Encoding::Base64 } else { Encoding::Text }
 }
 
-/// A command checked and turned into the library's calls (usage errors come before any
-/// network traffic).
-enum Action {
-    /// One request, one answer to print.
-    Request(Request),
-    /// Follow the event stream.
-    Events(EventFilter),
+/// A command checked and ready to run: its request to the admin API and how the answer is
+/// printed. Usage errors come before it exists, so before any network traffic.
+type Job = Box<dyn FnOnce(Client) -> Pin<Box<dyn Future<Output = anyhow::Result<()>>>>>;
+
+/// A job whose answer is printed as pretty JSON.
+fn json<F, Fut, T>(request: F) -> anyhow::Result<Job>
+where
+    F: FnOnce(Client) -> Fut + 'static,
+    Fut: Future<Output = aliot_admin::Result<T>> + 'static,
+    T: Serialize,
+{
+    Ok(Box::new(|client| {
+        Box::pin(async move {
+            let answer = serde_json::to_value(request(client).await?).context("cannot print the answer")?;
+            Ok(output::line(&serde_json::to_string_pretty(&answer)?)?)
+        })
+    }))
 }
 
-/// A request to the admin API.
-enum Request {
-    Products,
-    CreateProduct(CreateProduct),
-    CreateDevice(String, CreateDevice),
-    CreateBatch {
-        pk: String,
-        batch: CreateBatch,
-        csv: bool,
-    },
-    ListDevices {
-        pk: String,
-        status: Option<DeviceStatus>,
-        csv: bool,
-    },
-    Show(DeviceRef),
-    SetEnabled(DeviceRef, bool),
-    Delete(DeviceRef),
-    Publish(DeviceRef, Publish),
-    SetProperty(DeviceRef, Call),
-    Invoke(DeviceRef, String, Call),
-    Rrpc(DeviceRef, Rrpc),
-}
-
-/// What to print: pretty JSON, or text as the hub sent it (CSV).
-enum Answer {
-    Json(Value),
-    Text(String),
+/// A job whose answer is printed as the hub sent it (CSV).
+fn text<F, Fut>(request: F) -> anyhow::Result<Job>
+where
+    F: FnOnce(Client) -> Fut + 'static,
+    Fut: Future<Output = aliot_admin::Result<String>> + 'static,
+{
+    Ok(Box::new(|client| {
+        Box::pin(async move { Ok(output::write(&request(client).await?)?) })
+    }))
 }
 
 /// Runs `aliot admin`.
@@ -340,66 +333,77 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         data_dir,
         command,
     } = args;
-    let action = action(command)?;
+    let job = job(command)?;
     let (url, token) = target(url, token, data_dir)?;
     let client = connect(&url, &token)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        match action {
-            Action::Events(filter) => follow_events(&client, &filter).await,
-            Action::Request(request) => {
-                print_answer(&perform(&client, request).await?)?;
-                Ok(ExitCode::SUCCESS)
-            }
-        }
-    })
+    runtime.block_on(job(client))?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn action(command: AdminCommand) -> anyhow::Result<Action> {
-    let request = match command {
+/// The command, checked.
+fn job(command: AdminCommand) -> anyhow::Result<Job> {
+    match command {
         AdminCommand::Product(ProductCommand::Create { name, product_key }) => {
-            Request::CreateProduct(CreateProduct { name, product_key })
+            let product = CreateProduct { name, product_key };
+            json(|c| async move { c.create_product(&product).await })
         }
-        AdminCommand::Product(ProductCommand::List) => Request::Products,
-        AdminCommand::Device(DeviceCommand::Create(a)) => create_device(a)?,
+        AdminCommand::Product(ProductCommand::List) => json(|c| async move { c.products().await }),
+        AdminCommand::Device(DeviceCommand::Create(a)) => create_device(a),
         AdminCommand::Device(DeviceCommand::List {
-            product_key,
+            product_key: pk,
             status,
             format,
-        }) => Request::ListDevices {
-            pk: product_key,
-            status: status.map(|s| match s.as_str() {
+        }) => {
+            let status = status.map(|s| match s.as_str() {
                 "online" => DeviceStatus::Online,
                 _ => DeviceStatus::Offline,
-            }),
-            csv: format == "csv",
-        },
-        AdminCommand::Device(DeviceCommand::Show(d)) => Request::Show(d),
-        AdminCommand::Device(DeviceCommand::Enable(d)) => Request::SetEnabled(d, true),
-        AdminCommand::Device(DeviceCommand::Disable(d)) => Request::SetEnabled(d, false),
-        AdminCommand::Device(DeviceCommand::Delete(d)) => Request::Delete(d),
+            });
+            match format.as_str() {
+                "csv" => text(move |c| async move { c.devices_csv(&pk, status).await }),
+                _ => json(move |c| async move { c.devices(&pk, status).await }),
+            }
+        }
+        AdminCommand::Device(DeviceCommand::Show(d)) => {
+            json(|c| async move { c.device(&d.product_key, &d.device_name).await })
+        }
+        AdminCommand::Device(DeviceCommand::Enable(d)) => {
+            json(|c| async move { c.set_enabled(&d.product_key, &d.device_name, true).await })
+        }
+        AdminCommand::Device(DeviceCommand::Disable(d)) => {
+            json(|c| async move { c.set_enabled(&d.product_key, &d.device_name, false).await })
+        }
+        AdminCommand::Device(DeviceCommand::Delete(d)) => {
+            json(|c| async move { c.delete_device(&d.product_key, &d.device_name).await })
+        }
         AdminCommand::Publish(a) => {
             let encoding = encoding(a.base64);
             encoding
                 .decode(&a.payload)
                 .map_err(|e| usage(format!("--payload is not valid base64: {e}")))?;
-            let message = Publish {
-                topic: a.topic,
-                payload: a.payload,
-                qos: a.qos,
-                encoding,
-            };
-            Request::Publish(a.device, message)
+            let (d, message) = (
+                a.device,
+                Publish {
+                    topic: a.topic,
+                    payload: a.payload,
+                    qos: a.qos,
+                    encoding,
+                },
+            );
+            json(|c| async move { c.publish(&d.product_key, &d.device_name, &message).await })
         }
         AdminCommand::SetProperty(a) => {
-            let call = Call {
-                params: Some(json_object("--params", &a.params)?),
-                timeout_ms: a.timeout_ms,
-            };
-            Request::SetProperty(a.device, call)
+            let (d, call) = (
+                a.device,
+                Call {
+                    params: Some(json_object("--params", &a.params)?),
+                    timeout_ms: a.timeout_ms,
+                },
+            );
+            json(|c| async move { c.set_properties(&d.product_key, &d.device_name, &call).await })
         }
         AdminCommand::Invoke(a) => {
             if a.service.is_empty() || a.service.contains(['/', '+', '#', '?']) {
@@ -408,152 +412,89 @@ fn action(command: AdminCommand) -> anyhow::Result<Action> {
                     a.service
                 )));
             }
-            let call = Call {
-                params: Some(json_object("--params", &a.params)?),
-                timeout_ms: a.timeout_ms,
-            };
-            Request::Invoke(a.device, a.service, call)
+            let (d, service, call) = (
+                a.device,
+                a.service,
+                Call {
+                    params: Some(json_object("--params", &a.params)?),
+                    timeout_ms: a.timeout_ms,
+                },
+            );
+            json(|c| async move {
+                c.invoke_service(&d.product_key, &d.device_name, &service, &call)
+                    .await
+            })
         }
         AdminCommand::Rrpc(a) => {
-            let request = Rrpc {
-                payload: a.payload,
-                encoding: encoding(a.base64),
-                timeout_ms: a.timeout_ms,
-            };
-            Request::Rrpc(a.device, request)
+            let (d, request) = (
+                a.device,
+                Rrpc {
+                    payload: a.payload,
+                    encoding: encoding(a.base64),
+                    timeout_ms: a.timeout_ms,
+                },
+            );
+            json(|c| async move { c.rrpc(&d.product_key, &d.device_name, &request).await })
         }
         AdminCommand::Events(e) => {
-            return Ok(Action::Events(EventFilter {
+            let filter = EventFilter {
                 product_key: e.product_key,
                 device_name: e.device_name,
                 types: e.types,
-            }));
+            };
+            Ok(Box::new(|c| {
+                Box::pin(async move { follow_events(&c, &filter).await })
+            }))
         }
-    };
-    Ok(Action::Request(request))
+    }
 }
 
-fn create_device(a: CreateDeviceArgs) -> anyhow::Result<Request> {
+fn create_device(a: CreateDeviceArgs) -> anyhow::Result<Job> {
+    let pk = a.product_key;
     if let Some(device_name) = a.device_name {
         let device = CreateDevice {
             device_name,
             device_secret: a.device_secret,
         };
-        return Ok(Request::CreateDevice(a.product_key, device));
+        return json(|c| async move { c.create_device(&pk, &device).await });
     }
     let batch = match (a.prefix, a.count, a.names) {
         (Some(prefix), Some(count), None) => CreateBatch::prefixed(prefix, count, a.start),
         (None, None, Some(names)) => CreateBatch::named(names),
         _ => return Err(usage("give --device-name, or --prefix with --count, or --names")),
     };
-    Ok(Request::CreateBatch {
-        pk: a.product_key,
-        batch: batch.skip_existing(a.skip_existing),
-        csv: a.format == "csv",
-    })
-}
-
-/// Makes one request; its answer.
-async fn perform(client: &Client, request: Request) -> anyhow::Result<Answer> {
-    fn json(answer: impl Serialize) -> anyhow::Result<Answer> {
-        Ok(Answer::Json(
-            serde_json::to_value(answer).context("cannot print the answer")?,
-        ))
-    }
-    match request {
-        Request::Products => json(client.products().await?),
-        Request::CreateProduct(p) => json(client.create_product(&p).await?),
-        Request::CreateDevice(pk, d) => json(client.create_device(&pk, &d).await?),
-        Request::CreateBatch { pk, batch, csv: true } => {
-            Ok(Answer::Text(client.create_devices_csv(&pk, &batch).await?))
-        }
-        Request::CreateBatch {
-            pk,
-            batch,
-            csv: false,
-        } => json(client.create_devices(&pk, &batch).await?),
-        Request::ListDevices {
-            pk,
-            status,
-            csv: true,
-        } => Ok(Answer::Text(client.devices_csv(&pk, status).await?)),
-        Request::ListDevices {
-            pk,
-            status,
-            csv: false,
-        } => json(client.devices(&pk, status).await?),
-        Request::Show(d) => json(client.device(&d.product_key, &d.device_name).await?),
-        Request::SetEnabled(d, enabled) => json(
-            client
-                .set_enabled(&d.product_key, &d.device_name, enabled)
-                .await?,
-        ),
-        Request::Delete(d) => json(client.delete_device(&d.product_key, &d.device_name).await?),
-        Request::Publish(d, message) => json(client.publish(&d.product_key, &d.device_name, &message).await?),
-        Request::SetProperty(d, call) => json(
-            client
-                .set_properties(&d.product_key, &d.device_name, &call)
-                .await?,
-        ),
-        Request::Invoke(d, service, call) => json(
-            client
-                .invoke_service(&d.product_key, &d.device_name, &service, &call)
-                .await?,
-        ),
-        Request::Rrpc(d, request) => json(client.rrpc(&d.product_key, &d.device_name, &request).await?),
+    let batch = batch.skip_existing(a.skip_existing);
+    match a.format.as_str() {
+        "csv" => text(|c| async move { c.create_devices_csv(&pk, &batch).await }),
+        _ => json(|c| async move { c.create_devices(&pk, &batch).await }),
     }
 }
 
-#[allow(
-    clippy::print_stdout,
-    reason = "the admin API's answer is the command's output"
-)]
-fn print_answer(answer: &Answer) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    match answer {
-        Answer::Text(text) => out.write_all(text.as_bytes())?,
-        Answer::Json(v) => writeln!(out, "{}", serde_json::to_string_pretty(v)?)?,
-    }
-    out.flush()?;
-    Ok(())
-}
-
-/// Prints each event of `GET /api/v1/events` as one JSON line until the hub ends the stream
-/// or Ctrl-C.
-async fn follow_events(client: &Client, filter: &EventFilter) -> anyhow::Result<ExitCode> {
-    let mut events = client.events(filter).await?;
-    announce_stream(client.base_url())?;
+/// Prints each event of `GET /api/v1/events` as one JSON line until the hub ends the stream,
+/// Ctrl-C or SIGTERM.
+async fn follow_events(client: &Client, filter: &EventFilter) -> anyhow::Result<()> {
+    let shutdown = signal::shutdown().context("cannot listen for Ctrl-C and SIGTERM")?;
+    tokio::pin!(shutdown);
+    let mut events = tokio::select! {
+        e = client.events(filter) => e?,
+        () = &mut shutdown => return Ok(()),
+    };
+    // From here on, no event is missed.
+    output::note(&format!(
+        "following the events of {} (Ctrl-C stops)",
+        client.base_url()
+    ));
     loop {
-        // `next` is cancel-safe: Ctrl-C loses nothing that was already printed.
+        // `next` is cancel-safe: stopping loses nothing that was already printed.
         let event = tokio::select! {
             e = events.next() => e?,
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            () = &mut shutdown => return Ok(()),
         };
         let Some(event) = event else {
-            return Ok(ExitCode::SUCCESS);
+            return Ok(());
         };
-        print_event(event.data())?;
+        output::line(event.data())?;
     }
-}
-
-/// Says on stderr that the stream is open: from here on, no event is missed.
-#[allow(
-    clippy::print_stderr,
-    reason = "a progress note for the user, apart from the events on stdout"
-)]
-fn announce_stream(url: &str) -> anyhow::Result<()> {
-    let mut err = std::io::stderr().lock();
-    writeln!(err, "following the events of {url} (Ctrl-C stops)")?;
-    err.flush()?;
-    Ok(())
-}
-
-#[allow(clippy::print_stdout, reason = "the events are the command's output")]
-fn print_event(data: &str) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{data}")?;
-    out.flush()?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! [`Options`], runs it, and prints the [`Summary`](aliot_bench::Summary) on stdout (a table, or
 //! one JSON line). `--processes K` re-executes this program as `aliot bench --worker` K times.
 
-use std::io::{BufRead as _, Write as _};
+use std::io::BufRead as _;
 use std::process::ExitCode;
 
 use aliot_admin::data_dir::{self, URL_FILE, default_data_dir};
@@ -13,6 +13,7 @@ use anyhow::Context as _;
 use clap::ValueEnum;
 
 use crate::cmd::usage;
+use crate::output;
 
 /// Output format of the final summary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -189,16 +190,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             .read_line(&mut spec)
             .context("reading the worker spec on stdin")?;
         runtime()?
-            .block_on(aliot_bench::run_worker(spec.as_bytes(), std::io::stdout()))
+            .block_on(aliot_bench::run_worker(spec.as_bytes(), output::stdout()))
             .map_err(from_lib)?;
         return Ok(ExitCode::SUCCESS);
     }
     let format = args.format;
     let plan = plan(args)?;
     let summary = runtime()?.block_on(aliot_bench::run(&plan)).map_err(from_lib)?;
-    let mut out = std::io::stdout().lock();
-    summary.write_to(&mut out, format.into())?;
-    out.flush()?;
+    output::write(&summary.render(format.into()))?;
     // Refusals and losses are results, not failures of the tool: exit 0 whenever the run completed.
     Ok(ExitCode::SUCCESS)
 }

@@ -19,6 +19,8 @@ use aliot_protocol::{ClientId, DeviceIdentity, Endpoint, SecureMode, SignMethod,
 use anyhow::{Context as _, anyhow};
 use serde_json::{Map, Value, json};
 
+use crate::{clock, output, signal};
+
 /// Arguments of `aliot demo`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Everything runs on 127.0.0.1 with a temporary data directory, removed on exit.")]
@@ -36,9 +38,10 @@ const CONSOLE: &str = "console";
 /// How long the platform waits for the device's answers in the demo.
 const CALL_TIMEOUT: Duration = Duration::from_secs(8);
 
-#[allow(clippy::print_stdout, reason = "the demo is a transcript on stdout")]
+/// One line of the transcript on stdout. A reader that went away does not stop the demo: it
+/// runs to its end (and removes its temporary directory) unread.
 fn say(line: impl AsRef<str>) {
-    println!("{}", line.as_ref());
+    let _ = output::line(line.as_ref());
 }
 
 /// Runs `aliot demo`.
@@ -335,6 +338,7 @@ async fn device_loop(mut events: Events, state: Arc<Mutex<Map<String, Value>>>) 
 
 /// Prints how to reach the hub and the device, and waits for Ctrl-C.
 async fn keep_running(hub: &RunningHub, data_dir: &std::path::Path, pk: &str) -> anyhow::Result<()> {
+    let shutdown = signal::shutdown().context("cannot listen for Ctrl-C and SIGTERM")?;
     // A second device for mosquitto_sub to log in as (devices only see their own topics).
     let console = hub
         .service()
@@ -343,10 +347,7 @@ async fn keep_running(hub: &RunningHub, data_dir: &std::path::Path, pk: &str) ->
         .context("cannot register the console device")?;
     let console_id = DeviceIdentity::new(&console.product_key, &console.device_name, &console.device_secret)
         .context("console identity")?;
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis().to_string())
-        .unwrap_or_default();
+    let ts = clock::now_ms().map(|ms| ms.to_string()).unwrap_or_default();
     let creds = aliot_protocol::sign(
         &console_id,
         &SignOptions {
@@ -379,7 +380,7 @@ async fn keep_running(hub: &RunningHub, data_dir: &std::path::Path, pk: &str) ->
         "  {admin} publish --product-key {pk} --device-name {CONSOLE} --topic /{pk}/{CONSOLE}/user/get --payload hello"
     ));
     say("Ctrl-C stops both and removes the temporary directory.\n");
-    super::device::shutdown_signal().await;
+    shutdown.await;
     say("\nstopping");
     Ok(())
 }

@@ -7,22 +7,21 @@
 
 use std::io::Read as _;
 use std::path::PathBuf;
-use std::process::{ExitCode, Stdio};
-use std::sync::Arc;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use aliot_device::{
-    CallVia, Connected, Device, DeviceOptions, Disconnected, Error as DeviceError, Event, Events, Handlers,
-    QoS, ReplyError,
+    CallVia, Device, DeviceOptions, Error as DeviceError, Event, Events, Exec, ExecOutcome, Handlers, QoS,
+    ReplyError,
 };
-use aliot_protocol::codes::alink as code;
-use aliot_protocol::{DeviceProfile, Endpoint, SignMethod};
+use aliot_protocol::{Endpoint, SignMethod};
 use anyhow::{Context as _, anyhow};
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt as _;
+use tokio::sync::mpsc;
 
 use super::usage;
-use crate::identity_args::IdentityArgs;
+use crate::args::{EndpointArgs, IdentityArgs, parse_duration, parse_sign_method};
+use crate::{clock, output, signal};
 
 /// Arguments of `aliot device`.
 #[derive(Debug, clap::Args)]
@@ -63,21 +62,12 @@ Example:
 
 /// How the device connects (shared by every `aliot device` command).
 #[derive(Debug, Clone, clap::Args)]
+#[command(mut_arg("host", |a| a.help("MQTT host (e.g. the local hub) [default: the profile's, else 127.0.0.1].")))]
 struct ConnArgs {
     #[command(flatten)]
     identity: IdentityArgs,
-    /// MQTT host (e.g. the local hub) [default: the profile's, else 127.0.0.1].
-    #[arg(long, value_name = "H", group = "endpoint")]
-    host: Option<String>,
-    /// Region of a legacy public instance: host `{productKey}.iot-as-mqtt.{region}.aliyuncs.com`.
-    #[arg(long, value_name = "R", group = "endpoint")]
-    region: Option<String>,
-    /// Instance id of a new public or Enterprise instance: host `{id}.mqtt.iothub.aliyuncs.com`.
-    #[arg(long, value_name = "I", group = "endpoint")]
-    instance_id: Option<String>,
-    /// Port [default: 1883 for TCP; 443 (region) or 8883 (host, instance) for TLS].
-    #[arg(long, value_name = "P")]
-    port: Option<u16>,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
     /// Connect over TLS (securemode=2), trusting the built-in Alibaba Cloud IoT root CAs unless
     /// --ca-file is given.
     #[arg(long)]
@@ -112,94 +102,41 @@ struct ConnArgs {
 }
 
 impl ConnArgs {
-    /// Validated SDK options; every problem here is a usage error (exit status 2).
+    /// Validated SDK options: the flags, else the profile's, else the SDK's defaults (and a
+    /// local `aliot hub`); every problem here is a usage error (exit status 2).
     fn options(&self) -> anyhow::Result<DeviceOptions> {
         let (identity, profile) = self.identity.resolve()?;
         let p = profile.unwrap_or_default();
         let tls = self.tls || self.ca_file.is_some() || p.tls.unwrap_or(false);
-        let endpoint = endpoint(self, &p, identity.product_key(), tls).map_err(|e| usage(e.to_string()))?;
-        let mut o = DeviceOptions::new(identity, endpoint).request_timeout(self.timeout);
-        if let Some(ca) = self
-            .ca_file
-            .clone()
-            .or_else(|| p.ca_file.clone().map(PathBuf::from))
-        {
-            o = o.ca_file(ca);
+        let local = || Endpoint::custom("127.0.0.1", None, tls);
+        let endpoint = self
+            .endpoint
+            .resolve(identity.product_key(), Some(&p), tls, local)?;
+        let mut o = DeviceOptions::new(identity, endpoint)
+            .profile_settings(&p)
+            .map_err(|e| usage(e.to_string()))?
+            .request_timeout(self.timeout)
+            .clean_session(!self.persistent_session)
+            .auto_subscribe(!self.no_auto_subscribe)
+            .ext_rrpc(!self.no_ext_rrpc);
+        if let Some(ca) = &self.ca_file {
+            o = o.ca_file(ca.clone());
         }
         if let Some(name) = &self.server_name {
             o = o.server_name(name.clone());
         }
-        let method = match (self.sign_method, &p.sign_method) {
-            (Some(m), _) => Some(m),
-            (None, Some(m)) => Some(m.parse::<SignMethod>().map_err(|e| usage(e.to_string()))?),
-            (None, None) => None,
-        };
-        if let Some(m) = method {
+        if let Some(m) = self.sign_method {
             o = o.sign_method(m);
         }
-        if let Some(prefix) = self.client_id.clone().or_else(|| p.client_id.clone()) {
-            o = o.client_id_prefix(prefix);
+        if let Some(prefix) = &self.client_id {
+            o = o.client_id_prefix(prefix.clone());
         }
-        if let Some(k) = self.keepalive.or(p.keepalive) {
+        if let Some(k) = self.keepalive {
             o = o.keepalive(Duration::from_secs(u64::from(k)));
         }
-        o = o
-            .clean_session(!self.persistent_session)
-            .auto_subscribe(!self.no_auto_subscribe)
-            .ext_rrpc(!self.no_ext_rrpc);
         o.validate().map_err(|e| usage(e.to_string()))?;
         Ok(o)
     }
-}
-
-/// The endpoint: flags first, then the profile, then the local hub.
-fn endpoint(a: &ConnArgs, p: &DeviceProfile, pk: &str, tls: bool) -> aliot_protocol::Result<Endpoint> {
-    let mut e = if let Some(h) = &a.host {
-        Endpoint::custom(h, None, tls)?
-    } else if let Some(i) = &a.instance_id {
-        Endpoint::instance(i, tls)?
-    } else if let Some(r) = &a.region {
-        Endpoint::region(pk, r, tls)?
-    } else if let Some(h) = &p.host {
-        Endpoint::custom(h, None, tls)?
-    } else if let Some(i) = &p.instance_id {
-        Endpoint::instance(i, tls)?
-    } else if let Some(r) = &p.region {
-        Endpoint::region(pk, r, tls)?
-    } else {
-        Endpoint::custom("127.0.0.1", None, tls)?
-    };
-    if let Some(port) = a.port.or(p.port) {
-        e.port = port;
-    }
-    Ok(e)
-}
-
-fn parse_sign_method(s: &str) -> Result<SignMethod, String> {
-    s.parse::<SignMethod>().map_err(|e| e.to_string())
-}
-
-/// `500ms`, `10s`, `5m`, `1h`, or a bare number of seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 10s, 5m)"))?;
-    let secs = match unit.trim() {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        other => return Err(format!("unknown unit {other:?} in {s:?} (use ms, s, m or h)")),
-    };
-    if !secs.is_finite() || secs <= 0.0 {
-        return Err(format!("{s:?} must be positive"));
-    }
-    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
 }
 
 fn parse_json(what: &str, text: &str) -> anyhow::Result<Value> {
@@ -324,16 +261,6 @@ async fn connect(conn: &ConnArgs) -> anyhow::Result<(Device, Events)> {
     Device::connect(options).await.map_err(connect_error)
 }
 
-#[allow(clippy::print_stdout, reason = "the CLI prints its result on stdout")]
-fn print_line(line: &str) {
-    println!("{line}");
-}
-
-#[allow(clippy::print_stderr, reason = "the CLI prints status on stderr")]
-fn print_status(line: &str) {
-    eprintln!("{line}");
-}
-
 async fn publish(a: PublishArgs) -> anyhow::Result<ExitCode> {
     let payload = if a.payload == "-" {
         let mut buf = Vec::new();
@@ -356,10 +283,10 @@ async fn publish(a: PublishArgs) -> anyhow::Result<ExitCode> {
             } else {
                 ""
             };
-            print_line(&format!(
+            output::line(&format!(
                 "published {len} bytes on {} (QoS {qos}{acked})",
                 a.topic
-            ));
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
         Err(e @ DeviceError::InvalidTopic(_)) => Err(usage(e.to_string())),
@@ -368,13 +295,9 @@ async fn publish(a: PublishArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_reply(result: aliot_device::Result<aliot_protocol::alink::Reply>) -> anyhow::Result<ExitCode> {
-    match result {
-        Ok(reply) => {
-            print_line(&serde_json::to_string(&reply).context("reply")?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => Err(anyhow!(e)),
-    }
+    let reply = result.map_err(|e| anyhow!(e))?;
+    output::line(&serde_json::to_string(&reply).context("reply")?)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn post_property(a: PostPropertyArgs) -> anyhow::Result<ExitCode> {
@@ -401,29 +324,29 @@ async fn ntp(a: NtpArgs) -> anyhow::Result<ExitCode> {
     let result = device.ntp().await;
     device.disconnect().await;
     let sync = result.map_err(|e| anyhow!(e))?;
-    let server = chrono::DateTime::from_timestamp_millis(sync.server_time_ms)
-        .map(|t| {
-            t.with_timezone(&chrono::Local)
-                .format("%Y-%m-%d %H:%M:%S%.3f %:z")
-                .to_string()
-        })
-        .unwrap_or_default();
-    print_line(&format!(
-        "platform time {server} ({} ms): local clock offset {:+} ms, round trip {} ms",
+    output::line(&format!(
+        "platform time {} ({} ms): local clock offset {:+} ms, round trip {} ms",
+        clock::local_ms(sync.server_time_ms),
         sync.server_time_ms,
         sync.offset_ms,
         sync.round_trip.as_millis()
-    ));
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
 // ---------------------------------------------------------------------------------------------
 // `aliot device run`
 
-/// Prints downlinks, replies and status in the chosen format.
-#[derive(Debug, Clone, Copy)]
-struct Out(Format);
+/// Prints downlinks, replies and status in the chosen format. The first write to stdout that
+/// fails (the reader is gone) is sent on `failed`, which stops the command; the channel holds
+/// one error and later ones are dropped: one is enough to stop.
+#[derive(Debug, Clone)]
+struct Out {
+    format: Format,
+    failed: mpsc::Sender<std::io::Error>,
+}
 
+/// A payload as text: UTF-8 as it is, anything else as `base64:…`.
 fn payload_text(payload: &[u8]) -> String {
     match std::str::from_utf8(payload) {
         Ok(s) => s.to_owned(),
@@ -437,39 +360,47 @@ fn base64_encode(bytes: &[u8]) -> String {
 }
 
 impl Out {
-    fn now_text() -> String {
-        chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string()
+    /// A line of the text format on stdout.
+    fn line(&self, text: &str) {
+        if let Err(e) = output::line(text) {
+            let _ = self.failed.try_send(e);
+        }
     }
 
+    /// A status line of the text format on stderr, stamped.
+    fn status(text: &str) {
+        output::note(&format!("{}: {text}", clock::local_now()));
+    }
+
+    /// A record of the JSON format: `v` with its `time`, one line on stdout.
     fn json(&self, mut v: Value) {
         if let Some(o) = v.as_object_mut() {
-            o.insert(
-                "time".into(),
-                json!(chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, false)),
-            );
+            o.insert("time".into(), json!(clock::local_now_rfc3339()));
         }
-        print_line(&v.to_string());
+        self.line(&v.to_string());
     }
 
-    fn payload_fields(payload: &[u8]) -> (&'static str, Value) {
-        match std::str::from_utf8(payload) {
+    /// Adds the payload to a JSON record: `payload` (UTF-8) or `payloadBase64`.
+    fn with_payload(mut v: Value, payload: &[u8]) -> Value {
+        let (key, value) = match std::str::from_utf8(payload) {
             Ok(s) => ("payload", json!(s)),
             Err(_) => ("payloadBase64", json!(base64_encode(payload))),
-        }
+        };
+        v[key] = value;
+        v
     }
 
     /// A downlink: `time: topic qos payload` (the classic simulator's line).
     fn downlink(&self, kind: &str, topic: &str, qos: QoS, payload: &[u8], extra: Value) {
-        match self.0 {
-            Format::Text => print_line(&format!(
+        match self.format {
+            Format::Text => self.line(&format!(
                 "{}: {topic} {qos} {}",
-                Self::now_text(),
+                clock::local_now(),
                 payload_text(payload)
             )),
             Format::Json => {
-                let mut v = json!({"type": kind, "topic": topic, "qos": qos.level()});
-                let (k, p) = Self::payload_fields(payload);
-                v[k] = p;
+                let mut v =
+                    Self::with_payload(json!({"type": kind, "topic": topic, "qos": qos.level()}), payload);
                 if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
                     o.extend(e.clone());
                 }
@@ -479,12 +410,10 @@ impl Out {
     }
 
     fn answered(&self, to: &str, id: &str, result: &Result<Value, ReplyError>) {
-        match (self.0, result) {
-            (Format::Text, Ok(data)) => print_line(&format!(
-                "{}:   answered {to} {id}: code 200 {data}",
-                Self::now_text()
-            )),
-            (Format::Text, Err(e)) => print_line(&format!("{}:   answered {to} {id}: {e}", Self::now_text())),
+        let now = clock::local_now();
+        match (self.format, result) {
+            (Format::Text, Ok(data)) => self.line(&format!("{now}:   answered {to} {id}: code 200 {data}")),
+            (Format::Text, Err(e)) => self.line(&format!("{now}:   answered {to} {id}: {e}")),
             (Format::Json, Ok(data)) => {
                 self.json(json!({"type": "reply", "to": to, "id": id, "code": 200, "data": data}))
             }
@@ -495,47 +424,38 @@ impl Out {
     }
 
     fn answered_bytes(&self, id: &str, payload: &[u8]) {
-        match self.0 {
-            Format::Text => {
-                print_line(&format!(
-                    "{}:   answered rrpc {id}: {}",
-                    Self::now_text(),
-                    payload_text(payload).trim_end()
-                ));
-            }
-            Format::Json => {
-                let mut v = json!({"type": "reply", "to": "rrpc", "id": id});
-                let (k, p) = Self::payload_fields(payload);
-                v[k] = p;
-                self.json(v);
-            }
+        match self.format {
+            Format::Text => self.line(&format!(
+                "{}:   answered rrpc {id}: {}",
+                clock::local_now(),
+                payload_text(payload).trim_end()
+            )),
+            Format::Json => self.json(Self::with_payload(
+                json!({"type": "reply", "to": "rrpc", "id": id}),
+                payload,
+            )),
         }
     }
 
     fn exec_output(&self, topic: &str, outcome: &ExecOutcome) {
-        match self.0 {
+        let stdout = String::from_utf8_lossy(outcome.stdout());
+        match self.format {
             Format::Text => {
-                let text = String::from_utf8_lossy(&outcome.stdout);
-                let text = text.trim_end();
-                if !text.is_empty() {
-                    print_line(text);
+                if !stdout.trim_end().is_empty() {
+                    self.line(stdout.trim_end());
                 }
-                if !outcome.success {
-                    print_status(&format!(
-                        "{}: command failed ({}): {}",
-                        Self::now_text(),
-                        outcome.status,
-                        outcome.stderr_tail
-                    ));
+                if !outcome.success() {
+                    let (status, tail) = (outcome.status(), outcome.stderr_tail());
+                    Self::status(&format!("command failed ({status}): {tail}"));
                 }
             }
             Format::Json => self.json(json!({
                 "type": "exec",
                 "topic": topic,
-                "success": outcome.success,
-                "status": outcome.status,
-                "stdout": String::from_utf8_lossy(&outcome.stdout),
-                "stderr": outcome.stderr_tail,
+                "success": outcome.success(),
+                "status": outcome.status(),
+                "stdout": stdout,
+                "stderr": outcome.stderr_tail(),
             })),
         }
     }
@@ -543,8 +463,25 @@ impl Out {
     /// An event as it arrives: a downlink line, or the connection status.
     fn event(&self, event: &Event) {
         match event {
-            Event::Connected(c) => self.connected(c),
-            Event::Disconnected(d) => self.disconnected(d),
+            Event::Connected(c) => match self.format {
+                Format::Text => Self::status(&format!("connected as {}", c.client_id)),
+                Format::Json => self.json(
+                    json!({"type": "connected", "clientId": c.client_id, "connections": c.connections}),
+                ),
+            },
+            Event::Disconnected(d) => {
+                let retry = d.retry_in.map(|r| r.as_millis());
+                match self.format {
+                    Format::Text => {
+                        let next = retry
+                            .map_or_else(|| "not retrying".to_owned(), |ms| format!("retrying in {ms} ms"));
+                        Self::status(&format!("disconnected: {} ({next})", d.reason));
+                    }
+                    Format::Json => {
+                        self.json(json!({"type": "disconnected", "reason": d.reason, "retryInMs": retry}))
+                    }
+                }
+            }
             Event::Message(m) => self.downlink("message", &m.topic, m.qos, &m.payload, json!({})),
             Event::PropertySet(r) => {
                 let extra = json!({"id": r.id()});
@@ -568,181 +505,13 @@ impl Out {
         }
     }
 
-    fn connected(&self, c: &Connected) {
-        match self.0 {
-            Format::Text => print_status(&format!("{}: connected as {}", Self::now_text(), c.client_id)),
-            Format::Json => {
-                self.json(json!({"type": "connected", "clientId": c.client_id, "connections": c.connections}))
-            }
-        }
-    }
-
-    fn disconnected(&self, d: &Disconnected) {
-        let retry = d.retry_in.map(|r| r.as_millis());
-        match self.0 {
-            Format::Text => {
-                let next =
-                    retry.map_or_else(|| "not retrying".to_owned(), |ms| format!("retrying in {ms} ms"));
-                print_status(&format!(
-                    "{}: disconnected: {} ({next})",
-                    Self::now_text(),
-                    d.reason
-                ));
-            }
-            Format::Json => {
-                self.json(json!({"type": "disconnected", "reason": d.reason, "retryInMs": retry}))
-            }
-        }
-    }
-
     fn post_reply(&self, result: &aliot_device::Result<aliot_protocol::alink::Reply>) {
-        match (self.0, result) {
-            (Format::Text, Ok(r)) => print_status(&format!(
-                "{}: property post {}: code {}",
-                Self::now_text(),
-                r.id,
-                r.code
-            )),
-            (Format::Text, Err(e)) => {
-                print_status(&format!("{}: property post failed: {e}", Self::now_text()))
-            }
+        match (self.format, result) {
+            (Format::Text, Ok(r)) => Self::status(&format!("property post {}: code {}", r.id, r.code)),
+            (Format::Text, Err(e)) => Self::status(&format!("property post failed: {e}")),
             (Format::Json, Ok(r)) => self.json(json!({"type": "post_reply", "reply": r})),
             (Format::Json, Err(e)) => self.json(json!({"type": "post_error", "error": e.to_string()})),
         }
-    }
-}
-
-/// What a command run for a downlink did.
-#[derive(Debug)]
-struct ExecOutcome {
-    success: bool,
-    status: String,
-    stdout: Vec<u8>,
-    stderr_tail: String,
-}
-
-impl ExecOutcome {
-    fn failed(status: String) -> Self {
-        Self {
-            success: false,
-            stderr_tail: status.clone(),
-            status,
-            stdout: Vec::new(),
-        }
-    }
-
-    /// The reply for an Alink request: stdout as data on success, else code 500 with the stderr
-    /// tail (or the exit status).
-    fn alink(&self) -> Result<Value, ReplyError> {
-        if self.success {
-            let text = String::from_utf8_lossy(&self.stdout);
-            let text = text.trim();
-            Ok(if text.is_empty() {
-                json!({})
-            } else {
-                serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
-            })
-        } else {
-            let why = if self.stderr_tail.is_empty() {
-                self.status.clone()
-            } else {
-                self.stderr_tail.clone()
-            };
-            Err(ReplyError::new(code::SYSTEM_ERROR, why))
-        }
-    }
-
-    /// The reply bytes for a raw RRPC request.
-    fn bytes(&self) -> Vec<u8> {
-        if self.success {
-            self.stdout.clone()
-        } else {
-            self.stderr_tail.clone().into_bytes()
-        }
-    }
-}
-
-/// The last `n` characters of `text`, trimmed.
-fn tail(text: &str, n: usize) -> String {
-    let text = text.trim();
-    let skip = text.chars().count().saturating_sub(n);
-    text.chars().skip(skip).collect()
-}
-
-/// `--exec CMD` and its `--exec-timeout`.
-#[derive(Debug, Clone)]
-struct Exec {
-    command: Arc<str>,
-    timeout: Duration,
-}
-
-impl Exec {
-    /// Runs `sh -c CMD` for one downlink with `payload` on stdin and `env`, capturing its output.
-    async fn run(&self, payload: &[u8], env: &[(&str, String)]) -> ExecOutcome {
-        let (command, timeout) = (&*self.command, self.timeout);
-        #[cfg(unix)]
-        let mut cmd = {
-            let mut c = tokio::process::Command::new("sh");
-            c.arg("-c").arg(command);
-            c
-        };
-        #[cfg(not(unix))]
-        let mut cmd = {
-            let mut c = tokio::process::Command::new("cmd");
-            c.arg("/C").arg(command);
-            c
-        };
-        // The child never sees the device secret.
-        cmd.env_remove("ALIOT_DEVICE_SECRET")
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => return ExecOutcome::failed(format!("cannot run {command:?}: {e}")),
-        };
-        if let Some(mut stdin) = child.stdin.take() {
-            let payload = payload.to_vec();
-            // Written from its own task: a command that does not read stdin must not block us.
-            tokio::spawn(async move {
-                let _ = stdin.write_all(&payload).await;
-            });
-        }
-        match tokio::time::timeout(timeout, child.wait_with_output()).await {
-            Ok(Ok(out)) => ExecOutcome {
-                success: out.status.success(),
-                status: out.status.to_string(),
-                stdout: out.stdout,
-                stderr_tail: tail(&String::from_utf8_lossy(&out.stderr), 400),
-            },
-            Ok(Err(e)) => ExecOutcome::failed(format!("{command:?} failed: {e}")),
-            Err(_) => ExecOutcome::failed(format!("{command:?} did not finish within {timeout:?}")),
-        }
-    }
-}
-
-/// Ctrl-C, or SIGTERM on unix.
-pub(crate) async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -750,16 +519,18 @@ pub(crate) async fn shutdown_signal() {
 const MAX_EXEC: usize = 16;
 
 async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = signal::shutdown().context("cannot listen for Ctrl-C and SIGTERM")?;
     let post = a
         .post_property
         .as_deref()
         .map(|p| parse_json("--post-property", p))
         .transpose()?;
-    let out = Out(a.format);
-    let exec = a.exec.as_deref().map(|command| Exec {
-        command: Arc::from(command),
-        timeout: a.exec_timeout,
-    });
+    let (failed_tx, mut failed) = mpsc::channel(1);
+    let out = Out {
+        format: a.format,
+        failed: failed_tx,
+    };
+    let exec = a.exec.map(|command| Exec::shell(command).timeout(a.exec_timeout));
     let (device, events) = connect(&a.conn).await?;
     for topic in &a.subscribe {
         device
@@ -771,7 +542,7 @@ async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
             })?;
     }
     if let Some(params) = post {
-        let (device, every) = (device.clone(), a.every);
+        let (device, every, out) = (device.clone(), a.every, out.clone());
         tokio::spawn(async move {
             loop {
                 out.post_reply(&device.post_property(params.clone()).await);
@@ -781,14 +552,18 @@ async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
         });
     }
     tokio::select! {
-        () = shutdown_signal() => {
+        () = shutdown => {
             device.disconnect().await;
-            if out.0 == Format::Text {
-                print_status(&format!("{}: disconnected", Out::now_text()));
+            if out.format == Format::Text {
+                Out::status("disconnected");
             }
             Ok(ExitCode::SUCCESS)
         }
-        stopped = handlers(out, exec).run(events) => match stopped {
+        Some(e) = failed.recv() => {
+            device.disconnect().await;
+            Err(anyhow::Error::new(e).context("cannot write on stdout"))
+        }
+        stopped = handlers(&out, exec).run(events) => match stopped {
             None => Ok(ExitCode::SUCCESS),
             Some(e) => Err(connect_error(e)),
         },
@@ -797,64 +572,54 @@ async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// What `aliot device run` does with each event: print it as it arrives, then answer it (with
 /// `--exec`: through the command), printing the answer.
-fn handlers(out: Out, exec: Option<Exec>) -> Handlers {
-    let (set_exec, call_exec, rrpc_exec) = (exec.clone(), exec.clone(), exec.clone());
+fn handlers(out: &Out, exec: Option<Exec>) -> Handlers {
     let handlers = Handlers::new()
         .max_concurrency(MAX_EXEC)
-        .on_event(move |event| out.event(event))
-        .on_reply_error(|e| print_status(&format!("answer not sent: {e}")))
-        .on_property_set_request(move |set| {
-            let env = vec![
-                ("ALIOT_TOPIC", set.topic().to_owned()),
-                ("ALIOT_METHOD", "thing.service.property.set".to_owned()),
-                ("ALIOT_MESSAGE_ID", set.id()),
-            ];
-            let request = set.request().to_vec();
-            answer_alink(out, set_exec.clone(), "property_set", set.id(), request, env)
+        .on_event({
+            let out = out.clone();
+            move |event| out.event(event)
         })
-        .on_any_service_request(move |call| {
-            let mut env = vec![
-                ("ALIOT_TOPIC", call.topic().to_owned()),
-                ("ALIOT_METHOD", call.method()),
-                ("ALIOT_MESSAGE_ID", call.id()),
-            ];
-            if let Some(rrpc) = call.via().message_id() {
-                env.push(("ALIOT_RRPC_ID", rrpc.to_owned()));
+        .on_reply_error(|e| output::note(&format!("answer not sent: {e}")))
+        .on_property_set_request({
+            let (out, exec) = (out.clone(), exec.clone());
+            move |set| {
+                let outcome = exec.as_ref().map(|x| x.property_set(set));
+                answer_alink(out.clone(), outcome, "property_set", set.id())
             }
-            let request = call.request().to_vec();
-            answer_alink(out, call_exec.clone(), "service_call", call.id(), request, env)
         })
-        .on_rrpc(move |req| {
-            let exec = rrpc_exec.clone();
-            async move {
-                let id = req.message_id().to_owned();
-                let answer = match exec {
-                    Some(x) => {
-                        let env = [
-                            ("ALIOT_TOPIC", req.topic().to_owned()),
-                            ("ALIOT_MESSAGE_ID", id.clone()),
-                            ("ALIOT_RRPC_ID", id.clone()),
-                        ];
-                        x.run(req.payload(), &env).await.bytes()
+        .on_any_service_request({
+            let (out, exec) = (out.clone(), exec.clone());
+            move |call| {
+                let outcome = exec.as_ref().map(|x| x.service_call(call));
+                answer_alink(out.clone(), outcome, "service_call", call.id())
+            }
+        })
+        .on_rrpc({
+            let (out, exec) = (out.clone(), exec.clone());
+            move |req| {
+                let (out, outcome) = (out.clone(), exec.as_ref().map(|x| x.rrpc(&req)));
+                async move {
+                    let answer = match outcome {
+                        Some(outcome) => outcome.await.rrpc_reply(),
+                        None => req.payload().to_vec(),
+                    };
+                    out.answered_bytes(req.message_id(), &answer);
+                    if let Err(e) = req.reply(answer).await {
+                        output::note(&format!("answer not sent: {e}"));
                     }
-                    None => req.payload().to_vec(),
-                };
-                out.answered_bytes(&id, &answer);
-                if let Err(e) = req.reply(answer).await {
-                    print_status(&format!("answer not sent: {e}"));
                 }
             }
         });
     match exec {
         // Plain messages are only printed, unless a command runs for them.
         None => handlers,
-        Some(x) => handlers.on_message(move |m| {
-            let x = x.clone();
-            async move {
-                let outcome = x.run(&m.payload, &[("ALIOT_TOPIC", m.topic.clone())]).await;
-                out.exec_output(&m.topic, &outcome);
-            }
-        }),
+        Some(x) => {
+            let out = out.clone();
+            handlers.on_message(move |m| {
+                let (out, outcome) = (out.clone(), x.message(&m));
+                async move { out.exec_output(&m.topic, &outcome.await) }
+            })
+        }
     }
 }
 
@@ -862,55 +627,14 @@ fn handlers(out: Out, exec: Option<Exec>) -> Handlers {
 /// 200 with `{}`; printed before it is sent.
 async fn answer_alink(
     out: Out,
-    exec: Option<Exec>,
+    outcome: Option<impl Future<Output = ExecOutcome>>,
     to: &'static str,
     id: String,
-    request: Vec<u8>,
-    env: Vec<(&'static str, String)>,
 ) -> Result<Value, ReplyError> {
-    let result = match exec {
-        Some(x) => x.run(&request, &env).await.alink(),
+    let result = match outcome {
+        Some(outcome) => outcome.await.alink_reply(),
         None => Ok(json!({})),
     };
     out.answered(to, &id, &result);
     result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_like_people_write_them() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5d").is_err());
-    }
-
-    #[test]
-    fn command_output_becomes_the_reply() {
-        let ok = |s: &str| ExecOutcome {
-            success: true,
-            status: "exit status: 0".into(),
-            stdout: s.into(),
-            stderr_tail: String::new(),
-        };
-        assert_eq!(ok("").alink(), Ok(json!({})));
-        assert_eq!(ok("{\"a\":1}\n").alink(), Ok(json!({"a": 1})));
-        assert_eq!(ok("done\n").alink(), Ok(json!("done")));
-        let failed = ExecOutcome {
-            success: false,
-            status: "exit status: 3".into(),
-            stdout: Vec::new(),
-            stderr_tail: "boom".into(),
-        };
-        assert_eq!(failed.alink(), Err(ReplyError::new(500, "boom")));
-        assert_eq!(failed.bytes(), b"boom");
-        assert_eq!(tail("  abcdef \n", 3), "def");
-    }
 }

@@ -5,9 +5,8 @@
 //! until Ctrl-C or SIGTERM and shuts down gracefully.
 
 use std::fmt;
-use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aliot_hub::admin::TokenSource;
@@ -16,6 +15,8 @@ use aliot_hub::{Error as HubError, RunningHub};
 use anyhow::Context as _;
 
 use super::usage;
+use crate::output::{self, shell_quote};
+use crate::signal;
 
 /// Arguments of `aliot hub`.
 #[derive(clap::Args)]
@@ -107,7 +108,7 @@ fn settings(args: Args) -> anyhow::Result<Config> {
 /// Runs `aliot hub`.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.print_config {
-        print_default_config()?;
+        output::write(DEFAULT_CONFIG)?;
         return Ok(ExitCode::SUCCESS);
     }
     let config = settings(args)?;
@@ -117,28 +118,20 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let hub = aliot_hub::start(config, shutdown_signal())
-            .await
-            .map_err(|e| match e {
-                HubError::Config(_) => usage(e.to_string()),
-                other => anyhow::Error::new(other).context("the hub could not start"),
-            })?;
-        print_endpoints(&hub)?;
+        let shutdown = signal::shutdown().context("cannot listen for Ctrl-C and SIGTERM")?;
+        let hub = aliot_hub::start(config, shutdown).await.map_err(|e| match e {
+            HubError::Config(_) => usage(e.to_string()),
+            other => anyhow::Error::new(other).context("the hub could not start"),
+        })?;
+        let lines: String = endpoint_lines(&hub).iter().map(|l| format!("  {l}\n")).collect();
+        let version = env!("CARGO_PKG_VERSION");
+        output::write(&format!(
+            "aliot hub {version} running\n{lines}Ctrl-C or SIGTERM stops the hub.\n"
+        ))?;
         hub.wait().await.context("the hub stopped with an error")?;
-        print_stopped()?;
+        output::line("aliot hub stopped")?;
         Ok(ExitCode::SUCCESS)
     })
-}
-
-#[allow(
-    clippy::print_stdout,
-    reason = "`aliot hub --print-config` prints the file on stdout"
-)]
-fn print_default_config() -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(DEFAULT_CONFIG.as_bytes())?;
-    out.flush()?;
-    Ok(())
 }
 
 /// The endpoints, one `name: value` a line (tests and scripts read the `admin:` line).
@@ -159,71 +152,15 @@ fn endpoint_lines(hub: &RunningHub) -> Vec<String> {
     lines.push(format!("data dir:    {}", hub.data_dir().display()));
     lines.push(format!(
         "admin CLI:   aliot admin --data-dir {} product list",
-        shell_word(hub.data_dir())
+        shell_quote(&hub.data_dir().display().to_string())
     ));
     lines
 }
 
-/// A path as one shell word (quoted when it needs to be).
-fn shell_word(path: &Path) -> String {
-    let s = path.display().to_string();
-    if s.chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%".contains(c))
-    {
-        s
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-#[allow(clippy::print_stdout, reason = "the hub's endpoints are its output")]
-fn print_endpoints(hub: &RunningHub) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "aliot hub {} running", env!("CARGO_PKG_VERSION"))?;
-    for line in endpoint_lines(hub) {
-        writeln!(out, "  {line}")?;
-    }
-    writeln!(out, "Ctrl-C or SIGTERM stops the hub.")?;
-    out.flush()?;
-    Ok(())
-}
-
-#[allow(clippy::print_stdout, reason = "the hub reports its stop on stdout")]
-fn print_stopped() -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "aliot hub stopped")?;
-    out.flush()?;
-    Ok(())
-}
-
-/// Completes on Ctrl-C, or SIGTERM on unix.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            // No Ctrl-C handler could be installed: rely on SIGTERM only.
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("shutdown requested");
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use clap::Parser as _;
 
@@ -283,11 +220,5 @@ mod tests {
     fn debug_never_shows_the_token() {
         let w = Wrapper::try_parse_from(["hub", "--admin-token", "sekrit-token"]).expect("ok");
         assert!(!format!("{:?}", w.args).contains("sekrit"));
-    }
-
-    #[test]
-    fn paths_are_quoted_for_the_shell_when_needed() {
-        assert_eq!(shell_word(Path::new("/tmp/a-b")), "/tmp/a-b");
-        assert_eq!(shell_word(Path::new("/tmp/a b")), "'/tmp/a b'");
     }
 }

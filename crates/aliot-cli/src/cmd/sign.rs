@@ -1,16 +1,16 @@
 //! `aliot sign`: everything a device needs to connect (host, port, clientId, username,
 //! password), for use from any MQTT client.
 
-use std::io::Write;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aliot_protocol::{DeviceIdentity, DeviceProfile, Endpoint, HexCase, SecureMode, SignMethod, SignOptions};
 use anyhow::Context;
 use serde::Serialize;
 
 use super::usage;
-use crate::identity_args::IdentityArgs;
+use crate::args::{EndpointArgs, IdentityArgs, parse_sign_method};
+use crate::output::shell_quote;
+use crate::{clock, output};
 
 /// Region used when neither a host, an instance id nor a region is given.
 const DEFAULT_REGION: &str = "cn-shanghai";
@@ -24,7 +24,11 @@ const DEFAULT_KEEPALIVE: u16 = 60;
                   or from a TOML profile (--profile); flags win over the environment, which wins over the profile.\n\n\
                   Example:\n  aliot sign --product-key a14Xib5kdYd --device-name light1983432 \\\n    \
                   --device-secret oLyaKqVxtRvjH284LdhqVgVUx1UPy6zq --client-id SN1928339 \\\n    \
-                  --timestamp 1539421321846 --format json"
+                  --timestamp 1539421321846 --format json",
+    mut_arg("region", |a| a.help(
+        "Region of a legacy public instance: host `{productKey}.iot-as-mqtt.{region}.aliyuncs.com` \
+         [default: cn-shanghai]"
+    )),
 )]
 pub(crate) struct Args {
     #[command(flatten)]
@@ -44,19 +48,8 @@ pub(crate) struct Args {
     /// `securemode`: 3 = plain TCP, 2 = TLS [default: 3, or 2 when the profile says tls = true]
     #[arg(long, value_name = "3|2", value_parser = parse_secure_mode)]
     secure_mode: Option<SecureMode>,
-    /// Region of a legacy public instance: host `{productKey}.iot-as-mqtt.{region}.aliyuncs.com`
-    /// [default: cn-shanghai]
-    #[arg(long, value_name = "R", group = "endpoint")]
-    region: Option<String>,
-    /// Instance id of a new public or Enterprise instance: host `{id}.mqtt.iothub.aliyuncs.com`.
-    #[arg(long, value_name = "I", group = "endpoint")]
-    instance_id: Option<String>,
-    /// Any MQTT host (the local hub, a proxy).
-    #[arg(long, value_name = "H", group = "endpoint")]
-    host: Option<String>,
-    /// Port [default: 1883 for TCP; 443 (region) or 8883 (instance, host) for TLS]
-    #[arg(long, value_name = "P")]
-    port: Option<u16>,
+    #[command(flatten)]
+    endpoint: EndpointArgs,
     /// Uppercase hex password (as the C SDKs send it; the platform accepts either case).
     #[arg(long)]
     uppercase: bool,
@@ -89,10 +82,6 @@ enum Format {
     Env,
     /// A ready `mosquitto_sub` command line.
     Mosquitto,
-}
-
-fn parse_sign_method(s: &str) -> Result<SignMethod, String> {
-    s.parse().map_err(|e: aliot_protocol::Error| e.to_string())
 }
 
 fn parse_secure_mode(s: &str) -> Result<SecureMode, String> {
@@ -137,9 +126,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         Format::Env => render_env(&output),
         Format::Mosquitto => render_mosquitto(&output, profile.as_ref()),
     };
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes())?;
-    stdout.flush()?;
+    output::write(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -159,11 +146,18 @@ fn compute(
         (None, _) => SecureMode::Tcp,
     };
     let tls = secure_mode == SecureMode::Tls;
-    let endpoint = endpoint(args, identity, profile, tls).map_err(|e| usage(e.to_string()))?;
+    let pk = identity.product_key();
+    let endpoint = args
+        .endpoint
+        .resolve(pk, profile, tls, || Endpoint::region(pk, DEFAULT_REGION, tls))?;
     let timestamp = match (&args.timestamp, args.no_timestamp) {
         (_, true) => None,
         (Some(ts), false) => Some(ts.clone()),
-        (None, false) => Some(now_ms()?.to_string()),
+        (None, false) => Some(
+            clock::now_ms()
+                .context("the system clock is set before 1970; pass --timestamp")?
+                .to_string(),
+        ),
     };
     if timestamp.as_deref() == Some("") {
         return Err(usage(
@@ -202,88 +196,36 @@ fn compute(
     })
 }
 
-/// The endpoint: flags (`--host`, `--instance-id`, `--region`, `--port`) win; otherwise the
-/// profile's; otherwise the legacy public instance in cn-shanghai.
-fn endpoint(
-    args: &Args,
-    identity: &DeviceIdentity,
-    profile: Option<&DeviceProfile>,
-    tls: bool,
-) -> aliot_protocol::Result<Endpoint> {
-    let pk = identity.product_key();
-    if args.host.is_some() || args.instance_id.is_some() || args.region.is_some() {
-        let (host, instance_id, region) = (
-            args.host.as_deref(),
-            args.instance_id.as_deref(),
-            args.region.as_deref(),
-        );
-        return resolve_endpoint(pk, host, instance_id, region, args.port, tls);
+impl Output {
+    /// The printed fields by their JSON names, as text (`None`: no timestamp).
+    fn rows(&self) -> [(&'static str, Option<String>); 9] {
+        [
+            ("host", Some(self.host.clone())),
+            ("port", Some(self.port.to_string())),
+            ("client_id", Some(self.client_id.clone())),
+            ("username", Some(self.username.clone())),
+            ("password", Some(self.password.clone())),
+            ("sign_method", Some(self.sign_method.to_owned())),
+            ("secure_mode", Some(self.secure_mode.to_string())),
+            ("timestamp", self.timestamp.clone()),
+            ("sign_content", Some(self.sign_content.clone())),
+        ]
     }
-    let p = profile.cloned().unwrap_or_default();
-    let (host, instance_id, region) = (p.host.as_deref(), p.instance_id.as_deref(), p.region.as_deref());
-    resolve_endpoint(pk, host, instance_id, region, args.port.or(p.port), tls)
-}
-
-fn resolve_endpoint(
-    pk: &str,
-    host: Option<&str>,
-    instance_id: Option<&str>,
-    region: Option<&str>,
-    port: Option<u16>,
-    tls: bool,
-) -> aliot_protocol::Result<Endpoint> {
-    let mut endpoint = match (host, instance_id) {
-        (Some(h), _) => Endpoint::custom(h, port, tls)?,
-        (None, Some(i)) => Endpoint::instance(i, tls)?,
-        (None, None) => Endpoint::region(pk, region.unwrap_or(DEFAULT_REGION), tls)?,
-    };
-    if let Some(p) = port {
-        endpoint.port = p;
-    }
-    Ok(endpoint)
-}
-
-fn now_ms() -> anyhow::Result<u128> {
-    Ok(SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("the system clock is set before 1970; pass --timestamp")?
-        .as_millis())
 }
 
 fn render_text(o: &Output) -> String {
-    let port = o.port.to_string();
-    let secure_mode = o.secure_mode.to_string();
-    let rows: [(&str, &str); 9] = [
-        ("host", &o.host),
-        ("port", &port),
-        ("client_id", &o.client_id),
-        ("username", &o.username),
-        ("password", &o.password),
-        ("sign_method", o.sign_method),
-        ("secure_mode", &secure_mode),
-        ("timestamp", o.timestamp.as_deref().unwrap_or("(none)")),
-        ("sign_content", &o.sign_content),
-    ];
-    rows.iter().map(|(k, v)| format!("{k:<13}{v}\n")).collect()
+    let rows = o
+        .rows()
+        .map(|(k, v)| format!("{k:<13}{}\n", v.as_deref().unwrap_or("(none)")));
+    rows.concat()
 }
 
 fn render_env(o: &Output) -> String {
-    let port = o.port.to_string();
-    let secure_mode = o.secure_mode.to_string();
-    let rows: [(&str, &str); 9] = [
-        ("HOST", &o.host),
-        ("PORT", &port),
-        ("CLIENT_ID", &o.client_id),
-        ("USERNAME", &o.username),
-        ("PASSWORD", &o.password),
-        ("SIGN_METHOD", o.sign_method),
-        ("SECURE_MODE", &secure_mode),
-        ("TIMESTAMP", o.timestamp.as_deref().unwrap_or("")),
-        ("SIGN_CONTENT", &o.sign_content),
-    ];
-    rows.iter()
-        .map(|(k, v)| format!("ALIOT_MQTT_{k}={}\n", shell_quote(v)))
-        .collect()
+    let rows = o.rows().map(|(k, v)| {
+        let value = shell_quote(v.as_deref().unwrap_or(""));
+        format!("ALIOT_MQTT_{}={value}\n", k.to_uppercase())
+    });
+    rows.concat()
 }
 
 fn render_mosquitto(o: &Output, profile: Option<&DeviceProfile>) -> String {
@@ -318,42 +260,4 @@ fn render_mosquitto(o: &Output, profile: Option<&DeviceProfile>) -> String {
     out.push_str(&words.join(" "));
     out.push('\n');
     out
-}
-
-/// Quotes `s` for a POSIX shell: bare when it only has safe characters, otherwise in single
-/// quotes with each `'` written as `'\''`.
-pub(crate) fn shell_quote(s: &str) -> String {
-    let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:@%+=,".contains(c);
-    if !s.is_empty() && s.chars().all(safe) {
-        return s.to_owned();
-    }
-    let mut q = String::with_capacity(s.len() + 2);
-    q.push('\'');
-    for c in s.chars() {
-        if c == '\'' {
-            q.push_str("'\\''");
-        } else {
-            q.push(c);
-        }
-    }
-    q.push('\'');
-    q
-}
-
-#[cfg(test)]
-mod tests {
-    use super::shell_quote;
-
-    #[test]
-    fn shell_quote_leaves_safe_words_bare_and_quotes_the_rest() {
-        assert_eq!(
-            shell_quote("a14Xib5kdYd.iot-as-mqtt.cn-shanghai.aliyuncs.com"),
-            "a14Xib5kdYd.iot-as-mqtt.cn-shanghai.aliyuncs.com"
-        );
-        assert_eq!(shell_quote("dn&pk"), "'dn&pk'");
-        assert_eq!(shell_quote("a|b"), "'a|b'");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote("/sys/pk/dn/thing/#"), "'/sys/pk/dn/thing/#'");
-    }
 }

@@ -2,7 +2,6 @@
 //! accepted and, when not, names the most likely mistake. The logic lives in
 //! [`aliot_protocol::diagnose`]; this is the command line around it.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -11,7 +10,8 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::usage;
-use crate::identity_args::load_profile;
+use crate::args::load_profile;
+use crate::output;
 
 /// Arguments of `aliot verify`.
 #[derive(clap::Args)]
@@ -117,9 +117,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             s
         }
     };
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes())?;
-    stdout.flush()?;
+    output::write(&text)?;
     Ok(if d.valid {
         ExitCode::SUCCESS
     } else {
