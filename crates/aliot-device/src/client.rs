@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aliot_protocol::alink::{MessageId, Reply, Request, ntp};
 use aliot_protocol::codes::alink as code;
-use aliot_protocol::topic::{SysPath, Topic, valid_filter, valid_topic};
+use aliot_protocol::topic::{Access, SysPath, Topic, device_may_access, valid_filter, valid_topic};
 use aliot_protocol::{SecureMode, SignOptions};
 use bytes::Bytes;
 use rumqttc::{AsyncClient, Broker, MqttOptions, NetworkOptions, TlsConfiguration, Transport};
@@ -285,10 +285,17 @@ impl Device {
     ///   delivery continues in the background if this future is dropped.
     ///
     /// # Errors
-    /// As above, [`Error::InvalidTopic`], or [`Error::Closed`] when the device stops first.
+    /// As above, [`Error::InvalidTopic`], [`Error::TopicNotAllowed`] for a topic outside the
+    /// device's own namespaces (checked before anything is queued: the platform would close
+    /// the connection, and a QoS 1 message would be sent again after every reconnect), or
+    /// [`Error::Closed`] when the device stops first.
     pub async fn publish(&self, topic: &str, payload: impl Into<Bytes>, qos: QoS) -> Result<()> {
         if !valid_topic(topic) {
             return Err(Error::InvalidTopic(topic.to_owned()));
+        }
+        let shared = self.shared();
+        if !device_may_access(&shared.product_key, &shared.device_name, topic, Access::Publish) {
+            return Err(Error::TopicNotAllowed(topic.to_owned()));
         }
         let payload = payload.into();
         match qos {

@@ -88,6 +88,10 @@ pub enum Error {
     /// A topic or filter that MQTT does not allow (empty, wildcard in a topic, NUL...).
     #[error("invalid topic {0:?}")]
     InvalidTopic(String),
+    /// A topic outside the device's own namespaces (`/{pk}/{dn}/…`, `/sys/{pk}/{dn}/…`, …): the
+    /// platform closes the connection of a device that publishes there.
+    #[error("{0:?} is not one of this device's topics (the platform would close the connection)")]
+    TopicNotAllowed(String),
     /// The device was stopped (by [`crate::Device::disconnect`], by dropping every handle, or by
     /// a refusal under [`crate::RefusalPolicy::Stop`]).
     #[error("the device is stopped")]

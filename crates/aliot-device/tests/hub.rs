@@ -609,6 +609,34 @@ async fn subscriptions_outside_the_device_namespace_are_refused() {
     ));
 }
 
+/// Hardening 9: a QoS 1 publish to a topic the device may not use fails at once instead of
+/// looping (the platform closes the connection, the SDK reconnects and sends it again…), and
+/// the connection stays up.
+#[tokio::test]
+async fn a_publish_outside_the_device_namespace_fails_at_once() {
+    let hub = Hub::start(false).await;
+    let id = hub.device("acl-pub").await;
+    let (device, _events) = Device::connect(hub.options(id.clone())).await.expect("connects");
+    let other = "/otherpk/otherdn/user/update";
+    let err = aliot_testkit::guard("the refusal", device.publish(other, "x", QoS::AtLeastOnce))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(err, Error::TopicNotAllowed(ref t) if t == other),
+        "{err}"
+    );
+    assert!(matches!(
+        device.publish(other, "x", QoS::AtMostOnce).await,
+        Err(Error::TopicNotAllowed(_))
+    ));
+    let own = format!("/{}/{}/user/update", id.product_key(), id.device_name());
+    device
+        .publish(&own, "x", QoS::AtLeastOnce)
+        .await
+        .expect("its own topic");
+    assert_eq!(device.stats().connections, 1, "never disconnected");
+}
+
 /// The hub restarts in the middle of a QoS 1 stream: the device reconnects with a new
 /// signature, its subscriptions come back, and every message it saw acknowledged arrived.
 #[tokio::test]
