@@ -470,7 +470,8 @@ fn create_device(a: CreateDeviceArgs) -> anyhow::Result<Job> {
     }
 }
 
-/// Prints each event of `GET /api/v1/events` as one JSON line until the hub ends the stream,
+/// Prints each event of `GET /api/v1/events` as one JSON line (reconnecting after a `lagged`
+/// marker, which ends a stream that fell behind) until the hub ends the stream,
 /// Ctrl-C or SIGTERM.
 async fn follow_events(client: &Client, filter: &EventFilter) -> anyhow::Result<()> {
     let shutdown = signal::shutdown().context("cannot listen for Ctrl-C and SIGTERM")?;
@@ -484,6 +485,7 @@ async fn follow_events(client: &Client, filter: &EventFilter) -> anyhow::Result<
         "following the events of {} (Ctrl-C stops)",
         client.base_url()
     ));
+    let mut lagged = false;
     loop {
         // `next` is cancel-safe: stopping loses nothing that was already printed.
         let event = tokio::select! {
@@ -491,8 +493,19 @@ async fn follow_events(client: &Client, filter: &EventFilter) -> anyhow::Result<
             () = &mut shutdown => return Ok(()),
         };
         let Some(event) = event else {
-            return Ok(());
+            if !lagged {
+                return Ok(());
+            }
+            // The hub ended the stream because this reader fell behind (the `lagged` line
+            // says how many events were missed): follow the newest events again.
+            lagged = false;
+            events = tokio::select! {
+                e = client.events(filter) => e?,
+                () = &mut shutdown => return Ok(()),
+            };
+            continue;
         };
+        lagged = event.json().ok().and_then(|v| v.get("type").cloned()) == Some("lagged".into());
         output::line(event.data())?;
     }
 }
