@@ -70,6 +70,16 @@ pub const ONLINE_QUEUE: usize = 8192;
 /// Most last-online updates written in one transaction.
 const ONLINE_BATCH: usize = 1024;
 
+/// redb's page cache (read cache plus the write buffer of non-durable commits), at most.
+///
+/// redb's default is 1 GiB, and it keeps every page it touches up to that. A login storm's
+/// last-online batches rewrite every device's record, so the cache grew with the fleet: with
+/// 19,000 devices connected, the hub's RSS grew by 2.43 KiB per device with the default cache,
+/// 1.9 with 4 MiB and 1.8 with 1 MiB. The registry is mirrored in memory and redb is only read on
+/// the write paths, so a small cache costs at most a `pread` served by the OS page cache:
+/// registering 100,000 devices took the same time (about 0.6 s) with 1 GiB and with 1 MiB.
+const CACHE_BYTES: usize = 1024 * 1024;
+
 /// The most devices one batch registration may create.
 pub const MAX_BATCH: usize = 100_000;
 
@@ -264,14 +274,17 @@ fn load(dir: &Path) -> Result<Loaded> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::storage(format!("creating the data directory {}", dir.display()), e))?;
     let path = dir.join(DB_FILE);
-    let db = Database::create(&path).map_err(|e| {
-        let hint = if matches!(e, redb::DatabaseError::DatabaseAlreadyOpen) {
-            " (is another aliot hub using this data directory?)"
-        } else {
-            ""
-        };
-        Error::storage(format!("opening {}{hint}", path.display()), e)
-    })?;
+    let db = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(&path)
+        .map_err(|e| {
+            let hint = if matches!(e, redb::DatabaseError::DatabaseAlreadyOpen) {
+                " (is another aliot hub using this data directory?)"
+            } else {
+                ""
+            };
+            Error::storage(format!("opening {}{hint}", path.display()), e)
+        })?;
     // Create the tables on first start so that readers never meet a missing table.
     let txn = db.begin_write().map_err(st("starting the first transaction"))?;
     txn.open_table(PRODUCTS)
