@@ -38,7 +38,7 @@ use super::connection::{Connection, Transport};
 use super::{ConnectRequest, EngineShared, Principal, Refused, connack};
 use crate::clock::now_ms;
 use crate::metrics::{add, dec, inc};
-use crate::table::{CloseReason, Inflight, Registered, Session, SessionId, Subscription, lock};
+use crate::table::{CloseReason, DeviceNames, Inflight, Registered, Session, SessionId, Subscription, lock};
 
 /// Stop moving queued messages to the socket above this many unwritten bytes.
 pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
@@ -210,10 +210,7 @@ async fn handshake(
     } = principal;
     let connected_ms = now_ms();
     let id = SessionId {
-        product_key: product_key.into_boxed_str(),
-        device_name: device_name.into_boxed_str(),
-        iot_id: iot_id.into_boxed_str(),
-        client_id: client_id.into(),
+        names: DeviceNames::new(&product_key, &device_name, &iot_id, client_id),
         ip,
         connected_ms,
         clean_session: connect.clean_session,
@@ -317,7 +314,7 @@ impl Driver {
         conn.release_read_buffer();
         tracing::Span::current().record(
             "device",
-            format_args!("{}/{}", session.id.product_key, session.id.device_name),
+            format_args!("{}/{}", session.id.product_key(), session.id.device_name()),
         );
         Driver {
             inflight: Inflight::new(shared.config.max_inflight),
@@ -361,7 +358,7 @@ impl Driver {
                         }
                     }
                 },
-                () = self.session.notify.notified() => {}
+                () = std::future::poll_fn(|cx| self.session.poll_wake(cx)) => {}
                 () = &mut sleep => {
                     let deadline = self.last_rx + self.keepalive;
                     if Instant::now() >= deadline {

@@ -34,7 +34,9 @@ mod session;
 pub(crate) use self::inflight::Inflight;
 pub(crate) use self::offline::{OfflineLimits, OfflineQueue, QueueFull, StoredSession};
 pub(crate) use self::pending::{CallKey, Pending, TooManyPending};
-pub(crate) use self::session::{CloseReason, Offer, Outgoing, Session, SessionId, Subscription, reaches};
+pub(crate) use self::session::{
+    CloseReason, DeviceNames, Offer, Outgoing, Session, SessionId, Subscription, reaches,
+};
 
 /// Number of shards of the device table.
 const SHARDS: usize = 64;
@@ -149,10 +151,10 @@ impl DeviceTable {
     /// undelivered messages of the stored session, or of the kicked one when it was
     /// clean-session-0 too.
     pub(crate) fn register(&self, id: SessionId, now_ms: u64) -> Registered {
-        let key = device_key(&id.product_key, &id.device_name);
+        let key = id.names.key();
         let clean_session = id.clean_session;
-        let mut shard = lock(self.shard(&key));
-        let slot = shard.entry(key.clone()).or_default();
+        let mut shard = lock(self.shard(key));
+        let slot = shard.entry(key.into()).or_default();
         let old = slot.online.take();
         if let Some(old) = &old {
             old.close(CloseReason::Kicked);
@@ -171,7 +173,7 @@ impl DeviceTable {
             _ => (Vec::new(), OfflineQueue::default(), false),
         };
         let expired = queue.expire(now_ms, self.limits.offline);
-        let session = Arc::new(Session::new(key, id, queue.into_messages(), subs));
+        let session = Arc::new(Session::new(id, queue.into_messages(), subs));
         slot.online = Some(session.clone());
         drop(shard);
         add(&self.metrics.offline_expired, expired);
@@ -187,14 +189,14 @@ impl DeviceTable {
     /// DUP). Returns whether the session still owned the device's slot (false when a newer
     /// login had taken it over, which then inherits the undelivered messages).
     pub(crate) fn unregister(&self, session: &Arc<Session>, unacked: VecDeque<Outgoing>) -> bool {
-        let mut shard = lock(self.shard(&session.key));
+        let mut shard = lock(self.shard(session.key()));
         let (outbox, subs) = {
             let mut inner = lock(&session.inner);
             (std::mem::take(&mut inner.outbox), std::mem::take(&mut inner.subs))
         };
         let mut leftovers = unacked;
         leftovers.extend(outbox.into_iter().filter(Outgoing::is_qos1));
-        let Some(slot) = shard.get_mut(&session.key) else {
+        let Some(slot) = shard.get_mut(session.key()) else {
             return false;
         };
         if slot.online.as_ref().is_some_and(|s| Arc::ptr_eq(s, session)) {
@@ -211,7 +213,7 @@ impl DeviceTable {
                 stored.queue.prepend(leftovers);
             }
             if slot.is_empty() {
-                shard.remove(&session.key);
+                shard.remove(session.key());
             }
             true
         } else {
@@ -402,8 +404,8 @@ impl DeviceTable {
                 shard
                     .values()
                     .filter_map(|slot| slot.online.as_ref())
-                    .filter(|s| &*s.id.product_key == product_key)
-                    .map(|s| s.id.device_name.to_string()),
+                    .filter(|s| s.id.product_key() == product_key)
+                    .map(|s| s.id.device_name().to_owned()),
             );
         }
         names.sort_unstable();
@@ -456,10 +458,7 @@ mod tests {
 
     fn id(dn: &str, clean_session: bool) -> SessionId {
         SessionId {
-            product_key: "pk".into(),
-            device_name: dn.into(),
-            iot_id: "iot".into(),
-            client_id: "c".into(),
+            names: DeviceNames::new("pk", dn, "iot", "c"),
             ip: IpAddr::from([127, 0, 0, 1]),
             connected_ms: 0,
             clean_session,
