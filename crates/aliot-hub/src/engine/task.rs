@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, warn};
+use tracing::{debug, info, warn};
 
 use super::connection::{Connection, Transport};
 use super::{ConnectRequest, EngineShared, Principal, Refused, connack};
@@ -60,6 +60,14 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// The span of one connection's logs (peer address, then the device once it is known).
+///
+/// The caller instruments [`run`]'s future with it only when it is enabled (debug logs): an
+/// `Instrumented` future keeps the span, 40 bytes, in every idle task even when it is disabled.
+pub(crate) fn span(peer: SocketAddr) -> tracing::Span {
+    tracing::debug_span!("mqtt", peer = %peer, device = tracing::field::Empty)
+}
+
 /// Serves one accepted socket until it closes. Never panics on input; every way out is logged.
 ///
 /// Not an `async fn`: the returned future is the task's whole state for the life of the
@@ -73,7 +81,6 @@ pub(crate) fn run(
     cancel: CancellationToken,
     permit: OwnedSemaphorePermit,
 ) -> impl Future<Output = ()> + Send {
-    let span = tracing::debug_span!("mqtt", peer = %peer, device = tracing::field::Empty);
     // Created here, not in the async block, so that it is released even if the task is dropped
     // before its first poll.
     let slot = ConnectionSlot {
@@ -100,7 +107,6 @@ pub(crate) fn run(
         // connection slot is released when the driver is dropped, at the end of `close`.
         Box::pin(driver.close(reason)).await;
     }
-    .instrument(span)
 }
 
 /// What a successful handshake hands to the connected loop.
@@ -367,10 +373,14 @@ impl Driver {
             if let Err(reason) = self.pump(false) {
                 return reason;
             }
+            // Checked on every turn rather than awaited: the listener wakes every session when
+            // it cancels (see `listener::serve`), and an idle task keeps no `cancelled()` future.
+            if cancel.is_cancelled() {
+                return CloseReason::Shutdown;
+            }
             let want_read = self.conn.write_backlog() < READ_PAUSE;
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => return CloseReason::Shutdown,
                 res = self.conn.io(want_read) => match res {
                     Err(e) => return CloseReason::ConnectionLost(e.to_string()),
                     Ok(progress) => {
@@ -678,7 +688,7 @@ mod tests {
     }
 
     /// The connection task's future is most of an idle device's memory: keep it small.
-    /// Measured: 760 bytes in a debug build, 520 since issue 8.
+    /// Measured: 760 bytes in a debug build, 408 since issue 8.
     #[tokio::test]
     async fn the_connection_task_future_stays_small() {
         let limits = TableLimits {
@@ -706,10 +716,10 @@ mod tests {
     }
 
     /// Issue 8: tokio allocates a task as a 128-byte-aligned cell of about 96 bytes plus the
-    /// future, rounded up to a multiple of 128. At 544 bytes or less the cell takes 640 bytes
+    /// future, rounded up to a multiple of 128. At 416 bytes or less the cell takes 512 bytes
     /// (it took 768 before issue 8, measured in a release build with heaptrack).
     #[tokio::test]
-    async fn the_connection_task_fits_a_640_byte_cell() {
+    async fn the_connection_task_fits_a_512_byte_cell() {
         let limits = TableLimits {
             outbound_queue_capacity: 1,
             offline: OfflineLimits {
@@ -730,7 +740,7 @@ mod tests {
         let permit = shared.connections.clone().try_acquire_owned().expect("permit");
         let task = run(shared, stream, peer, None, CancellationToken::new(), permit);
         let size = std::mem::size_of_val(&task);
-        assert!(size <= 544, "the connection future grew to {size} bytes");
+        assert!(size <= 416, "the connection future grew to {size} bytes");
         drop(client);
     }
 }

@@ -395,6 +395,16 @@ impl DeviceTable {
         }
     }
 
+    /// Wakes the connection task of every online device (see [`Session::wake`]).
+    pub(crate) fn wake_all(&self) {
+        for shard in &self.shards {
+            let shard = lock(shard);
+            for session in shard.values().filter_map(|slot| slot.online.as_ref()) {
+                session.wake();
+            }
+        }
+    }
+
     /// The deviceNames of a product's online devices, sorted.
     pub(crate) fn online_devices(&self, product_key: &str) -> Vec<String> {
         let mut names = Vec::new();

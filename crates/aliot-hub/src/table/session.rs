@@ -364,6 +364,13 @@ impl Session {
         wake(waker);
     }
 
+    /// Wakes the connection task for it to look at its state again (a listener that shuts
+    /// down: the task then sees its cancellation).
+    pub(crate) fn wake(&self) {
+        let waker = lock(&self.inner).wake();
+        wake(waker);
+    }
+
     /// Asks the connection task to close (first reason wins). Returns false if it was closing.
     pub(crate) fn close(&self, reason: CloseReason) -> bool {
         let mut inner = lock(&self.inner);
