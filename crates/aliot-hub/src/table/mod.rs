@@ -33,7 +33,7 @@ mod session;
 
 pub(crate) use self::inflight::Inflight;
 pub(crate) use self::offline::{OfflineLimits, OfflineQueue, QueueFull, StoredSession};
-pub(crate) use self::pending::{CallKey, Pending, TooManyPending};
+pub(crate) use self::pending::{CallKey, Pending, PendingCalls, TooManyPending};
 pub(crate) use self::session::{
     CloseReason, DeviceNames, Offer, Outgoing, Session, SessionId, Subscription, reaches,
 };
@@ -62,8 +62,7 @@ pub(crate) struct TableLimits {
 struct Slot {
     online: Option<Arc<Session>>,
     stored: Option<Box<StoredSession>>,
-    /// Bounded by `max_pending_calls`.
-    pending: Vec<Pending>,
+    pending: PendingCalls,
 }
 
 impl Slot {
@@ -379,10 +378,7 @@ impl DeviceTable {
         let dkey = device_key(product_key, device_name);
         let pending = {
             let mut shard = lock(self.shard(&dkey));
-            shard.get_mut(&dkey).and_then(|slot| {
-                let i = slot.pending.iter().position(|p| &p.key == key)?;
-                Some(slot.pending.swap_remove(i))
-            })
+            shard.get_mut(&dkey).and_then(|slot| slot.pending.take(key))
         };
         match pending {
             Some(p) => {
@@ -491,6 +487,13 @@ mod tests {
 
     fn outbox_len(s: &Session) -> usize {
         lock(&s.inner).outbox.len()
+    }
+
+    /// Issue 8: the table keeps a slot for every device it holds something for.
+    #[test]
+    fn a_slot_stays_small() {
+        let size = std::mem::size_of::<Slot>();
+        assert!(size <= 24, "Slot grew to {size} bytes");
     }
 
     #[test]
