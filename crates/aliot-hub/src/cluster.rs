@@ -147,7 +147,7 @@ impl Cluster for LocalCluster {
     fn session(&self, product_key: &str, device_name: &str) -> Option<SessionInfo> {
         let s = self.table.session(product_key, device_name)?;
         Some(SessionInfo {
-            client_id: s.id.client_id.to_string(),
+            client_id: s.id.client_id().to_string(),
             client_ip: s.id.ip,
             connected_at: s.id.connected_ms,
             clean_session: s.id.clean_session,

@@ -3,7 +3,10 @@
 //! Memory is the design constraint here: the hub must hold an idle device in a few KiB. So a
 //! plain-TCP connection owns **no read buffer while idle**: it waits for readiness, allocates a
 //! small buffer only to read, and frees it once every complete packet has been decoded. The write
-//! buffer is likewise freed once flushed. (A TLS stream keeps rustls's own buffers whatever we do,
+//! buffer is likewise freed once flushed. The two buffers' handles (32 bytes each) live in a box
+//! that exists only while either buffer does, so an idle connection keeps 8 bytes for them in its
+//! task: that kept the task's allocation in a smaller size class (the task future is most of an
+//! idle connection's memory). (A TLS stream keeps rustls's own buffers whatever we do,
 //! so TLS connections cost more; the figure we target is for TCP.)
 //!
 //! The packet size limit is enforced by the codec from the fixed header, before the body is
@@ -61,10 +64,24 @@ pub(crate) struct Progress {
 pub(crate) struct Connection {
     transport: Transport,
     codec: Codec,
-    rbuf: BytesMut,
-    wbuf: BytesMut,
+    /// `None` while both buffers are empty and unallocated (see the module docs).
+    bufs: Option<Box<Buffers>>,
     /// TLS only: plaintext handed to rustls that still has to reach the socket.
     tls_unflushed: bool,
+}
+
+/// The read and the write buffer.
+#[derive(Debug, Default)]
+struct Buffers {
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+}
+
+impl Buffers {
+    /// Neither buffer holds bytes or memory.
+    fn is_released(&self) -> bool {
+        self.rbuf.capacity() == 0 && self.wbuf.capacity() == 0
+    }
 }
 
 impl Connection {
@@ -73,25 +90,36 @@ impl Connection {
         Self {
             transport,
             codec: Codec::new(max_packet),
-            rbuf: BytesMut::new(),
-            wbuf: BytesMut::new(),
+            bufs: None,
             tls_unflushed: false,
         }
     }
 
+    /// Frees the buffers' box once neither buffer holds memory.
+    fn drop_released_bufs(&mut self) {
+        if self.bufs.as_ref().is_some_and(|b| b.is_released()) {
+            self.bufs = None;
+        }
+    }
+
+    fn wbuf_is_empty(&self) -> bool {
+        self.bufs.as_ref().is_none_or(|b| b.wbuf.is_empty())
+    }
+
     /// Bytes encoded but not yet written.
     pub(crate) fn write_backlog(&self) -> usize {
-        self.wbuf.len()
+        self.bufs.as_ref().map_or(0, |b| b.wbuf.len())
     }
 
     /// Whether something still has to reach the socket.
     fn wants_write(&self) -> bool {
-        !self.wbuf.is_empty() || self.tls_unflushed
+        !self.wbuf_is_empty() || self.tls_unflushed
     }
 
     /// Encodes a packet into the write buffer (written by the next [`Connection::io`]).
     pub(crate) fn send(&mut self, packet: Packet) -> Result<(), rmqtt_codec::error::EncodeError> {
-        self.codec.encode(packet, &mut self.wbuf)
+        let bufs = self.bufs.get_or_insert_with(Box::default);
+        self.codec.encode(packet, &mut bufs.wbuf)
     }
 
     /// Decodes the next complete packet from what has been read, if any.
@@ -99,24 +127,31 @@ impl Connection {
     /// # Errors
     /// A malformed packet, or one above the size limit (detected from its fixed header).
     pub(crate) fn next_packet(&mut self) -> Result<Option<Packet>, DecodeError> {
-        if self.rbuf.is_empty() {
+        let Some(bufs) = self.bufs.as_mut().filter(|b| !b.rbuf.is_empty()) else {
             return Ok(None);
-        }
-        Ok(self.codec.decode(&mut self.rbuf)?.map(|(p, _)| p))
+        };
+        Ok(self.codec.decode(&mut bufs.rbuf)?.map(|(p, _)| p))
     }
 
     /// Frees the read buffer when everything read has been decoded, so that an idle connection
     /// holds no buffer. TLS keeps it: the next read needs one anyway.
     pub(crate) fn release_read_buffer(&mut self) {
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 && matches!(self.transport, Transport::Tcp(_)) {
-            self.rbuf = BytesMut::new();
+        if !matches!(self.transport, Transport::Tcp(_)) {
+            return;
         }
+        if let Some(bufs) = self.bufs.as_mut()
+            && bufs.rbuf.is_empty()
+            && bufs.rbuf.capacity() > 0
+        {
+            bufs.rbuf = BytesMut::new();
+        }
+        self.drop_released_bufs();
     }
 
     /// A copy of the bytes read but not yet decoded (to tell the protocol level of a CONNECT the
     /// codec refused).
     pub(crate) fn peek_read(&self) -> &[u8] {
-        &self.rbuf
+        self.bufs.as_ref().map_or(&[], |b| &b.rbuf[..])
     }
 
     /// Waits until the socket can be read (when `want_read`) or written (when something is
@@ -158,16 +193,20 @@ impl Connection {
             Transport::Tcp(tcp) => loop {
                 // Readiness first, buffer second: an idle connection holds no buffer.
                 std::task::ready!(tcp.poll_read_ready(cx))?;
-                if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
-                    self.rbuf.reserve(READ_CHUNK);
+                let bufs = self.bufs.get_or_insert_with(Box::default);
+                if bufs.rbuf.capacity() - bufs.rbuf.len() < READ_CHUNK / 4 {
+                    bufs.rbuf.reserve(READ_CHUNK);
                 }
-                match tcp.try_read_buf(&mut self.rbuf) {
+                match tcp.try_read_buf(&mut bufs.rbuf) {
                     Ok(n) => return Poll::Ready(Ok(n)),
                     // Stale readiness (tokio keeps it until a read would block): try_read cleared
                     // it. Give the buffer back before waiting, then poll again to register.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        if self.rbuf.is_empty() {
-                            self.rbuf = BytesMut::new();
+                        if bufs.rbuf.is_empty() {
+                            bufs.rbuf = BytesMut::new();
+                            if bufs.is_released() {
+                                self.bufs = None;
+                            }
                         }
                     }
                     Err(e) => return Poll::Ready(Err(e)),
@@ -175,12 +214,13 @@ impl Connection {
             },
             Transport::Tls(tls) => {
                 // rustls may hold decrypted bytes already, so read directly (no readiness wait).
-                let start = self.rbuf.len();
-                self.rbuf.resize(start + READ_CHUNK, 0);
-                let mut rb = ReadBuf::new(&mut self.rbuf[start..]);
+                let rbuf = &mut self.bufs.get_or_insert_with(Box::default).rbuf;
+                let start = rbuf.len();
+                rbuf.resize(start + READ_CHUNK, 0);
+                let mut rb = ReadBuf::new(&mut rbuf[start..]);
                 let res = Pin::new(tls.as_mut()).poll_read(cx, &mut rb);
                 let filled = rb.filled().len();
-                self.rbuf.truncate(start + filled);
+                rbuf.truncate(start + filled);
                 match res {
                     Poll::Ready(Ok(())) => Poll::Ready(Ok(filled)),
                     Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -192,19 +232,24 @@ impl Connection {
 
     fn poll_write_some(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let mut written = 0;
-        if !self.wbuf.is_empty() {
+        if let Some(bufs) = self.bufs.as_mut()
+            && !bufs.wbuf.is_empty()
+        {
             let res = match &mut self.transport {
-                Transport::Tcp(tcp) => Pin::new(tcp).poll_write(cx, &self.wbuf),
-                Transport::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, &self.wbuf),
+                Transport::Tcp(tcp) => Pin::new(tcp).poll_write(cx, &bufs.wbuf),
+                Transport::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, &bufs.wbuf),
             };
             match res {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => {
-                    self.wbuf.advance(n);
+                    bufs.wbuf.advance(n);
                     written = n;
-                    if self.wbuf.is_empty() {
+                    if bufs.wbuf.is_empty() {
                         // Free the buffer: an idle connection holds none.
-                        self.wbuf = BytesMut::new();
+                        bufs.wbuf = BytesMut::new();
+                        if bufs.is_released() {
+                            self.bufs = None;
+                        }
                     }
                     if matches!(self.transport, Transport::Tls(_)) {
                         self.tls_unflushed = true;
@@ -215,7 +260,7 @@ impl Connection {
             }
         }
         if self.tls_unflushed
-            && self.wbuf.is_empty()
+            && self.wbuf_is_empty()
             && let Transport::Tls(tls) = &mut self.transport
         {
             match Pin::new(tls.as_mut()).poll_flush(cx) {

@@ -119,9 +119,9 @@ impl Platform {
         self.emit(|| {
             Event::Status(StatusEvent {
                 status: if online { "online" } else { "offline" },
-                iot_id: session.id.iot_id.to_string(),
-                product_key: session.id.product_key.to_string(),
-                device_name: session.id.device_name.to_string(),
+                iot_id: session.id.iot_id().to_string(),
+                product_key: session.id.product_key().to_string(),
+                device_name: session.id.device_name().to_string(),
                 time: format_cst(at_ms),
                 utc_time: format_utc(at_ms),
                 last_time: format_cst(last_ms),
@@ -135,8 +135,8 @@ impl Platform {
     fn acl_denied(&self, session: &Session, action: &'static str, topic: &str) {
         self.emit(|| {
             Event::AclDenied(AclDeniedEvent {
-                product_key: session.id.product_key.to_string(),
-                device_name: session.id.device_name.to_string(),
+                product_key: session.id.product_key().to_string(),
+                device_name: session.id.device_name().to_string(),
                 action,
                 topic: topic.to_owned(),
                 client_ip: session.id.ip.to_string(),
@@ -165,8 +165,8 @@ impl Platform {
         };
         if observed {
             self.cluster.publish(Event::Reply(ReplyEvent {
-                product_key: session.id.product_key.to_string(),
-                device_name: session.id.device_name.to_string(),
+                product_key: session.id.product_key().to_string(),
+                device_name: session.id.device_name().to_string(),
                 topic: reply.topic,
                 code: reply.code,
                 payload: text,
@@ -205,12 +205,12 @@ impl Hooks for Platform {
     fn connected(&self, session: &Arc<Session>, kicked: Option<&Arc<Session>>) {
         let id = &session.id;
         self.registry
-            .device_online(&id.product_key, &id.device_name, id.ip, id.connected_ms);
+            .device_online(id.product_key(), id.device_name(), id.ip, id.connected_ms);
         if let Some(old) = kicked {
             self.emit(|| {
                 Event::Kicked(KickedEvent {
-                    product_key: id.product_key.to_string(),
-                    device_name: id.device_name.to_string(),
+                    product_key: id.product_key().to_string(),
+                    device_name: id.device_name().to_string(),
                     client_ip: old.id.ip.to_string(),
                     new_client_ip: id.ip.to_string(),
                     time: now_ms(),
@@ -235,8 +235,8 @@ impl Hooks for Platform {
 
     fn may_publish(&self, session: &Session, topic: &str) -> bool {
         let ok = device_may_access(
-            &session.id.product_key,
-            &session.id.device_name,
+            session.id.product_key(),
+            session.id.device_name(),
             topic,
             Access::Publish,
         );
@@ -248,8 +248,8 @@ impl Hooks for Platform {
 
     fn may_subscribe(&self, session: &Session, filter: &str) -> bool {
         let ok = device_may_access(
-            &session.id.product_key,
-            &session.id.device_name,
+            session.id.product_key(),
+            session.id.device_name(),
             filter,
             Access::Subscribe,
         );
@@ -265,8 +265,8 @@ impl Hooks for Platform {
         let recv_ms = now_ms();
         self.emit(|| {
             Event::Uplink(UplinkEvent::new(
-                &id.product_key,
-                &id.device_name,
+                id.product_key(),
+                id.device_name(),
                 topic,
                 publish.qos.value(),
                 &publish.payload,
@@ -281,13 +281,13 @@ impl Hooks for Platform {
         let handling = decide(topic, &publish.payload, ctx);
         if let Some(props) = handling.properties {
             self.registry
-                .remember_properties(&id.product_key, &id.device_name, props);
+                .remember_properties(id.product_key(), id.device_name(), props);
         }
         if let Some((key, payload)) = handling.completes {
             // The table counts answered calls.
             if !self
                 .cluster
-                .complete(&id.product_key, &id.device_name, &key, payload)
+                .complete(id.product_key(), id.device_name(), &key, payload)
             {
                 debug!(%key, "answer to no waiting call (late or unknown id)");
             }
@@ -304,8 +304,8 @@ impl Hooks for Platform {
     fn problem(&self, session: &Session, topic: Option<&str>, reason: &str, closed: bool) {
         self.emit(|| {
             Event::Problem(ProblemEvent {
-                product_key: Some(session.id.product_key.to_string()),
-                device_name: Some(session.id.device_name.to_string()),
+                product_key: Some(session.id.product_key().to_string()),
+                device_name: Some(session.id.device_name().to_string()),
                 topic: topic.map(str::to_owned),
                 reason: reason.to_owned(),
                 closed,

@@ -71,6 +71,16 @@ pub const ONLINE_QUEUE: usize = 8192;
 /// Most last-online updates written in one transaction.
 const ONLINE_BATCH: usize = 1024;
 
+/// redb's page cache (read cache plus the write buffer of non-durable commits), at most.
+///
+/// redb's default is 1 GiB, and it keeps every page it touches up to that. A login storm's
+/// last-online batches rewrite every device's record, so the cache grew with the fleet: with
+/// 19,000 devices connected, the hub's RSS grew by 2.43 KiB per device with the default cache,
+/// 1.9 with 4 MiB and 1.8 with 1 MiB. The registry is mirrored in memory and redb is only read on
+/// the write paths, so a small cache costs at most a `pread` served by the OS page cache:
+/// registering 100,000 devices took the same time (about 0.6 s) with 1 GiB and with 1 MiB.
+const CACHE_BYTES: usize = 1024 * 1024;
+
 /// How a product is stored (JSON, so fields can be added later with `#[serde(default)]`).
 #[derive(Clone, Serialize, Deserialize)]
 struct ProductRecord {
@@ -80,10 +90,14 @@ struct ProductRecord {
 }
 
 /// How a device is stored, on disk (JSON) and in memory.
+///
+/// The hub keeps one per registered device in memory, so its strings are `Box<str>` (16 bytes,
+/// not `String`'s 24: they never change after registration); with the map's `Box<str>` key an
+/// entry takes 104 bytes instead of 128. The JSON is the same.
 #[derive(Clone, Serialize, Deserialize)]
 struct DeviceRecord {
-    device_secret: String,
-    iot_id: String,
+    device_secret: Box<str>,
+    iot_id: Box<str>,
     enabled: bool,
     created_ms: u64,
     #[serde(default)]
@@ -100,8 +114,8 @@ impl DeviceRecord {
         Device {
             product_key: product_key.to_owned(),
             device_name: device_name.to_owned(),
-            device_secret: self.device_secret.clone(),
-            iot_id: self.iot_id.clone(),
+            device_secret: self.device_secret.to_string(),
+            iot_id: self.iot_id.to_string(),
             enabled: self.enabled,
             created_ms: self.created_ms,
             last_online_ms: self.last_online_ms,
@@ -112,7 +126,7 @@ impl DeviceRecord {
 
 /// One shard of the device table: productKey → deviceName → record. Two levels so that a
 /// lookup by `(&str, &str)` needs no allocation.
-type Shard = HashMap<String, HashMap<String, DeviceRecord>>;
+type Shard = HashMap<String, HashMap<Box<str>, DeviceRecord>>;
 
 /// A login to record on disk.
 struct OnlineUpdate {
@@ -214,14 +228,17 @@ fn load(dir: &Path) -> Result<Loaded> {
         .map_err(|e| Error::storage(format!("creating the data directory {}", dir.display()), e))?;
     let path = dir.join(DB_FILE);
     ensure_private_file(&path).map_err(|e| Error::storage(format!("creating {}", path.display()), e))?;
-    let db = Database::create(&path).map_err(|e| {
-        let hint = if matches!(e, redb::DatabaseError::DatabaseAlreadyOpen) {
-            " (is another aliot hub using this data directory?)"
-        } else {
-            ""
-        };
-        Error::storage(format!("opening {}{hint}", path.display()), e)
-    })?;
+    let db = Database::builder()
+        .set_cache_size(CACHE_BYTES)
+        .create(&path)
+        .map_err(|e| {
+            let hint = if matches!(e, redb::DatabaseError::DatabaseAlreadyOpen) {
+                " (is another aliot hub using this data directory?)"
+            } else {
+                ""
+            };
+            Error::storage(format!("opening {}{hint}", path.display()), e)
+        })?;
     // Create the tables on first start so that readers never meet a missing table.
     let txn = db.begin_write().map_err(st("starting the first transaction"))?;
     txn.open_table(PRODUCTS)
@@ -251,7 +268,7 @@ fn load(dir: &Path) -> Result<Loaded> {
         shards[shard_index(&hasher, pk, dn)]
             .entry(pk.to_owned())
             .or_default()
-            .insert(dn.to_owned(), rec);
+            .insert(dn.into(), rec);
         count += 1;
     }
     drop(table);
@@ -430,8 +447,8 @@ impl RedbRegistry {
                 }
                 None => {
                     let rec = DeviceRecord {
-                        device_secret: device_secret.unwrap_or_else(|| random_alnum(32)),
-                        iot_id: random_alnum(32),
+                        device_secret: device_secret.unwrap_or_else(|| random_alnum(32)).into(),
+                        iot_id: random_alnum(32).into(),
                         enabled: true,
                         created_ms: now,
                         last_online_ms: None,
@@ -463,7 +480,7 @@ impl RedbRegistry {
                 write_lock(self.shard(&pk, &dn))
                     .entry(pk.clone())
                     .or_default()
-                    .insert(dn, rec);
+                    .insert(dn.into(), rec);
             }
             inner.device_count.fetch_add(n as u64, Ordering::Relaxed);
             tracing::info!(product_key = %pk, count = n, "devices registered");
@@ -504,7 +521,7 @@ impl RedbRegistry {
         let mut shard = write_lock(self.shard(&pk, &dn));
         let rec = shard
             .get_mut(&pk)
-            .and_then(|m| m.get_mut(&dn))
+            .and_then(|m| m.get_mut(dn.as_str()))
             .ok_or_else(not_found)?;
         rec.enabled = enabled;
         tracing::info!(product_key = %pk, device_name = %dn, enabled, "device updated");
@@ -534,7 +551,7 @@ impl RedbRegistry {
         let mut shard = write_lock(self.shard(&pk, &dn));
         let removed = shard
             .get_mut(&pk)
-            .and_then(|m| m.remove(&dn))
+            .and_then(|m| m.remove(dn.as_str()))
             .ok_or_else(not_found)?;
         if shard.get(&pk).is_some_and(HashMap::is_empty) {
             shard.remove(&pk);
@@ -641,9 +658,9 @@ impl Registry for RedbRegistry {
         device_name: &'a str,
     ) -> BoxFuture<'a, Option<DeviceAuth>> {
         let auth = self.record(product_key, device_name, |r| DeviceAuth {
-            device_secret: r.device_secret.clone(),
+            device_secret: r.device_secret.to_string(),
             enabled: r.enabled,
-            iot_id: r.iot_id.clone(),
+            iot_id: r.iot_id.to_string(),
         });
         Box::pin(std::future::ready(auth))
     }
@@ -811,6 +828,13 @@ async fn write_online(db: &Arc<Database>, batch: Vec<OnlineUpdate>, durable: boo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 8: the hub keeps one record per registered device in memory.
+    #[test]
+    fn a_device_record_stays_small() {
+        let size = std::mem::size_of::<DeviceRecord>();
+        assert!(size <= 88, "DeviceRecord grew to {size} bytes");
+    }
 
     #[test]
     fn generated_product_keys_look_like_the_platforms() {

@@ -33,8 +33,10 @@ mod session;
 
 pub(crate) use self::inflight::Inflight;
 pub(crate) use self::offline::{OfflineLimits, OfflineQueue, QueueFull, StoredSession};
-pub(crate) use self::pending::{CallKey, Pending, TooManyPending};
-pub(crate) use self::session::{CloseReason, Offer, Outgoing, Session, SessionId, Subscription, reaches};
+pub(crate) use self::pending::{CallKey, Pending, PendingCalls, TooManyPending};
+pub(crate) use self::session::{
+    CloseReason, DeviceNames, Offer, Outgoing, Session, SessionId, Subscription, reaches,
+};
 
 /// Number of shards of the device table.
 const SHARDS: usize = 64;
@@ -60,8 +62,7 @@ pub(crate) struct TableLimits {
 struct Slot {
     online: Option<Arc<Session>>,
     stored: Option<Box<StoredSession>>,
-    /// Bounded by `max_pending_calls`.
-    pending: Vec<Pending>,
+    pending: PendingCalls,
 }
 
 impl Slot {
@@ -149,10 +150,10 @@ impl DeviceTable {
     /// undelivered messages of the stored session, or of the kicked one when it was
     /// clean-session-0 too.
     pub(crate) fn register(&self, id: SessionId, now_ms: u64) -> Registered {
-        let key = device_key(&id.product_key, &id.device_name);
+        let key = id.names.key();
         let clean_session = id.clean_session;
-        let mut shard = lock(self.shard(&key));
-        let slot = shard.entry(key.clone()).or_default();
+        let mut shard = lock(self.shard(key));
+        let slot = shard.entry(key.into()).or_default();
         let old = slot.online.take();
         if let Some(old) = &old {
             old.close(CloseReason::Kicked);
@@ -171,7 +172,7 @@ impl DeviceTable {
             _ => (Vec::new(), OfflineQueue::default(), false),
         };
         let expired = queue.expire(now_ms, self.limits.offline);
-        let session = Arc::new(Session::new(key, id, queue.into_messages(), subs));
+        let session = Arc::new(Session::new(id, queue.into_messages(), subs));
         slot.online = Some(session.clone());
         drop(shard);
         add(&self.metrics.offline_expired, expired);
@@ -187,14 +188,14 @@ impl DeviceTable {
     /// DUP). Returns whether the session still owned the device's slot (false when a newer
     /// login had taken it over, which then inherits the undelivered messages).
     pub(crate) fn unregister(&self, session: &Arc<Session>, unacked: VecDeque<Outgoing>) -> bool {
-        let mut shard = lock(self.shard(&session.key));
+        let mut shard = lock(self.shard(session.key()));
         let (outbox, subs) = {
             let mut inner = lock(&session.inner);
             (std::mem::take(&mut inner.outbox), std::mem::take(&mut inner.subs))
         };
         let mut leftovers = unacked;
         leftovers.extend(outbox.into_iter().filter(Outgoing::is_qos1));
-        let Some(slot) = shard.get_mut(&session.key) else {
+        let Some(slot) = shard.get_mut(session.key()) else {
             return false;
         };
         if slot.online.as_ref().is_some_and(|s| Arc::ptr_eq(s, session)) {
@@ -211,7 +212,7 @@ impl DeviceTable {
                 stored.queue.prepend(leftovers);
             }
             if slot.is_empty() {
-                shard.remove(&session.key);
+                shard.remove(session.key());
             }
             true
         } else {
@@ -377,10 +378,7 @@ impl DeviceTable {
         let dkey = device_key(product_key, device_name);
         let pending = {
             let mut shard = lock(self.shard(&dkey));
-            shard.get_mut(&dkey).and_then(|slot| {
-                let i = slot.pending.iter().position(|p| &p.key == key)?;
-                Some(slot.pending.swap_remove(i))
-            })
+            shard.get_mut(&dkey).and_then(|slot| slot.pending.take(key))
         };
         match pending {
             Some(p) => {
@@ -393,6 +391,16 @@ impl DeviceTable {
         }
     }
 
+    /// Wakes the connection task of every online device (see [`Session::wake`]).
+    pub(crate) fn wake_all(&self) {
+        for shard in &self.shards {
+            let shard = lock(shard);
+            for session in shard.values().filter_map(|slot| slot.online.as_ref()) {
+                session.wake();
+            }
+        }
+    }
+
     /// The deviceNames of a product's online devices, sorted.
     pub(crate) fn online_devices(&self, product_key: &str) -> Vec<String> {
         let mut names = Vec::new();
@@ -402,8 +410,8 @@ impl DeviceTable {
                 shard
                     .values()
                     .filter_map(|slot| slot.online.as_ref())
-                    .filter(|s| &*s.id.product_key == product_key)
-                    .map(|s| s.id.device_name.to_string()),
+                    .filter(|s| s.id.product_key() == product_key)
+                    .map(|s| s.id.device_name().to_owned()),
             );
         }
         names.sort_unstable();
@@ -456,10 +464,7 @@ mod tests {
 
     fn id(dn: &str, clean_session: bool) -> SessionId {
         SessionId {
-            product_key: "pk".into(),
-            device_name: dn.into(),
-            iot_id: "iot".into(),
-            client_id: "c".into(),
+            names: DeviceNames::new("pk", dn, "iot", "c"),
             ip: IpAddr::from([127, 0, 0, 1]),
             connected_ms: 0,
             clean_session,
@@ -482,6 +487,13 @@ mod tests {
 
     fn outbox_len(s: &Session) -> usize {
         lock(&s.inner).outbox.len()
+    }
+
+    /// Issue 8: the table keeps a slot for every device it holds something for.
+    #[test]
+    fn a_slot_stays_small() {
+        let size = std::mem::size_of::<Slot>();
+        assert!(size <= 24, "Slot grew to {size} bytes");
     }
 
     #[test]

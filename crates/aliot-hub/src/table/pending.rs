@@ -32,3 +32,54 @@ pub(crate) struct Pending {
 /// Too many calls already wait for this device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TooManyPending;
+
+/// The calls waiting for one device's answers, at most `max_pending_calls`.
+///
+/// Boxed, and absent when empty: every device the table holds has a slot with this in it, and
+/// almost none has a call waiting. 8 bytes instead of a 24-byte `Vec` takes the table's entry
+/// from 56 to 40 bytes (about 27 bytes per connected device with the map's spare capacity).
+#[derive(Debug, Default)]
+#[allow(
+    clippy::box_collection,
+    reason = "the box is the point: 8 bytes in every slot instead of the Vec's 24"
+)]
+pub(crate) struct PendingCalls(Option<Box<Vec<Pending>>>);
+
+impl PendingCalls {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|v| v.is_empty())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |v| v.len())
+    }
+
+    /// Ends every waiting call (their receivers see the channel closed).
+    pub(crate) fn clear(&mut self) {
+        self.0 = None;
+    }
+
+    pub(crate) fn retain(&mut self, keep: impl FnMut(&Pending) -> bool) {
+        if let Some(v) = &mut self.0 {
+            v.retain(keep);
+            if v.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+
+    pub(crate) fn push(&mut self, call: Pending) {
+        self.0.get_or_insert_with(Box::default).push(call);
+    }
+
+    /// Removes and returns the call waiting for `key`.
+    pub(crate) fn take(&mut self, key: &CallKey) -> Option<Pending> {
+        let v = self.0.as_mut()?;
+        let i = v.iter().position(|p| &p.key == key)?;
+        let call = v.swap_remove(i);
+        if v.is_empty() {
+            self.0 = None;
+        }
+        Some(call)
+    }
+}

@@ -1,6 +1,6 @@
 //! One device's MQTT session as the table shares it with the connection task: identity,
-//! subscriptions, and a bounded outbound queue behind a std `Mutex`, plus a `Notify` that wakes
-//! the task.
+//! subscriptions, and a bounded outbound queue behind a std `Mutex`, with the waker of the
+//! connection task.
 //!
 //! ## Outbound queue and overflow policy
 //! Each session's outbound queue holds at most `BrokerConfig::outbound_queue_capacity` messages
@@ -16,12 +16,12 @@
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 
 use aliot_protocol::topic::{filter_matches, implicitly_subscribed};
 use bytes::Bytes;
 use rmqtt_codec::types::Publish;
 use rmqtt_codec::v3::QoS;
-use tokio::sync::Notify;
 
 use super::lock;
 
@@ -110,13 +110,79 @@ impl Outgoing {
     }
 }
 
+/// A device's names, its table key and the connection's clientId, in one allocation.
+///
+/// Memory: the hub holds one per connected device. Four `Box<str>` plus the table key cost five
+/// allocations (each at least 32 bytes with glibc) and 80 bytes of pointers; one string with
+/// `u32` offsets costs one allocation and 32 bytes. The text is
+/// `{device_key(productKey, deviceName)}{iotId}{clientId}`.
+#[derive(Debug)]
+pub(crate) struct DeviceNames {
+    text: Box<str>,
+    /// Where the productKey starts and ends, where the deviceName (and so the key) ends, and
+    /// where the iotId ends (the clientId runs to the end).
+    pk_start: u32,
+    pk_end: u32,
+    key_end: u32,
+    iot_end: u32,
+}
+
+/// A byte offset into [`DeviceNames::text`] as stored.
+fn offset(n: usize) -> u32 {
+    u32::try_from(n).expect(
+        "a clientId is at most 65,535 bytes (an MQTT string) and productKey, deviceName and iotId          are short registry values, so their total fits in u32",
+    )
+}
+
+impl DeviceNames {
+    pub(crate) fn new(product_key: &str, device_name: &str, iot_id: &str, client_id: &str) -> Self {
+        let mut text = super::device_key(product_key, device_name).into_string();
+        let key_end = text.len();
+        let pk_start = key_end - device_name.len() - 1 - product_key.len();
+        text.reserve_exact(iot_id.len() + client_id.len());
+        text.push_str(iot_id);
+        let iot_end = text.len();
+        text.push_str(client_id);
+        Self {
+            text: text.into_boxed_str(),
+            pk_start: offset(pk_start),
+            pk_end: offset(pk_start + product_key.len()),
+            key_end: offset(key_end),
+            iot_end: offset(iot_end),
+        }
+    }
+
+    fn part(&self, start: u32, end: u32) -> &str {
+        // The offsets were taken at char boundaries (between the strings joined in `new`).
+        self.text.get(start as usize..end as usize).unwrap_or_default()
+    }
+
+    /// The device table key ([`super::device_key`]).
+    pub(crate) fn key(&self) -> &str {
+        self.part(0, self.key_end)
+    }
+
+    pub(crate) fn product_key(&self) -> &str {
+        self.part(self.pk_start, self.pk_end)
+    }
+
+    pub(crate) fn device_name(&self) -> &str {
+        self.part(self.pk_end + 1, self.key_end)
+    }
+
+    pub(crate) fn iot_id(&self) -> &str {
+        self.part(self.key_end, self.iot_end)
+    }
+
+    pub(crate) fn client_id(&self) -> &str {
+        self.text.get(self.iot_end as usize..).unwrap_or_default()
+    }
+}
+
 /// Who the session belongs to and how it was opened (fixed for its life).
 #[derive(Debug)]
 pub(crate) struct SessionId {
-    pub(crate) product_key: Box<str>,
-    pub(crate) device_name: Box<str>,
-    pub(crate) iot_id: Box<str>,
-    pub(crate) client_id: Box<str>,
+    pub(crate) names: DeviceNames,
     pub(crate) ip: IpAddr,
     /// Epoch ms of the CONNACK.
     pub(crate) connected_ms: u64,
@@ -128,17 +194,31 @@ pub(crate) struct SessionId {
     pub(crate) ext_rrpc: bool,
 }
 
+impl SessionId {
+    pub(crate) fn product_key(&self) -> &str {
+        self.names.product_key()
+    }
+
+    pub(crate) fn device_name(&self) -> &str {
+        self.names.device_name()
+    }
+
+    pub(crate) fn iot_id(&self) -> &str {
+        self.names.iot_id()
+    }
+
+    pub(crate) fn client_id(&self) -> &str {
+        self.names.client_id()
+    }
+}
+
 /// The part of a session the table shares with the connection task.
 #[derive(Debug)]
 pub(crate) struct Session {
-    /// Key in the device table.
-    pub(crate) key: Box<str>,
     pub(crate) id: SessionId,
     /// std Mutex: held for a few hundred nanoseconds (push/pop, a filter scan), never across
     /// an `.await`; tokio's async Mutex would only add cost.
     pub(crate) inner: Mutex<SessionInner>,
-    /// Wakes the connection task: a message was queued or the session must close.
-    pub(crate) notify: Notify,
 }
 
 /// Mutable session state, behind [`Session::inner`].
@@ -150,6 +230,27 @@ pub(crate) struct SessionInner {
     pub(crate) subs: Vec<Subscription>,
     /// Set once: the session is closing and takes no more messages.
     pub(crate) closing: Option<CloseReason>,
+    /// Wakes the connection task: a message was queued or the session must close. A waker and
+    /// a flag under the lock we take anyway, rather than a `tokio::sync::Notify`: an idle
+    /// connection then holds 16 bytes here instead of a 32-byte `Notify` in the session and a
+    /// 64-byte `Notified` in its task (see [`Session::poll_wake`]).
+    wake: Wake,
+}
+
+/// The connection task's wake-up: its waker, and whether a wake-up came while it was busy
+/// (the equivalent of `Notify`'s stored permit).
+#[derive(Debug, Default)]
+struct Wake {
+    waker: Option<Waker>,
+    pending: bool,
+}
+
+impl SessionInner {
+    /// Marks a wake-up and returns the waker to wake once the lock is released.
+    fn wake(&mut self) -> Option<Waker> {
+        self.wake.pending = true;
+        self.wake.waker.take()
+    }
 }
 
 /// What happened to a message offered to a session.
@@ -166,6 +267,13 @@ pub(crate) enum Offer {
     Closing(Outgoing),
 }
 
+/// Wakes the connection task outside the session lock (the woken task takes it at once).
+fn wake(waker: Option<Waker>) {
+    if let Some(w) = waker {
+        w.wake();
+    }
+}
+
 /// Whether a downlink on `topic` reaches a device with these subscriptions: one of its filters
 /// matches, or the platform delivers the topic without a SUBSCRIBE (`_ss=1`, RRPC).
 pub(crate) fn reaches(
@@ -180,22 +288,35 @@ pub(crate) fn reaches(
 }
 
 impl Session {
-    pub(crate) fn new(
-        key: Box<str>,
-        id: SessionId,
-        outbox: VecDeque<Outgoing>,
-        subs: Vec<Subscription>,
-    ) -> Self {
+    pub(crate) fn new(id: SessionId, outbox: VecDeque<Outgoing>, subs: Vec<Subscription>) -> Self {
         Self {
-            key,
             id,
             inner: Mutex::new(SessionInner {
                 outbox,
                 subs,
                 closing: None,
+                wake: Wake::default(),
             }),
-            notify: Notify::new(),
         }
+    }
+
+    /// Key in the device table.
+    pub(crate) fn key(&self) -> &str {
+        self.id.names.key()
+    }
+
+    /// The connection task's wait for a wake-up ([`Session::offer`], [`Session::requeue_front`],
+    /// [`Session::close`]): ready once one came since the last ready, else keeps `cx`'s waker.
+    pub(crate) fn poll_wake(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = lock(&self.inner);
+        if std::mem::take(&mut inner.wake.pending) {
+            return Poll::Ready(());
+        }
+        match &mut inner.wake.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// Offers a message to the session, applying the overflow policy (see the module docs).
@@ -203,8 +324,8 @@ impl Session {
         let mut inner = lock(&self.inner);
         let id = &self.id;
         if !reaches(
-            &id.product_key,
-            &id.device_name,
+            id.product_key(),
+            id.device_name(),
             id.auto_subscribe,
             &inner.subs,
             msg.topic(),
@@ -219,13 +340,15 @@ impl Session {
                 return Offer::Dropped;
             }
             inner.closing = Some(CloseReason::SlowConsumer);
+            let waker = inner.wake();
             drop(inner);
-            self.notify.notify_one();
+            wake(waker);
             return Offer::Closing(msg);
         }
         inner.outbox.push_back(msg);
+        let waker = inner.wake();
         drop(inner);
-        self.notify.notify_one();
+        wake(waker);
         Offer::Accepted
     }
 
@@ -236,8 +359,16 @@ impl Session {
         for m in msgs.into_iter().rev() {
             inner.outbox.push_front(m);
         }
+        let waker = inner.wake();
         drop(inner);
-        self.notify.notify_one();
+        wake(waker);
+    }
+
+    /// Wakes the connection task for it to look at its state again (a listener that shuts
+    /// down: the task then sees its cancellation).
+    pub(crate) fn wake(&self) {
+        let waker = lock(&self.inner).wake();
+        wake(waker);
     }
 
     /// Asks the connection task to close (first reason wins). Returns false if it was closing.
@@ -247,8 +378,9 @@ impl Session {
         if first {
             inner.closing = Some(reason);
         }
+        let waker = inner.wake();
         drop(inner);
-        self.notify.notify_one();
+        wake(waker);
         first
     }
 
@@ -268,10 +400,7 @@ mod tests {
 
     fn session(auto_subscribe: bool) -> Session {
         let id = SessionId {
-            product_key: "pk".into(),
-            device_name: "dn".into(),
-            iot_id: "iot".into(),
-            client_id: "c".into(),
+            names: DeviceNames::new("pk", "dn", "iot", "c"),
             ip: IpAddr::from([127, 0, 0, 1]),
             connected_ms: 1,
             clean_session: true,
@@ -279,7 +408,7 @@ mod tests {
             auto_subscribe,
             ext_rrpc: false,
         };
-        Session::new("k".into(), id, VecDeque::new(), Vec::new())
+        Session::new(id, VecDeque::new(), Vec::new())
     }
 
     fn msg(topic: &str, qos: QoS) -> Outgoing {
@@ -328,6 +457,34 @@ mod tests {
             s.offer(msg("/sys/pk/dn/rrpc/request/1", QoS::AtMostOnce), 10),
             Offer::Accepted
         ));
+    }
+
+    /// The hub holds one session per connected device (issue 8): keep it small. 184 bytes
+    /// (200 with the `Arc` counts) since the identity became one string and the `Notify` a
+    /// waker; it was 240 plus five separately allocated strings.
+    #[test]
+    fn a_session_stays_small() {
+        let size = std::mem::size_of::<Session>();
+        assert!(size <= 184, "Session grew to {size} bytes");
+    }
+
+    #[test]
+    fn device_names_come_back_whole() {
+        let n = DeviceNames::new("a1b/c", "d:1", "iot", "cid|x=1|");
+        assert_eq!(n.key(), &*super::super::device_key("a1b/c", "d:1"));
+        assert_eq!(
+            (n.product_key(), n.device_name(), n.iot_id(), n.client_id()),
+            ("a1b/c", "d:1", "iot", "cid|x=1|")
+        );
+    }
+
+    #[test]
+    fn a_wake_up_before_the_wait_is_kept() {
+        let s = session(true);
+        s.close(CloseReason::Kicked);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert_eq!(s.poll_wake(&mut cx), Poll::Ready(()));
+        assert_eq!(s.poll_wake(&mut cx), Poll::Pending);
     }
 
     #[test]
