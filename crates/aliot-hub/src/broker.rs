@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::platform::{Platform, PlatformConfig};
 use crate::registry::Registry;
 use crate::service::{Service, ServiceConfig};
-use crate::table::{DeviceTable, OfflineLimits, TableLimits};
+use crate::table::{DeviceTable, OfflineLimits, QueueLimits, TableLimits};
 
 /// The hub's MQTT side and platform: a cheap `Clone` handle.
 #[derive(Clone, Debug)]
@@ -35,10 +35,14 @@ impl Broker {
     pub fn new(config: BrokerConfig, registry: Arc<dyn Registry>) -> Broker {
         let metrics = Arc::new(Metrics::default());
         let limits = TableLimits {
-            outbound_queue_capacity: config.outbound_queue_capacity,
+            outbound: QueueLimits {
+                capacity: config.outbound_queue_capacity,
+                bytes: config.outbound_queue_bytes,
+            },
             offline: OfflineLimits {
                 ttl_ms: u64::try_from(config.offline_queue_ttl().as_millis()).unwrap_or(u64::MAX),
                 max_messages: config.offline_queue_limit,
+                max_bytes: config.offline_queue_bytes,
             },
             max_pending_calls: config.max_pending_calls,
         };
@@ -51,7 +55,10 @@ impl Broker {
             metrics.clone(),
             PlatformConfig {
                 sys_ack: config.sys_ack,
-                outbound_queue_capacity: config.outbound_queue_capacity,
+                outbound: QueueLimits {
+                    capacity: config.outbound_queue_capacity,
+                    bytes: config.outbound_queue_bytes,
+                },
             },
         ));
         let service = Service::new(

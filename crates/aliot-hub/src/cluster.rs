@@ -12,7 +12,7 @@
 //! | [`Cluster::locate`], [`Cluster::session`] | who holds this device |
 //! | [`Cluster::deliver`] | deliver to it (or to its offline queue) |
 //! | [`Cluster::expect_answer`], [`Cluster::complete`] | the call waits on one node, the answer arrives on another |
-//! | [`Cluster::disconnect`], [`Cluster::forget`] | the admin acts on a device wherever it is |
+//! | [`Cluster::disconnect`], [`Cluster::forget`], [`Cluster::block`] | the admin acts on a device wherever it is |
 //! | [`Cluster::publish`], [`Cluster::subscribe`] | every node's events reach every node's listeners |
 
 use std::fmt;
@@ -102,6 +102,14 @@ pub(crate) trait Cluster: Send + Sync + fmt::Debug + 'static {
     /// Forgets the device's stored session and offline queue and closes its connection
     /// (deleted); returns whether it was online.
     fn forget(&self, product_key: &str, device_name: &str) -> bool;
+
+    /// Refuses the device's logins on every node from now on and closes its connection wherever
+    /// it is (it is being disabled or deleted); returns whether it was online. A CONNECT that was
+    /// authenticated before and registers after is refused too.
+    fn block(&self, product_key: &str, device_name: &str) -> bool;
+
+    /// Lets the device log in again (enabled, or registered anew).
+    fn unblock(&self, product_key: &str, device_name: &str);
 
     /// The deviceNames of a product's online devices, sorted.
     fn online_devices(&self, product_key: &str) -> Vec<String>;
@@ -194,6 +202,14 @@ impl Cluster for LocalCluster {
 
     fn forget(&self, product_key: &str, device_name: &str) -> bool {
         self.table.forget(product_key, device_name)
+    }
+
+    fn block(&self, product_key: &str, device_name: &str) -> bool {
+        self.table.block(product_key, device_name)
+    }
+
+    fn unblock(&self, product_key: &str, device_name: &str) {
+        self.table.unblock(product_key, device_name);
     }
 
     fn online_devices(&self, product_key: &str) -> Vec<String> {

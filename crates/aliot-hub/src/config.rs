@@ -161,6 +161,13 @@ pub struct BrokerConfig {
     pub max_packet_size: u32,
     /// Seconds a new connection has to complete TLS and send its CONNECT.
     pub connect_timeout_secs: u64,
+    /// Largest first packet (the CONNECT), as its remaining length in bytes: a CONNECT needs a
+    /// few hundred bytes (clientId at most 512), so an unauthenticated peer cannot make the hub
+    /// buffer a whole `max_packet_size` packet.
+    pub max_connect_packet_size: u32,
+    /// Connections from one IP address that have not finished their CONNECT yet, at most; more
+    /// from that address are accepted and closed at once (0: no limit).
+    pub max_pending_connects_per_ip: usize,
     /// Most topic filters per device (SUBACK 0x80 beyond).
     pub max_subscriptions: usize,
     /// QoS 1 messages sent to a device and not yet acknowledged, at most.
@@ -169,9 +176,16 @@ pub struct BrokerConfig {
     /// dropped and counted; QoS 1 disconnects the device as a slow consumer (its messages are kept
     /// for a clean-session-0 device).
     pub outbound_queue_capacity: usize,
+    /// Bytes (topic + payload) of a connected device's outbound queue and QoS 1 inflight
+    /// window together, at most; the same policy as `outbound_queue_capacity` beyond it. At
+    /// least `max_packet_size`.
+    pub outbound_queue_bytes: usize,
     /// New QoS 1 messages accepted into an offline clean-session-0 device's queue, at most
     /// (messages already accepted for delivery are never dropped by this limit).
     pub offline_queue_limit: usize,
+    /// Bytes (topic + payload) of an offline queue, at most, for new messages (the same
+    /// exception). At least `max_packet_size`.
+    pub offline_queue_bytes: usize,
     /// Seconds an offline QoS 1 message is kept (7 days).
     pub offline_queue_ttl_secs: u64,
     /// Default deadline of property set, service and RRPC calls, in milliseconds (the platform's
@@ -197,10 +211,14 @@ impl Default for BrokerConfig {
             max_connections: 50_000,
             max_packet_size: 256 * 1024 + 1024,
             connect_timeout_secs: 10,
+            max_connect_packet_size: 8 * 1024,
+            max_pending_connects_per_ip: 256,
             max_subscriptions: 50,
             max_inflight: 32,
             outbound_queue_capacity: 1000,
+            outbound_queue_bytes: 1 << 20,
             offline_queue_limit: 1000,
+            offline_queue_bytes: 1 << 20,
             offline_queue_ttl_secs: 7 * 24 * 3600,
             rrpc_timeout_ms: 8000,
             max_pending_calls: 64,
@@ -232,6 +250,16 @@ impl BrokerConfig {
         }
         if self.outbound_queue_capacity == 0 {
             return bad("outbound_queue_capacity must be at least 1");
+        }
+        if self.max_connect_packet_size < 512 || self.max_connect_packet_size > self.max_packet_size {
+            return bad("max_connect_packet_size must be between 512 and max_packet_size");
+        }
+        let max_packet = self.max_packet_size as usize;
+        if self.outbound_queue_bytes < max_packet {
+            return bad("outbound_queue_bytes must be at least max_packet_size (one message must fit)");
+        }
+        if self.offline_queue_bytes < max_packet {
+            return bad("offline_queue_bytes must be at least max_packet_size (one message must fit)");
         }
         if self.events_buffer_bytes < crate::events::MAX_EVENT_BYTES {
             return bad("events_buffer_bytes must hold at least one event (27648 bytes)");

@@ -58,6 +58,10 @@ impl EventBus {
     }
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// One thing that happened on the hub.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -218,8 +222,11 @@ pub struct AclDeniedEvent {
     pub device_name: String,
     /// `"publish"` (the connection is closed) or `"subscribe"` (SUBACK 0x80).
     pub action: &'static str,
-    /// The topic or filter.
+    /// The topic or filter (the first refused one of a SUBSCRIBE).
     pub topic: String,
+    /// How many more filters the same SUBSCRIBE had refused (one event per packet).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub more: usize,
     /// The client's IP address.
     pub client_ip: String,
     /// Epoch ms.
@@ -492,6 +499,7 @@ mod tests {
                 device_name: "dn".into(),
                 action: "subscribe",
                 topic: huge.clone(),
+                more: 0,
                 client_ip: "127.0.0.1".into(),
                 time: 1,
             }),

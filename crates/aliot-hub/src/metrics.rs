@@ -13,6 +13,8 @@ pub(crate) struct Metrics {
     pub(crate) connections_current: AtomicU64,
     pub(crate) connections_total: AtomicU64,
     pub(crate) connections_rejected_limit: AtomicU64,
+    pub(crate) connections_rejected_per_ip: AtomicU64,
+    pub(crate) encode_failures: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
     /// CONNACK return codes sent, by code 0..=5.
     pub(crate) connack: [AtomicU64; 6],
@@ -85,6 +87,19 @@ impl Metrics {
             "counter",
             "Connections closed at accept because the connection limit was reached.",
             get(&self.connections_rejected_limit),
+        );
+        one(
+            "aliot_hub_connections_rejected_per_ip_total",
+            "counter",
+            "Connections closed at accept because their address had max_pending_connects_per_ip \
+             handshakes in progress.",
+            get(&self.connections_rejected_per_ip),
+        );
+        one(
+            "aliot_hub_encode_failures_total",
+            "counter",
+            "Packets that could not be encoded for a device (dropped, the stream kept intact).",
+            get(&self.encode_failures),
         );
         one(
             "aliot_hub_accept_errors_total",

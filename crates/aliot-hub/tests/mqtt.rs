@@ -746,3 +746,109 @@ async fn a_rumqttc_client_posts_properties_and_gets_the_reply() {
     assert_eq!(v["code"], 200);
     assert_eq!(v["id"], "5");
 }
+
+/// Hardening 14: only a complete packet counts as activity. A peer that keeps sending bytes of
+/// an unfinished packet is closed at 1.5 × keepalive after its last complete packet, like a
+/// silent one (paused time: the test's clock is the hub's).
+#[tokio::test]
+async fn trickling_an_unfinished_packet_does_not_keep_a_connection_alive() {
+    let mut hub = BrokerHub::start().await;
+    let mut dev = Raw::open(hub.addr).await;
+    dev.send(connect_packet(&creds("dev1", ""), 30, true)).await;
+    assert_eq!(code(&dev.connack().await), 0);
+    hub.online("dev1").await;
+    tokio::time::pause();
+    let start = tokio::time::Instant::now();
+    // A PUBLISH announcing 100 bytes, then one byte every 10 s: never complete.
+    dev.write_raw(&[0x30, 100]).await;
+    let trickle = async {
+        for _ in 0..30 {
+            tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+            dev.write_raw(b"x").await;
+        }
+    };
+    // No hang guard here: it runs on the same paused clock (the trickle bounds the test).
+    let offline = async {
+        loop {
+            if let Ok(e) = hub.events.recv().await
+                && let Event::Status(s) = &*e
+                && s.status == "offline"
+            {
+                return s.reason.clone();
+            }
+        }
+    };
+    tokio::select! {
+        reason = offline => {
+            assert!(reason.as_deref().unwrap_or_default().contains("keepalive"), "{reason:?}");
+        }
+        () = trickle => panic!("the trickling connection was kept open for 300 s"),
+    }
+    assert!(
+        start.elapsed() <= std::time::Duration::from_secs(46),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// Hardening 5: the first packet may be only a few KiB: a peer cannot make the hub buffer a
+/// whole 257 KiB packet before it is authenticated.
+#[tokio::test]
+async fn an_oversized_first_packet_is_refused_before_it_is_buffered() {
+    let mut hub = BrokerHub::start().await;
+    let mut dev = Raw::open(hub.addr).await;
+    // A CONNECT-typed fixed header announcing 200,000 bytes, then nothing more.
+    dev.write_raw(&[0x10, 0xc0, 0x9a, 0x0c]).await;
+    dev.closed().await;
+    let e = hub.event(|e| matches!(e, Event::Refused(_))).await;
+    let Event::Refused(r) = &*e else { unreachable!() };
+    assert!(r.reason.contains("CONNECT limit"), "{}", r.reason);
+    // A normal device still gets in.
+    Raw::online(hub.addr, &creds("dev1", "")).await.ping().await;
+}
+
+/// Hardening 5: one address may have only `max_pending_connects_per_ip` connections before
+/// their CONNECT; more are closed at once, and a finished handshake frees its place.
+#[tokio::test]
+async fn handshakes_in_progress_are_limited_per_address() {
+    let hub = BrokerHub::start_with(BrokerConfig {
+        max_pending_connects_per_ip: 2,
+        ..BrokerConfig::default()
+    })
+    .await;
+    let mut first = Raw::open(hub.addr).await;
+    let _second = Raw::open(hub.addr).await;
+    // Both accepted (they hold their places) before the third one comes.
+    first.send(Packet::PingRequest).await;
+    first.closed().await;
+    let _third = Raw::open(hub.addr).await;
+    let mut fourth = Raw::open(hub.addr).await;
+    fourth.closed().await;
+    assert!(
+        hub.service()
+            .render_metrics()
+            .contains("aliot_hub_connections_rejected_per_ip_total 1")
+    );
+}
+
+/// Hardening 13: a SUBSCRIBE of a thousand refused filters is one event (and one log line),
+/// not a thousand.
+#[tokio::test]
+async fn a_subscribe_of_many_refused_filters_is_reported_once() {
+    let mut hub = BrokerHub::start().await;
+    let mut dev = Raw::online(hub.addr, &creds("dev1", "")).await;
+    hub.online("dev1").await;
+    let filters: Vec<String> = (0..1000).map(|i| format!("/other/dev/{i}")).collect();
+    let filters: Vec<(&str, QoS)> = filters.iter().map(|f| (f.as_str(), QoS::AtMostOnce)).collect();
+    let status = dev.subscribe(7, &filters).await;
+    assert_eq!(status.len(), 1000);
+    assert!(status.iter().all(|s| *s == SubscribeReturnCode::Failure));
+    dev.ping().await;
+    let mut denied = Vec::new();
+    for e in aliot_testkit::events::drain(&mut hub.events) {
+        if let Event::AclDenied(a) = &*e {
+            denied.push((a.topic.clone(), a.more));
+        }
+    }
+    assert_eq!(denied, [("/other/dev/0".to_owned(), 999)]);
+}

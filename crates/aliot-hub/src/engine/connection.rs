@@ -117,9 +117,25 @@ impl Connection {
     }
 
     /// Encodes a packet into the write buffer (written by the next [`Connection::io`]).
+    ///
+    /// # Errors
+    /// The packet cannot be encoded (a field above MQTT's limits); nothing of it stays in the
+    /// write buffer, so the stream stays well-formed.
     pub(crate) fn send(&mut self, packet: Packet) -> Result<(), rmqtt_codec::error::EncodeError> {
         let bufs = self.bufs.get_or_insert_with(Box::default);
-        self.codec.encode(packet, &mut bufs.wbuf)
+        let before = bufs.wbuf.len();
+        let result = self.codec.encode(packet, &mut bufs.wbuf);
+        if result.is_err() {
+            // The codec may have written a header before failing on a field.
+            bufs.wbuf.truncate(before);
+        }
+        result
+    }
+
+    /// Sets the largest remaining length accepted from now on (the CONNECT is read with a
+    /// smaller limit than the packets after it).
+    pub(crate) fn set_max_packet(&mut self, max_packet: u32) {
+        self.codec.set_max_size(max_packet);
     }
 
     /// Decodes the next complete packet from what has been read, if any.
@@ -288,5 +304,34 @@ impl Connection {
             Transport::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hardening 10: a packet that cannot be encoded leaves nothing behind in the write buffer.
+    #[tokio::test]
+    async fn a_failed_encode_leaves_the_stream_well_formed() {
+        let listener = crate::bind_listener("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let _client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (stream, _) = listener.accept().await.expect("accept");
+        let mut conn = Connection::new(Transport::Tcp(stream), 1024);
+        let huge = rmqtt_codec::types::Publish {
+            dup: false,
+            retain: false,
+            qos: rmqtt_codec::v3::QoS::AtMostOnce,
+            topic: "t".repeat(70_000).into(),
+            packet_id: None,
+            payload: bytes::Bytes::new(),
+            properties: None,
+        };
+        assert!(conn.send(Packet::Publish(Box::new(huge))).is_err());
+        assert_eq!(conn.write_backlog(), 0);
+        conn.send(Packet::PingResponse).expect("encodes");
+        assert_eq!(conn.write_backlog(), 2);
     }
 }

@@ -54,12 +54,27 @@ pub(crate) async fn serve(
                     drop(stream);
                     continue;
                 };
+                // One address may have only so many connections before their CONNECT.
+                let Some(pending) = shared.pending.enter(peer.ip()) else {
+                    inc(&shared.metrics.connections_rejected_per_ip);
+                    debug!(%peer, "too many handshakes from this address; closing the new connection");
+                    drop(stream);
+                    continue;
+                };
                 if let Err(e) = stream.set_nodelay(true) {
                     debug!(%peer, error = %e, "could not set TCP_NODELAY");
                 }
                 inc(&shared.metrics.connections_current);
                 let span = task::span(peer);
-                let conn = task::run(shared.clone(), stream, peer, tls.clone(), cancel.clone(), permit);
+                let conn = task::run(
+                    shared.clone(),
+                    stream,
+                    peer,
+                    tls.clone(),
+                    cancel.clone(),
+                    permit,
+                    pending,
+                );
                 // Two task types: only with debug logs on does each task carry its span.
                 if span.is_disabled() {
                     tracker.spawn(conn);
@@ -111,7 +126,7 @@ mod tests {
     use crate::config::BrokerConfig;
     use crate::engine::{ConnectRequest, Engine, Hooks, Principal, Refused};
     use crate::metrics::Metrics;
-    use crate::table::{CloseReason, DeviceTable, OfflineLimits, Session, TableLimits};
+    use crate::table::{CloseReason, DeviceTable, OfflineLimits, QueueLimits, Session, TableLimits};
 
     const GUARD: Duration = Duration::from_secs(10);
 
@@ -137,6 +152,7 @@ mod tests {
         fn may_subscribe(&self, _: &Session, _: &str) -> bool {
             false
         }
+        fn subscribe_denied(&self, _: &Session, _: &[&str]) {}
         fn uplink(&self, _: &Arc<Session>, _: &Publish) {}
         fn problem(&self, _: &Session, _: Option<&str>, _: &str, _: bool) {}
     }
@@ -164,10 +180,14 @@ mod tests {
     #[tokio::test]
     async fn stopping_one_listener_closes_only_its_connections() {
         let limits = TableLimits {
-            outbound_queue_capacity: 8,
+            outbound: QueueLimits {
+                capacity: 8,
+                bytes: 1 << 20,
+            },
             offline: OfflineLimits {
                 ttl_ms: 1,
                 max_messages: 1,
+                max_bytes: 1 << 20,
             },
             max_pending_calls: 1,
         };

@@ -8,6 +8,8 @@
 //! - [`task`]: one connection's task: TLS, CONNECT under its deadline, the verdict, then the
 //!   packet loop (keepalive, QoS 1 inflight window, subscriptions, outbound queue).
 //! - [`connack`]: every CONNACK return code the engine sends, mapped in one place.
+//! - [`limits`]: per-source limits before authentication (handshakes in progress, refusal
+//!   logging).
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -26,8 +28,11 @@ use crate::table::{CloseReason, DeviceTable, Session};
 
 pub(crate) mod connack;
 mod connection;
+mod limits;
 mod listener;
 mod task;
+
+use self::limits::{LogLimiter, PendingConnects};
 
 /// The fields of a CONNECT that the platform judges.
 #[derive(Debug, Clone, Copy)]
@@ -87,9 +92,14 @@ pub(crate) trait Hooks: Send + Sync + 'static {
     /// reports the denial).
     fn may_publish(&self, session: &Session, topic: &str) -> bool;
 
-    /// May the device subscribe to `filter`? When not, SUBACK carries 0x80 for it (the platform
-    /// reports the denial).
+    /// May the device subscribe to `filter`? When not, SUBACK carries 0x80 for it. Reports
+    /// nothing: the engine reports a packet's refused filters at once
+    /// ([`Hooks::subscribe_denied`]).
     fn may_subscribe(&self, session: &Session, filter: &str) -> bool;
+
+    /// Filters of one SUBSCRIBE that are outside the device's topics (once per packet, however
+    /// many filters it refused).
+    fn subscribe_denied(&self, session: &Session, filters: &[&str]);
 
     /// A PUBLISH the device may send, before its PUBACK: the platform handles it (replies,
     /// answers to waiting calls, events).
@@ -108,6 +118,10 @@ pub(crate) struct EngineShared {
     pub(crate) metrics: Arc<Metrics>,
     /// The connection limit: a permit per open connection.
     pub(crate) connections: Arc<Semaphore>,
+    /// Handshakes in progress per source address (`max_pending_connects_per_ip`).
+    pub(crate) pending: Arc<PendingConnects>,
+    /// Refusal logging per source address.
+    pub(crate) refusal_log: LogLimiter,
 }
 
 impl std::fmt::Debug for EngineShared {
@@ -132,6 +146,7 @@ impl Engine {
         metrics: Arc<Metrics>,
     ) -> Self {
         let connections = Arc::new(Semaphore::new(config.max_connections.min(Semaphore::MAX_PERMITS)));
+        let pending = PendingConnects::new(config.max_pending_connects_per_ip);
         Self {
             shared: Arc::new(EngineShared {
                 config,
@@ -139,6 +154,8 @@ impl Engine {
                 hooks,
                 metrics,
                 connections,
+                pending,
+                refusal_log: LogLimiter::default(),
             }),
         }
     }

@@ -15,7 +15,6 @@
 //! [`READ_PAUSE`] bytes wait: a device that does not read cannot make the hub buffer without
 //! bound, and one slow device never stalls another (each has its own task and queue).
 
-use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU16;
 use std::sync::Arc;
@@ -35,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::connection::{Connection, Transport};
+use super::limits::PendingGuard;
 use super::{ConnectRequest, EngineShared, Principal, Refused, connack};
 use crate::clock::now_ms;
 use crate::metrics::{add, dec, inc};
@@ -80,6 +80,7 @@ pub(crate) fn run(
     tls: Option<TlsAcceptor>,
     cancel: CancellationToken,
     permit: OwnedSemaphorePermit,
+    pending: PendingGuard,
 ) -> impl Future<Output = ()> + Send {
     // Created here, not in the async block, so that it is released even if the task is dropped
     // before its first poll.
@@ -90,7 +91,7 @@ pub(crate) fn run(
     // Boxed, and created here rather than inside the async block: the handshake's state and the
     // arguments only it uses (socket, peer, TLS acceptor: 80 bytes) would otherwise stay in the
     // long-lived task future, which now captures this one pointer.
-    let handshake = Box::pin(handshake(slot, stream, peer, tls, cancel));
+    let handshake = Box::pin(handshake(slot, stream, peer, tls, cancel, pending));
     async move {
         let Some(Accepted {
             slot,
@@ -123,13 +124,15 @@ enum ReadError {
     Eof,
 }
 
-/// TLS, CONNECT and the verdict, under the CONNECT deadline.
+/// TLS, CONNECT and the verdict, under the CONNECT deadline. `pending` holds this address's
+/// place among the handshakes in progress until the handshake ends, however it ends.
 async fn handshake(
     slot: ConnectionSlot,
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     cancel: CancellationToken,
+    pending: PendingGuard,
 ) -> Option<Accepted> {
     let shared = &slot.shared;
     let deadline = Instant::now() + shared.config.connect_timeout();
@@ -157,7 +160,12 @@ async fn handshake(
             }
         }
     };
-    let mut conn = Connection::new(transport, shared.config.max_packet_size);
+    // The CONNECT is read with its own small limit: an unauthenticated peer cannot make the hub
+    // buffer a whole `max_packet_size` packet.
+    let mut conn = Connection::new(transport, shared.config.max_connect_packet_size);
+    // Declared after the connection so that it is dropped before it: the address's place is
+    // free again by the time the peer sees the connection close.
+    let _pending = pending;
     let first = tokio::select! {
         () = cancel.cancelled() => return None,
         r = tokio::time::timeout_at(deadline, read_first(&mut conn)) => r,
@@ -187,8 +195,15 @@ async fn handshake(
         }
         Ok((Err(ReadError::Decode(e)), _)) => {
             inc(&shared.metrics.protocol_errors);
-            info!(error = %e, "malformed CONNECT; closing without CONNACK");
-            let reason = format!("malformed CONNECT: {e}");
+            if let Some(held) = shared.refusal_log.allow(ip) {
+                info!(%ip, error = %e, held_back = held, "malformed CONNECT; closing without CONNACK");
+            }
+            let reason = match e {
+                DecodeError::MaxSizeExceeded { size, max } => {
+                    format!("first packet of {size} bytes exceeds the CONNECT limit of {max} bytes")
+                }
+                other => format!("malformed CONNECT: {other}"),
+            };
             shared.hooks.refused(ip, None, None, None, &reason);
             return None;
         }
@@ -203,7 +218,9 @@ async fn handshake(
     };
     let Packet::Connect(connect) = packet else {
         inc(&shared.metrics.protocol_errors);
-        info!("first packet is not CONNECT; closing");
+        if let Some(held) = shared.refusal_log.allow(ip) {
+            info!(%ip, held_back = held, "first packet is not CONNECT; closing");
+        }
         shared
             .hooks
             .refused(ip, None, None, None, "first packet is not CONNECT");
@@ -241,11 +258,22 @@ async fn handshake(
         auto_subscribe,
         ext_rrpc,
     };
-    let Registered {
+    let Ok(Registered {
         session,
         session_present,
         kicked,
-    } = shared.table.register(id, connected_ms);
+    }) = shared.table.register(id, connected_ms)
+    else {
+        // Disabled or deleted while this CONNECT was being authenticated.
+        let refused = Refused {
+            code: 5,
+            reason: "device disabled or deleted".into(),
+        };
+        refuse(shared, &mut conn, ip, Some(client_id), username, refused).await;
+        return None;
+    };
+    // The CONNECT is read: the packets after it may be as large as any.
+    conn.set_max_packet(shared.config.max_packet_size);
     if let Some(old) = &kicked {
         info!(old_ip = %old.id.ip, new_ip = %ip, "duplicate login: closing the previous connection");
     }
@@ -309,7 +337,9 @@ async fn refuse(
     if let Some(c) = shared.metrics.connack.get(usize::from(code_byte)) {
         inc(c);
     }
-    info!(code = code_byte, client_id, username, reason = %refused.reason, "CONNECT refused");
+    if let Some(held) = shared.refusal_log.allow(ip) {
+        info!(%ip, code = code_byte, client_id, username, reason = %refused.reason, held_back = held, "CONNECT refused");
+    }
     shared
         .hooks
         .refused(ip, Some(code_byte), client_id, username, &refused.reason);
@@ -387,7 +417,6 @@ impl Driver {
                         add(&self.shared().metrics.bytes_out, progress.written as u64);
                         if progress.read > 0 {
                             add(&self.shared().metrics.bytes_in, progress.read as u64);
-                            self.last_rx = Instant::now();
                             if let Err(reason) = self.on_readable() {
                                 return reason;
                             }
@@ -417,15 +446,15 @@ impl Driver {
             return Err(reason.clone());
         }
         while self.conn.write_backlog() < WRITE_HIGH_WATER {
-            match inner.outbox.front() {
+            match inner.front() {
                 None => break,
                 Some(m) if m.is_qos1() && self.inflight.is_full() => break,
                 Some(_) => {}
             }
-            let Some(mut out) = inner.outbox.pop_front() else {
+            let Some(mut out) = inner.pop() else {
                 break;
             };
-            if out.is_qos1() {
+            let pid = if out.is_qos1() {
                 let resend = out.publish.packet_id.filter(|p| !self.inflight.contains(*p));
                 let pid = match resend {
                     Some(pid) => {
@@ -437,33 +466,49 @@ impl Driver {
                         match self.inflight.allocate() {
                             Some(pid) => pid,
                             None => {
-                                inner.outbox.push_front(out);
+                                inner.unpop(out);
                                 break;
                             }
                         }
                     }
                 };
                 out.publish.packet_id = Some(pid);
-                self.inflight.insert(pid, out.clone());
+                Some(pid)
             } else {
                 out.publish.packet_id = None;
+                None
+            };
+            // Encoded first, recorded in flight only once it is in the write buffer: a message
+            // that cannot be encoded is dropped whole (and leaves the budget), never half-sent.
+            match self.conn.send(Packet::Publish(out.publish.clone())) {
+                Ok(()) => {
+                    inc(&self.shared().metrics.messages_out);
+                    if let Some(pid) = pid {
+                        self.inflight.insert(pid, out);
+                    }
+                }
+                Err(e) => {
+                    inc(&self.shared().metrics.encode_failures);
+                    warn!(error = ?e, topic = %out.publish.topic, "could not encode a PUBLISH; dropped");
+                    if pid.is_some() {
+                        inner.release_qos1(out.size());
+                    }
+                }
             }
-            inc(&self.shared().metrics.messages_out);
-            if let Err(e) = self.conn.send(Packet::Publish(out.publish)) {
-                warn!(error = ?e, "could not encode a PUBLISH; dropped");
-            }
-        }
-        if inner.outbox.is_empty() && inner.outbox.capacity() > 16 {
-            inner.outbox = VecDeque::new();
         }
         Ok(())
     }
 
-    /// Decodes and handles every complete packet read so far.
+    /// Decodes and handles every complete packet read so far. Only a complete packet counts as
+    /// activity for the keepalive (MQTT-3.1.2-24): a peer trickling an unfinished packet is
+    /// closed like a silent one.
     fn on_readable(&mut self) -> Result<(), CloseReason> {
         loop {
             match self.conn.next_packet() {
-                Ok(Some(packet)) => self.on_packet(packet)?,
+                Ok(Some(packet)) => {
+                    self.last_rx = Instant::now();
+                    self.on_packet(packet)?;
+                }
                 Ok(None) => break,
                 Err(e) => {
                     let reason = match e {
@@ -485,8 +530,9 @@ impl Driver {
         match packet {
             Packet::Publish(publish) => self.on_publish(*publish),
             Packet::PublishAck { packet_id } => {
-                if !self.inflight.ack(packet_id) {
-                    debug!(packet_id, "PUBACK for an unknown packet id; ignored");
+                match self.inflight.ack(packet_id) {
+                    Some(acked) => self.session.release(acked.size()),
+                    None => debug!(packet_id, "PUBACK for an unknown packet id; ignored"),
                 }
                 Ok(())
             }
@@ -575,13 +621,13 @@ impl Driver {
             .collect();
         let mut status = Vec::with_capacity(filters.len());
         let mut over_limit: Vec<&str> = Vec::new();
+        let mut denied: Vec<&str> = Vec::new();
         {
             let mut inner = lock(&self.session.inner);
             for ((filter, qos), allowed) in filters.iter().zip(allowed) {
                 let filter: &str = filter;
                 if !allowed {
-                    inc(&self.shared().metrics.acl_denied_subscribe);
-                    info!(filter, "SUBSCRIBE outside the device's topics; SUBACK 0x80");
+                    denied.push(filter);
                     status.push(SubscribeReturnCode::Failure);
                     continue;
                 }
@@ -606,13 +652,29 @@ impl Driver {
                 status.push(SubscribeReturnCode::Success(granted));
             }
         }
-        for filter in over_limit {
-            info!(filter, max, "subscription limit reached; SUBACK 0x80");
-            self.problem(
-                Some(filter),
-                &format!("subscription limit of {max} reached"),
-                false,
+        // One log line and one event per packet, however many filters it refused: a SUBSCRIBE of
+        // thousands of bad filters is one line, not thousands.
+        if let Some(first) = denied.first() {
+            add(&self.shared().metrics.acl_denied_subscribe, denied.len() as u64);
+            info!(
+                first,
+                refused = denied.len(),
+                "SUBSCRIBE outside the device's topics; SUBACK 0x80"
             );
+            self.shared().hooks.subscribe_denied(&self.session, &denied);
+        }
+        if let Some(first) = over_limit.first() {
+            info!(
+                first,
+                refused = over_limit.len(),
+                max,
+                "subscription limit reached; SUBACK 0x80"
+            );
+            let reason = format!(
+                "subscription limit of {max} reached: {} filter(s) refused",
+                over_limit.len()
+            );
+            self.problem(Some(first), &reason, false);
         }
         self.send(Packet::SubscribeAck { packet_id, status });
     }
@@ -662,7 +724,7 @@ mod tests {
     use crate::config::BrokerConfig;
     use crate::engine::{Engine, Hooks};
     use crate::metrics::Metrics;
-    use crate::table::{DeviceTable, OfflineLimits, TableLimits};
+    use crate::table::{DeviceTable, OfflineLimits, QueueLimits, TableLimits};
 
     /// Refuses everyone; observes nothing.
     struct NoHooks;
@@ -683,6 +745,7 @@ mod tests {
         fn may_subscribe(&self, _: &Session, _: &str) -> bool {
             false
         }
+        fn subscribe_denied(&self, _: &Session, _: &[&str]) {}
         fn uplink(&self, _: &Arc<Session>, _: &Publish) {}
         fn problem(&self, _: &Session, _: Option<&str>, _: &str, _: bool) {}
     }
@@ -692,10 +755,14 @@ mod tests {
     #[tokio::test]
     async fn the_connection_task_future_stays_small() {
         let limits = TableLimits {
-            outbound_queue_capacity: 1,
+            outbound: QueueLimits {
+                capacity: 1,
+                bytes: 1,
+            },
             offline: OfflineLimits {
                 ttl_ms: 1,
                 max_messages: 1,
+                max_bytes: 1,
             },
             max_pending_calls: 1,
         };
@@ -709,7 +776,16 @@ mod tests {
         let (stream, peer) = listener.accept().await.expect("accept");
         let shared = engine.shared().clone();
         let permit = shared.connections.clone().try_acquire_owned().expect("permit");
-        let task = run(shared, stream, peer, None, CancellationToken::new(), permit);
+        let pending = shared.pending.enter(peer.ip()).expect("room");
+        let task = run(
+            shared,
+            stream,
+            peer,
+            None,
+            CancellationToken::new(),
+            permit,
+            pending,
+        );
         let size = std::mem::size_of_val(&task);
         assert!(size <= 1024, "the connection future grew to {size} bytes");
         drop(client);
@@ -721,10 +797,14 @@ mod tests {
     #[tokio::test]
     async fn the_connection_task_fits_a_512_byte_cell() {
         let limits = TableLimits {
-            outbound_queue_capacity: 1,
+            outbound: QueueLimits {
+                capacity: 1,
+                bytes: 1,
+            },
             offline: OfflineLimits {
                 ttl_ms: 1,
                 max_messages: 1,
+                max_bytes: 1,
             },
             max_pending_calls: 1,
         };
@@ -738,7 +818,16 @@ mod tests {
         let (stream, peer) = listener.accept().await.expect("accept");
         let shared = engine.shared().clone();
         let permit = shared.connections.clone().try_acquire_owned().expect("permit");
-        let task = run(shared, stream, peer, None, CancellationToken::new(), permit);
+        let pending = shared.pending.enter(peer.ip()).expect("room");
+        let task = run(
+            shared,
+            stream,
+            peer,
+            None,
+            CancellationToken::new(),
+            permit,
+            pending,
+        );
         let size = std::mem::size_of_val(&task);
         assert!(size <= 416, "the connection future grew to {size} bytes");
         drop(client);

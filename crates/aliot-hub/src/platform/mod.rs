@@ -35,7 +35,7 @@ use crate::events::{
 };
 use crate::metrics::{Metrics, inc};
 use crate::registry::Registry;
-use crate::table::{CloseReason, Offer, Outgoing, Session};
+use crate::table::{CloseReason, Offer, Outgoing, QueueLimits, Session};
 
 mod auth;
 mod config;
@@ -81,8 +81,8 @@ pub(crate) fn decide(topic: &str, payload: &Bytes, ctx: Context) -> Handling {
 pub(crate) struct PlatformConfig {
     /// Honour `sys.ack` = 0 in uplinks (no reply).
     pub(crate) sys_ack: bool,
-    /// The outbound queue capacity replies are offered with.
-    pub(crate) outbound_queue_capacity: usize,
+    /// The outbound queue limits replies are offered with.
+    pub(crate) outbound: QueueLimits,
 }
 
 /// The platform's side of every connection.
@@ -132,13 +132,14 @@ impl Platform {
         });
     }
 
-    fn acl_denied(&self, session: &Session, action: &'static str, topic: &str) {
+    fn acl_denied(&self, session: &Session, action: &'static str, topic: &str, more: usize) {
         self.emit(|| {
             Event::AclDenied(AclDeniedEvent {
                 product_key: session.id.product_key().to_string(),
                 device_name: session.id.device_name().to_string(),
                 action,
                 topic: topic.to_owned(),
+                more,
                 client_ip: session.id.ip.to_string(),
                 time: now_ms(),
             })
@@ -155,7 +156,7 @@ impl Platform {
             String::new()
         };
         let msg = Outgoing::new(reply.topic.clone(), Bytes::from(reply.payload), qos, now_ms());
-        let delivered = match session.offer(msg, self.config.outbound_queue_capacity) {
+        let delivered = match session.offer(msg, self.config.outbound) {
             Offer::Accepted => true,
             Offer::Dropped => {
                 inc(&self.metrics.qos0_dropped);
@@ -241,22 +242,24 @@ impl Hooks for Platform {
             Access::Publish,
         );
         if !ok {
-            self.acl_denied(session, "publish", topic);
+            self.acl_denied(session, "publish", topic, 0);
         }
         ok
     }
 
     fn may_subscribe(&self, session: &Session, filter: &str) -> bool {
-        let ok = device_may_access(
+        device_may_access(
             session.id.product_key(),
             session.id.device_name(),
             filter,
             Access::Subscribe,
-        );
-        if !ok {
-            self.acl_denied(session, "subscribe", filter);
+        )
+    }
+
+    fn subscribe_denied(&self, session: &Session, filters: &[&str]) {
+        if let Some(first) = filters.first() {
+            self.acl_denied(session, "subscribe", first, filters.len() - 1);
         }
-        ok
     }
 
     fn uplink(&self, session: &Arc<Session>, publish: &Publish) {

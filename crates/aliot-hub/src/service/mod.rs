@@ -183,11 +183,16 @@ impl Service {
         devices: Vec<NewDevice>,
         skip_existing: bool,
     ) -> Result<Vec<Device>> {
-        Ok(self
+        let created = self
             .inner
             .registry
             .create_devices(product_key, devices, skip_existing)
-            .await?)
+            .await?;
+        // A name registered anew after a deletion may log in again.
+        for d in created.iter().filter(|d| d.enabled) {
+            self.inner.cluster.unblock(&d.product_key, &d.device_name);
+        }
+        Ok(created)
     }
 
     /// Registers one device; generates its secret when `device_secret` is `None`.
@@ -245,34 +250,52 @@ impl Service {
         Ok(self.inner.registry.devices(product_key).await?)
     }
 
-    /// Enables or disables a device; a disabled device is disconnected wherever it is.
+    /// Enables or disables a device. A disabled device is disconnected wherever it is, and a
+    /// CONNECT of it that was authenticated just before is refused too: its logins are blocked
+    /// in memory before the registry is changed, and stay blocked while it is disabled.
     ///
     /// # Errors
-    /// As [`Registry::set_enabled`].
+    /// As [`Registry::set_enabled`]. When disabling fails in the registry, the device stays
+    /// disconnected and blocked in memory (until the hub restarts) and the error says so.
     pub async fn set_enabled(&self, product_key: &str, device_name: &str, enabled: bool) -> Result<Device> {
+        let cluster = &self.inner.cluster;
+        if !enabled && cluster.block(product_key, device_name) {
+            tracing::info!(product_key, device_name, "disabled device disconnected");
+        }
         let device = self
             .inner
             .registry
             .set_enabled(product_key, device_name, enabled)
-            .await?;
-        if !enabled && self.inner.cluster.disconnect(product_key, device_name) {
-            tracing::info!(product_key, device_name, "disabled device disconnected");
+            .await;
+        match (&device, enabled) {
+            (Ok(_), true) => cluster.unblock(product_key, device_name),
+            (Err(crate::registry::Error::DeviceNotFound { .. }), false) => {
+                cluster.unblock(product_key, device_name);
+            }
+            _ => {}
         }
-        Ok(device)
+        Ok(device?)
     }
 
     /// Deletes a device, disconnects it and forgets its stored session and offline queue.
-    /// Returns the deleted device and whether it was online.
+    /// Returns the deleted device and whether it was online. Its logins stay blocked until a
+    /// device of that name is registered again (a CONNECT authenticated just before the deletion
+    /// cannot bring it back online).
     ///
     /// # Errors
     /// As [`Registry::delete_device`].
     pub async fn delete_device(&self, product_key: &str, device_name: &str) -> Result<(Device, bool)> {
-        let device = self
-            .inner
-            .registry
-            .delete_device(product_key, device_name)
-            .await?;
-        let was_online = self.inner.cluster.forget(product_key, device_name);
+        let cluster = &self.inner.cluster;
+        let was_online = cluster.block(product_key, device_name);
+        let device = match self.inner.registry.delete_device(product_key, device_name).await {
+            Ok(d) => d,
+            Err(e) => {
+                // Still registered: it may log in again.
+                cluster.unblock(product_key, device_name);
+                return Err(e.into());
+            }
+        };
+        cluster.forget(product_key, device_name);
         Ok((device, was_online))
     }
 

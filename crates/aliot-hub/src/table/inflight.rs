@@ -57,14 +57,14 @@ impl Inflight {
         self.slots.push_back((pid, msg));
     }
 
-    /// A PUBACK: forgets the message. Returns false for an unknown packet id.
-    pub(crate) fn ack(&mut self, pid: NonZeroU16) -> bool {
+    /// A PUBACK: forgets the message and returns it (`None` for an unknown packet id).
+    pub(crate) fn ack(&mut self, pid: NonZeroU16) -> Option<Outgoing> {
         let pos = if self.slots.front().is_some_and(|(p, _)| *p == pid) {
             Some(0)
         } else {
             self.slots.iter().position(|(p, _)| *p == pid)
         };
-        let found = pos.and_then(|i| self.slots.remove(i)).is_some();
+        let found = pos.and_then(|i| self.slots.remove(i)).map(|(_, m)| m);
         if self.slots.is_empty() && self.slots.capacity() > 8 {
             self.slots = VecDeque::new();
         }
@@ -117,8 +117,8 @@ mod tests {
             f.insert(p, msg("/t", QoS::AtLeastOnce));
         }
         assert!(f.is_full());
-        assert!(f.ack(NonZeroU16::new(2).expect("nonzero")));
-        assert!(!f.ack(NonZeroU16::new(2).expect("nonzero")));
+        assert!(f.ack(NonZeroU16::new(2).expect("nonzero")).is_some());
+        assert!(f.ack(NonZeroU16::new(2).expect("nonzero")).is_none());
         assert!(!f.is_full());
     }
 

@@ -15,10 +15,16 @@
 //! path (there is no global lock between devices). Lock order: shard, then a session's own
 //! mutex; never the other way round. No code path panics while holding these locks, so a
 //! poisoned lock still guards consistent data and is used as is ([`lock`]).
+//!
+//! ## Gauges
+//! The table's gauges (sessions online and stored, offline messages, waiting calls) are kept as
+//! counters, adjusted by the difference each change makes to a slot, so that `/metrics` reads
+//! four atomics instead of walking every slot under every shard lock.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -35,7 +41,7 @@ pub(crate) use self::inflight::Inflight;
 pub(crate) use self::offline::{OfflineLimits, OfflineQueue, QueueFull, StoredSession};
 pub(crate) use self::pending::{CallKey, Pending, PendingCalls, TooManyPending};
 pub(crate) use self::session::{
-    CloseReason, DeviceNames, Offer, Outgoing, Session, SessionId, Subscription, reaches,
+    CloseReason, DeviceNames, Offer, Outgoing, QueueLimits, Session, SessionId, Subscription, reaches,
 };
 
 /// Number of shards of the device table.
@@ -49,8 +55,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The table's limits (from `BrokerConfig`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TableLimits {
-    /// Messages waiting in a connected device's outbound queue, at most.
-    pub(crate) outbound_queue_capacity: usize,
+    /// A connected device's outbound queue.
+    pub(crate) outbound: QueueLimits,
     /// The offline queue's retention and size.
     pub(crate) offline: OfflineLimits,
     /// Calls that may wait for one device's answers at the same time.
@@ -65,13 +71,39 @@ struct Slot {
     pending: PendingCalls,
 }
 
+/// What a slot adds to the gauges.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct SlotCounts {
+    online: i64,
+    stored: i64,
+    offline_messages: i64,
+    pending: i64,
+}
+
 impl Slot {
     fn is_empty(&self) -> bool {
         self.online.is_none() && self.stored.is_none() && self.pending.is_empty()
     }
+
+    fn counts(&self) -> SlotCounts {
+        SlotCounts {
+            online: i64::from(self.online.is_some()),
+            stored: i64::from(self.stored.is_some()),
+            offline_messages: self.stored.as_ref().map_or(0, |s| s.queue.len() as i64),
+            pending: self.pending.len() as i64,
+        }
+    }
 }
 
-type Shard = Mutex<HashMap<Box<str>, Slot>>;
+/// One shard: the devices' slots, and the devices that may not log in right now (disabled or
+/// being deleted, see [`DeviceTable::block`]).
+#[derive(Debug, Default)]
+struct ShardMap {
+    slots: HashMap<Box<str>, Slot>,
+    blocked: HashSet<Box<str>>,
+}
+
+type Shard = Mutex<ShardMap>;
 
 /// The device table key: unambiguous for any productKey and deviceName.
 pub(crate) fn device_key(product_key: &str, device_name: &str) -> Box<str> {
@@ -87,6 +119,10 @@ pub(crate) struct Registered {
     /// The previous connection of the same device, now closing.
     pub(crate) kicked: Option<Arc<Session>>,
 }
+
+/// The device may not log in: it was disabled or deleted after its CONNECT was authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Blocked;
 
 /// What happened to a downlink given to [`DeviceTable::deliver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +156,15 @@ pub(crate) enum Reach {
     OnlineOnly,
 }
 
+/// The gauges, as counters (see the module docs).
+#[derive(Debug, Default)]
+struct Gauges {
+    online: AtomicI64,
+    stored: AtomicI64,
+    offline_messages: AtomicI64,
+    pending: AtomicI64,
+}
+
 /// The device table.
 #[derive(Debug)]
 pub(crate) struct DeviceTable {
@@ -127,15 +172,17 @@ pub(crate) struct DeviceTable {
     hasher: RandomState,
     limits: TableLimits,
     metrics: Arc<Metrics>,
+    gauges: Gauges,
 }
 
 impl DeviceTable {
     pub(crate) fn new(limits: TableLimits, metrics: Arc<Metrics>) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(ShardMap::default())).collect(),
             hasher: RandomState::new(),
             limits,
             metrics,
+            gauges: Gauges::default(),
         }
     }
 
@@ -145,87 +192,150 @@ impl DeviceTable {
         &self.shards[(h % SHARDS as u64) as usize]
     }
 
+    /// Adds the difference a change made to a slot to the gauges.
+    fn account(&self, before: SlotCounts, after: SlotCounts) {
+        let g = &self.gauges;
+        for (c, d) in [
+            (&g.online, after.online - before.online),
+            (&g.stored, after.stored - before.stored),
+            (
+                &g.offline_messages,
+                after.offline_messages - before.offline_messages,
+            ),
+            (&g.pending, after.pending - before.pending),
+        ] {
+            if d != 0 {
+                c.fetch_add(d, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Runs `change` on the device's slot (created when missing), keeps the gauges in step and
+    /// removes the slot when it ends up empty. Under the shard lock.
+    fn with_slot<T>(&self, map: &mut ShardMap, key: &str, change: impl FnOnce(&mut Slot) -> T) -> T {
+        let slot = match map.slots.get_mut(key) {
+            Some(slot) => slot,
+            None => map.slots.entry(key.into()).or_default(),
+        };
+        let before = slot.counts();
+        let out = change(slot);
+        let after = slot.counts();
+        let empty = slot.is_empty();
+        self.account(before, after);
+        if empty {
+            map.slots.remove(key);
+        }
+        out
+    }
+
     /// Registers an authenticated device's new session, closing a previous connection of the
     /// same device (`kicked`). A clean-session-0 login inherits the subscriptions and the
     /// undelivered messages of the stored session, or of the kicked one when it was
     /// clean-session-0 too.
-    pub(crate) fn register(&self, id: SessionId, now_ms: u64) -> Registered {
-        let key = id.names.key();
+    ///
+    /// # Errors
+    /// [`Blocked`] when the device was disabled or deleted after its CONNECT was authenticated
+    /// (the check happens under the same lock as [`DeviceTable::block`], so a login either
+    /// comes before the block, and is closed by it, or is refused here).
+    pub(crate) fn register(&self, id: SessionId, now_ms: u64) -> Result<Registered, Blocked> {
+        let key = id.names.key().to_owned();
         let clean_session = id.clean_session;
-        let mut shard = lock(self.shard(key));
-        let slot = shard.entry(key.into()).or_default();
-        let old = slot.online.take();
-        if let Some(old) = &old {
-            old.close(CloseReason::Kicked);
+        let mut map = lock(self.shard(&key));
+        if map.blocked.contains(key.as_str()) {
+            return Err(Blocked);
         }
-        let stored = if clean_session {
-            slot.stored = None;
-            None
-        } else {
-            slot.stored.take()
-        };
-        let (subs, mut queue, present) = match (&old, stored) {
-            (Some(o), st) if !clean_session && !o.id.clean_session => {
-                (o.subscriptions(), st.map(|s| s.queue).unwrap_or_default(), true)
+        let (registered, expired) = self.with_slot(&mut map, &key, |slot| {
+            let old = slot.online.take();
+            if let Some(old) = &old {
+                old.close(CloseReason::Kicked);
             }
-            (_, Some(st)) => (st.subs, st.queue, true),
-            _ => (Vec::new(), OfflineQueue::default(), false),
-        };
-        let expired = queue.expire(now_ms, self.limits.offline);
-        let session = Arc::new(Session::new(id, queue.into_messages(), subs));
-        slot.online = Some(session.clone());
-        drop(shard);
+            let stored = if clean_session {
+                slot.stored = None;
+                None
+            } else {
+                slot.stored.take()
+            };
+            let (subs, mut queue, present) = match (&old, stored) {
+                (Some(o), st) if !clean_session && !o.id.clean_session => {
+                    (o.subscriptions(), st.map(|s| s.queue).unwrap_or_default(), true)
+                }
+                (_, Some(st)) => (st.subs, st.queue, true),
+                _ => (Vec::new(), OfflineQueue::default(), false),
+            };
+            let expired = queue.expire(now_ms, self.limits.offline);
+            let session = Arc::new(Session::new(id, queue.into_messages(), subs));
+            slot.online = Some(session.clone());
+            let registered = Registered {
+                session,
+                session_present: present,
+                kicked: old,
+            };
+            (registered, expired)
+        });
+        drop(map);
         add(&self.metrics.offline_expired, expired);
-        Registered {
-            session,
-            session_present: present,
-            kicked: old,
-        }
+        Ok(registered)
     }
 
     /// Removes a closed session from the table, keeping what a clean-session-0 device must
     /// find on reconnect. `unacked` are the QoS 1 messages sent and not acknowledged (marked
-    /// DUP). Returns whether the session still owned the device's slot (false when a newer
-    /// login had taken it over, which then inherits the undelivered messages).
+    /// DUP). Returns false when a newer login of the device had taken it over (that session
+    /// inherits the undelivered messages and the device stays online), true otherwise.
+    ///
+    /// A clean-session-0 session taken over by another clean-session-0 login that has itself
+    /// already gone offline leaves its undelivered messages in front of the stored session's
+    /// queue: nothing accepted is dropped by a fast takeover. A deleted device's session
+    /// ([`DeviceTable::forget`]) leaves nothing behind.
     pub(crate) fn unregister(&self, session: &Arc<Session>, unacked: VecDeque<Outgoing>) -> bool {
-        let mut shard = lock(self.shard(session.key()));
+        let key = session.key();
+        let mut map = lock(self.shard(key));
         let (outbox, subs) = {
             let mut inner = lock(&session.inner);
-            (std::mem::take(&mut inner.outbox), std::mem::take(&mut inner.subs))
+            (inner.take_outbox(), std::mem::take(&mut inner.subs))
         };
         let mut leftovers = unacked;
         leftovers.extend(outbox.into_iter().filter(Outgoing::is_qos1));
-        let Some(slot) = shard.get_mut(session.key()) else {
-            return false;
-        };
-        if slot.online.as_ref().is_some_and(|s| Arc::ptr_eq(s, session)) {
-            slot.online = None;
-            // Waiting callers learn at once that the device went offline.
-            slot.pending.clear();
-            if session.id.clean_session {
-                slot.stored = None;
-            } else {
-                let stored = slot.stored.get_or_insert_with(Box::default);
-                stored.subs = subs;
-                stored.auto_subscribe = session.id.auto_subscribe;
-                // Messages accepted while the connection was closing come after ours.
-                stored.queue.prepend(leftovers);
-            }
-            if slot.is_empty() {
-                shard.remove(session.key());
-            }
-            true
-        } else {
-            if let Some(new) = &slot.online
-                && !session.id.clean_session
-                && !new.id.clean_session
-                && !leftovers.is_empty()
-            {
-                // Taken over by a clean-session-0 login: it inherits what we did not deliver.
-                new.requeue_front(leftovers);
-            }
-            false
+        if !map.slots.contains_key(key) {
+            // Forgotten (deleted), or a clean-session-1 successor already came and went.
+            return true;
         }
+        self.with_slot(&mut map, key, |slot| {
+            match &slot.online {
+                Some(s) if Arc::ptr_eq(s, session) => {
+                    slot.online = None;
+                    // Waiting callers learn at once that the device went offline.
+                    slot.pending.clear();
+                    if session.id.clean_session {
+                        slot.stored = None;
+                    } else {
+                        let stored = slot.stored.get_or_insert_with(Box::default);
+                        stored.subs = subs;
+                        stored.auto_subscribe = session.id.auto_subscribe;
+                        // Messages accepted while the connection was closing come after ours.
+                        stored.queue.prepend(leftovers);
+                    }
+                    true
+                }
+                Some(new) => {
+                    if !session.id.clean_session && !new.id.clean_session && !leftovers.is_empty() {
+                        // Taken over by a clean-session-0 login: it inherits what we did not
+                        // deliver.
+                        new.requeue_front(leftovers);
+                    }
+                    false
+                }
+                None => {
+                    // Taken over by a clean-session-0 login that is already offline: its stored
+                    // session gets our undelivered messages, ahead of its own.
+                    if let Some(stored) = &mut slot.stored
+                        && !session.id.clean_session
+                    {
+                        stored.queue.prepend(leftovers);
+                    }
+                    true
+                }
+            }
+        })
     }
 
     /// Delivers a downlink to a device: into its outbound queue when it is online, into its
@@ -240,63 +350,65 @@ impl DeviceTable {
         now_ms: u64,
     ) -> Result<Delivered, Undelivered> {
         let key = device_key(product_key, device_name);
-        let mut shard = lock(self.shard(&key));
-        let Some(slot) = shard.get_mut(&key) else {
+        let mut map = lock(self.shard(&key));
+        if !map.slots.contains_key(&key) {
             return Err(Undelivered::Offline);
-        };
-        let msg = match &slot.online {
-            Some(session) => match session.offer(msg, self.limits.outbound_queue_capacity) {
-                Offer::Accepted => return Ok(Delivered::Online),
-                Offer::NotSubscribed => return Ok(Delivered::NotSubscribed),
-                Offer::Dropped => {
-                    add(&self.metrics.qos0_dropped, 1);
-                    return Err(Undelivered::QueueFull);
-                }
-                Offer::Closing(m)
-                    if !session.id.clean_session && m.is_qos1() && reach == Reach::OnlineOrQueued =>
-                {
-                    m
-                }
-                Offer::Closing(_) => return Err(Undelivered::Offline),
-            },
-            None => {
-                let Some(stored) = &slot.stored else {
-                    return Err(Undelivered::Offline);
-                };
-                // The stored session's subscriptions and `_ss=1` decide, exactly as online.
-                let id_reached = reaches(
-                    product_key,
-                    device_name,
-                    stored.auto_subscribe,
-                    &stored.subs,
-                    msg.topic(),
-                );
-                if !id_reached {
-                    return Ok(Delivered::NotSubscribed);
-                }
-                if !msg.is_qos1() || reach == Reach::OnlineOnly {
-                    return Err(Undelivered::Offline);
-                }
-                msg
-            }
-        };
-        // Offline (or closing) clean-session-0 device: the offline queue.
-        let stored = slot.stored.get_or_insert_with(Box::default);
-        match stored.queue.push(msg, now_ms, self.limits.offline) {
-            Ok(expired) => {
-                drop(shard);
-                add(&self.metrics.offline_expired, expired);
-                add(&self.metrics.offline_queued, 1);
-                Ok(Delivered::Queued)
-            }
-            Err(QueueFull) => Err(Undelivered::QueueFull),
         }
+        let (result, expired) = self.with_slot(&mut map, &key, |slot| {
+            let msg = match &slot.online {
+                Some(session) => match session.offer(msg, self.limits.outbound) {
+                    Offer::Accepted => return (Ok(Delivered::Online), 0),
+                    Offer::NotSubscribed => return (Ok(Delivered::NotSubscribed), 0),
+                    Offer::Dropped => {
+                        add(&self.metrics.qos0_dropped, 1);
+                        return (Err(Undelivered::QueueFull), 0);
+                    }
+                    Offer::Closing(m)
+                        if !session.id.clean_session && m.is_qos1() && reach == Reach::OnlineOrQueued =>
+                    {
+                        m
+                    }
+                    Offer::Closing(_) => return (Err(Undelivered::Offline), 0),
+                },
+                None => {
+                    let Some(stored) = &slot.stored else {
+                        return (Err(Undelivered::Offline), 0);
+                    };
+                    // The stored session's subscriptions and `_ss=1` decide, exactly as online.
+                    if !reaches(
+                        product_key,
+                        device_name,
+                        stored.auto_subscribe,
+                        &stored.subs,
+                        msg.topic(),
+                    ) {
+                        return (Ok(Delivered::NotSubscribed), 0);
+                    }
+                    if !msg.is_qos1() || reach == Reach::OnlineOnly {
+                        return (Err(Undelivered::Offline), 0);
+                    }
+                    msg
+                }
+            };
+            // Offline (or closing) clean-session-0 device: the offline queue.
+            let stored = slot.stored.get_or_insert_with(Box::default);
+            match stored.queue.push(msg, now_ms, self.limits.offline) {
+                Ok(expired) => (Ok(Delivered::Queued), expired),
+                Err(QueueFull) => (Err(Undelivered::QueueFull), 0),
+            }
+        });
+        drop(map);
+        add(&self.metrics.offline_expired, expired);
+        if result == Ok(Delivered::Queued) {
+            add(&self.metrics.offline_queued, 1);
+        }
+        result
     }
 
     /// The device's online session.
     pub(crate) fn session(&self, product_key: &str, device_name: &str) -> Option<Arc<Session>> {
         let key = device_key(product_key, device_name);
-        lock(self.shard(&key)).get(&key)?.online.clone()
+        lock(self.shard(&key)).slots.get(&key)?.online.clone()
     }
 
     /// Closes the device's connection; returns whether it was online.
@@ -310,21 +422,47 @@ impl DeviceTable {
         }
     }
 
-    /// Forgets the device's stored session and offline queue and closes its connection (the
-    /// device was deleted). Returns whether it was online.
+    /// Refuses the device's logins from now on (until [`DeviceTable::unblock`]) and closes its
+    /// connection: the device is being disabled or deleted. Returns whether it was online.
+    pub(crate) fn block(&self, product_key: &str, device_name: &str) -> bool {
+        let key = device_key(product_key, device_name);
+        let session = {
+            let mut map = lock(self.shard(&key));
+            let online = map.slots.get(&key).and_then(|s| s.online.clone());
+            map.blocked.insert(key);
+            online
+        };
+        match session {
+            Some(s) => {
+                s.close(CloseReason::AdminDisconnect);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Lets the device log in again.
+    pub(crate) fn unblock(&self, product_key: &str, device_name: &str) {
+        let key = device_key(product_key, device_name);
+        lock(self.shard(&key)).blocked.remove(&key);
+    }
+
+    /// Forgets the device's session, stored session and offline queue and closes its connection
+    /// (the device was deleted): nothing of it comes back when the connection finishes closing.
+    /// Returns whether it was online.
     pub(crate) fn forget(&self, product_key: &str, device_name: &str) -> bool {
         let key = device_key(product_key, device_name);
         let session = {
-            let mut shard = lock(self.shard(&key));
-            let slot = shard.get_mut(&key);
-            let online = slot.and_then(|slot| {
-                slot.stored = None;
-                slot.online.clone()
-            });
-            if shard.get(&key).is_some_and(Slot::is_empty) {
-                shard.remove(&key);
+            let mut map = lock(self.shard(&key));
+            if !map.slots.contains_key(&key) {
+                return false;
             }
-            online
+            self.with_slot(&mut map, &key, |slot| {
+                slot.stored = None;
+                // Waiting callers learn at once that the device is gone.
+                slot.pending.clear();
+                slot.online.take()
+            })
         };
         match session {
             Some(s) => {
@@ -344,26 +482,24 @@ impl DeviceTable {
         key: CallKey,
     ) -> Result<oneshot::Receiver<Bytes>, TooManyPending> {
         let dkey = device_key(product_key, device_name);
-        let mut shard = lock(self.shard(&dkey));
-        let slot = shard.entry(dkey).or_default();
-        slot.pending.retain(|p| !p.tx.is_closed());
-        if slot.pending.len() >= self.limits.max_pending_calls {
-            return Err(TooManyPending);
-        }
-        let (tx, rx) = oneshot::channel();
-        slot.pending.push(Pending { key, tx });
-        Ok(rx)
+        let mut map = lock(self.shard(&dkey));
+        self.with_slot(&mut map, &dkey, |slot| {
+            slot.pending.retain(|p| !p.tx.is_closed());
+            if slot.pending.len() >= self.limits.max_pending_calls {
+                return Err(TooManyPending);
+            }
+            let (tx, rx) = oneshot::channel();
+            slot.pending.push(Pending { key, tx });
+            Ok(rx)
+        })
     }
 
     /// Forgets a call (its caller stopped waiting).
     pub(crate) fn forget_answer(&self, product_key: &str, device_name: &str, key: &CallKey) {
         let dkey = device_key(product_key, device_name);
-        let mut shard = lock(self.shard(&dkey));
-        if let Some(slot) = shard.get_mut(&dkey) {
-            slot.pending.retain(|p| &p.key != key);
-            if slot.is_empty() {
-                shard.remove(&dkey);
-            }
+        let mut map = lock(self.shard(&dkey));
+        if map.slots.contains_key(&dkey) {
+            self.with_slot(&mut map, &dkey, |slot| slot.pending.retain(|p| &p.key != key));
         }
     }
 
@@ -377,8 +513,12 @@ impl DeviceTable {
     ) -> bool {
         let dkey = device_key(product_key, device_name);
         let pending = {
-            let mut shard = lock(self.shard(&dkey));
-            shard.get_mut(&dkey).and_then(|slot| slot.pending.take(key))
+            let mut map = lock(self.shard(&dkey));
+            if map.slots.contains_key(&dkey) {
+                self.with_slot(&mut map, &dkey, |slot| slot.pending.take(key))
+            } else {
+                None
+            }
         };
         match pending {
             Some(p) => {
@@ -394,8 +534,8 @@ impl DeviceTable {
     /// Wakes the connection task of every online device (see [`Session::wake`]).
     pub(crate) fn wake_all(&self) {
         for shard in &self.shards {
-            let shard = lock(shard);
-            for session in shard.values().filter_map(|slot| slot.online.as_ref()) {
+            let map = lock(shard);
+            for session in map.slots.values().filter_map(|slot| slot.online.as_ref()) {
                 session.wake();
             }
         }
@@ -405,9 +545,9 @@ impl DeviceTable {
     pub(crate) fn online_devices(&self, product_key: &str) -> Vec<String> {
         let mut names = Vec::new();
         for shard in &self.shards {
-            let shard = lock(shard);
+            let map = lock(shard);
             names.extend(
-                shard
+                map.slots
                     .values()
                     .filter_map(|slot| slot.online.as_ref())
                     .filter(|s| s.id.product_key() == product_key)
@@ -421,27 +561,41 @@ impl DeviceTable {
     /// Number of online devices.
     #[cfg(test)]
     pub(crate) fn online_count(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| lock(s).values().filter(|slot| slot.online.is_some()).count())
-            .sum()
+        self.gauges().sessions_online as usize
     }
 
-    /// Gauges for `/metrics`.
+    /// Gauges for `/metrics`: four counters, no walk over the table.
     pub(crate) fn gauges(&self) -> TableGauges {
-        let mut g = TableGauges::default();
+        let g = &self.gauges;
+        let read = |c: &AtomicI64| u64::try_from(c.load(Ordering::Relaxed)).unwrap_or(0);
+        TableGauges {
+            sessions_online: read(&g.online),
+            sessions_stored: read(&g.stored),
+            offline_queue_messages: read(&g.offline_messages),
+            pending_calls: read(&g.pending),
+        }
+    }
+
+    /// The gauges counted by walking every slot (what the counters must always equal).
+    #[cfg(test)]
+    fn scanned_gauges(&self) -> TableGauges {
+        let mut c = SlotCounts::default();
         for shard in &self.shards {
-            let shard = lock(shard);
-            for slot in shard.values() {
-                g.sessions_online += u64::from(slot.online.is_some());
-                g.pending_calls += slot.pending.len() as u64;
-                if let Some(st) = &slot.stored {
-                    g.sessions_stored += u64::from(slot.online.is_none());
-                    g.offline_queue_messages += st.queue.len() as u64;
-                }
+            for slot in lock(shard).slots.values() {
+                let s = slot.counts();
+                c.online += s.online;
+                c.stored += s.stored;
+                c.offline_messages += s.offline_messages;
+                c.pending += s.pending;
             }
         }
-        g
+        let u = |v: i64| u64::try_from(v).unwrap_or(0);
+        TableGauges {
+            sessions_online: u(c.online),
+            sessions_stored: u(c.stored),
+            offline_queue_messages: u(c.offline_messages),
+            pending_calls: u(c.pending),
+        }
     }
 }
 
@@ -454,10 +608,14 @@ mod tests {
     use super::*;
 
     const LIMITS: TableLimits = TableLimits {
-        outbound_queue_capacity: 4,
+        outbound: QueueLimits {
+            capacity: 4,
+            bytes: usize::MAX,
+        },
         offline: OfflineLimits {
             ttl_ms: 10_000,
             max_messages: 3,
+            max_bytes: usize::MAX,
         },
         max_pending_calls: 2,
     };
@@ -486,7 +644,7 @@ mod tests {
     }
 
     fn outbox_len(s: &Session) -> usize {
-        lock(&s.inner).outbox.len()
+        lock(&s.inner).queued()
     }
 
     /// Issue 8: the table keeps a slot for every device it holds something for.
@@ -505,9 +663,9 @@ mod tests {
     #[test]
     fn a_second_login_kicks_the_first() {
         let t = DeviceTable::new(LIMITS, Arc::default());
-        let first = t.register(id("d", true), 0);
+        let first = t.register(id("d", true), 0).expect("not blocked");
         assert!(first.kicked.is_none() && !first.session_present);
-        let second = t.register(id("d", true), 0);
+        let second = t.register(id("d", true), 0).expect("not blocked");
         let kicked = second.kicked.expect("the first session is kicked");
         assert!(Arc::ptr_eq(&kicked, &first.session));
         assert_eq!(lock(&kicked.inner).closing, Some(CloseReason::Kicked));
@@ -519,7 +677,7 @@ mod tests {
     #[test]
     fn a_clean_session_0_device_keeps_subscriptions_and_qos1_messages_while_offline() {
         let t = DeviceTable::new(LIMITS, Arc::default());
-        let r = t.register(id("d", false), 0);
+        let r = t.register(id("d", false), 0).expect("not blocked");
         subscribe(&r.session, "/pk/d/user/#");
         assert!(t.unregister(&r.session, VecDeque::new()));
         assert_eq!(
@@ -562,7 +720,7 @@ mod tests {
             ),
             Err(Undelivered::Offline)
         );
-        let back = t.register(id("d", false), 2);
+        let back = t.register(id("d", false), 2).expect("not blocked");
         assert!(back.session_present);
         assert_eq!(outbox_len(&back.session), 1);
         assert_eq!(back.session.subscription_count(), 1);
@@ -571,10 +729,10 @@ mod tests {
     #[test]
     fn a_clean_session_1_login_discards_the_stored_session() {
         let t = DeviceTable::new(LIMITS, Arc::default());
-        let r = t.register(id("d", false), 0);
+        let r = t.register(id("d", false), 0).expect("not blocked");
         subscribe(&r.session, "/pk/d/user/#");
         t.unregister(&r.session, VecDeque::new());
-        let clean = t.register(id("d", true), 1);
+        let clean = t.register(id("d", true), 1).expect("not blocked");
         assert!(!clean.session_present);
         assert_eq!(clean.session.subscription_count(), 0);
     }
@@ -582,7 +740,7 @@ mod tests {
     #[test]
     fn the_offline_queue_has_a_limit_and_a_retention() {
         let t = DeviceTable::new(LIMITS, Arc::default());
-        let r = t.register(id("d", false), 0);
+        let r = t.register(id("d", false), 0).expect("not blocked");
         subscribe(&r.session, "/pk/d/user/#");
         t.unregister(&r.session, VecDeque::new());
         for _ in 0..3 {
@@ -607,7 +765,7 @@ mod tests {
             ),
             Err(Undelivered::QueueFull)
         );
-        let back = t.register(id("d", false), 10_001);
+        let back = t.register(id("d", false), 10_001).expect("not blocked");
         assert_eq!(
             t.metrics
                 .offline_expired
@@ -620,8 +778,8 @@ mod tests {
     #[test]
     fn unacknowledged_messages_of_a_taken_over_session_go_to_its_successor() {
         let t = DeviceTable::new(LIMITS, Arc::default());
-        let first = t.register(id("d", false), 0);
-        let second = t.register(id("d", false), 0);
+        let first = t.register(id("d", false), 0).expect("not blocked");
+        let second = t.register(id("d", false), 0).expect("not blocked");
         let unacked = VecDeque::from([msg("/pk/d/user/a", QoS::AtLeastOnce)]);
         assert!(!t.unregister(&first.session, unacked));
         assert_eq!(outbox_len(&second.session), 1);
@@ -630,7 +788,7 @@ mod tests {
     #[test]
     fn qos1_messages_offered_while_closing_wait_in_the_offline_queue() {
         let t = DeviceTable::new(LIMITS, Arc::default());
-        let r = t.register(id("d", false), 0);
+        let r = t.register(id("d", false), 0).expect("not blocked");
         subscribe(&r.session, "/pk/d/user/#");
         r.session.close(CloseReason::KeepAliveTimeout);
         assert_eq!(
@@ -644,14 +802,14 @@ mod tests {
             Ok(Delivered::Queued)
         );
         t.unregister(&r.session, VecDeque::new());
-        let back = t.register(id("d", false), 1);
+        let back = t.register(id("d", false), 1).expect("not blocked");
         assert_eq!(outbox_len(&back.session), 1);
     }
 
     #[test]
     fn answers_complete_the_calls_that_wait_for_them() {
         let t = DeviceTable::new(LIMITS, Arc::default());
-        let r = t.register(id("d", true), 0);
+        let r = t.register(id("d", true), 0).expect("not blocked");
         let key = CallKey::Rrpc("1".into());
         let mut rx = t.expect_answer("pk", "d", key.clone()).expect("room");
         let _other = t
@@ -675,10 +833,98 @@ mod tests {
         ));
     }
 
+    /// Hardening 6: a login authenticated before a disable but registered after it is refused.
+    #[test]
+    fn a_blocked_device_cannot_register_until_unblocked() {
+        let t = DeviceTable::new(LIMITS, Arc::default());
+        let r = t.register(id("d", true), 0).expect("not blocked");
+        assert!(t.block("pk", "d"));
+        assert_eq!(lock(&r.session.inner).closing, Some(CloseReason::AdminDisconnect));
+        assert!(t.register(id("d", true), 0).is_err());
+        t.unregister(&r.session, VecDeque::new());
+        t.unblock("pk", "d");
+        assert!(t.register(id("d", true), 0).is_ok());
+    }
+
+    /// Hardening 11: the closing connection of a deleted device does not bring its session back.
+    #[test]
+    fn a_forgotten_device_leaves_nothing_when_its_connection_closes() {
+        let t = DeviceTable::new(LIMITS, Arc::default());
+        let r = t.register(id("d", false), 0).expect("not blocked");
+        subscribe(&r.session, "/pk/d/user/#");
+        assert!(t.forget("pk", "d"));
+        assert!(t.unregister(
+            &r.session,
+            VecDeque::from([msg("/pk/d/user/a", QoS::AtLeastOnce)])
+        ));
+        assert_eq!(t.gauges(), TableGauges::default());
+        let back = t.register(id("d", false), 1).expect("not blocked");
+        assert!(!back.session_present);
+    }
+
+    /// Hardening 11: a clean-session-0 session taken over by a login that is already offline
+    /// hands its unacknowledged QoS 1 messages to the stored session, in front.
+    #[test]
+    fn a_fast_takeover_loses_no_qos1_message() {
+        let t = DeviceTable::new(LIMITS, Arc::default());
+        let first = t.register(id("d", false), 0).expect("not blocked");
+        let second = t.register(id("d", false), 0).expect("not blocked");
+        t.unregister(
+            &second.session,
+            VecDeque::from([msg("/pk/d/user/second", QoS::AtLeastOnce)]),
+        );
+        t.unregister(
+            &first.session,
+            VecDeque::from([msg("/pk/d/user/first", QoS::AtLeastOnce)]),
+        );
+        let back = t.register(id("d", false), 1).expect("not blocked");
+        let topics: Vec<String> = {
+            let mut inner = lock(&back.session.inner);
+            std::iter::from_fn(|| inner.pop())
+                .map(|m| m.topic().to_owned())
+                .collect()
+        };
+        assert_eq!(topics, ["/pk/d/user/first", "/pk/d/user/second"]);
+    }
+
+    /// Hardening 18: the gauges are counters kept in step with every change.
+    #[test]
+    fn the_gauge_counters_equal_a_full_scan() {
+        let t = DeviceTable::new(LIMITS, Arc::default());
+        let a = t.register(id("a", false), 0).expect("not blocked");
+        subscribe(&a.session, "/pk/a/user/#");
+        let _b = t.register(id("b", true), 0).expect("not blocked");
+        let _call = t
+            .expect_answer("pk", "b", CallKey::Rrpc("1".into()))
+            .expect("room");
+        assert_eq!(t.gauges(), t.scanned_gauges());
+        t.unregister(&a.session, VecDeque::new());
+        let m = |x| msg(x, QoS::AtLeastOnce);
+        assert_eq!(
+            t.deliver("pk", "a", m("/pk/a/user/1"), Reach::OnlineOrQueued, 1),
+            Ok(Delivered::Queued)
+        );
+        assert_eq!(t.gauges(), t.scanned_gauges());
+        assert_eq!(t.gauges().offline_queue_messages, 1);
+        t.forget_answer("pk", "b", &CallKey::Rrpc("1".into()));
+        let _a2 = t.register(id("a", false), 2).expect("not blocked");
+        assert!(t.forget("pk", "b"));
+        assert_eq!(t.gauges(), t.scanned_gauges());
+        assert_eq!(
+            t.gauges(),
+            TableGauges {
+                sessions_online: 1,
+                sessions_stored: 0,
+                offline_queue_messages: 0,
+                pending_calls: 0
+            }
+        );
+    }
+
     #[test]
     fn forgetting_a_device_drops_its_stored_session() {
         let t = DeviceTable::new(LIMITS, Arc::default());
-        let r = t.register(id("d", false), 0);
+        let r = t.register(id("d", false), 0).expect("not blocked");
         subscribe(&r.session, "/pk/d/user/#");
         t.unregister(&r.session, VecDeque::new());
         assert_eq!(t.gauges().sessions_stored, 1);

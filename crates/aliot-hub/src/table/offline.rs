@@ -1,6 +1,6 @@
 //! What a clean-session-0 device keeps while it is offline: its subscriptions and its offline
-//! queue of QoS 1 messages. The queue's two limits (retention and size) live here and nowhere
-//! else.
+//! queue of QoS 1 messages. The queue's limits (retention, messages, bytes) live here and
+//! nowhere else.
 
 use std::collections::VecDeque;
 
@@ -15,6 +15,8 @@ pub(crate) struct OfflineLimits {
     /// delivery (the outbound queue and the unacknowledged inflight window of a connection that
     /// closed) are kept whatever this says: they were promised to the device.
     pub(crate) max_messages: usize,
+    /// Bytes (topic + payload) of the queue, at most, for new messages (the same exception).
+    pub(crate) max_bytes: usize,
 }
 
 /// A clean-session-0 device's state while it is offline (and the messages accepted for it
@@ -30,6 +32,8 @@ pub(crate) struct StoredSession {
 #[derive(Debug, Default)]
 pub(crate) struct OfflineQueue {
     msgs: VecDeque<Outgoing>,
+    /// Bytes of `msgs` (topic + payload).
+    bytes: usize,
 }
 
 /// The offline queue cannot take a new message.
@@ -44,8 +48,15 @@ impl OfflineQueue {
     /// Drops messages older than the retention; returns how many.
     pub(crate) fn expire(&mut self, now_ms: u64, limits: OfflineLimits) -> u64 {
         let before = self.msgs.len();
-        self.msgs
-            .retain(|m| now_ms.saturating_sub(m.queued_ms) <= limits.ttl_ms);
+        let mut dropped_bytes = 0;
+        self.msgs.retain(|m| {
+            let keep = now_ms.saturating_sub(m.queued_ms) <= limits.ttl_ms;
+            if !keep {
+                dropped_bytes += m.size();
+            }
+            keep
+        });
+        self.bytes -= dropped_bytes;
         (before - self.msgs.len()) as u64
     }
 
@@ -58,15 +69,17 @@ impl OfflineQueue {
         limits: OfflineLimits,
     ) -> Result<u64, QueueFull> {
         let expired = self.expire(now_ms, limits);
-        if self.msgs.len() >= limits.max_messages {
+        if self.msgs.len() >= limits.max_messages || self.bytes + msg.size() > limits.max_bytes {
             return Err(QueueFull);
         }
+        self.bytes += msg.size();
         self.msgs.push_back(msg);
         Ok(expired)
     }
 
     /// Puts messages that were already accepted for delivery in front of the queue.
     pub(crate) fn prepend(&mut self, mut accepted: VecDeque<Outgoing>) {
+        self.bytes += accepted.iter().map(Outgoing::size).sum::<usize>();
         accepted.append(&mut self.msgs);
         self.msgs = accepted;
     }
@@ -87,6 +100,7 @@ mod tests {
     const LIMITS: OfflineLimits = OfflineLimits {
         ttl_ms: 1000,
         max_messages: 2,
+        max_bytes: usize::MAX,
     };
 
     fn msg(at: u64) -> Outgoing {
@@ -112,5 +126,21 @@ mod tests {
         assert_eq!(q.push(msg(1001), 1001, LIMITS), Ok(1));
         assert_eq!(q.expire(1600, LIMITS), 1);
         assert_eq!(q.len(), 1);
+    }
+
+    /// Hardening 3: the offline queue is bounded by bytes too.
+    #[test]
+    fn new_messages_stop_at_the_byte_budget() {
+        let limits = OfflineLimits {
+            ttl_ms: 1000,
+            max_messages: 100,
+            max_bytes: 1000,
+        };
+        let big = |at| Outgoing::new("/t".into(), Bytes::from(vec![0u8; 600]), QoS::AtLeastOnce, at);
+        let mut q = OfflineQueue::default();
+        assert_eq!(q.push(big(0), 0, limits), Ok(0));
+        assert_eq!(q.push(big(0), 0, limits), Err(QueueFull));
+        // Expired messages give their bytes back.
+        assert_eq!(q.push(big(2000), 2000, limits), Ok(1));
     }
 }

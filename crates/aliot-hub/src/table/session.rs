@@ -3,8 +3,10 @@
 //! connection task.
 //!
 //! ## Outbound queue and overflow policy
-//! Each session's outbound queue holds at most `BrokerConfig::outbound_queue_capacity` messages
-//! (the capacity is passed to [`Session::offer`] by its callers). When it is full:
+//! Each session holds at most `BrokerConfig::outbound_queue_capacity` messages in its outbound
+//! queue and at most `BrokerConfig::outbound_queue_bytes` bytes (topic + payload) in its outbound
+//! queue and its QoS 1 inflight window together (the limits are passed to [`Session::offer`] as
+//! [`QueueLimits`]). When a new message would exceed either:
 //! - a QoS 0 message is dropped ([`Offer::Dropped`]; the caller counts it in
 //!   `aliot_hub_qos0_dropped_total`);
 //! - a QoS 1 message marks the device a slow consumer: the session starts closing
@@ -85,6 +87,11 @@ pub(crate) struct Outgoing {
 }
 
 impl Outgoing {
+    /// The bytes this message holds (topic and payload), as counted against the budgets.
+    pub(crate) fn size(&self) -> usize {
+        self.publish.topic.len() + self.publish.payload.len()
+    }
+
     /// A fresh message (QoS 0 or 1, never retained), queued at `now_ms`.
     pub(crate) fn new(topic: String, payload: Bytes, qos: QoS, now_ms: u64) -> Self {
         Self {
@@ -221,11 +228,20 @@ pub(crate) struct Session {
     pub(crate) inner: Mutex<SessionInner>,
 }
 
+/// The limits of a session's outbound queue (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QueueLimits {
+    /// Messages in the outbound queue, at most.
+    pub(crate) capacity: usize,
+    /// Bytes (topic + payload) in the outbound queue and the QoS 1 inflight window, at most.
+    pub(crate) bytes: usize,
+}
+
 /// Mutable session state, behind [`Session::inner`].
 #[derive(Debug, Default)]
 pub(crate) struct SessionInner {
-    /// Bounded by the capacity given to [`Session::offer`] (see the module docs).
-    pub(crate) outbox: VecDeque<Outgoing>,
+    /// Bounded by the limits given to [`Session::offer`] (see the module docs).
+    outbox: VecDeque<Outgoing>,
     /// At most `BrokerConfig::max_subscriptions` (checked by the connection task).
     pub(crate) subs: Vec<Subscription>,
     /// Set once: the session is closing and takes no more messages.
@@ -234,22 +250,76 @@ pub(crate) struct SessionInner {
     /// a flag under the lock we take anyway, rather than a `tokio::sync::Notify`: an idle
     /// connection then holds 16 bytes here instead of a 32-byte `Notify` in the session and a
     /// 64-byte `Notified` in its task (see [`Session::poll_wake`]).
-    wake: Wake,
-}
-
-/// The connection task's wake-up: its waker, and whether a wake-up came while it was busy
-/// (the equivalent of `Notify`'s stored permit).
-#[derive(Debug, Default)]
-struct Wake {
     waker: Option<Waker>,
-    pending: bool,
+    /// A wake-up came while the task was busy (the equivalent of `Notify`'s stored permit).
+    wake_pending: bool,
+    /// Bytes of the messages in `outbox` plus the QoS 1 messages in the inflight window (until
+    /// their PUBACK, [`Session::release`]). A `u32` beside the flag: it takes no room of its own.
+    held_bytes: u32,
 }
 
 impl SessionInner {
     /// Marks a wake-up and returns the waker to wake once the lock is released.
     fn wake(&mut self) -> Option<Waker> {
-        self.wake.pending = true;
-        self.wake.waker.take()
+        self.wake_pending = true;
+        self.waker.take()
+    }
+
+    fn hold(&mut self, n: usize) {
+        self.held_bytes = self
+            .held_bytes
+            .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+
+    fn unhold(&mut self, n: usize) {
+        self.held_bytes = self
+            .held_bytes
+            .saturating_sub(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+
+    /// The next message to send, if any.
+    pub(crate) fn front(&self) -> Option<&Outgoing> {
+        self.outbox.front()
+    }
+
+    /// Takes the next message to send. A QoS 0 message leaves the budget now; a QoS 1 message
+    /// stays counted in the inflight window until its PUBACK ([`Session::release`]).
+    pub(crate) fn pop(&mut self) -> Option<Outgoing> {
+        let m = self.outbox.pop_front()?;
+        if !m.is_qos1() {
+            self.unhold(m.size());
+        }
+        if self.outbox.is_empty() && self.outbox.capacity() > 16 {
+            // An idle session keeps no large queue allocation.
+            self.outbox = VecDeque::new();
+        }
+        Some(m)
+    }
+
+    /// Puts back a message [`SessionInner::pop`] took (the inflight window had no room).
+    pub(crate) fn unpop(&mut self, m: Outgoing) {
+        if !m.is_qos1() {
+            self.hold(m.size());
+        }
+        self.outbox.push_front(m);
+    }
+
+    /// A QoS 1 message taken by [`SessionInner::pop`] left the inflight window without a
+    /// PUBACK (it could not be sent): it leaves the budget.
+    pub(crate) fn release_qos1(&mut self, size: usize) {
+        self.unhold(size);
+    }
+
+    /// Takes the whole queue (the session ended).
+    pub(crate) fn take_outbox(&mut self) -> VecDeque<Outgoing> {
+        self.held_bytes = 0;
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Messages in the outbound queue.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.outbox.len()
     }
 }
 
@@ -289,14 +359,16 @@ pub(crate) fn reaches(
 
 impl Session {
     pub(crate) fn new(id: SessionId, outbox: VecDeque<Outgoing>, subs: Vec<Subscription>) -> Self {
+        let held: usize = outbox.iter().map(Outgoing::size).sum();
+        let mut inner = SessionInner {
+            outbox,
+            subs,
+            ..SessionInner::default()
+        };
+        inner.hold(held);
         Self {
             id,
-            inner: Mutex::new(SessionInner {
-                outbox,
-                subs,
-                closing: None,
-                wake: Wake::default(),
-            }),
+            inner: Mutex::new(inner),
         }
     }
 
@@ -309,10 +381,10 @@ impl Session {
     /// [`Session::close`]): ready once one came since the last ready, else keeps `cx`'s waker.
     pub(crate) fn poll_wake(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut inner = lock(&self.inner);
-        if std::mem::take(&mut inner.wake.pending) {
+        if std::mem::take(&mut inner.wake_pending) {
             return Poll::Ready(());
         }
-        match &mut inner.wake.waker {
+        match &mut inner.waker {
             Some(w) if w.will_wake(cx.waker()) => {}
             slot => *slot = Some(cx.waker().clone()),
         }
@@ -320,7 +392,7 @@ impl Session {
     }
 
     /// Offers a message to the session, applying the overflow policy (see the module docs).
-    pub(crate) fn offer(&self, msg: Outgoing, capacity: usize) -> Offer {
+    pub(crate) fn offer(&self, msg: Outgoing, limits: QueueLimits) -> Offer {
         let mut inner = lock(&self.inner);
         let id = &self.id;
         if !reaches(
@@ -335,7 +407,9 @@ impl Session {
         if inner.closing.is_some() {
             return Offer::Closing(msg);
         }
-        if inner.outbox.len() >= capacity {
+        let size = msg.size();
+        let over_bytes = inner.held_bytes as usize + size > limits.bytes;
+        if inner.outbox.len() >= limits.capacity || over_bytes {
             if !msg.is_qos1() {
                 return Offer::Dropped;
             }
@@ -345,6 +419,7 @@ impl Session {
             wake(waker);
             return Offer::Closing(msg);
         }
+        inner.hold(size);
         inner.outbox.push_back(msg);
         let waker = inner.wake();
         drop(inner);
@@ -352,11 +427,17 @@ impl Session {
         Offer::Accepted
     }
 
+    /// A QoS 1 message of `size` bytes was acknowledged: it leaves the budget.
+    pub(crate) fn release(&self, size: usize) {
+        lock(&self.inner).unhold(size);
+    }
+
     /// Puts messages back at the front of the queue (a taken-over session's unacknowledged
     /// messages), ignoring the capacity: they were accepted before.
     pub(crate) fn requeue_front(&self, msgs: VecDeque<Outgoing>) {
         let mut inner = lock(&self.inner);
         for m in msgs.into_iter().rev() {
+            inner.hold(m.size());
             inner.outbox.push_front(m);
         }
         let waker = inner.wake();
@@ -415,25 +496,55 @@ mod tests {
         Outgoing::new(topic.to_owned(), Bytes::from_static(b"x"), qos, 0)
     }
 
+    fn count(capacity: usize) -> QueueLimits {
+        QueueLimits {
+            capacity,
+            bytes: usize::MAX,
+        }
+    }
+
+    /// Hardening 3: the queue is bounded by bytes too, the inflight window included, whatever
+    /// the number of messages.
+    #[test]
+    fn the_byte_budget_drops_qos0_closes_on_qos1_and_counts_the_inflight_window() {
+        let s = session(true);
+        let big = |qos| Outgoing::new("/sys/pk/dn/thing/a".into(), Bytes::from(vec![0u8; 600]), qos, 0);
+        let limits = QueueLimits {
+            capacity: 1000,
+            bytes: 1000,
+        };
+        assert!(matches!(s.offer(big(QoS::AtLeastOnce), limits), Offer::Accepted));
+        // The QoS 1 message moves to the inflight window: still counted.
+        let sent = lock(&s.inner).pop().expect("queued");
+        assert!(matches!(s.offer(big(QoS::AtMostOnce), limits), Offer::Dropped));
+        s.release(sent.size());
+        assert!(matches!(s.offer(big(QoS::AtMostOnce), limits), Offer::Accepted));
+        assert!(matches!(
+            s.offer(big(QoS::AtLeastOnce), limits),
+            Offer::Closing(_)
+        ));
+        assert_eq!(lock(&s.inner).closing, Some(CloseReason::SlowConsumer));
+    }
+
     #[test]
     fn a_full_queue_drops_qos0_and_closes_on_qos1() {
         let s = session(true);
         assert!(matches!(
-            s.offer(msg("/sys/pk/dn/thing/a", QoS::AtMostOnce), 1),
+            s.offer(msg("/sys/pk/dn/thing/a", QoS::AtMostOnce), count(1)),
             Offer::Accepted
         ));
         assert!(matches!(
-            s.offer(msg("/sys/pk/dn/thing/a", QoS::AtMostOnce), 1),
+            s.offer(msg("/sys/pk/dn/thing/a", QoS::AtMostOnce), count(1)),
             Offer::Dropped
         ));
         assert!(matches!(
-            s.offer(msg("/sys/pk/dn/thing/a", QoS::AtLeastOnce), 1),
+            s.offer(msg("/sys/pk/dn/thing/a", QoS::AtLeastOnce), count(1)),
             Offer::Closing(_)
         ));
         assert_eq!(lock(&s.inner).closing, Some(CloseReason::SlowConsumer));
         // Once closing, nothing more is accepted.
         assert!(matches!(
-            s.offer(msg("/sys/pk/dn/thing/a", QoS::AtMostOnce), 10),
+            s.offer(msg("/sys/pk/dn/thing/a", QoS::AtMostOnce), count(10)),
             Offer::Closing(_)
         ));
     }
@@ -442,7 +553,7 @@ mod tests {
     fn only_subscribed_or_implicit_topics_are_accepted() {
         let s = session(false);
         assert!(matches!(
-            s.offer(msg("/pk/dn/user/get", QoS::AtMostOnce), 10),
+            s.offer(msg("/pk/dn/user/get", QoS::AtMostOnce), count(10)),
             Offer::NotSubscribed
         ));
         lock(&s.inner).subs.push(Subscription {
@@ -450,11 +561,11 @@ mod tests {
             qos: 0,
         });
         assert!(matches!(
-            s.offer(msg("/pk/dn/user/get", QoS::AtMostOnce), 10),
+            s.offer(msg("/pk/dn/user/get", QoS::AtMostOnce), count(10)),
             Offer::Accepted
         ));
         assert!(matches!(
-            s.offer(msg("/sys/pk/dn/rrpc/request/1", QoS::AtMostOnce), 10),
+            s.offer(msg("/sys/pk/dn/rrpc/request/1", QoS::AtMostOnce), count(10)),
             Offer::Accepted
         ));
     }
