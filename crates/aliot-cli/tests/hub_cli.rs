@@ -230,3 +230,75 @@ fn a_sigterm_right_after_the_first_banner_line_is_a_graceful_stop() {
         assert!(rest.contains("aliot hub stopped"), "{rest}");
     }
 }
+
+/// The hub raises its soft open-file limit to the hard one, prints the connection capacity it
+/// leaves, and accepts no more connections than that: beyond it a socket is closed at once
+/// (not left in the backlog while `accept` fails with EMFILE).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_open_file_limit_is_raised_and_sets_the_connection_capacity() {
+    use std::io::{Read as _, Write as _};
+    use std::net::TcpStream;
+    use std::process::Command;
+
+    use aliot_testkit::GUARD;
+
+    // A soft limit of 200 under a hard one of 4096: raised to 4096, which leaves
+    // 4096 - 64 - 256 (admin) = 3776 MQTT connections.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "ulimit -Sn 200 && ulimit -Hn 4096 && exec \"$0\" \"$@\""])
+        .arg(aliot_testkit::aliot_binary())
+        .args(HubProcess::args(dir.path(), &[]))
+        .env_remove("RUST_LOG");
+    let hub = HubProcess::spawn(cmd);
+    let line = hub
+        .banner
+        .iter()
+        .find(|l| l.contains("capacity:"))
+        .expect("a capacity line");
+    assert!(
+        line.contains("3776 MQTT connections") && line.contains("open-file limit 4096"),
+        "{line}"
+    );
+    drop(hub);
+
+    // A hard limit of 160, 16 admin connections: 160 - 64 - 16 = 80 MQTT connections.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("hub.toml");
+    std::fs::write(&config, "[admin]\nmax_connections = 16\n").expect("config");
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "ulimit -n 160 && exec \"$0\" \"$@\""])
+        .arg(aliot_testkit::aliot_binary())
+        .args(HubProcess::args(
+            dir.path(),
+            &["--config", config.to_str().expect("utf-8")],
+        ))
+        .env_remove("RUST_LOG");
+    let hub = HubProcess::spawn(cmd);
+    let line = hub
+        .banner
+        .iter()
+        .find(|l| l.contains("capacity:"))
+        .expect("a capacity line");
+    assert!(
+        line.contains("80 MQTT connections") && line.contains("open-file limit 160"),
+        "{line}"
+    );
+    let held: Vec<TcpStream> = (0..80)
+        .map(|_| TcpStream::connect(hub.mqtt).expect("connect"))
+        .collect();
+    // The 81st sends a CONNECT (any CONNECT within capacity gets a CONNACK): it is closed unanswered.
+    let mut extra = TcpStream::connect(hub.mqtt).expect("connect");
+    extra.set_read_timeout(Some(GUARD)).expect("timeout");
+    extra
+        .write_all(&[0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 1, b'x'])
+        .expect("write");
+    let mut buf = [0u8; 4];
+    match extra.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("expected the connection closed, got {other:?} {buf:?}"),
+    }
+    drop(held);
+}

@@ -41,6 +41,7 @@ use std::pin::Pin;
 
 pub mod admin;
 mod broker;
+pub mod capacity;
 pub mod clock;
 mod cluster;
 pub mod config;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState, TokenSource};
 use crate::broker::{Broker, bind_listener};
+use crate::capacity::{self, Capacity};
 use crate::config::{Config, URL_FILE};
 use crate::error::{Error, Result};
 use crate::http::{self, HttpLimits};
@@ -32,6 +33,7 @@ pub struct RunningHub {
     data_dir: PathBuf,
     token_source: TokenSource,
     tls_files: Option<CertificateFiles>,
+    capacity: Capacity,
     broker: Broker,
     registry: Arc<dyn Registry>,
     stop: CancellationToken,
@@ -73,6 +75,12 @@ impl RunningHub {
     /// the hub made it).
     pub fn tls_files(&self) -> Option<&CertificateFiles> {
         self.tls_files.as_ref()
+    }
+
+    /// How many MQTT connections the hub accepts at once: `broker.max_connections`, held down
+    /// by the process's open-file limit when that is lower (see [`crate::capacity`]).
+    pub fn capacity(&self) -> Capacity {
+        self.capacity
     }
 
     /// The broker (its service acts on devices: downlinks, sessions, events).
@@ -189,7 +197,15 @@ pub async fn start(
         }
     };
 
-    let broker = Broker::new(config.broker.clone(), registry.clone());
+    let capacity = Capacity::of(&config, capacity::open_file_limit());
+    if capacity.limited_by_open_files() {
+        tracing::warn!(%capacity, "the open-file limit allows fewer connections than max_connections");
+    }
+    let broker_config = crate::BrokerConfig {
+        max_connections: capacity.connections,
+        ..config.broker.clone()
+    };
+    let broker = Broker::new(broker_config, registry.clone());
     let mqtt = bind("MQTT", config.mqtt.listen)?;
     let mqtts = match &tls_setup {
         Some((addr, _, _)) => Some(bind("MQTT over TLS", *addr)?),
@@ -247,6 +263,7 @@ pub async fn start(
         data_dir,
         token_source,
         tls_files,
+        capacity,
         broker,
         registry,
         stop,

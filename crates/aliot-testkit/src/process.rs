@@ -59,11 +59,24 @@ impl HubProcess {
     /// Starts `aliot hub --data-dir DIR --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 EXTRA…` and reads
     /// its endpoints from stdout.
     pub fn start(data_dir: &Path, extra: &[&str]) -> HubProcess {
-        let mut child = aliot()
-            .args(["hub", "--data-dir"])
-            .arg(data_dir)
-            .args(["--mqtt", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-            .args(extra)
+        let mut cmd = aliot();
+        cmd.args(Self::args(data_dir, extra));
+        Self::spawn(cmd)
+    }
+
+    /// The arguments [`HubProcess::start`] gives `aliot`: `hub --data-dir DIR --mqtt
+    /// 127.0.0.1:0 --admin 127.0.0.1:0 EXTRA…`.
+    pub fn args(data_dir: &Path, extra: &[&str]) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = vec!["hub".into(), "--data-dir".into(), data_dir.into()];
+        args.extend(["--mqtt", "127.0.0.1:0", "--admin", "127.0.0.1:0"].map(Into::into));
+        args.extend(extra.iter().map(Into::into));
+        args
+    }
+
+    /// Spawns `cmd` (an `aliot hub` command line, possibly wrapped, e.g. in a shell that sets
+    /// limits first) and reads its endpoints from stdout.
+    pub fn spawn(mut cmd: Command) -> HubProcess {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -112,6 +112,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let config = settings(args)?;
+    // Every connection is an open file: take all the system allows before the hub sizes itself.
+    if let Err(e) = aliot_hub::capacity::raise_open_file_limit() {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("aliot-hub")
@@ -149,6 +153,7 @@ fn endpoint_lines(hub: &RunningHub) -> Vec<String> {
         TokenSource::File(path) => format!("admin token: in {}", path.display()),
         TokenSource::Configured => "admin token: the one given (--admin-token or the config file)".to_owned(),
     });
+    lines.push(format!("capacity:    {}", hub.capacity()));
     lines.push(format!("data dir:    {}", hub.data_dir().display()));
     lines.push(format!(
         "admin CLI:   aliot admin --data-dir {} product list",
