@@ -135,7 +135,11 @@ pub(crate) async fn run(fleet: Arc<Fleet>, idx: usize) {
         }
     };
     fleet.handshakes.finish_one();
-    let graceful = session_loop(&fleet, idx, &mut conn, &mut phase_rx).await;
+    let graceful = if fleet.settings.workload == Workload::Exhaust {
+        Box::pin(crate::exhaust::run(&fleet, idx, &mut conn, &mut phase_rx)).await
+    } else {
+        session_loop(&fleet, idx, &mut conn, &mut phase_rx).await
+    };
     if graceful {
         // The run is over: a failed goodbye changes nothing.
         let _ = conn.disconnect().await;

@@ -3,7 +3,7 @@
 //!
 //! A bench run connects a fleet of signed devices (generated and registered through the hub's
 //! admin API, or read from a CSV) at a given rate, holds them for a while under a [`Workload`]
-//! (idle, telemetry, downlinks, RRPC) and returns a [`Summary`]: counts, CONNACK refusals by
+//! (idle, telemetry, downlinks, RRPC, memory exhaustion) and returns a [`Summary`]: counts, CONNACK refusals by
 //! code, latency percentiles from exact histograms, the memory and CPU of the bench and of the
 //! server. A simulated device is one small tokio task (about 2.4 KiB with its socket), so one
 //! process holds as many devices as it may open sockets; [`Options::processes`] splits larger
@@ -54,6 +54,8 @@
 //! - `fleet`: what the devices of one process share (settings, stats, the current phase).
 //! - `device`: one simulated device, a small task on a [`wire::Connection`].
 //! - `subscriber`: the one subscriber that measures delivery on a general broker (plain auth).
+//! - `exhaust`: the device side of the `exhaust` workload (a device that tries to make the
+//!   server hold memory for it).
 //! - `driver`: the admin API side of the downlink and rrpc workloads.
 //! - `run`: one process running its slice of the fleet through ramp, hold, drain and close.
 //! - `worker`: [`run`] itself, and the worker protocol of multi-process runs ([`run_worker`]).
@@ -66,6 +68,7 @@
 mod device;
 mod driver;
 mod error;
+mod exhaust;
 mod fleet;
 mod progress;
 mod report;

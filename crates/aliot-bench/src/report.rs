@@ -49,13 +49,14 @@ pub struct Summary {
     pub ramp_s: f64,
     /// Connect → CONNACK.
     pub connack_latency_ms: Percentiles,
-    /// Posts sent (telemetry), or admin calls made (downlink, rrpc).
+    /// Posts sent (telemetry, exhaust), or admin calls made (downlink, rrpc).
     pub sent: u64,
     /// PUBACKs received for QoS 1 posts.
     pub acked: u64,
     /// Posts replied to (or delivered, under plain auth), or admin calls answered.
     pub replied: u64,
-    /// `sent` − `replied` − `reply_errors`: never answered.
+    /// `sent` − `replied` − `reply_errors`: never answered (0 under `exhaust`, whose devices
+    /// never read).
     pub lost: u64,
     /// Replies with an Alink code other than 200, or admin calls answered with an error.
     pub reply_errors: u64,

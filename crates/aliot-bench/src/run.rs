@@ -144,6 +144,10 @@ pub(crate) async fn run_slice(
     if let Some(d) = driver {
         let _ = tokio::time::timeout_at(drain_until + Duration::from_secs(15), d).await;
     }
+    if fleet.settings.workload == Workload::Exhaust {
+        // The unfinished packets stay on the server for the whole drain, while it is sampled.
+        tokio::time::sleep_until(drain_until).await;
+    }
     if fleet.settings.workload == Workload::Telemetry {
         let s = &fleet.stats;
         let mut check = tokio::time::interval(Duration::from_millis(10));

@@ -25,16 +25,21 @@ pub enum Workload {
     Downlink,
     /// Synchronous service calls (RRPC) through the admin API; latency of the round trip.
     Rrpc,
+    /// Every device tries to make the server hold memory for it: QoS 1 posts of 200 new
+    /// properties as fast as the socket takes them, never reading; then a PUBLISH of
+    /// `packet_bytes` left one byte short. Measure the server with `hub_metrics` or `server_pid`.
+    Exhaust,
 }
 
 impl Workload {
-    /// The lowercase name (`connect`, `telemetry`, `downlink`, `rrpc`).
+    /// The lowercase name (`connect`, `telemetry`, `downlink`, `rrpc`, `exhaust`).
     pub fn as_str(self) -> &'static str {
         match self {
             Workload::Connect => "connect",
             Workload::Telemetry => "telemetry",
             Workload::Downlink => "downlink",
             Workload::Rrpc => "rrpc",
+            Workload::Exhaust => "exhaust",
         }
     }
 
@@ -159,6 +164,9 @@ pub struct Options {
     pub concurrency: usize,
     /// rrpc: the service identifier called.
     pub service_id: String,
+    /// exhaust: remaining length of the PUBLISH each device leaves one byte short (the hub's
+    /// default `max_packet_size`, 263168, by default).
+    pub packet_bytes: u32,
     /// Give up on a CONNACK after this long.
     pub connect_timeout: Duration,
     /// After `duration`, wait at most this long for outstanding replies.
@@ -204,6 +212,7 @@ impl Default for Options {
             keepalive: 60,
             concurrency: 32,
             service_id: "bench".into(),
+            packet_bytes: 256 * 1024 + 1024,
             connect_timeout: Duration::from_secs(10),
             drain: Duration::from_secs(5),
             processes: 1,
@@ -246,6 +255,7 @@ impl std::fmt::Debug for Options {
             .field("keepalive", &self.keepalive)
             .field("concurrency", &self.concurrency)
             .field("service_id", &self.service_id)
+            .field("packet_bytes", &self.packet_bytes)
             .field("connect_timeout", &self.connect_timeout)
             .field("drain", &self.drain)
             .field("processes", &self.processes)
@@ -306,6 +316,7 @@ pub(crate) struct Settings {
     pub(crate) keepalive: u16,
     pub(crate) concurrency: usize,
     pub(crate) service_id: String,
+    pub(crate) packet_bytes: u32,
     pub(crate) connect_timeout: Duration,
     pub(crate) drain: Duration,
     pub(crate) sign_method: String,
@@ -493,6 +504,7 @@ impl Plan {
             keepalive: o.keepalive,
             concurrency: o.concurrency,
             service_id: o.service_id,
+            packet_bytes: o.packet_bytes,
             connect_timeout: o.connect_timeout,
             drain: o.drain,
             sign_method: sign_method.as_str().to_owned(),

@@ -235,6 +235,10 @@ pub async fn run(plan: &Plan) -> Result<Summary> {
 
     let mut summary = stats::merge(&results)?;
     summary.workload = plan.settings.workload.as_str().to_owned();
+    if plan.settings.workload == Workload::Exhaust {
+        // Its devices never read a reply: an unanswered post is the point, not a loss.
+        summary.lost = 0;
+    }
     if plan.settings.workload == Workload::Telemetry && !plan.settings.interval.is_zero() {
         summary.offered_per_s = Some(stats::round1(
             summary.connected as f64 / plan.settings.interval.as_secs_f64(),

@@ -36,6 +36,10 @@ pub(crate) enum Workload {
     Downlink,
     /// Synchronous service calls (RRPC) through the admin API; latency of the round trip.
     Rrpc,
+    /// Each device tries to make the server hold memory for it (QoS 1 posts of 200 new
+    /// properties, never reading; then a --packet-bytes PUBLISH left unfinished); with
+    /// --hub-metrics or --server-pid, shows what the server holds.
+    Exhaust,
 }
 
 impl From<Workload> for aliot_bench::Workload {
@@ -45,6 +49,7 @@ impl From<Workload> for aliot_bench::Workload {
             Workload::Telemetry => aliot_bench::Workload::Telemetry,
             Workload::Downlink => aliot_bench::Workload::Downlink,
             Workload::Rrpc => aliot_bench::Workload::Rrpc,
+            Workload::Exhaust => aliot_bench::Workload::Exhaust,
         }
     }
 }
@@ -147,6 +152,10 @@ pub(crate) struct Args {
     /// rrpc: the service identifier called.
     #[arg(long, default_value = "bench")]
     pub(crate) service_id: String,
+    /// exhaust: remaining length of the PUBLISH each device leaves one byte short (the hub's
+    /// default max_packet_size).
+    #[arg(long, default_value_t = 263_168, value_name = "BYTES")]
+    pub(crate) packet_bytes: u32,
     /// Give up on a CONNACK after this long.
     #[arg(long, default_value = "10s", value_parser = aliot_bench::parse_duration)]
     pub(crate) connect_timeout: std::time::Duration,
@@ -235,6 +244,7 @@ fn plan(a: Args) -> anyhow::Result<Plan> {
         keepalive: a.keepalive,
         concurrency: a.concurrency,
         service_id: a.service_id,
+        packet_bytes: a.packet_bytes,
         connect_timeout: a.connect_timeout,
         drain: a.drain,
         processes: a.processes,
