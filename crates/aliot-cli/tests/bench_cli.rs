@@ -343,3 +343,51 @@ fn register_should_find_the_admin_url_in_the_hub_data_directory() {
     let r = last_json(&run_guarded(cmd));
     assert_eq!(n(&r, "connected"), 3, "{r}");
 }
+
+/// Devices that post without ever reading and leave a largest-size packet unfinished are held
+/// (the hub measured), and the hub still serves the next fleet in full.
+#[test]
+fn exhaust_workload_should_leave_the_hub_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(&dir);
+    let metrics = format!("{}/metrics", hub.admin_url);
+    let r = bench_registered(
+        &hub,
+        "a1BenchExh",
+        "20",
+        &[
+            "--workload",
+            "exhaust",
+            "--duration",
+            "1s",
+            "--drain",
+            "1s",
+            "--hub-metrics",
+            &metrics,
+        ],
+    );
+    assert_eq!(n(&r, "connected"), 20, "{r}");
+    assert!(n(&r, "sent") > 0, "{r}");
+    assert_eq!(
+        n(&r, "lost"),
+        0,
+        "an unread reply is not a loss under exhaust: {r}"
+    );
+    assert!(r["hub_rss_bytes"].is_number(), "{r}");
+    let r = bench_registered(
+        &hub,
+        "a1BenchAfter",
+        "5",
+        &[
+            "--workload",
+            "telemetry",
+            "--interval",
+            "100ms",
+            "--duration",
+            "1s",
+        ],
+    );
+    assert_eq!(n(&r, "connected"), 5, "{r}");
+    assert!(n(&r, "replied") > 0, "{r}");
+    assert_eq!(n(&r, "lost"), 0, "{r}");
+}
