@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use aliot_hub::config::RegistryConfig;
 use aliot_hub::registry::{Error, NewDevice, RedbRegistry, Registry as _, RegistryCounts};
 use aliot_testkit::{TestDevice, TestHub};
 use hyper::StatusCode;
@@ -184,4 +185,53 @@ async fn the_data_directory_and_the_registry_are_private_to_the_hub_user() {
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&data.join(aliot_hub::config::TOKEN_FILE)), 0o600);
     hub.stop().await;
+}
+
+/// Hardening 2: the registry keeps a bounded number of identifiers and bytes per device; a post
+/// past either limit is refused whole.
+#[tokio::test]
+async fn remembered_properties_are_bounded_per_device() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = RegistryConfig {
+        max_properties_per_device: 3,
+        max_property_bytes_per_device: 1024,
+    };
+    let store = RedbRegistry::open_with(dir.path(), &config).await.expect("open");
+    store.create_product("p", Some("a1P")).await.expect("product");
+    create_device(&store, "a1P", "d", None).await.expect("device");
+    let map = |v: serde_json::Value| v.as_object().cloned().expect("an object");
+    store
+        .remember_properties("a1P", "d", map(json!({"a": 1, "b": 2})))
+        .expect("kept");
+    let err = store
+        .remember_properties("a1P", "d", map(json!({"a": 5, "c": 3, "e": 4})))
+        .expect_err("a fourth identifier");
+    assert!(
+        matches!(
+            err,
+            Error::PropertyLimit {
+                would_keep: 4,
+                limit: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = store
+        .remember_properties("a1P", "d", map(json!({"a": "x".repeat(2000)})))
+        .expect_err("too many bytes");
+    assert!(matches!(err, Error::PropertyLimit { limit: 1024, .. }), "{err}");
+    // Neither refused post left anything behind.
+    let kept = store.last_properties("a1P", "d").await.expect("kept");
+    assert_eq!(serde_json::Value::Object(kept), json!({"a": 1, "b": 2}));
+    // Settings that cannot work are refused.
+    let bad = RegistryConfig {
+        max_properties_per_device: 0,
+        ..RegistryConfig::default()
+    };
+    let other = tempfile::tempdir().expect("tempdir");
+    assert!(matches!(
+        RedbRegistry::open_with(other.path(), &bad).await,
+        Err(Error::InvalidArgument(_))
+    ));
 }

@@ -13,8 +13,12 @@
 //!   answer given to a caller is never lost to a crash.
 //! - [`Registry::device_auth`] is on the CONNECT path (tens of thousands of calls a second):
 //!   serve it from memory.
-//! - [`Registry::device_online`] and [`Registry::remember_properties`] never block and never
-//!   fail the caller: they are best effort (say in the implementation's docs what may be lost).
+//! - [`Registry::device_online`] and [`Registry::remember_properties`] never block: they are
+//!   best effort (say in the implementation's docs what may be lost). `device_online` never
+//!   fails the caller; `remember_properties` refuses, whole, a post that would take the device
+//!   past its [`PropertyLimits`] (the rule is [`Properties::remember`], shared by every
+//!   implementation), and the platform answers that post with code 6106.
+//! - Nothing a registry keeps grows with what devices send beyond those limits.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -23,9 +27,11 @@ use aliot_protocol::identity::{validate_device_name, validate_product_key, valid
 use serde_json::{Map, Value};
 
 mod error;
+mod properties;
 mod redb;
 
 pub use self::error::{Error, Result};
+pub use self::properties::{Properties, PropertyLimits};
 pub(crate) use self::redb::random_alnum;
 pub use self::redb::{DB_FILE, ONLINE_QUEUE, RedbRegistry};
 
@@ -297,8 +303,18 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     fn device_online(&self, product_key: &str, device_name: &str, ip: IpAddr, at_ms: u64);
 
     /// Merges reported property values (`{"identifier": value}`) into what the registry keeps
-    /// as the device's latest values. Best effort and non-blocking.
-    fn remember_properties(&self, product_key: &str, device_name: &str, values: Map<String, Value>);
+    /// as the device's latest values, all of them or none ([`Properties::remember`]). Best
+    /// effort and non-blocking: values of an unknown device are dropped with `Ok`.
+    ///
+    /// # Errors
+    /// [`Error::PropertyLimit`] when keeping them would take the device past its
+    /// [`PropertyLimits`]; nothing is kept then.
+    fn remember_properties(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        values: Map<String, Value>,
+    ) -> Result<()>;
 
     /// The device's latest reported property values (`None` when it never reported any).
     fn last_properties<'a>(

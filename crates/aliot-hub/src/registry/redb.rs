@@ -15,7 +15,7 @@
 //! that batches them into one transaction. After a crash the stored last-online values can be
 //! a few moments stale (or, under overload, one login behind; see [`ONLINE_QUEUE`]). And the
 //! latest reported property values ([`Registry::remember_properties`]): kept in memory only, lost
-//! on restart.
+//! on restart, and bounded per device ([`PropertyLimits`]).
 //!
 //! # Concurrency
 //!
@@ -45,11 +45,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{
-    BoxFuture, Device, DeviceAuth, Error, NewDevice, Product, Registry, RegistryCounts, Result, invalid,
-    validate_new_devices, validate_product_name,
+    BoxFuture, Device, DeviceAuth, Error, NewDevice, Product, Properties, PropertyLimits, Registry,
+    RegistryCounts, Result, invalid, validate_new_devices, validate_product_name,
 };
 use crate::clock::now_ms;
-use crate::config::{create_private_dir, ensure_private_file};
+use crate::config::{RegistryConfig, create_private_dir, ensure_private_file};
 
 /// productKey → JSON [`ProductRecord`].
 const PRODUCTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("products");
@@ -106,7 +106,7 @@ struct DeviceRecord {
     last_ip: Option<IpAddr>,
     /// The latest reported property values: memory only (see the module docs).
     #[serde(skip)]
-    properties: Option<Box<Map<String, Value>>>,
+    properties: Option<Box<Properties>>,
 }
 
 impl DeviceRecord {
@@ -139,6 +139,8 @@ struct OnlineUpdate {
 struct Inner {
     path: PathBuf,
     db: Arc<Database>,
+    limits: PropertyLimits,
+    properties_refused: AtomicU64,
     products: RwLock<BTreeMap<String, ProductRecord>>,
     shards: Box<[RwLock<Shard>]>,
     hasher: std::collections::hash_map::RandomState,
@@ -289,14 +291,26 @@ fn st<E: Into<redb::Error>>(action: &'static str) -> impl Fn(E) -> Error {
 }
 
 impl RedbRegistry {
-    /// Opens (or creates) the registry in `data_dir` (creating the directory) and loads it into
-    /// memory. Starts the last-online writer task, so it must be called inside a tokio runtime.
+    /// Opens (or creates) the registry in `data_dir` (creating the directory) with the default
+    /// settings, and loads it into memory. Starts the last-online writer task, so it must be
+    /// called inside a tokio runtime.
     ///
     /// # Errors
     /// [`Error::Storage`] when the directory cannot be created or the database cannot be opened
     /// (for example because another hub has it open); [`Error::Corrupt`] for a record that
     /// cannot be decoded.
     pub async fn open(data_dir: &Path) -> Result<RedbRegistry> {
+        Self::open_with(data_dir, &RegistryConfig::default()).await
+    }
+
+    /// As [`RedbRegistry::open`], with the limits of `config`.
+    ///
+    /// # Errors
+    /// As [`RedbRegistry::open`], and [`Error::InvalidArgument`] for invalid settings.
+    pub async fn open_with(data_dir: &Path, config: &RegistryConfig) -> Result<RedbRegistry> {
+        config
+            .validate()
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let dir = data_dir.to_owned();
         let Loaded {
             path,
@@ -317,6 +331,8 @@ impl RedbRegistry {
             inner: Arc::new(Inner {
                 path,
                 db,
+                limits: PropertyLimits::from(config),
+                properties_refused: AtomicU64::new(0),
                 products: RwLock::new(products),
                 shards: shards.into_iter().map(RwLock::new).collect(),
                 hasher,
@@ -687,14 +703,27 @@ impl Registry for RedbRegistry {
         }
     }
 
-    fn remember_properties(&self, product_key: &str, device_name: &str, values: Map<String, Value>) {
+    fn remember_properties(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        values: Map<String, Value>,
+    ) -> Result<()> {
         let mut shard = write_lock(self.shard(product_key, device_name));
-        if let Some(rec) = shard.get_mut(product_key).and_then(|m| m.get_mut(device_name)) {
-            let props = rec.properties.get_or_insert_with(Box::default);
-            for (k, v) in values {
-                props.insert(k, v);
-            }
+        // A device deleted while connected has nothing to keep its values in.
+        let Some(rec) = shard.get_mut(product_key).and_then(|m| m.get_mut(device_name)) else {
+            return Ok(());
+        };
+        let props = rec.properties.get_or_insert_with(Box::default);
+        let result = props.remember(values, self.inner.limits);
+        if props.is_empty() {
+            // A refused first post keeps nothing: "never reported" stays `None`.
+            rec.properties = None;
         }
+        if result.is_err() {
+            self.inner.properties_refused.fetch_add(1, Ordering::Relaxed);
+        }
+        result
     }
 
     fn last_properties<'a>(
@@ -703,7 +732,9 @@ impl Registry for RedbRegistry {
         device_name: &'a str,
     ) -> BoxFuture<'a, Option<Map<String, Value>>> {
         let props = self
-            .record(product_key, device_name, |r| r.properties.as_deref().cloned())
+            .record(product_key, device_name, |r| {
+                r.properties.as_deref().map(|p| p.values().clone())
+            })
             .flatten();
         Box::pin(std::future::ready(props))
     }
