@@ -1,6 +1,7 @@
 //! The registry: durability across restarts, the platform's view (`device_auth`), concurrency.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use aliot_hub::config::RegistryConfig;
 use aliot_hub::registry::{Error, NewDevice, RedbRegistry, Registry as _, RegistryCounts};
@@ -185,6 +186,46 @@ async fn the_data_directory_and_the_registry_are_private_to_the_hub_user() {
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(&data.join(aliot_hub::config::TOKEN_FILE)), 0o600);
     hub.stop().await;
+}
+
+// ----- hardening 2, 7, 16, 19: bounded properties, storage failures, durability, damage -----
+
+/// The stored last-online time of a device in a copy of a registry file, as redb reads it
+/// after a crash (the copy is "open by a writer", so redb recovers it to its last durable
+/// commit).
+fn stored_last_online(copy: &std::path::Path, pk: &str, dn: &str) -> Option<u64> {
+    const DEVICES: redb::TableDefinition<'_, (&str, &str), &[u8]> = redb::TableDefinition::new("devices");
+    use redb::ReadableDatabase as _;
+    let db = redb::Database::create(copy).expect("the copy opens");
+    let txn = db.begin_read().expect("read");
+    let table = txn.open_table(DEVICES).expect("the devices table");
+    let record = table.get((pk, dn)).expect("read").expect("the device");
+    let json: serde_json::Value = serde_json::from_slice(record.value()).expect("a JSON record");
+    json["last_online_ms"].as_u64()
+}
+
+/// Hardening 16: the last login of a burst reaches the disk on the writer's 1 s timer, without
+/// any later write. Time is tokio's paused clock: it moves only when every task is idle, and
+/// never while a blocking commit runs, so "3 s later" means "after everything the timer
+/// triggered has finished". The file is then copied, which is what a `kill -9` would leave, and
+/// the copy opened with redb, which keeps only durable commits.
+#[tokio::test(start_paused = true)]
+async fn a_lone_login_becomes_durable_without_another_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = RedbRegistry::open(dir.path()).await.expect("open");
+    store.create_product("p", Some("a1P")).await.expect("product");
+    create_device(&store, "a1P", "d", None).await.expect("device");
+    // Within the first second after the last durable commit: written without an fsync.
+    store.device_online("a1P", "d", IpAddr::V4(Ipv4Addr::LOCALHOST), 1_700_000_000_000);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let copy = dir.path().join("crash-copy.redb");
+    std::fs::copy(store.path(), &copy).expect("copy");
+    assert_eq!(
+        stored_last_online(&copy, "a1P", "d"),
+        Some(1_700_000_000_000),
+        "the login is durable"
+    );
+    store.close().await;
 }
 
 /// Hardening 2: the registry keeps a bounded number of identifiers and bytes per device; a post

@@ -10,11 +10,12 @@
 //!
 //! The exceptions are best effort by the [`Registry`] contract. The *last online* time and IP of
 //! a device: the platform reports every login through [`Registry::device_online`], which must
-//! never block the CONNECT path. Those
-//! updates go to memory at once and to disk through a bounded queue drained by a writer task
-//! that batches them into one transaction. After a crash the stored last-online values can be
-//! a few moments stale (or, under overload, one login behind; see [`ONLINE_QUEUE`]). And the
-//! latest reported property values ([`Registry::remember_properties`]): kept in memory only, lost
+//! never block the CONNECT path. Those updates go to memory at once and to disk through a bounded
+//! queue drained by a writer task that batches them into one transaction. Most batches commit
+//! without an fsync; at most one commit a second is made durable, and a 1 s timer makes the
+//! last batch of a burst durable even when nothing else is written: after a crash the stored
+//! last-online values are at most about two seconds stale (or, under overload, one login behind;
+//! see [`ONLINE_QUEUE`]). And the latest reported property values ([`Registry::remember_properties`]): kept in memory only, lost
 //! on restart, and bounded per device ([`PropertyLimits`]).
 //!
 //! # Concurrency
@@ -43,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use super::{
     BoxFuture, Device, DeviceAuth, Error, NewDevice, Product, Properties, PropertyLimits, Registry,
@@ -65,11 +67,16 @@ const SHARDS: usize = 16;
 /// Capacity of the queue of last-online updates between [`Registry::device_online`] and the
 /// writer task. Overflow policy: when full (the disk cannot keep up with a login storm), the
 /// update is dropped and counted (`online_updates_dropped`); memory already holds the new
-/// value, so only its on-disk copy stays one login behind until the device's next login.
+/// value, so only its on-disk copy stays one login behind until the device's next login. A batch
+/// that fails to be written is counted the same way.
 pub const ONLINE_QUEUE: usize = 8192;
 
 /// Most last-online updates written in one transaction.
 const ONLINE_BATCH: usize = 1024;
+
+/// How often at most a last-online batch is committed with an fsync, and the period of the
+/// writer's timer (which makes a burst's last batch durable).
+const ONLINE_DURABLE_EVERY: Duration = Duration::from_secs(1);
 
 /// redb's page cache (read cache plus the write buffer of non-durable commits), at most.
 ///
@@ -148,7 +155,8 @@ struct Inner {
     write_lock: Mutex<()>,
     device_count: AtomicU64,
     online_tx: mpsc::Sender<OnlineUpdate>,
-    online_dropped: AtomicU64,
+    /// Shared with the writer task, which counts the batches it could not write.
+    online_dropped: Arc<AtomicU64>,
     /// Stops the writer task and waits for it (taken once, by [`Registry::close`]).
     writer: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
 }
@@ -325,7 +333,13 @@ impl RedbRegistry {
         // See ONLINE_QUEUE for the capacity and the overflow policy.
         let (online_tx, online_rx) = mpsc::channel(ONLINE_QUEUE);
         let (stop_tx, stop_rx) = oneshot::channel();
-        let writer = tokio::spawn(online_writer(Arc::clone(&db), online_rx, stop_rx));
+        let online_dropped = Arc::new(AtomicU64::new(0));
+        let writer = tokio::spawn(online_writer(
+            Arc::clone(&db),
+            Arc::clone(&online_dropped),
+            online_rx,
+            stop_rx,
+        ));
         tracing::info!(path = %path.display(), products = products.len(), devices = count, "registry opened");
         Ok(RedbRegistry {
             inner: Arc::new(Inner {
@@ -339,7 +353,7 @@ impl RedbRegistry {
                 write_lock: Mutex::new(()),
                 device_count: AtomicU64::new(count),
                 online_tx,
-                online_dropped: AtomicU64::new(0),
+                online_dropped,
                 writer: Mutex::new(Some((stop_tx, writer))),
             }),
         })
@@ -770,24 +784,34 @@ fn shard_index(hasher: &impl BuildHasher, pk: &str, dn: &str) -> usize {
     (hasher.hash_one((pk, dn)) % SHARDS as u64) as usize
 }
 
+/// What became of a last-online batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// Nothing to write.
+    Nothing,
+    /// Committed and synced: it and every earlier batch survive a crash.
+    Durable,
+    /// Committed without a sync: visible, but a crash may lose it.
+    NotDurable,
+    /// Not written (the storage failed).
+    Dropped,
+}
+
 /// Writes last-online updates to disk in batches until told to stop, then writes what is left.
+///
+/// Its timer ticks every [`ONLINE_DURABLE_EVERY`]: it makes the last batch of a burst durable
+/// (the batches themselves are durable at most once a second, see [`SyncState`]).
 async fn online_writer(
     db: Arc<Database>,
+    dropped: Arc<AtomicU64>,
     mut rx: mpsc::Receiver<OnlineUpdate>,
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut batch = Vec::with_capacity(ONLINE_BATCH);
-    // Last-online times are advisory: most batches commit without an fsync, and at most one a
-    // second (and the last one, at close) is made durable. A registration commit (always durable)
-    // also persists what came before it. This keeps fsync off a login storm's path.
-    let mut last_durable = std::time::Instant::now();
-    let mut durable_due = |force: bool| {
-        let due = force || last_durable.elapsed() >= ONLINE_DURABLE_EVERY;
-        if due {
-            last_durable = std::time::Instant::now();
-        }
-        due
-    };
+    let mut sync = SyncState::new(dropped);
+    let mut tick = tokio::time::interval(ONLINE_DURABLE_EVERY);
+    // After a stall (a slow disk), one tick, not a burst of them.
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             // After `stop`, drain what is queued and leave.
@@ -796,10 +820,14 @@ async fn online_writer(
                 while let Some(u) = rx.recv().await {
                     batch.push(u);
                     if batch.len() == ONLINE_BATCH {
-                        write_online(&db, std::mem::take(&mut batch), durable_due(false)).await;
+                        let durable = sync.durable_due();
+                        let written = write_online(&db, std::mem::take(&mut batch), durable).await;
+                        sync.note(written, ONLINE_BATCH);
                     }
                 }
-                write_online(&db, std::mem::take(&mut batch), true).await;
+                let n = batch.len();
+                let written = write_online(&db, std::mem::take(&mut batch), true).await;
+                sync.note(written, n);
                 return;
             }
             n = rx.recv_many(&mut batch, ONLINE_BATCH) => {
@@ -807,53 +835,118 @@ async fn online_writer(
                     // Every sender is gone: the store was dropped without `close`.
                     return;
                 }
-                write_online(&db, std::mem::take(&mut batch), durable_due(false)).await;
+                let durable = sync.durable_due();
+                let written = write_online(&db, std::mem::take(&mut batch), durable).await;
+                sync.note(written, n);
+            }
+            _ = tick.tick() => {
+                if sync.flush_due() {
+                    // An empty durable commit makes the earlier non-durable ones durable.
+                    let written = write_online(&db, Vec::new(), true).await;
+                    sync.note(written, 0);
+                }
             }
         }
     }
 }
 
-/// How often at most a last-online batch is committed with an fsync.
-const ONLINE_DURABLE_EVERY: Duration = Duration::from_secs(1);
+/// When the writer's commits were last made durable.
+///
+/// Last-online times are advisory: most batches commit without an fsync, and at most one a
+/// second is made durable (as are the last one at close, and a burst's last one at the next
+/// tick). A registration commit (always durable) also persists what came before it. This keeps
+/// fsync off a login storm's path.
+#[derive(Debug)]
+struct SyncState {
+    last_durable: Instant,
+    /// A batch was committed without an fsync since the last durable commit of the writer.
+    unsynced: bool,
+    /// Last-online updates not written (`online_updates_dropped`), shared with the registry.
+    dropped: Arc<AtomicU64>,
+}
 
-async fn write_online(db: &Arc<Database>, batch: Vec<OnlineUpdate>, durable: bool) {
+impl SyncState {
+    fn new(dropped: Arc<AtomicU64>) -> Self {
+        Self {
+            last_durable: Instant::now(),
+            unsynced: false,
+            dropped,
+        }
+    }
+
+    /// Whether the next batch is to be committed durably.
+    fn durable_due(&self) -> bool {
+        self.last_durable.elapsed() >= ONLINE_DURABLE_EVERY
+    }
+
+    /// Whether the timer is to make the earlier batches durable.
+    fn flush_due(&self) -> bool {
+        self.unsynced && self.durable_due()
+    }
+
+    /// Takes note of what became of a batch of `n` updates.
+    fn note(&mut self, written: Written, n: usize) {
+        match written {
+            Written::Durable => {
+                self.last_durable = Instant::now();
+                self.unsynced = false;
+            }
+            Written::NotDurable => self.unsynced = true,
+            Written::Dropped => {
+                self.dropped.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Written::Nothing => {}
+        }
+    }
+}
+
+/// Writes a batch (an empty one only to make earlier commits durable).
+async fn write_online(db: &Arc<Database>, batch: Vec<OnlineUpdate>, durable: bool) -> Written {
     if batch.is_empty() && !durable {
-        return;
+        return Written::Nothing;
     }
     let db = Arc::clone(db);
     let n = batch.len();
-    let result = blocking(move || {
-        let mut txn = db.begin_write().map_err(st("starting a last-online batch"))?;
-        // When redb cannot skip the fsync, the commit simply stays durable.
-        if !durable && txn.set_durability(redb::Durability::None).is_err() {
-            tracing::debug!("last-online batch committed durably");
+    match blocking(move || commit_online(&db, batch, durable)).await {
+        Ok(written) => written,
+        Err(e) => {
+            tracing::warn!(error = %e, updates = n, "could not record last-online times");
+            Written::Dropped
         }
-        {
-            let mut table = txn.open_table(DEVICES).map_err(st("opening the devices table"))?;
-            for u in batch {
-                let key = (u.product_key.as_str(), u.device_name.as_str());
-                let stored: Option<DeviceRecord> = match table.get(key).map_err(st("reading a device"))? {
-                    Some(guard) => decode("last online", guard.value()).ok(),
-                    None => None,
-                };
-                // A device deleted meanwhile stays deleted (and an unreadable record untouched).
-                let Some(mut rec) = stored else { continue };
-                if rec.last_online_ms.is_some_and(|t| t > u.at_ms) {
-                    continue;
-                }
-                rec.last_online_ms = Some(u.at_ms);
-                rec.last_ip = Some(u.ip);
-                table
-                    .insert(key, encode("last online", &rec)?.as_slice())
-                    .map_err(st("writing a last-online time"))?;
-            }
-        }
-        txn.commit().map_err(st("committing a last-online batch"))
-    })
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, updates = n, "could not record last-online times");
     }
+}
+
+/// One last-online transaction (blocking).
+fn commit_online(db: &Database, batch: Vec<OnlineUpdate>, durable: bool) -> Result<Written> {
+    let mut txn = db.begin_write().map_err(st("starting a last-online batch"))?;
+    // When redb cannot skip the fsync, the commit simply stays durable.
+    let durable = durable || txn.set_durability(redb::Durability::None).is_err();
+    {
+        let mut table = txn.open_table(DEVICES).map_err(st("opening the devices table"))?;
+        for u in batch {
+            let key = (u.product_key.as_str(), u.device_name.as_str());
+            let stored: Option<DeviceRecord> = match table.get(key).map_err(st("reading a device"))? {
+                Some(guard) => decode("last online", guard.value()).ok(),
+                None => None,
+            };
+            // A device deleted meanwhile stays deleted (and an unreadable record untouched).
+            let Some(mut rec) = stored else { continue };
+            if rec.last_online_ms.is_some_and(|t| t > u.at_ms) {
+                continue;
+            }
+            rec.last_online_ms = Some(u.at_ms);
+            rec.last_ip = Some(u.ip);
+            table
+                .insert(key, encode("last online", &rec)?.as_slice())
+                .map_err(st("writing a last-online time"))?;
+        }
+    }
+    txn.commit().map_err(st("committing a last-online batch"))?;
+    Ok(if durable {
+        Written::Durable
+    } else {
+        Written::NotDurable
+    })
 }
 
 #[cfg(test)]
