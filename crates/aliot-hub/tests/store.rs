@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use aliot_hub::config::RegistryConfig;
 use aliot_hub::registry::{Error, NewDevice, RedbRegistry, Registry as _, RegistryCounts};
-use aliot_testkit::{TestDevice, TestHub};
+use aliot_testkit::{TestDevice, TestHub, http, http_json};
 use hyper::StatusCode;
 use serde_json::json;
 
@@ -265,6 +265,7 @@ async fn remembered_properties_are_bounded_per_device() {
     // Neither refused post left anything behind.
     let kept = store.last_properties("a1P", "d").await.expect("kept");
     assert_eq!(serde_json::Value::Object(kept), json!({"a": 1, "b": 2}));
+    assert_eq!(store.health().properties_refused, 2);
     // Settings that cannot work are refused.
     let bad = RegistryConfig {
         max_properties_per_device: 0,
@@ -275,4 +276,99 @@ async fn remembered_properties_are_bounded_per_device() {
         RedbRegistry::open_with(other.path(), &bad).await,
         Err(Error::InvalidArgument(_))
     ));
+}
+
+/// Hardening 19: one record that does not decode no longer stops the hub from starting: it is
+/// skipped, logged, counted in /metrics and named in /healthz, and every other record works.
+#[tokio::test]
+async fn an_undecodable_record_is_skipped_and_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = {
+        let store = RedbRegistry::open(dir.path()).await.expect("open");
+        store.create_product("p", Some("a1P")).await.expect("product");
+        let good = create_device(&store, "a1P", "good", None).await.expect("device");
+        create_device(&store, "a1P", "bad", None).await.expect("device");
+        store.close().await;
+        good.device_secret
+    };
+    // Damage one device record and add an undecodable product, with redb itself.
+    {
+        const PRODUCTS: redb::TableDefinition<'_, &str, &[u8]> = redb::TableDefinition::new("products");
+        const DEVICES: redb::TableDefinition<'_, (&str, &str), &[u8]> = redb::TableDefinition::new("devices");
+        let db = redb::Database::create(dir.path().join(aliot_hub::registry::DB_FILE)).expect("open");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut devices = txn.open_table(DEVICES).expect("devices");
+            devices
+                .insert(("a1P", "bad"), b"{\"device_secret\": 12".as_slice())
+                .expect("insert");
+            let mut products = txn.open_table(PRODUCTS).expect("products");
+            products
+                .insert("a1Broken", b"\xff\x00".as_slice())
+                .expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+
+    let hub = TestHub::start_in(dir).await;
+    let (s, d) = hub.call("GET", "/api/v1/products/a1P/devices/good", None).await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    let _dev = TestDevice::connect(hub.mqtt, "a1P", "good", &secret).await;
+    let (s, _) = hub.call("GET", "/api/v1/products/a1P/devices/bad", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let (s, health) = http_json("GET", &format!("{}/healthz", hub.base), None, None).await;
+    assert_eq!(s, StatusCode::OK, "{health}");
+    assert_eq!(health["status"], "ok");
+    let warning = health["warnings"][0].as_str().expect("a warning");
+    assert!(
+        warning.contains("2 record(s)")
+            && warning.contains("devices/a1P/bad")
+            && warning.contains("products/a1Broken"),
+        "{warning}"
+    );
+    let (_, metrics) = http("GET", &format!("{}/metrics", hub.base), None, None).await;
+    assert!(
+        metrics.contains("\naliot_hub_registry_records_skipped 2\n"),
+        "{metrics}"
+    );
+    // Registering the device again overwrites the bad record.
+    let (s, d) = hub
+        .call(
+            "POST",
+            "/api/v1/products/a1P/devices",
+            Some(json!({"deviceName": "bad"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    hub.stop().await;
+}
+
+/// Hardening 19: the file's integrity is checked when it is opened; a file damaged beyond
+/// repair is refused with an error that names it and says what to do (and redb does not panic
+/// on it, as a plain open may).
+#[tokio::test]
+async fn a_damaged_registry_file_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = RedbRegistry::open(dir.path()).await.expect("open");
+        store.create_product("p", Some("a1P")).await.expect("product");
+        create_device(&store, "a1P", "d", None).await.expect("device");
+        store.close().await;
+    }
+    // Every page after the header overwritten: no commit verifies any more.
+    let path = dir.path().join(aliot_hub::registry::DB_FILE);
+    let mut bytes = std::fs::read(&path).expect("read");
+    for b in bytes.iter_mut().skip(4096) {
+        *b = 0xa5;
+    }
+    std::fs::write(&path, &bytes).expect("write");
+    let err = RedbRegistry::open(dir.path())
+        .await
+        .expect_err("a damaged file is refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("registry.redb") && text.contains("damaged beyond repair"),
+        "{text}"
+    );
 }

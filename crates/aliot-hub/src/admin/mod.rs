@@ -19,7 +19,9 @@
 //!
 //! Endpoints (all JSON unless said):
 //!
-//! - `GET /healthz`, `GET /metrics` (Prometheus text; both without a token)
+//! - `GET /healthz`, `GET /metrics` (Prometheus text; both without a token). `/healthz` answers
+//!   `{"status":"ok"}` (with `"warnings":[…]` when the registry skipped undecodable records:
+//!   see [`crate::registry`]).
 //! - `POST /api/v1/products` `{"name","productKey"?}` → 201; `GET /api/v1/products`;
 //!   `GET /api/v1/products/{pk}`
 //! - `POST /api/v1/products/{pk}/devices` `{"deviceName","deviceSecret"?}` → 201;
@@ -45,6 +47,7 @@ use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
 use crate::http::HttpCounters;
+use crate::registry::RegistryHealth;
 use crate::service::Service;
 
 mod devices;
@@ -167,8 +170,22 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
     }
 }
 
-async fn healthz() -> Response {
-    axum::Json(aliot_admin::Health { status: "ok".into() }).into_response()
+/// `GET /healthz`: ok, with what an operator should know about the registry.
+async fn healthz(State(state): State<AdminState>) -> Response {
+    let health = state.service().registry().health();
+    let mut warnings = Vec::new();
+    if health.records_skipped > 0 {
+        warnings.push(format!(
+            "registry: {} record(s) could not be decoded and were skipped: {}",
+            health.records_skipped,
+            health.skipped_records.join(", ")
+        ));
+    }
+    let mut body = serde_json::json!({ "status": "ok" });
+    if !warnings.is_empty() {
+        body["warnings"] = warnings.into();
+    }
+    axum::Json(body).into_response()
 }
 
 async fn no_route() -> error::ApiError {
@@ -199,9 +216,26 @@ fn render_http(out: &mut String, counters: &HttpCounters) {
     );
 }
 
-/// Prometheus text: the hub's counters, the registry's counts, the process's memory and CPU.
+fn render_registry_health(out: &mut String, health: &RegistryHealth) {
+    use std::fmt::Write as _;
+    let _ = write!(
+        out,
+        "# HELP aliot_hub_registry_records_skipped Registry records skipped because they could \
+         not be decoded.\n\
+         # TYPE aliot_hub_registry_records_skipped gauge\naliot_hub_registry_records_skipped {}\n\
+         # HELP aliot_hub_registry_properties_refused_total Property posts refused at the \
+         per-device limits of remembered properties (answered 6106).\n\
+         # TYPE aliot_hub_registry_properties_refused_total counter\n\
+         aliot_hub_registry_properties_refused_total {}\n",
+        health.records_skipped, health.properties_refused,
+    );
+}
+
+/// Prometheus text: the hub's counters, the registry's counts and health, the process's memory
+/// and CPU.
 async fn metrics(State(state): State<AdminState>) -> Response {
     let mut out = state.service().render_metrics();
+    render_registry_health(&mut out, &state.service().registry().health());
     render_http(&mut out, state.http_counters());
     process::render(&mut out);
     let mut response = out.into_response();

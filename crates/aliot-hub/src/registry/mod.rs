@@ -33,7 +33,7 @@ mod redb;
 pub use self::error::{Error, Result};
 pub use self::properties::{Properties, PropertyLimits};
 pub(crate) use self::redb::random_alnum;
-pub use self::redb::{DB_FILE, ONLINE_QUEUE, RedbRegistry};
+pub use self::redb::{DB_FILE, MAX_REPORTED_RECORDS, ONLINE_QUEUE, RedbRegistry};
 
 pub use crate::BoxFuture;
 
@@ -221,6 +221,18 @@ pub struct RegistryCounts {
     pub online_updates_dropped: u64,
 }
 
+/// The state of a registry's storage, for `/healthz` and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryHealth {
+    /// Records skipped because they could not be decoded, when the file was last read.
+    pub records_skipped: u64,
+    /// The keys of the first skipped records (`devices/{pk}/{dn}`, `products/{pk}`), at most
+    /// [`MAX_REPORTED_RECORDS`].
+    pub skipped_records: Vec<String>,
+    /// Property posts refused at the per-device limits (answered 6106).
+    pub properties_refused: u64,
+}
+
 /// Every registry operation the hub needs. Used as `Arc<dyn Registry>`.
 pub trait Registry: Send + Sync + fmt::Debug + 'static {
     /// Registers a product; generates the productKey when `product_key` is `None`, and always
@@ -325,6 +337,12 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
 
     /// Counts for `/metrics`.
     fn counts(&self) -> RegistryCounts;
+
+    /// The state of the storage, for `/healthz` and `/metrics`. A registry without storage to
+    /// fail is always healthy.
+    fn health(&self) -> RegistryHealth {
+        RegistryHealth::default()
+    }
 
     /// Writes what is pending and stops background work (at shutdown). Later calls still work
     /// but best-effort writes may stay in memory only.
