@@ -1,11 +1,16 @@
-//! The registry: durability across restarts, the platform's view (`device_auth`), concurrency.
+//! The registry: durability across restarts, the platform's view (`device_auth`), concurrency,
+//! bounded properties, storage failures (with the `fault-injection` feature the hub's tests
+//! enable) and damaged files.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
+use aliot_hub::admin::{AdminState, AdminToken, router};
 use aliot_hub::config::RegistryConfig;
-use aliot_hub::registry::{Error, NewDevice, RedbRegistry, Registry as _, RegistryCounts};
-use aliot_testkit::{TestDevice, TestHub, http, http_json};
+use aliot_hub::registry::{Error, NewDevice, RedbRegistry, Registry as _, RegistryCounts, StorageFault};
+use aliot_hub::{Broker, BrokerConfig};
+use aliot_testkit::{PK, Raw, SECRET, TOKEN, TestDevice, TestHub, creds, guard, http, http_json};
 use hyper::StatusCode;
 use serde_json::json;
 
@@ -342,6 +347,179 @@ async fn an_undecodable_record_is_skipped_and_reported() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{d}");
     hub.stop().await;
+}
+
+/// A broker over a registry whose storage fails on demand, its MQTT listener on loopback, and
+/// the admin API without a socket.
+struct FaultyHub {
+    fault: StorageFault,
+    registry: Arc<RedbRegistry>,
+    mqtt: std::net::SocketAddr,
+    admin: axum::Router,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<aliot_hub::Result<()>>,
+}
+
+impl FaultyHub {
+    /// Devices `dev1` and `dev2` of [`PK`] with [`SECRET`] registered.
+    async fn start(dir: &std::path::Path) -> FaultyHub {
+        let fault = StorageFault::new();
+        let registry = Arc::new(
+            RedbRegistry::open_with_fault(dir, &RegistryConfig::default(), fault.clone())
+                .await
+                .expect("open"),
+        );
+        registry.create_product("p", Some(PK)).await.expect("product");
+        for dn in ["dev1", "dev2"] {
+            create_device(&registry, PK, dn, Some(SECRET))
+                .await
+                .expect("device");
+        }
+        let broker = Broker::new(BrokerConfig::default(), registry.clone());
+        let admin = router(AdminState::new(
+            broker.service().clone(),
+            AdminToken::new(TOKEN).expect("a token"),
+        ));
+        let listener = aliot_hub::bind_listener("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let mqtt = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            broker
+                .serve(listener, None, async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        FaultyHub {
+            fault,
+            registry,
+            mqtt,
+            admin,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// One admin request through the router: (status, JSON body or the text as a JSON string).
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (StatusCode, serde_json::Value) {
+        use tower::ServiceExt as _;
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(
+                body.map(|b| b.to_string()).unwrap_or_default(),
+            ))
+            .expect("a request");
+        let resp = self.admin.clone().oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("the body");
+        let text = String::from_utf8(bytes.to_vec()).expect("utf8");
+        let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, value)
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        guard("the broker to stop", self.task)
+            .await
+            .expect("the serve task")
+            .expect("a clean stop");
+        self.registry.close().await;
+    }
+}
+
+/// Hardening 7: after a storage failure /healthz says 503 with the reason, disabling a device
+/// still disconnects it (and answers the error, not 200), and the next write reopens the file.
+#[tokio::test]
+async fn a_storage_failure_is_reported_and_repaired_and_disable_still_kicks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = FaultyHub::start(dir.path()).await;
+    let device = format!("/api/v1/products/{PK}/devices/dev1");
+    let (s, _) = hub.send("GET", "/healthz", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let mut dev = Raw::online(hub.mqtt, &creds("dev1", "")).await;
+
+    hub.fault.fail(true);
+    let (s, e) = hub.send("PATCH", &device, Some(json!({"enabled": false}))).await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{e}");
+    // Kicked all the same.
+    dev.closed().await;
+    let (s, health) = hub.send("GET", "/healthz", None).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    assert_eq!(health["status"], "unavailable");
+    assert_eq!(health["code"], "storage_failed");
+    let message = health["message"].as_str().expect("a reason");
+    assert!(message.contains("injected storage fault"), "{message}");
+    let (_, metrics) = hub.send("GET", "/metrics", None).await;
+    let metrics = metrics.as_str().expect("text");
+    assert!(
+        metrics.contains("\naliot_hub_registry_storage_ok 0\n"),
+        "{metrics}"
+    );
+    // Reads are served from memory meanwhile; the change was not saved and is not shown.
+    let (s, d) = hub.send("GET", &device, None).await;
+    assert_eq!((s, &d["enabled"]), (StatusCode::OK, &json!(true)), "{d}");
+    // A deletion that cannot be saved kicks the device too, and keeps it.
+    let mut other = Raw::online(hub.mqtt, &creds("dev2", "")).await;
+    let other_path = format!("/api/v1/products/{PK}/devices/dev2");
+    let (s, e) = hub.send("DELETE", &other_path, None).await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{e}");
+    other.closed().await;
+    let (s, _) = hub.send("GET", &other_path, None).await;
+    assert_eq!(s, StatusCode::OK);
+
+    hub.fault.fail(false);
+    let (s, d) = hub.send("PATCH", &device, Some(json!({"enabled": false}))).await;
+    assert_eq!(s, StatusCode::OK, "the next write reopens the file: {d}");
+    assert_eq!(d["enabled"], false);
+    let (s, health) = hub.send("GET", "/healthz", None).await;
+    assert_eq!(s, StatusCode::OK, "{health}");
+    let h = hub.registry.health();
+    assert_eq!((h.reopens, h.storage_error), (1, None));
+    assert!(h.storage_failures >= 1);
+    // And the file holds it.
+    hub.stop().await;
+    let store = RedbRegistry::open(dir.path()).await.expect("reopen");
+    assert!(!store.device_auth(PK, "dev1").await.expect("kept").enabled);
+}
+
+/// Hardening 7: with nothing written, the registry reopens its file in the background once the
+/// storage works again (retrying with a growing delay meanwhile). Paused clock, as above.
+#[tokio::test(start_paused = true)]
+async fn a_failed_registry_reopens_in_the_background() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fault = StorageFault::new();
+    let store = RedbRegistry::open_with_fault(dir.path(), &RegistryConfig::default(), fault.clone())
+        .await
+        .expect("open");
+    store.create_product("p", Some("a1P")).await.expect("product");
+    create_device(&store, "a1P", "d", None).await.expect("device");
+    fault.fail(true);
+    let err = store.set_enabled("a1P", "d", false).await.expect_err("fails");
+    assert!(matches!(err, Error::Storage { .. }), "{err:?}");
+    assert!(store.health().storage_error.is_some());
+    // While the storage fails, so do the retries.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let h = store.health();
+    assert!(h.storage_error.is_some() && h.storage_failures >= 2, "{h:?}");
+    fault.fail(false);
+    // Past the longest delay between two retries.
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let h = store.health();
+    assert_eq!((h.storage_error, h.reopens), (None, 1));
+    store.set_enabled("a1P", "d", false).await.expect("writes work");
+    store.close().await;
 }
 
 /// Hardening 19: the file's integrity is checked when it is opened; a file damaged beyond

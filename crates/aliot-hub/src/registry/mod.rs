@@ -27,10 +27,15 @@ use aliot_protocol::identity::{validate_device_name, validate_product_key, valid
 use serde_json::{Map, Value};
 
 mod error;
+#[cfg(feature = "fault-injection")]
+mod fault;
 mod properties;
 mod redb;
+mod store;
 
 pub use self::error::{Error, Result};
+#[cfg(feature = "fault-injection")]
+pub use self::fault::StorageFault;
 pub use self::properties::{Properties, PropertyLimits};
 pub(crate) use self::redb::random_alnum;
 pub use self::redb::{DB_FILE, MAX_REPORTED_RECORDS, ONLINE_QUEUE, RedbRegistry};
@@ -224,6 +229,13 @@ pub struct RegistryCounts {
 /// The state of a registry's storage, for `/healthz` and `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RegistryHealth {
+    /// Why the registry cannot write now (its storage failed and has not been reopened yet);
+    /// `None` when it can. `/healthz` answers 503 with it.
+    pub storage_error: Option<String>,
+    /// Writes, syncs and reopens that failed in storage.
+    pub storage_failures: u64,
+    /// Times the storage was reopened after a failure.
+    pub reopens: u64,
     /// Records skipped because they could not be decoded, when the file was last read.
     pub records_skipped: u64,
     /// The keys of the first skipped records (`devices/{pk}/{dn}`, `products/{pk}`), at most

@@ -247,33 +247,55 @@ impl Service {
 
     /// Enables or disables a device; a disabled device is disconnected wherever it is.
     ///
+    /// Disabling disconnects the device even when the registry cannot record the change (its
+    /// storage failed): the operator asked for the device to be off now, and the answer is the
+    /// registry's error all the same, never a success for a change that was not saved.
+    ///
     /// # Errors
     /// As [`Registry::set_enabled`].
     pub async fn set_enabled(&self, product_key: &str, device_name: &str, enabled: bool) -> Result<Device> {
-        let device = self
+        let result = self
             .inner
             .registry
             .set_enabled(product_key, device_name, enabled)
-            .await?;
-        if !enabled && self.inner.cluster.disconnect(product_key, device_name) {
-            tracing::info!(product_key, device_name, "disabled device disconnected");
+            .await;
+        if !enabled {
+            // item 6: `Cluster::block` goes here (before the disconnect, whatever `result` is),
+            // so that a CONNECT racing this call cannot stay online.
+            if self.inner.cluster.disconnect(product_key, device_name) {
+                tracing::info!(product_key, device_name, "disabled device disconnected");
+            }
+            if let Err(e) = &result {
+                tracing::warn!(product_key, device_name, error = %e, "device disconnected, but its disabling was not saved");
+            }
         }
-        Ok(device)
+        Ok(result?)
     }
 
     /// Deletes a device, disconnects it and forgets its stored session and offline queue.
     /// Returns the deleted device and whether it was online.
     ///
+    /// When the registry cannot delete it (its storage failed), the device is still
+    /// disconnected (the operator wants it gone) but its stored session is kept, as the device
+    /// still exists; the answer is the registry's error.
+    ///
     /// # Errors
     /// As [`Registry::delete_device`].
     pub async fn delete_device(&self, product_key: &str, device_name: &str) -> Result<(Device, bool)> {
-        let device = self
-            .inner
-            .registry
-            .delete_device(product_key, device_name)
-            .await?;
-        let was_online = self.inner.cluster.forget(product_key, device_name);
-        Ok((device, was_online))
+        let result = self.inner.registry.delete_device(product_key, device_name).await;
+        // item 6: `Cluster::block` goes here (before the disconnect, whatever `result` is).
+        match result {
+            Ok(device) => {
+                let was_online = self.inner.cluster.forget(product_key, device_name);
+                Ok((device, was_online))
+            }
+            Err(e) => {
+                if self.inner.cluster.disconnect(product_key, device_name) {
+                    tracing::warn!(product_key, device_name, error = %e, "device disconnected, but its deletion was not saved");
+                }
+                Err(e.into())
+            }
+        }
     }
 
     // ----- devices' state -----
