@@ -57,6 +57,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Broker limits and behaviours.
     pub broker: BrokerConfig,
+    /// Registry limits.
+    pub registry: RegistryConfig,
 }
 
 /// Plain MQTT listener.
@@ -144,6 +146,7 @@ impl fmt::Debug for Config {
             .field("mqtts", &self.mqtts)
             .field("admin", &self.admin)
             .field("broker", &self.broker)
+            .field("registry", &self.registry)
             .finish()
     }
 }
@@ -291,6 +294,47 @@ impl BrokerConfig {
     }
 }
 
+/// Settings of the registry (`[registry]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Distinct property identifiers remembered per device. A property post that would take a
+    /// device past it is answered with code 6106 and not stored.
+    pub max_properties_per_device: usize,
+    /// Bytes of remembered property values per device (each identifier plus its value as
+    /// compact JSON). A property post that would take a device past it is answered with code
+    /// 6106 and not stored.
+    pub max_property_bytes_per_device: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        // Also the defaults of a registry opened without a configuration
+        // (`registry::PropertyLimits::default`). 1000 identifiers: five full posts of distinct
+        // ones. 64 KiB: 1,000 devices at their budget hold 64 MiB of values.
+        Self {
+            max_properties_per_device: 1000,
+            max_property_bytes_per_device: 64 * 1024,
+        }
+    }
+}
+
+impl RegistryConfig {
+    /// Checks the limits.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first bad field.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_properties_per_device == 0 {
+            return Err(config_err("max_properties_per_device must be at least 1"));
+        }
+        if self.max_property_bytes_per_device < 1024 {
+            return Err(config_err("max_property_bytes_per_device must be at least 1024"));
+        }
+        Ok(())
+    }
+}
+
 fn config_err(msg: impl Into<String>) -> Error {
     Error::Config(msg.into())
 }
@@ -363,6 +407,10 @@ impl Config {
         }
         self.broker.validate().map_err(|e| match e {
             Error::Config(msg) => config_err(format!("[broker] {msg}")),
+            other => other,
+        })?;
+        self.registry.validate().map_err(|e| match e {
+            Error::Config(msg) => config_err(format!("[registry] {msg}")),
             other => other,
         })
     }
@@ -544,6 +592,20 @@ mod tests {
         );
         let err = Config::parse("[admin]\ntoken = \"a b\"\n").unwrap_err();
         assert!(err.to_string().contains("white space"), "{err}");
+    }
+
+    #[test]
+    fn registry_limits_are_read_and_checked() {
+        let c = Config::parse("[registry]\nmax_properties_per_device = 10\n").expect("valid");
+        assert_eq!(c.registry.max_properties_per_device, 10);
+        assert_eq!(c.registry.max_property_bytes_per_device, 64 * 1024);
+        let err = Config::parse("[registry]\nmax_properties_per_device = 0\n").unwrap_err();
+        assert!(
+            err.to_string().contains("[registry] max_properties_per_device"),
+            "{err}"
+        );
+        let err = Config::parse("[registry]\nmax_property_bytes_per_device = 10\n").unwrap_err();
+        assert!(err.to_string().contains("max_property_bytes_per_device"), "{err}");
     }
 
     #[test]

@@ -454,3 +454,44 @@ async fn uplinks_are_reported_as_events_with_text_or_base64_payloads() {
     let Event::Uplink(u) = &*e else { unreachable!() };
     assert_eq!(u.payload_base64.as_deref(), Some("//4="));
 }
+
+/// Hardening 2: a property post that would take the device past its limits on remembered
+/// properties is answered 6106 (with its id) and none of its values is kept.
+#[tokio::test]
+async fn a_post_past_the_devices_property_budget_gets_6106_and_is_not_kept() {
+    let registry = std::sync::Arc::new(MemoryRegistry::with_property_limits(
+        aliot_hub::registry::PropertyLimits {
+            max_identifiers: 3,
+            max_bytes: 1024,
+        },
+    ));
+    registry.add(PK, "dev1", SECRET);
+    let hub = BrokerHub::serve(
+        aliot_hub::BrokerConfig::default(),
+        registry,
+        "127.0.0.1:0".parse().expect("an address"),
+        None,
+    );
+    let mut dev = Raw::online(hub.addr, &creds("dev1", "_ss=1")).await;
+    for (id, params, code) in [
+        ("1", json!({"a": 1, "b": 2}), 200),
+        ("2", json!({"a": 5, "c": 3, "d": 4}), 6106),
+        ("3", json!({"a": "x".repeat(2000)}), 6106),
+        ("4", json!({"a": 6, "c": 7}), 200),
+    ] {
+        let body = json!({"id": id, "params": params}).to_string();
+        dev.publish(&post_topic("dev1"), &body, QoS::AtMostOnce, 0).await;
+        let reply = json(&dev.publish_in().await);
+        assert_eq!(
+            (reply["id"].as_str(), reply["code"].as_u64()),
+            (Some(id), Some(code)),
+            "{reply}"
+        );
+    }
+    let kept = hub
+        .service()
+        .last_properties(PK, "dev1")
+        .await
+        .expect("remembered");
+    assert_eq!(serde_json::Value::Object(kept), json!({"a": 6, "b": 2, "c": 7}));
+}

@@ -1,27 +1,36 @@
 //! [`MemoryRegistry`]: the hub's registry in a `HashMap`, for brokers that tests start and stop
 //! themselves.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use aliot_hub::BoxFuture;
-use aliot_hub::registry::{Device, DeviceAuth, Error, NewDevice, Product, Registry, RegistryCounts, Result};
+use aliot_hub::registry::{
+    Device, DeviceAuth, Error, NewDevice, Product, Properties, PropertyLimits, Registry, RegistryCounts,
+    Result,
+};
 use serde_json::{Map, Value};
 
 #[derive(Debug, Default)]
 struct State {
     products: BTreeMap<String, Product>,
     devices: BTreeMap<(String, String), Device>,
-    properties: BTreeMap<(String, String), Map<String, Value>>,
-    /// Every `device_online` call, in order.
-    online: Vec<(String, String, IpAddr)>,
+    /// Bounded per device by `limits`, with the hub's rule ([`Properties::remember`]).
+    properties: BTreeMap<(String, String), Properties>,
+    /// The last [`MAX_LOGINS`] `device_online` calls, in order.
+    online: VecDeque<(String, String, IpAddr)>,
 }
+
+/// Logins kept for [`MemoryRegistry::logins`]: the oldest are forgotten beyond it, so that a
+/// long test's registry does not grow with every login.
+const MAX_LOGINS: usize = 10_000;
 
 /// A registry in memory. Products are created on demand by [`MemoryRegistry::add`].
 #[derive(Debug, Default)]
 pub struct MemoryRegistry {
     state: Mutex<State>,
+    limits: PropertyLimits,
 }
 
 fn key(pk: &str, dn: &str) -> (String, String) {
@@ -29,6 +38,15 @@ fn key(pk: &str, dn: &str) -> (String, String) {
 }
 
 impl MemoryRegistry {
+    /// An empty registry that keeps at most `limits` of each device's properties (the default
+    /// is the hub's default).
+    pub fn with_property_limits(limits: PropertyLimits) -> Self {
+        Self {
+            state: Mutex::default(),
+            limits,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -67,9 +85,10 @@ impl MemoryRegistry {
         }
     }
 
-    /// Every login recorded through `device_online`: (productKey, deviceName, IP).
+    /// The last 10,000 logins recorded through `device_online`: (productKey,
+    /// deviceName, IP).
     pub fn logins(&self) -> Vec<(String, String, IpAddr)> {
-        self.lock().online.clone()
+        self.lock().online.iter().cloned().collect()
     }
 
     fn not_found(pk: &str, dn: &str) -> Error {
@@ -223,16 +242,30 @@ impl Registry for MemoryRegistry {
             d.last_online_ms = Some(at_ms);
             d.last_ip = Some(ip);
         }
+        if s.online.len() == MAX_LOGINS {
+            s.online.pop_front();
+        }
         s.online
-            .push((product_key.to_owned(), device_name.to_owned(), ip));
+            .push_back((product_key.to_owned(), device_name.to_owned(), ip));
     }
 
-    fn remember_properties(&self, product_key: &str, device_name: &str, values: Map<String, Value>) {
+    fn remember_properties(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        values: Map<String, Value>,
+    ) -> Result<()> {
         let mut s = self.lock();
         let k = key(product_key, device_name);
-        if s.devices.contains_key(&k) {
-            s.properties.entry(k).or_default().extend(values);
+        if !s.devices.contains_key(&k) {
+            return Ok(());
         }
+        let props = s.properties.entry(k.clone()).or_default();
+        let result = props.remember(values, self.limits);
+        if props.is_empty() {
+            s.properties.remove(&k);
+        }
+        result
     }
 
     fn last_properties<'a>(
@@ -244,7 +277,7 @@ impl Registry for MemoryRegistry {
             .lock()
             .properties
             .get(&key(product_key, device_name))
-            .cloned();
+            .map(|p| p.values().clone());
         Box::pin(std::future::ready(p))
     }
 

@@ -14,12 +14,17 @@
 //! | 429 | `too_many_pending_calls` | too many calls already wait for this device |
 //! | 502 | `bad_reply` | the device answered something unusable (not JSON) |
 //! | 503 | `queue_full` | the device's queue cannot take the message |
+//! | 503 | `storage_failed` | `GET /healthz` only: the registry's storage failed and is not reopened yet |
 //! | 504 | `device_timeout` | the device did not answer in time |
 //! | 500 | `internal` | the hub failed (details in its log only) |
 //!
 //! Endpoints (all JSON unless said):
 //!
-//! - `GET /healthz`, `GET /metrics` (Prometheus text; both without a token)
+//! - `GET /healthz`, `GET /metrics` (Prometheus text; both without a token). `/healthz` answers
+//!   `{"status":"ok"}` (with `"warnings":[…]` when the registry skipped undecodable records),
+//!   and 503 `{"status":"unavailable","code":"storage_failed","message":…}` while the
+//!   registry cannot write (see [`crate::registry`]). The message is the storage error, which
+//!   may name the data directory: keep the admin listener on loopback or a trusted network.
 //! - `POST /api/v1/products` `{"name","productKey"?}` → 201; `GET /api/v1/products`;
 //!   `GET /api/v1/products/{pk}`
 //! - `POST /api/v1/products/{pk}/devices` `{"deviceName","deviceSecret"?}` → 201;
@@ -45,6 +50,7 @@ use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
 use crate::http::HttpCounters;
+use crate::registry::RegistryHealth;
 use crate::service::Service;
 
 mod devices;
@@ -167,8 +173,38 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
     }
 }
 
-async fn healthz() -> Response {
-    axum::Json(aliot_admin::Health { status: "ok".into() }).into_response()
+/// `GET /healthz`: 503 while the registry cannot write, with the reason (a load balancer or an
+/// operator then knows that registrations, changes and deletions fail). Reads and MQTT keep
+/// working meanwhile: the registry serves them from memory.
+async fn healthz(State(state): State<AdminState>) -> Response {
+    let health = state.service().registry().health();
+    let mut warnings = Vec::new();
+    if health.records_skipped > 0 {
+        warnings.push(format!(
+            "registry: {} record(s) could not be decoded and were skipped: {}",
+            health.records_skipped,
+            health.skipped_records.join(", ")
+        ));
+    }
+    let (status, mut body) = match &health.storage_error {
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            // The shape of every admin error (`code`, `message`), plus `status` as when healthy.
+            serde_json::json!({
+                "status": "unavailable",
+                "code": "storage_failed",
+                "message": format!(
+                    "the registry cannot write (registrations, changes and deletions fail until its \
+                     storage is reopened): {reason}"
+                ),
+            }),
+        ),
+        None => (StatusCode::OK, serde_json::json!({ "status": "ok" })),
+    };
+    if !warnings.is_empty() {
+        body["warnings"] = warnings.into();
+    }
+    (status, axum::Json(body)).into_response()
 }
 
 async fn no_route() -> error::ApiError {
@@ -199,9 +235,40 @@ fn render_http(out: &mut String, counters: &HttpCounters) {
     );
 }
 
-/// Prometheus text: the hub's counters, the registry's counts, the process's memory and CPU.
+fn render_registry_health(out: &mut String, health: &RegistryHealth) {
+    use std::fmt::Write as _;
+    let _ = write!(
+        out,
+        "# HELP aliot_hub_registry_storage_ok Whether the registry can write (0 after a storage \
+         failure, until its file is reopened).\n\
+         # TYPE aliot_hub_registry_storage_ok gauge\naliot_hub_registry_storage_ok {}\n\
+         # HELP aliot_hub_registry_storage_failures_total Registry writes, syncs and reopens that \
+         failed in storage.\n\
+         # TYPE aliot_hub_registry_storage_failures_total counter\n\
+         aliot_hub_registry_storage_failures_total {}\n\
+         # HELP aliot_hub_registry_reopens_total Times the registry file was reopened after a \
+         storage failure.\n\
+         # TYPE aliot_hub_registry_reopens_total counter\naliot_hub_registry_reopens_total {}\n\
+         # HELP aliot_hub_registry_records_skipped Registry records skipped because they could \
+         not be decoded.\n\
+         # TYPE aliot_hub_registry_records_skipped gauge\naliot_hub_registry_records_skipped {}\n\
+         # HELP aliot_hub_registry_properties_refused_total Property posts refused at the \
+         per-device limits of remembered properties (answered 6106).\n\
+         # TYPE aliot_hub_registry_properties_refused_total counter\n\
+         aliot_hub_registry_properties_refused_total {}\n",
+        u8::from(health.storage_error.is_none()),
+        health.storage_failures,
+        health.reopens,
+        health.records_skipped,
+        health.properties_refused,
+    );
+}
+
+/// Prometheus text: the hub's counters, the registry's counts and health, the process's memory
+/// and CPU.
 async fn metrics(State(state): State<AdminState>) -> Response {
     let mut out = state.service().render_metrics();
+    render_registry_health(&mut out, &state.service().registry().health());
     render_http(&mut out, state.http_counters());
     process::render(&mut out);
     let mut response = out.into_response();

@@ -3,7 +3,7 @@
 //! is 0) carrying the request's id verbatim and its method, or with code 460 when the payload is
 //! not a usable Alink request.
 
-use aliot_protocol::alink::{self as proto, Reply, Request};
+use aliot_protocol::alink::{self as proto, MessageId, Reply, Request};
 use aliot_protocol::codes::alink as code;
 use aliot_protocol::topic::{SysPath, reply_topic};
 use bytes::Bytes;
@@ -26,10 +26,32 @@ pub(crate) struct Handling {
     pub(crate) reply: Option<PlatformReply>,
     /// This message answers a waiting call.
     pub(crate) completes: Option<(CallKey, Bytes)>,
-    /// Property values to remember (merged per property).
-    pub(crate) properties: Option<Map<String, Value>>,
+    /// Property values to remember (merged per property), and how to answer if the registry
+    /// refuses them.
+    pub(crate) properties: Option<PropertyPost>,
     /// Something was wrong with the message (reported as an event, never closes the connection).
     pub(crate) problem: Option<String>,
+}
+
+/// The values of a property post, to remember in the registry.
+#[derive(Debug)]
+pub(crate) struct PropertyPost {
+    /// Identifier → value.
+    pub(crate) values: Map<String, Value>,
+    /// Where and how to answer if the registry refuses the values (`thing::refused`); `None`
+    /// when the device asked for no reply.
+    pub(crate) reply_to: Option<ReplyTo>,
+}
+
+/// What a later answer to a request needs from it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ReplyTo {
+    /// The reply topic (`<topic>_reply`).
+    pub(crate) topic: String,
+    /// The request's id, echoed.
+    pub(crate) id: MessageId,
+    /// The request's method, or the one its topic implies.
+    pub(crate) method: Option<String>,
 }
 
 impl Handling {

@@ -8,7 +8,7 @@
 //!
 //! | uplink | room | platform's answer |
 //! |---|---|---|
-//! | property post | [`thing`] | `<topic>_reply` code 200, values remembered (6106 above 200 properties) |
+//! | property post | [`thing`] | `<topic>_reply` code 200, values remembered (6106 above 200 properties, or past the device's limits on remembered properties: nothing kept) |
 //! | event/batch/pack/history post, deviceinfo update/delete, log post, desired get/delete | [`thing`] | `<topic>_reply` code 200 (unless `sys.ack` is 0) |
 //! | OTA firmware get | [`ota`] | `<topic>_reply` code 200 with empty data |
 //! | remote config get | [`config`] | `<topic>_reply` code 6710 (no remote config on the hub) |
@@ -45,7 +45,7 @@ mod ota;
 pub(crate) mod service;
 mod thing;
 
-pub(crate) use self::handling::{Context, Handling, PlatformReply};
+pub(crate) use self::handling::{Context, Handling, PlatformReply, PropertyPost};
 
 /// Decides what the platform does with an uplink on `topic` (which passed the ACL).
 pub(crate) fn decide(topic: &str, payload: &Bytes, ctx: Context) -> Handling {
@@ -281,10 +281,18 @@ impl Hooks for Platform {
             now_ms: now_ms(),
             honour_sys_ack: self.config.sys_ack,
         };
-        let handling = decide(topic, &publish.payload, ctx);
-        if let Some(props) = handling.properties {
-            self.registry
-                .remember_properties(id.product_key(), id.device_name(), props);
+        let mut handling = decide(topic, &publish.payload, ctx);
+        if let Some(PropertyPost { values, reply_to }) = handling.properties.take() {
+            // The registry keeps the values whole or not at all; a refusal changes the answer
+            // (`thing::refused`: 6106).
+            if let Err(why) = self
+                .registry
+                .remember_properties(id.product_key(), id.device_name(), values)
+            {
+                let (reply, problem) = thing::refused(reply_to, &why);
+                handling.reply = reply;
+                handling.problem = Some(problem);
+            }
         }
         if let Some((key, payload)) = handling.completes {
             // The table counts answered calls.
@@ -358,7 +366,7 @@ mod tests {
                 )
             );
             assert_eq!(
-                h.properties.as_ref().and_then(|p| p.get("t")),
+                h.properties.as_ref().and_then(|p| p.values.get("t")),
                 Some(&serde_json::json!(1))
             );
         }
@@ -380,10 +388,10 @@ mod tests {
             r#"{"id":"1","sys":{"ack":0},"params":{"a":{"value":5,"time":1}}}"#,
         );
         assert!(h.reply.is_none());
-        assert_eq!(
-            h.properties.and_then(|p| p.get("a").cloned()),
-            Some(serde_json::json!(5))
-        );
+        let post = h.properties.expect("values to remember");
+        assert_eq!(post.values.get("a").cloned(), Some(serde_json::json!(5)));
+        // Nothing to answer a refusal with either.
+        assert!(post.reply_to.is_none());
     }
 
     #[test]
@@ -410,6 +418,30 @@ mod tests {
         let h = handle("/sys/pk/dn/thing/event/property/post", &body);
         assert!(reply_text(&h).starts_with(r#"{"code":6106"#));
         assert!(h.properties.is_none());
+    }
+
+    /// Hardening 2: a post the registry refuses to keep gets 6106 with its id and method.
+    #[test]
+    fn a_post_the_registry_refuses_is_answered_6106_with_its_id() {
+        let h = handle(
+            "/sys/pk/dn/thing/event/property/post",
+            r#"{"id":"41","params":{"a":1}}"#,
+        );
+        let post = h.properties.expect("values to remember");
+        let why = crate::registry::Error::PropertyLimit {
+            what: "property identifiers",
+            would_keep: 1001,
+            limit: 1000,
+        };
+        let (reply, problem) = thing::refused(post.reply_to, &why);
+        let reply = reply.expect("answered");
+        assert_eq!(reply.topic, "/sys/pk/dn/thing/event/property/post_reply");
+        assert_eq!(reply.code, 6106);
+        let text = String::from_utf8(reply.payload).expect("utf8");
+        assert!(text.starts_with(r#"{"code":6106"#), "{text}");
+        assert!(text.contains(r#""id":"41""#), "{text}");
+        assert!(text.contains(r#""method":"thing.event.property.post""#), "{text}");
+        assert!(problem.contains("1001 property identifiers"), "{problem}");
     }
 
     #[test]

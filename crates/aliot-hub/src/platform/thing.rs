@@ -2,6 +2,12 @@
 //! posts, device tags (`deviceinfo`), logs and diagnostics, desired property get/delete. Each is
 //! answered on `<topic>_reply` with code 200 unless `sys.ack` is 0; the hub validates no thing
 //! model yet, so any well-formed post is accepted.
+//!
+//! A property post is answered with code 6106 ("too many properties reported") in two cases:
+//! it carries more than [`MAX_PROPERTIES_PER_POST`] properties (the platform's limit, spec §3.8),
+//! or the registry refuses to keep its values because the device would go past its limits on
+//! remembered properties (`registry::PropertyLimits`; the hub's own limit, answered with the
+//! platform's code for the same kind of excess). Either way none of its values is kept.
 
 use aliot_protocol::alink::{self as proto, Reply};
 use aliot_protocol::codes::alink as code;
@@ -9,7 +15,11 @@ use aliot_protocol::topic::SysPath;
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::handling::{Answer, Context, Handling, answer, method_of, parse_request, send_reply};
+use super::handling::{
+    Answer, Context, Handling, PlatformReply, PropertyPost, ReplyTo, answer, method_of, parse_request,
+    send_reply,
+};
+use crate::registry;
 
 /// The most properties one post may carry (spec §3.8: error 6106 above it).
 pub(crate) const MAX_PROPERTIES_PER_POST: usize = 200;
@@ -26,7 +36,7 @@ pub(crate) fn property_post(topic: &str, path: &SysPath, payload: &Bytes, ctx: C
         Value::Object(props) if props.len() > MAX_PROPERTIES_PER_POST => {
             let reply = Reply::error(
                 request.id.clone(),
-                method,
+                method.clone(),
                 code::TOO_MANY_PROPERTIES,
                 format!(
                     "too many properties: {} (at most {MAX_PROPERTIES_PER_POST})",
@@ -37,21 +47,48 @@ pub(crate) fn property_post(topic: &str, path: &SysPath, payload: &Bytes, ctx: C
             reply
         }
         Value::Object(_) => {
-            handling.properties = Some(proto::property_values(&request.params));
-            Reply::success(request.id.clone(), method)
+            handling.properties = Some(PropertyPost {
+                values: proto::property_values(&request.params),
+                reply_to: None,
+            });
+            Reply::success(request.id.clone(), method.clone())
         }
         _ => {
             handling.problem = Some("property post without a params object".into());
             Reply::error(
                 request.id.clone(),
-                method,
+                method.clone(),
                 code::PARAM_ERROR,
                 "request parameter error: params",
             )
         }
     };
     send_reply(&mut handling, topic, &request, reply, ctx);
+    // Answered at all (`sys.ack`): then a refusal by the registry is answered too.
+    if let (Some(post), Some(success)) = (&mut handling.properties, &handling.reply) {
+        post.reply_to = Some(ReplyTo {
+            topic: success.topic.clone(),
+            id: request.id,
+            method,
+        });
+    }
     handling
+}
+
+/// The answer to a property post whose values the registry refused (`why`): code 6106 instead
+/// of the success prepared by [`property_post`] (`None` when the device asked for no reply),
+/// and the problem to report.
+pub(crate) fn refused(reply_to: Option<ReplyTo>, why: &registry::Error) -> (Option<PlatformReply>, String) {
+    let message = format!("too many properties: {why}");
+    let reply = reply_to.map(|to| {
+        let reply = Reply::error(to.id, to.method, code::TOO_MANY_PROPERTIES, message.clone());
+        PlatformReply {
+            topic: to.topic,
+            payload: reply.to_vec(),
+            code: reply.code,
+        }
+    });
+    (reply, message)
 }
 
 /// Event posts, batch/pack/history posts, `deviceinfo` update/delete, logs, diagnostics and

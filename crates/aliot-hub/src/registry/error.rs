@@ -50,6 +50,18 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// Keeping a property post would take the device past a limit of
+    /// [`PropertyLimits`](super::PropertyLimits); nothing of the post was kept.
+    #[error("the device would keep {would_keep} {what} (at most {limit})")]
+    PropertyLimit {
+        /// Which limit: `"property identifiers"` or `"bytes of property values"`.
+        what: &'static str,
+        /// How many the device would keep with the post.
+        would_keep: usize,
+        /// The limit.
+        limit: usize,
+    },
+
     /// A stored record could not be decoded.
     #[error("corrupt registry record {record}")]
     Corrupt {

@@ -13,8 +13,12 @@
 //!   answer given to a caller is never lost to a crash.
 //! - [`Registry::device_auth`] is on the CONNECT path (tens of thousands of calls a second):
 //!   serve it from memory.
-//! - [`Registry::device_online`] and [`Registry::remember_properties`] never block and never
-//!   fail the caller: they are best effort (say in the implementation's docs what may be lost).
+//! - [`Registry::device_online`] and [`Registry::remember_properties`] never block: they are
+//!   best effort (say in the implementation's docs what may be lost). `device_online` never
+//!   fails the caller; `remember_properties` refuses, whole, a post that would take the device
+//!   past its [`PropertyLimits`] (the rule is [`Properties::remember`], shared by every
+//!   implementation), and the platform answers that post with code 6106.
+//! - Nothing a registry keeps grows with what devices send beyond those limits.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -23,11 +27,18 @@ use aliot_protocol::identity::{validate_device_name, validate_product_key, valid
 use serde_json::{Map, Value};
 
 mod error;
+#[cfg(feature = "fault-injection")]
+mod fault;
+mod properties;
 mod redb;
+mod store;
 
 pub use self::error::{Error, Result};
+#[cfg(feature = "fault-injection")]
+pub use self::fault::StorageFault;
+pub use self::properties::{Properties, PropertyLimits};
 pub(crate) use self::redb::random_alnum;
-pub use self::redb::{DB_FILE, ONLINE_QUEUE, RedbRegistry};
+pub use self::redb::{DB_FILE, MAX_REPORTED_RECORDS, ONLINE_QUEUE, RedbRegistry};
 
 pub use crate::BoxFuture;
 
@@ -215,6 +226,25 @@ pub struct RegistryCounts {
     pub online_updates_dropped: u64,
 }
 
+/// The state of a registry's storage, for `/healthz` and `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryHealth {
+    /// Why the registry cannot write now (its storage failed and has not been reopened yet);
+    /// `None` when it can. `/healthz` answers 503 with it.
+    pub storage_error: Option<String>,
+    /// Writes, syncs and reopens that failed in storage.
+    pub storage_failures: u64,
+    /// Times the storage was reopened after a failure.
+    pub reopens: u64,
+    /// Records skipped because they could not be decoded, when the file was last read.
+    pub records_skipped: u64,
+    /// The keys of the first skipped records (`devices/{pk}/{dn}`, `products/{pk}`), at most
+    /// [`MAX_REPORTED_RECORDS`].
+    pub skipped_records: Vec<String>,
+    /// Property posts refused at the per-device limits (answered 6106).
+    pub properties_refused: u64,
+}
+
 /// Every registry operation the hub needs. Used as `Arc<dyn Registry>`.
 pub trait Registry: Send + Sync + fmt::Debug + 'static {
     /// Registers a product; generates the productKey when `product_key` is `None`, and always
@@ -297,8 +327,18 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     fn device_online(&self, product_key: &str, device_name: &str, ip: IpAddr, at_ms: u64);
 
     /// Merges reported property values (`{"identifier": value}`) into what the registry keeps
-    /// as the device's latest values. Best effort and non-blocking.
-    fn remember_properties(&self, product_key: &str, device_name: &str, values: Map<String, Value>);
+    /// as the device's latest values, all of them or none ([`Properties::remember`]). Best
+    /// effort and non-blocking: values of an unknown device are dropped with `Ok`.
+    ///
+    /// # Errors
+    /// [`Error::PropertyLimit`] when keeping them would take the device past its
+    /// [`PropertyLimits`]; nothing is kept then.
+    fn remember_properties(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        values: Map<String, Value>,
+    ) -> Result<()>;
 
     /// The device's latest reported property values (`None` when it never reported any).
     fn last_properties<'a>(
@@ -309,6 +349,12 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
 
     /// Counts for `/metrics`.
     fn counts(&self) -> RegistryCounts;
+
+    /// The state of the storage, for `/healthz` and `/metrics`. A registry without storage to
+    /// fail is always healthy.
+    fn health(&self) -> RegistryHealth {
+        RegistryHealth::default()
+    }
 
     /// Writes what is pending and stops background work (at shutdown). Later calls still work
     /// but best-effort writes may stay in memory only.

@@ -10,12 +10,22 @@
 //!
 //! The exceptions are best effort by the [`Registry`] contract. The *last online* time and IP of
 //! a device: the platform reports every login through [`Registry::device_online`], which must
-//! never block the CONNECT path. Those
-//! updates go to memory at once and to disk through a bounded queue drained by a writer task
-//! that batches them into one transaction. After a crash the stored last-online values can be
-//! a few moments stale (or, under overload, one login behind; see [`ONLINE_QUEUE`]). And the
-//! latest reported property values ([`Registry::remember_properties`]): kept in memory only, lost
-//! on restart.
+//! never block the CONNECT path. Those updates go to memory at once and to disk through a bounded
+//! queue drained by a writer task that batches them into one transaction. Most batches commit
+//! without an fsync; at most one commit a second is made durable, and a 1 s timer makes the
+//! last batch of a burst durable even when nothing else is written: after a crash the stored
+//! last-online values are at most about two seconds stale (or, under overload, one login behind;
+//! see [`ONLINE_QUEUE`]). And the latest reported property values
+//! ([`Registry::remember_properties`]): kept in memory only, lost on restart, and bounded per
+//! device ([`PropertyLimits`]).
+//!
+//! # Storage failures and damaged files
+//!
+//! The file is checked at every open, and a storage failure closes it until a reopen: see
+//! `store.rs`. A record that does not decode is skipped when the file is read (at start and after
+//! a reopen): it is logged with its key (the first [`MAX_REPORTED_RECORDS`] one by one), counted
+//! in `/metrics` (`aliot_hub_registry_records_skipped`) and named in `/healthz` (`warnings`);
+//! every other record is served. Registering the device again overwrites the bad record.
 //!
 //! # Concurrency
 //!
@@ -23,38 +33,35 @@
 //! from an in-memory copy of the device table, split into 16 std `RwLock`s by a hash of
 //! (productKey, deviceName) so that readers on different cores rarely touch the same lock word.
 //! The locks are std, not tokio: they are held for a hash lookup or an insert, never across an
-//! `.await`. Mutations are serialised by `write_lock` (a std `Mutex` held on a blocking thread
+//! `.await`. Writes are serialised by the store's lock (`store.rs`, taken on a blocking thread
 //! for "commit, then update memory") so that memory always reflects the order of the commits.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use aliot_protocol::identity::validate_product_key;
 use rand::Rng as _;
 use rand::distr::Alphanumeric;
-use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use redb::{Database, ReadableDatabase as _, ReadableTable as _};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
 
+use super::store::{Backend, DEVICES, MAX_RETRY_DELAY, PRODUCTS, Store};
 use super::{
-    BoxFuture, Device, DeviceAuth, Error, NewDevice, Product, Registry, RegistryCounts, Result, invalid,
-    validate_new_devices, validate_product_name,
+    BoxFuture, Device, DeviceAuth, Error, NewDevice, Product, Properties, PropertyLimits, Registry,
+    RegistryCounts, RegistryHealth, Result, invalid, validate_new_devices, validate_product_name,
 };
 use crate::clock::now_ms;
-use crate::config::{create_private_dir, ensure_private_file};
-
-/// productKey → JSON [`ProductRecord`].
-const PRODUCTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("products");
-/// (productKey, deviceName) → JSON [`DeviceRecord`].
-const DEVICES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("devices");
+use crate::config::{RegistryConfig, create_private_dir, ensure_private_file};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "registry.redb";
@@ -65,21 +72,22 @@ const SHARDS: usize = 16;
 /// Capacity of the queue of last-online updates between [`Registry::device_online`] and the
 /// writer task. Overflow policy: when full (the disk cannot keep up with a login storm), the
 /// update is dropped and counted (`online_updates_dropped`); memory already holds the new
-/// value, so only its on-disk copy stays one login behind until the device's next login.
+/// value, so only its on-disk copy stays one login behind until the device's next login. The
+/// batches written while the storage is down are dropped and counted the same way.
 pub const ONLINE_QUEUE: usize = 8192;
 
 /// Most last-online updates written in one transaction.
 const ONLINE_BATCH: usize = 1024;
 
-/// redb's page cache (read cache plus the write buffer of non-durable commits), at most.
-///
-/// redb's default is 1 GiB, and it keeps every page it touches up to that. A login storm's
-/// last-online batches rewrite every device's record, so the cache grew with the fleet: with
-/// 19,000 devices connected, the hub's RSS grew by 2.43 KiB per device with the default cache,
-/// 1.9 with 4 MiB and 1.8 with 1 MiB. The registry is mirrored in memory and redb is only read on
-/// the write paths, so a small cache costs at most a `pread` served by the OS page cache:
-/// registering 100,000 devices took the same time (about 0.6 s) with 1 GiB and with 1 MiB.
-const CACHE_BYTES: usize = 1024 * 1024;
+/// How often at most a last-online batch is committed with an fsync, and the period of the
+/// writer's timer (which makes a burst's last batch durable, and retries a failed file).
+const ONLINE_DURABLE_EVERY: Duration = Duration::from_secs(1);
+
+/// Undecodable records logged and named one by one; the others are only counted.
+pub const MAX_REPORTED_RECORDS: usize = 16;
+
+/// The longest record key quoted in a report (keys come from the file, which may be damaged).
+const MAX_KEY_CHARS: usize = 160;
 
 /// How a product is stored (JSON, so fields can be added later with `#[serde(default)]`).
 #[derive(Clone, Serialize, Deserialize)]
@@ -106,7 +114,7 @@ struct DeviceRecord {
     last_ip: Option<IpAddr>,
     /// The latest reported property values: memory only (see the module docs).
     #[serde(skip)]
-    properties: Option<Box<Map<String, Value>>>,
+    properties: Option<Box<Properties>>,
 }
 
 impl DeviceRecord {
@@ -136,17 +144,37 @@ struct OnlineUpdate {
     at_ms: u64,
 }
 
+/// Records that could not be decoded when the file was last read: how many, and the keys of
+/// the first [`MAX_REPORTED_RECORDS`].
+#[derive(Debug, Clone, Default)]
+struct Skipped {
+    count: u64,
+    keys: Vec<String>,
+}
+
+impl Skipped {
+    fn note(&mut self, record: &str, error: &Error) {
+        self.count += 1;
+        if self.keys.len() < MAX_REPORTED_RECORDS {
+            let key: String = record.chars().take(MAX_KEY_CHARS).collect();
+            tracing::error!(record = %key, error = %error, "skipped a registry record that cannot be decoded");
+            self.keys.push(key);
+        }
+    }
+}
+
 struct Inner {
-    path: PathBuf,
-    db: Arc<Database>,
+    store: Arc<Store>,
+    limits: PropertyLimits,
     products: RwLock<BTreeMap<String, ProductRecord>>,
     shards: Box<[RwLock<Shard>]>,
     hasher: std::collections::hash_map::RandomState,
-    /// Serialises "commit, then update memory" (taken on blocking threads only).
-    write_lock: Mutex<()>,
     device_count: AtomicU64,
     online_tx: mpsc::Sender<OnlineUpdate>,
-    online_dropped: AtomicU64,
+    /// Shared with the writer task, which counts the batches it could not write.
+    online_dropped: Arc<AtomicU64>,
+    properties_refused: AtomicU64,
+    skipped: Mutex<Skipped>,
     /// Stops the writer task and waits for it (taken once, by [`Registry::close`]).
     writer: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
 }
@@ -160,7 +188,7 @@ pub struct RedbRegistry {
 impl fmt::Debug for RedbRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedbRegistry")
-            .field("path", &self.inner.path)
+            .field("path", &self.inner.store.path())
             .field("devices", &self.inner.device_count.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
@@ -211,75 +239,61 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| Error::storage("running a registry task", e))?
 }
 
-/// The registry as read from disk at start.
-struct Loaded {
-    path: PathBuf,
-    db: Database,
+/// The registry as read from the file.
+struct Snapshot {
     products: BTreeMap<String, ProductRecord>,
     shards: Vec<Shard>,
-    hasher: std::collections::hash_map::RandomState,
     count: u64,
+    skipped: Skipped,
 }
 
-/// Opens or creates `{dir}/registry.redb` and reads it whole (blocking).
-fn load(dir: &Path) -> Result<Loaded> {
-    // The registry holds every device's and product's secret: only the hub's user may read it.
-    create_private_dir(dir)
-        .map_err(|e| Error::storage(format!("creating the data directory {}", dir.display()), e))?;
-    let path = dir.join(DB_FILE);
-    ensure_private_file(&path).map_err(|e| Error::storage(format!("creating {}", path.display()), e))?;
-    let db = Database::builder()
-        .set_cache_size(CACHE_BYTES)
-        .create(&path)
-        .map_err(|e| {
-            let hint = if matches!(e, redb::DatabaseError::DatabaseAlreadyOpen) {
-                " (is another aliot hub using this data directory?)"
-            } else {
-                ""
-            };
-            Error::storage(format!("opening {}{hint}", path.display()), e)
-        })?;
-    // Create the tables on first start so that readers never meet a missing table.
-    let txn = db.begin_write().map_err(st("starting the first transaction"))?;
-    txn.open_table(PRODUCTS)
-        .map_err(st("creating the products table"))?;
-    txn.open_table(DEVICES)
-        .map_err(st("creating the devices table"))?;
-    txn.commit().map_err(st("committing the new tables"))?;
-
-    let hasher = std::collections::hash_map::RandomState::new();
+/// Reads every record (blocking), skipping those that do not decode.
+fn read_all(db: &Database, hasher: &impl BuildHasher) -> Result<Snapshot> {
     let mut products = BTreeMap::new();
     let mut shards: Vec<Shard> = (0..SHARDS).map(|_| Shard::new()).collect();
     let mut count = 0u64;
+    let mut skipped = Skipped::default();
     let txn = db.begin_read().map_err(st("reading the registry"))?;
     let table = txn
         .open_table(PRODUCTS)
         .map_err(st("reading the products table"))?;
     for row in table.iter().map_err(st("reading the products table"))? {
         let (k, v) = row.map_err(st("reading a product"))?;
-        let rec: ProductRecord = decode(&format!("products/{}", k.value()), v.value())?;
-        products.insert(k.value().to_owned(), rec);
+        let record = format!("products/{}", k.value());
+        match decode::<ProductRecord>(&record, v.value()) {
+            Ok(rec) => {
+                products.insert(k.value().to_owned(), rec);
+            }
+            Err(e) => skipped.note(&record, &e),
+        }
     }
     let table = txn.open_table(DEVICES).map_err(st("reading the devices table"))?;
     for row in table.iter().map_err(st("reading the devices table"))? {
         let (k, v) = row.map_err(st("reading a device"))?;
         let (pk, dn) = k.value();
-        let rec: DeviceRecord = decode(&format!("devices/{pk}/{dn}"), v.value())?;
-        shards[shard_index(&hasher, pk, dn)]
-            .entry(pk.to_owned())
-            .or_default()
-            .insert(dn.into(), rec);
-        count += 1;
+        let record = format!("devices/{pk}/{dn}");
+        match decode::<DeviceRecord>(&record, v.value()) {
+            Ok(rec) => {
+                shards[shard_index(hasher, pk, dn)]
+                    .entry(pk.to_owned())
+                    .or_default()
+                    .insert(dn.into(), rec);
+                count += 1;
+            }
+            Err(e) => skipped.note(&record, &e),
+        }
     }
-    drop(table);
-    drop(txn);
-    Ok(Loaded {
-        path,
-        db,
+    if skipped.count > 0 {
+        tracing::error!(
+            skipped = skipped.count,
+            "registry records that cannot be decoded were skipped; the others are served"
+        );
+    }
+    Ok(Snapshot {
         products,
         shards,
-        hasher,
         count,
+        skipped,
     })
 }
 
@@ -289,49 +303,107 @@ fn st<E: Into<redb::Error>>(action: &'static str) -> impl Fn(E) -> Error {
 }
 
 impl RedbRegistry {
-    /// Opens (or creates) the registry in `data_dir` (creating the directory) and loads it into
-    /// memory. Starts the last-online writer task, so it must be called inside a tokio runtime.
+    /// Opens (or creates) the registry in `data_dir` (creating the directory) with the default
+    /// settings, and loads it into memory. Starts the last-online writer task, so it must be
+    /// called inside a tokio runtime.
     ///
     /// # Errors
-    /// [`Error::Storage`] when the directory cannot be created or the database cannot be opened
-    /// (for example because another hub has it open); [`Error::Corrupt`] for a record that
-    /// cannot be decoded.
+    /// [`Error::Storage`] when the directory cannot be created, or the database cannot be
+    /// opened (for example because another hub has it open) or is damaged beyond repair.
     pub async fn open(data_dir: &Path) -> Result<RedbRegistry> {
+        Self::open_with(data_dir, &RegistryConfig::default()).await
+    }
+
+    /// As [`RedbRegistry::open`], with the limits of `config`.
+    ///
+    /// # Errors
+    /// As [`RedbRegistry::open`], and [`Error::InvalidArgument`] for invalid settings.
+    pub async fn open_with(data_dir: &Path, config: &RegistryConfig) -> Result<RedbRegistry> {
+        Self::open_backend(data_dir, config, Backend::File).await
+    }
+
+    /// As [`RedbRegistry::open_with`], the file's writes and syncs failing while `fault` is on
+    /// (feature `fault-injection`, for the hub's own tests).
+    ///
+    /// # Errors
+    /// As [`RedbRegistry::open_with`].
+    #[cfg(feature = "fault-injection")]
+    pub async fn open_with_fault(
+        data_dir: &Path,
+        config: &RegistryConfig,
+        fault: super::StorageFault,
+    ) -> Result<RedbRegistry> {
+        Self::open_backend(data_dir, config, Backend::Faulty(fault)).await
+    }
+
+    async fn open_backend(
+        data_dir: &Path,
+        config: &RegistryConfig,
+        backend: Backend,
+    ) -> Result<RedbRegistry> {
+        config
+            .validate()
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let dir = data_dir.to_owned();
-        let Loaded {
-            path,
-            db,
+        let (store, hasher, snapshot) = blocking(move || {
+            // The registry holds every device's and product's secret: only the hub's user may
+            // read it.
+            create_private_dir(&dir)
+                .map_err(|e| Error::storage(format!("creating the data directory {}", dir.display()), e))?;
+            let path = dir.join(DB_FILE);
+            ensure_private_file(&path)
+                .map_err(|e| Error::storage(format!("creating {}", path.display()), e))?;
+            let store = Store::open(path, backend)?;
+            let hasher = std::collections::hash_map::RandomState::new();
+            let snapshot = {
+                let mut writer = store.lock();
+                let (db, _) = writer.open()?;
+                read_all(db, &hasher)?
+            };
+            Ok((store, hasher, snapshot))
+        })
+        .await?;
+        let store = Arc::new(store);
+        let Snapshot {
             products,
             shards,
-            hasher,
             count,
-        } = blocking(move || load(&dir)).await?;
-        let db = Arc::new(db);
+            skipped,
+        } = snapshot;
+        tracing::info!(path = %store.path().display(), products = products.len(), devices = count, skipped = skipped.count, "registry opened");
 
         // See ONLINE_QUEUE for the capacity and the overflow policy.
         let (online_tx, online_rx) = mpsc::channel(ONLINE_QUEUE);
         let (stop_tx, stop_rx) = oneshot::channel();
-        let writer = tokio::spawn(online_writer(Arc::clone(&db), online_rx, stop_rx));
-        tracing::info!(path = %path.display(), products = products.len(), devices = count, "registry opened");
-        Ok(RedbRegistry {
-            inner: Arc::new(Inner {
-                path,
-                db,
+        let online_dropped = Arc::new(AtomicU64::new(0));
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
+            let writer = tokio::spawn(online_writer(
+                weak.clone(),
+                Arc::clone(&store),
+                Arc::clone(&online_dropped),
+                online_rx,
+                stop_rx,
+            ));
+            Inner {
+                store,
+                limits: PropertyLimits::from(config),
                 products: RwLock::new(products),
                 shards: shards.into_iter().map(RwLock::new).collect(),
                 hasher,
-                write_lock: Mutex::new(()),
                 device_count: AtomicU64::new(count),
                 online_tx,
-                online_dropped: AtomicU64::new(0),
+                online_dropped,
+                properties_refused: AtomicU64::new(0),
+                skipped: Mutex::new(skipped),
                 writer: Mutex::new(Some((stop_tx, writer))),
-            }),
-        })
+            }
+        });
+        Ok(RedbRegistry { inner })
     }
 
     /// Path of the database file.
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        self.inner.store.path()
     }
 
     fn shard(&self, pk: &str, dn: &str) -> &RwLock<Shard> {
@@ -373,48 +445,97 @@ impl RedbRegistry {
         }
     }
 
+    /// Runs a write under the store's lock (blocking): reopens the file first if a failure
+    /// closed it (and then reloads memory from it), and reports a storage error to the store,
+    /// which closes the file until the next reopen.
+    fn write<T>(&self, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
+        let mut writer = self.inner.store.lock();
+        let (db, reopened) = writer.open()?;
+        let result = if reopened {
+            self.reload(db).and_then(|()| f(db))
+        } else {
+            f(db)
+        };
+        if let Err(e) = &result {
+            writer.failed(e);
+        }
+        result
+    }
+
+    /// Replaces memory with what the reopened file holds, keeping what only memory has: the
+    /// remembered properties and last-online times fresher than the stored ones. Under the
+    /// store's lock, so no commit runs meanwhile.
+    fn reload(&self, db: &Database) -> Result<()> {
+        let inner = &self.inner;
+        let Snapshot {
+            products,
+            shards,
+            count,
+            skipped,
+        } = read_all(db, &inner.hasher)?;
+        *write_lock(&inner.products) = products;
+        for (lock, mut fresh) in inner.shards.iter().zip(shards) {
+            let mut shard = write_lock(lock);
+            for (pk, devices) in &mut fresh {
+                for (dn, rec) in devices.iter_mut() {
+                    let Some(old) = shard.get_mut(pk).and_then(|m| m.get_mut(dn)) else {
+                        continue;
+                    };
+                    rec.properties = old.properties.take();
+                    if old.last_online_ms > rec.last_online_ms {
+                        rec.last_online_ms = old.last_online_ms;
+                        rec.last_ip = old.last_ip;
+                    }
+                }
+            }
+            *shard = fresh;
+        }
+        inner.device_count.store(count, Ordering::Relaxed);
+        *inner.skipped.lock().unwrap_or_else(PoisonError::into_inner) = skipped;
+        tracing::info!(devices = count, "registry reloaded from the reopened file");
+        Ok(())
+    }
+
     /// Registers a product (blocking; on the blocking pool).
     fn create_product_blocking(&self, name: String, given: Option<String>) -> Result<Product> {
-        let inner = &self.inner;
-        let _serial = inner.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let pk = match given {
-            Some(pk) => {
-                if read_lock(&inner.products).contains_key(&pk) {
-                    return Err(Error::ProductExists { product_key: pk });
+        self.write(|db| {
+            let inner = &self.inner;
+            let pk = match given {
+                Some(pk) => {
+                    if read_lock(&inner.products).contains_key(&pk) {
+                        return Err(Error::ProductExists { product_key: pk });
+                    }
+                    pk
                 }
-                pk
-            }
-            None => {
-                // 62^9 keys: a collision is unlikely, but cheap to rule out.
-                let products = read_lock(&inner.products);
-                let mut pk = generate_product_key();
-                while products.contains_key(&pk) {
-                    pk = generate_product_key();
+                None => {
+                    // 62^9 keys: a collision is unlikely, but cheap to rule out.
+                    let products = read_lock(&inner.products);
+                    let mut pk = generate_product_key();
+                    while products.contains_key(&pk) {
+                        pk = generate_product_key();
+                    }
+                    pk
                 }
-                pk
+            };
+            let rec = ProductRecord {
+                name,
+                product_secret: random_alnum(32),
+                created_ms: now_ms(),
+            };
+            let txn = db.begin_write().map_err(st("starting a product registration"))?;
+            {
+                let mut table = txn
+                    .open_table(PRODUCTS)
+                    .map_err(st("opening the products table"))?;
+                table
+                    .insert(pk.as_str(), encode(&format!("products/{pk}"), &rec)?.as_slice())
+                    .map_err(st("writing a product"))?;
             }
-        };
-        let rec = ProductRecord {
-            name,
-            product_secret: random_alnum(32),
-            created_ms: now_ms(),
-        };
-        let txn = inner
-            .db
-            .begin_write()
-            .map_err(st("starting a product registration"))?;
-        {
-            let mut table = txn
-                .open_table(PRODUCTS)
-                .map_err(st("opening the products table"))?;
-            table
-                .insert(pk.as_str(), encode(&format!("products/{pk}"), &rec)?.as_slice())
-                .map_err(st("writing a product"))?;
-        }
-        txn.commit().map_err(st("committing a product"))?;
-        write_lock(&inner.products).insert(pk.clone(), rec.clone());
-        tracing::info!(product_key = %pk, "product registered");
-        Ok(self.product_view(&pk, &rec))
+            txn.commit().map_err(st("committing a product"))?;
+            write_lock(&inner.products).insert(pk.clone(), rec.clone());
+            tracing::info!(product_key = %pk, "product registered");
+            Ok(self.product_view(&pk, &rec))
+        })
     }
 
     /// Registers devices (blocking; on the blocking pool). Validated by the caller.
@@ -424,142 +545,141 @@ impl RedbRegistry {
         devices: Vec<NewDevice>,
         skip_existing: bool,
     ) -> Result<Vec<Device>> {
-        let inner = &self.inner;
-        let _serial = inner.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
-        // Re-check under the write lock: the product may have gone meanwhile (it cannot today,
-        // products are never deleted, but keep the invariant local).
-        self.require_product(&pk)?;
-        let now = now_ms();
-        let mut out = Vec::with_capacity(devices.len());
-        let mut new = Vec::with_capacity(devices.len());
-        for NewDevice {
-            device_name: dn,
-            device_secret,
-        } in devices
-        {
-            match self.record(&pk, &dn, |r| r.to_device(&pk, &dn)) {
-                Some(existing) if skip_existing => out.push(existing),
-                Some(_) => {
-                    return Err(Error::DeviceExists {
-                        product_key: pk.clone(),
-                        device_name: dn,
-                    });
-                }
-                None => {
-                    let rec = DeviceRecord {
-                        device_secret: device_secret.unwrap_or_else(|| random_alnum(32)).into(),
-                        iot_id: random_alnum(32).into(),
-                        enabled: true,
-                        created_ms: now,
-                        last_online_ms: None,
-                        last_ip: None,
-                        properties: None,
-                    };
-                    out.push(rec.to_device(&pk, &dn));
-                    new.push((dn, rec));
-                }
-            }
-        }
-        if !new.is_empty() {
-            let txn = inner
-                .db
-                .begin_write()
-                .map_err(st("starting a device registration"))?;
+        self.write(|db| {
+            let inner = &self.inner;
+            // Re-check under the write lock: the product may have gone meanwhile (it cannot
+            // today, products are never deleted, but keep the invariant local).
+            self.require_product(&pk)?;
+            let now = now_ms();
+            let mut out = Vec::with_capacity(devices.len());
+            let mut new = Vec::with_capacity(devices.len());
+            for NewDevice {
+                device_name: dn,
+                device_secret,
+            } in devices
             {
-                let mut table = txn.open_table(DEVICES).map_err(st("opening the devices table"))?;
-                for (dn, rec) in &new {
-                    let bytes = encode(&format!("devices/{pk}/{dn}"), rec)?;
-                    table
-                        .insert((pk.as_str(), dn.as_str()), bytes.as_slice())
-                        .map_err(st("writing a device"))?;
+                match self.record(&pk, &dn, |r| r.to_device(&pk, &dn)) {
+                    Some(existing) if skip_existing => out.push(existing),
+                    Some(_) => {
+                        return Err(Error::DeviceExists {
+                            product_key: pk.clone(),
+                            device_name: dn,
+                        });
+                    }
+                    None => {
+                        let rec = DeviceRecord {
+                            device_secret: device_secret.unwrap_or_else(|| random_alnum(32)).into(),
+                            iot_id: random_alnum(32).into(),
+                            enabled: true,
+                            created_ms: now,
+                            last_online_ms: None,
+                            last_ip: None,
+                            properties: None,
+                        };
+                        out.push(rec.to_device(&pk, &dn));
+                        new.push((dn, rec));
+                    }
                 }
             }
-            txn.commit().map_err(st("committing devices"))?;
-            let n = new.len();
-            for (dn, rec) in new {
-                write_lock(self.shard(&pk, &dn))
-                    .entry(pk.clone())
-                    .or_default()
-                    .insert(dn.into(), rec);
+            if !new.is_empty() {
+                let txn = db.begin_write().map_err(st("starting a device registration"))?;
+                {
+                    let mut table = txn.open_table(DEVICES).map_err(st("opening the devices table"))?;
+                    for (dn, rec) in &new {
+                        // Overwrites a record that was skipped because it did not decode.
+                        let bytes = encode(&format!("devices/{pk}/{dn}"), rec)?;
+                        table
+                            .insert((pk.as_str(), dn.as_str()), bytes.as_slice())
+                            .map_err(st("writing a device"))?;
+                    }
+                }
+                txn.commit().map_err(st("committing devices"))?;
+                let n = new.len();
+                for (dn, rec) in new {
+                    write_lock(self.shard(&pk, &dn))
+                        .entry(pk.clone())
+                        .or_default()
+                        .insert(dn.into(), rec);
+                }
+                inner.device_count.fetch_add(n as u64, Ordering::Relaxed);
+                tracing::info!(product_key = %pk, count = n, "devices registered");
             }
-            inner.device_count.fetch_add(n as u64, Ordering::Relaxed);
-            tracing::info!(product_key = %pk, count = n, "devices registered");
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Enables or disables a device (blocking).
     fn set_enabled_blocking(&self, pk: String, dn: String, enabled: bool) -> Result<Device> {
-        let inner = &self.inner;
-        let _serial = inner.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let not_found = || Error::DeviceNotFound {
-            product_key: pk.clone(),
-            device_name: dn.clone(),
-        };
-        let record = format!("devices/{pk}/{dn}");
-        let txn = inner.db.begin_write().map_err(st("starting a device update"))?;
-        {
-            let mut table = txn.open_table(DEVICES).map_err(st("opening the devices table"))?;
-            let stored: Option<DeviceRecord> = match table
-                .get((pk.as_str(), dn.as_str()))
-                .map_err(st("reading a device"))?
+        self.write(|db| {
+            let not_found = || Error::DeviceNotFound {
+                product_key: pk.clone(),
+                device_name: dn.clone(),
+            };
+            let record = format!("devices/{pk}/{dn}");
+            let txn = db.begin_write().map_err(st("starting a device update"))?;
             {
-                Some(guard) => Some(decode(&record, guard.value())?),
-                None => None,
-            };
-            let Some(mut rec) = stored else {
-                return Err(not_found());
-            };
+                let mut table = txn.open_table(DEVICES).map_err(st("opening the devices table"))?;
+                let stored: Option<DeviceRecord> = match table
+                    .get((pk.as_str(), dn.as_str()))
+                    .map_err(st("reading a device"))?
+                {
+                    Some(guard) => Some(decode(&record, guard.value())?),
+                    None => None,
+                };
+                let Some(mut rec) = stored else {
+                    return Err(not_found());
+                };
+                rec.enabled = enabled;
+                table
+                    .insert((pk.as_str(), dn.as_str()), encode(&record, &rec)?.as_slice())
+                    .map_err(st("writing a device"))?;
+            }
+            txn.commit().map_err(st("committing a device update"))?;
+            // Only `enabled` changes in memory: the last-online fields there may be fresher than
+            // the stored ones.
+            let mut shard = write_lock(self.shard(&pk, &dn));
+            let rec = shard
+                .get_mut(&pk)
+                .and_then(|m| m.get_mut(dn.as_str()))
+                .ok_or_else(not_found)?;
             rec.enabled = enabled;
-            table
-                .insert((pk.as_str(), dn.as_str()), encode(&record, &rec)?.as_slice())
-                .map_err(st("writing a device"))?;
-        }
-        txn.commit().map_err(st("committing a device update"))?;
-        // Only `enabled` changes in memory: the last-online fields there may be fresher than the
-        // stored ones.
-        let mut shard = write_lock(self.shard(&pk, &dn));
-        let rec = shard
-            .get_mut(&pk)
-            .and_then(|m| m.get_mut(dn.as_str()))
-            .ok_or_else(not_found)?;
-        rec.enabled = enabled;
-        tracing::info!(product_key = %pk, device_name = %dn, enabled, "device updated");
-        Ok(rec.to_device(&pk, &dn))
+            tracing::info!(product_key = %pk, device_name = %dn, enabled, "device updated");
+            Ok(rec.to_device(&pk, &dn))
+        })
     }
 
     /// Deletes a device (blocking).
     fn delete_device_blocking(&self, pk: String, dn: String) -> Result<Device> {
-        let inner = &self.inner;
-        let _serial = inner.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let not_found = || Error::DeviceNotFound {
-            product_key: pk.clone(),
-            device_name: dn.clone(),
-        };
-        let txn = inner.db.begin_write().map_err(st("starting a device deletion"))?;
-        {
-            let mut table = txn.open_table(DEVICES).map_err(st("opening the devices table"))?;
-            if table
-                .remove((pk.as_str(), dn.as_str()))
-                .map_err(st("deleting a device"))?
-                .is_none()
+        self.write(|db| {
+            let not_found = || Error::DeviceNotFound {
+                product_key: pk.clone(),
+                device_name: dn.clone(),
+            };
+            let txn = db.begin_write().map_err(st("starting a device deletion"))?;
             {
-                return Err(not_found());
+                let mut table = txn.open_table(DEVICES).map_err(st("opening the devices table"))?;
+                if table
+                    .remove((pk.as_str(), dn.as_str()))
+                    .map_err(st("deleting a device"))?
+                    .is_none()
+                {
+                    return Err(not_found());
+                }
             }
-        }
-        txn.commit().map_err(st("committing a device deletion"))?;
-        let mut shard = write_lock(self.shard(&pk, &dn));
-        let removed = shard
-            .get_mut(&pk)
-            .and_then(|m| m.remove(dn.as_str()))
-            .ok_or_else(not_found)?;
-        if shard.get(&pk).is_some_and(HashMap::is_empty) {
-            shard.remove(&pk);
-        }
-        drop(shard);
-        inner.device_count.fetch_sub(1, Ordering::Relaxed);
-        tracing::info!(product_key = %pk, device_name = %dn, "device deleted");
-        Ok(removed.to_device(&pk, &dn))
+            txn.commit().map_err(st("committing a device deletion"))?;
+            let mut shard = write_lock(self.shard(&pk, &dn));
+            let removed = shard
+                .get_mut(&pk)
+                .and_then(|m| m.remove(dn.as_str()))
+                .ok_or_else(not_found)?;
+            if shard.get(&pk).is_some_and(HashMap::is_empty) {
+                shard.remove(&pk);
+            }
+            drop(shard);
+            self.inner.device_count.fetch_sub(1, Ordering::Relaxed);
+            tracing::info!(product_key = %pk, device_name = %dn, "device deleted");
+            Ok(removed.to_device(&pk, &dn))
+        })
     }
 }
 
@@ -687,14 +807,27 @@ impl Registry for RedbRegistry {
         }
     }
 
-    fn remember_properties(&self, product_key: &str, device_name: &str, values: Map<String, Value>) {
+    fn remember_properties(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        values: Map<String, Value>,
+    ) -> Result<()> {
         let mut shard = write_lock(self.shard(product_key, device_name));
-        if let Some(rec) = shard.get_mut(product_key).and_then(|m| m.get_mut(device_name)) {
-            let props = rec.properties.get_or_insert_with(Box::default);
-            for (k, v) in values {
-                props.insert(k, v);
-            }
+        // A device deleted while connected has nothing to keep its values in.
+        let Some(rec) = shard.get_mut(product_key).and_then(|m| m.get_mut(device_name)) else {
+            return Ok(());
+        };
+        let props = rec.properties.get_or_insert_with(Box::default);
+        let result = props.remember(values, self.inner.limits);
+        if props.is_empty() {
+            // A refused first post keeps nothing: "never reported" stays `None`.
+            rec.properties = None;
         }
+        if result.is_err() {
+            self.inner.properties_refused.fetch_add(1, Ordering::Relaxed);
+        }
+        result
     }
 
     fn last_properties<'a>(
@@ -703,7 +836,9 @@ impl Registry for RedbRegistry {
         device_name: &'a str,
     ) -> BoxFuture<'a, Option<Map<String, Value>>> {
         let props = self
-            .record(product_key, device_name, |r| r.properties.as_deref().cloned())
+            .record(product_key, device_name, |r| {
+                r.properties.as_deref().map(|p| p.values().clone())
+            })
             .flatten();
         Box::pin(std::future::ready(props))
     }
@@ -713,6 +848,24 @@ impl Registry for RedbRegistry {
             products: read_lock(&self.inner.products).len() as u64,
             devices: self.inner.device_count.load(Ordering::Relaxed),
             online_updates_dropped: self.inner.online_dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    fn health(&self) -> RegistryHealth {
+        let store = &self.inner.store;
+        let skipped = self
+            .inner
+            .skipped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        RegistryHealth {
+            storage_error: store.fault(),
+            storage_failures: store.failures(),
+            reopens: store.reopens(),
+            records_skipped: skipped.count,
+            skipped_records: skipped.keys,
+            properties_refused: self.inner.properties_refused.load(Ordering::Relaxed),
         }
     }
 
@@ -739,24 +892,69 @@ fn shard_index(hasher: &impl BuildHasher, pk: &str, dn: &str) -> usize {
     (hasher.hash_one((pk, dn)) % SHARDS as u64) as usize
 }
 
+/// What became of a last-online batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// Nothing to write.
+    Nothing,
+    /// Committed and synced: it and every earlier batch survive a crash.
+    Durable,
+    /// Committed without a sync: visible, but a crash may lose it.
+    NotDurable,
+    /// Not written (the storage is down, or failed now).
+    Dropped,
+}
+
+/// The background retries of a failed registry file: the first at the writer's next tick,
+/// then after 2 s, 4 s... up to [`MAX_RETRY_DELAY`].
+#[derive(Debug)]
+struct Retry {
+    at: Option<Instant>,
+    delay: Duration,
+}
+
+impl Retry {
+    fn new() -> Self {
+        Self {
+            at: None,
+            delay: ONLINE_DURABLE_EVERY,
+        }
+    }
+
+    /// Whether to try now (the storage being down).
+    fn due(&mut self, now: Instant) -> bool {
+        *self.at.get_or_insert(now) <= now
+    }
+
+    fn failed(&mut self, now: Instant) {
+        self.delay = (self.delay * 2).min(MAX_RETRY_DELAY);
+        self.at = Some(now + self.delay);
+    }
+
+    fn reset(&mut self) {
+        *self = Self::new();
+    }
+}
+
 /// Writes last-online updates to disk in batches until told to stop, then writes what is left.
+///
+/// Its timer ticks every [`ONLINE_DURABLE_EVERY`]: it makes the last batch of a burst durable
+/// (the batches themselves are durable at most once a second, see [`SyncState`]), and while the storage
+/// is down it retries opening the file. It holds only a `Weak` reference to the registry, so
+/// that dropping the registry's last handle (and with it the queue's sender) ends the task.
 async fn online_writer(
-    db: Arc<Database>,
+    registry: Weak<Inner>,
+    store: Arc<Store>,
+    dropped: Arc<AtomicU64>,
     mut rx: mpsc::Receiver<OnlineUpdate>,
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut batch = Vec::with_capacity(ONLINE_BATCH);
-    // Last-online times are advisory: most batches commit without an fsync, and at most one a
-    // second (and the last one, at close) is made durable. A registration commit (always durable)
-    // also persists what came before it. This keeps fsync off a login storm's path.
-    let mut last_durable = std::time::Instant::now();
-    let mut durable_due = |force: bool| {
-        let due = force || last_durable.elapsed() >= ONLINE_DURABLE_EVERY;
-        if due {
-            last_durable = std::time::Instant::now();
-        }
-        due
-    };
+    let mut sync = SyncState::new(dropped);
+    let mut retry = Retry::new();
+    let mut tick = tokio::time::interval(ONLINE_DURABLE_EVERY);
+    // After a stall (a slow disk), one tick, not a burst of them.
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             // After `stop`, drain what is queued and leave.
@@ -765,10 +963,14 @@ async fn online_writer(
                 while let Some(u) = rx.recv().await {
                     batch.push(u);
                     if batch.len() == ONLINE_BATCH {
-                        write_online(&db, std::mem::take(&mut batch), durable_due(false)).await;
+                        let durable = sync.durable_due();
+                        let written = write_online(&store, std::mem::take(&mut batch), durable).await;
+                        sync.note(written, ONLINE_BATCH);
                     }
                 }
-                write_online(&db, std::mem::take(&mut batch), true).await;
+                let n = batch.len();
+                let written = write_online(&store, std::mem::take(&mut batch), true).await;
+                sync.note(written, n);
                 return;
             }
             n = rx.recv_many(&mut batch, ONLINE_BATCH) => {
@@ -776,53 +978,143 @@ async fn online_writer(
                     // Every sender is gone: the store was dropped without `close`.
                     return;
                 }
-                write_online(&db, std::mem::take(&mut batch), durable_due(false)).await;
+                let durable = sync.durable_due();
+                let written = write_online(&store, std::mem::take(&mut batch), durable).await;
+                sync.note(written, n);
+            }
+            _ = tick.tick() => {
+                if sync.flush_due() {
+                    // An empty durable commit makes the earlier non-durable ones durable.
+                    let written = write_online(&store, Vec::new(), true).await;
+                    sync.note(written, 0);
+                }
+                if store.fault().is_none() {
+                    // Healthy (perhaps reopened by a write): the next failure starts afresh.
+                    retry.reset();
+                } else if retry.due(Instant::now()) {
+                    let Some(inner) = registry.upgrade() else { return };
+                    let this = RedbRegistry { inner };
+                    // An empty write: it reopens the file (and reloads memory) if still closed.
+                    match blocking(move || this.write(|_| Ok(()))).await {
+                        Ok(()) => retry.reset(),
+                        Err(_) => retry.failed(Instant::now()),
+                    }
+                }
             }
         }
     }
 }
 
-/// How often at most a last-online batch is committed with an fsync.
-const ONLINE_DURABLE_EVERY: Duration = Duration::from_secs(1);
+/// When the writer's commits were last made durable.
+///
+/// Last-online times are advisory: most batches commit without an fsync, and at most one a
+/// second is made durable (as are the last one at close, and a burst's last one at the next
+/// tick). A registration commit (always durable) also persists what came before it. This keeps
+/// fsync off a login storm's path.
+#[derive(Debug)]
+struct SyncState {
+    last_durable: Instant,
+    /// A batch was committed without an fsync since the last durable commit of the writer.
+    unsynced: bool,
+    /// Last-online updates not written (`online_updates_dropped`), shared with the registry.
+    dropped: Arc<AtomicU64>,
+}
 
-async fn write_online(db: &Arc<Database>, batch: Vec<OnlineUpdate>, durable: bool) {
-    if batch.is_empty() && !durable {
-        return;
+impl SyncState {
+    fn new(dropped: Arc<AtomicU64>) -> Self {
+        Self {
+            last_durable: Instant::now(),
+            unsynced: false,
+            dropped,
+        }
     }
-    let db = Arc::clone(db);
+
+    /// Whether the next batch is to be committed durably.
+    fn durable_due(&self) -> bool {
+        self.last_durable.elapsed() >= ONLINE_DURABLE_EVERY
+    }
+
+    /// Whether the timer is to make the earlier batches durable.
+    fn flush_due(&self) -> bool {
+        self.unsynced && self.durable_due()
+    }
+
+    /// Takes note of what became of a batch of `n` updates.
+    fn note(&mut self, written: Written, n: usize) {
+        match written {
+            Written::Durable => {
+                self.last_durable = Instant::now();
+                self.unsynced = false;
+            }
+            Written::NotDurable => self.unsynced = true,
+            Written::Dropped => {
+                self.dropped.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Written::Nothing => {}
+        }
+    }
+}
+
+/// Writes a batch (an empty one only to make earlier commits durable). Never reopens a failed
+/// file: the batch is dropped then (see `store.rs`).
+async fn write_online(store: &Arc<Store>, batch: Vec<OnlineUpdate>, durable: bool) -> Written {
+    if batch.is_empty() && !durable {
+        return Written::Nothing;
+    }
+    let store = Arc::clone(store);
     let n = batch.len();
     let result = blocking(move || {
-        let mut txn = db.begin_write().map_err(st("starting a last-online batch"))?;
-        // When redb cannot skip the fsync, the commit simply stays durable.
-        if !durable && txn.set_durability(redb::Durability::None).is_err() {
-            tracing::debug!("last-online batch committed durably");
+        let mut writer = store.lock();
+        let Some(db) = writer.if_open() else {
+            return Ok(Written::Dropped);
+        };
+        let result = commit_online(db, batch, durable);
+        if let Err(e) = &result {
+            writer.failed(e);
         }
-        {
-            let mut table = txn.open_table(DEVICES).map_err(st("opening the devices table"))?;
-            for u in batch {
-                let key = (u.product_key.as_str(), u.device_name.as_str());
-                let stored: Option<DeviceRecord> = match table.get(key).map_err(st("reading a device"))? {
-                    Some(guard) => decode("last online", guard.value()).ok(),
-                    None => None,
-                };
-                // A device deleted meanwhile stays deleted (and an unreadable record untouched).
-                let Some(mut rec) = stored else { continue };
-                if rec.last_online_ms.is_some_and(|t| t > u.at_ms) {
-                    continue;
-                }
-                rec.last_online_ms = Some(u.at_ms);
-                rec.last_ip = Some(u.ip);
-                table
-                    .insert(key, encode("last online", &rec)?.as_slice())
-                    .map_err(st("writing a last-online time"))?;
-            }
-        }
-        txn.commit().map_err(st("committing a last-online batch"))
+        result
     })
     .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, updates = n, "could not record last-online times");
+    match result {
+        Ok(written) => written,
+        Err(e) => {
+            tracing::warn!(error = %e, updates = n, "could not record last-online times");
+            Written::Dropped
+        }
     }
+}
+
+/// One last-online transaction (blocking).
+fn commit_online(db: &Database, batch: Vec<OnlineUpdate>, durable: bool) -> Result<Written> {
+    let mut txn = db.begin_write().map_err(st("starting a last-online batch"))?;
+    // When redb cannot skip the fsync, the commit simply stays durable.
+    let durable = durable || txn.set_durability(redb::Durability::None).is_err();
+    {
+        let mut table = txn.open_table(DEVICES).map_err(st("opening the devices table"))?;
+        for u in batch {
+            let key = (u.product_key.as_str(), u.device_name.as_str());
+            let stored: Option<DeviceRecord> = match table.get(key).map_err(st("reading a device"))? {
+                Some(guard) => decode("last online", guard.value()).ok(),
+                None => None,
+            };
+            // A device deleted meanwhile stays deleted (and an unreadable record untouched).
+            let Some(mut rec) = stored else { continue };
+            if rec.last_online_ms.is_some_and(|t| t > u.at_ms) {
+                continue;
+            }
+            rec.last_online_ms = Some(u.at_ms);
+            rec.last_ip = Some(u.ip);
+            table
+                .insert(key, encode("last online", &rec)?.as_slice())
+                .map_err(st("writing a last-online time"))?;
+        }
+    }
+    txn.commit().map_err(st("committing a last-online batch"))?;
+    Ok(if durable {
+        Written::Durable
+    } else {
+        Written::NotDurable
+    })
 }
 
 #[cfg(test)]

@@ -254,6 +254,10 @@ impl Service {
     /// CONNECT of it that was authenticated just before is refused too: its logins are blocked
     /// in memory before the registry is changed, and stay blocked while it is disabled.
     ///
+    /// Disabling disconnects the device even when the registry cannot record the change (its
+    /// storage failed): the operator asked for the device to be off now, and the answer is the
+    /// registry's error all the same, never a success for a change that was not saved.
+    ///
     /// # Errors
     /// As [`Registry::set_enabled`]. When disabling fails in the registry, the device stays
     /// disconnected and blocked in memory (until the hub restarts) and the error says so.
@@ -272,6 +276,9 @@ impl Service {
             (Err(crate::registry::Error::DeviceNotFound { .. }), false) => {
                 cluster.unblock(product_key, device_name);
             }
+            (Err(e), false) => {
+                tracing::warn!(product_key, device_name, error = %e, "device disconnected and blocked, but its disabling was not saved");
+            }
             _ => {}
         }
         Ok(device?)
@@ -282,6 +289,10 @@ impl Service {
     /// device of that name is registered again (a CONNECT authenticated just before the deletion
     /// cannot bring it back online).
     ///
+    /// When the registry cannot delete it (its storage failed), the device is still
+    /// disconnected (the operator wants it gone) but its stored session is kept, as the device
+    /// still exists; the answer is the registry's error.
+    ///
     /// # Errors
     /// As [`Registry::delete_device`].
     pub async fn delete_device(&self, product_key: &str, device_name: &str) -> Result<(Device, bool)> {
@@ -290,8 +301,11 @@ impl Service {
         let device = match self.inner.registry.delete_device(product_key, device_name).await {
             Ok(d) => d,
             Err(e) => {
-                // Still registered: it may log in again.
+                // Still registered: it may log in again (its stored session is kept).
                 cluster.unblock(product_key, device_name);
+                if was_online {
+                    tracing::warn!(product_key, device_name, error = %e, "device disconnected, but its deletion was not saved");
+                }
                 return Err(e.into());
             }
         };
