@@ -452,7 +452,11 @@ async fn a_storage_failure_is_reported_and_repaired_and_disable_still_kicks() {
 
     hub.fault.fail(true);
     let (s, e) = hub.send("PATCH", &device, Some(json!({"enabled": false}))).await;
-    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{e}");
+    assert_eq!(
+        (s, &e["code"]),
+        (StatusCode::SERVICE_UNAVAILABLE, &json!("storage_failed")),
+        "{e}"
+    );
     // Kicked all the same.
     dev.closed().await;
     let (s, health) = hub.send("GET", "/healthz", None).await;
@@ -474,7 +478,11 @@ async fn a_storage_failure_is_reported_and_repaired_and_disable_still_kicks() {
     let mut other = Raw::online(hub.mqtt, &creds("dev2", "")).await;
     let other_path = format!("/api/v1/products/{PK}/devices/dev2");
     let (s, e) = hub.send("DELETE", &other_path, None).await;
-    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{e}");
+    assert_eq!(
+        (s, &e["code"]),
+        (StatusCode::SERVICE_UNAVAILABLE, &json!("storage_failed")),
+        "{e}"
+    );
     other.closed().await;
     let (s, _) = hub.send("GET", &other_path, None).await;
     assert_eq!(s, StatusCode::OK);

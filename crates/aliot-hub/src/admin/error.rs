@@ -84,6 +84,15 @@ impl From<registry::Error> for ApiError {
             registry::Error::DeviceExists { .. } => (StatusCode::CONFLICT, "device_exists"),
             registry::Error::ProductExists { .. } => (StatusCode::CONFLICT, "product_exists"),
             registry::Error::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            // The change was not saved; /healthz says the same until the storage is repaired.
+            registry::Error::Storage { .. } => {
+                tracing::warn!(error = %ErrorChain(&e), "admin API: the registry could not save a change");
+                return Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_failed",
+                    format!("not saved: {}", ErrorChain(&e)),
+                );
+            }
             _ => return ApiError::internal(&ErrorChain(&e)),
         };
         Self::new(status, code, e.to_string())

@@ -186,24 +186,28 @@ async fn healthz(State(state): State<AdminState>) -> Response {
             health.skipped_records.join(", ")
         ));
     }
-    let (status, mut body) = match &health.storage_error {
+    let (status, body) = match &health.storage_error {
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            // The shape of every admin error (`code`, `message`), plus `status` as when healthy.
-            serde_json::json!({
-                "status": "unavailable",
-                "code": "storage_failed",
-                "message": format!(
+            aliot_admin::Health {
+                status: "unavailable".into(),
+                code: Some("storage_failed".into()),
+                message: Some(format!(
                     "the registry cannot write (registrations, changes and deletions fail until its \
                      storage is reopened): {reason}"
-                ),
-            }),
+                )),
+                warnings,
+            },
         ),
-        None => (StatusCode::OK, serde_json::json!({ "status": "ok" })),
+        None => (
+            StatusCode::OK,
+            aliot_admin::Health {
+                status: "ok".into(),
+                warnings,
+                ..aliot_admin::Health::default()
+            },
+        ),
     };
-    if !warnings.is_empty() {
-        body["warnings"] = warnings.into();
-    }
     (status, axum::Json(body)).into_response()
 }
 
