@@ -16,6 +16,7 @@ use crate::engine::Engine;
 use crate::error::Result;
 use crate::events::EventBus;
 use crate::metrics::Metrics;
+use crate::persist;
 use crate::platform::{Platform, PlatformConfig};
 use crate::registry::Registry;
 use crate::service::{Service, ServiceConfig};
@@ -27,6 +28,8 @@ pub struct Broker {
     config: Arc<BrokerConfig>,
     engine: Engine,
     service: Service,
+    table: Arc<DeviceTable>,
+    registry: Arc<dyn Registry>,
 }
 
 impl Broker {
@@ -45,8 +48,11 @@ impl Broker {
                 max_bytes: config.offline_queue_bytes,
             },
             max_pending_calls: config.max_pending_calls,
+            unsaved_bytes: config.max_unsaved_bytes,
         };
         let table = Arc::new(DeviceTable::new(limits, metrics.clone()));
+        // Saves what clean-session-0 devices keep, as long as the registry is there.
+        tokio::spawn(persist::run(table.journal().clone(), Arc::downgrade(&registry)));
         let events = EventBus::new(config.events_buffer_bytes);
         let cluster: Arc<dyn Cluster> = Arc::new(LocalCluster::new(table.clone(), events));
         let platform = Arc::new(Platform::new(
@@ -61,6 +67,7 @@ impl Broker {
                 },
             },
         ));
+        let registry_handle = registry.clone();
         let service = Service::new(
             registry,
             cluster,
@@ -70,12 +77,31 @@ impl Broker {
                 max_packet_size: config.max_packet_size,
             },
         );
-        let engine = Engine::new(config.clone(), table, platform, metrics);
+        let engine = Engine::new(config.clone(), table.clone(), platform, metrics);
         Broker {
             config: Arc::new(config),
             engine,
             service,
+            table,
+            registry: registry_handle,
         }
+    }
+
+    /// [`Broker::new`], then puts back the clean-session-0 sessions (subscriptions and owed
+    /// QoS 1 messages) the registry saved before a restart. Call it before serving.
+    ///
+    /// # Errors
+    /// The registry cannot read the saved sessions.
+    pub async fn open(config: BrokerConfig, registry: Arc<dyn Registry>) -> Result<Broker> {
+        let broker = Broker::new(config, registry);
+        persist::restore(&broker.table, broker.registry.as_ref()).await?;
+        Ok(broker)
+    }
+
+    /// Waits until every change to clean-session-0 sessions is on disk, at most `limit`
+    /// (at shutdown, once the connections are closed); `false` when it was not.
+    pub async fn flush_sessions(&self, limit: std::time::Duration) -> bool {
+        persist::flush(self.table.journal(), limit).await
     }
 
     /// The settings this broker runs with.

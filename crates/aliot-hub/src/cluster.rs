@@ -10,7 +10,7 @@
 //! | call | crosses nodes because |
 //! |---|---|
 //! | [`Cluster::locate`], [`Cluster::session`] | who holds this device |
-//! | [`Cluster::deliver`] | deliver to it (or to its offline queue) |
+//! | [`Cluster::deliver`], [`Cluster::saved`] | deliver to it (or to its offline queue), and know when the node holding it saved it |
 //! | [`Cluster::expect_answer`], [`Cluster::complete`] | the call waits on one node, the answer arrives on another |
 //! | [`Cluster::disconnect`], [`Cluster::forget`], [`Cluster::block`] | the admin acts on a device wherever it is |
 //! | [`Cluster::publish`], [`Cluster::subscribe`] | every node's events reach every node's listeners |
@@ -24,11 +24,12 @@ use rmqtt_codec::v3::QoS;
 use serde::Serialize;
 use tokio::sync::{broadcast, oneshot};
 
+use crate::BoxFuture;
 use crate::clock::now_ms;
 use crate::events::{Event, EventBus};
 use crate::metrics::TableGauges;
 use crate::table::{
-    CallKey, CloseReason, Delivered, DeviceTable, Outgoing, Reach, TooManyPending, Undelivered,
+    CallKey, CloseReason, DeviceTable, NotSaved, Outgoing, Reach, Taken, Ticket, TooManyPending, Undelivered,
 };
 
 /// A hub node's name (`"local"` for a single process).
@@ -73,13 +74,21 @@ pub(crate) trait Cluster: Send + Sync + fmt::Debug + 'static {
     fn session(&self, product_key: &str, device_name: &str) -> Option<SessionInfo>;
 
     /// Delivers a downlink to the device wherever it is connected, or to its offline queue.
+    /// A QoS 1 message for a clean-session-0 device comes with a ticket: it is saved until
+    /// acknowledged, and [`Cluster::saved`] tells when it is on disk.
     fn deliver(
         &self,
         product_key: &str,
         device_name: &str,
         downlink: Downlink,
         reach: Reach,
-    ) -> Result<Delivered, Undelivered>;
+    ) -> Result<Taken, Undelivered>;
+
+    /// Resolves once the message of `ticket` is on disk.
+    ///
+    /// # Errors
+    /// [`NotSaved`] when the storage failed meanwhile (the message is still held in memory).
+    fn saved(&self, ticket: Ticket) -> BoxFuture<'_, Result<(), NotSaved>>;
 
     /// Registers a call waiting for the device's answer `key` (before the request is sent).
     fn expect_answer(
@@ -172,10 +181,14 @@ impl Cluster for LocalCluster {
         device_name: &str,
         downlink: Downlink,
         reach: Reach,
-    ) -> Result<Delivered, Undelivered> {
+    ) -> Result<Taken, Undelivered> {
         let now = now_ms();
         let msg = Outgoing::new(downlink.topic, downlink.payload, downlink.qos, now);
         self.table.deliver(product_key, device_name, msg, reach, now)
+    }
+
+    fn saved(&self, ticket: Ticket) -> BoxFuture<'_, Result<(), NotSaved>> {
+        Box::pin(self.table.journal().wait(ticket))
     }
 
     fn expect_answer(

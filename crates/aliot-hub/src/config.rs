@@ -191,6 +191,10 @@ pub struct BrokerConfig {
     pub offline_queue_bytes: usize,
     /// Seconds an offline QoS 1 message is kept (7 days).
     pub offline_queue_ttl_secs: u64,
+    /// Bytes (topic + payload) of QoS 1 messages for clean-session-0 devices accepted and not
+    /// yet on disk, at most, hub-wide. Beyond it (the disk is slow or failing) such messages
+    /// are refused as a full queue until the disk catches up. At least `max_packet_size`.
+    pub max_unsaved_bytes: usize,
     /// Default deadline of property set, service and RRPC calls, in milliseconds (the platform's
     /// 8 s).
     pub rrpc_timeout_ms: u64,
@@ -223,6 +227,7 @@ impl Default for BrokerConfig {
             offline_queue_limit: 1000,
             offline_queue_bytes: 1 << 20,
             offline_queue_ttl_secs: 7 * 24 * 3600,
+            max_unsaved_bytes: 64 << 20,
             rrpc_timeout_ms: 8000,
             max_pending_calls: 64,
             sys_ack: true,
@@ -263,6 +268,9 @@ impl BrokerConfig {
         }
         if self.offline_queue_bytes < max_packet {
             return bad("offline_queue_bytes must be at least max_packet_size (one message must fit)");
+        }
+        if self.max_unsaved_bytes < max_packet {
+            return bad("max_unsaved_bytes must be at least max_packet_size (one message must fit)");
         }
         if self.events_buffer_bytes < crate::events::MAX_EVENT_BYTES {
             return bad("events_buffer_bytes must hold at least one event (27648 bytes)");

@@ -50,6 +50,7 @@ pub mod error;
 pub mod events;
 mod http;
 mod metrics;
+mod persist;
 mod platform;
 pub mod registry;
 mod run;

@@ -205,7 +205,7 @@ pub async fn start(
         max_connections: capacity.connections,
         ..config.broker.clone()
     };
-    let broker = Broker::new(broker_config, registry.clone());
+    let broker = Broker::open(broker_config, registry.clone()).await?;
     let mqtt = bind("MQTT", config.mqtt.listen)?;
     let mqtts = match &tls_setup {
         Some((addr, _, _)) => Some(bind("MQTT over TLS", *addr)?),
@@ -362,6 +362,10 @@ async fn serve(
     }
     let admin_result = admin_task.await.map_err(Error::Task);
     watcher.abort();
+    // The connections are closed: what clean-session-0 devices keep is final.
+    if !broker.flush_sessions(Duration::from_secs(10)).await {
+        tracing::warn!("clean-session-0 sessions could not all be saved before stopping");
+    }
     registry.close().await;
     tracing::info!("hub stopped");
     result.and(admin_result)

@@ -33,11 +33,12 @@ mod process;
 mod raw;
 mod registry;
 
+pub use aliot_bench::wire;
 pub use broker::BrokerHub;
 pub use creds::{Creds, PK, SECRET, Signing, connect_packet, creds, creds_with};
 pub use device::{DevEvent, TestDevice, options};
 pub use guard::{GUARD, guard, run_guarded, wait_guarded};
-pub use http::{OfflineAdmin, TOKEN, http, http_json};
+pub use http::{OfflineAdmin, TOKEN, http, http_json, try_request};
 pub use hub::TestHub;
 pub use process::{HubProcess, admin, aliot, aliot_binary, aliot_command, ok_json, stderr, workspace_binary};
 pub use raw::{BlockingRaw, Raw, json, text};

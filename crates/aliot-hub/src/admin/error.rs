@@ -106,6 +106,7 @@ impl From<service::Error> for ApiError {
             service::Error::DeviceOffline { .. } => (StatusCode::CONFLICT, "device_offline"),
             service::Error::NotSubscribed { .. } => (StatusCode::CONFLICT, "not_subscribed"),
             service::Error::QueueFull { .. } => (StatusCode::SERVICE_UNAVAILABLE, "queue_full"),
+            service::Error::NotSaved { .. } => (StatusCode::SERVICE_UNAVAILABLE, "storage_failed"),
             service::Error::TooManyPendingCalls { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_pending_calls")
             }

@@ -190,6 +190,7 @@ mod tests {
                 max_bytes: 1 << 20,
             },
             max_pending_calls: 1,
+            unsaved_bytes: 1 << 20,
         };
         let metrics = Arc::new(Metrics::default());
         let table = Arc::new(DeviceTable::new(limits, metrics.clone()));

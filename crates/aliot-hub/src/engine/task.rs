@@ -531,7 +531,10 @@ impl Driver {
             Packet::Publish(publish) => self.on_publish(*publish),
             Packet::PublishAck { packet_id } => {
                 match self.inflight.ack(packet_id) {
-                    Some(acked) => self.session.release(acked.size()),
+                    Some(acked) => {
+                        self.session.release(acked.size());
+                        self.shared().table.acknowledged(&self.session, &acked);
+                    }
                     None => debug!(packet_id, "PUBACK for an unknown packet id; ignored"),
                 }
                 Ok(())
@@ -553,6 +556,7 @@ impl Driver {
                         .subs
                         .retain(|s| !topic_filters.iter().any(|f| **f == *s.filter));
                 }
+                self.shared().table.subscriptions_changed(&self.session);
                 self.send(Packet::UnsubscribeAck { packet_id });
                 Ok(())
             }
@@ -676,6 +680,7 @@ impl Driver {
             );
             self.problem(Some(first), &reason, false);
         }
+        self.shared().table.subscriptions_changed(&self.session);
         self.send(Packet::SubscribeAck { packet_id, status });
     }
 
@@ -765,6 +770,7 @@ mod tests {
                 max_bytes: 1,
             },
             max_pending_calls: 1,
+            unsaved_bytes: 1 << 20,
         };
         let metrics = Arc::new(Metrics::default());
         let table = Arc::new(DeviceTable::new(limits, metrics.clone()));
@@ -807,6 +813,7 @@ mod tests {
                 max_bytes: 1,
             },
             max_pending_calls: 1,
+            unsaved_bytes: 1 << 20,
         };
         let metrics = Arc::new(Metrics::default());
         let table = Arc::new(DeviceTable::new(limits, metrics.clone()));

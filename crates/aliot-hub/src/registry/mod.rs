@@ -31,6 +31,7 @@ mod error;
 mod fault;
 mod properties;
 mod redb;
+mod sessions;
 mod store;
 
 pub use self::error::{Error, Result};
@@ -39,6 +40,7 @@ pub use self::fault::StorageFault;
 pub use self::properties::{Properties, PropertyLimits};
 pub(crate) use self::redb::random_alnum;
 pub use self::redb::{DB_FILE, MAX_REPORTED_RECORDS, ONLINE_QUEUE, RedbRegistry};
+pub use self::sessions::{SavedMessage, SavedSession, SessionChange};
 
 pub use crate::BoxFuture;
 
@@ -354,6 +356,27 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     /// fail is always healthy.
     fn health(&self) -> RegistryHealth {
         RegistryHealth::default()
+    }
+
+    /// The clean-session-0 sessions saved by [`Registry::save_sessions`], each with its
+    /// messages oldest first (read once, at start). A registry that keeps nothing across
+    /// restarts returns none (the default).
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    fn sessions(&self) -> BoxFuture<'_, Result<Vec<SavedSession>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// Applies session changes, in order, durably: when the future resolves with `Ok`, every
+    /// change survives a crash. A registry that keeps nothing across restarts accepts and
+    /// drops them (the default).
+    ///
+    /// # Errors
+    /// [`Error::Storage`]; nothing of the batch is applied then.
+    fn save_sessions(&self, changes: Vec<SessionChange>) -> BoxFuture<'_, Result<()>> {
+        drop(changes);
+        Box::pin(async { Ok(()) })
     }
 
     /// Writes what is pending and stops background work (at shutdown). Later calls still work

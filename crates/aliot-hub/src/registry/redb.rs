@@ -843,6 +843,18 @@ impl Registry for RedbRegistry {
         Box::pin(std::future::ready(props))
     }
 
+    fn sessions(&self) -> BoxFuture<'_, Result<Vec<super::SavedSession>>> {
+        let this = self.clone();
+        Box::pin(blocking(move || this.write(super::sessions::load)))
+    }
+
+    fn save_sessions(&self, changes: Vec<super::SessionChange>) -> BoxFuture<'_, Result<()>> {
+        let this = self.clone();
+        Box::pin(blocking(move || {
+            this.write(|db| super::sessions::save(db, &changes))
+        }))
+    }
+
     fn counts(&self) -> RegistryCounts {
         RegistryCounts {
             products: read_lock(&self.inner.products).len() as u64,

@@ -171,6 +171,10 @@ fn open_database(path: &Path, backend: &Backend) -> Result<Database> {
         .map_err(|e| Error::storage("creating the products table", e))?;
     txn.open_table(DEVICES)
         .map_err(|e| Error::storage("creating the devices table", e))?;
+    txn.open_table(super::sessions::SESSIONS)
+        .map_err(|e| Error::storage("creating the sessions table", e))?;
+    txn.open_table(super::sessions::MESSAGES)
+        .map_err(|e| Error::storage("creating the session messages table", e))?;
     txn.commit()
         .map_err(|e| Error::storage("committing the new tables", e))?;
     Ok(db)

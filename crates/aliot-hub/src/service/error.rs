@@ -42,6 +42,16 @@ pub enum Error {
         device_name: String,
     },
 
+    /// The message was accepted for a clean-session-0 device but could not be saved (the
+    /// storage failed): it is delivered while the hub runs, but would not survive a restart.
+    #[error("the message for device {product_key}/{device_name} was accepted but could not be saved to disk")]
+    NotSaved {
+        /// productKey.
+        product_key: String,
+        /// deviceName.
+        device_name: String,
+    },
+
     /// Too many calls are waiting for this device's answers.
     #[error("too many calls are waiting for device {product_key}/{device_name}")]
     TooManyPendingCalls {

@@ -23,7 +23,7 @@ use crate::events::Event;
 use crate::metrics::{Metrics, inc};
 use crate::platform::service as calls;
 use crate::registry::{Device, NewDevice, Product, Registry, RegistryCounts};
-use crate::table::{CallKey, Delivered, Reach, Undelivered};
+use crate::table::{CallKey, Delivered, NotSaved, Reach, Undelivered};
 
 mod error;
 
@@ -411,17 +411,24 @@ impl Service {
             payload,
             qos,
         };
-        match self
-            .inner
-            .cluster
-            .deliver(product_key, device_name, downlink, Reach::OnlineOrQueued)
-        {
-            Ok(Delivered::Online) => Ok(PublishOutcome::Delivered),
-            Ok(Delivered::Queued) => Ok(PublishOutcome::Queued),
-            Ok(Delivered::NotSubscribed) => Ok(PublishOutcome::NotSubscribed),
-            Err(Undelivered::Offline) => Err(offline(product_key, device_name)),
-            Err(Undelivered::QueueFull) => Err(queue_full(product_key, device_name)),
+        let cluster = &self.inner.cluster;
+        let taken = match cluster.deliver(product_key, device_name, downlink, Reach::OnlineOrQueued) {
+            Ok(taken) => taken,
+            Err(Undelivered::Offline) => return Err(offline(product_key, device_name)),
+            Err(Undelivered::QueueFull) => return Err(queue_full(product_key, device_name)),
+        };
+        // A message a clean-session-0 device is owed is answered once it is on disk.
+        if let Some(ticket) = taken.ticket {
+            cluster.saved(ticket).await.map_err(|NotSaved| Error::NotSaved {
+                product_key: product_key.to_owned(),
+                device_name: device_name.to_owned(),
+            })?;
         }
+        Ok(match taken.delivered {
+            Delivered::Online => PublishOutcome::Delivered,
+            Delivered::Queued => PublishOutcome::Queued,
+            Delivered::NotSubscribed => PublishOutcome::NotSubscribed,
+        })
     }
 
     /// Sets properties on a device: sends `thing.service.property.set` on
@@ -536,7 +543,10 @@ impl Service {
             payload,
             qos: QoS::AtMostOnce,
         };
-        match cluster.deliver(product_key, device_name, downlink, Reach::OnlineOnly) {
+        match cluster
+            .deliver(product_key, device_name, downlink, Reach::OnlineOnly)
+            .map(|t| t.delivered)
+        {
             Ok(Delivered::Online) => {}
             Ok(Delivered::NotSubscribed) => {
                 return Err(Error::NotSubscribed {

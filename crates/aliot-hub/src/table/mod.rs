@@ -33,11 +33,13 @@ use tokio::sync::oneshot;
 use crate::metrics::{Metrics, TableGauges, add};
 
 mod inflight;
+mod journal;
 mod offline;
 mod pending;
 mod session;
 
 pub(crate) use self::inflight::Inflight;
+pub(crate) use self::journal::{Journal, NotSaved, Ticket};
 pub(crate) use self::offline::{OfflineLimits, OfflineQueue, QueueFull, StoredSession};
 pub(crate) use self::pending::{CallKey, Pending, PendingCalls, TooManyPending};
 pub(crate) use self::session::{
@@ -61,6 +63,9 @@ pub(crate) struct TableLimits {
     pub(crate) offline: OfflineLimits,
     /// Calls that may wait for one device's answers at the same time.
     pub(crate) max_pending_calls: usize,
+    /// Bytes of messages for clean-session-0 devices waiting to be saved, at most (see
+    /// `journal.rs`).
+    pub(crate) unsaved_bytes: usize,
 }
 
 /// Everything the table keeps about one device.
@@ -165,6 +170,14 @@ struct Gauges {
     pending: AtomicI64,
 }
 
+/// A downlink the table took: where it went, and the journal's ticket when it is saved until
+/// acknowledged (a QoS 1 message for a clean-session-0 device), to wait for before answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Taken {
+    pub(crate) delivered: Delivered,
+    pub(crate) ticket: Option<Ticket>,
+}
+
 /// The device table.
 #[derive(Debug)]
 pub(crate) struct DeviceTable {
@@ -173,6 +186,7 @@ pub(crate) struct DeviceTable {
     limits: TableLimits,
     metrics: Arc<Metrics>,
     gauges: Gauges,
+    journal: Arc<Journal>,
 }
 
 impl DeviceTable {
@@ -180,10 +194,85 @@ impl DeviceTable {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(ShardMap::default())).collect(),
             hasher: RandomState::new(),
+            journal: Arc::new(Journal::new(limits.unsaved_bytes)),
             limits,
             metrics,
             gauges: Gauges::default(),
         }
+    }
+
+    /// The journal of what clean-session-0 devices keep (for the writer that saves it).
+    pub(crate) fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
+    /// Puts back the clean-session-0 sessions saved before a restart (at start, before any
+    /// device connects). Returns how many messages they hold.
+    pub(crate) fn restore(&self, sessions: Vec<crate::registry::SavedSession>) -> usize {
+        let mut messages = 0;
+        let mut max_id = 0;
+        for saved in sessions {
+            let key = device_key(&saved.product_key, &saved.device_name);
+            let mut queued = VecDeque::with_capacity(saved.messages.len());
+            for m in saved.messages {
+                max_id = max_id.max(m.id);
+                let mut msg =
+                    Outgoing::new(m.topic, m.payload, rmqtt_codec::v3::QoS::AtLeastOnce, m.queued_ms);
+                msg.saved = std::num::NonZeroU64::new(m.id);
+                queued.push_back(msg);
+            }
+            messages += queued.len();
+            let mut queue = OfflineQueue::default();
+            queue.prepend(queued);
+            let stored = StoredSession {
+                subs: saved
+                    .subscriptions
+                    .into_iter()
+                    .map(|(filter, qos)| Subscription {
+                        filter: filter.into_boxed_str(),
+                        qos,
+                    })
+                    .collect(),
+                queue,
+                auto_subscribe: saved.auto_subscribe,
+            };
+            let mut map = lock(self.shard(&key));
+            self.with_slot(&mut map, &key, |slot| slot.stored = Some(Box::new(stored)));
+        }
+        self.journal.continue_after(max_id);
+        messages
+    }
+
+    /// A QoS 1 message the device acknowledged: no longer owed.
+    pub(crate) fn acknowledged(&self, session: &Session, msg: &Outgoing) {
+        self.journal
+            .remove_message(session.id.product_key(), session.id.device_name(), msg);
+    }
+
+    /// The subscriptions of `session` changed (SUBSCRIBE, UNSUBSCRIBE): a clean-session-0
+    /// device keeps them.
+    pub(crate) fn subscriptions_changed(&self, session: &Arc<Session>) {
+        if session.id.clean_session {
+            return;
+        }
+        let key = session.key();
+        let map = lock(self.shard(key));
+        let current = map
+            .slots
+            .get(key)
+            .and_then(|slot| slot.online.as_ref())
+            .is_some_and(|s| Arc::ptr_eq(s, session));
+        if current {
+            let subs = session.subscriptions();
+            self.journal.put_session(
+                session.id.product_key(),
+                session.id.device_name(),
+                &subs,
+                session.id.auto_subscribe,
+                false,
+            );
+        }
+        drop(map);
     }
 
     fn shard(&self, key: &str) -> &Shard {
@@ -244,13 +333,18 @@ impl DeviceTable {
         if map.blocked.contains(key.as_str()) {
             return Err(Blocked);
         }
+        let journal = &self.journal;
         let (registered, expired) = self.with_slot(&mut map, &key, |slot| {
             let old = slot.online.take();
             if let Some(old) = &old {
                 old.close(CloseReason::Kicked);
             }
+            let (pk, dn) = (id.product_key(), id.device_name());
             let stored = if clean_session {
-                slot.stored = None;
+                // Whatever a clean-session-0 session kept goes, on disk too.
+                if slot.stored.take().is_some() || old.as_ref().is_some_and(|o| !o.id.clean_session) {
+                    journal.delete_session(pk, dn);
+                }
                 None
             } else {
                 slot.stored.take()
@@ -262,7 +356,10 @@ impl DeviceTable {
                 (_, Some(st)) => (st.subs, st.queue, true),
                 _ => (Vec::new(), OfflineQueue::default(), false),
             };
-            let expired = queue.expire(now_ms, self.limits.offline);
+            let expired = queue.expire(now_ms, self.limits.offline, |m| journal.remove_message(pk, dn, m));
+            if !clean_session {
+                journal.put_session(pk, dn, &subs, id.auto_subscribe, !present);
+            }
             let session = Arc::new(Session::new(id, queue.into_messages(), subs));
             slot.online = Some(session.clone());
             let registered = Registered {
@@ -308,6 +405,13 @@ impl DeviceTable {
                     if session.id.clean_session {
                         slot.stored = None;
                     } else {
+                        self.journal.put_session(
+                            session.id.product_key(),
+                            session.id.device_name(),
+                            &subs,
+                            session.id.auto_subscribe,
+                            false,
+                        );
                         let stored = slot.stored.get_or_insert_with(Box::default);
                         stored.subs = subs;
                         stored.auto_subscribe = session.id.auto_subscribe;
@@ -348,15 +452,32 @@ impl DeviceTable {
         msg: Outgoing,
         reach: Reach,
         now_ms: u64,
-    ) -> Result<Delivered, Undelivered> {
+    ) -> Result<Taken, Undelivered> {
         let key = device_key(product_key, device_name);
         let mut map = lock(self.shard(&key));
         if !map.slots.contains_key(&key) {
             return Err(Undelivered::Offline);
         }
+        let journal = &self.journal;
+        let mut msg = msg;
+        let mut ticket = None;
         let (result, expired) = self.with_slot(&mut map, &key, |slot| {
+            // Saved until acknowledged: a QoS 1 message that may wait for a clean-session-0
+            // device (online or not).
+            let keeps = match &slot.online {
+                Some(s) => !s.id.clean_session,
+                None => slot.stored.is_some(),
+            };
+            if keeps && msg.is_qos1() && reach == Reach::OnlineOrQueued {
+                if !journal.has_room(msg.size()) {
+                    return (Err(Undelivered::QueueFull), 0);
+                }
+                msg.saved = Some(journal.next_id());
+            }
             let msg = match &slot.online {
-                Some(session) => match session.offer(msg, self.limits.outbound) {
+                Some(session) => match session.offer_with(msg, self.limits.outbound, |m| {
+                    ticket = journal.add_message(product_key, device_name, m);
+                }) {
                     Offer::Accepted => return (Ok(Delivered::Online), 0),
                     Offer::NotSubscribed => return (Ok(Delivered::NotSubscribed), 0),
                     Offer::Dropped => {
@@ -390,10 +511,17 @@ impl DeviceTable {
                     msg
                 }
             };
-            // Offline (or closing) clean-session-0 device: the offline queue.
+            // Offline (or closing) clean-session-0 device: the offline queue. Journaled under
+            // the shard lock, before a new login of the device can take the queue.
             let stored = slot.stored.get_or_insert_with(Box::default);
-            match stored.queue.push(msg, now_ms, self.limits.offline) {
-                Ok(expired) => (Ok(Delivered::Queued), expired),
+            let addition = journal::addition(product_key, device_name, &msg);
+            match stored.queue.push(msg, now_ms, self.limits.offline, |m| {
+                journal.remove_message(product_key, device_name, m);
+            }) {
+                Ok(expired) => {
+                    ticket = addition.and_then(|a| journal.add(a));
+                    (Ok(Delivered::Queued), expired)
+                }
                 Err(QueueFull) => (Err(Undelivered::QueueFull), 0),
             }
         });
@@ -402,7 +530,7 @@ impl DeviceTable {
         if result == Ok(Delivered::Queued) {
             add(&self.metrics.offline_queued, 1);
         }
-        result
+        result.map(|delivered| Taken { delivered, ticket })
     }
 
     /// The device's online session.
@@ -457,6 +585,7 @@ impl DeviceTable {
             if !map.slots.contains_key(&key) {
                 return false;
             }
+            self.journal.delete_session(product_key, device_name);
             self.with_slot(&mut map, &key, |slot| {
                 slot.stored = None;
                 // Waiting callers learn at once that the device is gone.
@@ -618,6 +747,7 @@ mod tests {
             max_bytes: usize::MAX,
         },
         max_pending_calls: 2,
+        unsaved_bytes: 1 << 20,
     };
 
     fn id(dn: &str, clean_session: bool) -> SessionId {
@@ -634,6 +764,17 @@ mod tests {
 
     fn msg(topic: &str, qos: QoS) -> Outgoing {
         Outgoing::new(topic.to_owned(), Bytes::from_static(b"x"), qos, 0)
+    }
+
+    fn deliver(
+        t: &DeviceTable,
+        pk: &str,
+        dn: &str,
+        msg: Outgoing,
+        reach: Reach,
+        now_ms: u64,
+    ) -> Result<Delivered, Undelivered> {
+        t.deliver(pk, dn, msg, reach, now_ms).map(|taken| taken.delivered)
     }
 
     fn subscribe(s: &Session, filter: &str) {
@@ -681,7 +822,8 @@ mod tests {
         subscribe(&r.session, "/pk/d/user/#");
         assert!(t.unregister(&r.session, VecDeque::new()));
         assert_eq!(
-            t.deliver(
+            deliver(
+                &t,
                 "pk",
                 "d",
                 msg("/pk/d/user/a", QoS::AtLeastOnce),
@@ -691,7 +833,8 @@ mod tests {
             Ok(Delivered::Queued)
         );
         assert_eq!(
-            t.deliver(
+            deliver(
+                &t,
                 "pk",
                 "d",
                 msg("/pk/d/user/a", QoS::AtMostOnce),
@@ -701,7 +844,8 @@ mod tests {
             Err(Undelivered::Offline)
         );
         assert_eq!(
-            t.deliver(
+            deliver(
+                &t,
                 "pk",
                 "d",
                 msg("/pk/d/other", QoS::AtLeastOnce),
@@ -711,7 +855,8 @@ mod tests {
             Ok(Delivered::NotSubscribed)
         );
         assert_eq!(
-            t.deliver(
+            deliver(
+                &t,
                 "pk",
                 "d",
                 msg("/pk/d/user/a", QoS::AtLeastOnce),
@@ -745,7 +890,8 @@ mod tests {
         t.unregister(&r.session, VecDeque::new());
         for _ in 0..3 {
             assert_eq!(
-                t.deliver(
+                deliver(
+                    &t,
                     "pk",
                     "d",
                     msg("/pk/d/user/a", QoS::AtLeastOnce),
@@ -756,7 +902,8 @@ mod tests {
             );
         }
         assert_eq!(
-            t.deliver(
+            deliver(
+                &t,
                 "pk",
                 "d",
                 msg("/pk/d/user/a", QoS::AtLeastOnce),
@@ -792,7 +939,8 @@ mod tests {
         subscribe(&r.session, "/pk/d/user/#");
         r.session.close(CloseReason::KeepAliveTimeout);
         assert_eq!(
-            t.deliver(
+            deliver(
+                &t,
                 "pk",
                 "d",
                 msg("/pk/d/user/a", QoS::AtLeastOnce),
@@ -901,7 +1049,7 @@ mod tests {
         t.unregister(&a.session, VecDeque::new());
         let m = |x| msg(x, QoS::AtLeastOnce);
         assert_eq!(
-            t.deliver("pk", "a", m("/pk/a/user/1"), Reach::OnlineOrQueued, 1),
+            deliver(&t, "pk", "a", m("/pk/a/user/1"), Reach::OnlineOrQueued, 1),
             Ok(Delivered::Queued)
         );
         assert_eq!(t.gauges(), t.scanned_gauges());
@@ -919,6 +1067,121 @@ mod tests {
                 pending_calls: 0
             }
         );
+    }
+
+    fn changes(t: &DeviceTable) -> Vec<crate::registry::SessionChange> {
+        t.journal().take().map(|b| b.changes).unwrap_or_default()
+    }
+
+    /// Hardening 17: what a clean-session-0 device keeps is journaled, every QoS 1 message
+    /// until its acknowledgement.
+    #[test]
+    fn a_clean_session_0_session_and_its_messages_are_journaled_until_acknowledged() {
+        use crate::registry::SessionChange as C;
+        let t = DeviceTable::new(LIMITS, Arc::default());
+        let r = t.register(id("d", false), 0).expect("not blocked");
+        subscribe(&r.session, "/pk/d/user/#");
+        t.subscriptions_changed(&r.session);
+        let c = changes(&t);
+        assert_eq!(c.len(), 1, "the login and the SUBSCRIBE fold into one: {c:?}");
+        assert!(matches!(&c[0], C::Put { subscriptions, replace: true, .. } if subscriptions.len() == 1));
+        let taken = t
+            .deliver(
+                "pk",
+                "d",
+                msg("/pk/d/user/a", QoS::AtLeastOnce),
+                Reach::OnlineOrQueued,
+                1,
+            )
+            .expect("delivered");
+        assert_eq!(taken.delivered, Delivered::Online);
+        assert!(taken.ticket.is_some());
+        // QoS 0, and calls that wait for an answer, are not saved.
+        for (qos, reach) in [
+            (QoS::AtMostOnce, Reach::OnlineOrQueued),
+            (QoS::AtLeastOnce, Reach::OnlineOnly),
+        ] {
+            let taken = t
+                .deliver("pk", "d", msg("/pk/d/user/a", qos), reach, 1)
+                .expect("delivered");
+            assert!(taken.ticket.is_none());
+        }
+        assert!(matches!(&changes(&t)[..], [C::AddMessage { .. }]));
+        let sent = lock(&r.session.inner).pop().expect("queued");
+        t.acknowledged(&r.session, &sent);
+        assert!(matches!(&changes(&t)[..], [C::RemoveMessage { id: 1, .. }]));
+        // Offline: queued and saved the same way; a clean-session-1 login drops it all.
+        t.unregister(&r.session, VecDeque::new());
+        let taken = t
+            .deliver(
+                "pk",
+                "d",
+                msg("/pk/d/user/b", QoS::AtLeastOnce),
+                Reach::OnlineOrQueued,
+                2,
+            )
+            .expect("queued");
+        assert_eq!(taken.delivered, Delivered::Queued);
+        assert!(taken.ticket.is_some());
+        let _clean = t.register(id("d", true), 3).expect("not blocked");
+        let c = changes(&t);
+        assert!(
+            matches!(
+                &c[..],
+                [
+                    C::Put { replace: false, .. },
+                    C::AddMessage { .. },
+                    C::Delete { .. }
+                ]
+            ),
+            "{c:?}"
+        );
+        // A clean-session-1 device keeps nothing: nothing journaled.
+        let taken = t
+            .deliver(
+                "pk",
+                "d",
+                msg("/pk/d/user/b", QoS::AtLeastOnce),
+                Reach::OnlineOrQueued,
+                4,
+            )
+            .expect("delivered");
+        assert!(taken.ticket.is_none());
+        assert!(changes(&t).is_empty());
+    }
+
+    /// Hardening 17: a restart gives the stored sessions back, messages in order, and new
+    /// message ids continue after the saved ones.
+    #[test]
+    fn restored_sessions_come_back_with_their_messages_in_order() {
+        use crate::registry::{SavedMessage, SavedSession};
+        let t = DeviceTable::new(LIMITS, Arc::default());
+        let m = |id: u64| SavedMessage {
+            id,
+            topic: format!("/pk/d/user/{id}"),
+            payload: Bytes::from_static(b"x"),
+            queued_ms: 0,
+        };
+        let restored = t.restore(vec![SavedSession {
+            product_key: "pk".into(),
+            device_name: "d".into(),
+            subscriptions: vec![("/pk/d/user/#".into(), 1)],
+            auto_subscribe: false,
+            messages: vec![m(4), m(9)],
+        }]);
+        assert_eq!(restored, 2);
+        assert_eq!(t.gauges().sessions_stored, 1);
+        let back = t.register(id("d", false), 1).expect("not blocked");
+        assert!(back.session_present);
+        assert_eq!(back.session.subscription_count(), 1);
+        let topics: Vec<String> = {
+            let mut inner = lock(&back.session.inner);
+            std::iter::from_fn(|| inner.pop())
+                .map(|m| m.topic().to_owned())
+                .collect()
+        };
+        assert_eq!(topics, ["/pk/d/user/4", "/pk/d/user/9"]);
+        assert_eq!(t.journal().next_id().get(), 10);
     }
 
     #[test]

@@ -45,14 +45,20 @@ impl OfflineQueue {
         self.msgs.len()
     }
 
-    /// Drops messages older than the retention; returns how many.
-    pub(crate) fn expire(&mut self, now_ms: u64, limits: OfflineLimits) -> u64 {
+    /// Drops messages older than the retention, calling `dropped` with each; returns how many.
+    pub(crate) fn expire(
+        &mut self,
+        now_ms: u64,
+        limits: OfflineLimits,
+        mut dropped: impl FnMut(&Outgoing),
+    ) -> u64 {
         let before = self.msgs.len();
         let mut dropped_bytes = 0;
         self.msgs.retain(|m| {
             let keep = now_ms.saturating_sub(m.queued_ms) <= limits.ttl_ms;
             if !keep {
                 dropped_bytes += m.size();
+                dropped(m);
             }
             keep
         });
@@ -60,15 +66,16 @@ impl OfflineQueue {
         (before - self.msgs.len()) as u64
     }
 
-    /// Accepts a new message unless the queue is at its limit (after dropping expired ones).
-    /// Returns how many expired messages were dropped.
+    /// Accepts a new message unless the queue is at its limit (after dropping expired ones,
+    /// each given to `dropped`). Returns how many expired messages were dropped.
     pub(crate) fn push(
         &mut self,
         msg: Outgoing,
         now_ms: u64,
         limits: OfflineLimits,
+        dropped: impl FnMut(&Outgoing),
     ) -> Result<u64, QueueFull> {
-        let expired = self.expire(now_ms, limits);
+        let expired = self.expire(now_ms, limits, dropped);
         if self.msgs.len() >= limits.max_messages || self.bytes + msg.size() > limits.max_bytes {
             return Err(QueueFull);
         }
@@ -110,9 +117,9 @@ mod tests {
     #[test]
     fn new_messages_stop_at_the_limit_but_accepted_ones_stay() {
         let mut q = OfflineQueue::default();
-        assert_eq!(q.push(msg(0), 0, LIMITS), Ok(0));
-        assert_eq!(q.push(msg(0), 0, LIMITS), Ok(0));
-        assert_eq!(q.push(msg(0), 0, LIMITS), Err(QueueFull));
+        assert_eq!(q.push(msg(0), 0, LIMITS, |_| {}), Ok(0));
+        assert_eq!(q.push(msg(0), 0, LIMITS, |_| {}), Ok(0));
+        assert_eq!(q.push(msg(0), 0, LIMITS, |_| {}), Err(QueueFull));
         q.prepend(VecDeque::from([msg(0), msg(0)]));
         assert_eq!(q.len(), 4);
     }
@@ -120,11 +127,11 @@ mod tests {
     #[test]
     fn messages_past_the_retention_are_dropped() {
         let mut q = OfflineQueue::default();
-        assert_eq!(q.push(msg(0), 0, LIMITS), Ok(0));
-        assert_eq!(q.push(msg(500), 500, LIMITS), Ok(0));
+        assert_eq!(q.push(msg(0), 0, LIMITS, |_| {}), Ok(0));
+        assert_eq!(q.push(msg(500), 500, LIMITS, |_| {}), Ok(0));
         // At 1001 the first one is 1001 ms old: dropped, which makes room for a new one.
-        assert_eq!(q.push(msg(1001), 1001, LIMITS), Ok(1));
-        assert_eq!(q.expire(1600, LIMITS), 1);
+        assert_eq!(q.push(msg(1001), 1001, LIMITS, |_| {}), Ok(1));
+        assert_eq!(q.expire(1600, LIMITS, |_| {}), 1);
         assert_eq!(q.len(), 1);
     }
 
@@ -138,9 +145,9 @@ mod tests {
         };
         let big = |at| Outgoing::new("/t".into(), Bytes::from(vec![0u8; 600]), QoS::AtLeastOnce, at);
         let mut q = OfflineQueue::default();
-        assert_eq!(q.push(big(0), 0, limits), Ok(0));
-        assert_eq!(q.push(big(0), 0, limits), Err(QueueFull));
+        assert_eq!(q.push(big(0), 0, limits, |_| {}), Ok(0));
+        assert_eq!(q.push(big(0), 0, limits, |_| {}), Err(QueueFull));
         // Expired messages give their bytes back.
-        assert_eq!(q.push(big(2000), 2000, limits), Ok(1));
+        assert_eq!(q.push(big(2000), 2000, limits, |_| {}), Ok(1));
     }
 }

@@ -17,6 +17,7 @@
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::num::NonZeroU64;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
@@ -84,6 +85,9 @@ pub(crate) struct Outgoing {
     pub(crate) publish: Box<Publish>,
     /// When it was queued (epoch ms), for the offline queue's retention.
     pub(crate) queued_ms: u64,
+    /// Its id in the journal when it is saved until acknowledged (a QoS 1 message accepted
+    /// for a clean-session-0 device; see `journal.rs`).
+    pub(crate) saved: Option<NonZeroU64>,
 }
 
 impl Outgoing {
@@ -105,6 +109,7 @@ impl Outgoing {
                 properties: None,
             }),
             queued_ms: now_ms,
+            saved: None,
         }
     }
 
@@ -393,6 +398,17 @@ impl Session {
 
     /// Offers a message to the session, applying the overflow policy (see the module docs).
     pub(crate) fn offer(&self, msg: Outgoing, limits: QueueLimits) -> Offer {
+        self.offer_with(msg, limits, |_| {})
+    }
+
+    /// [`Session::offer`], calling `on_accept` with the message when it is accepted, under the
+    /// session's lock: before the connection task can take it (the journal's order).
+    pub(crate) fn offer_with(
+        &self,
+        msg: Outgoing,
+        limits: QueueLimits,
+        on_accept: impl FnOnce(&Outgoing),
+    ) -> Offer {
         let mut inner = lock(&self.inner);
         let id = &self.id;
         if !reaches(
@@ -419,6 +435,7 @@ impl Session {
             wake(waker);
             return Offer::Closing(msg);
         }
+        on_accept(&msg);
         inner.hold(size);
         inner.outbox.push_back(msg);
         let waker = inner.wake();
