@@ -177,7 +177,10 @@ impl Request {
     }
 }
 
-/// [`AlinkError::TooLong`] for an id beyond [`MAX_ID_LEN`].
+/// [`AlinkError::TooLong`] for an id beyond [`MAX_ID_LEN`]; [`AlinkError::Field`] for one that
+/// a strict JSON parser cannot read back (a number beyond `f64`, a lone UTF-16 surrogate): the
+/// raw id is echoed as is, and such a reply would be unreadable to the device (found by the
+/// `alink` fuzz target).
 fn check_id(id: &MessageId) -> Result<(), AlinkError> {
     let len = id.raw().len();
     if len > MAX_ID_LEN {
@@ -187,6 +190,8 @@ fn check_id(id: &MessageId) -> Result<(), AlinkError> {
             max: MAX_ID_LEN,
         });
     }
+    // At most MAX_ID_LEN bytes to read again.
+    serde_json::from_str::<Value>(id.raw()).map_err(|_| AlinkError::Field("id"))?;
     Ok(())
 }
 
@@ -206,16 +211,17 @@ fn any_id(payload: &[u8]) -> Option<MessageId> {
 }
 
 /// Reads just the `id` of a payload (to correlate a reply, or to answer a request that is
-/// otherwise unreadable): a string or number of at most [`MAX_ID_LEN`] bytes, as
-/// [`Request::parse`] accepts. A longer id is no usable id: `None`.
+/// otherwise unreadable): a string or number of at most [`MAX_ID_LEN`] bytes that a strict JSON
+/// parser reads back, as [`Request::parse`] accepts. Any other id is no usable id: `None`.
 pub fn read_id(payload: &[u8]) -> Option<MessageId> {
     any_id(payload).filter(|id| check_id(id).is_ok())
 }
 
 /// The id an error reply to an unusable request carries: the request's own id when
-/// [`read_id`] reads it; the empty id `""` when the request has an id beyond [`MAX_ID_LEN`]
-/// (the device still learns its request failed, and the reply does not copy what the cap
-/// refused); `None` when it has no id at all (nothing to answer).
+/// [`read_id`] reads it; the empty id `""` when the request has an id that is not usable (beyond
+/// [`MAX_ID_LEN`], or unreadable to a strict JSON parser): the device still learns its request
+/// failed, and the reply does not copy what was refused; `None` when it has no id at all
+/// (nothing to answer).
 ///
 /// ```
 /// use aliot_protocol::alink::{error_reply_id, MAX_ID_LEN};
@@ -504,6 +510,24 @@ mod tests {
             DeviceReply::parse(long.as_bytes()),
             Err(AlinkError::TooLong { field: "id", .. })
         ));
+    }
+
+    /// Found by the `alink` fuzz target (hardening 9): a number id beyond `f64` (or a lone
+    /// surrogate) made `Request::parse` fail, and the 460 echoed it, unreadable to the device.
+    #[test]
+    fn ids_a_strict_parser_cannot_read_are_not_echoed() {
+        for payload in [
+            &b"  {\"id\":\n \r8181888882888888288882880.0E888288887}"[..],
+            br#"{"id":1e999,"params":{}}"#,
+            br#"{"id":"\ud800","params":{}}"#,
+        ] {
+            assert!(Request::parse(payload).is_err());
+            assert!(read_id(payload).is_none());
+            let id = error_reply_id(payload).expect("an id to answer with");
+            assert_eq!(id.raw(), r#""""#);
+            let reply = Reply::error(id, None, 460, "x").to_vec();
+            assert!(serde_json::from_slice::<Value>(&reply).is_ok());
+        }
     }
 
     #[test]
