@@ -85,7 +85,8 @@ pub enum Error {
         /// The topic filter.
         filter: String,
     },
-    /// A topic or filter that MQTT does not allow (empty, wildcard in a topic, NUL...).
+    /// A topic or filter that MQTT does not allow (empty, wildcard in a topic, NUL...) or that is
+    /// beyond the caps (`aliot_protocol::topic::MAX_TOPIC_LEN` bytes, `MAX_TOPIC_LEVELS` levels).
     #[error("invalid topic {0:?}")]
     InvalidTopic(String),
     /// A topic outside the device's own namespaces (`/{pk}/{dn}/…`, `/sys/{pk}/{dn}/…`, …): the

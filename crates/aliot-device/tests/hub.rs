@@ -637,6 +637,32 @@ async fn a_publish_outside_the_device_namespace_fails_at_once() {
     assert_eq!(device.stats().connections, 1, "never disconnected");
 }
 
+/// Hardening 9 (item 12): a topic or filter beyond the caps is refused before anything is sent
+/// (the platform would close the connection, or answer SUBACK 0x80), and the connection stays up.
+#[tokio::test]
+async fn topics_beyond_the_caps_fail_at_once() {
+    use aliot_protocol::topic::MAX_TOPIC_LEN;
+    let hub = Hub::start(false).await;
+    let id = hub.device("caps").await;
+    let (device, _events) = Device::connect(hub.options(id.clone())).await.expect("connects");
+    let head = format!("/{}/{}/user/", id.product_key(), id.device_name());
+    let at = format!("{head}{}", "x".repeat(MAX_TOPIC_LEN - head.len()));
+    let over = format!("{at}x");
+    let err = aliot_testkit::guard("the refusal", device.publish(&over, "x", QoS::AtLeastOnce))
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, Error::InvalidTopic(_)), "{err}");
+    assert!(matches!(
+        device.subscribe(&over, QoS::AtMostOnce).await,
+        Err(Error::InvalidTopic(_))
+    ));
+    device
+        .publish(&at, "x", QoS::AtLeastOnce)
+        .await
+        .expect("at the cap");
+    assert_eq!(device.stats().connections, 1, "never disconnected");
+}
+
 /// The hub restarts in the middle of a QoS 1 stream: the device reconnects with a new
 /// signature, its subscriptions come back, and every message it saw acknowledged arrived.
 #[tokio::test]

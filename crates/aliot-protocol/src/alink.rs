@@ -2,7 +2,10 @@
 //!
 //! The message `id` may arrive as a string (`"123"`, or the Node SDK's
 //! `"1|exp-topic|/sys/.../post_reply"`) or a number (OTA, C SDK 3.x `{"id":1}`); it is kept as
-//! the raw JSON it arrived as and echoed verbatim.
+//! the raw JSON it arrived as and echoed verbatim, up to [`MAX_ID_LEN`] bytes. The `method` is
+//! echoed too, up to [`MAX_METHOD_LEN`] bytes. Beyond either cap a request is unusable: every
+//! reply echoes these two fields, so an uncapped id would make each reply as large as the
+//! request that caused it.
 
 use std::fmt;
 
@@ -11,6 +14,18 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::codes::alink as code;
+
+/// The longest `id` echoed in a reply, in bytes of its raw JSON (quotes and escapes included).
+///
+/// The platform's own ids are decimal strings up to 4294967295 (12 bytes with the quotes, spec
+/// §3.8); the longest ids real clients send are the Node SDK's `"{n}|exp-topic|{reply topic}"`,
+/// under 300 bytes even with the longest reply topic a device can be sent
+/// ([`crate::topic::MAX_REPLY_TOPIC_LEN`]).
+pub const MAX_ID_LEN: usize = 320;
+
+/// The longest `method` echoed in a reply, in bytes. The longest methods of the thing model,
+/// `thing.event.{identifier}.post` with a 50-character identifier, are 67 bytes.
+pub const MAX_METHOD_LEN: usize = 128;
 
 /// An Alink message id, kept as the raw JSON it arrived as (string or number).
 #[derive(Clone, Serialize, Deserialize)]
@@ -73,6 +88,16 @@ pub enum AlinkError {
     /// A required field is missing or has the wrong type.
     #[error("field {0:?} is missing or has the wrong type")]
     Field(&'static str),
+    /// A field that a reply echoes is longer than its cap ([`MAX_ID_LEN`], [`MAX_METHOD_LEN`]).
+    #[error("field {field:?} is {len} bytes long (at most {max} are accepted)")]
+    TooLong {
+        /// `id` or `method`.
+        field: &'static str,
+        /// Its length in bytes (for `id`, of its raw JSON).
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
 }
 
 /// An Alink request (device → platform or platform → device).
@@ -109,7 +134,8 @@ impl Request {
     /// Parses a request.
     ///
     /// # Errors
-    /// [`AlinkError`] for bad JSON or a missing `id`.
+    /// [`AlinkError`] for bad JSON or a missing `id`; [`AlinkError::TooLong`] for an `id` longer
+    /// than [`MAX_ID_LEN`] or a `method` longer than [`MAX_METHOD_LEN`] (a reply would echo them).
     pub fn parse(payload: &[u8]) -> Result<Self, AlinkError> {
         let v: Value = serde_json::from_slice(payload).map_err(|e| AlinkError::NotJson(e.to_string()))?;
         if !v.is_object() {
@@ -119,7 +145,19 @@ impl Request {
             Some(Value::String(_) | Value::Number(_)) => {}
             _ => return Err(AlinkError::Field("id")),
         }
-        serde_json::from_slice(payload).map_err(|e| AlinkError::NotJson(e.to_string()))
+        let request: Request =
+            serde_json::from_slice(payload).map_err(|e| AlinkError::NotJson(e.to_string()))?;
+        check_id(&request.id)?;
+        if let Some(method) = &request.method
+            && method.len() > MAX_METHOD_LEN
+        {
+            return Err(AlinkError::TooLong {
+                field: "method",
+                len: method.len(),
+                max: MAX_METHOD_LEN,
+            });
+        }
+        Ok(request)
     }
 
     /// Whether the sender wants a `_reply` (`sys.ack` absent or not 0).
@@ -139,14 +177,66 @@ impl Request {
     }
 }
 
-/// Reads just the `id` of a payload, for answering a request that is otherwise unreadable.
-pub fn read_id(payload: &[u8]) -> Option<MessageId> {
+/// [`AlinkError::TooLong`] for an id beyond [`MAX_ID_LEN`]; [`AlinkError::Field`] for one that
+/// a strict JSON parser cannot read back (a number beyond `f64`, a lone UTF-16 surrogate): the
+/// raw id is echoed as is, and such a reply would be unreadable to the device (found by the
+/// `alink` fuzz target).
+fn check_id(id: &MessageId) -> Result<(), AlinkError> {
+    let len = id.raw().len();
+    if len > MAX_ID_LEN {
+        return Err(AlinkError::TooLong {
+            field: "id",
+            len,
+            max: MAX_ID_LEN,
+        });
+    }
+    // At most MAX_ID_LEN bytes to read again.
+    serde_json::from_str::<Value>(id.raw()).map_err(|_| AlinkError::Field("id"))?;
+    Ok(())
+}
+
+/// The `id` of a payload if it is an object with a string or number one, whatever its length.
+fn any_id(payload: &[u8]) -> Option<MessageId> {
     #[derive(Deserialize)]
     struct IdOnly {
         id: MessageId,
     }
+    // A derived struct also deserializes from a JSON array (`["7"]` would give id 7): only an
+    // object is an Alink message.
+    if payload.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
     let v: IdOnly = serde_json::from_slice(payload).ok()?;
     matches!(v.id.raw().as_bytes().first(), Some(b'"' | b'0'..=b'9' | b'-')).then_some(v.id)
+}
+
+/// Reads just the `id` of a payload (to correlate a reply, or to answer a request that is
+/// otherwise unreadable): a string or number of at most [`MAX_ID_LEN`] bytes that a strict JSON
+/// parser reads back, as [`Request::parse`] accepts. Any other id is no usable id: `None`.
+pub fn read_id(payload: &[u8]) -> Option<MessageId> {
+    any_id(payload).filter(|id| check_id(id).is_ok())
+}
+
+/// The id an error reply to an unusable request carries: the request's own id when
+/// [`read_id`] reads it; the empty id `""` when the request has an id that is not usable (beyond
+/// [`MAX_ID_LEN`], or unreadable to a strict JSON parser): the device still learns its request
+/// failed, and the reply does not copy what was refused; `None` when it has no id at all
+/// (nothing to answer).
+///
+/// ```
+/// use aliot_protocol::alink::{error_reply_id, MAX_ID_LEN};
+/// assert_eq!(error_reply_id(br#"{"id":"7","params":5}"#).map(|i| i.to_string()), Some("7".into()));
+/// let long = format!(r#"{{"id":"{}"}}"#, "1".repeat(MAX_ID_LEN));
+/// assert_eq!(error_reply_id(long.as_bytes()).map(|i| i.raw().to_owned()), Some(r#""""#.into()));
+/// assert!(error_reply_id(b"[1]").is_none());
+/// ```
+pub fn error_reply_id(payload: &[u8]) -> Option<MessageId> {
+    let id = any_id(payload)?;
+    Some(if check_id(&id).is_ok() {
+        id
+    } else {
+        MessageId::new("")
+    })
 }
 
 /// The platform's reply to an uplink: `{"code":200,"data":{},"id":..,"message":"success",
@@ -230,11 +320,13 @@ impl DeviceReply {
     /// Parses a device reply.
     ///
     /// # Errors
-    /// [`AlinkError`] for bad JSON, a missing id or a missing/non-numeric code.
+    /// [`AlinkError`] for bad JSON, a missing id or a missing/non-numeric code;
+    /// [`AlinkError::TooLong`] for an id beyond [`MAX_ID_LEN`] (no call has such an id).
     pub fn parse(payload: &[u8]) -> Result<Self, AlinkError> {
         let v: Map<String, Value> =
             serde_json::from_slice(payload).map_err(|e| AlinkError::NotJson(e.to_string()))?;
-        let id = read_id(payload).ok_or(AlinkError::Field("id"))?;
+        let id = any_id(payload).ok_or(AlinkError::Field("id"))?;
+        check_id(&id)?;
         let code = match v.get("code") {
             Some(Value::Number(n)) => n.as_u64().and_then(|c| u32::try_from(c).ok()),
             Some(Value::String(s)) => s.parse().ok(),
@@ -367,6 +459,78 @@ mod tests {
     }
 
     #[test]
+    fn ids_and_methods_are_echoed_up_to_their_caps_only() {
+        // The longest Node SDK id, with the longest reply topic a device can be sent.
+        let node = format!(
+            r#""{}|exp-topic|/{}""#,
+            u32::MAX,
+            "t".repeat(crate::topic::MAX_REPLY_TOPIC_LEN - 1)
+        );
+        assert!(node.len() <= MAX_ID_LEN, "{}", node.len());
+        let at = format!(r#""{}""#, "1".repeat(MAX_ID_LEN - 2));
+        let over = format!(r#""{}""#, "1".repeat(MAX_ID_LEN - 1));
+        // A long number that is still in range (a long integer would fail as JSON first).
+        let number = format!("1.{}", "0".repeat(MAX_ID_LEN - 1));
+        for (raw, ok) in [
+            (node.as_str(), true),
+            (&at, true),
+            (&over, false),
+            (&number, false),
+        ] {
+            let payload = format!(r#"{{"id":{raw},"params":{{}}}}"#);
+            let parsed = Request::parse(payload.as_bytes());
+            assert_eq!(parsed.is_ok(), ok, "{}", raw.len());
+            assert_eq!(read_id(payload.as_bytes()).is_some(), ok);
+            if !ok {
+                assert_eq!(
+                    parsed.err(),
+                    Some(AlinkError::TooLong {
+                        field: "id",
+                        len: raw.len(),
+                        max: MAX_ID_LEN
+                    })
+                );
+                let id = error_reply_id(payload.as_bytes()).expect("an id to answer with");
+                assert_eq!(id.raw(), r#""""#);
+                let reply = String::from_utf8(Reply::error(id, None, 460, "x").to_vec()).expect("utf8");
+                assert!(!reply.contains("1111"), "{reply}");
+            }
+        }
+        let method = |len: usize| format!(r#"{{"id":"1","method":"{}"}}"#, "m".repeat(len));
+        assert!(Request::parse(method(MAX_METHOD_LEN).as_bytes()).is_ok());
+        assert!(matches!(
+            Request::parse(method(MAX_METHOD_LEN + 1).as_bytes()),
+            Err(AlinkError::TooLong { field: "method", .. })
+        ));
+        // Escapes count: the raw JSON is what a reply copies.
+        let escaped = format!(r#"{{"id":"{}"}}"#, "\\u0041".repeat(MAX_ID_LEN / 6 + 1));
+        assert!(Request::parse(escaped.as_bytes()).is_err());
+        let long = format!(r#"{{"id":"{}","code":200}}"#, "1".repeat(MAX_ID_LEN));
+        assert!(matches!(
+            DeviceReply::parse(long.as_bytes()),
+            Err(AlinkError::TooLong { field: "id", .. })
+        ));
+    }
+
+    /// Found by the `alink` fuzz target (hardening 9): a number id beyond `f64` (or a lone
+    /// surrogate) made `Request::parse` fail, and the 460 echoed it, unreadable to the device.
+    #[test]
+    fn ids_a_strict_parser_cannot_read_are_not_echoed() {
+        for payload in [
+            &b"  {\"id\":\n \r8181888882888888288882880.0E888288887}"[..],
+            br#"{"id":1e999,"params":{}}"#,
+            br#"{"id":"\ud800","params":{}}"#,
+        ] {
+            assert!(Request::parse(payload).is_err());
+            assert!(read_id(payload).is_none());
+            let id = error_reply_id(payload).expect("an id to answer with");
+            assert_eq!(id.raw(), r#""""#);
+            let reply = Reply::error(id, None, 460, "x").to_vec();
+            assert!(serde_json::from_slice::<Value>(&reply).is_ok());
+        }
+    }
+
+    #[test]
     fn sys_ack_zero_means_no_reply() {
         let r = Request::parse(br#"{"id":"1","sys":{"ack":0},"params":{}}"#).expect("parse");
         assert!(!r.wants_reply());
@@ -382,6 +546,9 @@ mod tests {
         let bad = br#"{"id":"7","params":5,"method":3}"#;
         assert!(Request::parse(bad).is_err());
         assert_eq!(read_id(bad).map(|i| i.to_string()), Some("7".to_owned()));
+        // Found while writing the caps (issue 9): an array is no message, and has no id.
+        assert!(read_id(br#"["7"]"#).is_none());
+        assert!(error_reply_id(br#"["7", {}]"#).is_none());
     }
 
     #[test]

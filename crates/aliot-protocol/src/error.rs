@@ -34,6 +34,15 @@ pub enum Error {
     /// A topic that is not one of the platform's topic families.
     #[error("unrecognised topic {0:?}")]
     Topic(String),
+    /// A topic longer than [`crate::topic::MAX_REPLY_TOPIC_LEN`] bytes or
+    /// [`crate::topic::MAX_TOPIC_LEVELS`] levels (not echoed: it may be huge).
+    // The figures are the constants' (this module cannot name them: `topic` uses it); a test
+    // in `topic` keeps them equal.
+    #[error("topic of {len} bytes is beyond the caps (at most 262 bytes and 32 levels)")]
+    TopicTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
     /// A device profile (TOML) that cannot be read.
     #[error("bad device profile: {0}")]
     Profile(String),

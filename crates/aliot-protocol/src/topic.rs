@@ -247,8 +247,13 @@ impl Topic {
     ///
     /// # Errors
     /// [`Error::Topic`] for a topic outside the platform's families, an empty level where a
-    /// productKey or deviceName belongs, or a wildcard.
+    /// productKey or deviceName belongs, or a wildcard; [`Error::TopicTooLong`] for one longer
+    /// than [`MAX_REPLY_TOPIC_LEN`] bytes or [`MAX_TOPIC_LEVELS`] levels.
     pub fn parse(s: &str) -> Result<Topic, Error> {
+        if !within_caps(s, MAX_REPLY_TOPIC_LEN) {
+            // Not echoed: the point of the cap is not to copy what is beyond it.
+            return Err(Error::TopicTooLong { len: s.len() });
+        }
         let bad = || Error::Topic(s.to_owned());
         if s.contains(['+', '#']) || s.contains('\0') {
             return Err(bad());
@@ -435,9 +440,10 @@ impl FromStr for Topic {
     }
 }
 
-/// The reply topic of a request topic: `{topic}_reply`.
+/// The reply topic of a request topic: `{topic}_reply` (at most [`MAX_REPLY_TOPIC_LEN`] bytes for
+/// a topic a device may publish).
 pub fn reply_topic(topic: &str) -> String {
-    format!("{topic}_reply")
+    format!("{topic}{REPLY_SUFFIX}")
 }
 
 /// Publish or subscribe.
@@ -449,9 +455,44 @@ pub enum Access {
     Subscribe,
 }
 
-/// Whether a topic filter is valid MQTT: `#` only as the whole last level, `+` only as a whole level.
+/// The longest topic name or filter a device may publish on or subscribe to, in bytes.
+///
+/// The platform's own limit is not documented; the SDKs cap topics at 128 bytes on their side
+/// (spec §1.7, §3.8). 128 would be too tight for the platform's own topics with the largest
+/// productKey (20 bytes), deviceName (32) and thing-model identifier (50): a service's reply
+/// `/sys/{pk}/{dn}/thing/service/{identifier}_reply` is 129 bytes, and the RRPC topic
+/// `/ext/rrpc/{id}/sys/{pk}/{dn}/thing/service/{identifier}` 153 with a 20-digit id. 256 leaves
+/// room for custom topics while keeping every stored filter and every match small.
+pub const MAX_TOPIC_LEN: usize = 256;
+
+/// The most levels (`/`-separated parts, the empty one before a leading `/` included) in a topic
+/// name or filter. The deepest topic the platform uses, an RRPC wrapping
+/// `/sys/{pk}/{dn}/thing/event/property/history/post`, has 12.
+pub const MAX_TOPIC_LEVELS: usize = 32;
+
+/// What a reply topic appends to its request topic (`…/post` → `…/post_reply`).
+pub const REPLY_SUFFIX: &str = "_reply";
+
+/// The longest topic the platform sends a device on its own initiative (the "Pub" API, calls):
+/// the device answers on `{topic}_reply`, which must still be within [`MAX_TOPIC_LEN`].
+pub const MAX_PLATFORM_TOPIC_LEN: usize = MAX_TOPIC_LEN - REPLY_SUFFIX.len();
+
+/// The longest topic on the wire in either direction: the platform's reply `{topic}_reply` to
+/// the longest request a device may publish. [`Topic::parse`] accepts topics up to this length,
+/// so that a device can read the reply to any request it was allowed to send.
+pub const MAX_REPLY_TOPIC_LEN: usize = MAX_TOPIC_LEN + REPLY_SUFFIX.len();
+
+/// The one place the length and level caps are checked: `topic` (a name or a filter) is at most
+/// `max_len` bytes and [`MAX_TOPIC_LEVELS`] levels. The length is checked first, so a hostile
+/// topic costs no more than `max_len` bytes of scanning.
+fn within_caps(topic: &str, max_len: usize) -> bool {
+    topic.len() <= max_len && topic.bytes().filter(|&b| b == b'/').count() < MAX_TOPIC_LEVELS
+}
+
+/// Whether a topic filter is valid MQTT and within the caps: `#` only as the whole last level,
+/// `+` only as a whole level, at most [`MAX_TOPIC_LEN`] bytes and [`MAX_TOPIC_LEVELS`] levels.
 pub fn valid_filter(filter: &str) -> bool {
-    if filter.is_empty() || filter.contains('\0') {
+    if filter.is_empty() || filter.contains('\0') || !within_caps(filter, MAX_TOPIC_LEN) {
         return false;
     }
     let levels: Vec<&str> = filter.split('/').collect();
@@ -463,9 +504,10 @@ pub fn valid_filter(filter: &str) -> bool {
     })
 }
 
-/// Whether a topic name is valid for PUBLISH: non-empty, no wildcards, no NUL.
+/// Whether a topic name is valid for PUBLISH: non-empty, no wildcards, no NUL, at most
+/// [`MAX_TOPIC_LEN`] bytes and [`MAX_TOPIC_LEVELS`] levels.
 pub fn valid_topic(topic: &str) -> bool {
-    !topic.is_empty() && !topic.contains(['#', '+', '\0'])
+    !topic.is_empty() && !topic.contains(['#', '+', '\0']) && within_caps(topic, MAX_TOPIC_LEN)
 }
 
 /// MQTT topic matching: does `filter` (with `+` and `#`) match the topic name `topic`?
@@ -557,7 +599,9 @@ fn fits(levels: &[&str], pattern: &[Tok], pk: &str, dn: &str) -> bool {
 /// `/ota/device/…/{pk}/{dn}`, `/shadow/…/{pk}/{dn}`, `/ext/ntp/{pk}/{dn}/…`, `/ext/error/{pk}/{dn}`,
 /// `/ext/session/{pk}/{dn}/…`, `/ext/rrpc/{id}` + one of those) and may subscribe to
 /// `/broadcast/{pk}/…`. Wildcards never reach past them: `+` or `#` where the productKey or
-/// deviceName belongs is refused. Invalid topics and filters are refused.
+/// deviceName belongs is refused. Invalid topics and filters are refused, and so are those
+/// beyond [`MAX_TOPIC_LEN`] bytes or [`MAX_TOPIC_LEVELS`] levels ([`valid_topic`],
+/// [`valid_filter`]).
 ///
 /// ```
 /// use aliot_protocol::topic::{device_may_access, Access};
@@ -581,16 +625,22 @@ pub fn device_may_access(product_key: &str, device_name: &str, topic: &str, acce
     access == Access::Subscribe && fits(&levels, BROADCAST, product_key, device_name)
 }
 
-/// Whether the platform may send a downlink on `topic` to the device at all (the "Pub" API):
-/// any topic the device could subscribe to, without wildcards.
+/// Whether the platform may send a downlink on `topic` to the device at all (the "Pub" API,
+/// and the topics of calls): any topic the device could subscribe to, without wildcards, and
+/// at most [`MAX_PLATFORM_TOPIC_LEN`] bytes so that the device's `{topic}_reply` is still a
+/// topic it may publish.
 ///
 /// ```
-/// use aliot_protocol::topic::platform_may_send;
+/// use aliot_protocol::topic::{platform_may_send, MAX_PLATFORM_TOPIC_LEN};
 /// assert!(platform_may_send("pk", "dn", "/broadcast/pk/news"));
 /// assert!(!platform_may_send("pk", "dn", "/pk/dn/user/#"));
+/// let long = format!("/pk/dn/user/{}", "x".repeat(MAX_PLATFORM_TOPIC_LEN));
+/// assert!(!platform_may_send("pk", "dn", &long));
 /// ```
 pub fn platform_may_send(product_key: &str, device_name: &str, topic: &str) -> bool {
-    !topic.contains(['+', '#']) && device_may_access(product_key, device_name, topic, Access::Subscribe)
+    within_caps(topic, MAX_PLATFORM_TOPIC_LEN)
+        && !topic.contains(['+', '#'])
+        && device_may_access(product_key, device_name, topic, Access::Subscribe)
 }
 
 /// Whether a downlink on `topic` reaches the device without any SUBSCRIBE.
@@ -668,6 +718,100 @@ pub fn implicitly_subscribed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A custom topic of device (pk, dn) of exactly `len` bytes.
+    fn custom_of_len(len: usize) -> String {
+        let head = "/pk/dn/user/";
+        format!("{head}{}", "x".repeat(len - head.len()))
+    }
+
+    /// A custom topic of device (pk, dn) with exactly `levels` levels.
+    fn custom_of_levels(levels: usize) -> String {
+        // "", pk, dn, user + (levels - 4) more.
+        format!("/pk/dn/user{}", "/a".repeat(levels - 4))
+    }
+
+    #[test]
+    fn topics_and_filters_are_capped_in_bytes_and_levels() {
+        use Access::*;
+        let at = custom_of_len(MAX_TOPIC_LEN);
+        let over = custom_of_len(MAX_TOPIC_LEN + 1);
+        assert!(valid_topic(&at) && valid_filter(&at));
+        assert!(!valid_topic(&over) && !valid_filter(&over));
+        assert!(device_may_access("pk", "dn", &at, Publish));
+        assert!(device_may_access("pk", "dn", &at, Subscribe));
+        assert!(!device_may_access("pk", "dn", &over, Publish));
+        assert!(!device_may_access("pk", "dn", &over, Subscribe));
+        let at = custom_of_levels(MAX_TOPIC_LEVELS);
+        let over = custom_of_levels(MAX_TOPIC_LEVELS + 1);
+        assert_eq!(at.split('/').count(), MAX_TOPIC_LEVELS);
+        assert!(device_may_access("pk", "dn", &at, Publish));
+        assert!(!device_may_access("pk", "dn", &over, Publish));
+        assert!(!device_may_access("pk", "dn", &over, Subscribe));
+        // A filter's wildcards count as levels too.
+        let filter = format!("{}/#", custom_of_levels(MAX_TOPIC_LEVELS));
+        assert!(!device_may_access("pk", "dn", &filter, Subscribe));
+        // The cap holds for the 64 KiB topics MQTT allows.
+        assert!(!valid_topic(&"/".repeat(65_535)));
+        assert!(!valid_filter(&"/+".repeat(30_000)));
+    }
+
+    #[test]
+    fn the_longest_platform_topics_fit_the_caps() {
+        use Access::*;
+        // productKey ≤ 20, deviceName ≤ 32 (spec §1.7), a 50-character identifier, a 20-digit id.
+        let (pk, dn, ident, id) = ("p".repeat(20), "d".repeat(32), "S".repeat(50), "9".repeat(20));
+        let service = format!("/sys/{pk}/{dn}/thing/service/{ident}");
+        let rrpc = format!("/ext/rrpc/{id}{service}");
+        assert!(platform_may_send(&pk, &dn, &service));
+        assert!(platform_may_send(&pk, &dn, &rrpc));
+        assert!(device_may_access(&pk, &dn, &reply_topic(&service), Publish));
+        assert!(device_may_access(&pk, &dn, &rrpc, Publish));
+        let deep = format!("/ext/rrpc/{id}/sys/{pk}/{dn}/thing/event/property/history/post");
+        assert!(device_may_access(&pk, &dn, &deep, Publish));
+        assert!(Topic::parse(&deep).is_ok());
+    }
+
+    #[test]
+    fn the_platform_sends_only_topics_whose_reply_the_device_may_publish() {
+        let at = custom_of_len(MAX_PLATFORM_TOPIC_LEN);
+        let over = custom_of_len(MAX_PLATFORM_TOPIC_LEN + 1);
+        assert!(platform_may_send("pk", "dn", &at));
+        assert!(device_may_access("pk", "dn", &reply_topic(&at), Access::Publish));
+        assert!(!platform_may_send("pk", "dn", &over));
+        assert!(!platform_may_send(
+            "pk",
+            "dn",
+            &custom_of_levels(MAX_TOPIC_LEVELS + 1)
+        ));
+    }
+
+    #[test]
+    fn topic_parse_reads_the_reply_to_the_longest_request_and_nothing_longer() {
+        let (head, tail) = ("/sys/pk/dn/thing/event/", "/post");
+        let request = format!(
+            "{head}{}{tail}",
+            "e".repeat(MAX_TOPIC_LEN - head.len() - tail.len())
+        );
+        assert_eq!(request.len(), MAX_TOPIC_LEN);
+        let reply = reply_topic(&request);
+        assert_eq!(reply.len(), MAX_REPLY_TOPIC_LEN);
+        assert!(matches!(
+            Topic::parse(&reply),
+            Ok(Topic::Sys {
+                path: SysPath::Reply(_),
+                ..
+            })
+        ));
+        let over = format!("{reply}x");
+        assert_eq!(Topic::parse(&over), Err(Error::TopicTooLong { len: over.len() }));
+        assert!(Topic::parse(&custom_of_levels(MAX_TOPIC_LEVELS)).is_ok());
+        assert!(Topic::parse(&custom_of_levels(MAX_TOPIC_LEVELS + 1)).is_err());
+        // The error's message states the caps (error.rs cannot name the constants).
+        assert!(Error::TopicTooLong { len: 1 }.to_string().ends_with(&format!(
+            "(at most {MAX_REPLY_TOPIC_LEN} bytes and {MAX_TOPIC_LEVELS} levels)"
+        )));
+    }
 
     #[test]
     fn rrpc_requests_need_no_subscription() {

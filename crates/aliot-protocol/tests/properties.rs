@@ -1,9 +1,13 @@
 //! Property tests: the parsers never panic on arbitrary input, and what we build we parse back.
 
 use aliot_protocol::ClientId;
+use aliot_protocol::alink::{self, MAX_ID_LEN, MAX_METHOD_LEN, Request, error_reply_id, read_id};
 use aliot_protocol::auth::{ConnectFields, parse_connect};
 use aliot_protocol::diagnose::{ConnectAttempt, diagnose};
-use aliot_protocol::topic::{Access, Topic, device_may_access, filter_matches};
+use aliot_protocol::topic::{
+    Access, MAX_PLATFORM_TOPIC_LEN, MAX_REPLY_TOPIC_LEN, MAX_TOPIC_LEN, MAX_TOPIC_LEVELS, Topic,
+    device_may_access, filter_matches, implicitly_subscribed, platform_may_send, reply_topic,
+};
 use proptest::prelude::*;
 
 /// Strings rich in the characters the grammars care about.
@@ -163,6 +167,59 @@ proptest! {
         }
     }
 
+    /// Whatever accepts a topic respects the caps, and a device's own topic within the caps is
+    /// accepted: names and filters up to MAX_TOPIC_LEN bytes and MAX_TOPIC_LEVELS levels, the
+    /// platform's downlinks short enough for their `_reply`, parsed topics up to the reply of
+    /// the longest request.
+    #[test]
+    fn topic_caps_hold((pk, dn, t) in long_topic(), a in access(), ss in any::<bool>()) {
+        let len = t.len();
+        let levels = t.split('/').count();
+        let within = len <= MAX_TOPIC_LEN && levels <= MAX_TOPIC_LEVELS;
+        let allowed = device_may_access(&pk, &dn, &t, a);
+        if allowed {
+            prop_assert!(within, "{} bytes, {} levels accepted", len, levels);
+        }
+        if platform_may_send(&pk, &dn, &t) {
+            prop_assert!(len <= MAX_PLATFORM_TOPIC_LEN && levels <= MAX_TOPIC_LEVELS);
+            prop_assert!(aliot_protocol::topic::valid_topic(&reply_topic(&t)), "the reply to {} bytes is no valid topic", len);
+        }
+        if Topic::parse(&t).is_ok() {
+            prop_assert!(len <= MAX_REPLY_TOPIC_LEN && levels <= MAX_TOPIC_LEVELS);
+        }
+        let _ = implicitly_subscribed(&pk, &dn, ss, &t);
+        // The converse, for the one family the generator makes without wildcards or reserved
+        // names: the device's own custom topics.
+        if within && t.starts_with(&format!("/{pk}/{dn}/")) && !t.contains(['+', '#']) && !t.ends_with('/')
+            && !RESERVED.contains(&pk.as_str())
+        {
+            prop_assert!(device_may_access(&pk, &dn, &t, Access::Publish), "{}", t);
+        }
+    }
+
+    /// A request is usable only with an id and a method within their caps; an unusable one with
+    /// an id is answered with an id that is never longer than the cap.
+    #[test]
+    fn alink_caps_hold(payload in alink_payload()) {
+        match Request::parse(payload.as_bytes()) {
+            Ok(r) => {
+                prop_assert!(r.id.raw().len() <= MAX_ID_LEN);
+                prop_assert!(r.method.as_ref().is_none_or(|m| m.len() <= MAX_METHOD_LEN));
+                prop_assert_eq!(read_id(payload.as_bytes()), Some(r.id));
+            }
+            Err(_) => {
+                if let Some(id) = error_reply_id(payload.as_bytes()) {
+                    prop_assert!(id.raw().len() <= MAX_ID_LEN);
+                }
+            }
+        }
+        if let Some(id) = read_id(payload.as_bytes()) {
+            prop_assert!(id.raw().len() <= MAX_ID_LEN);
+        }
+        let _ = alink::DeviceReply::parse(payload.as_bytes());
+        let _ = alink::ntp::response(payload.as_bytes(), 1, 2);
+    }
+
     /// The doctor never panics either (fewer cases: it recomputes thousands of HMACs).
     #[test]
     fn diagnose_never_panics(cid in tricky(), user in tricky(), pw in tricky(), secret in proptest::option::of(tricky())) {
@@ -254,5 +311,55 @@ fn filter_for() -> impl Strategy<Value = String> {
         Just("/broadcast/{pk}/#".to_owned()),
         Just("#".to_owned()),
         Just("/#".to_owned()),
+    ]
+}
+
+/// Topics around the caps: one of a device's prefixes, then up to 40 levels of up to 16
+/// characters (sometimes wildcards), for (pk, dn).
+fn long_topic() -> impl Strategy<Value = (String, String, String)> {
+    (
+        level(),
+        level(),
+        0..5usize,
+        proptest::collection::vec(
+            prop_oneof![8 => "[a-z0-9_]{1,16}", 1 => Just("+".to_owned()), 1 => Just("#".to_owned())],
+            0..40,
+        ),
+    )
+        .prop_map(|(pk, dn, family, rest)| {
+            let head = match family {
+                0 => format!("/{pk}/{dn}/user"),
+                1 => format!("/sys/{pk}/{dn}/thing"),
+                2 => format!("/ext/rrpc/1/sys/{pk}/{dn}"),
+                3 => format!("/broadcast/{pk}"),
+                _ => format!("/ota/device/upgrade/{pk}/{dn}"),
+            };
+            let t = if rest.is_empty() {
+                head
+            } else {
+                format!("{head}/{}", rest.join("/"))
+            };
+            (pk, dn, t)
+        })
+}
+
+/// Alink payloads with ids and methods of every length around the caps, and arbitrary JSON.
+fn alink_payload() -> impl Strategy<Value = String> {
+    let id = prop_oneof![
+        (0..2 * MAX_ID_LEN).prop_map(|n| format!("\"{}\"", "7".repeat(n))),
+        (1..2 * MAX_ID_LEN).prop_map(|n| format!("1.{}", "0".repeat(n))),
+        "\"[a-z|/\\\\]{0,40}\"",
+        Just("{}".to_owned()),
+        Just("null".to_owned()),
+    ];
+    let method = prop_oneof![
+        (0..2 * MAX_METHOD_LEN).prop_map(|n| format!(",\"method\":\"{}\"", "m".repeat(n))),
+        Just(",\"method\":5".to_owned()),
+        Just(String::new()),
+    ];
+    prop_oneof![
+        4 => (id, method).prop_map(|(id, m)| format!("{{\"id\":{id}{m},\"params\":{{}}}}")),
+        1 => any::<String>(),
+        1 => "[\\[\\]{}\":,0-9a-z]{0,40}",
     ]
 }

@@ -101,12 +101,13 @@ pub(crate) fn method_of(topic: &str, path: &SysPath) -> Option<String> {
     })
 }
 
-/// A parsed request on `topic`, or the handling of an unusable one (460 when its id can be
-/// read, else an event only).
+/// A parsed request on `topic`, or the handling of an unusable one: 460 when it has an id (its
+/// own, or the empty id `""` when that id is beyond [`proto::MAX_ID_LEN`]: a reply never copies
+/// what the cap refused), else an event only.
 pub(crate) fn parse_request(topic: &str, path: &SysPath, payload: &Bytes) -> Result<Request, Box<Handling>> {
     Request::parse(payload).map_err(|e| {
         let problem = Some(format!("unusable Alink request: {e}"));
-        Box::new(match proto::read_id(payload) {
+        Box::new(match proto::error_reply_id(payload) {
             Some(id) => {
                 let reply = Reply::error(
                     id,
