@@ -371,6 +371,16 @@ async fn services_use_sys_rrpc_without_ext_and_need_no_subscription() {
             .await,
         Err(Error::InvalidArgument(_))
     ));
+    // An identifier whose call the device could not answer within the topic and method caps
+    // is refused at once (it timed out before, the device's answer being refused).
+    let long = "S".repeat(120);
+    let refused = hub
+        .service()
+        .invoke_service(PK, "dev1", &long, json!({}), Duration::from_secs(3600));
+    assert!(matches!(
+        aliot_testkit::guard("the refusal", refused).await,
+        Err(Error::InvalidArgument(_))
+    ));
 }
 
 #[tokio::test]

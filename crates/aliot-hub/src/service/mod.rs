@@ -488,6 +488,17 @@ impl Service {
             identifier,
             params,
         );
+        // The device's answer must fit the caps too (the topic it replies on, the method it
+        // echoes): a call it could not answer is refused here rather than timed out.
+        let method_len = "thing.service.".len() + identifier.len();
+        if !platform_may_send(product_key, device_name, &topic)
+            || method_len > aliot_protocol::alink::MAX_METHOD_LEN
+        {
+            return Err(Error::InvalidArgument(format!(
+                "service identifier of {} bytes is too long for the call's topic or method",
+                identifier.len()
+            )));
+        }
         let reply = self
             .call(product_key, device_name, topic, Bytes::from(body), key, timeout)
             .await?;
