@@ -12,7 +12,8 @@
 #   3. many simulated devices in one process: `aliot bench` vs paho-mqtt vs the Node SDK;
 #   4. signing: aliot vs Python's and Node's HMAC;
 #   5. before and after: the same hub, device and bench measurements on a build of an earlier
-#      commit (BASELINE), so that a change's effect is read in one run on the same machine.
+#      commit (BASELINE), so that a change's effect is read in one run on the same machine;
+#   6. devices that try to exhaust the hub (benches/exhaust.sh), the baseline's hub too.
 # Then it rewrites only its own sections of docs/PERFORMANCE.md (between
 # `<!-- BEGIN compare.sh: … -->` and `<!-- END compare.sh: … -->`); the rest of the file is kept.
 #
@@ -247,6 +248,12 @@ if [ -n "$ALIOT_BASE" ]; then
   export BPK BDN BDS
   run one_aliot_base 'python3 $ROOT/benches/py/measure_process.py --admin $BASE_ADMIN --token $ADMIN_TOKEN --product-key $BPK --device-name $BDN --idle 15 --name aliot-baseline -- $ALIOT_BASE device run --product-key $BPK --device-name $BDN --device-secret $BDS --port $BASE_PORT'
 fi
+
+# ---------------------------------------------------------------------------------------------
+# 7. Devices that try to exhaust the hub (fresh hubs, the baseline's too): benches/exhaust.sh.
+[ -n "${HUB_PID:-}" ] && kill "$HUB_PID" 2>/dev/null && wait "$HUB_PID" 2>/dev/null
+HUB_PID=""
+ALIOT=$ALIOT ALIOT_BASE=$ALIOT_BASE OUT=$OUT bash benches/exhaust.sh
 
 # ---------------------------------------------------------------------------------------------
 printf '{"load average after": "%s", "variables in the commands": "FLEET=%s HOLD=%s RATE_N=%s INTERVAL_MS=%s INTERVAL_US_100=%s SOURCE_IPS=%s"}\n' \

@@ -368,6 +368,73 @@ def section_before_after(out):
     return L
 
 
+def metric(out, name, key):
+    """An unlabelled metric from the hub's /metrics text saved as OUT/NAME.metrics."""
+    path = os.path.join(out, name + ".metrics")
+    if not os.path.exists(path):
+        return None
+    for line in open(path).read().splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == key:
+            try:
+                return float(parts[1])
+            except ValueError:
+                return None
+    return None
+
+
+# Per-device budgets (bytes) of a run: (outbound queue and inflight, unwritten replies before the
+# hub stops reading, one unfinished packet, remembered property values).
+EXHAUST_BUDGETS = {
+    "exhaust_10s": (1048576, 262144, 263168, 65536),
+    "exhaust_30s": (1048576, 262144, 263168, 65536),
+    "exhaust_small": (262144, 262144, 65536, 16384),
+    "exhaust_base": None,
+}
+
+
+def section_exhaust(out):
+    runs = [("exhaust_10s", "default budgets, 10 s"), ("exhaust_30s", "default budgets, 30 s"),
+            ("exhaust_small", "smaller budgets (`exhaust_small.toml`), 30 s"),
+            ("exhaust_base", "before (the BASELINE build), default settings, 30 s")]
+    L = ["`aliot bench --workload exhaust`: every device posts QoS 1 properties, 200 identifiers never",
+         "named before in each post, as fast as its socket takes them, and never reads (the hub's",
+         "acknowledgements and replies pile up for it); when the run ends it leaves a PUBLISH of the",
+         "largest size one byte short and holds the connection. A fresh hub for each run; its RSS",
+         "sampled every 500 ms. The ceiling is what the configured budgets allow per device (outbound",
+         "queue with its inflight window, 256 KiB of unwritten replies before the hub stops reading, one",
+         "unfinished packet, remembered property values) times the devices, plus the idle hub.", "",
+         "What grows during a run is the devices' outbound queues: the hub answers every post, a",
+         "device that never acknowledges holds 32 answers in flight and the rest in its queue, until",
+         "the queue's limit (1000 messages or 1 MiB by default; a small answer costs a few hundred bytes",
+         "in all, its topic and payload counted against the bytes) cuts it as a slow consumer. The remembered",
+         "properties stop at their budget within a few posts (every later post is answered 6106),",
+         "and the unfinished packets cost at most one packet each. The baseline build kept every",
+         "property ever posted.", "",
+         "| run | devices | posts sent | hub RSS, peak | per device | ceiling per device | slow consumers cut | posts refused (6106) |",
+         "|---|---|---|---|---|---|---|---|"]
+    any_run = False
+    for name, label in runs:
+        d = load(out, name)
+        if d is None:
+            continue
+        any_run = True
+        budgets = EXHAUST_BUDGETS.get(name)
+        ceiling = "%.0f KiB" % (sum(budgets) / 1024) if budgets else "unbounded"
+        peak = d.get("server_rss_bytes") or d.get("hub_rss_bytes")
+        per = d.get("server_rss_per_device_kib") or d.get("hub_rss_per_device_kib")
+        L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            label, num(d.get("connected")), num(d.get("sent")),
+            num(peak / 1048576 if peak else None, "{:,.0f} MiB"), num(per, "{:,.0f} KiB"), ceiling,
+            num(metric(out, name, "aliot_hub_slow_consumer_disconnects_total")),
+            num(metric(out, name, "aliot_hub_registry_properties_refused_total"))))
+    if not any_run:
+        return ["Not measured in this run."]
+    L += commands(out, [n for n, _ in runs if load(out, n) is not None],
+                  ", `$ALIOT_BASE` the baseline's `target/baseline/release/aliot`")
+    return L
+
+
 SECTIONS = [
     ("environment", "## Setup of the comparison run", section_environment),
     ("targets", "## Targets (issue 5)", section_targets),
@@ -376,13 +443,16 @@ SECTIONS = [
     ("many-devices", "## Many simulated devices in one process", section_many),
     ("signing", "## Signing in the same run", section_signing),
     ("before-after", "## Before and after (issue 8)", section_before_after),
+    ("exhaust", "## Devices that try to exhaust the hub (issue 9)", section_exhaust),
 ]
 
 
 def main():
-    out, doc = sys.argv[1], sys.argv[2]
+    out, doc, only = sys.argv[1], sys.argv[2], sys.argv[3:]
     text = open(doc).read() if os.path.exists(doc) else "# Performance\n"
     for name, title, fn in SECTIONS:
+        if only and name not in only:
+            continue
         body = "\n".join([title, ""] + fn(out))
         begin, end = "<!-- BEGIN compare.sh: %s -->" % name, "<!-- END compare.sh: %s -->" % name
         block = "%s\n%s\n%s" % (begin, body, end)
