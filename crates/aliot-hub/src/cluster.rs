@@ -16,12 +16,10 @@
 //! | [`Cluster::publish`], [`Cluster::subscribe`] | every node's events reach every node's listeners |
 
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use rmqtt_codec::v3::QoS;
-use serde::Serialize;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::BoxFuture;
@@ -35,27 +33,7 @@ use crate::table::{
 /// A hub node's name (`"local"` for a single process).
 pub(crate) type NodeId = Arc<str>;
 
-/// A connected device's MQTT session, as the admin API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionInfo {
-    /// The MQTT clientId (never a secret).
-    pub client_id: String,
-    /// The device's IP address.
-    pub client_ip: IpAddr,
-    /// When the device connected, epoch ms.
-    pub connected_at: u64,
-    /// The CONNECT's clean session flag.
-    pub clean_session: bool,
-    /// Keepalive, seconds.
-    pub keep_alive: u16,
-    /// Number of explicit subscriptions.
-    pub subscriptions: usize,
-    /// `_ss=1`: system topics are subscribed implicitly.
-    pub auto_subscribe: bool,
-    /// `ext` bit 0: synchronous services arrive on `/ext/rrpc/…`.
-    pub ext_rrpc: bool,
-}
+pub use aliot_admin::SessionInfo;
 
 /// A message for a device.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -29,19 +29,6 @@ fn credentials(d: Device) -> Credentials {
     }
 }
 
-fn session_view(s: SessionInfo) -> aliot_admin::SessionInfo {
-    aliot_admin::SessionInfo {
-        client_id: s.client_id,
-        client_ip: s.client_ip,
-        connected_at: s.connected_at,
-        clean_session: s.clean_session,
-        keep_alive: s.keep_alive,
-        subscriptions: s.subscriptions,
-        auto_subscribe: s.auto_subscribe,
-        ext_rrpc: s.ext_rrpc,
-    }
-}
-
 fn view(d: Device, session: Option<SessionInfo>, properties: Option<Map<String, Value>>) -> DeviceView {
     let client_ip = session.as_ref().map(|s| s.client_ip).or(d.last_ip);
     DeviceView {
@@ -55,7 +42,7 @@ fn view(d: Device, session: Option<SessionInfo>, properties: Option<Map<String, 
         last_online_time: d.last_online_ms.map(format_utc),
         last_online: d.last_online_ms,
         client_ip,
-        session: session.map(session_view),
+        session,
         properties,
         enabled: d.enabled,
         iot_id: d.iot_id,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use aliot_admin::{Call, Publish, PublishOutcome, Published, Rrpc, RrpcAnswer};
+use aliot_admin::{Call, Publish, Published, Rrpc, RrpcAnswer};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -10,7 +10,6 @@ use serde_json::Value;
 
 use super::AdminState;
 use super::error::ApiError;
-use crate::service;
 
 /// Longest deadline a caller may ask for a device's answer.
 const MAX_TIMEOUT_MS: u64 = 300_000;
@@ -36,15 +35,10 @@ pub(super) async fn publish(
         .encoding
         .decode(&body.payload)
         .map_err(|e| ApiError::bad_request(format!("payload is not valid base64: {e}")))?;
-    let outcome = match state
+    let outcome = state
         .service()
         .publish(&pk, &dn, &body.topic, payload, body.qos)
-        .await?
-    {
-        service::PublishOutcome::Delivered => PublishOutcome::Delivered,
-        service::PublishOutcome::Queued => PublishOutcome::Queued,
-        service::PublishOutcome::NotSubscribed => PublishOutcome::NotSubscribed,
-    };
+        .await?;
     Ok(Json(Published { outcome }))
 }
 

@@ -126,7 +126,7 @@ mod tests {
     use crate::config::BrokerConfig;
     use crate::engine::{ConnectRequest, Engine, Hooks, Principal, Refused};
     use crate::metrics::Metrics;
-    use crate::table::{CloseReason, DeviceTable, OfflineLimits, QueueLimits, Session, TableLimits};
+    use crate::table::{CloseReason, DeviceTable, Session, TableLimits};
 
     const GUARD: Duration = Duration::from_secs(10);
 
@@ -179,19 +179,7 @@ mod tests {
     /// session and only its own connections see their token cancelled.
     #[tokio::test]
     async fn stopping_one_listener_closes_only_its_connections() {
-        let limits = TableLimits {
-            outbound: QueueLimits {
-                capacity: 8,
-                bytes: 1 << 20,
-            },
-            offline: OfflineLimits {
-                ttl_ms: 1,
-                max_messages: 1,
-                max_bytes: 1 << 20,
-            },
-            max_pending_calls: 1,
-            unsaved_bytes: 1 << 20,
-        };
+        let limits = TableLimits::for_tests();
         let metrics = Arc::new(Metrics::default());
         let table = Arc::new(DeviceTable::new(limits, metrics.clone()));
         let engine = Engine::new(BrokerConfig::default(), table, Arc::new(AcceptAll), metrics);

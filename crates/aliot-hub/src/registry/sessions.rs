@@ -113,6 +113,33 @@ pub enum SessionChange {
     },
 }
 
+impl SessionChange {
+    /// The device it is about: (productKey, deviceName).
+    pub fn device(&self) -> (&str, &str) {
+        match self {
+            SessionChange::Put {
+                product_key,
+                device_name,
+                ..
+            }
+            | SessionChange::Delete {
+                product_key,
+                device_name,
+            }
+            | SessionChange::AddMessage {
+                product_key,
+                device_name,
+                ..
+            }
+            | SessionChange::RemoveMessage {
+                product_key,
+                device_name,
+                ..
+            } => (product_key, device_name),
+        }
+    }
+}
+
 /// How a session's subscriptions are stored (JSON, so fields can be added later).
 #[derive(Serialize, Deserialize)]
 struct StoredSubscriptions {

@@ -14,7 +14,6 @@ use std::time::Duration;
 use aliot_protocol::topic::platform_may_send;
 use bytes::Bytes;
 use rmqtt_codec::v3::QoS;
-use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;
 
@@ -30,20 +29,8 @@ mod error;
 pub use self::error::{Error, Result};
 pub use crate::cluster::SessionInfo;
 
-/// What the platform's "Pub" did with a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum PublishOutcome {
-    /// The device is online and subscribed: the message is in its outbound queue.
-    Delivered,
-    /// The device is offline with a clean-session-0 session and subscribed: the QoS 1 message
-    /// waits in its offline queue.
-    Queued,
-    /// The device (online, or offline with a stored session) has no subscription matching the
-    /// topic: the message was dropped, as on the platform.
-    NotSubscribed,
-}
+/// What the platform's "Pub" did with a message (the admin API's type).
+pub use aliot_admin::PublishOutcome;
 
 /// Settings of the service (from `BrokerConfig`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

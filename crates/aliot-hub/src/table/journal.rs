@@ -82,27 +82,7 @@ pub(crate) struct Journal {
 }
 
 fn session_key(change: &SessionChange) -> Box<str> {
-    let (pk, dn) = match change {
-        SessionChange::Put {
-            product_key,
-            device_name,
-            ..
-        }
-        | SessionChange::Delete {
-            product_key,
-            device_name,
-        }
-        | SessionChange::AddMessage {
-            product_key,
-            device_name,
-            ..
-        }
-        | SessionChange::RemoveMessage {
-            product_key,
-            device_name,
-            ..
-        } => (product_key, device_name),
-    };
+    let (pk, dn) = change.device();
     device_key(pk, dn)
 }
 

@@ -68,6 +68,26 @@ pub(crate) struct TableLimits {
     pub(crate) unsaved_bytes: usize,
 }
 
+#[cfg(test)]
+impl TableLimits {
+    /// Small limits for the engine's tests (8 messages, 1 MiB).
+    pub(crate) fn for_tests() -> Self {
+        Self {
+            outbound: QueueLimits {
+                capacity: 8,
+                bytes: 1 << 20,
+            },
+            offline: OfflineLimits {
+                ttl_ms: 1,
+                max_messages: 1,
+                max_bytes: 1 << 20,
+            },
+            max_pending_calls: 1,
+            unsaved_bytes: 1 << 20,
+        }
+    }
+}
+
 /// Everything the table keeps about one device.
 #[derive(Debug, Default)]
 struct Slot {
