@@ -26,7 +26,7 @@ use crate::downlink::{Call, Publish, Published, Rrpc, RrpcAnswer};
 use crate::error::{Error, Result};
 use crate::event::{EventFilter, EventStream};
 use crate::health::Health;
-use crate::product::{CreateProduct, ProductView};
+use crate::product::{CreateProduct, ProductView, UpdateProduct};
 use crate::wire::{query, segment};
 
 /// How long a request may take by default (answer included). Calls that wait for a device get
@@ -250,6 +250,20 @@ impl Client {
     /// As [`Client::health`]; `device_not_found` or `product_not_found` (404).
     pub async fn device(&self, product_key: &str, device_name: &str) -> Result<DeviceView> {
         self.get_json(&device_path(product_key, device_name)).await
+    }
+
+    /// `PATCH /api/v1/products/{pk}` `{"dynamicRegistration"}`: allows or forbids dynamic
+    /// registration (devices registering with the productSecret).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::product`].
+    pub async fn set_dynamic_registration(&self, product_key: &str, enabled: bool) -> Result<ProductView> {
+        let body = UpdateProduct {
+            dynamic_registration: Some(enabled),
+        };
+        let path = format!("/api/v1/products/{}", segment(product_key));
+        self.send_json(Method::PATCH, &path, &body, self.timeout).await
     }
 
     /// `PATCH …/devices/{dn}` `{"enabled"}`: enables or disables a device (a disabled one is

@@ -15,6 +15,15 @@ pub struct CreateProduct {
     pub product_key: Option<String>,
 }
 
+/// `PATCH /api/v1/products/{pk}` body: what to change (absent: unchanged).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateProduct {
+    /// Whether devices may register themselves with the productSecret (dynamic registration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic_registration: Option<bool>,
+}
+
 /// A product in answers (`POST`/`GET /api/v1/products`, `GET /api/v1/products/{pk}`).
 ///
 /// The productSecret is in the body by design; `Debug` redacts it.
@@ -33,6 +42,10 @@ pub struct ProductView {
     pub created_time: String,
     /// How many devices the product has.
     pub device_count: usize,
+    /// Whether devices may register themselves with the productSecret (off for a new
+    /// product; `PATCH` turns it on).
+    #[serde(default)]
+    pub dynamic_registration: bool,
 }
 
 impl fmt::Debug for ProductView {
@@ -44,6 +57,7 @@ impl fmt::Debug for ProductView {
             .field("created", &self.created)
             .field("created_time", &self.created_time)
             .field("device_count", &self.device_count)
+            .field("dynamic_registration", &self.dynamic_registration)
             .finish()
     }
 }
@@ -86,10 +100,11 @@ mod tests {
             created: 1_700_000_000_000,
             created_time: "2023-11-14T22:13:20.000Z".into(),
             device_count: 2,
+            dynamic_registration: true,
         };
         assert_wire(
             &p,
-            r#"{"productKey":"a1Lamps","name":"Lamps","productSecret":"ps-secret","created":1700000000000,"createdTime":"2023-11-14T22:13:20.000Z","deviceCount":2}"#,
+            r#"{"productKey":"a1Lamps","name":"Lamps","productSecret":"ps-secret","created":1700000000000,"createdTime":"2023-11-14T22:13:20.000Z","deviceCount":2,"dynamicRegistration":true}"#,
         );
         let debug = format!("{p:?}");
         assert!(!debug.contains("ps-secret"), "{debug}");

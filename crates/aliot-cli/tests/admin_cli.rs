@@ -48,6 +48,37 @@ fn products_and_devices_are_managed_from_the_command_line() {
     assert!(pk.starts_with("a1") && pk.len() == 11, "{pk}");
     let list = ok_json(&admin(d, &["product", "list"]));
     assert_eq!(list[0]["productKey"], pk.as_str());
+    assert_eq!(list[0]["dynamicRegistration"], false);
+    // Dynamic registration: allowed at creation, or later.
+    let open = ok_json(&admin(
+        d,
+        &["product", "create", "--name", "Open", "--dynamic-registration"],
+    ));
+    assert_eq!(open["dynamicRegistration"], true, "{open}");
+    let on = ok_json(&admin(
+        d,
+        &[
+            "product",
+            "update",
+            "--product-key",
+            &pk,
+            "--dynamic-registration",
+            "on",
+        ],
+    ));
+    assert_eq!(on["dynamicRegistration"], true, "{on}");
+    let out = admin(
+        d,
+        &[
+            "product",
+            "update",
+            "--product-key",
+            &pk,
+            "--dynamic-registration",
+            "yes",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
     let one = ok_json(&admin(
         d,

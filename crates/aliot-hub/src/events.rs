@@ -77,6 +77,8 @@ pub enum Event {
     Refused(RefusedEvent),
     /// A second login of the same device closed the first connection.
     Kicked(KickedEvent),
+    /// A device registered itself with its product's secret (dynamic registration).
+    Registered(RegisteredEvent),
     /// A device tried to publish or subscribe outside its own topics.
     AclDenied(AclDeniedEvent),
     /// A device sent something the hub could not use (malformed packet, QoS 2, bad JSON without
@@ -208,6 +210,23 @@ pub struct KickedEvent {
     pub client_ip: String,
     /// IP of the connection that replaced it.
     pub new_client_ip: String,
+    /// Epoch ms.
+    pub time: u64,
+}
+
+/// A dynamic registration the platform stored and answered (the answer's credentials are not
+/// in the event).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisteredEvent {
+    /// productKey.
+    pub product_key: String,
+    /// deviceName.
+    pub device_name: String,
+    /// `register` (pre-registered: a new deviceSecret) or `regnwl` (a deviceToken).
+    pub auth_type: &'static str,
+    /// `mqtt` or `https`.
+    pub via: &'static str,
     /// Epoch ms.
     pub time: u64,
 }
@@ -383,6 +402,10 @@ impl Event {
                     cut(s, F);
                 }
             }
+            Event::Registered(e) => {
+                cut(&mut e.product_key, F);
+                cut(&mut e.device_name, F);
+            }
             Event::Problem(e) => {
                 cut(&mut e.reason, F);
                 cut(&mut e.client_ip, F);
@@ -437,6 +460,7 @@ impl Event {
                     + e.topic.capacity()
                     + e.client_ip.capacity()
             }
+            Event::Registered(e) => e.product_key.capacity() + e.device_name.capacity(),
             Event::Problem(e) => {
                 e.reason.capacity()
                     + e.client_ip.capacity()

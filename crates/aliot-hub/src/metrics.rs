@@ -36,6 +36,8 @@ pub(crate) struct Metrics {
     pub(crate) offline_expired: AtomicU64,
     pub(crate) calls_answered: AtomicU64,
     pub(crate) calls_timed_out: AtomicU64,
+    pub(crate) dynamic_registrations: AtomicU64,
+    pub(crate) device_tokens_issued: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -247,6 +249,18 @@ impl Metrics {
             "counter",
             "Admin calls the device did not answer in time.",
             get(&self.calls_timed_out),
+        );
+        one(
+            "aliot_hub_dynamic_registrations_total",
+            "counter",
+            "Devices registered dynamically (MQTT authType=register or regnwl); refusals are counted by CONNACK code.",
+            get(&self.dynamic_registrations),
+        );
+        one(
+            "aliot_hub_device_tokens_issued_total",
+            "counter",
+            "deviceTokens issued by registrations without pre-registration (regnwl).",
+            get(&self.device_tokens_issued),
         );
         out
     }

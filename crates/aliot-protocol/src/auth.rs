@@ -11,7 +11,7 @@ use std::fmt;
 use crate::client_id::ClientId;
 use crate::codes::ConnackCode;
 use crate::error::ClientIdError;
-use crate::sign::{SignMethod, sign_content};
+use crate::sign::{SignMethod, dynreg_content, sign_content};
 
 /// Keepalive range the platform accepts, in seconds.
 pub const KEEPALIVE_RANGE: std::ops::RangeInclusive<u16> = 30..=1200;
@@ -66,8 +66,15 @@ pub enum RefusalReason {
     DeviceDisabled,
     /// The password is not the HMAC of the sign content.
     SignatureMismatch,
-    /// Dynamic registration or token login (`authType=...`), which this platform does not serve.
+    /// An `authType` other than `register`, `regnwl` and `connwl`.
     UnsupportedAuthType(String),
+    /// Dynamic registration (`authType=register|regnwl`) without a non-empty `random`.
+    MissingRandom,
+    /// Dynamic registration for a product that does not allow it, or whose productSecret is
+    /// not the key of the signature.
+    RegistrationRefused(String),
+    /// The platform could not serve the request now (its storage failed).
+    ServerUnavailable(String),
 }
 
 impl fmt::Display for RefusalReason {
@@ -87,6 +94,11 @@ impl fmt::Display for RefusalReason {
             RefusalReason::DeviceDisabled => f.write_str("device disabled"),
             RefusalReason::SignatureMismatch => f.write_str("signature mismatch"),
             RefusalReason::UnsupportedAuthType(t) => write!(f, "authType {t:?} is not supported"),
+            RefusalReason::MissingRandom => {
+                f.write_str("dynamic registration without a random=... clientId parameter")
+            }
+            RefusalReason::RegistrationRefused(why) => write!(f, "dynamic registration refused: {why}"),
+            RefusalReason::ServerUnavailable(why) => write!(f, "server unavailable: {why}"),
         }
     }
 }
@@ -107,7 +119,8 @@ impl Refusal {
             RefusalReason::UnsupportedProtocolLevel(_) => ConnackCode::UnacceptableProtocolVersion,
             RefusalReason::MalformedClientId(_)
             | RefusalReason::UnknownSecureMode(_)
-            | RefusalReason::KeepAliveOutOfRange(_) => ConnackCode::IdentifierRejected,
+            | RefusalReason::KeepAliveOutOfRange(_)
+            | RefusalReason::MissingRandom => ConnackCode::IdentifierRejected,
             RefusalReason::MissingUsername
             | RefusalReason::MalformedUsername(_)
             | RefusalReason::UnsupportedSignMethod(_)
@@ -115,7 +128,10 @@ impl Refusal {
             | RefusalReason::UnknownDevice
             | RefusalReason::SignatureMismatch
             | RefusalReason::UnsupportedAuthType(_) => ConnackCode::BadUsernameOrPassword,
-            RefusalReason::DeviceDisabled => ConnackCode::NotAuthorized,
+            RefusalReason::DeviceDisabled | RefusalReason::RegistrationRefused(_) => {
+                ConnackCode::NotAuthorized
+            }
+            RefusalReason::ServerUnavailable(_) => ConnackCode::ServerUnavailable,
         };
         Self { code, reason }
     }
@@ -140,28 +156,78 @@ pub struct ConnectRequest {
     pub client_id: ClientId,
     /// The declared signmethod (hmacmd5 when none is declared).
     pub sign_method: SignMethod,
+    /// How the device authenticates (the clientId's `authType`).
+    pub auth: AuthType,
+}
+
+/// How a CONNECT authenticates: the clientId's `authType` (spec §1, §5.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthType {
+    /// No `authType`: the password signs the CONNECT with the deviceSecret.
+    DeviceSecret,
+    /// `authType=register`: MQTT dynamic registration of a device registered beforehand; the
+    /// password signs `deviceName…productKey…random…` with the productSecret, and the platform
+    /// answers the deviceSecret on `/ext/register`.
+    Register {
+        /// The clientId's `random`.
+        random: String,
+    },
+    /// `authType=regnwl`: MQTT dynamic registration without pre-registration (signed as
+    /// `register`); the platform answers a clientId and a deviceToken on `/ext/regnwl`.
+    RegisterNoPreRegistration {
+        /// The clientId's `random`.
+        random: String,
+    },
+    /// `authType=connwl`: login with the deviceToken from `/ext/regnwl`, sent verbatim as the
+    /// password.
+    DeviceToken,
+}
+
+impl AuthType {
+    /// Dynamic registration (`register` or `regnwl`): the key is the productSecret and the
+    /// platform answers with credentials, then closes the connection.
+    pub fn is_registration(&self) -> bool {
+        matches!(
+            self,
+            AuthType::Register { .. } | AuthType::RegisterNoPreRegistration { .. }
+        )
+    }
 }
 
 impl ConnectRequest {
-    /// The content the password must sign.
+    /// The content the password must sign: the CONNECT's (spec §1.2), or for dynamic
+    /// registration `deviceName…productKey…random…` (spec §5.2). A deviceToken login signs
+    /// nothing (empty).
     pub fn sign_content(&self) -> String {
-        sign_content(
-            self.client_id.prefix(),
-            &self.device_name,
-            &self.product_key,
-            self.client_id.timestamp(),
-        )
+        match &self.auth {
+            AuthType::DeviceSecret => sign_content(
+                self.client_id.prefix(),
+                &self.device_name,
+                &self.product_key,
+                self.client_id.timestamp(),
+            ),
+            AuthType::Register { random } | AuthType::RegisterNoPreRegistration { random } => {
+                dynreg_content(&self.device_name, &self.product_key, random)
+            }
+            AuthType::DeviceToken => String::new(),
+        }
     }
 
-    /// Checks the password (hex, either case) against the device secret in constant time.
+    /// Checks the password in constant time against `secret`, the key of this CONNECT's
+    /// [`AuthType`]: the deviceSecret (hex HMAC, either case), the productSecret for dynamic
+    /// registration (hex HMAC), or the deviceToken itself for `connwl` (byte for byte).
     ///
     /// # Errors
     /// [`RefusalReason::SignatureMismatch`] (CONNACK 4).
-    pub fn verify(&self, device_secret: &str, password: &[u8]) -> Result<(), Refusal> {
-        if self
-            .sign_method
-            .verify_hex(device_secret.as_bytes(), self.sign_content().as_bytes(), password)
-        {
+    pub fn verify(&self, secret: &str, password: &[u8]) -> Result<(), Refusal> {
+        let ok = match self.auth {
+            AuthType::DeviceToken => constant_time_eq(secret.as_bytes(), password),
+            _ => self
+                .sign_method
+                .verify_hex(secret.as_bytes(), self.sign_content().as_bytes(), password),
+        };
+        if ok {
             Ok(())
         } else {
             Err(Refusal::new(RefusalReason::SignatureMismatch))
@@ -177,6 +243,11 @@ impl ConnectRequest {
     pub fn ext_rrpc(&self) -> bool {
         self.client_id.ext() & 1 == 1
     }
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Splits a username `deviceName&productKey`.
@@ -206,7 +277,20 @@ pub fn parse_connect(fields: &ConnectFields<'_>) -> Result<ConnectRequest, Refus
     {
         return refuse(RefusalReason::UnknownSecureMode(sm.to_owned()));
     }
-    if !KEEPALIVE_RANGE.contains(&fields.keep_alive) {
+    let random = || match client_id.get("random") {
+        Some(r) if !r.is_empty() => Ok(r.to_owned()),
+        _ => Err(Refusal::new(RefusalReason::MissingRandom)),
+    };
+    let auth = match client_id.get("authType") {
+        None => AuthType::DeviceSecret,
+        Some("register") => AuthType::Register { random: random()? },
+        Some("regnwl") => AuthType::RegisterNoPreRegistration { random: random()? },
+        Some("connwl") => AuthType::DeviceToken,
+        Some(other) => return refuse(RefusalReason::UnsupportedAuthType(other.to_owned())),
+    };
+    // A registering device disconnects once it has its answer: its keepalive is not checked
+    // (spec §5.2).
+    if !auth.is_registration() && !KEEPALIVE_RANGE.contains(&fields.keep_alive) {
         return refuse(RefusalReason::KeepAliveOutOfRange(fields.keep_alive));
     }
     let Some(username) = fields.username else {
@@ -216,9 +300,6 @@ pub fn parse_connect(fields: &ConnectFields<'_>) -> Result<ConnectRequest, Refus
         Ok(v) => v,
         Err(r) => return refuse(r),
     };
-    if let Some(auth_type) = client_id.get("authType") {
-        return refuse(RefusalReason::UnsupportedAuthType(auth_type.to_owned()));
-    }
     let sign_method = match client_id.get("signmethod") {
         None => SignMethod::HmacMd5,
         Some(m) => match m.parse() {
@@ -234,6 +315,7 @@ pub fn parse_connect(fields: &ConnectFields<'_>) -> Result<ConnectRequest, Refus
         device_name: device_name.to_owned(),
         client_id,
         sign_method,
+        auth,
     })
 }
 
@@ -325,6 +407,79 @@ mod tests {
     fn missing_signmethod_means_hmacmd5() {
         let r = parse_connect(&fields("p|securemode=3|", USER, b"x")).expect("parse");
         assert_eq!(r.sign_method, SignMethod::HmacMd5);
+    }
+
+    #[test]
+    fn registration_and_token_logins_are_typed() {
+        let auth = |cid: &str, keep_alive: u16| {
+            parse_connect(&ConnectFields {
+                keep_alive,
+                ..fields(cid, USER, b"x")
+            })
+            .map(|r| r.auth)
+            .map_err(|e| (e.code.code(), e.reason))
+        };
+        let reg = "dn.pk|random=r1,authType=register,securemode=2,signmethod=hmacsha256|";
+        // A registering device's keepalive is not checked (it leaves at once).
+        assert_eq!(auth(reg, 0), Ok(AuthType::Register { random: "r1".into() }));
+        assert_eq!(
+            auth(
+                "x|securemode=-2,authType=regnwl,random=9,signmethod=hmacsha1|",
+                60
+            ),
+            Ok(AuthType::RegisterNoPreRegistration { random: "9".into() })
+        );
+        assert_eq!(
+            auth("cid|authType=connwl,securemode=-2,_ss=1|", 60),
+            Ok(AuthType::DeviceToken)
+        );
+        assert_eq!(
+            auth("cid|authType=connwl,securemode=-2|", 0).map_err(|e| e.0),
+            Err(2)
+        );
+        assert_eq!(
+            auth("dn.pk|authType=register,securemode=2|", 60),
+            Err((2, RefusalReason::MissingRandom))
+        );
+        assert_eq!(
+            auth("dn.pk|authType=regnwl,random=,securemode=2|", 60),
+            Err((2, RefusalReason::MissingRandom))
+        );
+        assert_eq!(
+            auth("dn.pk|authType=other|", 60),
+            Err((4, RefusalReason::UnsupportedAuthType("other".into())))
+        );
+        assert_eq!(auth(CID, 60), Ok(AuthType::DeviceSecret));
+    }
+
+    #[test]
+    fn a_device_token_is_compared_byte_for_byte() {
+        let r = parse_connect(&fields("c|authType=connwl,securemode=-2|", USER, b"tok")).expect("parse");
+        assert_eq!(r.sign_content(), "");
+        assert_eq!(r.verify("tok", b"tok"), Ok(()));
+        assert!(r.verify("tok", b"TOK").is_err());
+        assert!(r.verify("tok", b"tok2").is_err());
+        assert!(r.verify("", b"").is_ok());
+    }
+
+    #[test]
+    fn a_registration_is_signed_with_the_product_secret_over_the_random() {
+        let cid = "light1983432.a14Xib5kdYd|random=abc,authType=register,securemode=2,signmethod=hmacsha1|";
+        let sign = crate::sign::dynreg_sign(
+            SignMethod::HmacSha1,
+            "prodsecret",
+            "light1983432",
+            "a14Xib5kdYd",
+            "abc",
+            crate::sign::HexCase::Upper,
+        );
+        let r = parse_connect(&fields(cid, USER, sign.as_bytes())).expect("parse");
+        assert_eq!(
+            r.sign_content(),
+            "deviceNamelight1983432productKeya14Xib5kdYdrandomabc"
+        );
+        assert_eq!(r.verify("prodsecret", sign.as_bytes()), Ok(()));
+        assert!(r.verify("devicesecret", sign.as_bytes()).is_err());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`codes`]: CONNACK and Alink codes with their causes and fix hints.
 //! - [`diagnose`]: the credential doctor: why CONNECT fields would be refused.
 //! - [`profile`]: TOML device profiles.
+//! - [`register`]: what dynamic registration answers, and the token login after it.
 //!
 //! ## Example: sign a device's CONNECT
 //!
@@ -42,6 +43,7 @@ pub mod diagnose;
 pub mod error;
 pub mod identity;
 pub mod profile;
+pub mod register;
 pub mod sign;
 pub mod topic;
 

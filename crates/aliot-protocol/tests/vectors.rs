@@ -323,6 +323,18 @@ fn dynreg_vectors() {
                 Some(&v.product_secret),
             );
             assert!(d.valid, "diagnose: {ctx}: {d:?}");
+            // The platform's verdict: a registration, keyed by the productSecret.
+            let fields = ConnectFields {
+                client_id: cid,
+                username: Some(&user),
+                password: Some(v.sign.as_bytes()),
+                keep_alive: 0,
+            };
+            let req = parse_connect(&fields).unwrap_or_else(|e| panic!("verdict: {ctx}: {e}"));
+            assert!(req.auth.is_registration(), "{ctx}");
+            assert_eq!(req.sign_content(), v.sign_content, "verdict content: {ctx}");
+            assert_eq!(req.verify(&v.product_secret, v.sign.as_bytes()), Ok(()), "{ctx}");
+            assert!(req.verify("not-the-secret", v.sign.as_bytes()).is_err(), "{ctx}");
         }
         if let Some(u) = &v.username {
             assert_eq!(u, &format!("{}&{}", v.device_name, v.product_key), "{ctx}");

@@ -40,6 +40,8 @@ pub use device::{DevEvent, TestDevice, options};
 pub use guard::{GUARD, guard, run_guarded, wait_guarded};
 pub use http::{OfflineAdmin, TOKEN, http, http_json, try_request};
 pub use hub::TestHub;
-pub use process::{HubProcess, admin, aliot, aliot_binary, aliot_command, ok_json, stderr, workspace_binary};
+pub use process::{
+    HubProcess, admin, aliot, aliot_binary, aliot_command, ok_json, sdk_python, stderr, workspace_binary,
+};
 pub use raw::{BlockingRaw, Raw, json, text};
 pub use registry::MemoryRegistry;

@@ -190,3 +190,19 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         .expect("the test binary sits in target/{profile}/deps");
     dir.join(name)
 }
+
+/// The Python of the official SDKs' virtual environment: `ALIOT_SDK_PYTHON`, or `.sdks/venv`
+/// at the workspace root, which `bash .ci/sdks.sh` installs (`.ci/run` does). Fails the test
+/// with that hint when it is missing.
+pub fn sdk_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("ALIOT_SDK_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.sdks/venv/bin/python");
+    assert!(
+        python.exists(),
+        "the official Python SDK is not installed ({} is missing): run `bash .ci/sdks.sh`",
+        python.display()
+    );
+    python
+}

@@ -62,6 +62,7 @@ impl MemoryRegistry {
                 product_secret: "productsecret0123456789".into(),
                 created_ms: 0,
                 device_count: 0,
+                dynamic_registration: false,
             });
         s.devices.insert(
             key(product_key, device_name),
@@ -116,6 +117,7 @@ impl Registry for MemoryRegistry {
                     product_secret: "productsecret0123456789".into(),
                     created_ms: 0,
                     device_count: 0,
+                    dynamic_registration: false,
                 })
                 .clone()),
         };

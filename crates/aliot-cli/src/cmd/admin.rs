@@ -87,9 +87,21 @@ enum ProductCommand {
         /// productKey to use instead of a generated one.
         #[arg(long, value_name = "PK")]
         product_key: Option<String>,
+        /// Allow dynamic registration (devices registering with the productSecret).
+        #[arg(long)]
+        dynamic_registration: bool,
     },
     /// List the products.
     List,
+    /// Change a product: allow or forbid dynamic registration.
+    Update {
+        /// productKey.
+        #[arg(long, value_name = "PK")]
+        product_key: String,
+        /// Allow (`on`) or forbid (`off`) devices to register with the productSecret.
+        #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
+        dynamic_registration: String,
+    },
 }
 
 /// productKey + deviceName.
@@ -347,9 +359,26 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// The command, checked.
 fn job(command: AdminCommand) -> anyhow::Result<Job> {
     match command {
-        AdminCommand::Product(ProductCommand::Create { name, product_key }) => {
+        AdminCommand::Product(ProductCommand::Create {
+            name,
+            product_key,
+            dynamic_registration,
+        }) => {
             let product = CreateProduct { name, product_key };
-            json(|c| async move { c.create_product(&product).await })
+            json(move |c| async move {
+                let created = c.create_product(&product).await?;
+                if dynamic_registration {
+                    return c.set_dynamic_registration(&created.product_key, true).await;
+                }
+                Ok(created)
+            })
+        }
+        AdminCommand::Product(ProductCommand::Update {
+            product_key,
+            dynamic_registration,
+        }) => {
+            let on = dynamic_registration == "on";
+            json(move |c| async move { c.set_dynamic_registration(&product_key, on).await })
         }
         AdminCommand::Product(ProductCommand::List) => json(|c| async move { c.products().await }),
         AdminCommand::Device(DeviceCommand::Create(a)) => create_device(a),

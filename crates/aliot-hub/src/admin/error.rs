@@ -84,6 +84,9 @@ impl From<registry::Error> for ApiError {
             registry::Error::DeviceExists { .. } => (StatusCode::CONFLICT, "device_exists"),
             registry::Error::ProductExists { .. } => (StatusCode::CONFLICT, "product_exists"),
             registry::Error::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            registry::Error::AlreadyActivated { .. } => (StatusCode::CONFLICT, "device_activated"),
+            registry::Error::DeviceDisabled { .. } => (StatusCode::CONFLICT, "device_disabled"),
+            registry::Error::Unsupported(_) => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
             // The change was not saved; /healthz says the same until the storage is repaired.
             registry::Error::Storage { .. } => {
                 tracing::warn!(error = %ErrorChain(&e), "admin API: the registry could not save a change");

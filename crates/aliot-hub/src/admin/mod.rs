@@ -122,7 +122,10 @@ impl AdminState {
 pub fn router(state: AdminState) -> Router {
     let api = Router::new()
         .route("/api/v1/products", get(products::list).post(products::create))
-        .route("/api/v1/products/{pk}", get(products::show))
+        .route(
+            "/api/v1/products/{pk}",
+            get(products::show).patch(products::update),
+        )
         .route(
             "/api/v1/products/{pk}/devices",
             get(devices::list).post(devices::create),

@@ -1,6 +1,6 @@
 //! `/api/v1/products`: register and list products.
 
-use aliot_admin::{CreateProduct, ProductView};
+use aliot_admin::{CreateProduct, ProductView, UpdateProduct};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -19,6 +19,7 @@ fn view(p: Product) -> ProductView {
         product_key: p.product_key,
         name: p.name,
         product_secret: p.product_secret,
+        dynamic_registration: p.dynamic_registration,
     }
 }
 
@@ -37,6 +38,20 @@ pub(super) async fn create(
 pub(super) async fn list(State(state): State<AdminState>) -> Result<Json<Vec<ProductView>>, ApiError> {
     let products = state.service().products().await?;
     Ok(Json(products.into_iter().map(view).collect()))
+}
+
+pub(super) async fn update(
+    State(state): State<AdminState>,
+    Path(pk): Path<String>,
+    body: Result<Json<UpdateProduct>, JsonRejection>,
+) -> Result<Json<ProductView>, ApiError> {
+    let Json(body) = body?;
+    let service = state.service();
+    let product = match body.dynamic_registration {
+        Some(enabled) => service.set_dynamic_registration(&pk, enabled).await?,
+        None => service.product(&pk).await?,
+    };
+    Ok(Json(view(product)))
 }
 
 pub(super) async fn show(

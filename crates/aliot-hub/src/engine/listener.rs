@@ -124,7 +124,7 @@ mod tests {
 
     use crate::BoxFuture;
     use crate::config::BrokerConfig;
-    use crate::engine::{ConnectRequest, Engine, Hooks, Principal, Refused};
+    use crate::engine::{Admission, ConnectRequest, Engine, Hooks, Principal, Refused};
     use crate::metrics::Metrics;
     use crate::table::{CloseReason, DeviceTable, Session, TableLimits};
 
@@ -134,14 +134,14 @@ mod tests {
     struct AcceptAll;
 
     impl Hooks for AcceptAll {
-        fn authenticate<'a>(&'a self, c: ConnectRequest<'a>) -> BoxFuture<'a, Result<Principal, Refused>> {
-            Box::pin(std::future::ready(Ok(Principal {
+        fn authenticate<'a>(&'a self, c: ConnectRequest<'a>) -> BoxFuture<'a, Result<Admission, Refused>> {
+            Box::pin(std::future::ready(Ok(Admission::Session(Principal {
                 product_key: "pk".into(),
                 device_name: c.client_id.into(),
                 iot_id: "iot".into(),
                 auto_subscribe: false,
                 ext_rrpc: false,
-            })))
+            }))))
         }
         fn refused(&self, _: IpAddr, _: Option<u8>, _: Option<&str>, _: Option<&str>, _: &str) {}
         fn connected(&self, _: &Arc<Session>, _: Option<&Arc<Session>>) {}

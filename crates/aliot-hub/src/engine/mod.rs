@@ -56,6 +56,34 @@ pub(crate) struct Principal {
     pub(crate) ext_rrpc: bool,
 }
 
+/// What the platform admits an authenticated CONNECT to. Its `Debug` leaves out the answer's
+/// payload (it carries credentials).
+pub(crate) enum Admission {
+    /// A session: the device is online until it leaves.
+    Session(Principal),
+    /// No session: after CONNACK 0 the client gets this one QoS 0 message, and the hub closes
+    /// the connection (dynamic registration's answer).
+    AnswerThenClose {
+        /// The topic of the message.
+        topic: String,
+        /// Its payload.
+        payload: bytes::Bytes,
+    },
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Admission::Session(p) => f.debug_tuple("Session").field(p).finish(),
+            Admission::AnswerThenClose { topic, payload } => f
+                .debug_struct("AnswerThenClose")
+                .field("topic", topic)
+                .field("payload_bytes", &payload.len())
+                .finish(),
+        }
+    }
+}
+
 /// A refused CONNECT: the CONNACK return code (1 to 5) and why, in words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Refused {
@@ -67,7 +95,7 @@ pub(crate) struct Refused {
 /// must not block (the registry lookup of [`Hooks::authenticate`] is a future).
 pub(crate) trait Hooks: Send + Sync + 'static {
     /// The verdict on a CONNECT.
-    fn authenticate<'a>(&'a self, connect: ConnectRequest<'a>) -> BoxFuture<'a, Result<Principal, Refused>>;
+    fn authenticate<'a>(&'a self, connect: ConnectRequest<'a>) -> BoxFuture<'a, Result<Admission, Refused>>;
 
     /// A connection was refused or closed before it was accepted: with a CONNACK `code`, or
     /// without one (`None`: malformed CONNECT, failed TLS handshake). The engine has counted

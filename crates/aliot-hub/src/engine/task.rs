@@ -35,7 +35,7 @@ use tracing::{debug, info, warn};
 
 use super::connection::{Connection, Transport};
 use super::limits::PendingGuard;
-use super::{ConnectRequest, EngineShared, Principal, Refused, connack};
+use super::{Admission, ConnectRequest, EngineShared, Principal, Refused, connack};
 use crate::clock::now_ms;
 use crate::metrics::{add, dec, inc};
 use crate::table::{CloseReason, DeviceNames, Inflight, Registered, Session, SessionId, Subscription, lock};
@@ -235,7 +235,11 @@ async fn handshake(
         keep_alive: connect.keep_alive,
     };
     let principal = match shared.hooks.authenticate(request).await {
-        Ok(p) => p,
+        Ok(Admission::Session(p)) => p,
+        Ok(Admission::AnswerThenClose { topic, payload }) => {
+            answer_then_close(shared, &mut conn, topic, payload).await;
+            return None;
+        }
         Err(refused) => {
             refuse(shared, &mut conn, ip, Some(client_id), username, refused).await;
             return None;
@@ -321,6 +325,36 @@ async fn read_first(conn: &mut Connection) -> (Result<Packet, ReadError>, Option
             Err(e) => return (Err(ReadError::Io(e)), hint),
         }
     }
+}
+
+/// CONNACK 0, one QoS 0 message, then the connection is closed (the platform has reported
+/// what happened: an answer needs no session).
+async fn answer_then_close(
+    shared: &EngineShared,
+    conn: &mut Connection,
+    topic: String,
+    payload: bytes::Bytes,
+) {
+    inc(&shared.metrics.connack[0]);
+    let ack = Packet::ConnectAck(ConnectAck {
+        return_code: connack::reason(0),
+        session_present: false,
+    });
+    let answer = Packet::Publish(Box::new(Publish {
+        dup: false,
+        retain: false,
+        qos: QoS::AtMostOnce,
+        topic: topic.into(),
+        packet_id: None,
+        payload,
+        properties: None,
+    }));
+    if conn.send(ack).is_ok() && conn.send(answer).is_ok() {
+        let _ = tokio::time::timeout(CLOSE_FLUSH, conn.flush()).await;
+    } else {
+        warn!("could not encode a CONNECT's answer");
+    }
+    let _ = tokio::time::timeout(CLOSE_FLUSH, conn.shutdown()).await;
 }
 
 /// Sends a refusing CONNACK, counts and logs the refusal once and reports it to the platform.
@@ -735,7 +769,7 @@ mod tests {
     struct NoHooks;
 
     impl Hooks for NoHooks {
-        fn authenticate<'a>(&'a self, _: ConnectRequest<'a>) -> BoxFuture<'a, Result<Principal, Refused>> {
+        fn authenticate<'a>(&'a self, _: ConnectRequest<'a>) -> BoxFuture<'a, Result<Admission, Refused>> {
             Box::pin(std::future::ready(Err(Refused {
                 code: 4,
                 reason: "no".into(),

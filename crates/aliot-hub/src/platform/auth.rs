@@ -1,29 +1,58 @@
-//! CONNECT → verdict (spec §1, §3.1, §12): the clientId grammar, the username, securemode,
-//! signmethod and keepalive checks of `aliot_protocol::auth`, then the registry lookup and the
-//! signature check, then (only for a proven signature) the device's state. The CONNACK codes
-//! are listed in `engine::connack`.
+//! CONNECT → verdict (spec §1, §3.1, §5.2, §12): the clientId grammar, the username,
+//! securemode, signmethod and keepalive checks of `aliot_protocol::auth`, then the registry
+//! lookup and the signature check, then (only for a proven signature) the device's state. The
+//! CONNACK codes are listed in `engine::connack`.
+//!
+//! Four ways in, by the clientId's `authType` ([`AuthType`]): the deviceSecret's signature (no
+//! `authType`); MQTT dynamic registration (`register`, `regnwl`), signed with the productSecret,
+//! answered with credentials on `/ext/register` or `/ext/regnwl` after which the hub closes the
+//! connection (spec §12 Q9); and the deviceToken login (`connwl`).
+//!
+//! Refusals of a registration: a wrong signature, an unknown product or (for `register`) an
+//! unknown device → CONNACK 4, as any bad credential; a product that does not allow dynamic
+//! registration, an activated device (the platform's 6289) or a disabled one → 5; the registry
+//! failing to store it → 3. Nothing is answered before it is stored.
 
-use aliot_protocol::auth::{ConnectFields, Refusal, RefusalReason, parse_connect};
+use aliot_protocol::auth::{
+    AuthType, ConnectFields, ConnectRequest as Request, Refusal, RefusalReason, parse_connect,
+};
+use aliot_protocol::register::{
+    REGISTER_TOPIC, REGNWL_TOPIC, Registered, RegisteredWithToken, token_client_id,
+};
 
 use crate::engine::{ConnectRequest, Principal, Refused};
-use crate::registry::Registry;
+use crate::registry::{Enrolment, Error, Registry};
 
 /// The HMAC key of the dummy check for devices that do not exist (as long as a real secret, so
 /// the cost is the same).
 const UNKNOWN_DEVICE_SECRET: &str = "00000000000000000000000000000000";
 
+/// What an authenticated CONNECT gets.
+pub(crate) enum Verdict {
+    /// A session.
+    Login(Principal),
+    /// A dynamic registration, stored: the answer to publish before closing.
+    Registered {
+        product_key: String,
+        device_name: String,
+        how: Enrolment,
+        topic: &'static str,
+        payload: Vec<u8>,
+    },
+}
+
 /// The verdict on one CONNECT. Never logs: the engine logs the refusal once, with its reason.
 pub(crate) async fn authenticate(
     registry: &dyn Registry,
     connect: ConnectRequest<'_>,
-) -> Result<Principal, Refused> {
+) -> Result<Verdict, Refused> {
     verdict(registry, connect).await.map_err(|refusal| Refused {
         code: refusal.code.code(),
         reason: refusal.reason.to_string(),
     })
 }
 
-async fn verdict(registry: &dyn Registry, connect: ConnectRequest<'_>) -> Result<Principal, Refusal> {
+async fn verdict(registry: &dyn Registry, connect: ConnectRequest<'_>) -> Result<Verdict, Refusal> {
     let fields = ConnectFields {
         client_id: connect.client_id,
         username: connect.username,
@@ -35,25 +64,112 @@ async fn verdict(registry: &dyn Registry, connect: ConnectRequest<'_>) -> Result
     let password = connect
         .password
         .ok_or_else(|| Refusal::new(RefusalReason::MissingPassword))?;
+    let how = match request.auth {
+        AuthType::Register { .. } => Enrolment::PreRegistered,
+        AuthType::RegisterNoPreRegistration { .. } => Enrolment::NoPreRegistration,
+        AuthType::DeviceSecret | AuthType::DeviceToken => return login(registry, request, password).await,
+        _ => {
+            return Err(Refusal::new(RefusalReason::UnsupportedAuthType(
+                request.client_id.get("authType").unwrap_or_default().to_owned(),
+            )));
+        }
+    };
+    register(registry, request, password, how).await
+}
+
+/// A login with the deviceSecret's signature or with the deviceToken.
+async fn login(registry: &dyn Registry, request: Request, password: &[u8]) -> Result<Verdict, Refusal> {
     // The signature is checked before anything about the device is revealed: an unknown device
     // costs the same HMAC (with a secret nobody has) and gets the same code 4 as a wrong
     // signature, and only a caller who proves the secret learns that the device is disabled.
-    let Some(device) = registry
-        .device_auth(&request.product_key, &request.device_name)
-        .await
-    else {
+    let (pk, dn) = (request.product_key.as_str(), request.device_name.as_str());
+    let (device, token) = match request.auth {
+        AuthType::DeviceToken => (
+            registry.device_auth(pk, dn).await,
+            registry.device_token(pk, dn).await,
+        ),
+        _ => (registry.device_auth(pk, dn).await, None),
+    };
+    let Some(device) = device else {
         let _ = request.verify(UNKNOWN_DEVICE_SECRET, password);
         return Err(Refusal::new(RefusalReason::UnknownDevice));
     };
-    request.verify(&device.device_secret, password)?;
+    match request.auth {
+        AuthType::DeviceToken => match token {
+            Some(token) => request.verify(&token, password)?,
+            // A device that registered without a token has no token login.
+            None => return Err(Refusal::new(RefusalReason::SignatureMismatch)),
+        },
+        _ => request.verify(&device.device_secret, password)?,
+    }
     if !device.enabled {
         return Err(Refusal::new(RefusalReason::DeviceDisabled));
     }
-    Ok(Principal {
+    Ok(Verdict::Login(Principal {
         auto_subscribe: request.auto_subscribe(),
         ext_rrpc: request.ext_rrpc(),
         product_key: request.product_key,
         device_name: request.device_name,
         iot_id: device.iot_id,
+    }))
+}
+
+/// MQTT dynamic registration: the productSecret's signature, the product's switch, then the
+/// registry's rules; the answer once it is stored.
+async fn register(
+    registry: &dyn Registry,
+    request: Request,
+    password: &[u8],
+    how: Enrolment,
+) -> Result<Verdict, Refusal> {
+    let (pk, dn) = (request.product_key.as_str(), request.device_name.as_str());
+    let Some(product) = registry.product_auth(pk).await else {
+        let _ = request.verify(UNKNOWN_DEVICE_SECRET, password);
+        return Err(Refusal::new(RefusalReason::UnknownDevice));
+    };
+    request.verify(&product.product_secret, password)?;
+    if !product.dynamic_registration {
+        return Err(Refusal::new(RefusalReason::RegistrationRefused(
+            "the product does not allow dynamic registration".into(),
+        )));
+    }
+    let enrolled = registry.enrol(pk, dn, how).await.map_err(|e| {
+        Refusal::new(match e {
+            Error::DeviceNotFound { .. } => RefusalReason::UnknownDevice,
+            Error::DeviceDisabled { .. } => RefusalReason::DeviceDisabled,
+            Error::AlreadyActivated { .. } => RefusalReason::RegistrationRefused(
+                "the device is already activated (platform code 6289): reset it to register it again".into(),
+            ),
+            Error::InvalidArgument(why) => RefusalReason::RegistrationRefused(why),
+            other => RefusalReason::ServerUnavailable(other.to_string()),
+        })
+    })?;
+    let (topic, payload) = match (how, enrolled.device_token) {
+        (Enrolment::NoPreRegistration, Some(device_token)) => (
+            REGNWL_TOPIC,
+            RegisteredWithToken {
+                client_id: token_client_id(pk, dn),
+                product_key: pk.to_owned(),
+                device_name: dn.to_owned(),
+                device_token,
+            }
+            .to_json(),
+        ),
+        _ => (
+            REGISTER_TOPIC,
+            Registered {
+                product_key: pk.to_owned(),
+                device_name: dn.to_owned(),
+                device_secret: enrolled.device.device_secret,
+            }
+            .to_json(),
+        ),
+    };
+    Ok(Verdict::Registered {
+        product_key: request.product_key,
+        device_name: request.device_name,
+        how,
+        topic,
+        payload,
     })
 }

@@ -29,12 +29,13 @@ use tracing::debug;
 use crate::BoxFuture;
 use crate::clock::{format_cst, format_utc, now_ms};
 use crate::cluster::Cluster;
-use crate::engine::{ConnectRequest, Hooks, Principal, Refused};
+use crate::engine::{Admission, ConnectRequest, Hooks, Refused};
 use crate::events::{
-    AclDeniedEvent, Event, KickedEvent, ProblemEvent, RefusedEvent, ReplyEvent, StatusEvent, UplinkEvent,
+    AclDeniedEvent, Event, KickedEvent, ProblemEvent, RefusedEvent, RegisteredEvent, ReplyEvent, StatusEvent,
+    UplinkEvent,
 };
 use crate::metrics::{Metrics, inc};
-use crate::registry::Registry;
+use crate::registry::{Enrolment, Registry};
 use crate::table::{CloseReason, Offer, Outgoing, QueueLimits, Session};
 
 mod auth;
@@ -179,8 +180,47 @@ impl Platform {
 }
 
 impl Hooks for Platform {
-    fn authenticate<'a>(&'a self, connect: ConnectRequest<'a>) -> BoxFuture<'a, Result<Principal, Refused>> {
-        Box::pin(auth::authenticate(&*self.registry, connect))
+    fn authenticate<'a>(&'a self, connect: ConnectRequest<'a>) -> BoxFuture<'a, Result<Admission, Refused>> {
+        Box::pin(async move {
+            match auth::authenticate(&*self.registry, connect).await? {
+                auth::Verdict::Login(principal) => Ok(Admission::Session(principal)),
+                auth::Verdict::Registered {
+                    product_key,
+                    device_name,
+                    how,
+                    topic,
+                    payload,
+                } => {
+                    inc(&self.metrics.dynamic_registrations);
+                    let how = match how {
+                        Enrolment::PreRegistered => "register",
+                        Enrolment::NoPreRegistration => {
+                            inc(&self.metrics.device_tokens_issued);
+                            "regnwl"
+                        }
+                    };
+                    tracing::info!(
+                        product_key,
+                        device_name,
+                        auth_type = how,
+                        "device registered over MQTT"
+                    );
+                    self.emit(|| {
+                        Event::Registered(RegisteredEvent {
+                            product_key,
+                            device_name,
+                            auth_type: how,
+                            via: "mqtt",
+                            time: now_ms(),
+                        })
+                    });
+                    Ok(Admission::AnswerThenClose {
+                        topic: topic.to_owned(),
+                        payload: Bytes::from(payload),
+                    })
+                }
+            }
+        })
     }
 
     fn refused(

@@ -40,6 +40,29 @@ pub enum Error {
         device_name: String,
     },
 
+    /// The device has logged in before, so it cannot register dynamically again until it is
+    /// reset (the platform's code 6289).
+    #[error("device {product_key}/{device_name} is already activated (reset it to register it again)")]
+    AlreadyActivated {
+        /// productKey.
+        product_key: String,
+        /// deviceName.
+        device_name: String,
+    },
+
+    /// The device is disabled.
+    #[error("device {product_key}/{device_name} is disabled")]
+    DeviceDisabled {
+        /// productKey.
+        product_key: String,
+        /// deviceName.
+        device_name: String,
+    },
+
+    /// This registry does not implement the operation.
+    #[error("this registry does not support {0}")]
+    Unsupported(&'static str),
+
     /// The storage engine failed (open, read, write, commit).
     #[error("registry storage error while {action}")]
     Storage {

@@ -63,6 +63,9 @@ pub struct Product {
     pub created_ms: u64,
     /// Number of devices registered in the product.
     pub device_count: usize,
+    /// Whether devices may register themselves with the productSecret (spec §5.1, §5.2; off
+    /// for a new product, as on the platform).
+    pub dynamic_registration: bool,
 }
 
 impl fmt::Debug for Product {
@@ -73,6 +76,7 @@ impl fmt::Debug for Product {
             .field("product_secret", &"<redacted>")
             .field("created_ms", &self.created_ms)
             .field("device_count", &self.device_count)
+            .field("dynamic_registration", &self.dynamic_registration)
             .finish()
     }
 }
@@ -163,6 +167,109 @@ impl fmt::Debug for DeviceAuth {
             .field("iot_id", &self.iot_id)
             .finish()
     }
+}
+
+/// What dynamic registration needs to know about a product (served from memory).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProductAuth {
+    /// The productSecret (HMAC key of a registration). Never logged.
+    pub product_secret: String,
+    /// Whether the product allows dynamic registration.
+    pub dynamic_registration: bool,
+}
+
+impl fmt::Debug for ProductAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProductAuth")
+            .field("product_secret", &"<redacted>")
+            .field("dynamic_registration", &self.dynamic_registration)
+            .finish()
+    }
+}
+
+/// How a device registers itself with its product's secret (spec §5.1, §5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enrolment {
+    /// The device was registered beforehand (`authType=register`, HTTPS
+    /// `/auth/register/device`): it gets a new deviceSecret.
+    PreRegistered,
+    /// Without pre-registration (`authType=regnwl`): the device is created when new, and gets a
+    /// new deviceToken for `authType=connwl` logins.
+    NoPreRegistration,
+}
+
+/// What dynamic registration gave a device. Durable when returned.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Enrolled {
+    /// The device as it now is (with its new deviceSecret for [`Enrolment::PreRegistered`]).
+    pub device: Device,
+    /// The new deviceToken, for [`Enrolment::NoPreRegistration`]. Never logged.
+    pub device_token: Option<String>,
+}
+
+impl fmt::Debug for Enrolled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Enrolled")
+            .field("device", &self.device)
+            .field("device_token", &self.device_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// What an enrolment changes, decided by [`enrolment_rule`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EnrolmentStep {
+    /// Give the registered device a new deviceSecret (the old one stops working).
+    NewSecret,
+    /// Create the device, with a deviceToken.
+    Create,
+    /// Give the registered device a new deviceToken (the old one stops working).
+    NewToken,
+}
+
+/// The platform's rules of dynamic registration (spec §5.1, §5.2), which every implementation
+/// applies: `existing` is the device as registered (`None` when it is not). A device that has
+/// logged in once is activated and cannot register again until it is reset (the platform's
+/// 6289); a device that has not may register again, and only its last secret or token is
+/// valid; a disabled device cannot register.
+///
+/// # Errors
+/// [`Error::DeviceNotFound`] (pre-registration required), [`Error::AlreadyActivated`],
+/// [`Error::DeviceDisabled`].
+pub(crate) fn enrolment_rule(
+    product_key: &str,
+    device_name: &str,
+    how: Enrolment,
+    existing: Option<&Device>,
+) -> Result<EnrolmentStep> {
+    let Some(device) = existing else {
+        return match how {
+            Enrolment::PreRegistered => Err(Error::DeviceNotFound {
+                product_key: product_key.to_owned(),
+                device_name: device_name.to_owned(),
+            }),
+            Enrolment::NoPreRegistration => {
+                validate_device_name(device_name).map_err(invalid)?;
+                Ok(EnrolmentStep::Create)
+            }
+        };
+    };
+    if !device.enabled {
+        return Err(Error::DeviceDisabled {
+            product_key: product_key.to_owned(),
+            device_name: device_name.to_owned(),
+        });
+    }
+    if device.last_online_ms.is_some() {
+        return Err(Error::AlreadyActivated {
+            product_key: product_key.to_owned(),
+            device_name: device_name.to_owned(),
+        });
+    }
+    Ok(match how {
+        Enrolment::PreRegistered => EnrolmentStep::NewSecret,
+        Enrolment::NoPreRegistration => EnrolmentStep::NewToken,
+    })
 }
 
 // ----- the registration rules every implementation applies -----
@@ -348,6 +455,60 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
         product_key: &'a str,
         device_name: &'a str,
     ) -> BoxFuture<'a, Option<Map<String, Value>>>;
+
+    /// What dynamic registration needs to know about a product; `None` when the product does
+    /// not exist. Served from memory. A registry without dynamic registration knows none (the
+    /// default).
+    fn product_auth<'a>(&'a self, product_key: &'a str) -> BoxFuture<'a, Option<ProductAuth>> {
+        let _ = product_key;
+        Box::pin(std::future::ready(None))
+    }
+
+    /// Allows or forbids dynamic registration for a product; returns it as it now is.
+    ///
+    /// # Errors
+    /// [`Error::ProductNotFound`], [`Error::Storage`]; [`Error::Unsupported`] from a registry
+    /// without dynamic registration (the default).
+    fn set_dynamic_registration<'a>(
+        &'a self,
+        product_key: &'a str,
+        enabled: bool,
+    ) -> BoxFuture<'a, Result<Product>> {
+        let _ = (product_key, enabled);
+        Box::pin(std::future::ready(Err(Error::Unsupported(
+            "dynamic registration",
+        ))))
+    }
+
+    /// Registers a device dynamically by the rules of [`enrolment_rule`]: a new deviceSecret
+    /// or deviceToken, durable before the future resolves with `Ok`. The caller has checked the
+    /// product's signature and that the product allows it.
+    ///
+    /// # Errors
+    /// Those of [`enrolment_rule`], [`Error::ProductNotFound`], [`Error::Storage`];
+    /// [`Error::Unsupported`] from a registry without dynamic registration (the default).
+    fn enrol<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+        how: Enrolment,
+    ) -> BoxFuture<'a, Result<Enrolled>> {
+        let _ = (product_key, device_name, how);
+        Box::pin(std::future::ready(Err(Error::Unsupported(
+            "dynamic registration",
+        ))))
+    }
+
+    /// The deviceToken of a device that registered without pre-registration (`None` when it
+    /// has none). Served from memory.
+    fn device_token<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Option<String>> {
+        let _ = (product_key, device_name);
+        Box::pin(std::future::ready(None))
+    }
 
     /// Counts for `/metrics`.
     fn counts(&self) -> RegistryCounts;

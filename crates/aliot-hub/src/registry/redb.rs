@@ -55,10 +55,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::store::{Backend, DEVICES, MAX_RETRY_DELAY, PRODUCTS, Store};
+use super::store::{Backend, DEVICE_TOKENS, DEVICES, MAX_RETRY_DELAY, PRODUCTS, Store};
 use super::{
-    BoxFuture, Device, DeviceAuth, Error, NewDevice, Product, Properties, PropertyLimits, Registry,
-    RegistryCounts, RegistryHealth, Result, invalid, validate_new_devices, validate_product_name,
+    BoxFuture, Device, DeviceAuth, Enrolled, Enrolment, EnrolmentStep, Error, NewDevice, Product,
+    ProductAuth, Properties, PropertyLimits, Registry, RegistryCounts, RegistryHealth, Result,
+    enrolment_rule, invalid, validate_new_devices, validate_product_name,
 };
 use crate::clock::now_ms;
 use crate::config::{RegistryConfig, create_private_dir, ensure_private_file};
@@ -95,6 +96,8 @@ struct ProductRecord {
     name: String,
     product_secret: String,
     created_ms: u64,
+    #[serde(default)]
+    dynamic_registration: bool,
 }
 
 /// How a device is stored, on disk (JSON) and in memory.
@@ -136,6 +139,9 @@ impl DeviceRecord {
 /// lookup by `(&str, &str)` needs no allocation.
 type Shard = HashMap<String, HashMap<Box<str>, DeviceRecord>>;
 
+/// (productKey, deviceName) → deviceToken.
+type Tokens = BTreeMap<(String, String), String>;
+
 /// A login to record on disk.
 struct OnlineUpdate {
     product_key: String,
@@ -168,6 +174,8 @@ struct Inner {
     limits: PropertyLimits,
     products: RwLock<BTreeMap<String, ProductRecord>>,
     shards: Box<[RwLock<Shard>]>,
+    /// The deviceTokens of devices registered without pre-registration.
+    tokens: RwLock<Tokens>,
     hasher: std::collections::hash_map::RandomState,
     device_count: AtomicU64,
     online_tx: mpsc::Sender<OnlineUpdate>,
@@ -243,6 +251,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 struct Snapshot {
     products: BTreeMap<String, ProductRecord>,
     shards: Vec<Shard>,
+    tokens: Tokens,
     count: u64,
     skipped: Skipped,
 }
@@ -283,6 +292,15 @@ fn read_all(db: &Database, hasher: &impl BuildHasher) -> Result<Snapshot> {
             Err(e) => skipped.note(&record, &e),
         }
     }
+    let mut tokens = Tokens::new();
+    let table = txn
+        .open_table(DEVICE_TOKENS)
+        .map_err(st("reading the device tokens table"))?;
+    for row in table.iter().map_err(st("reading the device tokens table"))? {
+        let (k, v) = row.map_err(st("reading a device token"))?;
+        let (pk, dn) = k.value();
+        tokens.insert((pk.to_owned(), dn.to_owned()), v.value().to_owned());
+    }
     if skipped.count > 0 {
         tracing::error!(
             skipped = skipped.count,
@@ -292,6 +310,7 @@ fn read_all(db: &Database, hasher: &impl BuildHasher) -> Result<Snapshot> {
     Ok(Snapshot {
         products,
         shards,
+        tokens,
         count,
         skipped,
     })
@@ -367,6 +386,7 @@ impl RedbRegistry {
         let Snapshot {
             products,
             shards,
+            tokens,
             count,
             skipped,
         } = snapshot;
@@ -389,6 +409,7 @@ impl RedbRegistry {
                 limits: PropertyLimits::from(config),
                 products: RwLock::new(products),
                 shards: shards.into_iter().map(RwLock::new).collect(),
+                tokens: RwLock::new(tokens),
                 hasher,
                 device_count: AtomicU64::new(count),
                 online_tx,
@@ -432,6 +453,7 @@ impl RedbRegistry {
             product_secret: r.product_secret.clone(),
             created_ms: r.created_ms,
             device_count: self.device_count_of(product_key),
+            dynamic_registration: r.dynamic_registration,
         }
     }
 
@@ -470,10 +492,12 @@ impl RedbRegistry {
         let Snapshot {
             products,
             shards,
+            tokens,
             count,
             skipped,
         } = read_all(db, &inner.hasher)?;
         *write_lock(&inner.products) = products;
+        *write_lock(&inner.tokens) = tokens;
         for (lock, mut fresh) in inner.shards.iter().zip(shards) {
             let mut shard = write_lock(lock);
             for (pk, devices) in &mut fresh {
@@ -521,6 +545,7 @@ impl RedbRegistry {
                 name,
                 product_secret: random_alnum(32),
                 created_ms: now_ms(),
+                dynamic_registration: false,
             };
             let txn = db.begin_write().map_err(st("starting a product registration"))?;
             {
@@ -665,8 +690,13 @@ impl RedbRegistry {
                 {
                     return Err(not_found());
                 }
+                txn.open_table(DEVICE_TOKENS)
+                    .map_err(st("opening the device tokens table"))?
+                    .remove((pk.as_str(), dn.as_str()))
+                    .map_err(st("deleting a device token"))?;
             }
             txn.commit().map_err(st("committing a device deletion"))?;
+            write_lock(&self.inner.tokens).remove(&(pk.clone(), dn.clone()));
             let mut shard = write_lock(self.shard(&pk, &dn));
             let removed = shard
                 .get_mut(&pk)
@@ -679,6 +709,94 @@ impl RedbRegistry {
             self.inner.device_count.fetch_sub(1, Ordering::Relaxed);
             tracing::info!(product_key = %pk, device_name = %dn, "device deleted");
             Ok(removed.to_device(&pk, &dn))
+        })
+    }
+}
+
+impl RedbRegistry {
+    /// Allows or forbids dynamic registration for a product (blocking).
+    fn set_dynamic_registration_blocking(&self, pk: String, enabled: bool) -> Result<Product> {
+        self.write(|db| {
+            let mut rec =
+                read_lock(&self.inner.products)
+                    .get(&pk)
+                    .cloned()
+                    .ok_or_else(|| Error::ProductNotFound {
+                        product_key: pk.clone(),
+                    })?;
+            rec.dynamic_registration = enabled;
+            let txn = db.begin_write().map_err(st("starting a product update"))?;
+            {
+                let mut table = txn
+                    .open_table(PRODUCTS)
+                    .map_err(st("opening the products table"))?;
+                table
+                    .insert(pk.as_str(), encode(&format!("products/{pk}"), &rec)?.as_slice())
+                    .map_err(st("writing a product"))?;
+            }
+            txn.commit().map_err(st("committing a product update"))?;
+            write_lock(&self.inner.products).insert(pk.clone(), rec.clone());
+            tracing::info!(product_key = %pk, dynamic_registration = enabled, "product updated");
+            Ok(self.product_view(&pk, &rec))
+        })
+    }
+
+    /// Dynamic registration (blocking): [`enrolment_rule`], then one durable transaction.
+    fn enrol_blocking(&self, pk: String, dn: String, how: Enrolment) -> Result<Enrolled> {
+        self.write(|db| {
+            self.require_product(&pk)?;
+            let existing = self.record(&pk, &dn, |r| (r.to_device(&pk, &dn), r.clone()));
+            let step = enrolment_rule(&pk, &dn, how, existing.as_ref().map(|(d, _)| d))?;
+            let mut rec = match (step, existing) {
+                (EnrolmentStep::Create, _) | (_, None) => DeviceRecord {
+                    device_secret: random_alnum(32).into(),
+                    iot_id: random_alnum(32).into(),
+                    enabled: true,
+                    created_ms: now_ms(),
+                    last_online_ms: None,
+                    last_ip: None,
+                    properties: None,
+                },
+                (_, Some((_, rec))) => rec,
+            };
+            if step == EnrolmentStep::NewSecret {
+                rec.device_secret = random_alnum(32).into();
+            }
+            let token = (step != EnrolmentStep::NewSecret).then(|| random_alnum(32));
+            let record = format!("devices/{pk}/{dn}");
+            let txn = db.begin_write().map_err(st("starting a dynamic registration"))?;
+            {
+                let mut table = txn.open_table(DEVICES).map_err(st("opening the devices table"))?;
+                table
+                    .insert((pk.as_str(), dn.as_str()), encode(&record, &rec)?.as_slice())
+                    .map_err(st("writing a device"))?;
+                if let Some(token) = &token {
+                    txn.open_table(DEVICE_TOKENS)
+                        .map_err(st("opening the device tokens table"))?
+                        .insert((pk.as_str(), dn.as_str()), token.as_str())
+                        .map_err(st("writing a device token"))?;
+                }
+            }
+            txn.commit().map_err(st("committing a dynamic registration"))?;
+            let device = rec.to_device(&pk, &dn);
+            {
+                let mut shard = write_lock(self.shard(&pk, &dn));
+                let devices = shard.entry(pk.clone()).or_default();
+                if let Some(old) = devices.get_mut(dn.as_str()) {
+                    old.device_secret = rec.device_secret;
+                } else {
+                    devices.insert(dn.as_str().into(), rec);
+                    self.inner.device_count.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if let Some(token) = &token {
+                write_lock(&self.inner.tokens).insert((pk.clone(), dn.clone()), token.clone());
+            }
+            tracing::info!(product_key = %pk, device_name = %dn, ?how, "device registered dynamically");
+            Ok(Enrolled {
+                device,
+                device_token: token,
+            })
         })
     }
 }
@@ -783,6 +901,48 @@ impl Registry for RedbRegistry {
             iot_id: r.iot_id.to_string(),
         });
         Box::pin(std::future::ready(auth))
+    }
+
+    fn product_auth<'a>(&'a self, product_key: &'a str) -> BoxFuture<'a, Option<ProductAuth>> {
+        let auth = read_lock(&self.inner.products)
+            .get(product_key)
+            .map(|r| ProductAuth {
+                product_secret: r.product_secret.clone(),
+                dynamic_registration: r.dynamic_registration,
+            });
+        Box::pin(std::future::ready(auth))
+    }
+
+    fn set_dynamic_registration<'a>(
+        &'a self,
+        product_key: &'a str,
+        enabled: bool,
+    ) -> BoxFuture<'a, Result<Product>> {
+        let (this, pk) = (self.clone(), product_key.to_owned());
+        Box::pin(blocking(move || {
+            this.set_dynamic_registration_blocking(pk, enabled)
+        }))
+    }
+
+    fn enrol<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+        how: Enrolment,
+    ) -> BoxFuture<'a, Result<Enrolled>> {
+        let (this, pk, dn) = (self.clone(), product_key.to_owned(), device_name.to_owned());
+        Box::pin(blocking(move || this.enrol_blocking(pk, dn, how)))
+    }
+
+    fn device_token<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Option<String>> {
+        let token = read_lock(&self.inner.tokens)
+            .get(&(product_key.to_owned(), device_name.to_owned()))
+            .cloned();
+        Box::pin(std::future::ready(token))
     }
 
     fn device_online(&self, product_key: &str, device_name: &str, ip: IpAddr, at_ms: u64) {
@@ -1178,6 +1338,7 @@ mod tests {
             product_secret: "topsecret".into(),
             created_ms: 1,
             device_count: 0,
+            dynamic_registration: false,
         };
         assert!(!format!("{p:?}").contains("topsecret"));
     }

@@ -54,6 +54,11 @@ use super::{Error, Result};
 pub(super) const PRODUCTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("products");
 /// (productKey, deviceName) → JSON device record.
 pub(super) const DEVICES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("devices");
+/// (productKey, deviceName) → the deviceToken issued by dynamic registration without
+/// pre-registration (`regnwl`). Apart from the device records, which the hub keeps in memory
+/// for every device: few devices have a token.
+pub(super) const DEVICE_TOKENS: TableDefinition<'_, (&str, &str), &str> =
+    TableDefinition::new("device_tokens");
 
 /// redb's page cache (read cache plus the write buffer of non-durable commits), at most.
 ///
@@ -171,6 +176,8 @@ fn open_database(path: &Path, backend: &Backend) -> Result<Database> {
         .map_err(|e| Error::storage("creating the products table", e))?;
     txn.open_table(DEVICES)
         .map_err(|e| Error::storage("creating the devices table", e))?;
+    txn.open_table(DEVICE_TOKENS)
+        .map_err(|e| Error::storage("creating the device tokens table", e))?;
     txn.open_table(super::sessions::SESSIONS)
         .map_err(|e| Error::storage("creating the sessions table", e))?;
     txn.open_table(super::sessions::MESSAGES)

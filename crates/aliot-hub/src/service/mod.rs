@@ -139,6 +139,19 @@ impl Service {
         Ok(self.inner.registry.create_product(name, product_key).await?)
     }
 
+    /// Allows or forbids dynamic registration for a product (see
+    /// [`Registry::set_dynamic_registration`]).
+    ///
+    /// # Errors
+    /// As [`Registry::set_dynamic_registration`].
+    pub async fn set_dynamic_registration(&self, product_key: &str, enabled: bool) -> Result<Product> {
+        Ok(self
+            .inner
+            .registry
+            .set_dynamic_registration(product_key, enabled)
+            .await?)
+    }
+
     /// All products.
     ///
     /// # Errors
