@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the official device SDKs the interop tests drive, into .sdks/ (ignored by git):
-#   .sdks/venv: aliyun-iot-linkkit 1.2.13 (the official Python SDK) with paho-mqtt 1.6.1.
-# The tests look for them there (or where ALIOT_SDK_PYTHON points) and fail with this script's
-# name when they are missing. Needs python3 with venv (Debian: python3-venv) and PyPI.
+#   .sdks/venv: aliyun-iot-linkkit 1.2.13 (the official Python SDK) with paho-mqtt 1.6.1;
+#   .sdks/node: alibabacloud-iot-device-sdk 1.2.8 (the official Node SDK; needs node and npm,
+#   installed from Debian when missing).
+# The tests look for them there (or where ALIOT_SDK_PYTHON and ALIOT_SDK_NODE_MODULES point)
+# and fail with this script's name when they are missing. Needs python3 with venv (Debian: python3-venv) and PyPI.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -16,3 +18,15 @@ if [[ ! -x .sdks/venv/bin/python ]]; then
 fi
 .sdks/venv/bin/pip install --quiet --disable-pip-version-check 'paho-mqtt==1.6.1' 'aliyun-iot-linkkit==1.2.13'
 .sdks/venv/bin/python -c 'import linkkit, paho.mqtt; print("official Python SDK ready in .sdks/venv")'
+
+if ! command -v npm >/dev/null 2>&1; then
+    echo "node and npm are missing: installing them"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm
+fi
+if [[ ! -d .sdks/node/node_modules/alibabacloud-iot-device-sdk ]]; then
+    mkdir -p .sdks/node
+    npm install --prefix .sdks/node --no-audit --no-fund --silent alibabacloud-iot-device-sdk@1.2.8
+fi
+node -e 'require(process.argv[1]); console.log("official Node SDK ready in .sdks/node")' \
+    "$PWD/.sdks/node/node_modules/alibabacloud-iot-device-sdk"

@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -17,6 +18,7 @@ use crate::error::Result;
 use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::persist;
+use crate::platform::tokens::Tokens;
 use crate::platform::{Platform, PlatformConfig};
 use crate::registry::Registry;
 use crate::service::{Service, ServiceConfig};
@@ -27,6 +29,7 @@ use crate::table::{DeviceTable, OfflineLimits, QueueLimits, TableLimits};
 pub struct Broker {
     config: Arc<BrokerConfig>,
     engine: Engine,
+    platform: Arc<Platform>,
     service: Service,
     table: Arc<DeviceTable>,
     registry: Arc<dyn Registry>,
@@ -55,8 +58,10 @@ impl Broker {
         tokio::spawn(persist::run(table.journal().clone(), Arc::downgrade(&registry)));
         let events = EventBus::new(config.events_buffer_bytes);
         let cluster: Arc<dyn Cluster> = Arc::new(LocalCluster::new(table.clone(), events));
+        let tokens = Arc::new(Tokens::new(Duration::from_secs(config.token_ttl_secs)));
         let platform = Arc::new(Platform::new(
             registry.clone(),
+            tokens.clone(),
             cluster.clone(),
             metrics.clone(),
             PlatformConfig {
@@ -70,6 +75,7 @@ impl Broker {
         let registry_handle = registry.clone();
         let service = Service::new(
             registry,
+            tokens,
             cluster,
             metrics.clone(),
             ServiceConfig {
@@ -77,10 +83,11 @@ impl Broker {
                 max_packet_size: config.max_packet_size,
             },
         );
-        let engine = Engine::new(config.clone(), table.clone(), platform, metrics);
+        let engine = Engine::new(config.clone(), table.clone(), platform.clone(), metrics);
         Broker {
             config: Arc::new(config),
             engine,
+            platform,
             service,
             table,
             registry: registry_handle,
@@ -102,6 +109,11 @@ impl Broker {
     /// (at shutdown, once the connections are closed); `false` when it was not.
     pub async fn flush_sessions(&self, limit: std::time::Duration) -> bool {
         persist::flush(self.table.journal(), limit).await
+    }
+
+    /// The platform (the device side: what uplinks do), for the device-facing HTTP listener.
+    pub(crate) fn platform(&self) -> &Arc<Platform> {
+        &self.platform
     }
 
     /// The settings this broker runs with.

@@ -35,6 +35,8 @@ pub const DEFAULT_MQTT: &str = "127.0.0.1:1883";
 pub const DEFAULT_MQTTS: &str = "127.0.0.1:8883";
 /// Default admin API address.
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:8080";
+/// Default device-facing HTTP(S) address (when `[device_http]` is on).
+pub const DEFAULT_DEVICE_HTTP: &str = "127.0.0.1:8081";
 
 fn addr(s: &str) -> SocketAddr {
     s.parse()
@@ -55,6 +57,10 @@ pub struct Config {
     pub mqtts: Option<MqttsConfig>,
     /// Admin API listener and token.
     pub admin: AdminConfig,
+    /// The device-facing HTTP(S) listener (registration, pre-authentication, bootstrap, HTTP
+    /// data channel); off when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_http: Option<DeviceHttpConfig>,
     /// Broker limits and behaviours.
     pub broker: BrokerConfig,
     /// Registry limits.
@@ -97,6 +103,32 @@ impl Default for MqttsConfig {
             listen: addr(DEFAULT_MQTTS),
             cert: None,
             key: None,
+        }
+    }
+}
+
+/// The device-facing HTTP(S) listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeviceHttpConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Serve HTTPS with the MQTT over TLS certificate (`[mqtts]` cert and key, or the local
+    /// CA in the data directory).
+    pub tls: bool,
+    /// Most HTTP connections served at the same time; more are accepted and closed at once.
+    pub max_connections: usize,
+    /// Seconds a request's head may take to arrive.
+    pub header_read_timeout_secs: u64,
+}
+
+impl Default for DeviceHttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: addr(DEFAULT_DEVICE_HTTP),
+            tls: false,
+            max_connections: 1024,
+            header_read_timeout_secs: 10,
         }
     }
 }
@@ -145,6 +177,7 @@ impl fmt::Debug for Config {
             .field("mqtt", &self.mqtt)
             .field("mqtts", &self.mqtts)
             .field("admin", &self.admin)
+            .field("device_http", &self.device_http)
             .field("broker", &self.broker)
             .field("registry", &self.registry)
             .finish()
@@ -210,6 +243,8 @@ pub struct BrokerConfig {
     pub events_buffer_bytes: usize,
     /// Milliseconds [`crate::Broker::serve`] waits for connections to flush and close on shutdown.
     pub shutdown_grace_ms: u64,
+    /// Seconds an iotToken (HTTPS pre-authentication) or an HTTP data channel token is valid.
+    pub token_ttl_secs: u64,
 }
 
 impl Default for BrokerConfig {
@@ -233,6 +268,7 @@ impl Default for BrokerConfig {
             sys_ack: true,
             events_buffer_bytes: 64 << 20,
             shutdown_grace_ms: 5000,
+            token_ttl_secs: 48 * 3600,
         }
     }
 }
@@ -277,6 +313,9 @@ impl BrokerConfig {
         }
         if self.rrpc_timeout_ms == 0 {
             return bad("rrpc_timeout_ms must be at least 1");
+        }
+        if self.token_ttl_secs == 0 {
+            return bad("token_ttl_secs must be at least 1");
         }
         Ok(())
     }
@@ -393,6 +432,16 @@ impl Config {
         }
         if self.admin.header_read_timeout_secs == 0 {
             return Err(config_err("admin.header_read_timeout_secs must be at least 1"));
+        }
+        if let Some(d) = &self.device_http {
+            if d.max_connections == 0 {
+                return Err(config_err("device_http.max_connections must be at least 1"));
+            }
+            if d.header_read_timeout_secs == 0 {
+                return Err(config_err(
+                    "device_http.header_read_timeout_secs must be at least 1",
+                ));
+            }
         }
         let mut addrs = vec![
             ("mqtt.listen", self.mqtt.listen),

@@ -48,9 +48,15 @@ pub(crate) struct HttpCounters {
 
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Serves `app` on `listener` within `limits` until `shutdown` completes.
+/// The client's address, in every request's extensions (`Extension<Peer>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Peer(pub(crate) std::net::SocketAddr);
+
+/// Serves `app` on `listener` (over TLS with `tls`) within `limits` until `shutdown`
+/// completes. The TLS handshake must end within the header read timeout.
 pub(crate) async fn serve(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     app: axum::Router,
     limits: HttpLimits,
     counters: Arc<HttpCounters>,
@@ -63,7 +69,6 @@ pub(crate) async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
-    let service = TowerToHyperService::new(app);
     // Every connection's task, so that the ones still running after the grace period can be
     // cut off; finished ones are reaped at each accept.
     let mut tasks = JoinSet::new();
@@ -94,14 +99,40 @@ pub(crate) async fn serve(
             continue;
         };
         counters.accepted.fetch_add(1, Ordering::Relaxed);
-        let conn = http.serve_connection(TokioIo::new(stream), service.clone());
-        let conn = graceful.watch(conn);
-        tasks.spawn(async move {
-            if let Err(e) = conn.await {
-                debug!(%peer, error = %e, "HTTP connection ended with an error");
+        let service = TowerToHyperService::new(app.clone().layer(axum::Extension(Peer(peer))));
+        match &tls {
+            None => {
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tasks.spawn(async move {
+                    if let Err(e) = conn.await {
+                        debug!(%peer, error = %e, "HTTP connection ended with an error");
+                    }
+                    drop(permit);
+                });
             }
-            drop(permit);
-        });
+            Some(acceptor) => {
+                let (acceptor, http, watcher) = (acceptor.clone(), http.clone(), graceful.watcher());
+                let handshake = limits.header_read_timeout;
+                tasks.spawn(async move {
+                    let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            debug!(%peer, "TLS handshake not finished in time");
+                            return;
+                        }
+                    };
+                    let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
+                    if let Err(e) = conn.await {
+                        debug!(%peer, error = %e, "HTTPS connection ended with an error");
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
     drop(listener);
     if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())

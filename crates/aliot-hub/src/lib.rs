@@ -45,6 +45,7 @@ pub mod capacity;
 pub mod clock;
 mod cluster;
 pub mod config;
+mod device_http;
 mod engine;
 pub mod error;
 pub mod events;

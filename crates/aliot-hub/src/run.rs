@@ -1,4 +1,5 @@
-//! The whole hub in one call: registry, broker, MQTT (and MQTT over TLS) listeners, admin API.
+//! The whole hub in one call: registry, broker, MQTT (and MQTT over TLS) listeners, admin API,
+//! and the device-facing HTTP(S) listener when configured.
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -14,6 +15,7 @@ use crate::admin::{self, AdminState, TokenSource};
 use crate::broker::{Broker, bind_listener};
 use crate::capacity::{self, Capacity};
 use crate::config::{Config, URL_FILE};
+use crate::device_http::{self, DeviceHttpState};
 use crate::error::{Error, Result};
 use crate::http::{self, HttpLimits};
 use crate::registry::{RedbRegistry, Registry};
@@ -30,6 +32,7 @@ pub struct RunningHub {
     mqtts_addr: Option<SocketAddr>,
     admin_addr: SocketAddr,
     admin_url: String,
+    device_http_url: Option<String>,
     data_dir: PathBuf,
     token_source: TokenSource,
     tls_files: Option<CertificateFiles>,
@@ -49,6 +52,12 @@ impl RunningHub {
     /// The MQTT over TLS listener's address, when enabled.
     pub fn mqtts_addr(&self) -> Option<SocketAddr> {
         self.mqtts_addr
+    }
+
+    /// The device-facing HTTP(S) listener's base URL (`http://127.0.0.1:8081`, or `https://…`
+    /// with `tls`), when enabled.
+    pub fn device_http_url(&self) -> Option<&str> {
+        self.device_http_url.as_deref()
     }
 
     /// The admin API's address.
@@ -175,11 +184,13 @@ pub async fn start(
     let (dir, given) = (data_dir.clone(), config.admin.token.clone());
     let (token, token_source) = blocking(move || admin::load_or_create_token(&dir, given.as_deref())).await?;
 
-    let tls_setup = match config.mqtts.clone() {
-        None => None,
-        Some(m) => {
-            let dir = data_dir.clone();
-            let (files, acceptor) = blocking(move || {
+    // One certificate for MQTT over TLS and HTTPS: [mqtts]'s, or the local CA's.
+    let wants_tls = config.mqtts.is_some() || config.device_http.as_ref().is_some_and(|d| d.tls);
+    let certificate = if wants_tls {
+        let m = config.mqtts.clone().unwrap_or_default();
+        let dir = data_dir.clone();
+        Some(
+            blocking(move || {
                 let files = match (m.cert, m.key) {
                     (Some(cert), Some(key)) => CertificateFiles {
                         cert,
@@ -192,10 +203,16 @@ pub async fn start(
                 let acceptor = tls::acceptor(&files.cert, &files.key)?;
                 Ok((files, acceptor))
             })
-            .await?;
-            Some((m.listen, files, acceptor))
-        }
+            .await?,
+        )
+    } else {
+        None
     };
+    let tls_setup = config
+        .mqtts
+        .as_ref()
+        .zip(certificate.clone())
+        .map(|(m, (files, acceptor))| (m.listen, files, acceptor));
 
     let capacity = Capacity::of(&config, capacity::open_file_limit());
     if capacity.limited_by_open_files() {
@@ -212,6 +229,10 @@ pub async fn start(
         None => None,
     };
     let admin_listener = bind("admin API", config.admin.listen)?;
+    let device_http = match &config.device_http {
+        Some(d) => Some((bind("device HTTP", d.listen)?, d.clone())),
+        None => None,
+    };
     let addr_of = |l: &TcpListener| {
         l.local_addr()
             .map_err(|e| Error::io("cannot read a listener's address", e))
@@ -220,6 +241,15 @@ pub async fn start(
     let mqtts_addr = mqtts.as_ref().map(addr_of).transpose()?;
     let admin_addr = addr_of(&admin_listener)?;
     let admin_url = local_url(admin_addr);
+    let device_http_addr = device_http.as_ref().map(|(l, _)| addr_of(l)).transpose()?;
+    let device_http_url = device_http_addr.zip(config.device_http.as_ref()).map(|(a, d)| {
+        let url = local_url(a);
+        if d.tls {
+            url.replacen("http://", "https://", 1)
+        } else {
+            url
+        }
+    });
 
     let url_file = data_dir.join(URL_FILE);
     let url = format!("{admin_url}\n");
@@ -235,10 +265,33 @@ pub async fn start(
         Some((_, files, acceptor)) => (Some(files), Some(acceptor)),
         None => (None, None),
     };
+    // Pre-authentication and bootstrap send devices to MQTT over TLS when the HTTP side is
+    // HTTPS and the hub has it, else to plain MQTT.
+    let device_http = device_http.map(|(listener, d)| {
+        let mqtt_for_devices = match (d.tls, mqtts_addr) {
+            (true, Some(a)) => a,
+            _ => mqtt_addr,
+        };
+        DeviceHttp {
+            listener,
+            tls: if d.tls {
+                certificate.as_ref().map(|(_, a)| a.clone())
+            } else {
+                None
+            },
+            limits: HttpLimits {
+                max_connections: d.max_connections,
+                header_read_timeout: Duration::from_secs(d.header_read_timeout_secs),
+                shutdown_grace: config.broker.shutdown_grace(),
+            },
+            mqtt: mqtt_for_devices,
+        }
+    });
     let listeners = Listeners {
         mqtt,
         mqtts: mqtts.zip(acceptor),
         admin: admin_listener,
+        device_http,
     };
     let admin_limits = HttpLimits {
         max_connections: config.admin.max_connections,
@@ -254,12 +307,13 @@ pub async fn start(
         stop.clone(),
         shutdown,
     ));
-    tracing::info!(mqtt = %mqtt_addr, mqtts = ?mqtts_addr, admin = %admin_addr, data_dir = %data_dir.display(), "hub started");
+    tracing::info!(mqtt = %mqtt_addr, mqtts = ?mqtts_addr, admin = %admin_addr, device_http = ?device_http_url, data_dir = %data_dir.display(), "hub started");
     Ok(RunningHub {
         mqtt_addr,
         mqtts_addr,
         admin_addr,
         admin_url,
+        device_http_url,
         data_dir,
         token_source,
         tls_files,
@@ -283,6 +337,16 @@ struct Listeners {
     mqtt: TcpListener,
     mqtts: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     admin: TcpListener,
+    device_http: Option<DeviceHttp>,
+}
+
+/// The device-facing HTTP(S) listener and what it serves with.
+struct DeviceHttp {
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: HttpLimits,
+    /// The MQTT listener devices are sent to.
+    mqtt: SocketAddr,
 }
 
 /// Cancels the token when dropped: any part of the hub that ends, for whatever reason, stops
@@ -349,9 +413,31 @@ async fn serve(
                 until.await;
                 closing.close_streams();
             };
-            http::serve(listener, app, limits, counters, shutdown).await;
+            http::serve(listener, None, app, limits, counters, shutdown).await;
         })
     };
+    let device_http_task = listeners.device_http.map(|d| {
+        let guard = StopOnDrop(stop.clone());
+        let state = DeviceHttpState::new(
+            broker.platform().clone(),
+            d.mqtt,
+            broker.config().max_packet_size as usize,
+        );
+        let until = stop.clone().cancelled_owned();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let counters = Arc::new(http::HttpCounters::default());
+            http::serve(
+                d.listener,
+                d.tls,
+                device_http::router(state),
+                d.limits,
+                counters,
+                until,
+            )
+            .await;
+        })
+    });
 
     stop.cancelled().await;
     tracing::info!("hub stopping");
@@ -361,6 +447,9 @@ async fn serve(
         result = result.and(join(t.await));
     }
     let admin_result = admin_task.await.map_err(Error::Task);
+    if let Some(t) = device_http_task {
+        result = result.and(t.await.map_err(Error::Task));
+    }
     watcher.abort();
     // The connections are closed: what clean-session-0 devices keep is final.
     if !broker.flush_sessions(Duration::from_secs(10)).await {

@@ -182,6 +182,13 @@ pub enum AuthType {
     /// `authType=connwl`: login with the deviceToken from `/ext/regnwl`, sent verbatim as the
     /// password.
     DeviceToken,
+    /// `securemode=-1`: login after HTTPS pre-authentication (spec §5.3): the username is the
+    /// iotId and the password the iotToken, verbatim. [`ConnectRequest::product_key`] and
+    /// [`ConnectRequest::device_name`] are empty: the token names the device.
+    IotToken {
+        /// The username: the iotId the pre-authentication answered.
+        iot_id: String,
+    },
 }
 
 impl AuthType {
@@ -210,19 +217,22 @@ impl ConnectRequest {
             AuthType::Register { random } | AuthType::RegisterNoPreRegistration { random } => {
                 dynreg_content(&self.device_name, &self.product_key, random)
             }
-            AuthType::DeviceToken => String::new(),
+            AuthType::DeviceToken | AuthType::IotToken { .. } => String::new(),
         }
     }
 
     /// Checks the password in constant time against `secret`, the key of this CONNECT's
     /// [`AuthType`]: the deviceSecret (hex HMAC, either case), the productSecret for dynamic
-    /// registration (hex HMAC), or the deviceToken itself for `connwl` (byte for byte).
+    /// registration (hex HMAC), or the token itself for `connwl` and `securemode=-1` (byte for
+    /// byte).
     ///
     /// # Errors
     /// [`RefusalReason::SignatureMismatch`] (CONNACK 4).
     pub fn verify(&self, secret: &str, password: &[u8]) -> Result<(), Refusal> {
         let ok = match self.auth {
-            AuthType::DeviceToken => constant_time_eq(secret.as_bytes(), password),
+            AuthType::DeviceToken | AuthType::IotToken { .. } => {
+                constant_time_eq(secret.as_bytes(), password)
+            }
             _ => self
                 .sign_method
                 .verify_hex(secret.as_bytes(), self.sign_content().as_bytes(), password),
@@ -296,6 +306,23 @@ pub fn parse_connect(fields: &ConnectFields<'_>) -> Result<ConnectRequest, Refus
     let Some(username) = fields.username else {
         return refuse(RefusalReason::MissingUsername);
     };
+    if auth == AuthType::DeviceSecret && client_id.get("securemode") == Some("-1") {
+        if username.is_empty() {
+            return refuse(RefusalReason::MalformedUsername(String::new()));
+        }
+        if fields.password.is_none() {
+            return refuse(RefusalReason::MissingPassword);
+        }
+        return Ok(ConnectRequest {
+            product_key: String::new(),
+            device_name: String::new(),
+            client_id,
+            sign_method: SignMethod::HmacMd5,
+            auth: AuthType::IotToken {
+                iot_id: username.to_owned(),
+            },
+        });
+    }
     let (device_name, product_key) = match parse_username(username) {
         Ok(v) => v,
         Err(r) => return refuse(r),
@@ -450,6 +477,41 @@ mod tests {
             Err((4, RefusalReason::UnsupportedAuthType("other".into())))
         );
         assert_eq!(auth(CID, 60), Ok(AuthType::DeviceSecret));
+    }
+
+    #[test]
+    fn securemode_minus_1_logs_in_with_the_iot_token() {
+        let r = parse_connect(&fields(
+            "pk.dn|securemode=-1,_v=1,timestamp=2524608000000,signmethod=hmacsha256,lan=C,gw=0,ext=0|",
+            "030VCbn30334364bb36997f44cMYTBAR",
+            b"e96d15a4d4734a73b13040b1878009bc",
+        ))
+        .expect("parse");
+        assert_eq!(
+            r.auth,
+            AuthType::IotToken {
+                iot_id: "030VCbn30334364bb36997f44cMYTBAR".into()
+            }
+        );
+        assert_eq!(
+            r.verify(
+                "e96d15a4d4734a73b13040b1878009bc",
+                b"e96d15a4d4734a73b13040b1878009bc"
+            ),
+            Ok(())
+        );
+        assert!(
+            r.verify(
+                "e96d15a4d4734a73b13040b1878009bc",
+                b"E96D15A4D4734A73B13040B1878009BC"
+            )
+            .is_err()
+        );
+        let missing = parse_connect(&ConnectFields {
+            password: None,
+            ..fields("p|securemode=-1|", "iot", b"")
+        });
+        assert_eq!(missing.map_err(|e| e.code.code()), Err(4));
     }
 
     #[test]

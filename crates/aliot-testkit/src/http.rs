@@ -49,6 +49,26 @@ pub async fn http(
     (status, String::from_utf8(bytes.to_vec()).expect("a UTF-8 body"))
 }
 
+/// One `POST` with these headers and body bytes (forms, device payloads); the answer as
+/// (status, text).
+pub async fn http_post(url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> (StatusCode, String) {
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut req = hyper::Request::builder().method("POST").uri(url);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(Full::new(body.into())).expect("a valid request");
+    let resp = guard("the HTTP answer", client.request(req))
+        .await
+        .expect("the HTTP request");
+    let status = resp.status();
+    let bytes = guard("the HTTP body", resp.into_body().collect())
+        .await
+        .expect("the body")
+        .to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).expect("a UTF-8 body"))
+}
+
 /// One JSON request; the answer as (status, JSON or `null` for an empty body).
 pub async fn http_json(
     method: &str,

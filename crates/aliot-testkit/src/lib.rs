@@ -38,10 +38,11 @@ pub use broker::BrokerHub;
 pub use creds::{Creds, PK, SECRET, Signing, connect_packet, creds, creds_with};
 pub use device::{DevEvent, TestDevice, options};
 pub use guard::{GUARD, guard, run_guarded, wait_guarded};
-pub use http::{OfflineAdmin, TOKEN, http, http_json, try_request};
+pub use http::{OfflineAdmin, TOKEN, http, http_json, http_post, try_request};
 pub use hub::TestHub;
 pub use process::{
-    HubProcess, admin, aliot, aliot_binary, aliot_command, ok_json, sdk_python, stderr, workspace_binary,
+    HubProcess, admin, aliot, aliot_binary, aliot_command, ok_json, sdk_node_package, sdk_python, stderr,
+    workspace_binary,
 };
 pub use raw::{BlockingRaw, Raw, json, text};
 pub use registry::MemoryRegistry;

@@ -206,3 +206,20 @@ pub fn sdk_python() -> PathBuf {
     );
     python
 }
+
+/// The official Node SDK's package directory: `ALIOT_SDK_NODE_MODULES`/alibabacloud-iot-device-sdk,
+/// or `.sdks/node/node_modules/…` at the workspace root, which `bash .ci/sdks.sh` installs.
+/// Fails the test with that hint when it is missing.
+pub fn sdk_node_package() -> PathBuf {
+    let modules = std::env::var_os("ALIOT_SDK_NODE_MODULES").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.sdks/node/node_modules"),
+        PathBuf::from,
+    );
+    let package = modules.join("alibabacloud-iot-device-sdk");
+    assert!(
+        package.exists(),
+        "the official Node SDK is not installed ({} is missing): run `bash .ci/sdks.sh`",
+        package.display()
+    );
+    package
+}

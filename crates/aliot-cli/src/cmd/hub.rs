@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aliot_hub::admin::TokenSource;
-use aliot_hub::config::{Config, DEFAULT_CONFIG, MqttsConfig, default_data_dir};
+use aliot_hub::config::{Config, DEFAULT_CONFIG, DeviceHttpConfig, MqttsConfig, default_data_dir};
 use aliot_hub::{Error as HubError, RunningHub};
 use anyhow::Context as _;
 
@@ -41,6 +41,14 @@ pub(crate) struct Args {
     /// Server private key (PEM) for MQTT over TLS.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Serve the device-facing HTTP endpoints on this address (e.g. 127.0.0.1:8081): HTTPS
+    /// dynamic registration, pre-authentication, bootstrap and the HTTP data channel.
+    #[arg(long, value_name = "ADDR", conflicts_with = "device_https")]
+    device_http: Option<SocketAddr>,
+    /// As --device-http, over TLS with the MQTT over TLS certificate (the local CA unless
+    /// --tls-cert and --tls-key).
+    #[arg(long, value_name = "ADDR")]
+    device_https: Option<SocketAddr>,
     /// Admin API address [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
@@ -61,6 +69,8 @@ impl fmt::Debug for Args {
             .field("mqtts", &self.mqtts)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
+            .field("device_http", &self.device_http)
+            .field("device_https", &self.device_https)
             .field("admin", &self.admin)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
             .field("print_config", &self.print_config)
@@ -94,6 +104,13 @@ fn settings(args: Args) -> anyhow::Result<Config> {
     }
     if let Some(addr) = args.admin {
         config.admin.listen = addr;
+    }
+    for (addr, tls) in [(args.device_http, false), (args.device_https, true)] {
+        if let Some(addr) = addr {
+            let d = config.device_http.get_or_insert_with(DeviceHttpConfig::default);
+            d.listen = addr;
+            d.tls = tls;
+        }
     }
     if let Some(token) = args.admin_token {
         config.admin.token = Some(token);
@@ -148,6 +165,11 @@ fn endpoint_lines(hub: &RunningHub) -> Vec<String> {
         };
         lines.push(format!("mqtts:       {addr}{trust}"));
     }
+    if let Some(url) = hub.device_http_url() {
+        lines.push(format!(
+            "device http: {url} (/auth/register/device, /auth/devicename, /auth/bootstrap, /auth, /topic/…)"
+        ));
+    }
     lines.push(format!("admin:       {}", hub.admin_url()));
     lines.push(match hub.token_source() {
         TokenSource::File(path) => format!("admin token: in {}", path.display()),
@@ -178,6 +200,22 @@ mod tests {
     fn parse(flags: &[&str]) -> anyhow::Result<Config> {
         let w = Wrapper::try_parse_from(std::iter::once("hub").chain(flags.iter().copied()))?;
         settings(w.args)
+    }
+
+    #[test]
+    fn the_device_http_listener_is_off_unless_asked() {
+        assert!(parse(&[]).expect("ok").device_http.is_none());
+        let d = parse(&["--device-http", "127.0.0.1:8081"])
+            .expect("ok")
+            .device_http
+            .expect("on");
+        assert_eq!((d.listen.port(), d.tls), (8081, false));
+        let d = parse(&["--device-https", "127.0.0.1:8443"])
+            .expect("ok")
+            .device_http
+            .expect("on");
+        assert_eq!((d.listen.port(), d.tls), (8443, true));
+        assert!(parse(&["--device-http", "127.0.0.1:1", "--device-https", "127.0.0.1:2"]).is_err());
     }
 
     #[test]

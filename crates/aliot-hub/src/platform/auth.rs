@@ -20,12 +20,11 @@ use aliot_protocol::register::{
     REGISTER_TOPIC, REGNWL_TOPIC, Registered, RegisteredWithToken, token_client_id,
 };
 
+use super::registration::{self, UNKNOWN_SECRET as UNKNOWN_DEVICE_SECRET};
+use super::tokens::{TokenKind, Tokens};
+use crate::clock::now_ms;
 use crate::engine::{ConnectRequest, Principal, Refused};
-use crate::registry::{Enrolment, Error, Registry};
-
-/// The HMAC key of the dummy check for devices that do not exist (as long as a real secret, so
-/// the cost is the same).
-const UNKNOWN_DEVICE_SECRET: &str = "00000000000000000000000000000000";
+use crate::registry::{Enrolment, Registry};
 
 /// What an authenticated CONNECT gets.
 pub(crate) enum Verdict {
@@ -44,15 +43,22 @@ pub(crate) enum Verdict {
 /// The verdict on one CONNECT. Never logs: the engine logs the refusal once, with its reason.
 pub(crate) async fn authenticate(
     registry: &dyn Registry,
+    tokens: &Tokens,
     connect: ConnectRequest<'_>,
 ) -> Result<Verdict, Refused> {
-    verdict(registry, connect).await.map_err(|refusal| Refused {
-        code: refusal.code.code(),
-        reason: refusal.reason.to_string(),
-    })
+    verdict(registry, tokens, connect)
+        .await
+        .map_err(|refusal| Refused {
+            code: refusal.code.code(),
+            reason: refusal.reason.to_string(),
+        })
 }
 
-async fn verdict(registry: &dyn Registry, connect: ConnectRequest<'_>) -> Result<Verdict, Refusal> {
+async fn verdict(
+    registry: &dyn Registry,
+    tokens: &Tokens,
+    connect: ConnectRequest<'_>,
+) -> Result<Verdict, Refusal> {
     let fields = ConnectFields {
         client_id: connect.client_id,
         username: connect.username,
@@ -68,6 +74,7 @@ async fn verdict(registry: &dyn Registry, connect: ConnectRequest<'_>) -> Result
         AuthType::Register { .. } => Enrolment::PreRegistered,
         AuthType::RegisterNoPreRegistration { .. } => Enrolment::NoPreRegistration,
         AuthType::DeviceSecret | AuthType::DeviceToken => return login(registry, request, password).await,
+        AuthType::IotToken { .. } => return token_login(registry, tokens, request, password).await,
         _ => {
             return Err(Refusal::new(RefusalReason::UnsupportedAuthType(
                 request.client_id.get("authType").unwrap_or_default().to_owned(),
@@ -114,8 +121,42 @@ async fn login(registry: &dyn Registry, request: Request, password: &[u8]) -> Re
     }))
 }
 
-/// MQTT dynamic registration: the productSecret's signature, the product's switch, then the
-/// registry's rules; the answer once it is stored.
+/// The login after HTTPS pre-authentication: username the iotId, password the iotToken.
+async fn token_login(
+    registry: &dyn Registry,
+    tokens: &Tokens,
+    request: Request,
+    password: &[u8],
+) -> Result<Verdict, Refusal> {
+    let AuthType::IotToken { iot_id } = &request.auth else {
+        return Err(Refusal::new(RefusalReason::SignatureMismatch));
+    };
+    let token = std::str::from_utf8(password).unwrap_or_default();
+    let holder = tokens
+        .check(TokenKind::Mqtt, token, now_ms())
+        .map_err(|_| Refusal::new(RefusalReason::SignatureMismatch))?;
+    if holder.iot_id != *iot_id {
+        return Err(Refusal::new(RefusalReason::SignatureMismatch));
+    }
+    let Some(device) = registry
+        .device_auth(&holder.product_key, &holder.device_name)
+        .await
+    else {
+        return Err(Refusal::new(RefusalReason::UnknownDevice));
+    };
+    if !device.enabled {
+        return Err(Refusal::new(RefusalReason::DeviceDisabled));
+    }
+    Ok(Verdict::Login(Principal {
+        auto_subscribe: request.auto_subscribe(),
+        ext_rrpc: request.ext_rrpc(),
+        product_key: holder.product_key,
+        device_name: holder.device_name,
+        iot_id: device.iot_id,
+    }))
+}
+
+/// MQTT dynamic registration ([`registration::enrol`]); the answer once it is stored.
 async fn register(
     registry: &dyn Registry,
     request: Request,
@@ -123,27 +164,11 @@ async fn register(
     how: Enrolment,
 ) -> Result<Verdict, Refusal> {
     let (pk, dn) = (request.product_key.as_str(), request.device_name.as_str());
-    let Some(product) = registry.product_auth(pk).await else {
-        let _ = request.verify(UNKNOWN_DEVICE_SECRET, password);
-        return Err(Refusal::new(RefusalReason::UnknownDevice));
-    };
-    request.verify(&product.product_secret, password)?;
-    if !product.dynamic_registration {
-        return Err(Refusal::new(RefusalReason::RegistrationRefused(
-            "the product does not allow dynamic registration".into(),
-        )));
-    }
-    let enrolled = registry.enrol(pk, dn, how).await.map_err(|e| {
-        Refusal::new(match e {
-            Error::DeviceNotFound { .. } => RefusalReason::UnknownDevice,
-            Error::DeviceDisabled { .. } => RefusalReason::DeviceDisabled,
-            Error::AlreadyActivated { .. } => RefusalReason::RegistrationRefused(
-                "the device is already activated (platform code 6289): reset it to register it again".into(),
-            ),
-            Error::InvalidArgument(why) => RefusalReason::RegistrationRefused(why),
-            other => RefusalReason::ServerUnavailable(other.to_string()),
-        })
-    })?;
+    let enrolled = registration::enrol(registry, pk, dn, how, |secret| {
+        request.verify(secret, password).is_ok()
+    })
+    .await
+    .map_err(|r| Refusal::new(r.connack()))?;
     let (topic, payload) = match (how, enrolled.device_token) {
         (Enrolment::NoPreRegistration, Some(device_token)) => (
             REGNWL_TOPIC,

@@ -43,8 +43,10 @@ mod config;
 mod handling;
 mod ntp;
 mod ota;
+pub(crate) mod registration;
 pub(crate) mod service;
 mod thing;
+pub(crate) mod tokens;
 
 pub(crate) use self::handling::{Context, Handling, PlatformReply, PropertyPost};
 
@@ -90,6 +92,7 @@ pub(crate) struct PlatformConfig {
 #[derive(Debug)]
 pub(crate) struct Platform {
     registry: Arc<dyn Registry>,
+    tokens: Arc<tokens::Tokens>,
     cluster: Arc<dyn Cluster>,
     metrics: Arc<Metrics>,
     config: PlatformConfig,
@@ -98,12 +101,14 @@ pub(crate) struct Platform {
 impl Platform {
     pub(crate) fn new(
         registry: Arc<dyn Registry>,
+        tokens: Arc<tokens::Tokens>,
         cluster: Arc<dyn Cluster>,
         metrics: Arc<Metrics>,
         config: PlatformConfig,
     ) -> Self {
         Self {
             registry,
+            tokens,
             cluster,
             metrics,
             config,
@@ -179,10 +184,146 @@ impl Platform {
     }
 }
 
+impl Platform {
+    /// What one uplink does, whoever carried it: the uplink event, then the platform's
+    /// [`decide`], the remembered properties and the completed call. Returns the reply to send
+    /// and the problem to report.
+    fn process(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        topic: &str,
+        qos: u8,
+        payload: &Bytes,
+    ) -> (Option<PlatformReply>, Option<String>) {
+        let recv_ms = now_ms();
+        self.emit(|| {
+            Event::Uplink(UplinkEvent::new(
+                product_key,
+                device_name,
+                topic,
+                qos,
+                payload,
+                recv_ms,
+            ))
+        });
+        let ctx = Context {
+            recv_ms,
+            now_ms: now_ms(),
+            honour_sys_ack: self.config.sys_ack,
+        };
+        let mut handling = decide(topic, payload, ctx);
+        if let Some(PropertyPost { values, reply_to }) = handling.properties.take() {
+            // The registry keeps the values whole or not at all; a refusal changes the answer
+            // (`thing::refused`: 6106).
+            if let Err(why) = self
+                .registry
+                .remember_properties(product_key, device_name, values)
+            {
+                let (reply, problem) = thing::refused(reply_to, &why);
+                handling.reply = reply;
+                handling.problem = Some(problem);
+            }
+        }
+        if let Some((key, payload)) = handling.completes {
+            // The table counts answered calls.
+            if !self.cluster.complete(product_key, device_name, &key, payload) {
+                debug!(%key, "answer to no waiting call (late or unknown id)");
+            }
+        }
+        (handling.reply, handling.problem)
+    }
+
+    /// An uplink over the HTTP data channel (spec §5.5), already authorised: handled as an MQTT
+    /// uplink at QoS 0, except that its reply has nowhere to go (the device polls nothing).
+    pub(crate) fn http_uplink(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        ip: IpAddr,
+        topic: &str,
+        payload: &Bytes,
+    ) {
+        let (_reply, problem) = self.process(product_key, device_name, topic, 0, payload);
+        if let Some(problem) = problem {
+            debug!(topic, %problem, "unusable uplink over HTTP");
+            self.emit(|| {
+                Event::Problem(ProblemEvent {
+                    product_key: Some(product_key.to_owned()),
+                    device_name: Some(device_name.to_owned()),
+                    topic: Some(topic.to_owned()),
+                    reason: problem,
+                    closed: false,
+                    client_ip: ip.to_string(),
+                    time: now_ms(),
+                })
+            });
+        }
+    }
+
+    /// The tokens issued over HTTP.
+    pub(crate) fn tokens(&self) -> &Arc<tokens::Tokens> {
+        &self.tokens
+    }
+
+    /// The registry.
+    pub(crate) fn registry(&self) -> &Arc<dyn Registry> {
+        &self.registry
+    }
+
+    /// Reports a refused HTTPS registration (an MQTT one is reported as a refused CONNECT).
+    pub(crate) fn registration_refused(&self, product_key: &str, device_name: &str, ip: IpAddr, why: &str) {
+        self.emit(|| {
+            Event::Refused(RefusedEvent {
+                code: None,
+                reason: format!("HTTPS dynamic registration refused: {why}"),
+                client_id: None,
+                username: Some(format!("{device_name}&{product_key}")),
+                client_ip: ip.to_string(),
+                time: now_ms(),
+            })
+        });
+    }
+
+    /// Counts and reports a dynamic registration the registry stored.
+    pub(crate) fn registered(
+        &self,
+        product_key: String,
+        device_name: String,
+        how: Enrolment,
+        via: &'static str,
+    ) {
+        inc(&self.metrics.dynamic_registrations);
+        let auth_type = match how {
+            Enrolment::PreRegistered => "register",
+            Enrolment::NoPreRegistration => {
+                inc(&self.metrics.device_tokens_issued);
+                "regnwl"
+            }
+        };
+        tracing::info!(
+            product_key,
+            device_name,
+            auth_type,
+            via,
+            "device registered dynamically"
+        );
+        self.emit(|| {
+            Event::Registered(RegisteredEvent {
+                product_key,
+                device_name,
+                auth_type,
+                via,
+                time: now_ms(),
+            })
+        });
+    }
+}
+
 impl Hooks for Platform {
     fn authenticate<'a>(&'a self, connect: ConnectRequest<'a>) -> BoxFuture<'a, Result<Admission, Refused>> {
         Box::pin(async move {
-            match auth::authenticate(&*self.registry, connect).await? {
+            match auth::authenticate(&*self.registry, &self.tokens, connect).await? {
                 auth::Verdict::Login(principal) => Ok(Admission::Session(principal)),
                 auth::Verdict::Registered {
                     product_key,
@@ -191,29 +332,7 @@ impl Hooks for Platform {
                     topic,
                     payload,
                 } => {
-                    inc(&self.metrics.dynamic_registrations);
-                    let how = match how {
-                        Enrolment::PreRegistered => "register",
-                        Enrolment::NoPreRegistration => {
-                            inc(&self.metrics.device_tokens_issued);
-                            "regnwl"
-                        }
-                    };
-                    tracing::info!(
-                        product_key,
-                        device_name,
-                        auth_type = how,
-                        "device registered over MQTT"
-                    );
-                    self.emit(|| {
-                        Event::Registered(RegisteredEvent {
-                            product_key,
-                            device_name,
-                            auth_type: how,
-                            via: "mqtt",
-                            time: now_ms(),
-                        })
-                    });
+                    self.registered(product_key, device_name, how, "mqtt");
                     Ok(Admission::AnswerThenClose {
                         topic: topic.to_owned(),
                         payload: Bytes::from(payload),
@@ -305,49 +424,18 @@ impl Hooks for Platform {
     fn uplink(&self, session: &Arc<Session>, publish: &Publish) {
         let id = &session.id;
         let topic: &str = &publish.topic;
-        let recv_ms = now_ms();
-        self.emit(|| {
-            Event::Uplink(UplinkEvent::new(
-                id.product_key(),
-                id.device_name(),
-                topic,
-                publish.qos.value(),
-                &publish.payload,
-                recv_ms,
-            ))
-        });
-        let ctx = Context {
-            recv_ms,
-            now_ms: now_ms(),
-            honour_sys_ack: self.config.sys_ack,
-        };
-        let mut handling = decide(topic, &publish.payload, ctx);
-        if let Some(PropertyPost { values, reply_to }) = handling.properties.take() {
-            // The registry keeps the values whole or not at all; a refusal changes the answer
-            // (`thing::refused`: 6106).
-            if let Err(why) = self
-                .registry
-                .remember_properties(id.product_key(), id.device_name(), values)
-            {
-                let (reply, problem) = thing::refused(reply_to, &why);
-                handling.reply = reply;
-                handling.problem = Some(problem);
-            }
-        }
-        if let Some((key, payload)) = handling.completes {
-            // The table counts answered calls.
-            if !self
-                .cluster
-                .complete(id.product_key(), id.device_name(), &key, payload)
-            {
-                debug!(%key, "answer to no waiting call (late or unknown id)");
-            }
-        }
-        if let Some(problem) = handling.problem {
+        let (reply, problem) = self.process(
+            id.product_key(),
+            id.device_name(),
+            topic,
+            publish.qos.value(),
+            &publish.payload,
+        );
+        if let Some(problem) = problem {
             debug!(topic, %problem, "unusable uplink");
             self.problem(session, Some(topic), &problem, false);
         }
-        if let Some(reply) = handling.reply {
+        if let Some(reply) = reply {
             self.reply(session, reply, publish.qos);
         }
     }

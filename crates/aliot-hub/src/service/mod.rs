@@ -21,6 +21,7 @@ use crate::cluster::{Cluster, Downlink};
 use crate::events::Event;
 use crate::metrics::{Metrics, inc};
 use crate::platform::service as calls;
+use crate::platform::tokens::Tokens;
 use crate::registry::{Device, NewDevice, Product, Registry, RegistryCounts};
 use crate::table::{CallKey, Delivered, NotSaved, Reach, Undelivered};
 
@@ -43,6 +44,7 @@ pub(crate) struct ServiceConfig {
 
 struct Inner {
     registry: Arc<dyn Registry>,
+    tokens: Arc<Tokens>,
     cluster: Arc<dyn Cluster>,
     metrics: Arc<Metrics>,
     config: ServiceConfig,
@@ -98,6 +100,7 @@ fn queue_full(product_key: &str, device_name: &str) -> Error {
 impl Service {
     pub(crate) fn new(
         registry: Arc<dyn Registry>,
+        tokens: Arc<Tokens>,
         cluster: Arc<dyn Cluster>,
         metrics: Arc<Metrics>,
         config: ServiceConfig,
@@ -105,6 +108,7 @@ impl Service {
         Self {
             inner: Arc::new(Inner {
                 registry,
+                tokens,
                 cluster,
                 metrics,
                 config,
@@ -263,6 +267,10 @@ impl Service {
     /// disconnected and blocked in memory (until the hub restarts) and the error says so.
     pub async fn set_enabled(&self, product_key: &str, device_name: &str, enabled: bool) -> Result<Device> {
         let cluster = &self.inner.cluster;
+        if !enabled {
+            // Its HTTP tokens open nothing any more (they are checked again at each use).
+            self.inner.tokens.revoke(product_key, device_name);
+        }
         if !enabled && cluster.block(product_key, device_name) {
             tracing::info!(product_key, device_name, "disabled device disconnected");
         }
@@ -297,6 +305,7 @@ impl Service {
     /// As [`Registry::delete_device`].
     pub async fn delete_device(&self, product_key: &str, device_name: &str) -> Result<(Device, bool)> {
         let cluster = &self.inner.cluster;
+        self.inner.tokens.revoke(product_key, device_name);
         let was_online = cluster.block(product_key, device_name);
         let device = match self.inner.registry.delete_device(product_key, device_name).await {
             Ok(d) => d,
