@@ -285,6 +285,18 @@ impl Client {
         self.send_json(Method::PATCH, &path, &body, self.timeout).await
     }
 
+    /// `POST …/devices/{dn}/reset`: an activated device may register dynamically again (its
+    /// logins and deviceToken are forgotten).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::device`].
+    pub async fn reset_device(&self, product_key: &str, device_name: &str) -> Result<DeviceView> {
+        let path = format!("{}/reset", device_path(product_key, device_name));
+        self.send_json(Method::POST, &path, &serde_json::json!({}), self.timeout)
+            .await
+    }
+
     /// `DELETE …/devices/{dn}` (disconnects the device if online).
     ///
     /// # Errors

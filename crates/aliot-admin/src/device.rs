@@ -213,6 +213,19 @@ pub struct DeviceView {
     pub last_online_time: Option<String>,
     /// The current connection's address when online, else the last login's.
     pub client_ip: Option<IpAddr>,
+    /// Whether the device has logged in once: an activated device cannot register
+    /// dynamically again until it is reset (`POST …/devices/{dn}/reset`).
+    #[serde(default)]
+    pub activated: bool,
+    /// How the device last registered itself: `register` (with its product's secret, a device
+    /// registered beforehand, over MQTT or HTTPS) or `regnwl` (without pre-registration);
+    /// absent for a device only registered through this API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic_registration: Option<String>,
+    /// The deviceToken of a device registered without pre-registration (`authType=connwl`
+    /// logins); only in single-device answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_token: Option<String>,
     /// The MQTT session, when online (absent otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionInfo>,
@@ -235,6 +248,9 @@ impl fmt::Debug for DeviceView {
             .field("last_online", &self.last_online)
             .field("last_online_time", &self.last_online_time)
             .field("client_ip", &self.client_ip)
+            .field("activated", &self.activated)
+            .field("dynamic_registration", &self.dynamic_registration)
+            .field("device_token", &self.device_token.as_ref().map(|_| "<redacted>"))
             .field("session", &self.session)
             .field("properties", &self.properties)
             .finish()
@@ -344,6 +360,9 @@ mod tests {
             last_online: None,
             last_online_time: None,
             client_ip: None,
+            activated: false,
+            dynamic_registration: None,
+            device_token: None,
             session: None,
             properties: None,
         }
@@ -354,7 +373,7 @@ mod tests {
         let d = offline_device();
         assert_wire(
             &d,
-            r#"{"productKey":"a1P","deviceName":"d","deviceSecret":"s3cret","iotId":"iot-1","enabled":true,"status":"offline","created":1,"createdTime":"1970-01-01T00:00:00.001Z","lastOnline":null,"lastOnlineTime":null,"clientIp":null}"#,
+            r#"{"productKey":"a1P","deviceName":"d","deviceSecret":"s3cret","iotId":"iot-1","enabled":true,"status":"offline","created":1,"createdTime":"1970-01-01T00:00:00.001Z","lastOnline":null,"lastOnlineTime":null,"clientIp":null,"activated":false}"#,
         );
         assert!(!format!("{d:?}").contains("s3cret"));
     }
@@ -368,6 +387,9 @@ mod tests {
             last_online: Some(5),
             last_online_time: Some("1970-01-01T00:00:00.005Z".into()),
             client_ip: Some(IpAddr::from([127, 0, 0, 1])),
+            activated: true,
+            dynamic_registration: Some("regnwl".into()),
+            device_token: Some("t0ken".into()),
             session: Some(SessionInfo {
                 client_id: "d|securemode=2|".into(),
                 client_ip: IpAddr::from([127, 0, 0, 1]),
@@ -387,11 +409,13 @@ mod tests {
                 r#"{"productKey":"a1P","deviceName":"d","deviceSecret":"s3cret","iotId":"iot-1","#,
                 r#""enabled":true,"status":"online","created":1,"createdTime":"1970-01-01T00:00:00.001Z","#,
                 r#""lastOnline":5,"lastOnlineTime":"1970-01-01T00:00:00.005Z","clientIp":"127.0.0.1","#,
+                r#""activated":true,"dynamicRegistration":"regnwl","deviceToken":"t0ken","#,
                 r#""session":{"clientId":"d|securemode=2|","clientIp":"127.0.0.1","connectedAt":5,"#,
                 r#""cleanSession":true,"keepAlive":60,"subscriptions":2,"autoSubscribe":true,"extRrpc":false},"#,
                 r#""properties":{"LightSwitch":1}}"#
             ),
         );
+        assert!(!format!("{d:?}").contains("t0ken"));
     }
 
     #[test]

@@ -79,6 +79,8 @@ pub enum Event {
     Kicked(KickedEvent),
     /// A device registered itself with its product's secret (dynamic registration).
     Registered(RegisteredEvent),
+    /// A device got a token over HTTP (pre-authentication's iotToken, the data channel's).
+    TokenIssued(TokenIssuedEvent),
     /// A device tried to publish or subscribe outside its own topics.
     AclDenied(AclDeniedEvent),
     /// A device sent something the hub could not use (malformed packet, QoS 2, bad JSON without
@@ -227,6 +229,23 @@ pub struct RegisteredEvent {
     pub auth_type: &'static str,
     /// `mqtt` or `https`.
     pub via: &'static str,
+    /// Epoch ms.
+    pub time: u64,
+}
+
+/// A token issued over HTTP (the token itself is not in the event).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenIssuedEvent {
+    /// productKey.
+    pub product_key: String,
+    /// deviceName.
+    pub device_name: String,
+    /// `iotToken` (pre-authentication, for MQTT with `securemode=-1`) or `http` (the HTTP data
+    /// channel).
+    pub kind: &'static str,
+    /// When it expires, epoch ms.
+    pub expires: u64,
     /// Epoch ms.
     pub time: u64,
 }
@@ -406,6 +425,10 @@ impl Event {
                 cut(&mut e.product_key, F);
                 cut(&mut e.device_name, F);
             }
+            Event::TokenIssued(e) => {
+                cut(&mut e.product_key, F);
+                cut(&mut e.device_name, F);
+            }
             Event::Problem(e) => {
                 cut(&mut e.reason, F);
                 cut(&mut e.client_ip, F);
@@ -461,6 +484,7 @@ impl Event {
                     + e.client_ip.capacity()
             }
             Event::Registered(e) => e.product_key.capacity() + e.device_name.capacity(),
+            Event::TokenIssued(e) => e.product_key.capacity() + e.device_name.capacity(),
             Event::Problem(e) => {
                 e.reason.capacity()
                     + e.client_ip.capacity()

@@ -38,6 +38,9 @@ pub(crate) struct Metrics {
     pub(crate) calls_timed_out: AtomicU64,
     pub(crate) dynamic_registrations: AtomicU64,
     pub(crate) device_tokens_issued: AtomicU64,
+    pub(crate) iot_tokens_issued: AtomicU64,
+    pub(crate) http_tokens_issued: AtomicU64,
+    pub(crate) http_uplinks: AtomicU64,
 }
 
 /// Adds one to a counter.
@@ -261,6 +264,24 @@ impl Metrics {
             "counter",
             "deviceTokens issued by registrations without pre-registration (regnwl).",
             get(&self.device_tokens_issued),
+        );
+        one(
+            "aliot_hub_iot_tokens_issued_total",
+            "counter",
+            "iotTokens issued by HTTPS pre-authentication (/auth/devicename).",
+            get(&self.iot_tokens_issued),
+        );
+        one(
+            "aliot_hub_http_tokens_issued_total",
+            "counter",
+            "Tokens issued for the HTTP data channel (/auth).",
+            get(&self.http_tokens_issued),
+        );
+        one(
+            "aliot_hub_http_uplinks_total",
+            "counter",
+            "Messages accepted over the HTTP data channel (/topic/...).",
+            get(&self.http_uplinks),
         );
         out
     }

@@ -67,6 +67,14 @@ fn signed(pk: &str, dn: &str, secret: &str) -> Creds {
     }
 }
 
+async fn metric(hub: &TestHub, name: &str) -> u64 {
+    let (s, body) = aliot_testkit::http("GET", &format!("{}/metrics", hub.base), None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}
+
 async fn login(hub: &TestHub, c: &Creds) -> u8 {
     let (_raw, ack) = Raw::connect(hub.mqtt, c, true).await;
     u8::from(ack.return_code)
@@ -212,6 +220,7 @@ async fn pre_authentication_gives_an_iot_token_for_mqtt_with_securemode_minus_1(
     assert_eq!(login(&hub, &token_login(&pk, &dn, &iot_id, &newer)).await, 4);
     let v = post_form(&url, &preauth_form(&pk, &dn, &secret)).await;
     assert_eq!(v["code"], 403, "{v}");
+    assert_eq!(metric(&hub, "aliot_hub_iot_tokens_issued_total").await, 2);
 }
 
 #[tokio::test]
@@ -301,6 +310,8 @@ async fn the_http_data_channel_takes_uplinks_like_mqtt() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(post_topic(post, Some(token), body).await["code"], 20003);
+    assert_eq!(metric(&hub, "aliot_hub_http_uplinks_total").await, 1);
+    assert_eq!(metric(&hub, "aliot_hub_http_tokens_issued_total").await, 1);
 }
 
 #[tokio::test]

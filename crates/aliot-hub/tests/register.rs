@@ -373,3 +373,54 @@ async fn the_official_python_sdk_registers_in_both_modes_and_logs_in() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn a_reset_makes_an_activated_device_registrable_again() {
+    let hub = TestHub::start().await;
+    let (pk, ps) = product(&hub, true).await;
+    let token = RegisteredWithToken::parse(
+        &registers(&hub, &registration("regnwl", &pk, "r1", &ps, "a"), "/ext/regnwl").await,
+    )
+    .expect("answer");
+    let path = format!("/api/v1/products/{pk}/devices/r1");
+    let (_, d) = hub.call("GET", &path, None).await;
+    assert_eq!(
+        (&d["activated"], &d["dynamicRegistration"]),
+        (&json!(false), &json!("regnwl")),
+        "{d}"
+    );
+    assert_eq!(d["deviceToken"], token.device_token.as_str());
+    let c = Creds {
+        client_id: connwl_client_id(&token.client_id),
+        username: format!("r1&{pk}"),
+        password: token.device_token.clone(),
+    };
+    assert_eq!(login(&hub, &c).await, 0);
+    let (_, d) = hub.call("GET", &path, None).await;
+    assert_eq!(d["activated"], true, "{d}");
+    assert_eq!(
+        refused(&hub, &registration("regnwl", &pk, "r1", &ps, "b")).await,
+        5
+    );
+    let (s, d) = hub.call("POST", &format!("{path}/reset"), Some(json!({}))).await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d["activated"], false, "{d}");
+    assert!(d.get("deviceToken").is_none(), "the token is gone: {d}");
+    assert_eq!(login(&hub, &c).await, 4);
+    let again = RegisteredWithToken::parse(
+        &registers(&hub, &registration("regnwl", &pk, "r1", &ps, "c"), "/ext/regnwl").await,
+    )
+    .expect("answer");
+    assert_ne!(again.device_token, token.device_token);
+    let (s, e) = hub
+        .call(
+            "POST",
+            &format!("/api/v1/products/{pk}/devices/nobody/reset"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("device_not_found"))
+    );
+}

@@ -75,6 +75,7 @@ impl MemoryRegistry {
                 created_ms: 0,
                 last_online_ms: None,
                 last_ip: None,
+                dynamic_registration: None,
             },
         );
     }

@@ -139,6 +139,8 @@ enum DeviceCommand {
     Disable(DeviceRef),
     /// Delete a device (disconnected if online).
     Delete(DeviceRef),
+    /// Make an activated device registrable again (dynamic registration), as ResetThing does.
+    Reset(DeviceRef),
 }
 
 #[derive(clap::Args)]
@@ -398,6 +400,9 @@ fn job(command: AdminCommand) -> anyhow::Result<Job> {
         }
         AdminCommand::Device(DeviceCommand::Show(d)) => {
             json(|c| async move { c.device(&d.product_key, &d.device_name).await })
+        }
+        AdminCommand::Device(DeviceCommand::Reset(d)) => {
+            json(|c| async move { c.reset_device(&d.product_key, &d.device_name).await })
         }
         AdminCommand::Device(DeviceCommand::Enable(d)) => {
             json(|c| async move { c.set_enabled(&d.product_key, &d.device_name, true).await })

@@ -42,6 +42,9 @@ fn view(d: Device, session: Option<SessionInfo>, properties: Option<Map<String, 
         last_online_time: d.last_online_ms.map(format_utc),
         last_online: d.last_online_ms,
         client_ip,
+        activated: d.last_online_ms.is_some(),
+        dynamic_registration: d.dynamic_registration.map(|e| e.as_str().to_owned()),
+        device_token: None,
         session,
         properties,
         enabled: d.enabled,
@@ -57,7 +60,11 @@ async fn full_view(state: &AdminState, d: Device) -> DeviceView {
     let service = state.service();
     let session = service.session(&d.product_key, &d.device_name);
     let properties = service.last_properties(&d.product_key, &d.device_name).await;
-    view(d, session, Some(properties.unwrap_or_default()))
+    let token = service.device_token(&d.product_key, &d.device_name).await;
+    DeviceView {
+        device_token: token,
+        ..view(d, session, Some(properties.unwrap_or_default()))
+    }
 }
 
 fn csv(devices: impl IntoIterator<Item = (String, String, String)>) -> Response {
@@ -195,6 +202,15 @@ pub(super) async fn update(
         return Err(ApiError::bad_request("nothing to change: give \"enabled\""));
     };
     let device = state.service().set_enabled(&pk, &dn, enabled).await?;
+    Ok(Json(full_view(&state, device).await))
+}
+
+/// `POST …/devices/{dn}/reset`: an activated device may register dynamically again.
+pub(super) async fn reset(
+    State(state): State<AdminState>,
+    Path((pk, dn)): Path<(String, String)>,
+) -> Result<Json<DeviceView>, ApiError> {
+    let device = state.service().reset_device(&pk, &dn).await?;
     Ok(Json(full_view(&state, device).await))
 }
 

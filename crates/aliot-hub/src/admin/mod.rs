@@ -150,6 +150,7 @@ pub fn router(state: AdminState) -> Router {
             post(downlink::invoke_service),
         )
         .route("/api/v1/products/{pk}/devices/{dn}/rrpc", post(downlink::rrpc))
+        .route("/api/v1/products/{pk}/devices/{dn}/reset", post(devices::reset))
         .route("/api/v1/events", get(events::stream))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -15,7 +15,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::DeviceHttpState;
-use crate::clock::now_ms;
 use crate::http::Peer;
 use crate::platform::registration::{self, UNKNOWN_SECRET};
 use crate::platform::tokens::{TokenHolder, TokenKind};
@@ -168,8 +167,7 @@ pub(super) async fn pre_authenticate(
         device_name: dn.to_owned(),
         iot_id: device.iot_id.clone(),
     };
-    let (token, _expires) = platform.tokens().issue(TokenKind::Mqtt, holder, now_ms());
-    tracing::debug!(product_key = pk, device_name = dn, "iotToken issued");
+    let token = platform.issue_token(TokenKind::Mqtt, holder);
     Ok(success(json!({
         "iotId": device.iot_id,
         "iotToken": token,

@@ -99,7 +99,7 @@ pub(super) async fn authenticate(
         device_name: dn.to_owned(),
         iot_id: device.iot_id,
     };
-    let (token, _) = platform.tokens().issue(TokenKind::HttpChannel, holder, now_ms());
+    let token = platform.issue_token(TokenKind::HttpChannel, holder);
     answer(0, "success", Some(json!({"token": token})))
 }
 

@@ -32,7 +32,7 @@ use crate::cluster::Cluster;
 use crate::engine::{Admission, ConnectRequest, Hooks, Refused};
 use crate::events::{
     AclDeniedEvent, Event, KickedEvent, ProblemEvent, RefusedEvent, RegisteredEvent, ReplyEvent, StatusEvent,
-    UplinkEvent,
+    TokenIssuedEvent, UplinkEvent,
 };
 use crate::metrics::{Metrics, inc};
 use crate::registry::{Enrolment, Registry};
@@ -244,6 +244,7 @@ impl Platform {
         topic: &str,
         payload: &Bytes,
     ) {
+        inc(&self.metrics.http_uplinks);
         let (_reply, problem) = self.process(product_key, device_name, topic, 0, payload);
         if let Some(problem) = problem {
             debug!(topic, %problem, "unusable uplink over HTTP");
@@ -259,6 +260,32 @@ impl Platform {
                 })
             });
         }
+    }
+
+    /// Issues a token over HTTP to a device that proved its secret; counts and reports it.
+    pub(crate) fn issue_token(&self, kind: tokens::TokenKind, holder: tokens::TokenHolder) -> String {
+        let (product_key, device_name) = (holder.product_key.clone(), holder.device_name.clone());
+        let (token, expires) = self.tokens.issue(kind, holder, now_ms());
+        let kind = match kind {
+            tokens::TokenKind::Mqtt => {
+                inc(&self.metrics.iot_tokens_issued);
+                "iotToken"
+            }
+            tokens::TokenKind::HttpChannel => {
+                inc(&self.metrics.http_tokens_issued);
+                "http"
+            }
+        };
+        self.emit(|| {
+            Event::TokenIssued(TokenIssuedEvent {
+                product_key,
+                device_name,
+                kind,
+                expires,
+                time: now_ms(),
+            })
+        });
+        token
     }
 
     /// The tokens issued over HTTP.
@@ -294,13 +321,10 @@ impl Platform {
         via: &'static str,
     ) {
         inc(&self.metrics.dynamic_registrations);
-        let auth_type = match how {
-            Enrolment::PreRegistered => "register",
-            Enrolment::NoPreRegistration => {
-                inc(&self.metrics.device_tokens_issued);
-                "regnwl"
-            }
-        };
+        if how == Enrolment::NoPreRegistration {
+            inc(&self.metrics.device_tokens_issued);
+        }
+        let auth_type = how.as_str();
         tracing::info!(
             product_key,
             device_name,

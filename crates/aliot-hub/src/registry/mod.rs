@@ -100,6 +100,9 @@ pub struct Device {
     pub last_online_ms: Option<u64>,
     /// Address of the last successful login.
     pub last_ip: Option<IpAddr>,
+    /// How the device last registered itself with its product's secret (`None`: only
+    /// registered by the admin API). A device is activated once `last_online_ms` is set.
+    pub dynamic_registration: Option<Enrolment>,
 }
 
 impl fmt::Debug for Device {
@@ -113,6 +116,7 @@ impl fmt::Debug for Device {
             .field("created_ms", &self.created_ms)
             .field("last_online_ms", &self.last_online_ms)
             .field("last_ip", &self.last_ip)
+            .field("dynamic_registration", &self.dynamic_registration)
             .finish()
     }
 }
@@ -188,14 +192,27 @@ impl fmt::Debug for ProductAuth {
 }
 
 /// How a device registers itself with its product's secret (spec §5.1, §5.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Enrolment {
     /// The device was registered beforehand (`authType=register`, HTTPS
     /// `/auth/register/device`): it gets a new deviceSecret.
+    #[serde(rename = "register")]
     PreRegistered,
     /// Without pre-registration (`authType=regnwl`): the device is created when new, and gets a
     /// new deviceToken for `authType=connwl` logins.
+    #[serde(rename = "regnwl")]
     NoPreRegistration,
+}
+
+impl Enrolment {
+    /// `register` or `regnwl`: the clientId's `authType` of this kind of registration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enrolment::PreRegistered => "register",
+            Enrolment::NoPreRegistration => "regnwl",
+        }
+    }
 }
 
 /// What dynamic registration gave a device. Durable when returned.
@@ -508,6 +525,23 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     ) -> BoxFuture<'a, Option<String>> {
         let _ = (product_key, device_name);
         Box::pin(std::future::ready(None))
+    }
+
+    /// Makes an activated device registrable again (the platform's `ResetThing`): forgets its
+    /// logins (it is no longer activated) and its deviceToken; returns it as it now is.
+    ///
+    /// # Errors
+    /// [`Error::DeviceNotFound`], [`Error::Storage`]; [`Error::Unsupported`] from a registry
+    /// without dynamic registration (the default).
+    fn reset_device<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Result<Device>> {
+        let _ = (product_key, device_name);
+        Box::pin(std::future::ready(Err(Error::Unsupported(
+            "dynamic registration",
+        ))))
     }
 
     /// Counts for `/metrics`.

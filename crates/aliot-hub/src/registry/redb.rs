@@ -115,6 +115,10 @@ struct DeviceRecord {
     last_online_ms: Option<u64>,
     #[serde(default)]
     last_ip: Option<IpAddr>,
+    /// How the device last registered itself (absent: by the admin API only). One byte, in
+    /// what was padding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dynamic_registration: Option<Enrolment>,
     /// The latest reported property values: memory only (see the module docs).
     #[serde(skip)]
     properties: Option<Box<Properties>>,
@@ -131,6 +135,7 @@ impl DeviceRecord {
             created_ms: self.created_ms,
             last_online_ms: self.last_online_ms,
             last_ip: self.last_ip,
+            dynamic_registration: self.dynamic_registration,
         }
     }
 }
@@ -599,6 +604,7 @@ impl RedbRegistry {
                             created_ms: now,
                             last_online_ms: None,
                             last_ip: None,
+                            dynamic_registration: None,
                             properties: None,
                         };
                         out.push(rec.to_device(&pk, &dn));
@@ -741,6 +747,51 @@ impl RedbRegistry {
         })
     }
 
+    /// Makes a device registrable again (blocking): no last login, no deviceToken.
+    fn reset_device_blocking(&self, pk: String, dn: String) -> Result<Device> {
+        self.write(|db| {
+            let not_found = || Error::DeviceNotFound {
+                product_key: pk.clone(),
+                device_name: dn.clone(),
+            };
+            let record = format!("devices/{pk}/{dn}");
+            let txn = db.begin_write().map_err(st("starting a device reset"))?;
+            {
+                let mut table = txn.open_table(DEVICES).map_err(st("opening the devices table"))?;
+                let stored: Option<DeviceRecord> = match table
+                    .get((pk.as_str(), dn.as_str()))
+                    .map_err(st("reading a device"))?
+                {
+                    Some(guard) => Some(decode(&record, guard.value())?),
+                    None => None,
+                };
+                let Some(mut rec) = stored else {
+                    return Err(not_found());
+                };
+                rec.last_online_ms = None;
+                rec.last_ip = None;
+                table
+                    .insert((pk.as_str(), dn.as_str()), encode(&record, &rec)?.as_slice())
+                    .map_err(st("writing a device"))?;
+                txn.open_table(DEVICE_TOKENS)
+                    .map_err(st("opening the device tokens table"))?
+                    .remove((pk.as_str(), dn.as_str()))
+                    .map_err(st("deleting a device token"))?;
+            }
+            txn.commit().map_err(st("committing a device reset"))?;
+            write_lock(&self.inner.tokens).remove(&(pk.clone(), dn.clone()));
+            let mut shard = write_lock(self.shard(&pk, &dn));
+            let rec = shard
+                .get_mut(&pk)
+                .and_then(|m| m.get_mut(dn.as_str()))
+                .ok_or_else(not_found)?;
+            rec.last_online_ms = None;
+            rec.last_ip = None;
+            tracing::info!(product_key = %pk, device_name = %dn, "device reset");
+            Ok(rec.to_device(&pk, &dn))
+        })
+    }
+
     /// Dynamic registration (blocking): [`enrolment_rule`], then one durable transaction.
     fn enrol_blocking(&self, pk: String, dn: String, how: Enrolment) -> Result<Enrolled> {
         self.write(|db| {
@@ -755,6 +806,7 @@ impl RedbRegistry {
                     created_ms: now_ms(),
                     last_online_ms: None,
                     last_ip: None,
+                    dynamic_registration: None,
                     properties: None,
                 },
                 (_, Some((_, rec))) => rec,
@@ -762,6 +814,7 @@ impl RedbRegistry {
             if step == EnrolmentStep::NewSecret {
                 rec.device_secret = random_alnum(32).into();
             }
+            rec.dynamic_registration = Some(how);
             let token = (step != EnrolmentStep::NewSecret).then(|| random_alnum(32));
             let record = format!("devices/{pk}/{dn}");
             let txn = db.begin_write().map_err(st("starting a dynamic registration"))?;
@@ -784,6 +837,7 @@ impl RedbRegistry {
                 let devices = shard.entry(pk.clone()).or_default();
                 if let Some(old) = devices.get_mut(dn.as_str()) {
                     old.device_secret = rec.device_secret;
+                    old.dynamic_registration = rec.dynamic_registration;
                 } else {
                     devices.insert(dn.as_str().into(), rec);
                     self.inner.device_count.fetch_add(1, Ordering::Relaxed);
@@ -932,6 +986,15 @@ impl Registry for RedbRegistry {
     ) -> BoxFuture<'a, Result<Enrolled>> {
         let (this, pk, dn) = (self.clone(), product_key.to_owned(), device_name.to_owned());
         Box::pin(blocking(move || this.enrol_blocking(pk, dn, how)))
+    }
+
+    fn reset_device<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Result<Device>> {
+        let (this, pk, dn) = (self.clone(), product_key.to_owned(), device_name.to_owned());
+        Box::pin(blocking(move || this.reset_device_blocking(pk, dn)))
     }
 
     fn device_token<'a>(
@@ -1330,6 +1393,7 @@ mod tests {
             created_ms: 1,
             last_online_ms: None,
             last_ip: None,
+            dynamic_registration: None,
         };
         assert!(!format!("{d:?}").contains("topsecret"));
         let p = Product {

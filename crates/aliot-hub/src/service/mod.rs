@@ -156,6 +156,21 @@ impl Service {
             .await?)
     }
 
+    /// Makes an activated device registrable again (see [`Registry::reset_device`]); its HTTP
+    /// tokens are revoked too.
+    ///
+    /// # Errors
+    /// As [`Registry::reset_device`].
+    pub async fn reset_device(&self, product_key: &str, device_name: &str) -> Result<Device> {
+        self.inner.tokens.revoke(product_key, device_name);
+        Ok(self.inner.registry.reset_device(product_key, device_name).await?)
+    }
+
+    /// The deviceToken of a device registered without pre-registration.
+    pub async fn device_token(&self, product_key: &str, device_name: &str) -> Option<String> {
+        self.inner.registry.device_token(product_key, device_name).await
+    }
+
     /// All products.
     ///
     /// # Errors
