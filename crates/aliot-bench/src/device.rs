@@ -97,6 +97,9 @@ async fn handshake(fleet: &Fleet, idx: usize) -> Handshake {
 
 /// Runs device `idx` until the fleet closes.
 pub(crate) async fn run(fleet: Arc<Fleet>, idx: usize) {
+    if fleet.settings.workload == Workload::Register {
+        return Box::pin(crate::register::run(&fleet, idx)).await;
+    }
     let mut phase_rx = fleet.phase.subscribe();
     let stats = &fleet.stats;
     // The semaphore is never closed, so `acquire` only fails if it were: treat that as no limit.

@@ -71,6 +71,7 @@ mod error;
 mod exhaust;
 mod fleet;
 mod progress;
+mod register;
 mod report;
 mod run;
 mod session;

@@ -29,10 +29,14 @@ pub enum Workload {
     /// properties as fast as the socket takes them, never reading; then a PUBLISH of
     /// `packet_bytes` left one byte short. Measure the server with `hub_metrics` or `server_pid`.
     Exhaust,
+    /// Every device registers itself once with `product_secret` (dynamic registration, over
+    /// MQTT with `register_auth_type`, or over HTTP(S) at `register_url`); the handshake
+    /// latency is the time to the answer.
+    Register,
 }
 
 impl Workload {
-    /// The lowercase name (`connect`, `telemetry`, `downlink`, `rrpc`, `exhaust`).
+    /// The lowercase name (`connect`, `telemetry`, `downlink`, `rrpc`, `exhaust`, `register`).
     pub fn as_str(self) -> &'static str {
         match self {
             Workload::Connect => "connect",
@@ -40,6 +44,7 @@ impl Workload {
             Workload::Downlink => "downlink",
             Workload::Rrpc => "rrpc",
             Workload::Exhaust => "exhaust",
+            Workload::Register => "register",
         }
     }
 
@@ -167,6 +172,14 @@ pub struct Options {
     /// exhaust: remaining length of the PUBLISH each device leaves one byte short (the hub's
     /// default `max_packet_size`, 263168, by default).
     pub packet_bytes: u32,
+    /// register: the productSecret the devices sign with.
+    pub product_secret: Option<String>,
+    /// register: `regnwl` (no pre-registration, the default) or `register` (devices registered
+    /// beforehand, e.g. with `register`).
+    pub register_auth_type: String,
+    /// register: register over HTTP(S) at this base URL (`http://127.0.0.1:8081`, the hub's
+    /// `--device-http`) instead of MQTT (`register` devices only, as the platform).
+    pub register_url: Option<String>,
     /// Give up on a CONNACK after this long.
     pub connect_timeout: Duration,
     /// After `duration`, wait at most this long for outstanding replies.
@@ -213,6 +226,9 @@ impl Default for Options {
             concurrency: 32,
             service_id: "bench".into(),
             packet_bytes: 256 * 1024 + 1024,
+            product_secret: None,
+            register_auth_type: "regnwl".into(),
+            register_url: None,
             connect_timeout: Duration::from_secs(10),
             drain: Duration::from_secs(5),
             processes: 1,
@@ -256,6 +272,12 @@ impl std::fmt::Debug for Options {
             .field("concurrency", &self.concurrency)
             .field("service_id", &self.service_id)
             .field("packet_bytes", &self.packet_bytes)
+            .field(
+                "product_secret",
+                &self.product_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("register_auth_type", &self.register_auth_type)
+            .field("register_url", &self.register_url)
             .field("connect_timeout", &self.connect_timeout)
             .field("drain", &self.drain)
             .field("processes", &self.processes)
@@ -291,6 +313,64 @@ impl std::fmt::Debug for PlainAuth {
     }
 }
 
+/// Where an HTTP registration goes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RegisterUrl {
+    /// The address connected to.
+    pub(crate) addr: std::net::SocketAddr,
+    /// `host:port`, for the `Host` header.
+    pub(crate) authority: String,
+}
+
+/// The `register` workload's settings. `Debug` redacts the productSecret.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct RegistrationSettings {
+    pub(crate) product_secret: String,
+    pub(crate) auth_type: String,
+    pub(crate) url: Option<RegisterUrl>,
+}
+
+impl std::fmt::Debug for RegistrationSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrationSettings")
+            .field("product_secret", &"<redacted>")
+            .field("auth_type", &self.auth_type)
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+/// `http://host:port` or `https://host:port` (no path): the address, its authority and whether
+/// it is HTTPS.
+fn parse_register_url(url: &str) -> Result<(RegisterUrl, Option<String>)> {
+    let bad = || {
+        invalid(format!(
+            "--register-url takes http://HOST:PORT or https://HOST:PORT, not {url:?}"
+        ))
+    };
+    let (tls, rest) = match url.trim_end_matches('/').split_once("://") {
+        Some(("http", rest)) => (false, rest),
+        Some(("https", rest)) => (true, rest),
+        _ => return Err(bad()),
+    };
+    if rest.contains('/') || rest.is_empty() {
+        return Err(bad());
+    }
+    let authority = if rest.contains(':') && !rest.ends_with(']') {
+        rest.to_owned()
+    } else {
+        format!("{rest}:{}", if tls { 443 } else { 80 })
+    };
+    use std::net::ToSocketAddrs as _;
+    let addr = authority
+        .to_socket_addrs()
+        .map_err(|e| invalid(format!("--register-url {url:?}: {e}")))?
+        .next()
+        .ok_or_else(bad)?;
+    let host = authority.rsplit_once(':').map(|(h, _)| h.to_owned());
+    Ok((RegisterUrl { addr, authority }, if tls { host } else { None }))
+}
+
 /// TLS settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct TlsSettings {
@@ -317,6 +397,7 @@ pub(crate) struct Settings {
     pub(crate) concurrency: usize,
     pub(crate) service_id: String,
     pub(crate) packet_bytes: u32,
+    pub(crate) registration: Option<RegistrationSettings>,
     pub(crate) connect_timeout: Duration,
     pub(crate) drain: Duration,
     pub(crate) sign_method: String,
@@ -374,10 +455,44 @@ impl Plan {
     /// `admin` is `None`.
     pub fn new(o: Options) -> Result<Plan> {
         let needs_admin = o.needs_admin();
-        let tls = o.tls.then(|| TlsSettings {
+        let mut tls = o.tls.then(|| TlsSettings {
             ca_file: o.ca_file.clone(),
             server_name: o.server_name.clone().unwrap_or_else(|| o.host.clone()),
         });
+        let registration = if o.workload == Workload::Register {
+            let product_secret = o
+                .product_secret
+                .clone()
+                .ok_or_else(|| invalid("the register workload needs --product-secret"))?;
+            if !matches!(o.register_auth_type.as_str(), "register" | "regnwl") {
+                return Err(invalid("--register-auth-type is register or regnwl"));
+            }
+            let url = match &o.register_url {
+                None => None,
+                Some(u) => {
+                    if o.register_auth_type != "register" {
+                        return Err(invalid(
+                            "registration over HTTP(S) is for devices registered beforehand: add --register-auth-type register",
+                        ));
+                    }
+                    let (url, https_host) = parse_register_url(u)?;
+                    if let Some(host) = https_host {
+                        tls = Some(TlsSettings {
+                            ca_file: o.ca_file.clone(),
+                            server_name: o.server_name.clone().unwrap_or(host),
+                        });
+                    }
+                    Some(url)
+                }
+            };
+            Some(RegistrationSettings {
+                product_secret,
+                auth_type: o.register_auth_type.clone(),
+                url,
+            })
+        } else {
+            None
+        };
         let port = o.port.unwrap_or(if o.tls { 8883 } else { 1883 });
         let sign_method: SignMethod = o
             .sign_method
@@ -452,7 +567,7 @@ impl Plan {
                 if count == 0 {
                     return Err(invalid("--count must be at least 1"));
                 }
-                if !o.register && plain_auth.is_none() {
+                if !o.register && plain_auth.is_none() && o.workload != Workload::Register {
                     return Err(invalid(
                         "generated devices need their secrets: add --register (the hub creates them), or use --devices FILE, or --plain-auth",
                     ));
@@ -505,6 +620,7 @@ impl Plan {
             concurrency: o.concurrency,
             service_id: o.service_id,
             packet_bytes: o.packet_bytes,
+            registration,
             connect_timeout: o.connect_timeout,
             drain: o.drain,
             sign_method: sign_method.as_str().to_owned(),

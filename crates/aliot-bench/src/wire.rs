@@ -96,7 +96,34 @@ impl fmt::Debug for TlsClient {
     }
 }
 
+/// A TCP connection to `addr` from `local_ip` (any when `None`), with `TCP_NODELAY`.
+pub(crate) async fn tcp_connect(addr: SocketAddr, local_ip: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }?;
+    socket.set_nodelay(true)?;
+    if let Some(ip) = local_ip {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    socket.connect(addr).await
+}
+
 impl TlsClient {
+    /// The TLS handshake on an established TCP connection.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the handshake fails.
+    pub(crate) async fn connect(
+        &self,
+        stream: TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        Box::pin(self.connector.connect(self.server_name.clone(), stream))
+            .await
+            .map_err(Error::Io)
+    }
+
     /// Trusts the CA certificates of a PEM file (e.g. the local CA `aliot hub` writes) and checks
     /// `server_name` on the server's certificate.
     ///
@@ -239,17 +266,7 @@ impl Connection {
         local_ip: Option<IpAddr>,
         tls: Option<&TlsClient>,
     ) -> Result<Self> {
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
-        }
-        .map_err(Error::Io)?;
-        socket.set_nodelay(true).map_err(Error::Io)?;
-        if let Some(ip) = local_ip {
-            socket.bind(SocketAddr::new(ip, 0)).map_err(Error::Io)?;
-        }
-        let stream = socket.connect(addr).await.map_err(Error::Io)?;
+        let stream = tcp_connect(addr, local_ip).await.map_err(Error::Io)?;
         match tls {
             None => Ok(Self::from_tcp(stream)),
             Some(tls) => {

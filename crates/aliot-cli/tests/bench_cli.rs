@@ -391,3 +391,92 @@ fn exhaust_workload_should_leave_the_hub_serving() {
     assert!(n(&r, "replied") > 0, "{r}");
     assert_eq!(n(&r, "lost"), 0, "{r}");
 }
+
+#[test]
+fn register_workload_should_register_every_device_over_mqtt_and_http() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = HubProcess::start(
+        &dir.path().join("hub"),
+        &["--admin-token", TOKEN, "--device-http", "127.0.0.1:0"],
+    );
+    let device_http = hub
+        .banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("device http:"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the device http line of the banner")
+        .to_owned();
+    let mut admin = aliot();
+    admin
+        .args(["admin", "--url", &hub.admin_url, "--token", TOKEN])
+        .args([
+            "product",
+            "create",
+            "--name",
+            "reg",
+            "--product-key",
+            "a1BenchReg",
+            "--dynamic-registration",
+        ]);
+    let product = aliot_testkit::ok_json(&run_guarded(admin));
+    let secret = product["productSecret"]
+        .as_str()
+        .expect("productSecret")
+        .to_owned();
+    let common = [
+        "--workload",
+        "register",
+        "--product-key",
+        "a1BenchReg",
+        "--product-secret",
+        &secret,
+        "--duration",
+        "0s",
+    ];
+    // Without pre-registration, over MQTT: the hub creates them.
+    let v = bench(
+        &hub,
+        &[&common[..], &["--prefix", "nwl-", "--count", "30"]].concat(),
+    );
+    assert_eq!((n(&v, "connected"), n(&v, "connect_errors")), (30, 0), "{v}");
+    // Registered beforehand, over HTTP.
+    let v = bench(
+        &hub,
+        &[
+            &common[..],
+            &[
+                "--register",
+                "--prefix",
+                "pre-",
+                "--count",
+                "20",
+                "--register-auth-type",
+                "register",
+                "--register-url",
+                &device_http,
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!((n(&v, "connected"), n(&v, "connect_errors")), (20, 0), "{v}");
+    // A wrong secret: every registration refused.
+    let v = bench(
+        &hub,
+        &[
+            "--workload",
+            "register",
+            "--product-key",
+            "a1BenchReg",
+            "--product-secret",
+            "wrong",
+            "--duration",
+            "0s",
+            "--prefix",
+            "x-",
+            "--count",
+            "5",
+        ],
+    );
+    assert_eq!(n(&v, "connected"), 0, "{v}");
+    assert_eq!(v["refused"]["4"], 5, "{v}");
+}

@@ -40,6 +40,9 @@ pub(crate) enum Workload {
     /// properties, never reading; then a --packet-bytes PUBLISH left unfinished); with
     /// --hub-metrics or --server-pid, shows what the server holds.
     Exhaust,
+    /// Each device registers itself once with --product-secret (dynamic registration over
+    /// MQTT, or over HTTP(S) with --register-url); CONNACK latency is the time to the answer.
+    Register,
 }
 
 impl From<Workload> for aliot_bench::Workload {
@@ -50,6 +53,7 @@ impl From<Workload> for aliot_bench::Workload {
             Workload::Downlink => aliot_bench::Workload::Downlink,
             Workload::Rrpc => aliot_bench::Workload::Rrpc,
             Workload::Exhaust => aliot_bench::Workload::Exhaust,
+            Workload::Register => aliot_bench::Workload::Register,
         }
     }
 }
@@ -156,6 +160,22 @@ pub(crate) struct Args {
     /// default max_packet_size).
     #[arg(long, default_value_t = 263_168, value_name = "BYTES")]
     pub(crate) packet_bytes: u32,
+    /// register: the productSecret the devices sign their registration with.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "ALIOT_PRODUCT_SECRET",
+        hide_env_values = true
+    )]
+    pub(crate) product_secret: Option<String>,
+    /// register: regnwl (no pre-registration: the hub creates the devices) or register (devices
+    /// registered beforehand, e.g. with --register).
+    #[arg(long, default_value = "regnwl", value_parser = ["regnwl", "register"])]
+    pub(crate) register_auth_type: String,
+    /// register: register over HTTP(S) at this base URL (the hub's --device-http address,
+    /// e.g. http://127.0.0.1:8081) instead of MQTT; with --register-auth-type register.
+    #[arg(long, value_name = "URL")]
+    pub(crate) register_url: Option<String>,
     /// Give up on a CONNACK after this long.
     #[arg(long, default_value = "10s", value_parser = aliot_bench::parse_duration)]
     pub(crate) connect_timeout: std::time::Duration,
@@ -245,6 +265,9 @@ fn plan(a: Args) -> anyhow::Result<Plan> {
         concurrency: a.concurrency,
         service_id: a.service_id,
         packet_bytes: a.packet_bytes,
+        product_secret: a.product_secret,
+        register_auth_type: a.register_auth_type,
+        register_url: a.register_url,
         connect_timeout: a.connect_timeout,
         drain: a.drain,
         processes: a.processes,
