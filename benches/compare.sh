@@ -13,7 +13,8 @@
 #   4. signing: aliot vs Python's and Node's HMAC;
 #   5. before and after: the same hub, device and bench measurements on a build of an earlier
 #      commit (BASELINE), so that a change's effect is read in one run on the same machine;
-#   6. devices that try to exhaust the hub (benches/exhaust.sh), the baseline's hub too.
+#   6. devices that try to exhaust the hub (benches/exhaust.sh), the baseline's hub too;
+#   7. dynamic registrations per second over MQTT and HTTP (benches/register.sh).
 # Then it rewrites only its own sections of docs/PERFORMANCE.md (between
 # `<!-- BEGIN compare.sh: … -->` and `<!-- END compare.sh: … -->`); the rest of the file is kept.
 #
@@ -254,6 +255,10 @@ fi
 [ -n "${HUB_PID:-}" ] && kill "$HUB_PID" 2>/dev/null && wait "$HUB_PID" 2>/dev/null
 HUB_PID=""
 ALIOT=$ALIOT ALIOT_BASE=$ALIOT_BASE OUT=$OUT bash benches/exhaust.sh
+
+# ---------------------------------------------------------------------------------------------
+# 8. Dynamic registrations per second (a fresh hub): benches/register.sh.
+ALIOT=$ALIOT OUT=$OUT bash benches/register.sh
 
 # ---------------------------------------------------------------------------------------------
 printf '{"load average after": "%s", "variables in the commands": "FLEET=%s HOLD=%s RATE_N=%s INTERVAL_MS=%s INTERVAL_US_100=%s SOURCE_IPS=%s"}\n' \

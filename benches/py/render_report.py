@@ -446,6 +446,35 @@ def section_exhaust(out):
                   ", `$ALIOT_BASE` the baseline's `target/baseline/release/aliot`")
     return L
 
+def section_register(out):
+    runs = [("register_mqtt_regnwl", "MQTT, without pre-registration (`regnwl`: the device is created)"),
+            ("register_mqtt_pre", "MQTT, registered beforehand (`register`: a new deviceSecret)"),
+            ("register_http", "HTTP `/auth/register/device`, registered beforehand")]
+    env = load(out, "register_env") or {}
+    L = ["`aliot bench --workload register` (`benches/register.sh`): %s devices each register once with" % num(env.get("count")),
+         "the productSecret, at most %s registrations in flight, against one fresh hub on loopback. The" % num(env.get("pending")),
+         "latency is from the start of the attempt (before the TCP connect) to the answer (`/ext/register`,",
+         "`/ext/regnwl` or the HTTP body); the hub answers only once the registration is durable.", "",
+         "| registration | registered / asked | refused, errors | registrations per second | latency p50 / p99 / max |",
+         "|---|---|---|---|---|"]
+    any_run = False
+    for name, label in runs:
+        d = load(out, name)
+        if d is None:
+            continue
+        any_run = True
+        lat = d.get("connack_latency_ms") or {}
+        L.append("| %s | %s / %s | %s, %s | %s | %s / %s / %s ms |" % (
+            label, num(d.get("connected")), num(d.get("devices")), json.dumps(d.get("refused")),
+            num(d.get("connect_errors")), num(d.get("connect_rate")),
+            num(lat.get("p50"), "{:.1f}"), num(lat.get("p99"), "{:.1f}"), num(lat.get("max"), "{:.1f}")))
+    if not any_run:
+        return ["Not measured in this run."]
+    L += ["", "Run of %s; load average after: %s." % (env.get("date", "?"), env.get("load average after", "?"))]
+    L += commands(out, [n for n, _ in runs if load(out, n) is not None],
+                  ", `$PS` the product's secret, `$DEVICE_HTTP` the hub's `--device-http` URL")
+    return L
+
 
 SECTIONS = [
     ("environment", "## Setup of the comparison run", section_environment),
@@ -456,6 +485,7 @@ SECTIONS = [
     ("signing", "## Signing in the same run", section_signing),
     ("before-after", "## Before and after (issue 8)", section_before_after),
     ("exhaust", "## Devices that try to exhaust the hub (issue 9)", section_exhaust),
+    ("register", "## Dynamic registration (issue 10)", section_register),
 ]
 
 

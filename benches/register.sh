@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# benches/register.sh: dynamic registrations per second on `aliot hub` (docs/PERFORMANCE.md,
+# "Dynamic registration"; issue 10).
+#
+# `aliot bench --workload register`: COUNT devices each register once with the productSecret,
+# at most PENDING registrations in flight per bench process, on one fresh hub (its own data
+# directory, free loopback ports, the device HTTP listener on):
+#   register_mqtt_regnwl  over MQTT without pre-registration (the hub creates each device);
+#   register_mqtt_pre     over MQTT, devices registered beforehand (a new deviceSecret each);
+#   register_http         over HTTP (/auth/register/device), devices registered beforehand.
+# Every registration is durable before it is answered. Then it rewrites the "register" section
+# of docs/PERFORMANCE.md.
+#
+#   cargo build --release -p aliot-cli && bash benches/register.sh
+# Environment: ALIOT (default target/release/aliot), COUNT (10000), PENDING (64), OUT
+# (benches/out).
+
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=${OUT:-$ROOT/benches/out}
+ALIOT=${ALIOT:-$ROOT/target/release/aliot}
+COUNT=${COUNT:-10000}
+PENDING=${PENDING:-64}
+mkdir -p "$OUT"
+rm -f "$OUT"/register_*
+WORK=$(mktemp -d)
+HUB=""
+trap '[ -n "$HUB" ] && kill "$HUB" 2>/dev/null; rm -rf "$WORK"' EXIT
+log() { printf 'register.sh: %s\n' "$*" >&2; }
+TOKEN=register-$RANDOM$RANDOM$RANDOM
+
+"$ALIOT" hub --data-dir "$WORK/hub" --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 --device-http 127.0.0.1:0 \
+  --admin-token "$TOKEN" >"$WORK/hub.out" 2>"$WORK/hub.err" &
+HUB=$!
+for _ in $(seq 100); do grep -q 'stops the hub' "$WORK/hub.out" 2>/dev/null && break; sleep 0.1; done
+PORT=$(awk '$1 == "mqtt:" { split($2, a, ":"); print a[2] }' "$WORK/hub.out")
+ADMIN=$(awk '$1 == "admin:" { print $2 }' "$WORK/hub.out")
+DEVICE_HTTP=$(awk '$1 == "device" && $2 == "http:" { print $3 }' "$WORK/hub.out")
+[ -n "$PORT" ] && [ -n "$DEVICE_HTTP" ] || { cat "$WORK/hub.err" >&2; log "the hub did not start"; exit 1; }
+PS=$("$ALIOT" admin --url "$ADMIN" --token "$TOKEN" product create --name registrations \
+  --product-key a1RegBench --dynamic-registration | python3 -c 'import json, sys; print(json.load(sys.stdin)["productSecret"])')
+
+# run NAME ARGS…: one bench run, its command recorded (unexpanded) in OUT/NAME.cmd.
+run() {
+  local name=$1
+  shift
+  printf '%s\n' "\$ALIOT bench --workload register --product-key a1RegBench --product-secret \$PS --count $COUNT --port \$PORT --rate 1000000 --max-pending $PENDING --duration 0s --format json --quiet $*" \
+    | sed "s#$ADMIN#\$ADMIN#g; s#$DEVICE_HTTP#\$DEVICE_HTTP#g; s#$TOKEN#\$TOKEN#g" >"$OUT/$name.cmd"
+  log "$name"
+  "$ALIOT" bench --workload register --product-key a1RegBench --product-secret "$PS" --count "$COUNT" \
+    --port "$PORT" --rate 1000000 --max-pending "$PENDING" --duration 0s --format json --quiet "$@" \
+    >"$OUT/$name.json" 2>"$OUT/$name.err" || log "$name failed: $(tail -n 3 "$OUT/$name.err")"
+}
+
+run register_mqtt_regnwl --prefix nwl-
+run register_mqtt_pre --prefix pre- --register --admin-url "$ADMIN" --admin-token "$TOKEN" --register-auth-type register
+run register_http --prefix http- --register --admin-url "$ADMIN" --admin-token "$TOKEN" --register-auth-type register \
+  --register-url "$DEVICE_HTTP"
+curl -s "$ADMIN/metrics" >"$OUT/register.metrics" || true
+kill "$HUB" 2>/dev/null && wait "$HUB" 2>/dev/null || true
+HUB=""
+printf '{"date": "%s", "count": %s, "pending": %s, "load average after": "%s"}\n' \
+  "$(date -u +%Y-%m-%dT%H:%MZ)" "$COUNT" "$PENDING" "$(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/register_env.json"
+python3 benches/py/render_report.py "$OUT" docs/PERFORMANCE.md register
