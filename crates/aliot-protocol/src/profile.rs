@@ -165,7 +165,7 @@ impl DeviceProfile {
     }
 
     /// The token login the profile holds: `device_token` with `client_id` (default
-    /// `{productKey}.{deviceName}`, [`token_client_id`](crate::register::token_client_id)),
+    /// `{productKey}.{deviceName}`, [`token_client_id`]),
     /// `product_key` and `device_name`; `None` when it holds no `device_token`.
     ///
     /// # Errors
