@@ -238,3 +238,54 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     file.write_all(text.as_bytes())?;
     file.sync_all()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aliot_device::register::{Registered, RegisteredWithToken};
+    use clap::Parser as _;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: RegisterArgs,
+    }
+
+    #[test]
+    fn debug_never_shows_the_product_secret() {
+        let cli =
+            Cli::try_parse_from(["x", "--product-secret", "ps-s3cret", "--via", "https"]).expect("parses");
+        assert_eq!(cli.args.via, Via::Https);
+        assert!(!format!("{cli:?}").contains("ps-s3cret"));
+    }
+
+    #[test]
+    fn saved_profiles_hold_what_the_device_logs_in_with() {
+        let endpoint = Endpoint::custom("h", Some(1999), true).expect("endpoint");
+        let secret = Registration::Secret(Registered {
+            product_key: "pk".into(),
+            device_name: "dn".into(),
+            device_secret: "s".into(),
+        });
+        let p = saved_profile(&secret, &endpoint, None).expect("profile");
+        assert_eq!(p.identity().expect("identity").device_secret(), "s");
+        assert_eq!(
+            (p.host.as_deref(), p.port, p.tls),
+            (Some("h"), Some(1999), Some(true))
+        );
+        let token = Registration::Token(RegisteredWithToken {
+            client_id: "cid".into(),
+            product_key: "pk".into(),
+            device_name: "dn".into(),
+            device_token: "t".into(),
+        });
+        let p = saved_profile(&token, &endpoint, Some(Path::new("ca.pem"))).expect("profile");
+        let login = p.token_login().expect("valid").expect("a token");
+        assert_eq!(
+            (login.client_id.as_str(), login.device_token.as_str()),
+            ("cid", "t")
+        );
+        assert!(p.device_secret.is_none() && p.product_secret.is_none());
+        assert!(p.ca_file.is_some_and(|c| Path::new(&c).is_absolute()));
+    }
+}
