@@ -64,41 +64,77 @@ impl IdentityArgs {
     /// A usage error (exit status 2) when the profile cannot be read or parsed, a field is
     /// missing from all three sources, or a field is invalid.
     pub(crate) fn resolve(&self) -> anyhow::Result<(DeviceIdentity, Option<DeviceProfile>)> {
-        let profile = self.profile.as_deref().map(load_profile).transpose()?;
-        let from_profile =
-            |f: fn(&DeviceProfile) -> &Option<String>| profile.as_ref().and_then(|p| f(p).clone());
-        let pick = |flag: &Option<String>, from: Option<String>, flag_name: &str, env: &str, key: &str| {
-            flag.clone().or(from).ok_or_else(|| {
-                usage(format!(
-                    "missing the device's {key}: pass --{flag_name}, set {env} or put {key} in --profile"
-                ))
-            })
-        };
+        let profile = self.load_profile()?;
+        let identity = self.identity(profile.as_ref())?;
+        Ok((identity, profile))
+    }
+
+    /// The `--profile`, read and parsed, when one was given.
+    ///
+    /// # Errors
+    /// A usage error when it cannot be read or parsed.
+    pub(crate) fn load_profile(&self) -> anyhow::Result<Option<DeviceProfile>> {
+        self.profile.as_deref().map(load_profile).transpose()
+    }
+
+    /// productKey and deviceName: flag, else environment, else `profile`.
+    ///
+    /// # Errors
+    /// A usage error naming what is missing.
+    pub(crate) fn names(&self, profile: Option<&DeviceProfile>) -> anyhow::Result<(String, String)> {
         let product_key = pick(
             &self.product_key,
-            from_profile(|p| &p.product_key),
+            profile.and_then(|p| p.product_key.clone()),
             "product-key",
             "ALIOT_PRODUCT_KEY",
             "product_key",
         )?;
         let device_name = pick(
             &self.device_name,
-            from_profile(|p| &p.device_name),
+            profile.and_then(|p| p.device_name.clone()),
             "device-name",
             "ALIOT_DEVICE_NAME",
             "device_name",
         )?;
+        Ok((product_key, device_name))
+    }
+
+    /// Whether a deviceSecret is given by a flag, the environment or `profile`.
+    pub(crate) fn has_secret(&self, profile: Option<&DeviceProfile>) -> bool {
+        self.device_secret.is_some() || profile.is_some_and(|p| p.device_secret.is_some())
+    }
+
+    /// The device identity from the flags, the environment and `profile`.
+    ///
+    /// # Errors
+    /// A usage error when a field is missing from all three sources or is invalid.
+    pub(crate) fn identity(&self, profile: Option<&DeviceProfile>) -> anyhow::Result<DeviceIdentity> {
+        let (product_key, device_name) = self.names(profile)?;
         let device_secret = pick(
             &self.device_secret,
-            from_profile(|p| &p.device_secret),
+            profile.and_then(|p| p.device_secret.clone()),
             "device-secret",
             "ALIOT_DEVICE_SECRET",
             "device_secret",
         )?;
-        let identity =
-            DeviceIdentity::new(product_key, device_name, device_secret).map_err(|e| usage(e.to_string()))?;
-        Ok((identity, profile))
+        DeviceIdentity::new(product_key, device_name, device_secret).map_err(|e| usage(e.to_string()))
     }
+}
+
+/// A field from its flag (or environment variable), else from the profile; a usage error
+/// naming the three ways to give it when it is in neither.
+pub(crate) fn pick(
+    flag: &Option<String>,
+    from_profile: Option<String>,
+    flag_name: &str,
+    env: &str,
+    key: &str,
+) -> anyhow::Result<String> {
+    flag.clone().or(from_profile).ok_or_else(|| {
+        usage(format!(
+            "missing the device's {key}: pass --{flag_name}, set {env} or put {key} in --profile"
+        ))
+    })
 }
 
 /// Reads and parses a TOML device profile.
@@ -158,6 +194,21 @@ impl EndpointArgs {
         })();
         resolved.map_err(|e: aliot_protocol::Error| usage(e.to_string()))
     }
+}
+
+/// A secret given on the command line (productSecret, deviceToken): `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Redacted(pub(crate) String);
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Takes a secret flag's value as it is.
+pub(crate) fn parse_redacted(s: &str) -> Result<Redacted, String> {
+    Ok(Redacted(s.to_owned()))
 }
 
 /// Parses a `signmethod` (`hmacsha1`, `hmacsha256`, `hmacmd5`).

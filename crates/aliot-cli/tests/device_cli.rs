@@ -243,3 +243,216 @@ async fn a_refused_device_prints_the_code_cause_and_fix() {
     assert_eq!(reply["code"], 200);
     hub.stop().await.expect("hub stops");
 }
+
+/// `aliot device register` against `hub` (plain MQTT), with no identity from the environment.
+fn register(
+    hub: &RunningHub,
+    product_key: &str,
+    product_secret: &str,
+    device_name: &str,
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"));
+    cmd.args(["device", "register", "--host", "127.0.0.1", "--port"])
+        .arg(hub.mqtt_addr().port().to_string())
+        .args(["--product-key", product_key, "--device-name", device_name])
+        .args(["--product-secret", product_secret])
+        .env_remove("RUST_LOG")
+        .env_remove("ALIOT_PRODUCT_KEY")
+        .env_remove("ALIOT_PRODUCT_SECRET")
+        .env_remove("ALIOT_DEVICE_NAME")
+        .env_remove("ALIOT_DEVICE_SECRET")
+        .env_remove("ALIOT_DEVICE_TOKEN");
+    cmd
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn device_register_saves_a_profile_that_device_run_logs_in_with() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (hub, pre) = hub_with_device(&dir, "pre-1").await;
+    let pk = pre.product_key.clone();
+    let product = hub
+        .service()
+        .set_dynamic_registration(&pk, true)
+        .await
+        .expect("switch on");
+    let ps = product.product_secret.clone();
+
+    // Without pre-registration: a token, saved in a 0600 profile.
+    let saved = dir.path().join("new-1.toml");
+    let out = register(&hub, &pk, &ps, "new-1")
+        .arg("--no-preregister")
+        .arg("--save")
+        .arg(&saved)
+        .output()
+        .await
+        .expect("aliot device register");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("the answer as JSON");
+    assert_eq!(answer["productKey"], pk.as_str(), "{answer}");
+    assert_eq!(answer["deviceName"], "new-1", "{answer}");
+    let token = answer["deviceToken"].as_str().expect("deviceToken").to_owned();
+    assert!(answer["clientId"].is_string(), "{answer}");
+    assert!(!stderr.contains(&token), "the token is never logged: {stderr}");
+    let mode = std::fs::metadata(&saved).expect("saved").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "owner only");
+    let text = std::fs::read_to_string(&saved).expect("profile");
+    assert!(text.contains(&token) && !text.contains(&ps), "{text}");
+
+    // `aliot device run --profile` logs in with the token (no --auth needed).
+    let mut events = hub.service().events();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"))
+        .args(["device", "run", "--profile"])
+        .arg(&saved)
+        .args(["--post-property", r#"{"Level":3}"#, "--format", "json"])
+        .env_remove("RUST_LOG")
+        .env_remove("ALIOT_PRODUCT_KEY")
+        .env_remove("ALIOT_DEVICE_NAME")
+        .env_remove("ALIOT_DEVICE_SECRET")
+        .env_remove("ALIOT_DEVICE_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("aliot device run");
+    aliot_testkit::guard("new-1 online", async {
+        tokio::select! {
+            _ = wait_status(&mut events, "new-1", "online") => {}
+            status = child.wait() => {
+                let mut stderr = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut stderr).await;
+                }
+                panic!("aliot device run exited ({status:?}) before logging in: {stderr}");
+            }
+        }
+    })
+    .await;
+    let session = hub.service().session(&pk, "new-1").expect("online");
+    assert!(
+        session.client_id.contains("authType=connwl"),
+        "{}",
+        session.client_id
+    );
+    let reply = hub
+        .service()
+        .set_property(&pk, "new-1", json!({"LightSwitch": 1}), CALL_TIMEOUT)
+        .await
+        .expect("answered");
+    assert_eq!(reply["code"], 200, "{reply}");
+    child.start_kill().expect("kill");
+    let _ = aliot_testkit::guard("aliot device run to exit", child.wait()).await;
+
+    // The same login from flags: --auth token with the token in the environment.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"))
+        .args(["device", "post-property", "--host", "127.0.0.1", "--port"])
+        .arg(hub.mqtt_addr().port().to_string())
+        .args(["--product-key", &pk, "--device-name", "new-1", "--auth", "token"])
+        .args(["--client-id", answer["clientId"].as_str().expect("clientId")])
+        .arg(r#"{"a":1}"#)
+        .env_remove("RUST_LOG")
+        .env("ALIOT_DEVICE_SECRET", "not-used-with-auth-token")
+        .env("ALIOT_DEVICE_TOKEN", &token)
+        .output()
+        .await
+        .expect("aliot device post-property");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reply: Value = serde_json::from_slice(&out.stdout).expect("JSON reply");
+    assert_eq!(reply["code"], 200);
+
+    // Pre-registered: a new secret; `post-property --profile` uses it; the old one is refused.
+    let saved = dir.path().join("pre-1.toml");
+    let out = register(&hub, &pk, &ps, "pre-1")
+        .arg("--save")
+        .arg(&saved)
+        .output()
+        .await
+        .expect("aliot device register");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("the answer as JSON");
+    let secret = answer["deviceSecret"].as_str().expect("deviceSecret");
+    assert_ne!(secret, pre.device_secret);
+    let out = post_property(&hub, &pre, &pre.device_secret)
+        .output()
+        .await
+        .expect("aliot device post-property");
+    assert_eq!(out.status.code(), Some(1), "the old secret is refused");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"))
+        .args(["device", "post-property", "--profile"])
+        .arg(&saved)
+        .arg(r#"{"a":2}"#)
+        .env_remove("RUST_LOG")
+        .env_remove("ALIOT_DEVICE_SECRET")
+        .env_remove("ALIOT_DEVICE_TOKEN")
+        .output()
+        .await
+        .expect("aliot device post-property");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reply: Value = serde_json::from_slice(&out.stdout).expect("JSON reply");
+    assert_eq!(reply["code"], 200);
+
+    // The profile is not overwritten without --force (before anything is registered).
+    let out = register(&hub, &pk, &ps, "pre-1")
+        .arg("--save")
+        .arg(&saved)
+        .output()
+        .await
+        .expect("aliot device register");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    hub.stop().await.expect("hub stops");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn device_register_refusals_and_https_are_reported() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (hub, device) = hub_with_device(&dir, "d-1").await;
+    let product = hub.service().product(&device.product_key).await.expect("product");
+    assert!(!product.dynamic_registration, "off for a new product");
+
+    // The product's switch is off: CONNACK 5 with the registration's cause and fix, exit 1.
+    let out = register(&hub, &device.product_key, &product.product_secret, "d-2")
+        .arg("--no-preregister")
+        .output()
+        .await
+        .expect("aliot device register");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("CONNACK 5"), "{stderr}");
+    assert!(stderr.contains("dynamic registration is off"), "{stderr}");
+    assert!(
+        !stderr.contains(&product.product_secret),
+        "the productSecret is never printed: {stderr}"
+    );
+    assert!(out.stdout.is_empty());
+
+    // A wrong productSecret: CONNACK 4.
+    hub.service()
+        .set_dynamic_registration(&device.product_key, true)
+        .await
+        .expect("switch on");
+    let out = register(&hub, &device.product_key, "wrong-secret", "d-2")
+        .arg("--no-preregister")
+        .output()
+        .await
+        .expect("aliot device register");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CONNACK 4"));
+
+    // HTTPS is parsed but not supported yet: a usage error, exit 2.
+    let out = register(&hub, &device.product_key, &product.product_secret, "d-2")
+        .args(["--via", "https"])
+        .output()
+        .await
+        .expect("aliot device register");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not yet supported: HTTPS registration"),
+        "{stderr}"
+    );
+    hub.stop().await.expect("hub stops");
+}

@@ -10,7 +10,7 @@ use aliot_protocol::codes::alink as code;
 use aliot_protocol::topic::{Access, SysPath, Topic, device_may_access, valid_filter, valid_topic};
 use aliot_protocol::{SecureMode, SignOptions};
 use bytes::Bytes;
-use rumqttc::{AsyncClient, Broker, MqttOptions, NetworkOptions, TlsConfiguration, Transport};
+use rumqttc::AsyncClient;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
@@ -18,7 +18,7 @@ use crate::backoff::Schedule;
 use crate::driver::{Driver, Signer, now_ms};
 use crate::error::{Error, Result};
 use crate::event::{Connected, Events};
-use crate::options::{DeviceOptions, QoS};
+use crate::options::{DeviceOptions, Login, QoS};
 use crate::pending::{Correlator, IdGenerator};
 use crate::route::system_filters;
 use crate::shared::{ConnState, Counters, Shared, lock, rumqttc_qos};
@@ -128,8 +128,9 @@ impl Device {
             return Err(Error::Options("aliot-device needs a tokio runtime".into()));
         }
         let endpoint = &options.endpoint;
-        let pk = options.identity.product_key().to_owned();
-        let dn = options.identity.device_name().to_owned();
+        let pk = options.product_key().to_owned();
+        let dn = options.device_name().to_owned();
+        let token_login = matches!(options.login, Login::Token(_));
 
         let mut extra: Vec<(String, String)> = options
             .extra_params
@@ -140,7 +141,13 @@ impl Device {
         if options.auto_subscribe {
             extra.push(("_ss".into(), "1".into()));
         }
-        extra.push(("ext".into(), if options.ext_rrpc { "1" } else { "0" }.into()));
+        // A token login announces ext=3, as the platform's SDKs do (bit 0: RRPC on /ext/rrpc).
+        let ext = match (options.ext_rrpc, token_login) {
+            (false, _) => "0",
+            (true, false) => "1",
+            (true, true) => "3",
+        };
+        extra.push(("ext".into(), ext.into()));
         let sign_options = SignOptions {
             client_id_prefix: options.client_id_prefix.clone(),
             timestamp: None,
@@ -153,39 +160,27 @@ impl Device {
             extra_params: extra,
             hex_case: aliot_protocol::HexCase::Lower,
         };
-        let mut signer = Signer::new(options.identity.clone(), sign_options);
+        let mut signer = Signer::new(options.login.clone(), sign_options);
         // Sign once now so that a bad prefix or parameter is reported before anything starts.
         let first_creds = signer.sign()?;
 
-        // The broker name is what TLS verifies (SNI); the socket always dials host:port.
-        let server_name = options
-            .server_name
-            .clone()
-            .unwrap_or_else(|| endpoint.host.clone());
         let keepalive =
             u16::try_from(options.keepalive.as_secs()).map_err(|_| Error::Options("keepalive".into()))?;
-        let mut mqtt = MqttOptions::new(first_creds.client_id, Broker::tcp(server_name, endpoint.port));
+        let (mut mqtt, address) = crate::transport::mqtt_options(
+            first_creds.client_id,
+            endpoint,
+            options.server_name.as_deref(),
+            &options.trust,
+        )?;
         mqtt.set_keep_alive(keepalive);
         mqtt.try_set_clean_session(options.clean_session)
             .map_err(|e| Error::Options(e.to_string()))?;
         mqtt.set_max_packet_size(options.max_packet_size, options.max_packet_size);
         mqtt.set_request_channel_capacity(64);
-        if endpoint.tls {
-            let config = crate::tls::client_config(&options.trust)?;
-            mqtt.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
-        }
-        let address = format!("{}:{}", endpoint.host, endpoint.port);
-        let dial = address.clone();
-        mqtt.set_socket_connector(move |_name, network| {
-            rumqttc::default_socket_connect(dial.clone(), network)
-        });
         let (client, mut eventloop) = AsyncClient::builder(mqtt)
             .try_build()
             .map_err(|e| Error::Options(e.to_string()))?;
-        let mut network = NetworkOptions::new();
-        network.set_tcp_nodelay(true);
-        network.set_connection_timeout(options.connect_timeout.as_secs());
-        eventloop.set_network_options(network);
+        eventloop.set_network_options(crate::transport::network_options(options.connect_timeout));
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {

@@ -14,7 +14,8 @@ use aliot_protocol::ConnackCode;
 pub struct Connected {
     /// The clientId this connection was signed with (it holds the timestamp; no secret).
     pub client_id: String,
-    /// The timestamp (epoch ms) signed into this connection.
+    /// The timestamp (epoch ms) signed into this connection (empty for a token login, which
+    /// signs nothing).
     pub timestamp: String,
     /// Whether the platform kept a session from before (clean session off).
     pub session_present: bool,

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aliot_protocol::alink::{Reply, Request, read_id};
 use aliot_protocol::codes::alink as code;
-use aliot_protocol::{ConnackCode, DeviceIdentity, SignOptions};
+use aliot_protocol::register::token_credentials;
+use aliot_protocol::{ConnackCode, SignOptions};
 use bytes::Bytes;
 use rumqttc::{ConnectionError, EventLoop, Packet, Publish, SubscribeFilter};
 use serde_json::Value;
@@ -16,7 +17,7 @@ use tokio::sync::{mpsc, watch};
 use crate::backoff::{Next, Schedule};
 use crate::error::Error;
 use crate::event::{Connected, Disconnected, Event, Message, PropertySet, Replier, RrpcRequest, ServiceCall};
-use crate::options::QoS;
+use crate::options::{Login, QoS};
 use crate::route::{Route, route};
 use crate::shared::{Shared, lock, rumqttc_qos};
 
@@ -28,9 +29,10 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Signs CONNECTs: a new timestamp (epoch ms, strictly increasing) for every attempt.
+/// Signs CONNECTs: a new timestamp (epoch ms, strictly increasing) for every attempt of a
+/// secret login; the same fields, token verbatim, for every attempt of a token login.
 pub(crate) struct Signer {
-    pub(crate) identity: DeviceIdentity,
+    pub(crate) login: Login,
     pub(crate) options: SignOptions,
     last_ms: u64,
 }
@@ -38,28 +40,34 @@ pub(crate) struct Signer {
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Signer")
-            .field("identity", &self.identity)
+            .field("login", &self.login)
             .field("options", &self.options)
             .finish()
     }
 }
 
 impl Signer {
-    pub(crate) fn new(identity: DeviceIdentity, options: SignOptions) -> Self {
+    pub(crate) fn new(login: Login, options: SignOptions) -> Self {
         Self {
-            identity,
+            login,
             options,
             last_ms: 0,
         }
     }
 
-    /// Fresh credentials. The timestamp never repeats, so no two attempts share a clientId.
+    /// Fresh credentials. The timestamp never repeats, so no two attempts of a secret login
+    /// share a clientId; a token login is not signed and never changes.
     pub(crate) fn sign(&mut self) -> Result<aliot_protocol::Credentials, Error> {
-        let ts = now_ms().max(self.last_ms + 1);
-        self.last_ms = ts;
-        let mut options = self.options.clone();
-        options.timestamp = Some(ts.to_string());
-        Ok(aliot_protocol::sign(&self.identity, &options)?)
+        match &self.login {
+            Login::Secret(identity) => {
+                let ts = now_ms().max(self.last_ms + 1);
+                self.last_ms = ts;
+                let mut options = self.options.clone();
+                options.timestamp = Some(ts.to_string());
+                Ok(aliot_protocol::sign(identity, &options)?)
+            }
+            Login::Token(token) => Ok(token_credentials(token, &self.options.extra_params)?),
+        }
     }
 }
 

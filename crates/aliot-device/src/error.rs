@@ -29,6 +29,26 @@ pub enum Error {
         /// ([`ConnackCode::hint`]).
         code: ConnackCode,
     },
+    /// The platform refused a dynamic registration ([`crate::register::register_mqtt`]) with a
+    /// CONNACK refusal (1..=5).
+    #[error(
+        "registration refused: CONNACK {code}: {cause}; fix: {hint}",
+        cause = code.registration_cause(),
+        hint = code.registration_hint()
+    )]
+    RegistrationRefused {
+        /// The CONNACK return code, with the registration's cause
+        /// ([`ConnackCode::registration_cause`]) and the fix ([`ConnackCode::registration_hint`]).
+        code: ConnackCode,
+    },
+    /// The platform accepted a registration but did not publish its answer in time.
+    #[error("no registration answer on {topic} within {timeout:?}")]
+    RegistrationTimeout {
+        /// The topic the answer was expected on (`/ext/register` or `/ext/regnwl`).
+        topic: String,
+        /// The registration timeout that expired.
+        timeout: Duration,
+    },
     /// The connection could not be set up (DNS, TCP, TLS handshake, timeout) or was lost.
     #[error("cannot reach {endpoint}: {reason}")]
     Connect {
@@ -100,10 +120,10 @@ pub enum Error {
 }
 
 impl Error {
-    /// The CONNACK code when this is a refusal.
+    /// The CONNACK code when this is a refusal (of a login or of a registration).
     pub fn connack(&self) -> Option<ConnackCode> {
         match self {
-            Error::Refused { code } => Some(*code),
+            Error::Refused { code } | Error::RegistrationRefused { code } => Some(*code),
             _ => None,
         }
     }

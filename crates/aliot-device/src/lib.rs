@@ -15,15 +15,20 @@
 //!   RRPC in both topic styles), raw and custom-topic RRPC arrive as [`Event`]s that carry their
 //!   own reply; [`Device::ntp`] returns the clock offset; [`Device::publish`] and
 //!   [`Device::subscribe`] cover custom topics.
+//! - **Dynamic registration**: [`register::register_mqtt`] obtains a deviceSecret (device
+//!   registered beforehand) or a deviceToken (no pre-registration) with the productSecret; a
+//!   [`Login::Token`] ([`DeviceOptions::with_token`]) logs in with that token, sent verbatim on
+//!   every reconnect.
 //! - **Two styles**: read the [`Events`] stream yourself, or register closures on [`Handlers`].
 //!   Either way the network loop never waits for application code: events go through a bounded
 //!   queue whose overflow is answered (code 429) or counted, never blocking keepalive.
 //!
-//! Module map: [`options`] (what to connect to and how), [`event`] (what arrives),
+//! Module map: [`options`] (what to connect to and how), [`register`] (dynamic registration),
+//! [`event`] (what arrives),
 //! `client` ([`Device`], the handle), `driver` (the network loop), `shared` (the state the
 //! handles, the loop and the replies share), `connection` ([`Connected`], [`Disconnected`]:
 //! below both `event` and `shared`), `backoff`, `route`, `pending` (pure state, unit-tested),
-//! [`handler`] (convenience handlers), [`tls`], and with the feature `exec`, `exec` (answer
+//! [`handler`] (convenience handlers), [`tls`], `transport` (TCP or TLS to the endpoint), and with the feature `exec`, `exec` (answer
 //! requests by running a command).
 //!
 //! ## Example: connect, post a property, answer property sets and a service
@@ -89,9 +94,11 @@ pub mod exec;
 pub mod handler;
 pub mod options;
 mod pending;
+pub mod register;
 mod route;
 mod shared;
 pub mod tls;
+mod transport;
 
 pub use client::{Device, Stats, TimeSync};
 pub use error::{Error, Result};
@@ -101,5 +108,6 @@ pub use event::{
 #[cfg(feature = "exec")]
 pub use exec::{Exec, ExecOutcome};
 pub use handler::Handlers;
-pub use options::{Backoff, DeviceOptions, QoS, RefusalPolicy, TrustAnchors};
+pub use options::{Backoff, DeviceOptions, Login, QoS, RefusalPolicy, TrustAnchors};
+pub use register::{Registration, register_mqtt};
 pub use route::{CallVia, RrpcKind};

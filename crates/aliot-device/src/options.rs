@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use aliot_protocol::auth::KEEPALIVE_RANGE;
+use aliot_protocol::register::RegisteredWithToken;
 use aliot_protocol::{DeviceIdentity, DeviceProfile, Endpoint, SignMethod};
 
 use crate::error::{Error, Result};
@@ -109,11 +110,42 @@ pub enum RefusalPolicy {
     RetryEvery(Duration),
 }
 
+/// How the device proves who it is at every CONNECT. `Debug` never shows the secret or the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Login {
+    /// Sign every CONNECT afresh with the deviceSecret (a new timestamp each time): the usual login.
+    Secret(DeviceIdentity),
+    /// The `authType=connwl` login of a device registered without pre-registration
+    /// ([`crate::register`], `/ext/regnwl`): the clientId the platform gave, username
+    /// `deviceName&productKey`, and the deviceToken verbatim as the password. Nothing is signed:
+    /// every reconnect sends the same token.
+    Token(RegisteredWithToken),
+}
+
+impl Login {
+    /// The productKey.
+    pub fn product_key(&self) -> &str {
+        match self {
+            Login::Secret(id) => id.product_key(),
+            Login::Token(t) => &t.product_key,
+        }
+    }
+
+    /// The deviceName.
+    pub fn device_name(&self) -> &str {
+        match self {
+            Login::Secret(id) => id.device_name(),
+            Login::Token(t) => &t.device_name,
+        }
+    }
+}
+
 /// Everything a [`crate::Device`] needs: identity, endpoint and behaviour.
 ///
-/// Built with [`DeviceOptions::new`] or [`DeviceOptions::from_profile`], then adjusted with the
-/// chainable setters; checked by [`DeviceOptions::validate`] before connecting. `Debug` never
-/// shows the device secret.
+/// Built with [`DeviceOptions::new`] (deviceSecret), [`DeviceOptions::with_token`] (deviceToken)
+/// or [`DeviceOptions::from_profile`], then adjusted with the chainable setters; checked by
+/// [`DeviceOptions::validate`] before connecting. `Debug` never shows the device secret or token.
 ///
 /// ```
 /// use std::time::Duration;
@@ -129,7 +161,7 @@ pub enum RefusalPolicy {
 /// ```
 #[derive(Clone)]
 pub struct DeviceOptions {
-    pub(crate) identity: DeviceIdentity,
+    pub(crate) login: Login,
     pub(crate) endpoint: Endpoint,
     pub(crate) trust: TrustAnchors,
     pub(crate) server_name: Option<String>,
@@ -152,7 +184,7 @@ pub struct DeviceOptions {
 impl fmt::Debug for DeviceOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeviceOptions")
-            .field("identity", &self.identity)
+            .field("login", &self.login)
             .field("endpoint", &self.endpoint)
             .field("trust", &self.trust)
             .field("server_name", &self.server_name)
@@ -179,8 +211,40 @@ impl DeviceOptions {
     /// 60 s, clean session, `_ss=1` (auto-subscription) and `ext=1` (RRPC on `/ext/rrpc/...`),
     /// request timeout 10 s, the built-in Aliyun root CAs when the endpoint uses TLS.
     pub fn new(identity: DeviceIdentity, endpoint: Endpoint) -> Self {
+        Self::with_login(Login::Secret(identity), endpoint)
+    }
+
+    /// Options for the token login of a device registered without pre-registration: the
+    /// [`RegisteredWithToken`] that [`crate::register::register_mqtt`] returned (or that was
+    /// saved from it). Every (re)connect sends clientId
+    /// `{clientId}|authType=connwl,securemode=-2,…,_ss=1,ext=3|` and the token verbatim; the
+    /// signing settings ([`DeviceOptions::sign_method`], [`DeviceOptions::client_id_prefix`])
+    /// do not apply. The other defaults are those of [`DeviceOptions::new`].
+    ///
+    /// ```
+    /// use aliot_device::DeviceOptions;
+    /// use aliot_protocol::Endpoint;
+    /// use aliot_protocol::register::RegisteredWithToken;
+    ///
+    /// let token = RegisteredWithToken {
+    ///     client_id: "a1B2c3D4e5F.light-01".into(),
+    ///     product_key: "a1B2c3D4e5F".into(),
+    ///     device_name: "light-01".into(),
+    ///     device_token: "the-token".into(),
+    /// };
+    /// let options = DeviceOptions::with_token(token, Endpoint::custom("127.0.0.1", Some(1883), false)?);
+    /// options.validate()?;
+    /// assert!(!format!("{options:?}").contains("the-token"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_token(token: RegisteredWithToken, endpoint: Endpoint) -> Self {
+        Self::with_login(Login::Token(token), endpoint)
+    }
+
+    /// Options for a [`Login`] of either kind.
+    pub fn with_login(login: Login, endpoint: Endpoint) -> Self {
         Self {
-            identity,
+            login,
             endpoint,
             trust: TrustAnchors::Aliyun,
             server_name: None,
@@ -207,16 +271,23 @@ impl DeviceOptions {
     /// Options from a TOML device profile: identity, endpoint (`host`/`port`, `region` or
     /// `instance_id`), `tls`, `ca_file`, `sign_method`, `client_id` (prefix) and `keepalive`.
     ///
+    /// A profile with a `device_token` and no `device_secret` logs in with the token
+    /// ([`DeviceOptions::with_token`], `client_id` being the clientId the platform gave with it);
+    /// any other profile signs with its `device_secret`, as before.
+    ///
     /// # Errors
     /// A missing or invalid identity field, no endpoint at all, or a bad value.
     pub fn from_profile(profile: &DeviceProfile) -> Result<Self> {
-        let identity = profile.identity()?;
+        let login = match profile.token_login()? {
+            Some(token) if profile.device_secret.is_none() => Login::Token(token),
+            _ => Login::Secret(profile.identity()?),
+        };
         let endpoint = profile
-            .endpoint(identity.product_key(), profile.tls.unwrap_or(false))?
+            .endpoint(login.product_key(), profile.tls.unwrap_or(false))?
             .ok_or_else(|| {
                 Error::Options("the profile names no endpoint: set host, region or instance_id".into())
             })?;
-        Self::new(identity, endpoint).profile_settings(profile)
+        Self::with_login(login, endpoint).profile_settings(profile)
     }
 
     /// Takes the connection settings of a profile that it gives: `ca_file`, `sign_method`,
@@ -242,9 +313,28 @@ impl DeviceOptions {
         Ok(self)
     }
 
-    /// The device identity.
-    pub fn identity(&self) -> &DeviceIdentity {
-        &self.identity
+    /// How the device logs in.
+    pub fn login(&self) -> &Login {
+        &self.login
+    }
+
+    /// The device identity (productKey, deviceName, deviceSecret) of a secret login; `None` for
+    /// a token login.
+    pub fn identity(&self) -> Option<&DeviceIdentity> {
+        match &self.login {
+            Login::Secret(id) => Some(id),
+            Login::Token(_) => None,
+        }
+    }
+
+    /// The productKey.
+    pub fn product_key(&self) -> &str {
+        self.login.product_key()
+    }
+
+    /// The deviceName.
+    pub fn device_name(&self) -> &str {
+        self.login.device_name()
     }
 
     /// The endpoint.
@@ -514,15 +604,42 @@ mod tests {
         )
         .expect("profile");
         let o = options().profile_settings(&p).expect("options");
-        assert_eq!(
-            (o.identity.product_key(), o.endpoint.host.as_str()),
-            ("pk", "127.0.0.1")
-        );
+        assert_eq!((o.product_key(), o.endpoint.host.as_str()), ("pk", "127.0.0.1"));
         assert_eq!(
             (o.sign_method, o.keepalive),
             (SignMethod::HmacMd5, Duration::from_secs(90))
         );
         assert_eq!((o.trust, o.client_id_prefix), (TrustAnchors::Aliyun, None));
+    }
+
+    #[test]
+    fn a_profile_with_a_token_and_no_secret_logs_in_with_the_token() {
+        let p = DeviceProfile::from_toml(
+            "product_key = \"pk\"\ndevice_name = \"dn\"\nclient_id = \"pk.dn\"\ndevice_token = \"tok-9\"\nhost = \"h\"\n",
+        )
+        .expect("profile");
+        let o = DeviceOptions::from_profile(&p).expect("options");
+        match o.login() {
+            Login::Token(t) => assert_eq!(
+                (t.client_id.as_str(), t.device_token.as_str()),
+                ("pk.dn", "tok-9")
+            ),
+            other => panic!("a token login expected, got {other:?}"),
+        }
+        assert!(o.identity().is_none());
+        assert_eq!((o.product_key(), o.device_name()), ("pk", "dn"));
+        assert!(!format!("{o:?}").contains("tok-9"));
+        // With a secret too, the profile signs with the secret, as before.
+        let both = DeviceProfile {
+            device_secret: Some("s".into()),
+            ..p
+        };
+        assert!(
+            DeviceOptions::from_profile(&both)
+                .expect("options")
+                .identity()
+                .is_some()
+        );
     }
 
     #[test]

@@ -96,6 +96,46 @@ impl ConnackCode {
             ConnackCode::NotAuthorized => "enable the device in the console (or `aliot admin device enable`)",
         }
     }
+
+    /// The cause of a refused dynamic registration (spec §5.2; the platform's rules as the hub
+    /// applies them), which differ from a login's ([`ConnackCode::cause`]).
+    pub fn registration_cause(self) -> &'static str {
+        match self {
+            ConnackCode::IdentifierRejected => {
+                "the registration clientId is malformed: no random, or parameters the platform does not accept"
+            }
+            ConnackCode::ServerUnavailable => "the platform could not store the registration",
+            ConnackCode::BadUsernameOrPassword => {
+                "the signature does not match the productSecret, the productKey is unknown, or (authType=register) \
+                 the device was not registered beforehand"
+            }
+            ConnackCode::NotAuthorized => {
+                "dynamic registration is off for the product, the device has already logged in once (it is \
+                 activated), or the device is disabled"
+            }
+            other => other.cause(),
+        }
+    }
+
+    /// What to do about a refused dynamic registration, in one line.
+    pub fn registration_hint(self) -> &'static str {
+        match self {
+            ConnackCode::IdentifierRejected => {
+                "send dn.pk|random=...,authType=register|regnwl,securemode=2,signmethod=hmacsha256|"
+            }
+            ConnackCode::ServerUnavailable => "retry later",
+            ConnackCode::BadUsernameOrPassword => {
+                "check the productKey and productSecret; to register a device nobody created, register without \
+                 pre-registration (regnwl)"
+            }
+            ConnackCode::NotAuthorized => {
+                "turn the product's dynamic registration on (`aliot admin product update --product-key PK \
+                 --dynamic-registration on`); an activated device keeps the credentials it has (reset it to register \
+                 again); enable a disabled device"
+            }
+            other => other.hint(),
+        }
+    }
 }
 
 impl fmt::Display for ConnackCode {
@@ -171,5 +211,13 @@ mod tests {
             assert!(!c.cause().is_empty() && !c.hint().is_empty());
         }
         assert_eq!(ConnackCode::from_code(6), None);
+        for c in ConnackCode::ALL {
+            assert!(!c.registration_cause().is_empty() && !c.registration_hint().is_empty());
+        }
+        assert!(
+            ConnackCode::NotAuthorized
+                .registration_cause()
+                .contains("dynamic registration is off")
+        );
     }
 }

@@ -1,9 +1,16 @@
-//! `aliot device`: a simulated device (`run`) and one-shot device commands (`publish`,
-//! `post-property`, `post-event`, `ntp`), all on the aliot-device SDK.
+//! `aliot device`: a simulated device (`run`), one-shot device commands (`publish`,
+//! `post-property`, `post-event`, `ntp`) and dynamic registration (`register`, in
+//! [`register`]), all on the aliot-device SDK.
 //!
 //! Identity: `--profile FILE`, the identity flags, or `ALIOT_PRODUCT_KEY`, `ALIOT_DEVICE_NAME`,
-//! `ALIOT_DEVICE_SECRET` (flag > environment > profile, field by field). Endpoint: `--host`,
-//! `--region` or `--instance-id` (else the profile's, else a local `aliot hub` on 127.0.0.1).
+//! `ALIOT_DEVICE_SECRET` (flag > environment > profile, field by field). Login (`--auth`): the
+//! deviceSecret's signature, or the deviceToken of a device registered without pre-registration
+//! (`--device-token`, `ALIOT_DEVICE_TOKEN` or the profile's `device_token`, with `--client-id` or
+//! the profile's `client_id`); by default the token when there is a token and no secret.
+//! Endpoint: `--host`, `--region` or `--instance-id` (else the profile's, else a local
+//! `aliot hub` on 127.0.0.1).
+
+mod register;
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -11,16 +18,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use aliot_device::{
-    CallVia, Device, DeviceOptions, Error as DeviceError, Event, Events, Exec, ExecOutcome, Handlers, QoS,
-    ReplyError,
+    CallVia, Device, DeviceOptions, Error as DeviceError, Event, Events, Exec, ExecOutcome, Handlers, Login,
+    QoS, ReplyError,
 };
+use aliot_protocol::register::{RegisteredWithToken, token_client_id};
 use aliot_protocol::{Endpoint, SignMethod};
 use anyhow::{Context as _, anyhow};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::usage;
-use crate::args::{EndpointArgs, IdentityArgs, parse_duration, parse_sign_method};
+use crate::args::{EndpointArgs, IdentityArgs, Redacted, parse_duration, parse_redacted, parse_sign_method};
 use crate::{clock, output, signal};
 
 /// Arguments of `aliot device`.
@@ -44,6 +52,20 @@ enum Sub {
     PostEvent(PostEventArgs),
     /// Connect, synchronise with the platform's clock over NTP, print the offset, exit.
     Ntp(NtpArgs),
+    /// Register a device dynamically with its product's productSecret (MQTT, spec §5.2), print
+    /// what the platform answered (deviceSecret, or clientId and deviceToken) as JSON, and
+    /// optionally save it as a device profile.
+    #[command(after_help = register::HELP)]
+    Register(register::RegisterArgs),
+}
+
+/// How `aliot device` logs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Auth {
+    /// Sign every CONNECT with the deviceSecret.
+    Secret,
+    /// Send the deviceToken from a registration without pre-registration (authType=connwl).
+    Token,
 }
 
 const RUN_HELP: &str = "\
@@ -68,6 +90,14 @@ struct ConnArgs {
     identity: IdentityArgs,
     #[command(flatten)]
     endpoint: EndpointArgs,
+    /// How to log in [default: token when a deviceToken is given and no deviceSecret, else
+    /// secret].
+    #[arg(long, value_enum)]
+    auth: Option<Auth>,
+    /// deviceToken of a device registered without pre-registration (`aliot device register
+    /// --no-preregister`); sent verbatim, with --client-id (the clientId the platform gave).
+    #[arg(long, value_name = "TOKEN", env = "ALIOT_DEVICE_TOKEN", hide_env_values = true, value_parser = parse_redacted)]
+    device_token: Option<Redacted>,
     /// Connect over TLS (securemode=2), trusting the built-in Alibaba Cloud IoT root CAs unless
     /// --ca-file is given.
     #[arg(long)]
@@ -81,7 +111,8 @@ struct ConnArgs {
     /// signmethod [default: the profile's, else hmacsha256].
     #[arg(long, value_name = "hmacsha1|hmacsha256|hmacmd5", value_parser = parse_sign_method)]
     sign_method: Option<SignMethod>,
-    /// clientId prefix [default: the profile's, else {productKey}.{deviceName}].
+    /// clientId prefix; with --auth token, the clientId the platform gave [default: the
+    /// profile's, else {productKey}.{deviceName}].
     #[arg(long, value_name = "ID")]
     client_id: Option<String>,
     /// MQTT keepalive in seconds, 30..=1200 [default: the profile's, else 60].
@@ -105,14 +136,12 @@ impl ConnArgs {
     /// Validated SDK options: the flags, else the profile's, else the SDK's defaults (and a
     /// local `aliot hub`); every problem here is a usage error (exit status 2).
     fn options(&self) -> anyhow::Result<DeviceOptions> {
-        let (identity, profile) = self.identity.resolve()?;
-        let p = profile.unwrap_or_default();
+        let p = self.identity.load_profile()?.unwrap_or_default();
+        let login = self.login(&p)?;
         let tls = self.tls || self.ca_file.is_some() || p.tls.unwrap_or(false);
         let local = || Endpoint::custom("127.0.0.1", None, tls);
-        let endpoint = self
-            .endpoint
-            .resolve(identity.product_key(), Some(&p), tls, local)?;
-        let mut o = DeviceOptions::new(identity, endpoint)
+        let endpoint = self.endpoint.resolve(login.product_key(), Some(&p), tls, local)?;
+        let mut o = DeviceOptions::with_login(login, endpoint)
             .profile_settings(&p)
             .map_err(|e| usage(e.to_string()))?
             .request_timeout(self.timeout)
@@ -136,6 +165,46 @@ impl ConnArgs {
         }
         o.validate().map_err(|e| usage(e.to_string()))?;
         Ok(o)
+    }
+
+    /// The login: `--auth`, else the token when one is given (flag, environment or profile)
+    /// and no secret is, else the secret.
+    fn login(&self, p: &aliot_protocol::DeviceProfile) -> anyhow::Result<Login> {
+        let token = self
+            .device_token
+            .as_ref()
+            .map(|t| t.0.clone())
+            .or_else(|| p.device_token.clone());
+        let auth = self
+            .auth
+            .unwrap_or(if token.is_some() && !self.identity.has_secret(Some(p)) {
+                Auth::Token
+            } else {
+                Auth::Secret
+            });
+        match auth {
+            Auth::Secret => Ok(Login::Secret(self.identity.identity(Some(p))?)),
+            Auth::Token => {
+                let (product_key, device_name) = self.identity.names(Some(p))?;
+                let device_token = token.ok_or_else(|| {
+                    usage(
+                        "missing the device's device_token: pass --device-token, set ALIOT_DEVICE_TOKEN or put \
+                         device_token in --profile",
+                    )
+                })?;
+                let client_id = self
+                    .client_id
+                    .clone()
+                    .or_else(|| p.client_id.clone())
+                    .unwrap_or_else(|| token_client_id(&product_key, &device_name));
+                Ok(Login::Token(RegisteredWithToken {
+                    client_id,
+                    product_key,
+                    device_name,
+                    device_token,
+                }))
+            }
+        }
     }
 }
 
@@ -226,6 +295,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         Sub::PostProperty(a) => current_thread(post_property(a)),
         Sub::PostEvent(a) => current_thread(post_event(a)),
         Sub::Ntp(a) => current_thread(ntp(a)),
+        Sub::Register(a) => current_thread(register::run(a)),
     }
 }
 

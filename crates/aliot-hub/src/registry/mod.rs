@@ -497,12 +497,12 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
         ))))
     }
 
-    /// Registers a device dynamically by the rules of [`enrolment_rule`]: a new deviceSecret
+    /// Registers a device dynamically by the rules of `enrolment_rule`: a new deviceSecret
     /// or deviceToken, durable before the future resolves with `Ok`. The caller has checked the
     /// product's signature and that the product allows it.
     ///
     /// # Errors
-    /// Those of [`enrolment_rule`], [`Error::ProductNotFound`], [`Error::Storage`];
+    /// Those of `enrolment_rule`, [`Error::ProductNotFound`], [`Error::Storage`];
     /// [`Error::Unsupported`] from a registry without dynamic registration (the default).
     fn enrol<'a>(
         &'a self,
