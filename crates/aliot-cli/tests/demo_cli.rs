@@ -15,8 +15,10 @@ fn demo_runs_end_to_end_and_exits_0() {
         String::from_utf8_lossy(&out.stderr)
     );
     for step in [
-        "[1/7]",
-        "[3/7]",
+        "[1/8]",
+        "[3/8]",
+        "[8/8]",
+        "/ext/regnwl",
         "CONNACK 0",
         "post_reply  code 200",
         "Brightness is now 30",
@@ -25,5 +27,5 @@ fn demo_runs_end_to_end_and_exits_0() {
     ] {
         assert!(stdout.contains(step), "missing {step:?} in:\n{stdout}");
     }
-    assert_eq!(stdout.matches("  ok  ").count(), 5, "{stdout}");
+    assert_eq!(stdout.matches("  ok  ").count(), 6, "{stdout}");
 }

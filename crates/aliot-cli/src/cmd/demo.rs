@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aliot_device::register::{Mode, RegisterOptions, register_mqtt};
 use aliot_device::{CallVia, Device, DeviceOptions, Event, Events, ReplyError};
 use aliot_hub::RunningHub;
 use aliot_hub::config::Config;
@@ -34,6 +35,8 @@ pub(crate) struct Args {
 /// The demo device's product and name.
 const PRODUCT: &str = "Demo Lamp";
 const DEVICE: &str = "lamp-01";
+/// The device that registers itself (dynamic registration, no pre-registration).
+const NEW_DEVICE: &str = "lamp-02";
 const CONSOLE: &str = "console";
 /// How long the platform waits for the device's answers in the demo.
 const CALL_TIMEOUT: Duration = Duration::from_secs(8);
@@ -70,7 +73,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     say("aliot demo: the Alibaba Cloud IoT platform and a device, both on this machine.\n");
 
     // 1. The platform.
-    say("[1/7] Starting an embedded hub: the platform's MQTT broker, registry and admin API");
+    say("[1/8] Starting an embedded hub: the platform's MQTT broker, registry and admin API");
     let mut config = Config {
         data_dir: Some(dir.path().to_path_buf()),
         ..Config::default()
@@ -103,7 +106,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .context("cannot register the device")?;
     say(format!(
-        "[2/7] Registering product {PRODUCT:?} and device {DEVICE:?}"
+        "[2/8] Registering product {PRODUCT:?} and device {DEVICE:?}"
     ));
     say(format!(
         "      productKey {pk}, deviceName {DEVICE}: the triple the device signs with"
@@ -117,9 +120,9 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     .context("device identity")?;
 
     // 3. Signed CONNECT.
-    say("[3/7] The device signs its CONNECT and connects");
+    say("[3/8] The device signs its CONNECT and connects");
     let endpoint = Endpoint::custom("127.0.0.1", Some(hub.mqtt_addr().port()), false).context("endpoint")?;
-    let options = DeviceOptions::new(identity.clone(), endpoint).request_timeout(CALL_TIMEOUT);
+    let options = DeviceOptions::new(identity.clone(), endpoint.clone()).request_timeout(CALL_TIMEOUT);
     let t = Instant::now();
     let (device, mut events) = Device::connect(options)
         .await
@@ -155,7 +158,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     let device_task = tokio::spawn(device_loop(events, state.clone()));
 
     // 4. Property post.
-    say("[4/7] The device posts its properties (thing.event.property.post)");
+    say("[4/8] The device posts its properties (thing.event.property.post)");
     let props = Value::Object(lock(&state).clone());
     say(format!(
         "      -> /sys/{pk}/{DEVICE}/thing/event/property/post  params {props}"
@@ -176,7 +179,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     });
 
     // 5. Property set from the platform.
-    say("[5/7] The platform sets a property (thing.service.property.set)");
+    say("[5/8] The platform sets a property (thing.service.property.set)");
     say(format!(
         "      platform -> /sys/{pk}/{DEVICE}/thing/service/property/set  {{\"Brightness\":30}}"
     ));
@@ -199,7 +202,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     });
 
     // 6. Synchronous service over RRPC.
-    say("[6/7] The platform calls a service synchronously over RRPC (thing.service.Blink)");
+    say("[6/8] The platform calls a service synchronously over RRPC (thing.service.Blink)");
     let t = Instant::now();
     let answer = hub
         .service()
@@ -214,7 +217,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     });
 
     // 7. NTP.
-    say("[7/7] The device synchronises its clock (NTP over MQTT)");
+    say("[7/8] The device synchronises its clock (NTP over MQTT)");
     say(format!(
         "      -> /ext/ntp/{pk}/{DEVICE}/request  {{\"deviceSendTime\":\"...\"}}"
     ));
@@ -232,6 +235,64 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
             sync.offset_ms,
             sync.round_trip.as_millis()
         ),
+    });
+
+    // 8. Dynamic registration: a mass-produced device knows only its product's secret.
+    say("[8/8] A new device registers itself with the product's secret, then connects (dynamic registration)");
+    hub.service()
+        .set_dynamic_registration(&pk, true)
+        .await
+        .context("cannot allow dynamic registration")?;
+    say(format!(
+        "      the product allows dynamic registration; {NEW_DEVICE:?} is flashed with productKey and productSecret only"
+    ));
+    let t = Instant::now();
+    let registration = register_mqtt(&RegisterOptions::new(
+        endpoint.clone(),
+        &pk,
+        &product.product_secret,
+        NEW_DEVICE,
+        Mode::NoPreRegistration,
+    ))
+    .await
+    .map_err(|e| anyhow!("the registration failed: {e}"))?;
+    let register_ms = t.elapsed().as_millis();
+    say(format!(
+        "      -> CONNECT {NEW_DEVICE}.{pk}|random=…,authType=regnwl,…|  password hex(HMAC-SHA256(productSecret, \"deviceName{NEW_DEVICE}productKey{pk}random…\"))"
+    ));
+    say(format!(
+        "      <- /ext/regnwl: a clientId and a deviceToken ({register_ms} ms; the hub created the device)"
+    ));
+    let options = registration
+        .device_options(endpoint.clone())
+        .map_err(|e| anyhow!("the registration's login: {e}"))?
+        .request_timeout(CALL_TIMEOUT);
+    let (new_device, mut new_events) = Device::connect(options)
+        .await
+        .map_err(|e| anyhow!("the registered device could not connect: {e}"))?;
+    let new_connected = loop {
+        match new_events.recv().await {
+            Some(Event::Connected(c)) => break c,
+            Some(_) => {}
+            None => return Err(anyhow!("the registered device stopped")),
+        }
+    };
+    say(format!(
+        "      -> CONNECT {}  password: the deviceToken",
+        new_connected.client_id
+    ));
+    let reply = new_device
+        .post_property(json!({"LightSwitch": 0}))
+        .await
+        .map_err(|e| anyhow!("the registered device's post failed: {e}"))?;
+    say(format!(
+        "      <- CONNACK 0; its first property post is answered with code {}\n",
+        reply.code
+    ));
+    new_device.disconnect().await;
+    checks.push(Check {
+        what: "dynamic registration",
+        detail: format!("regnwl in {register_ms} ms, token login, post code {}", reply.code),
     });
 
     say("Summary");
