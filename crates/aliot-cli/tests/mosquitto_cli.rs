@@ -313,3 +313,123 @@ fn mosquitto_sub_exits_with_the_connack_code_of_each_refusal() {
     assert_eq!(run_sub(&line, "-C 1").0, Some(5));
     drop(hub);
 }
+
+/// Issue 10: what `aliot sign --request …` prints registers a device with the real clients:
+/// `mosquitto_sub` (MQTT, regnwl) and `curl` (HTTPS form, register).
+#[test]
+fn mosquitto_and_curl_register_with_what_aliot_sign_prints() {
+    require_mosquitto_clients();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = HubProcess::start(dir.path(), &["--device-http", "127.0.0.1:0"]);
+    let device_http = hub
+        .banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("device http:"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the device http line")
+        .to_owned();
+    let product = ok_json(&admin(
+        dir.path(),
+        &[
+            "product",
+            "create",
+            "--name",
+            "reg",
+            "--product-key",
+            "a1SignReg",
+            "--dynamic-registration",
+        ],
+    ));
+    let ps = product["productSecret"]
+        .as_str()
+        .expect("productSecret")
+        .to_owned();
+    ok_json(&admin(
+        dir.path(),
+        &[
+            "device",
+            "create",
+            "--product-key",
+            "a1SignReg",
+            "--device-name",
+            "pre-1",
+        ],
+    ));
+    let port = hub.mqtt.port().to_string();
+    let sign_request = |request: &str, dn: &str, format: &str, extra: &[&str]| {
+        let mut c = aliot();
+        c.args([
+            "sign",
+            "--request",
+            request,
+            "--product-key",
+            "a1SignReg",
+            "--device-name",
+            dn,
+        ])
+        .args([
+            "--product-secret",
+            &ps,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--format",
+            format,
+        ])
+        .args(extra);
+        let out = run_guarded(c);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf8")
+    };
+    // MQTT without pre-registration: mosquitto_sub prints the /ext/regnwl answer.
+    let line = sign_request("regnwl", "mosq-1", "mosquitto", &[]);
+    let line = line
+        .lines()
+        .find(|l| l.starts_with("mosquitto_sub "))
+        .expect("a mosquitto_sub line");
+    let (_code, stdout) = run_sub(line, "");
+    let answer: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(answer["deviceName"], "mosq-1", "{answer}");
+    assert!(
+        answer["deviceToken"].as_str().is_some_and(|t| !t.is_empty()),
+        "{answer}"
+    );
+    // HTTPS form, devices registered beforehand: curl prints the platform's JSON.
+    let line = sign_request("register", "pre-1", "curl", &["--auth-url", &device_http]);
+    assert!(line.starts_with("curl "), "{line}");
+    let out = run_guarded({
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(line.trim());
+        c
+    });
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(v["code"], 200, "{v}");
+    let device = ok_json(&admin(
+        dir.path(),
+        &[
+            "device",
+            "show",
+            "--product-key",
+            "a1SignReg",
+            "--device-name",
+            "pre-1",
+        ],
+    ));
+    assert_eq!(device["deviceSecret"], v["data"]["deviceSecret"]);
+    // --format curl is for the HTTPS registration only.
+    let mut c = aliot();
+    c.args([
+        "sign",
+        "--request",
+        "regnwl",
+        "--product-key",
+        "a1SignReg",
+        "--device-name",
+        "x",
+    ])
+    .args(["--product-secret", "s", "--format", "curl"]);
+    assert_eq!(run_guarded(c).status.code(), Some(2));
+}

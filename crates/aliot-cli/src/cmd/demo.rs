@@ -238,7 +238,9 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     });
 
     // 8. Dynamic registration: a mass-produced device knows only its product's secret.
-    say("[8/8] A new device registers itself with the product's secret, then connects (dynamic registration)");
+    say(
+        "[8/8] A new device registers itself with the product's secret, then connects (dynamic registration)",
+    );
     hub.service()
         .set_dynamic_registration(&pk, true)
         .await
@@ -292,7 +294,10 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     new_device.disconnect().await;
     checks.push(Check {
         what: "dynamic registration",
-        detail: format!("regnwl in {register_ms} ms, token login, post code {}", reply.code),
+        detail: format!(
+            "regnwl in {register_ms} ms, token login, post code {}",
+            reply.code
+        ),
     });
 
     say("Summary");

@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+use aliot_protocol::register::{Mode, registration_credentials};
+use aliot_protocol::sign::{dynreg_http_body, dynreg_sign};
 use aliot_protocol::{DeviceIdentity, DeviceProfile, Endpoint, HexCase, SecureMode, SignMethod, SignOptions};
 use anyhow::Context;
 use serde::Serialize;
@@ -58,9 +60,33 @@ pub(crate) struct Args {
     /// repeatable.
     #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
     params: Vec<(String, String)>,
+    /// Sign a dynamic registration instead of a login: `register` (a device registered
+    /// beforehand; MQTT, and the HTTPS form with --format curl) or `regnwl` (MQTT, without
+    /// pre-registration). Signed with --product-secret; no deviceSecret needed.
+    #[arg(long, value_enum, value_name = "register|regnwl")]
+    request: Option<Request>,
+    /// productSecret, for --request (or ALIOT_PRODUCT_SECRET, or the profile's product_secret).
+    #[arg(long, value_name = "PS", env = "ALIOT_PRODUCT_SECRET", hide_env_values = true)]
+    product_secret: Option<String>,
+    /// The registration's `random` [default: 15 random letters and digits].
+    #[arg(long, value_name = "TEXT")]
+    random: Option<String>,
+    /// Base URL of the HTTPS registration, for --format curl [default:
+    /// https://iot-auth.{region}.aliyuncs.com; `aliot hub --device-http`'s URL for the hub].
+    #[arg(long, value_name = "URL")]
+    auth_url: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+}
+
+/// A request other than the login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Request {
+    /// Dynamic registration of a device registered beforehand (`authType=register`).
+    Register,
+    /// Dynamic registration without pre-registration (`authType=regnwl`).
+    Regnwl,
 }
 
 /// Parses `--param KEY=VALUE`.
@@ -82,6 +108,8 @@ enum Format {
     Env,
     /// A ready `mosquitto_sub` command line.
     Mosquitto,
+    /// A ready `curl` command line (with --request register: the HTTPS registration).
+    Curl,
 }
 
 fn parse_secure_mode(s: &str) -> Result<SecureMode, String> {
@@ -114,6 +142,14 @@ struct Output {
 
 /// Runs `aliot sign`.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(request) = args.request {
+        let text = registration(&args, request)?;
+        output::write(&text)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.format == Format::Curl {
+        return Err(usage("--format curl goes with --request register"));
+    }
     let (identity, profile) = args.identity.resolve()?;
     let output = compute(&args, &identity, profile.as_ref())?;
     let text = match args.format {
@@ -124,7 +160,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             s
         }
         Format::Env => render_env(&output),
-        Format::Mosquitto => render_mosquitto(&output, profile.as_ref()),
+        Format::Mosquitto | Format::Curl => render_mosquitto(&output, profile.as_ref(), None),
     };
     output::write(&text)?;
     Ok(ExitCode::SUCCESS)
@@ -228,9 +264,123 @@ fn render_env(o: &Output) -> String {
     rows.concat()
 }
 
-fn render_mosquitto(o: &Output, profile: Option<&DeviceProfile>) -> String {
+/// `aliot sign --request register|regnwl`: the MQTT registration's CONNECT fields, or the HTTPS
+/// registration as a `curl` line.
+fn registration(args: &Args, request: Request) -> anyhow::Result<String> {
+    let profile = args.identity.load_profile()?;
+    let (pk, dn) = args.identity.names(profile.as_ref())?;
+    let product_secret = args
+        .product_secret
+        .clone()
+        .or_else(|| profile.as_ref().and_then(|p| p.product_secret.clone()))
+        .ok_or_else(|| {
+            usage("--request needs the productSecret: --product-secret, ALIOT_PRODUCT_SECRET or the profile's product_secret")
+        })?;
+    let random = args.random.clone().unwrap_or_else(random_text);
+    let mode = match request {
+        Request::Register => Mode::PreRegistered,
+        Request::Regnwl => Mode::NoPreRegistration,
+    };
+    let tls = match (args.secure_mode, profile.as_ref().and_then(|p| p.tls)) {
+        (Some(m), _) => m == SecureMode::Tls,
+        (None, t) => t.unwrap_or(false),
+    };
+    let secure_mode = if tls { SecureMode::Tls } else { SecureMode::Tcp };
+    let creds = registration_credentials(&pk, &dn, &product_secret, &random, mode, secure_mode)
+        .map_err(|e| usage(e.to_string()))?;
+    if args.format == Format::Curl {
+        if request == Request::Regnwl {
+            return Err(usage(
+                "the HTTPS registration is for devices registered beforehand: --request register",
+            ));
+        }
+        let base = match &args.auth_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!(
+                "https://iot-auth.{}.aliyuncs.com",
+                args.endpoint.region.as_deref().unwrap_or(DEFAULT_REGION)
+            ),
+        };
+        let method = args.sign_method.unwrap_or(SignMethod::HmacSha256);
+        let case = if args.uppercase {
+            HexCase::Upper
+        } else {
+            HexCase::Lower
+        };
+        let sign = dynreg_sign(method, &product_secret, &dn, &pk, &random, case);
+        let body = dynreg_http_body(&pk, &dn, &random, method, &sign);
+        return Ok(format!(
+            "curl -sS -X POST {} -H {} --data {}\n",
+            shell_quote(&format!("{base}/auth/register/device")),
+            shell_quote("Content-Type: application/x-www-form-urlencoded"),
+            shell_quote(&body)
+        ));
+    }
+    let endpoint = args.endpoint.resolve(&pk, profile.as_ref(), tls, || {
+        Endpoint::region(&pk, DEFAULT_REGION, tls)
+    })?;
+    let output = Output {
+        host: endpoint.host,
+        port: endpoint.port,
+        client_id: creds.client_id,
+        username: creds.username,
+        password: creds.password,
+        sign_method: creds.sign_method.as_str(),
+        secure_mode: creds.secure_mode.value(),
+        timestamp: None,
+        sign_content: creds.sign_content,
+        tls,
+        product_key: pk,
+        device_name: dn,
+    };
+    Ok(match args.format {
+        Format::Text => render_text(&output),
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(&output).context("cannot encode JSON")?;
+            s.push('\n');
+            s
+        }
+        Format::Env => render_env(&output),
+        Format::Mosquitto | Format::Curl => {
+            render_mosquitto(&output, profile.as_ref(), Some(mode.answer_topic()))
+        }
+    })
+}
+
+/// 15 letters and digits for a registration's `random`: it only varies the signature, so the
+/// process's random hash state over a counter is enough.
+fn random_text() -> String {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let state = std::collections::hash_map::RandomState::new();
+    let mut out = String::with_capacity(15);
+    let mut n = 0u64;
+    while out.len() < 15 {
+        let mut h = state.build_hasher();
+        h.write_u64(n);
+        for b in h.finish().to_le_bytes() {
+            let c = b % 62;
+            out.push(char::from(match c {
+                0..=9 => b'0' + c,
+                10..=35 => b'a' + c - 10,
+                _ => b'A' + c - 36,
+            }));
+            if out.len() == 15 {
+                break;
+            }
+        }
+        n += 1;
+    }
+    out
+}
+
+/// The `mosquitto_sub` line: the device's system topics, or `answer` (a registration's answer
+/// topic: the first message, then the hub closes).
+fn render_mosquitto(o: &Output, profile: Option<&DeviceProfile>, answer: Option<&str>) -> String {
     let keepalive = profile.and_then(|p| p.keepalive).unwrap_or(DEFAULT_KEEPALIVE);
-    let topic = format!("/sys/{}/{}/thing/#", o.product_key, o.device_name);
+    let topic = match answer {
+        Some(t) => t.to_owned(),
+        None => format!("/sys/{}/{}/thing/#", o.product_key, o.device_name),
+    };
     let mut out = String::new();
     let mut words: Vec<String> = vec!["mosquitto_sub".into()];
     let mut push = |flag: &str, value: &str| {
@@ -245,6 +395,9 @@ fn render_mosquitto(o: &Output, profile: Option<&DeviceProfile>) -> String {
     push("-V", "mqttv311");
     push("-k", &keepalive.to_string());
     push("-t", &topic);
+    if answer.is_some() {
+        push("-C", "1");
+    }
     if o.tls {
         match profile.and_then(|p| p.ca_file.as_deref()) {
             Some(ca) => push("--cafile", ca),
