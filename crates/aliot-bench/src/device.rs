@@ -17,14 +17,45 @@ use tokio::sync::watch;
 use crate::error::Error;
 use crate::fleet::{Fleet, Phase};
 use crate::session::{Completion, Matched, Session};
-use crate::settings::Workload;
+use crate::settings::{Auth, Workload};
 use crate::stats::{Stats, instant_at, now_us, unix_us};
 use crate::wire::{ConnectAckReason, ConnectBuilder, Connection, Packet, QoS, publish_packet};
+use aliot_protocol::register::RegisteredWithToken;
 
-/// The CONNECT of device `idx`: signed with a fresh timestamp, or plain credentials.
-fn connect_packet(fleet: &Fleet, idx: usize) -> Result<Packet, String> {
+/// What a device logs in with, besides its deviceSecret.
+enum Login {
+    /// The CONNECT signed with the deviceSecret (or plain credentials).
+    Signed,
+    /// `authType=connwl`: the deviceToken of a registration.
+    Token(RegisteredWithToken),
+    /// `securemode=-1`: iotId and iotToken of a pre-authentication.
+    IotToken { iot_id: String, token: String },
+}
+
+/// The CONNECT of device `idx`: signed with a fresh timestamp, plain credentials, or a token.
+fn connect_packet(fleet: &Fleet, idx: usize, login: &Login) -> Result<Packet, String> {
     let s = &fleet.settings;
     let d = &fleet.devices[idx];
+    match login {
+        Login::Signed => {}
+        Login::Token(t) => {
+            let cid = aliot_protocol::register::connwl_client_id(&t.client_id);
+            return Ok(ConnectBuilder::new(cid)
+                .credentials(
+                    format!("{}&{}", d.device_name, d.product_key),
+                    t.device_token.clone().into_bytes(),
+                )
+                .keep_alive(s.keepalive)
+                .build());
+        }
+        Login::IotToken { iot_id, token } => {
+            let cid = format!("{}.{}|securemode=-1,_ss=1,ext=1|", d.product_key, d.device_name);
+            return Ok(ConnectBuilder::new(cid)
+                .credentials(iot_id.as_str(), token.clone().into_bytes())
+                .keep_alive(s.keepalive)
+                .build());
+        }
+    }
     let builder = match (&s.plain_auth, &d.device_secret) {
         (Some(plain), _) => ConnectBuilder::new(format!("{}.{}", d.product_key, d.device_name))
             .credentials(plain.username.as_str(), plain.password.clone().into_bytes()),
@@ -61,8 +92,17 @@ enum Handshake {
     Failed(String),
 }
 
-async fn handshake(fleet: &Fleet, idx: usize) -> Handshake {
-    let packet = match connect_packet(fleet, idx) {
+async fn handshake(fleet: &Fleet, idx: usize, login: Login) -> Handshake {
+    // HTTPS pre-authentication is part of this login: timed with it.
+    let login = if fleet.settings.auth == Auth::Https {
+        match crate::register::pre_authenticate(fleet, idx).await {
+            Ok((iot_id, token)) => Login::IotToken { iot_id, token },
+            Err(e) => return Handshake::Failed(format!("pre-authentication: {e}")),
+        }
+    } else {
+        login
+    };
+    let packet = match connect_packet(fleet, idx, &login) {
         Ok(p) => p,
         Err(e) => return Handshake::Failed(e),
     };
@@ -102,6 +142,22 @@ pub(crate) async fn run(fleet: Arc<Fleet>, idx: usize) {
     }
     let mut phase_rx = fleet.phase.subscribe();
     let stats = &fleet.stats;
+    // The token of a token login comes from a registration first (not timed).
+    let login = if fleet.settings.auth == Auth::Token {
+        match crate::register::regnwl_token(&fleet, idx).await {
+            Ok(t) => Login::Token(t),
+            Err(e) => {
+                tracing::debug!(device = idx, error = %e, "registration for a token failed");
+                Stats::inc(&stats.attempted);
+                Stats::inc(&stats.connect_errors);
+                fleet.note_error(e);
+                fleet.handshakes.finish_one();
+                return;
+            }
+        }
+    } else {
+        Login::Signed
+    };
     // The semaphore is never closed, so `acquire` only fails if it were: treat that as no limit.
     let permit = match &fleet.pending {
         Some(s) => s.acquire().await.ok(),
@@ -110,10 +166,11 @@ pub(crate) async fn run(fleet: Arc<Fleet>, idx: usize) {
     stats.mark_attempt();
     Stats::inc(&stats.attempted);
     let t0 = now_us();
-    let outcome = match tokio::time::timeout(fleet.settings.connect_timeout, handshake(&fleet, idx)).await {
-        Ok(h) => h,
-        Err(_) => Handshake::Failed(format!("no CONNACK within {:?}", fleet.settings.connect_timeout)),
-    };
+    let outcome =
+        match tokio::time::timeout(fleet.settings.connect_timeout, handshake(&fleet, idx, login)).await {
+            Ok(h) => h,
+            Err(_) => Handshake::Failed(format!("no CONNACK within {:?}", fleet.settings.connect_timeout)),
+        };
     drop(permit);
     let mut conn = match outcome {
         Handshake::Accepted(c) => {

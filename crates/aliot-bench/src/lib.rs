@@ -85,5 +85,5 @@ mod worker;
 
 pub use error::{Error, Result};
 pub use report::{Format, Percentiles, Summary};
-pub use settings::{AdminTarget, Options, Plan, WorkerCommand, Workload, parse_duration};
+pub use settings::{AdminTarget, Auth, Options, Plan, WorkerCommand, Workload, parse_duration};
 pub use worker::{run, run_worker};

@@ -10,14 +10,14 @@
 use std::net::SocketAddr;
 
 use aliot_protocol::HexCase;
-use aliot_protocol::register::{REGISTER_TOPIC, REGNWL_TOPIC};
-use aliot_protocol::sign::{dynreg_http_body, dynreg_sign};
+use aliot_protocol::register::{REGISTER_TOPIC, REGNWL_TOPIC, RegisteredWithToken};
+use aliot_protocol::sign::{dynreg_http_body, dynreg_sign, sign_content};
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::error::Error;
 use crate::fleet::Fleet;
-use crate::stats::{Stats, now_us};
+use crate::stats::{Stats, now_us, unix_us};
 use crate::wire::{ConnectAckReason, ConnectBuilder, Connection, Packet};
 
 /// The largest HTTP answer read (a registration answer is a few hundred bytes).
@@ -123,6 +123,92 @@ async fn over_mqtt(fleet: &Fleet, idx: usize) -> Outcome {
         }
         Ok(_) => Outcome::Failed("the server closed the connection without an answer".into()),
         Err(e) => Outcome::Failed(format!("reading the answer: {e}")),
+    }
+}
+
+/// Registers device `idx` without pre-registration (`regnwl`) for its deviceToken (the
+/// `token` login of the other workloads).
+pub(crate) async fn regnwl_token(fleet: &Fleet, idx: usize) -> Result<RegisteredWithToken, String> {
+    let Some(r) = &fleet.settings.registration else {
+        return Err("no product secret".into());
+    };
+    let d = &fleet.devices[idx];
+    let (pk, dn) = (d.product_key.as_str(), d.device_name.as_str());
+    let random = random(idx);
+    let method = fleet.settings.sign_method();
+    let password = dynreg_sign(method, &r.product_secret, dn, pk, &random, HexCase::Lower);
+    let client_id = format!(
+        "{dn}.{pk}|random={random},authType=regnwl,securemode=2,signmethod={}|",
+        method.as_str()
+    );
+    let packet = ConnectBuilder::new(client_id)
+        .credentials(format!("{dn}&{pk}"), Bytes::from(password.into_bytes()))
+        .keep_alive(fleet.settings.keepalive)
+        .build();
+    let mut conn = Connection::open_from(fleet.addr, fleet.source_ip(idx), fleet.tls.as_ref())
+        .await
+        .map_err(|e| format!("connect {}: {e}", fleet.addr))?;
+    conn.send(packet)
+        .await
+        .map_err(|e| format!("sending CONNECT: {e}"))?;
+    match conn.recv().await {
+        Ok(Some(Packet::ConnectAck(ack))) if ack.return_code == ConnectAckReason::ConnectionAccepted => {}
+        Ok(Some(Packet::ConnectAck(ack))) => {
+            return Err(format!(
+                "registration refused: CONNACK {}",
+                u8::from(ack.return_code)
+            ));
+        }
+        _ => return Err("no CONNACK to the registration".into()),
+    }
+    match conn.recv().await {
+        Ok(Some(Packet::Publish(p))) if &*p.topic == REGNWL_TOPIC => {
+            RegisteredWithToken::parse(&p.payload).map_err(|e| format!("bad /ext/regnwl answer: {e}"))
+        }
+        _ => Err("no /ext/regnwl answer".into()),
+    }
+}
+
+/// HTTPS pre-authentication of device `idx` (`POST {auth_url}/auth/devicename`, signed with its
+/// deviceSecret): its iotId and iotToken.
+pub(crate) async fn pre_authenticate(fleet: &Fleet, idx: usize) -> Result<(String, String), String> {
+    let Some(url) = &fleet.settings.auth_url else {
+        return Err("no --auth-url".into());
+    };
+    let d = &fleet.devices[idx];
+    let (pk, dn) = (d.product_key.as_str(), d.device_name.as_str());
+    let secret = d
+        .device_secret
+        .as_deref()
+        .ok_or_else(|| format!("{pk}/{dn} has no secret"))?;
+    let method = fleet.settings.sign_method();
+    let client_id = format!("{pk}.{dn}");
+    let timestamp = (unix_us() / 1000).to_string();
+    let content = sign_content(&client_id, dn, pk, Some(&timestamp));
+    let sign = method.hex(secret.as_bytes(), content.as_bytes(), HexCase::Lower);
+    let body = format!(
+        "productKey={pk}&deviceName={dn}&signmethod={}&sign={sign}&version=default&clientId={client_id}&timestamp={timestamp}&resources=mqtt",
+        method.as_str()
+    );
+    let request = format!(
+        "POST /auth/devicename HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        url.authority,
+        body.len()
+    );
+    let answer = exchange(fleet, idx, url.addr, request.as_bytes()).await?;
+    let text = String::from_utf8_lossy(&answer);
+    let (_, json) = text
+        .split_once("\r\n\r\n")
+        .ok_or("an HTTP answer without a body")?;
+    let v: serde_json::Value =
+        serde_json::from_str(json.trim()).map_err(|e| format!("the answer is not JSON: {e}"))?;
+    match (
+        v["code"].as_u64(),
+        v["data"]["iotId"].as_str(),
+        v["data"]["iotToken"].as_str(),
+    ) {
+        (Some(200), Some(id), Some(token)) => Ok((id.to_owned(), token.to_owned())),
+        _ => Err(format!("pre-authentication answered {v}")),
     }
 }
 

@@ -53,6 +53,31 @@ impl Workload {
     }
 }
 
+/// How the devices of the login workloads authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Auth {
+    /// The CONNECT signed with the deviceSecret.
+    #[default]
+    Secret,
+    /// `authType=connwl` with a deviceToken: each device first registers without
+    /// pre-registration (`regnwl`, with `product_secret`; not timed), then logs in with its token.
+    Token,
+    /// HTTPS pre-authentication (`POST {auth_url}/auth/devicename`, signed with the
+    /// deviceSecret), then MQTT with `securemode=-1`: both are timed as the handshake.
+    Https,
+}
+
+impl Auth {
+    /// `secret`, `token` or `https`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Auth::Secret => "secret",
+            Auth::Token => "token",
+            Auth::Https => "https",
+        }
+    }
+}
+
 /// Where the admin API of the hub is, and its bearer token. `Debug` redacts the token.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct AdminTarget {
@@ -172,7 +197,12 @@ pub struct Options {
     /// exhaust: remaining length of the PUBLISH each device leaves one byte short (the hub's
     /// default `max_packet_size`, 263168, by default).
     pub packet_bytes: u32,
-    /// register: the productSecret the devices sign with.
+    /// How devices log in (`secret`, `token` or `https`).
+    pub auth: Auth,
+    /// auth https: the base URL of the pre-authentication (`http://127.0.0.1:8081`, the hub's
+    /// `--device-http`); `https://` goes with `tls` (the same CA).
+    pub auth_url: Option<String>,
+    /// register, and auth token: the productSecret the devices sign their registration with.
     pub product_secret: Option<String>,
     /// register: `regnwl` (no pre-registration, the default) or `register` (devices registered
     /// beforehand, e.g. with `register`).
@@ -226,6 +256,8 @@ impl Default for Options {
             concurrency: 32,
             service_id: "bench".into(),
             packet_bytes: 256 * 1024 + 1024,
+            auth: Auth::Secret,
+            auth_url: None,
             product_secret: None,
             register_auth_type: "regnwl".into(),
             register_url: None,
@@ -276,6 +308,8 @@ impl std::fmt::Debug for Options {
                 "product_secret",
                 &self.product_secret.as_ref().map(|_| "<redacted>"),
             )
+            .field("auth", &self.auth)
+            .field("auth_url", &self.auth_url)
             .field("register_auth_type", &self.register_auth_type)
             .field("register_url", &self.register_url)
             .field("connect_timeout", &self.connect_timeout)
@@ -398,6 +432,9 @@ pub(crate) struct Settings {
     pub(crate) service_id: String,
     pub(crate) packet_bytes: u32,
     pub(crate) registration: Option<RegistrationSettings>,
+    pub(crate) auth: Auth,
+    /// auth https: where to pre-authenticate.
+    pub(crate) auth_url: Option<RegisterUrl>,
     pub(crate) connect_timeout: Duration,
     pub(crate) drain: Duration,
     pub(crate) sign_method: String,
@@ -459,7 +496,38 @@ impl Plan {
             ca_file: o.ca_file.clone(),
             server_name: o.server_name.clone().unwrap_or_else(|| o.host.clone()),
         });
-        let registration = if o.workload == Workload::Register {
+        if o.auth != Auth::Secret && (o.plain_auth.is_some() || o.workload == Workload::Register) {
+            return Err(invalid(
+                "--auth token|https goes with neither --plain-auth nor the register workload",
+            ));
+        }
+        let auth_url = match (o.auth, &o.auth_url) {
+            (Auth::Https, None) => {
+                return Err(invalid(
+                    "--auth https needs --auth-url (the hub's --device-http URL)",
+                ));
+            }
+            (Auth::Https, Some(u)) => {
+                let (url, https_host) = parse_register_url(u)?;
+                if https_host.is_some() != o.tls {
+                    return Err(invalid(
+                        "--auth-url https:// goes with --tls (the same CA), http:// without it",
+                    ));
+                }
+                Some(url)
+            }
+            _ => None,
+        };
+        let registration = if o.auth == Auth::Token {
+            let product_secret = o.product_secret.clone().ok_or_else(|| {
+                invalid("--auth token needs --product-secret (each device registers for its token)")
+            })?;
+            Some(RegistrationSettings {
+                product_secret,
+                auth_type: "regnwl".into(),
+                url: None,
+            })
+        } else if o.workload == Workload::Register {
             let product_secret = o
                 .product_secret
                 .clone()
@@ -567,7 +635,11 @@ impl Plan {
                 if count == 0 {
                     return Err(invalid("--count must be at least 1"));
                 }
-                if !o.register && plain_auth.is_none() && o.workload != Workload::Register {
+                if !o.register
+                    && plain_auth.is_none()
+                    && o.workload != Workload::Register
+                    && o.auth != Auth::Token
+                {
                     return Err(invalid(
                         "generated devices need their secrets: add --register (the hub creates them), or use --devices FILE, or --plain-auth",
                     ));
@@ -621,6 +693,8 @@ impl Plan {
             service_id: o.service_id,
             packet_bytes: o.packet_bytes,
             registration,
+            auth: o.auth,
+            auth_url,
             connect_timeout: o.connect_timeout,
             drain: o.drain,
             sign_method: sign_method.as_str().to_owned(),

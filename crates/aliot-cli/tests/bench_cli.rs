@@ -459,6 +459,51 @@ fn register_workload_should_register_every_device_over_mqtt_and_http() {
         .concat(),
     );
     assert_eq!((n(&v, "connected"), n(&v, "connect_errors")), (20, 0), "{v}");
+    // Token logins (each device registers for its token first) and pre-authenticated logins.
+    let v = bench(
+        &hub,
+        &[
+            "--workload",
+            "connect",
+            "--duration",
+            "0s",
+            "--auth",
+            "token",
+            "--product-key",
+            "a1BenchReg",
+            "--product-secret",
+            &secret,
+            "--prefix",
+            "tok-",
+            "--count",
+            "20",
+        ],
+    );
+    assert_eq!((n(&v, "connected"), n(&v, "connect_errors")), (20, 0), "{v}");
+    let v = bench(
+        &hub,
+        &[
+            "--workload",
+            "telemetry",
+            "--interval",
+            "50ms",
+            "--duration",
+            "1s",
+            "--auth",
+            "https",
+            "--auth-url",
+            &device_http,
+            "--register",
+            "--product-key",
+            "a1BenchReg",
+            "--prefix",
+            "pa-",
+            "--count",
+            "10",
+        ],
+    );
+    assert_eq!((n(&v, "connected"), n(&v, "lost")), (10, 0), "{v}");
+    assert!(n(&v, "replied") > 0, "{v}");
     // A wrong secret: every registration refused.
     let v = bench(
         &hub,

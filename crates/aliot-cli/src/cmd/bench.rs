@@ -160,7 +160,15 @@ pub(crate) struct Args {
     /// default max_packet_size).
     #[arg(long, default_value_t = 263_168, value_name = "BYTES")]
     pub(crate) packet_bytes: u32,
-    /// register: the productSecret the devices sign their registration with.
+    /// How devices log in: secret (the signed CONNECT), token (each registers without
+    /// pre-registration first, with --product-secret, then logs in with its deviceToken) or https
+    /// (pre-authentication at --auth-url, then MQTT with the iotToken).
+    #[arg(long, default_value = "secret", value_parser = ["secret", "token", "https"])]
+    pub(crate) auth: String,
+    /// --auth https: the base URL of the pre-authentication (the hub's --device-http URL).
+    #[arg(long, value_name = "URL")]
+    pub(crate) auth_url: Option<String>,
+    /// register and --auth token: the productSecret the devices sign their registration with.
     #[arg(
         long,
         value_name = "SECRET",
@@ -265,6 +273,12 @@ fn plan(a: Args) -> anyhow::Result<Plan> {
         concurrency: a.concurrency,
         service_id: a.service_id,
         packet_bytes: a.packet_bytes,
+        auth: match a.auth.as_str() {
+            "token" => aliot_bench::Auth::Token,
+            "https" => aliot_bench::Auth::Https,
+            _ => aliot_bench::Auth::Secret,
+        },
+        auth_url: a.auth_url,
         product_secret: a.product_secret,
         register_auth_type: a.register_auth_type,
         register_url: a.register_url,
