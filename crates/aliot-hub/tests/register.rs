@@ -424,3 +424,73 @@ async fn a_reset_makes_an_activated_device_registrable_again() {
         (StatusCode::NOT_FOUND, Some("device_not_found"))
     );
 }
+
+/// A storm of registrations of the same devices from one source: every attempt gets an answer,
+/// nothing is created twice or half-way, and exactly the last secret stored works.
+#[tokio::test]
+async fn a_registration_storm_from_one_source_leaves_one_consistent_device() {
+    let hub = std::sync::Arc::new(TestHub::start().await);
+    let (pk, ps) = product(&hub, true).await;
+    pre_register(&hub, &pk, "stormy").await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let (hub, pk, ps) = (hub.clone(), pk.clone(), ps.clone());
+        tasks.spawn(async move {
+            let (auth, dn, topic) = if i % 2 == 0 {
+                ("register", "stormy", "/ext/register")
+            } else {
+                ("regnwl", "fresh", "/ext/regnwl")
+            };
+            let c = registration(auth, &pk, dn, &ps, &format!("r{i}"));
+            let mut raw = Raw::open(hub.mqtt).await;
+            raw.send(connect_packet(&c, 0, true)).await;
+            let code = u8::from(raw.connack().await.return_code);
+            let answer = if code == 0 {
+                let p = raw.publish_in().await;
+                assert_eq!(&*p.topic, topic);
+                Some(p.payload.to_vec())
+            } else {
+                None
+            };
+            (i, code, answer)
+        });
+    }
+    let mut secrets = Vec::new();
+    let mut tokens = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        let (i, code, answer) = r.expect("a registration task");
+        assert_eq!(code, 0, "attempt {i}: an unactivated device may register again");
+        let answer = answer.expect("an answer");
+        if i % 2 == 0 {
+            secrets.push(Registered::parse(&answer).expect("answer").device_secret);
+        } else {
+            tokens.push(RegisteredWithToken::parse(&answer).expect("answer").device_token);
+        }
+    }
+    assert_eq!((secrets.len(), tokens.len()), (50, 50));
+    // One device each, whatever the interleaving.
+    let (_, list) = hub
+        .call("GET", &format!("/api/v1/products/{pk}/devices"), None)
+        .await;
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|d| d["deviceName"].as_str())
+        .collect();
+    assert_eq!(names, ["fresh", "stormy"]);
+    // The stored secret is one of the answers, and only it logs in.
+    let (_, d) = hub
+        .call("GET", &format!("/api/v1/products/{pk}/devices/stormy"), None)
+        .await;
+    let stored = d["deviceSecret"].as_str().expect("secret").to_owned();
+    assert!(secrets.contains(&stored));
+    let (_, f) = hub
+        .call("GET", &format!("/api/v1/products/{pk}/devices/fresh"), None)
+        .await;
+    let token = f["deviceToken"].as_str().expect("token").to_owned();
+    assert!(tokens.contains(&token));
+    let other = secrets.iter().find(|s| **s != stored).expect("another secret");
+    assert_eq!(login(&hub, &signed(&pk, "stormy", other)).await, 4);
+    assert_eq!(login(&hub, &signed(&pk, "stormy", &stored)).await, 0);
+}
