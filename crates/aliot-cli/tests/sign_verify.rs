@@ -1060,3 +1060,30 @@ fn verify_bad_usage_exits_2() {
     let o = verify_with("nopipe", USER, PW, &[]);
     assert_eq!(o.code, 1, "{}", o.stderr);
 }
+
+#[test]
+fn verify_diagnoses_registration_signs() {
+    let (pk, dn, ps) = ("a1Lamp0001", "lamp-7", "productsecret0123");
+    let cid = format!("{dn}.{pk}|random=r42,authType=register,securemode=2,signmethod=hmacsha256|");
+    let user = format!("{dn}&{pk}");
+    let m = SignMethod::HmacSha256;
+    let good = hmac(m, ps, &format!("deviceName{dn}productKey{pk}randomr42"));
+    let (code, v) = verify(&cid, &user, &good, ps);
+    assert_eq!(code, 0, "{v}");
+    // The random left out of the sign content.
+    assert_diagnosis(
+        &cid,
+        &user,
+        &hmac(m, ps, &format!("deviceName{dn}productKey{pk}")),
+        ps,
+        &["random"],
+    );
+    // Signed like a login.
+    let login = hmac(m, ps, &format!("clientId{dn}.{pk}deviceName{dn}productKey{pk}"));
+    assert_diagnosis(&cid, &user, &login, ps, &["login"]);
+    // Signed with a deviceSecret (here: another key): the hint names the productSecret.
+    assert_diagnosis(&cid, &user, &hmac(m, "devicesecret", "x"), ps, &["productSecret"]);
+    // No random at all.
+    let no_random = format!("{dn}.{pk}|authType=register,securemode=2,signmethod=hmacsha256|");
+    assert_diagnosis(&no_random, &user, &good, ps, &["random"]);
+}

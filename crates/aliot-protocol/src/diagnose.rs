@@ -125,6 +125,11 @@ pub enum Mistake {
     DynregSignatureMismatch,
     /// Dynamic registration (`authType=register|regnwl`) without a `random` parameter.
     MissingRandom,
+    /// A dynamic registration signed without `random{random}` in the content.
+    RandomNotSigned,
+    /// A dynamic registration signed like a login (`clientId…deviceName…productKey…timestamp…`)
+    /// instead of `deviceName…productKey…random…`.
+    DynregSignedAsLogin,
     /// An `authType` the doctor cannot check (`connwl` logs in with a deviceToken).
     UncheckableAuthType(String),
     /// No mistake the doctor knows reproduces the password: most likely another secret.
@@ -159,6 +164,8 @@ impl Mistake {
             Mistake::SecretHexDecoded => "secret_hex_decoded",
             Mistake::DynregSignatureMismatch => "dynreg_signature_mismatch",
             Mistake::MissingRandom => "missing_random",
+            Mistake::RandomNotSigned => "random_not_signed",
+            Mistake::DynregSignedAsLogin => "dynreg_signed_as_login",
             Mistake::UncheckableAuthType(_) => "uncheckable_auth_type",
             Mistake::SignatureMismatch => "signature_mismatch",
             Mistake::SecretMissing => "secret_missing",
@@ -1062,6 +1069,8 @@ fn dynamic_registration(
             expected_password: None,
             expected_sign_content: None,
         }
+    } else if let Some(d) = dynreg_mistake(fields, cid, dn, pk, secret, method) {
+        d
     } else {
         Diagnosis::invalid(
             Mistake::DynregSignatureMismatch,
@@ -1075,6 +1084,36 @@ fn dynamic_registration(
     d.expected_password = Some(expected);
     d.expected_sign_content = Some(content);
     d
+}
+
+/// The mistakes that reproduce a wrong registration password with this secret: `random`
+/// left out of the content, or the content of a login signed instead.
+fn dynreg_mistake(
+    fields: &ConnectAttempt<'_>,
+    cid: &ClientId,
+    dn: &str,
+    pk: &str,
+    secret: &str,
+    method: SignMethod,
+) -> Option<Diagnosis> {
+    let password = fields.password.as_bytes();
+    let without_random = format!("deviceName{dn}productKey{pk}");
+    if method.verify_hex(secret.as_bytes(), without_random.as_bytes(), password) {
+        return Some(Diagnosis::invalid(
+            Mistake::RandomNotSigned,
+            format!("the password signs {without_random:?}: the random is missing from the sign content"),
+            "sign deviceName{dn}productKey{pk}random{random}, with the clientId's random",
+        ));
+    }
+    let as_login = sign_content(cid.prefix(), dn, pk, cid.timestamp());
+    if method.verify_hex(secret.as_bytes(), as_login.as_bytes(), password) {
+        return Some(Diagnosis::invalid(
+            Mistake::DynregSignedAsLogin,
+            format!("the password signs a login's content {as_login:?}, not a registration's"),
+            "a registration signs deviceName{dn}productKey{pk}random{random} with the productSecret",
+        ));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -1157,6 +1196,44 @@ mod tests {
     fn permutations_are_all_orders() {
         assert_eq!(permutations(3).len(), 6);
         assert_eq!(permutations(4).len(), 24);
+    }
+
+    #[test]
+    fn registration_signatures_name_their_mistake() {
+        let (pk, dn, ps) = ("a1Lamp0001", "lamp-7", "productsecret");
+        let cid = format!("{dn}.{pk}|random=abc123,authType=regnwl,securemode=2,signmethod=hmacsha256|");
+        let user = format!("{dn}&{pk}");
+        let m = SignMethod::HmacSha256;
+        let check = |password: String| {
+            diagnose(
+                &ConnectAttempt {
+                    client_id: &cid,
+                    username: &user,
+                    password: &password,
+                },
+                Some(ps),
+            )
+        };
+        let good = m.hex(
+            ps.as_bytes(),
+            format!("deviceName{dn}productKey{pk}randomabc123").as_bytes(),
+            HexCase::Lower,
+        );
+        assert!(check(good).valid);
+        let no_random = m.hex(
+            ps.as_bytes(),
+            format!("deviceName{dn}productKey{pk}").as_bytes(),
+            HexCase::Lower,
+        );
+        assert_eq!(check(no_random).mistake, Some(Mistake::RandomNotSigned));
+        let login = m.hex(
+            ps.as_bytes(),
+            format!("clientId{dn}.{pk}deviceName{dn}productKey{pk}").as_bytes(),
+            HexCase::Lower,
+        );
+        assert_eq!(check(login).mistake, Some(Mistake::DynregSignedAsLogin));
+        let other = m.hex(b"another", b"x", HexCase::Lower);
+        assert_eq!(check(other).mistake, Some(Mistake::DynregSignatureMismatch));
     }
 
     #[test]
