@@ -7,7 +7,8 @@
 # directory, free loopback ports, the device HTTP listener on):
 #   register_mqtt_regnwl  over MQTT without pre-registration (the hub creates each device);
 #   register_mqtt_pre     over MQTT, devices registered beforehand (a new deviceSecret each);
-#   register_http         over HTTP (/auth/register/device), devices registered beforehand.
+#   register_http         over HTTP (/auth/register/device), devices registered beforehand;
+#   register_https        the same over HTTPS (a second fresh hub, --device-https, its local CA).
 # Every registration is durable before it is answered. Then it rewrites the "register" section
 # of docs/PERFORMANCE.md.
 #
@@ -30,16 +31,28 @@ trap '[ -n "$HUB" ] && kill "$HUB" 2>/dev/null; rm -rf "$WORK"' EXIT
 log() { printf 'register.sh: %s\n' "$*" >&2; }
 TOKEN=register-$RANDOM$RANDOM$RANDOM
 
-"$ALIOT" hub --data-dir "$WORK/hub" --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 --device-http 127.0.0.1:0 \
-  --admin-token "$TOKEN" >"$WORK/hub.out" 2>"$WORK/hub.err" &
-HUB=$!
-for _ in $(seq 100); do grep -q 'stops the hub' "$WORK/hub.out" 2>/dev/null && break; sleep 0.1; done
-PORT=$(awk '$1 == "mqtt:" { split($2, a, ":"); print a[2] }' "$WORK/hub.out")
-ADMIN=$(awk '$1 == "admin:" { print $2 }' "$WORK/hub.out")
-DEVICE_HTTP=$(awk '$1 == "device" && $2 == "http:" { print $3 }' "$WORK/hub.out")
-[ -n "$PORT" ] && [ -n "$DEVICE_HTTP" ] || { cat "$WORK/hub.err" >&2; log "the hub did not start"; exit 1; }
-PS=$("$ALIOT" admin --url "$ADMIN" --token "$TOKEN" product create --name registrations \
-  --product-key a1RegBench --dynamic-registration | python3 -c 'import json, sys; print(json.load(sys.stdin)["productSecret"])')
+# start_hub NAME FLAG: a fresh hub with the device listener (FLAG --device-http or
+# --device-https); sets HUB, PORT, ADMIN, DEVICE_HTTP and PS (the product a1RegBench allows
+# dynamic registration).
+start_hub() {
+  local name=$1 flag=$2
+  "$ALIOT" hub --data-dir "$WORK/$name" --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 "$flag" 127.0.0.1:0 \
+    --admin-token "$TOKEN" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  HUB=$!
+  for _ in $(seq 100); do grep -q 'stops the hub' "$WORK/$name.out" 2>/dev/null && break; sleep 0.1; done
+  PORT=$(awk '$1 == "mqtt:" { split($2, a, ":"); print a[2] }' "$WORK/$name.out")
+  ADMIN=$(awk '$1 == "admin:" { print $2 }' "$WORK/$name.out")
+  DEVICE_HTTP=$(awk '$1 == "device" && $2 == "http:" { print $3 }' "$WORK/$name.out")
+  [ -n "$PORT" ] && [ -n "$DEVICE_HTTP" ] || { cat "$WORK/$name.err" >&2; log "the hub did not start"; exit 1; }
+  PS=$("$ALIOT" admin --url "$ADMIN" --token "$TOKEN" product create --name registrations \
+    --product-key a1RegBench --dynamic-registration | python3 -c 'import json, sys; print(json.load(sys.stdin)["productSecret"])')
+}
+stop_hub() {
+  kill "$HUB" 2>/dev/null && wait "$HUB" 2>/dev/null || true
+  HUB=""
+}
+
+start_hub hub --device-http
 
 # run NAME ARGS…: one bench run, its command recorded (unexpanded) in OUT/NAME.cmd.
 run() {
@@ -58,8 +71,16 @@ run register_mqtt_pre --prefix pre- --register --admin-url "$ADMIN" --admin-toke
 run register_http --prefix http- --register --admin-url "$ADMIN" --admin-token "$TOKEN" --register-auth-type register \
   --register-url "$DEVICE_HTTP"
 curl -s "$ADMIN/metrics" >"$OUT/register.metrics" || true
-kill "$HUB" 2>/dev/null && wait "$HUB" 2>/dev/null || true
-HUB=""
+stop_hub
+
+# HTTPS: the certificate of the hub's local CA names localhost.
+start_hub hubs --device-https
+CA=$WORK/hubs/tls/ca.pem
+DEVICE_HTTPS=${DEVICE_HTTP/127.0.0.1/localhost}
+run register_https --prefix https- --register --admin-url "$ADMIN" --admin-token "$TOKEN" --register-auth-type register \
+  --register-url "$DEVICE_HTTPS" --tls --ca-file "$CA"
+sed -i "s#$DEVICE_HTTPS#\$DEVICE_HTTPS#g; s#$CA#\$CA#g" "$OUT/register_https.cmd"
+stop_hub
 printf '{"date": "%s", "count": %s, "pending": %s, "load average after": "%s"}\n' \
   "$(date -u +%Y-%m-%dT%H:%MZ)" "$COUNT" "$PENDING" "$(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/register_env.json"
 python3 benches/py/render_report.py "$OUT" docs/PERFORMANCE.md register

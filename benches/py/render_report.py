@@ -449,7 +449,8 @@ def section_exhaust(out):
 def section_register(out):
     runs = [("register_mqtt_regnwl", "MQTT, without pre-registration (`regnwl`: the device is created)"),
             ("register_mqtt_pre", "MQTT, registered beforehand (`register`: a new deviceSecret)"),
-            ("register_http", "HTTP `/auth/register/device`, registered beforehand")]
+            ("register_http", "HTTP `/auth/register/device`, registered beforehand"),
+            ("register_https", "HTTPS `/auth/register/device` (TLS, a connection each), registered beforehand")]
     env = load(out, "register_env") or {}
     L = ["`aliot bench --workload register` (`benches/register.sh`): %s devices each register once with" % num(env.get("count")),
          "the productSecret, at most %s registrations in flight, against one fresh hub on loopback. The" % num(env.get("pending")),
@@ -472,7 +473,8 @@ def section_register(out):
         return ["Not measured in this run."]
     L += ["", "Run of %s; load average after: %s." % (env.get("date", "?"), env.get("load average after", "?"))]
     L += commands(out, [n for n, _ in runs if load(out, n) is not None],
-                  ", `$PS` the product's secret, `$DEVICE_HTTP` the hub's `--device-http` URL")
+                  ", `$PS` the product's secret, `$DEVICE_HTTP` the hub's `--device-http` URL, `$DEVICE_HTTPS`\n"
+                  "its `--device-https` URL and `$CA` its local CA")
     return L
 
 
