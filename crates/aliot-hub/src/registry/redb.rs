@@ -147,6 +147,27 @@ type Shard = HashMap<String, HashMap<Box<str>, DeviceRecord>>;
 /// (productKey, deviceName) → deviceToken.
 type Tokens = BTreeMap<(String, String), String>;
 
+/// Most dynamic registrations stored by one durable commit.
+const ENROL_BATCH: usize = 512;
+
+/// A dynamic registration waiting for its commit.
+struct EnrolJob {
+    product_key: String,
+    device_name: String,
+    how: Enrolment,
+    reply: oneshot::Sender<Result<Enrolled>>,
+}
+
+/// Dynamic registrations waiting for a commit (group commit): the first to find no batch
+/// running runs batches until the queue is empty; the others wait for their answer. The queue
+/// holds at most one registration per waiting caller, and each caller is a connection the
+/// listeners' limits bound (MQTT `max_connections`, `device_http.max_connections`).
+#[derive(Default)]
+struct EnrolQueue {
+    jobs: Vec<EnrolJob>,
+    running: bool,
+}
+
 /// A login to record on disk.
 struct OnlineUpdate {
     product_key: String,
@@ -181,6 +202,8 @@ struct Inner {
     shards: Box<[RwLock<Shard>]>,
     /// The deviceTokens of devices registered without pre-registration.
     tokens: RwLock<Tokens>,
+    /// Dynamic registrations waiting for their commit.
+    enrol_queue: Mutex<EnrolQueue>,
     hasher: std::collections::hash_map::RandomState,
     device_count: AtomicU64,
     online_tx: mpsc::Sender<OnlineUpdate>,
@@ -415,6 +438,7 @@ impl RedbRegistry {
                 products: RwLock::new(products),
                 shards: shards.into_iter().map(RwLock::new).collect(),
                 tokens: RwLock::new(tokens),
+                enrol_queue: Mutex::default(),
                 hasher,
                 device_count: AtomicU64::new(count),
                 online_tx,
@@ -792,66 +816,143 @@ impl RedbRegistry {
         })
     }
 
-    /// Dynamic registration (blocking): [`enrolment_rule`], then one durable transaction.
-    fn enrol_blocking(&self, pk: String, dn: String, how: Enrolment) -> Result<Enrolled> {
-        self.write(|db| {
-            self.require_product(&pk)?;
-            let existing = self.record(&pk, &dn, |r| (r.to_device(&pk, &dn), r.clone()));
-            let step = enrolment_rule(&pk, &dn, how, existing.as_ref().map(|(d, _)| d))?;
-            let mut rec = match (step, existing) {
-                (EnrolmentStep::Create, _) | (_, None) => DeviceRecord {
-                    device_secret: random_alnum(32).into(),
-                    iot_id: random_alnum(32).into(),
-                    enabled: true,
-                    created_ms: now_ms(),
-                    last_online_ms: None,
-                    last_ip: None,
-                    dynamic_registration: None,
-                    properties: None,
-                },
-                (_, Some((_, rec))) => rec,
-            };
-            if step == EnrolmentStep::NewSecret {
-                rec.device_secret = random_alnum(32).into();
-            }
-            rec.dynamic_registration = Some(how);
-            let token = (step != EnrolmentStep::NewSecret).then(|| random_alnum(32));
-            let record = format!("devices/{pk}/{dn}");
-            let txn = db.begin_write().map_err(st("starting a dynamic registration"))?;
+    /// Dynamic registrations in one durable transaction (blocking): for each, in order,
+    /// [`enrolment_rule`] against the device as memory and the batch's earlier registrations
+    /// leave it. A rule's refusal answers that registration only; a storage failure answers
+    /// every registration of the batch (none is stored).
+    fn enrol_batch(&self, jobs: &[(String, String, Enrolment)]) -> Vec<Result<Enrolled>> {
+        /// What the batch stores for one device: its record and its new token.
+        type Staged = HashMap<(String, String), (DeviceRecord, Option<String>)>;
+        let outcome = self.write(|db| {
+            let mut staged: Staged = HashMap::new();
+            let mut answers: Vec<Result<Enrolled>> = Vec::with_capacity(jobs.len());
+            let txn = db.begin_write().map_err(st("starting dynamic registrations"))?;
             {
                 let mut table = txn.open_table(DEVICES).map_err(st("opening the devices table"))?;
-                table
-                    .insert((pk.as_str(), dn.as_str()), encode(&record, &rec)?.as_slice())
-                    .map_err(st("writing a device"))?;
-                if let Some(token) = &token {
-                    txn.open_table(DEVICE_TOKENS)
-                        .map_err(st("opening the device tokens table"))?
-                        .insert((pk.as_str(), dn.as_str()), token.as_str())
-                        .map_err(st("writing a device token"))?;
+                let mut tokens = txn
+                    .open_table(DEVICE_TOKENS)
+                    .map_err(st("opening the device tokens table"))?;
+                for (pk, dn, how) in jobs {
+                    let key = (pk.clone(), dn.clone());
+                    let existing = match staged.get(&key) {
+                        Some((rec, _)) => Some((rec.to_device(pk, dn), rec.clone())),
+                        None => self.record(pk, dn, |r| (r.to_device(pk, dn), r.clone())),
+                    };
+                    let step = self
+                        .require_product(pk)
+                        .and_then(|()| enrolment_rule(pk, dn, *how, existing.as_ref().map(|(d, _)| d)));
+                    let step = match step {
+                        Ok(step) => step,
+                        Err(e) => {
+                            answers.push(Err(e));
+                            continue;
+                        }
+                    };
+                    let mut rec = match (step, existing) {
+                        (EnrolmentStep::Create, _) | (_, None) => DeviceRecord {
+                            device_secret: random_alnum(32).into(),
+                            iot_id: random_alnum(32).into(),
+                            enabled: true,
+                            created_ms: now_ms(),
+                            last_online_ms: None,
+                            last_ip: None,
+                            dynamic_registration: None,
+                            properties: None,
+                        },
+                        (_, Some((_, rec))) => rec,
+                    };
+                    if step == EnrolmentStep::NewSecret {
+                        rec.device_secret = random_alnum(32).into();
+                    }
+                    rec.dynamic_registration = Some(*how);
+                    let token = (step != EnrolmentStep::NewSecret).then(|| random_alnum(32));
+                    let record = format!("devices/{pk}/{dn}");
+                    table
+                        .insert((pk.as_str(), dn.as_str()), encode(&record, &rec)?.as_slice())
+                        .map_err(st("writing a device"))?;
+                    if let Some(token) = &token {
+                        tokens
+                            .insert((pk.as_str(), dn.as_str()), token.as_str())
+                            .map_err(st("writing a device token"))?;
+                    }
+                    // A later registration of the same device in this batch keeps the token it
+                    // does not replace.
+                    let kept = token
+                        .clone()
+                        .or_else(|| staged.get(&key).and_then(|(_, t)| t.clone()));
+                    // The answer is the device as this registration leaves it.
+                    answers.push(Ok(Enrolled {
+                        device: rec.to_device(pk, dn),
+                        device_token: token,
+                    }));
+                    staged.insert(key, (rec, kept));
                 }
             }
-            txn.commit().map_err(st("committing a dynamic registration"))?;
-            let device = rec.to_device(&pk, &dn);
-            {
-                let mut shard = write_lock(self.shard(&pk, &dn));
+            txn.commit().map_err(st("committing dynamic registrations"))?;
+            // Durable: memory follows, then the answers.
+            for ((pk, dn), (rec, token)) in &staged {
+                let mut shard = write_lock(self.shard(pk, dn));
                 let devices = shard.entry(pk.clone()).or_default();
                 if let Some(old) = devices.get_mut(dn.as_str()) {
-                    old.device_secret = rec.device_secret;
+                    old.device_secret = rec.device_secret.clone();
                     old.dynamic_registration = rec.dynamic_registration;
                 } else {
-                    devices.insert(dn.as_str().into(), rec);
+                    devices.insert(dn.as_str().into(), rec.clone());
                     self.inner.device_count.fetch_add(1, Ordering::Relaxed);
                 }
+                drop(shard);
+                if let Some(token) = token {
+                    write_lock(&self.inner.tokens).insert((pk.clone(), dn.clone()), token.clone());
+                }
             }
-            if let Some(token) = &token {
-                write_lock(&self.inner.tokens).insert((pk.clone(), dn.clone()), token.clone());
+            for (pk, dn) in staged.keys() {
+                tracing::info!(product_key = %pk, device_name = %dn, "device registered dynamically");
             }
-            tracing::info!(product_key = %pk, device_name = %dn, ?how, "device registered dynamically");
-            Ok(Enrolled {
-                device,
-                device_token: token,
-            })
-        })
+            Ok(answers)
+        });
+        match outcome {
+            Ok(answers) => answers,
+            Err(e) => {
+                let why = e.to_string();
+                jobs.iter()
+                    .map(|_| {
+                        Err(Error::storage(
+                            "storing dynamic registrations",
+                            std::io::Error::other(why.clone()),
+                        ))
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Runs the queued registrations, a batch (one durable commit) at a time, until none is
+    /// left (blocking; one caller at a time, see [`EnrolQueue`]).
+    fn run_enrolments(&self) {
+        loop {
+            let jobs: Vec<EnrolJob> = {
+                let mut q = self
+                    .inner
+                    .enrol_queue
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if q.jobs.is_empty() {
+                    q.running = false;
+                    return;
+                }
+                let n = q.jobs.len().min(ENROL_BATCH);
+                q.jobs.drain(..n).collect()
+            };
+            let keys: Vec<(String, String, Enrolment)> = jobs
+                .iter()
+                .map(|j| (j.product_key.clone(), j.device_name.clone(), j.how))
+                .collect();
+            let answers = self.enrol_batch(&keys);
+            for (job, answer) in jobs.into_iter().zip(answers) {
+                // The caller may have gone (its connection closed): the registration stands.
+                let _ = job.reply.send(answer);
+            }
+        }
     }
 }
 
@@ -984,8 +1085,32 @@ impl Registry for RedbRegistry {
         device_name: &'a str,
         how: Enrolment,
     ) -> BoxFuture<'a, Result<Enrolled>> {
-        let (this, pk, dn) = (self.clone(), product_key.to_owned(), device_name.to_owned());
-        Box::pin(blocking(move || this.enrol_blocking(pk, dn, how)))
+        let (reply, answer) = oneshot::channel();
+        let job = EnrolJob {
+            product_key: product_key.to_owned(),
+            device_name: device_name.to_owned(),
+            how,
+            reply,
+        };
+        let lead = {
+            let mut q = self
+                .inner
+                .enrol_queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            q.jobs.push(job);
+            !std::mem::replace(&mut q.running, true)
+        };
+        if lead {
+            // This registration runs the batches, its own and those queued meanwhile.
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || this.run_enrolments());
+        }
+        Box::pin(async move {
+            answer
+                .await
+                .map_err(|e| Error::storage("waiting for a dynamic registration", e))?
+        })
     }
 
     fn reset_device<'a>(
@@ -1405,5 +1530,49 @@ mod tests {
             dynamic_registration: false,
         };
         assert!(!format!("{p:?}").contains("topsecret"));
+    }
+
+    /// Group commit: registrations of the same device in one batch see each other, a refusal
+    /// answers only its own registration, and every answer is what memory and the file keep.
+    #[tokio::test]
+    async fn one_batch_applies_its_registrations_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let r = RedbRegistry::open(dir.path()).await.expect("registry");
+        r.create_product("p", Some("a1Batch")).await.expect("product");
+        r.set_dynamic_registration("a1Batch", true).await.expect("switch");
+        let jobs = vec![
+            ("a1Batch".to_owned(), "d".to_owned(), Enrolment::NoPreRegistration),
+            ("a1Batch".to_owned(), "d".to_owned(), Enrolment::NoPreRegistration),
+            ("a1Batch".to_owned(), "d".to_owned(), Enrolment::PreRegistered),
+            ("a1Batch".to_owned(), "ghost".to_owned(), Enrolment::PreRegistered),
+            ("a1Nope".to_owned(), "x".to_owned(), Enrolment::NoPreRegistration),
+        ];
+        let this = r.clone();
+        let answers = tokio::task::spawn_blocking(move || this.enrol_batch(&jobs))
+            .await
+            .expect("the batch");
+        let first = answers[0].as_ref().expect("created");
+        let second = answers[1].as_ref().expect("a new token");
+        let third = answers[2].as_ref().expect("a new secret");
+        assert_ne!(first.device_token, second.device_token);
+        assert!(third.device_token.is_none());
+        assert_ne!(third.device.device_secret, second.device.device_secret);
+        assert!(matches!(answers[3], Err(Error::DeviceNotFound { .. })));
+        assert!(matches!(answers[4], Err(Error::ProductNotFound { .. })));
+        // Memory and, after a reopen, the file keep the last of each.
+        let check = |r: &RedbRegistry| {
+            let auth = r
+                .record("a1Batch", "d", |rec| rec.device_secret.to_string())
+                .expect("d");
+            assert_eq!(auth, third.device.device_secret);
+        };
+        check(&r);
+        assert_eq!(r.device_token("a1Batch", "d").await, second.device_token);
+        assert_eq!(r.counts().devices, 1);
+        r.close().await;
+        drop(r);
+        let r = RedbRegistry::open(dir.path()).await.expect("reopen");
+        check(&r);
+        assert_eq!(r.device_token("a1Batch", "d").await, second.device_token);
     }
 }
