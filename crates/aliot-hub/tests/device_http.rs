@@ -356,3 +356,68 @@ async fn the_official_node_sdk_registers_over_https_and_connects() {
         .await;
     assert_eq!(d["deviceSecret"], report["register"]["data"]["deviceSecret"]);
 }
+
+// ----- hostile bodies, as a property -----
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PATHS: [&str; 6] = [
+        "/auth/register/device",
+        "/auth/devicename",
+        "/auth/bootstrap",
+        "/auth",
+        "/topic/sys/a1Pk/dev/thing/event/property/post",
+        "/topic/%FF%00/x",
+    ];
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..256),
+            // Forms with every field, values arbitrary.
+            (".{0,40}", ".{0,40}", ".{0,40}", ".{0,40}").prop_map(|(a, b, c, d)| {
+                format!("productKey={a}&deviceName={b}&random={c}&sign={d}&signMethod={a}&clientId={b}&timestamp={c}")
+                    .into_bytes()
+            }),
+            // JSON of /auth with arbitrary values.
+            (".{0,40}", any::<i64>()).prop_map(|(a, n)| {
+                serde_json::json!({"productKey": a, "deviceName": a, "sign": a, "signmethod": a, "timestamp": n})
+                    .to_string()
+                    .into_bytes()
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Whatever a device sends, every endpoint answers with a status (JSON with a code for
+        /// 200), and the listener keeps serving.
+        #[test]
+        fn every_request_gets_an_answer(path in 0..PATHS.len(), form in any::<bool>(), token in proptest::option::of(".{0,40}"), body in body()) {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async {
+                let (hub, url) = hub().await;
+                let ctype = if form { "application/x-www-form-urlencoded" } else { "application/json" };
+                let mut headers = vec![("content-type", ctype)];
+                if let Some(t) = token.as_deref() {
+                    if t.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                        headers.push(("password", t));
+                    }
+                }
+                let (status, text) = http_post(&format!("{url}{}", PATHS[path]), &headers, body).await;
+                if status == StatusCode::OK {
+                    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+                    assert!(v["code"].is_u64(), "{v}");
+                } else {
+                    assert!(status.is_client_error(), "{status} {text}");
+                }
+                // Still serving.
+                let (s, _) = http_post(&format!("{url}/auth/bootstrap"), &[FORM], "productKey=a1Nope&deviceName=x").await;
+                assert_eq!(s, StatusCode::OK);
+                drop(hub);
+            });
+        }
+    }
+}
