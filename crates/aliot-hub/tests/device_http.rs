@@ -401,10 +401,10 @@ mod hostile {
                 let (hub, url) = hub().await;
                 let ctype = if form { "application/x-www-form-urlencoded" } else { "application/json" };
                 let mut headers = vec![("content-type", ctype)];
-                if let Some(t) = token.as_deref() {
-                    if t.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-                        headers.push(("password", t));
-                    }
+                if let Some(t) = token.as_deref()
+                    && t.bytes().all(|b| (0x20..0x7f).contains(&b))
+                {
+                    headers.push(("password", t));
                 }
                 let (status, text) = http_post(&format!("{url}{}", PATHS[path]), &headers, body).await;
                 if status == StatusCode::OK {
