@@ -421,3 +421,31 @@ mod hostile {
         }
     }
 }
+
+#[tokio::test]
+async fn the_admin_pushes_a_bootstrap_notify_to_a_device() {
+    let (hub, _url) = hub().await;
+    let (pk, dn, secret) = hub.device("boot").await;
+    let mut raw = Raw::online(hub.mqtt, &signed(&pk, &dn, &secret)).await;
+    let topic = format!("/sys/{pk}/{dn}/thing/bootstrap/notify");
+    let granted = raw
+        .subscribe(1, &[(topic.as_str(), rmqtt_codec::v3::QoS::AtMostOnce)])
+        .await;
+    assert_eq!(granted.len(), 1);
+    let payload = r#"{"id":"1","version":"1.0","method":"thing.bootstrap.notify","params":{"cmd":0}}"#;
+    let (s, v) = hub
+        .call(
+            "POST",
+            &format!("/api/v1/products/{pk}/devices/{dn}/publish"),
+            Some(json!({"topic": topic, "payload": payload, "qos": 0})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["outcome"].as_str()),
+        (StatusCode::OK, Some("delivered")),
+        "{v}"
+    );
+    let p = raw.publish_in().await;
+    assert_eq!(&*p.topic, topic.as_str());
+    assert_eq!(&p.payload[..], payload.as_bytes());
+}
