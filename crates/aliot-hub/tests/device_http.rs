@@ -4,7 +4,7 @@
 use aliot_hub::config::DeviceHttpConfig;
 use aliot_protocol::sign::{dynreg_sign, sign_content};
 use aliot_protocol::{HexCase, SignMethod};
-use aliot_testkit::{Creds, Raw, TestHub, http_post};
+use aliot_testkit::{Creds, Raw, TestHub, http_post, signed};
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
@@ -57,29 +57,6 @@ fn register_form(pk: &str, dn: &str, ps: &str, method: SignMethod, name: &str) -
     format!("productKey={pk}&deviceName={dn}&random=8Ygb7ULYh53B6OA&sign={sign}&signMethod={name}")
 }
 
-fn signed(pk: &str, dn: &str, secret: &str) -> Creds {
-    let id = aliot_protocol::DeviceIdentity::new(pk, dn, secret).expect("identity");
-    let c = aliot_protocol::sign(&id, &aliot_protocol::SignOptions::default()).expect("sign");
-    Creds {
-        client_id: c.client_id,
-        username: c.username,
-        password: c.password,
-    }
-}
-
-async fn metric(hub: &TestHub, name: &str) -> u64 {
-    let (s, body) = aliot_testkit::http("GET", &format!("{}/metrics", hub.base), None, None).await;
-    assert_eq!(s, StatusCode::OK);
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics"))
-}
-
-async fn login(hub: &TestHub, c: &Creds) -> u8 {
-    let (_raw, ack) = Raw::connect(hub.mqtt, c, true).await;
-    u8::from(ack.return_code)
-}
-
 #[tokio::test]
 async fn https_registration_answers_a_new_secret_with_the_platforms_codes() {
     let (hub, url) = hub().await;
@@ -99,8 +76,8 @@ async fn https_registration_answers_a_new_secret_with_the_platforms_codes() {
     );
     let secret = v["data"]["deviceSecret"].as_str().expect("secret").to_owned();
     assert_ne!(secret, old);
-    assert_eq!(login(&hub, &signed(&pk, "lamp", &old)).await, 4);
-    assert_eq!(login(&hub, &signed(&pk, "lamp", &secret)).await, 0);
+    assert_eq!(hub.login(&signed(&pk, "lamp", &old)).await, 4);
+    assert_eq!(hub.login(&signed(&pk, "lamp", &secret)).await, 0);
     // Activated now.
     let v = post_form(
         &url,
@@ -191,18 +168,15 @@ async fn pre_authentication_gives_an_iot_token_for_mqtt_with_securemode_minus_1(
     );
     assert_eq!(v["data"]["resources"]["mqtt"]["port"], hub.mqtt.port(), "{v}");
     assert_eq!(v["data"]["resources"]["mqtt"]["host"], "127.0.0.1", "{v}");
-    assert_eq!(login(&hub, &token_login(&pk, &dn, &iot_id, &token)).await, 0);
+    assert_eq!(hub.login(&token_login(&pk, &dn, &iot_id, &token)).await, 0);
     // A wrong token, another iotId, the token as a signature: 4.
-    assert_eq!(login(&hub, &token_login(&pk, &dn, &iot_id, "x")).await, 4);
-    assert_eq!(
-        login(&hub, &token_login(&pk, &dn, "other-iot-id", &token)).await,
-        4
-    );
+    assert_eq!(hub.login(&token_login(&pk, &dn, &iot_id, "x")).await, 4);
+    assert_eq!(hub.login(&token_login(&pk, &dn, "other-iot-id", &token)).await, 4);
     // A new pre-authentication replaces the token.
     let v = post_form(&url, &preauth_form(&pk, &dn, &secret)).await;
     let newer = v["data"]["iotToken"].as_str().expect("token").to_owned();
-    assert_eq!(login(&hub, &token_login(&pk, &dn, &iot_id, &token)).await, 4);
-    assert_eq!(login(&hub, &token_login(&pk, &dn, &iot_id, &newer)).await, 0);
+    assert_eq!(hub.login(&token_login(&pk, &dn, &iot_id, &token)).await, 4);
+    assert_eq!(hub.login(&token_login(&pk, &dn, &iot_id, &newer)).await, 0);
     // Wrong signature or unknown device: the same 401.
     let v = post_form(&url, &preauth_form(&pk, &dn, "wrong")).await;
     assert_eq!(v["code"], 401, "{v}");
@@ -217,10 +191,10 @@ async fn pre_authentication_gives_an_iot_token_for_mqtt_with_securemode_minus_1(
         )
         .await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(login(&hub, &token_login(&pk, &dn, &iot_id, &newer)).await, 4);
+    assert_eq!(hub.login(&token_login(&pk, &dn, &iot_id, &newer)).await, 4);
     let v = post_form(&url, &preauth_form(&pk, &dn, &secret)).await;
     assert_eq!(v["code"], 403, "{v}");
-    assert_eq!(metric(&hub, "aliot_hub_iot_tokens_issued_total").await, 2);
+    assert_eq!(hub.metric("aliot_hub_iot_tokens_issued_total").await, 2);
 }
 
 #[tokio::test]
@@ -310,8 +284,8 @@ async fn the_http_data_channel_takes_uplinks_like_mqtt() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(post_topic(post, Some(token), body).await["code"], 20003);
-    assert_eq!(metric(&hub, "aliot_hub_http_uplinks_total").await, 1);
-    assert_eq!(metric(&hub, "aliot_hub_http_tokens_issued_total").await, 1);
+    assert_eq!(hub.metric("aliot_hub_http_uplinks_total").await, 1);
+    assert_eq!(hub.metric("aliot_hub_http_tokens_issued_total").await, 1);
 }
 
 #[tokio::test]

@@ -5,8 +5,8 @@
 
 use aliot_protocol::register::{Registered, RegisteredWithToken, connwl_client_id};
 use aliot_protocol::sign::dynreg_sign;
-use aliot_protocol::{DeviceIdentity, HexCase, SignMethod, SignOptions, sign};
-use aliot_testkit::{Creds, Raw, TestHub, connect_packet};
+use aliot_protocol::{HexCase, SignMethod};
+use aliot_testkit::{Creds, Raw, TestHub, connect_packet, signed};
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
@@ -61,23 +61,6 @@ fn registration(auth_type: &str, pk: &str, dn: &str, product_secret: &str, rando
     }
 }
 
-/// The signed CONNECT fields of a device.
-fn signed(pk: &str, dn: &str, secret: &str) -> Creds {
-    let id = DeviceIdentity::new(pk, dn, secret).expect("identity");
-    let c = sign(&id, &SignOptions::default()).expect("sign");
-    Creds {
-        client_id: c.client_id,
-        username: c.username,
-        password: c.password,
-    }
-}
-
-/// The CONNACK code of a login (the connection is dropped).
-async fn login(hub: &TestHub, c: &Creds) -> u8 {
-    let (_raw, ack) = Raw::connect(hub.mqtt, c, true).await;
-    u8::from(ack.return_code)
-}
-
 /// Registers over MQTT (keepalive 0, as a registering device may send): CONNACK 0, one PUBLISH
 /// on `topic`, then the hub closes the connection. Returns the payload.
 async fn registers(hub: &TestHub, c: &Creds, topic: &str) -> Vec<u8> {
@@ -97,14 +80,6 @@ async fn refused(hub: &TestHub, c: &Creds) -> u8 {
     let code = u8::from(raw.connack().await.return_code);
     raw.closed().await;
     code
-}
-
-async fn metric(hub: &TestHub, name: &str) -> u64 {
-    let (s, body) = aliot_testkit::http("GET", &format!("{}/metrics", hub.base), None, None).await;
-    assert_eq!(s, StatusCode::OK);
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} not in /metrics"))
 }
 
 #[tokio::test]
@@ -133,19 +108,16 @@ async fn a_pre_registered_device_gets_a_new_secret_and_logs_in_with_it() {
     .await;
     let again = Registered::parse(&again).expect("answer");
     assert_ne!(again.device_secret, answer.device_secret);
-    assert_eq!(login(&hub, &signed(&pk, "lamp-1", &old)).await, 4);
-    assert_eq!(
-        login(&hub, &signed(&pk, "lamp-1", &answer.device_secret)).await,
-        4
-    );
-    assert_eq!(login(&hub, &signed(&pk, "lamp-1", &again.device_secret)).await, 0);
+    assert_eq!(hub.login(&signed(&pk, "lamp-1", &old)).await, 4);
+    assert_eq!(hub.login(&signed(&pk, "lamp-1", &answer.device_secret)).await, 4);
+    assert_eq!(hub.login(&signed(&pk, "lamp-1", &again.device_secret)).await, 0);
     // Activated by that login: a registration is refused until the device is reset.
     assert_eq!(
         refused(&hub, &registration("register", &pk, "lamp-1", &ps, "8")).await,
         5
     );
-    assert_eq!(metric(&hub, "aliot_hub_dynamic_registrations_total").await, 2);
-    assert_eq!(metric(&hub, "aliot_hub_device_tokens_issued_total").await, 0);
+    assert_eq!(hub.metric("aliot_hub_dynamic_registrations_total").await, 2);
+    assert_eq!(hub.metric("aliot_hub_device_tokens_issued_total").await, 0);
 }
 
 #[tokio::test]
@@ -174,14 +146,14 @@ async fn without_pre_registration_the_device_is_created_and_logs_in_with_its_tok
         username: format!("new-9&{pk}"),
         password: token.to_owned(),
     };
-    assert_eq!(login(&hub, &token_login("not-the-token")).await, 4);
+    assert_eq!(hub.login(&token_login("not-the-token")).await, 4);
     assert_eq!(
-        login(&hub, &token_login(&answer.device_token.to_uppercase())).await,
+        hub.login(&token_login(&answer.device_token.to_uppercase())).await,
         4
     );
     // A device token is not a deviceSecret login, and a secret is not a token.
     let secret = d["deviceSecret"].as_str().expect("secret");
-    assert_eq!(login(&hub, &token_login(secret)).await, 4);
+    assert_eq!(hub.login(&token_login(secret)).await, 4);
     let (mut raw, ack) = Raw::connect(hub.mqtt, &token_login(&answer.device_token), true).await;
     assert_eq!(u8::from(ack.return_code), 0);
     raw.ping().await;
@@ -191,7 +163,7 @@ async fn without_pre_registration_the_device_is_created_and_logs_in_with_its_tok
         refused(&hub, &registration("regnwl", &pk, "new-9", &ps, "5")).await,
         5
     );
-    assert_eq!(metric(&hub, "aliot_hub_device_tokens_issued_total").await, 1);
+    assert_eq!(hub.metric("aliot_hub_device_tokens_issued_total").await, 1);
 }
 
 #[tokio::test]
@@ -214,13 +186,13 @@ async fn registrations_and_tokens_survive_a_restart() {
     )
     .expect("answer");
     let hub = TestHub::start_in(hub.stop().await).await;
-    assert_eq!(login(&hub, &signed(&pk, "pre", &secret)).await, 0);
+    assert_eq!(hub.login(&signed(&pk, "pre", &secret)).await, 0);
     let c = Creds {
         client_id: connwl_client_id(&token.client_id),
         username: format!("nwl&{pk}"),
         password: token.device_token.clone(),
     };
-    assert_eq!(login(&hub, &c).await, 0);
+    assert_eq!(hub.login(&c).await, 0);
     let (s, p) = hub.call("GET", &format!("/api/v1/products/{pk}"), None).await;
     assert_eq!(
         (s, &p["dynamicRegistration"]),
@@ -296,8 +268,8 @@ async fn refused_registrations_get_the_platforms_codes_and_create_nothing() {
         username: format!("off&{pk}"),
         password: "00000000000000000000000000000000".into(),
     };
-    assert_eq!(login(&hub, &c).await, 4);
-    assert_eq!(metric(&hub, "aliot_hub_dynamic_registrations_total").await, 0);
+    assert_eq!(hub.login(&c).await, 4);
+    assert_eq!(hub.metric("aliot_hub_dynamic_registrations_total").await, 0);
 }
 
 #[tokio::test]
@@ -395,7 +367,7 @@ async fn a_reset_makes_an_activated_device_registrable_again() {
         username: format!("r1&{pk}"),
         password: token.device_token.clone(),
     };
-    assert_eq!(login(&hub, &c).await, 0);
+    assert_eq!(hub.login(&c).await, 0);
     let (_, d) = hub.call("GET", &path, None).await;
     assert_eq!(d["activated"], true, "{d}");
     assert_eq!(
@@ -406,7 +378,7 @@ async fn a_reset_makes_an_activated_device_registrable_again() {
     assert_eq!(s, StatusCode::OK, "{d}");
     assert_eq!(d["activated"], false, "{d}");
     assert!(d.get("deviceToken").is_none(), "the token is gone: {d}");
-    assert_eq!(login(&hub, &c).await, 4);
+    assert_eq!(hub.login(&c).await, 4);
     let again = RegisteredWithToken::parse(
         &registers(&hub, &registration("regnwl", &pk, "r1", &ps, "c"), "/ext/regnwl").await,
     )
@@ -491,6 +463,6 @@ async fn a_registration_storm_from_one_source_leaves_one_consistent_device() {
     let token = f["deviceToken"].as_str().expect("token").to_owned();
     assert!(tokens.contains(&token));
     let other = secrets.iter().find(|s| **s != stored).expect("another secret");
-    assert_eq!(login(&hub, &signed(&pk, "stormy", other)).await, 4);
-    assert_eq!(login(&hub, &signed(&pk, "stormy", &stored)).await, 0);
+    assert_eq!(hub.login(&signed(&pk, "stormy", other)).await, 4);
+    assert_eq!(hub.login(&signed(&pk, "stormy", &stored)).await, 0);
 }

@@ -31,6 +31,16 @@ pub fn creds(dn: &str, extra: &str) -> Creds {
     })
 }
 
+/// Signs device `dn` of `pk` with `secret` (otherwise as [`creds`]).
+pub fn signed(pk: &str, dn: &str, secret: &str) -> Creds {
+    creds_with(&Signing {
+        product_key: pk,
+        device_name: dn,
+        secret,
+        ..Signing::default()
+    })
+}
+
 /// Everything [`creds_with`] can vary.
 #[derive(Debug, Clone, Copy)]
 pub struct Signing<'a> {

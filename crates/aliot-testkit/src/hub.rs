@@ -140,4 +140,19 @@ impl TestHub {
             .expect("a device");
         created.pop().expect("one device").device_secret
     }
+
+    /// The CONNACK code of a login with `c` (clean session 1); the connection is dropped.
+    pub async fn login(&self, c: &crate::Creds) -> u8 {
+        let (_raw, ack) = crate::Raw::connect(self.mqtt, c, true).await;
+        u8::from(ack.return_code)
+    }
+
+    /// The value of an unlabelled counter or gauge of the hub's `/metrics`.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let (status, body) = crate::http("GET", &format!("{}/metrics", self.base), None, None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} not in /metrics"))
+    }
 }

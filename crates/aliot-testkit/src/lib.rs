@@ -35,7 +35,7 @@ mod registry;
 
 pub use aliot_bench::wire;
 pub use broker::BrokerHub;
-pub use creds::{Creds, PK, SECRET, Signing, connect_packet, creds, creds_with};
+pub use creds::{Creds, PK, SECRET, Signing, connect_packet, creds, creds_with, signed};
 pub use device::{DevEvent, TestDevice, options};
 pub use guard::{GUARD, guard, run_guarded, wait_guarded};
 pub use http::{OfflineAdmin, TOKEN, http, http_json, http_post, try_request};

@@ -663,44 +663,64 @@ impl RedbRegistry {
         })
     }
 
-    /// Enables or disables a device (blocking).
-    fn set_enabled_blocking(&self, pk: String, dn: String, enabled: bool) -> Result<Device> {
+    /// Applies `change` to a device's stored record, in one durable transaction, then to its
+    /// copy in memory (blocking); `tokens` also drops its deviceToken. Only what `change` sets
+    /// changes in memory: the last-online fields there may be fresher than the stored ones.
+    fn change_device(
+        &self,
+        pk: &str,
+        dn: &str,
+        what: &'static str,
+        drop_token: bool,
+        change: impl Fn(&mut DeviceRecord),
+    ) -> Result<Device> {
         self.write(|db| {
             let not_found = || Error::DeviceNotFound {
-                product_key: pk.clone(),
-                device_name: dn.clone(),
+                product_key: pk.to_owned(),
+                device_name: dn.to_owned(),
             };
             let record = format!("devices/{pk}/{dn}");
             let txn = db.begin_write().map_err(st("starting a device update"))?;
             {
                 let mut table = txn.open_table(DEVICES).map_err(st("opening the devices table"))?;
-                let stored: Option<DeviceRecord> = match table
-                    .get((pk.as_str(), dn.as_str()))
-                    .map_err(st("reading a device"))?
-                {
-                    Some(guard) => Some(decode(&record, guard.value())?),
-                    None => None,
-                };
+                let stored: Option<DeviceRecord> =
+                    match table.get((pk, dn)).map_err(st("reading a device"))? {
+                        Some(guard) => Some(decode(&record, guard.value())?),
+                        None => None,
+                    };
                 let Some(mut rec) = stored else {
                     return Err(not_found());
                 };
-                rec.enabled = enabled;
+                change(&mut rec);
                 table
-                    .insert((pk.as_str(), dn.as_str()), encode(&record, &rec)?.as_slice())
+                    .insert((pk, dn), encode(&record, &rec)?.as_slice())
                     .map_err(st("writing a device"))?;
+                if drop_token {
+                    txn.open_table(DEVICE_TOKENS)
+                        .map_err(st("opening the device tokens table"))?
+                        .remove((pk, dn))
+                        .map_err(st("deleting a device token"))?;
+                }
             }
             txn.commit().map_err(st("committing a device update"))?;
-            // Only `enabled` changes in memory: the last-online fields there may be fresher than
-            // the stored ones.
-            let mut shard = write_lock(self.shard(&pk, &dn));
+            if drop_token {
+                write_lock(&self.inner.tokens).remove(&(pk.to_owned(), dn.to_owned()));
+            }
+            let mut shard = write_lock(self.shard(pk, dn));
             let rec = shard
-                .get_mut(&pk)
-                .and_then(|m| m.get_mut(dn.as_str()))
+                .get_mut(pk)
+                .and_then(|m| m.get_mut(dn))
                 .ok_or_else(not_found)?;
-            rec.enabled = enabled;
-            tracing::info!(product_key = %pk, device_name = %dn, enabled, "device updated");
-            Ok(rec.to_device(&pk, &dn))
+            change(rec);
+            tracing::info!(product_key = %pk, device_name = %dn, "device {what}");
+            Ok(rec.to_device(pk, dn))
         })
+    }
+
+    /// Enables or disables a device (blocking).
+    fn set_enabled_blocking(&self, pk: String, dn: String, enabled: bool) -> Result<Device> {
+        let what = if enabled { "enabled" } else { "disabled" };
+        self.change_device(&pk, &dn, what, false, |rec| rec.enabled = enabled)
     }
 
     /// Deletes a device (blocking).
@@ -773,46 +793,9 @@ impl RedbRegistry {
 
     /// Makes a device registrable again (blocking): no last login, no deviceToken.
     fn reset_device_blocking(&self, pk: String, dn: String) -> Result<Device> {
-        self.write(|db| {
-            let not_found = || Error::DeviceNotFound {
-                product_key: pk.clone(),
-                device_name: dn.clone(),
-            };
-            let record = format!("devices/{pk}/{dn}");
-            let txn = db.begin_write().map_err(st("starting a device reset"))?;
-            {
-                let mut table = txn.open_table(DEVICES).map_err(st("opening the devices table"))?;
-                let stored: Option<DeviceRecord> = match table
-                    .get((pk.as_str(), dn.as_str()))
-                    .map_err(st("reading a device"))?
-                {
-                    Some(guard) => Some(decode(&record, guard.value())?),
-                    None => None,
-                };
-                let Some(mut rec) = stored else {
-                    return Err(not_found());
-                };
-                rec.last_online_ms = None;
-                rec.last_ip = None;
-                table
-                    .insert((pk.as_str(), dn.as_str()), encode(&record, &rec)?.as_slice())
-                    .map_err(st("writing a device"))?;
-                txn.open_table(DEVICE_TOKENS)
-                    .map_err(st("opening the device tokens table"))?
-                    .remove((pk.as_str(), dn.as_str()))
-                    .map_err(st("deleting a device token"))?;
-            }
-            txn.commit().map_err(st("committing a device reset"))?;
-            write_lock(&self.inner.tokens).remove(&(pk.clone(), dn.clone()));
-            let mut shard = write_lock(self.shard(&pk, &dn));
-            let rec = shard
-                .get_mut(&pk)
-                .and_then(|m| m.get_mut(dn.as_str()))
-                .ok_or_else(not_found)?;
+        self.change_device(&pk, &dn, "reset", true, |rec| {
             rec.last_online_ms = None;
             rec.last_ip = None;
-            tracing::info!(product_key = %pk, device_name = %dn, "device reset");
-            Ok(rec.to_device(&pk, &dn))
         })
     }
 
