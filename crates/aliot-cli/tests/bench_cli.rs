@@ -399,13 +399,7 @@ fn register_workload_should_register_every_device_over_mqtt_and_http() {
         &dir.path().join("hub"),
         &["--admin-token", TOKEN, "--device-http", "127.0.0.1:0"],
     );
-    let device_http = hub
-        .banner
-        .iter()
-        .find_map(|l| l.trim().strip_prefix("device http:"))
-        .and_then(|l| l.split_whitespace().next())
-        .expect("the device http line of the banner")
-        .to_owned();
+    let device_http = hub.device_http_url();
     let mut admin = aliot();
     admin
         .args(["admin", "--url", &hub.admin_url, "--token", TOKEN])

@@ -321,13 +321,7 @@ fn mosquitto_and_curl_register_with_what_aliot_sign_prints() {
     require_mosquitto_clients();
     let dir = tempfile::tempdir().expect("tempdir");
     let hub = HubProcess::start(dir.path(), &["--device-http", "127.0.0.1:0"]);
-    let device_http = hub
-        .banner
-        .iter()
-        .find_map(|l| l.trim().strip_prefix("device http:"))
-        .and_then(|l| l.split_whitespace().next())
-        .expect("the device http line")
-        .to_owned();
+    let device_http = hub.device_http_url();
     let product = ok_json(&admin(
         dir.path(),
         &[

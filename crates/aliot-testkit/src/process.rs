@@ -56,6 +56,16 @@ pub struct HubProcess {
 }
 
 impl HubProcess {
+    /// The device HTTP(S) listener's URL from the banner (`--device-http`, `--device-https`).
+    pub fn device_http_url(&self) -> String {
+        self.banner
+            .iter()
+            .find_map(|l| l.trim().strip_prefix("device http:"))
+            .and_then(|l| l.split_whitespace().next())
+            .expect("a `device http:` line in the banner (start the hub with --device-http)")
+            .to_owned()
+    }
+
     /// Starts `aliot hub --data-dir DIR --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 EXTRA…` and reads
     /// its endpoints from stdout.
     pub fn start(data_dir: &Path, extra: &[&str]) -> HubProcess {
