@@ -423,3 +423,49 @@ async fn the_admin_pushes_a_bootstrap_notify_to_a_device() {
     assert_eq!(&*p.topic, topic.as_str());
     assert_eq!(&p.payload[..], payload.as_bytes());
 }
+
+/// Over HTTPS (curl trusting the hub's local CA), pre-authentication sends the device to MQTT
+/// over TLS when the hub has it.
+#[tokio::test]
+async fn https_pre_authentication_names_the_mqtts_listener() {
+    let hub = TestHub::start_with(tempfile::tempdir().expect("tempdir"), |c| {
+        c.mqtts = Some(aliot_hub::config::MqttsConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            ..aliot_hub::config::MqttsConfig::default()
+        });
+        c.device_http = Some(DeviceHttpConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            tls: true,
+            ..DeviceHttpConfig::default()
+        });
+    })
+    .await;
+    let url = hub
+        .hub()
+        .device_http_url()
+        .expect("listener")
+        .replace("127.0.0.1", "localhost");
+    let mqtts = hub.hub().mqtts_addr().expect("mqtts");
+    let (pk, dn, secret) = hub.device("tls-dev").await;
+    let ca = hub.dir.path().join("tls").join("ca.pem");
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sS", "--cacert"]).arg(&ca).args([
+        "-X",
+        "POST",
+        &format!("{url}/auth/devicename"),
+        "--data",
+        &preauth_form(&pk, &dn, &secret),
+    ]);
+    let out = tokio::task::spawn_blocking(move || aliot_testkit::run_guarded(cmd))
+        .await
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(v["code"], 200, "{v}");
+    assert_eq!(v["data"]["resources"]["mqtt"]["port"], mqtts.port(), "{v}");
+}
