@@ -9,7 +9,7 @@
 //!   username the iotId, password the iotToken verbatim).
 //!
 //! Every answer is `{"code":…,"message":…,"data":…}` ([`Answer`]); its codes are
-//! [`AuthCode`](crate::codes::AuthCode).
+//! [`AuthCode`].
 //!
 //! ```
 //! use aliot_protocol::http_auth::{Answer, IotToken, iot_token_credentials};
