@@ -216,6 +216,11 @@ impl Driver {
                         }));
                         continue;
                     }
+                    // An attempt that could not reach where the last pre-authentication said:
+                    // ask again before the next one (the endpoint may have moved).
+                    if self.preauth.is_some() && lasted.is_none() && error.connack().is_none() {
+                        self.signer.iot_token = None;
+                    }
                     if let Some(outcome) = self.failed(error, lasted).await {
                         break outcome;
                     }

@@ -100,11 +100,19 @@ impl BaseUrl {
     }
 }
 
-/// An HTTP answer: its status and body.
-#[derive(Debug)]
+/// An HTTP answer: its status and body. `Debug` leaves the body out (it may hold a secret).
 pub(crate) struct Answer {
     pub(crate) status: u16,
     pub(crate) body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("status", &self.status)
+            .field("body", &format_args!("<{} bytes>", self.body.len()))
+            .finish()
+    }
 }
 
 /// `POST {base}{path}` with a form body, within `timeout` (connection, TLS, request, answer).

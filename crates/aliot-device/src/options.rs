@@ -134,7 +134,8 @@ pub enum Login {
     ///
     /// The token is used again on every reconnect; when the platform refuses it (CONNACK 4: it
     /// expired, a newer pre-authentication replaced it, or the platform forgot it) the device
-    /// pre-authenticates again at once. A refusal of a token just obtained follows the
+    /// pre-authenticates again at once, and after an attempt that could not reach the MQTT
+    /// endpoint it pre-authenticates again before the next attempt. A refusal of a token just obtained follows the
     /// [`RefusalPolicy`]; so does a refused pre-authentication (codes 401, 403, 460).
     PreAuth {
         /// The device (its deviceSecret signs the pre-authentication).

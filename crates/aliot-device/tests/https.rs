@@ -314,3 +314,40 @@ async fn pre_authentication_refusals_are_typed() {
         Err(Error::Options(_))
     ));
 }
+
+#[tokio::test]
+async fn pre_authentication_is_renewed_after_a_hub_restart() {
+    let (hub, pk, url) = hub(false).await;
+    let secret = hub.register(&pk, "pre-3").await;
+    let identity = DeviceIdentity::new(&pk, "pre-3", &secret).expect("identity");
+    let options = fast(DeviceOptions::with_pre_auth(identity, &url, mqtt(&hub)));
+    let (device, mut events) = Device::connect(options).await.expect("pre-authenticated");
+    assert_eq!(next_connected(&mut events).await.0.connections, 1);
+
+    // The restarted hub (same data, same ports) has forgotten every iotToken: the device comes
+    // back only by pre-authenticating again.
+    let mqtt_addr = hub.mqtt;
+    let http_addr: std::net::SocketAddr = url
+        .trim_start_matches("http://")
+        .replace("localhost", "127.0.0.1")
+        .parse()
+        .expect("the listener's address");
+    let dir = hub.stop().await;
+    let hub = TestHub::start_with(dir, |c| {
+        c.mqtt.listen = mqtt_addr;
+        c.device_http = Some(DeviceHttpConfig {
+            listen: http_addr,
+            ..DeviceHttpConfig::default()
+        });
+    })
+    .await;
+    let (again, down) = next_connected(&mut events).await;
+    assert_eq!(again.connections, 2, "{down:?}");
+    let reply = device
+        .post_property(json!({"Temperature": 22}))
+        .await
+        .expect("reply");
+    assert_eq!(reply.code, 200);
+    assert!(hub.service().session(&pk, "pre-3").is_some());
+    device.disconnect().await;
+}
