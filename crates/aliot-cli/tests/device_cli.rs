@@ -442,16 +442,159 @@ async fn device_register_refusals_and_https_are_reported() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("CONNACK 4"));
 
-    // HTTPS is parsed but not supported yet: a usage error, exit 2.
+    // HTTPS serves devices created beforehand only; --register-url is for HTTPS: usage errors.
     let out = register(&hub, &device.product_key, &product.product_secret, "d-2")
-        .args(["--via", "https"])
+        .args(["--via", "https", "--no-preregister"])
         .output()
         .await
         .expect("aliot device register");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("created beforehand"), "{stderr}");
+    let out = register(&hub, &device.product_key, &product.product_secret, "d-2")
+        .args(["--register-url", "http://127.0.0.1:1"])
+        .output()
+        .await
+        .expect("aliot device register");
+    assert_eq!(out.status.code(), Some(2));
+    hub.stop().await.expect("hub stops");
+}
+
+/// A hub like [`hub_with_device`], with the device HTTP listener too; its base URL.
+async fn hub_with_device_http(dir: &tempfile::TempDir, dn: &str) -> (RunningHub, Device, String) {
+    let mut config = Config {
+        data_dir: Some(dir.path().join("hub")),
+        ..Config::default()
+    };
+    config.mqtt.listen = "127.0.0.1:0".parse().expect("addr");
+    config.admin.listen = "127.0.0.1:0".parse().expect("addr");
+    config.device_http = Some(aliot_hub::config::DeviceHttpConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        ..Default::default()
+    });
+    let hub = aliot_hub::start(config, std::future::pending())
+        .await
+        .expect("hub");
+    let url = hub.device_http_url().expect("device HTTP listener").to_owned();
+    let product = hub.service().create_product("cli", None).await.expect("product");
+    let device = hub
+        .service()
+        .create_device(&product.product_key, dn, None)
+        .await
+        .expect("device");
+    (hub, device, url)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn device_register_via_https_and_run_with_https_pre_authentication() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (hub, device, url) = hub_with_device_http(&dir, "h-1").await;
+    let pk = device.product_key.clone();
+    let ps = hub.service().product(&pk).await.expect("product").product_secret;
+
+    // Dynamic registration off: the platform's code 6288 with its meaning and fix, exit 1.
+    let out = register(&hub, &pk, &ps, "h-1")
+        .args(["--via", "https", "--register-url", &url])
+        .output()
+        .await
+        .expect("aliot device register");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("6288") && stderr.contains("fix:"), "{stderr}");
     assert!(
-        stderr.contains("not yet supported: HTTPS registration"),
+        !stderr.contains(&ps),
+        "the productSecret is never printed: {stderr}"
+    );
+
+    hub.service()
+        .set_dynamic_registration(&pk, true)
+        .await
+        .expect("switch on");
+    let saved = dir.path().join("h-1.toml");
+    let out = register(&hub, &pk, &ps, "h-1")
+        .args(["--via", "https", "--register-url", &url, "--save"])
+        .arg(&saved)
+        .output()
+        .await
+        .expect("aliot device register");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("the answer as JSON");
+    let secret = answer["deviceSecret"].as_str().expect("deviceSecret").to_owned();
+    assert_eq!(answer["deviceName"], "h-1", "{answer}");
+    assert_ne!(secret, device.device_secret);
+    assert!(!stderr.contains(&secret), "the secret is never logged: {stderr}");
+    let text = std::fs::read_to_string(&saved).expect("profile");
+    assert!(text.contains(&secret), "{text}");
+
+    // `aliot device run --auth https`: pre-authenticates with the saved secret, then MQTT with
+    // securemode=-1 where the answer says.
+    let mut events = hub.service().events();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"))
+        .args(["device", "run", "--profile"])
+        .arg(&saved)
+        .args(["--auth", "https", "--auth-url", &url])
+        .args(["--post-property", r#"{"Level":4}"#, "--format", "json"])
+        .env_remove("RUST_LOG")
+        .env_remove("ALIOT_PRODUCT_KEY")
+        .env_remove("ALIOT_DEVICE_NAME")
+        .env_remove("ALIOT_DEVICE_SECRET")
+        .env_remove("ALIOT_DEVICE_TOKEN")
+        .env_remove("ALIOT_AUTH_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("aliot device run");
+    aliot_testkit::guard("h-1 online", async {
+        tokio::select! {
+            _ = wait_status(&mut events, "h-1", "online") => {}
+            status = child.wait() => {
+                let mut stderr = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut stderr).await;
+                }
+                panic!("aliot device run exited ({status:?}) before logging in: {stderr}");
+            }
+        }
+    })
+    .await;
+    let session = hub.service().session(&pk, "h-1").expect("online");
+    assert!(
+        session.client_id.contains("securemode=-1"),
+        "{}",
+        session.client_id
+    );
+    let reply = hub
+        .service()
+        .set_property(&pk, "h-1", json!({"LightSwitch": 1}), CALL_TIMEOUT)
+        .await
+        .expect("answered");
+    assert_eq!(reply["code"], 200, "{reply}");
+    child.start_kill().expect("kill");
+    let _ = aliot_testkit::guard("aliot device run to exit", child.wait()).await;
+
+    // A wrong secret: the pre-authentication's 401 with its meaning and fix, exit 1.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"))
+        .args(["device", "post-property", "--auth-url", &url])
+        .args([
+            "--product-key",
+            &pk,
+            "--device-name",
+            "h-1",
+            "--device-secret",
+            "wrong",
+        ])
+        .arg(r#"{"a":1}"#)
+        .env_remove("RUST_LOG")
+        .env_remove("ALIOT_DEVICE_TOKEN")
+        .output()
+        .await
+        .expect("aliot device post-property");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("pre-authentication refused: code 401"),
         "{stderr}"
     );
     hub.stop().await.expect("hub stops");

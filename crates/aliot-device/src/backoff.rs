@@ -48,10 +48,15 @@ impl Schedule {
 
     /// The delay before the next attempt, after a failure (`refused` when the platform sent a
     /// CONNACK refusal).
+    #[cfg(test)]
     pub(crate) fn next(&mut self, refused: Option<ConnackCode>, rng: &mut impl Rng) -> Next {
-        if let Some(code) = refused
-            && is_permanent(code)
-        {
+        self.next_after(refused.is_some_and(is_permanent), rng)
+    }
+
+    /// The delay before the next attempt, after a failure that retrying cannot fix
+    /// (`permanent`: the refusal policy applies) or one that it may.
+    pub(crate) fn next_after(&mut self, permanent: bool, rng: &mut impl Rng) -> Next {
+        if permanent {
             return match self.refusal {
                 RefusalPolicy::Stop => Next::Stop,
                 RefusalPolicy::RetryEvery(every) => Next::RetryIn(jitter(every, rng)),

@@ -131,6 +131,7 @@ impl Device {
         let pk = options.product_key().to_owned();
         let dn = options.device_name().to_owned();
         let token_login = matches!(options.login, Login::Token(_));
+        let preauth = crate::preauth::PreAuthClient::of(&options)?;
 
         let mut extra: Vec<(String, String)> = options
             .extra_params
@@ -166,12 +167,13 @@ impl Device {
 
         let keepalive =
             u16::try_from(options.keepalive.as_secs()).map_err(|_| Error::Options("keepalive".into()))?;
-        let (mut mqtt, address) = crate::transport::mqtt_options(
+        let (mut mqtt, dial) = crate::transport::mqtt_options(
             first_creds.client_id,
             endpoint,
             options.server_name.as_deref(),
             &options.trust,
         )?;
+        let address = dial.address();
         mqtt.set_keep_alive(keepalive);
         mqtt.try_set_clean_session(options.clean_session)
             .map_err(|e| Error::Options(e.to_string()))?;
@@ -208,7 +210,7 @@ impl Device {
             signer,
             schedule: Schedule::new(options.backoff, options.refusal),
             stop: stop_rx,
-            endpoint: address,
+            endpoint: address.clone(),
             system_filters: if options.auto_subscribe {
                 Vec::new()
             } else {
@@ -216,6 +218,9 @@ impl Device {
             },
             connections: 0,
             signed: (String::new(), String::new()),
+            preauth,
+            dial,
+            configured: address,
         };
         tokio::spawn(driver.run());
         Ok((

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aliot_protocol::alink::{Reply, Request, read_id};
 use aliot_protocol::codes::alink as code;
+use aliot_protocol::http_auth::{IotToken, iot_token_credentials};
 use aliot_protocol::register::token_credentials;
 use aliot_protocol::{ConnackCode, SignOptions};
 use bytes::Bytes;
@@ -18,8 +19,10 @@ use crate::backoff::{Next, Schedule};
 use crate::error::Error;
 use crate::event::{Connected, Disconnected, Event, Message, PropertySet, Replier, RrpcRequest, ServiceCall};
 use crate::options::{Login, QoS};
+use crate::preauth::PreAuthClient;
 use crate::route::{Route, route};
 use crate::shared::{Shared, lock, rumqttc_qos};
+use crate::transport::{Dial, host_port};
 
 /// Epoch milliseconds now.
 pub(crate) fn now_ms() -> u64 {
@@ -30,11 +33,16 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// Signs CONNECTs: a new timestamp (epoch ms, strictly increasing) for every attempt of a
-/// secret login; the same fields, token verbatim, for every attempt of a token login.
+/// secret login; the same fields, token verbatim, for every attempt of a token login; the iotId
+/// and iotToken of the last pre-authentication for a pre-auth login.
 pub(crate) struct Signer {
     pub(crate) login: Login,
     pub(crate) options: SignOptions,
     last_ms: u64,
+    /// The token of the last pre-authentication ([`Login::PreAuth`]), until it is refused.
+    pub(crate) iot_token: Option<IotToken>,
+    /// Whether `iot_token` was just obtained (no CONNACK has accepted or refused it yet).
+    pub(crate) fresh_token: bool,
 }
 
 impl std::fmt::Debug for Signer {
@@ -52,6 +60,8 @@ impl Signer {
             login,
             options,
             last_ms: 0,
+            iot_token: None,
+            fresh_token: false,
         }
     }
 
@@ -67,6 +77,21 @@ impl Signer {
                 Ok(aliot_protocol::sign(identity, &options)?)
             }
             Login::Token(token) => Ok(token_credentials(token, &self.options.extra_params)?),
+            Login::PreAuth { identity, .. } => {
+                // Before the first pre-authentication: the clientId only (checked at start).
+                let none = IotToken {
+                    iot_id: String::new(),
+                    iot_token: String::new(),
+                    mqtt: None,
+                };
+                let token = self.iot_token.as_ref().unwrap_or(&none);
+                Ok(iot_token_credentials(
+                    identity.product_key(),
+                    identity.device_name(),
+                    token,
+                    &self.options.extra_params,
+                )?)
+            }
         }
     }
 }
@@ -83,6 +108,12 @@ pub(crate) struct Driver {
     pub(crate) connections: u64,
     /// clientId and timestamp of the attempt in progress.
     pub(crate) signed: (String, String),
+    /// The pre-authentication of a [`Login::PreAuth`].
+    pub(crate) preauth: Option<PreAuthClient>,
+    /// What the next attempt dials.
+    pub(crate) dial: Dial,
+    /// The configured endpoint's `host:port` (dialled when a pre-authentication names none).
+    pub(crate) configured: String,
 }
 
 impl std::fmt::Debug for Driver {
@@ -102,6 +133,20 @@ impl Driver {
             if connected_at.is_none() {
                 if self.shared.stopping() {
                     break None;
+                }
+                if let Some(client) = self.preauth.clone().filter(|_| self.signer.iot_token.is_none()) {
+                    let fetched = tokio::select! {
+                        biased;
+                        _ = self.stop.wait_for(|s| *s) => break None,
+                        r = client.fetch() => r,
+                    };
+                    match fetched {
+                        Ok(token) => self.use_token(token),
+                        Err(e) => match self.failed(e, None).await {
+                            Some(outcome) => break outcome,
+                            None => continue,
+                        },
+                    }
                 }
                 match self.signer.sign() {
                     Ok(creds) => {
@@ -134,6 +179,7 @@ impl Driver {
             match polled {
                 Ok(rumqttc::Event::Incoming(Packet::ConnAck(ack))) => {
                     connected_at = Some(Instant::now());
+                    self.signer.fresh_token = false;
                     self.on_connected(ack.session_present);
                 }
                 Ok(rumqttc::Event::Incoming(Packet::Publish(publish))) => self.dispatch(publish),
@@ -151,32 +197,32 @@ impl Driver {
                         self.schedule.connection_lost(lasted);
                     }
                     let error = self.classify(e);
-                    tracing::info!(endpoint = %self.endpoint, error = %error, "connection down");
-                    if lasted.is_none()
-                        && self.connections == 0
-                        && let Some(first) = lock(&self.shared.first).take()
+                    // A token that worked before (or was kept from an earlier connection) and is
+                    // refused now has expired, was replaced or forgotten: renew it at once. A
+                    // token just obtained and refused is a real refusal.
+                    if self.preauth.is_some()
+                        && !self.signer.fresh_token
+                        && error.connack() == Some(ConnackCode::BadUsernameOrPassword)
+                        && self.signer.iot_token.take().is_some()
                     {
-                        // `Device::connect` reports the first attempt's failure and stops.
-                        let _ = first.send(Err(error.clone()));
-                        break Some(error);
+                        tracing::info!(endpoint = %self.endpoint, "the iotToken was refused: pre-authenticating again");
+                        self.emit(Event::Disconnected(Disconnected {
+                            reason: format!(
+                                "{error} (the iotToken expired or was replaced: pre-authenticating again)"
+                            ),
+                            refused: error.connack(),
+                            was_connected: lasted.is_some(),
+                            retry_in: Some(Duration::ZERO),
+                        }));
+                        continue;
                     }
-                    let refused = error.connack();
-                    let next = self.schedule.next(refused, &mut rand::rng());
-                    let retry_in = match next {
-                        Next::RetryIn(d) => Some(d),
-                        Next::Stop => None,
-                    };
-                    self.emit(Event::Disconnected(Disconnected {
-                        reason: error.to_string(),
-                        refused,
-                        was_connected: lasted.is_some(),
-                        retry_in,
-                    }));
-                    let Some(delay) = retry_in else { break Some(error) };
-                    tokio::select! {
-                        biased;
-                        _ = self.stop.wait_for(|s| *s) => break None,
-                        () = tokio::time::sleep(delay) => {}
+                    // An attempt that could not reach where the last pre-authentication said:
+                    // ask again before the next one (the endpoint may have moved).
+                    if self.preauth.is_some() && lasted.is_none() && error.connack().is_none() {
+                        self.signer.iot_token = None;
+                    }
+                    if let Some(outcome) = self.failed(error, lasted).await {
+                        break outcome;
                     }
                 }
             }
@@ -188,6 +234,54 @@ impl Driver {
         tracing::debug!(endpoint = %self.endpoint, "device stopped");
         // The last event: wait a little for room, the consumer is probably still reading.
         let _ = tokio::time::timeout(Duration::from_secs(5), self.events.send(Event::Stopped(outcome))).await;
+    }
+
+    /// After a failed attempt (`lasted` `None`) or a lost connection: reports it and waits per
+    /// the schedule. `Some(outcome)` when the device stops (`outcome` `None`: it was asked to).
+    async fn failed(&mut self, error: Error, lasted: Option<Duration>) -> Option<Option<Error>> {
+        tracing::info!(endpoint = %self.endpoint, error = %error, "connection down");
+        if lasted.is_none()
+            && self.connections == 0
+            && let Some(first) = lock(&self.shared.first).take()
+        {
+            // `Device::connect` reports the first attempt's failure and stops.
+            let _ = first.send(Err(error.clone()));
+            return Some(Some(error));
+        }
+        let next = self
+            .schedule
+            .next_after(error.is_permanent_refusal(), &mut rand::rng());
+        let retry_in = match next {
+            Next::RetryIn(d) => Some(d),
+            Next::Stop => None,
+        };
+        self.emit(Event::Disconnected(Disconnected {
+            reason: error.to_string(),
+            refused: error.connack(),
+            was_connected: lasted.is_some(),
+            retry_in,
+        }));
+        let Some(delay) = retry_in else {
+            return Some(Some(error));
+        };
+        tokio::select! {
+            biased;
+            _ = self.stop.wait_for(|s| *s) => Some(None),
+            () = tokio::time::sleep(delay) => None,
+        }
+    }
+
+    /// A new iotToken: connect where it says (else to the configured endpoint) with it.
+    fn use_token(&mut self, token: IotToken) {
+        let address = token
+            .mqtt
+            .as_ref()
+            .map_or_else(|| self.configured.clone(), |m| host_port(&m.host, m.port));
+        tracing::debug!(iot_id = %token.iot_id, endpoint = %address, "pre-authenticated");
+        self.dial.set(address.clone());
+        self.endpoint = address;
+        self.signer.iot_token = Some(token);
+        self.signer.fresh_token = true;
     }
 
     fn classify(&self, e: ConnectionError) -> Error {

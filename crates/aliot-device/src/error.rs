@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use aliot_protocol::ConnackCode;
+use aliot_protocol::{AuthCode, ConnackCode};
 use thiserror::Error;
 
 /// Everything that can go wrong in the device SDK.
@@ -40,6 +40,34 @@ pub enum Error {
         /// The CONNACK return code, with the registration's cause
         /// ([`ConnackCode::registration_cause`]) and the fix ([`ConnackCode::registration_hint`]).
         code: ConnackCode,
+    },
+    /// The platform's HTTPS auth service refused a dynamic registration
+    /// ([`crate::register::register_https`]) with one of its codes: 6288 (the product does not
+    /// allow it), 6289 (the device is already activated), 6292 (sign method), 6600 (signature),
+    /// 460 (parameters, or a device not created beforehand), 500.
+    #[error(
+        "registration refused: code {code}: {message}; fix: {hint}",
+        hint = code.hint()
+    )]
+    RegistrationRejected {
+        /// The platform's code, with its meaning ([`AuthCode::meaning`]) and the fix
+        /// ([`AuthCode::hint`]).
+        code: AuthCode,
+        /// The platform's message.
+        message: String,
+    },
+    /// The platform's HTTPS auth service refused a pre-authentication ([`crate::Login::PreAuth`])
+    /// with one of its codes: 401 (unknown device or wrong signature), 403 (disabled), 460
+    /// (parameters), 500.
+    #[error(
+        "pre-authentication refused: code {code}: {message}; fix: {hint}",
+        hint = code.hint()
+    )]
+    PreAuthRefused {
+        /// The platform's code, with its meaning and the fix.
+        code: AuthCode,
+        /// The platform's message.
+        message: String,
     },
     /// The platform accepted a registration but did not publish its answer in time.
     #[error("no registration answer on {topic} within {timeout:?}")]
@@ -85,7 +113,7 @@ pub enum Error {
     /// A reply that could not be read.
     #[error("unreadable reply on {topic}: {reason}")]
     BadReply {
-        /// The topic it came on.
+        /// The topic it came on (for the HTTPS auth service: the request's path).
         topic: String,
         /// What is wrong with it.
         reason: String,
@@ -125,6 +153,17 @@ impl Error {
         match self {
             Error::Refused { code } | Error::RegistrationRefused { code } => Some(*code),
             _ => None,
+        }
+    }
+}
+
+impl Error {
+    /// Whether retrying cannot fix this failure: a CONNACK refusal other than 3, or a refused
+    /// pre-authentication other than 500 (what the [`crate::RefusalPolicy`] applies to).
+    pub(crate) fn is_permanent_refusal(&self) -> bool {
+        match self {
+            Error::PreAuthRefused { code, .. } => !matches!(code, AuthCode::SystemError),
+            other => other.connack().is_some_and(crate::backoff::is_permanent),
         }
     }
 }

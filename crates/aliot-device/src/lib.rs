@@ -18,12 +18,16 @@
 //! - **Dynamic registration**: [`register::register_mqtt`] obtains a deviceSecret (device
 //!   registered beforehand) or a deviceToken (no pre-registration) with the productSecret; a
 //!   [`Login::Token`] ([`DeviceOptions::with_token`]) logs in with that token, sent verbatim on
-//!   every reconnect.
+//!   every reconnect. [`register::register_https`] obtains a deviceSecret over HTTPS.
+//! - **HTTPS pre-authentication**: a [`Login::PreAuth`] ([`DeviceOptions::with_pre_auth`])
+//!   gets an iotToken from the auth service before connecting (`securemode=-1`), and a new one
+//!   whenever the platform refuses the old one.
 //! - **Two styles**: read the [`Events`] stream yourself, or register closures on [`Handlers`].
 //!   Either way the network loop never waits for application code: events go through a bounded
 //!   queue whose overflow is answered (code 429) or counted, never blocking keepalive.
 //!
 //! Module map: [`options`] (what to connect to and how), [`register`] (dynamic registration),
+//! [`preauth`] (HTTPS pre-authentication), `http` (the minimal HTTP/1.1 client both use),
 //! [`event`] (what arrives),
 //! `client` ([`Device`], the handle), `driver` (the network loop), `shared` (the state the
 //! handles, the loop and the replies share), `connection` ([`Connected`], [`Disconnected`]:
@@ -92,8 +96,10 @@ pub mod event;
 #[cfg(feature = "exec")]
 pub mod exec;
 pub mod handler;
+mod http;
 pub mod options;
 mod pending;
+pub mod preauth;
 pub mod register;
 mod route;
 mod shared;
@@ -109,5 +115,6 @@ pub use event::{
 pub use exec::{Exec, ExecOutcome};
 pub use handler::Handlers;
 pub use options::{Backoff, DeviceOptions, Login, QoS, RefusalPolicy, TrustAnchors};
-pub use register::{Registration, register_mqtt};
+pub use preauth::pre_authenticate;
+pub use register::{Registration, register_https, register_mqtt};
 pub use route::{CallVia, RrpcKind};

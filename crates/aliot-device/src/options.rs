@@ -121,13 +121,37 @@ pub enum Login {
     /// `deviceName&productKey`, and the deviceToken verbatim as the password. Nothing is signed:
     /// every reconnect sends the same token.
     Token(RegisteredWithToken),
+    /// HTTPS pre-authentication (spec §5.3), then MQTT with `securemode=-1`: before connecting,
+    /// the device posts `{auth_url}/auth/devicename` signed with the deviceSecret
+    /// ([`DeviceOptions::sign_method`]; over TLS, trusting [`DeviceOptions::trust`] and
+    /// verifying the URL's host) and gets an iotId and an iotToken; it then connects with clientId
+    /// `{pk}.{dn}|securemode=-1,…|`, username the iotId and password the iotToken verbatim.
+    ///
+    /// Where it connects: the `host:port` the answer names (`data.resources.mqtt`), else the
+    /// configured endpoint's. TLS or not, and the name TLS verifies, stay the configured
+    /// endpoint's ([`DeviceOptions::server_name`], else the endpoint's host): the answer does not
+    /// say, and on the platform the answer's host is served under the same certificate.
+    ///
+    /// The token is used again on every reconnect; when the platform refuses it (CONNACK 4: it
+    /// expired, a newer pre-authentication replaced it, or the platform forgot it) the device
+    /// pre-authenticates again at once, and after an attempt that could not reach the MQTT
+    /// endpoint it pre-authenticates again before the next attempt. A refusal of a token just obtained follows the
+    /// [`RefusalPolicy`]; so does a refused pre-authentication (codes 401, 403, 460).
+    PreAuth {
+        /// The device (its deviceSecret signs the pre-authentication).
+        identity: DeviceIdentity,
+        /// The auth service's base URL: `https://iot-auth.{region}.aliyuncs.com` on the
+        /// platform ([`aliot_protocol::http_auth::auth_url`]), `http://127.0.0.1:8081` or
+        /// `https://localhost:8443` for `aliot hub --device-http[s]`.
+        auth_url: String,
+    },
 }
 
 impl Login {
     /// The productKey.
     pub fn product_key(&self) -> &str {
         match self {
-            Login::Secret(id) => id.product_key(),
+            Login::Secret(id) | Login::PreAuth { identity: id, .. } => id.product_key(),
             Login::Token(t) => &t.product_key,
         }
     }
@@ -135,7 +159,7 @@ impl Login {
     /// The deviceName.
     pub fn device_name(&self) -> &str {
         match self {
-            Login::Secret(id) => id.device_name(),
+            Login::Secret(id) | Login::PreAuth { identity: id, .. } => id.device_name(),
             Login::Token(t) => &t.device_name,
         }
     }
@@ -241,7 +265,31 @@ impl DeviceOptions {
         Self::with_login(Login::Token(token), endpoint)
     }
 
-    /// Options for a [`Login`] of either kind.
+    /// Options for the login after HTTPS pre-authentication ([`Login::PreAuth`]) at `auth_url`;
+    /// `endpoint` says whether MQTT uses TLS, and where to connect when the answer names no
+    /// endpoint. The other defaults are those of [`DeviceOptions::new`].
+    ///
+    /// ```
+    /// use aliot_device::DeviceOptions;
+    /// use aliot_protocol::{DeviceIdentity, Endpoint};
+    ///
+    /// let identity = DeviceIdentity::new("a1B2c3D4e5F", "light-01", "secret")?;
+    /// let local = Endpoint::custom("127.0.0.1", Some(1883), false)?; // `aliot hub --device-http`
+    /// let options = DeviceOptions::with_pre_auth(identity, "http://127.0.0.1:8081", local);
+    /// options.validate()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_pre_auth(identity: DeviceIdentity, auth_url: impl Into<String>, endpoint: Endpoint) -> Self {
+        Self::with_login(
+            Login::PreAuth {
+                identity,
+                auth_url: auth_url.into(),
+            },
+            endpoint,
+        )
+    }
+
+    /// Options for a [`Login`] of any kind.
     pub fn with_login(login: Login, endpoint: Endpoint) -> Self {
         Self {
             login,
@@ -318,11 +366,11 @@ impl DeviceOptions {
         &self.login
     }
 
-    /// The device identity (productKey, deviceName, deviceSecret) of a secret login; `None` for
-    /// a token login.
+    /// The device identity (productKey, deviceName, deviceSecret) of a secret or pre-auth
+    /// login; `None` for a token login.
     pub fn identity(&self) -> Option<&DeviceIdentity> {
         match &self.login {
-            Login::Secret(id) => Some(id),
+            Login::Secret(id) | Login::PreAuth { identity: id, .. } => Some(id),
             Login::Token(_) => None,
         }
     }
@@ -491,9 +539,13 @@ impl DeviceOptions {
     /// Checks the options the platform would refuse, before any connection is made.
     ///
     /// # Errors
-    /// [`Error::Options`] for a keepalive outside 30..=1200 s, a zero capacity or timeout, or a
-    /// backoff whose maximum is below its start.
+    /// [`Error::Options`] for a keepalive outside 30..=1200 s, a zero capacity or timeout, a
+    /// backoff whose maximum is below its start, or a pre-auth URL that is not
+    /// `http[s]://host[:port][/path]`.
     pub fn validate(&self) -> Result<()> {
+        if let Login::PreAuth { auth_url, .. } = &self.login {
+            crate::http::BaseUrl::parse(auth_url)?;
+        }
         let secs = self.keepalive.as_secs();
         let in_range = u16::try_from(secs).is_ok_and(|s| KEEPALIVE_RANGE.contains(&s));
         if !in_range || self.keepalive.subsec_nanos() != 0 {

@@ -1,5 +1,9 @@
-//! MQTT dynamic registration (spec §5.2, "一型一密"): a device that knows only its product's
-//! productKey and productSecret obtains credentials of its own.
+//! Dynamic registration over MQTT (spec §5.2, "一型一密") and HTTPS (spec §5.1): a device that
+//! knows only its product's productKey and productSecret obtains credentials of its own.
+//!
+//! [`register_https`] posts `/auth/register/device` to the auth service and serves only devices
+//! created beforehand ([`Mode::PreRegistered`]); the rest of this page is about MQTT, which
+//! serves both modes.
 //!
 //! [`register_mqtt`] connects once with a registering CONNECT (clientId
 //! `{dn}.{pk}|random=…,authType=register|regnwl,securemode=…,signmethod=hmacsha256|`, a fresh
@@ -42,13 +46,16 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use aliot_protocol::http_auth::{Answer as AuthAnswer, REGISTER_PATH, default_auth_url};
 use aliot_protocol::register::registration_credentials;
 pub use aliot_protocol::register::{Mode, Registered, RegisteredWithToken};
-use aliot_protocol::{ConnackCode, DeviceIdentity, Endpoint};
+use aliot_protocol::sign::{dynreg_http_body, dynreg_sign};
+use aliot_protocol::{ConnackCode, DeviceIdentity, Endpoint, HexCase, SecureMode, SignMethod};
 use rand::distr::{Alphanumeric, SampleString as _};
 use rumqttc::{AsyncClient, ConnectionError, Packet};
 
 use crate::error::{Error, Result};
+use crate::http::{self, BaseUrl};
 use crate::options::{DeviceOptions, Login, TrustAnchors};
 
 /// Length of the registration's `random` (as the official Python SDK sends it).
@@ -127,6 +134,7 @@ pub struct RegisterOptions {
     trust: TrustAnchors,
     server_name: Option<String>,
     timeout: Duration,
+    register_url: Option<String>,
 }
 
 impl fmt::Debug for RegisterOptions {
@@ -140,6 +148,7 @@ impl fmt::Debug for RegisterOptions {
             .field("trust", &self.trust)
             .field("server_name", &self.server_name)
             .field("timeout", &self.timeout)
+            .field("register_url", &self.register_url)
             .finish()
     }
 }
@@ -163,7 +172,26 @@ impl RegisterOptions {
             trust: TrustAnchors::Aliyun,
             server_name: None,
             timeout: Duration::from_secs(10),
+            register_url: None,
         }
+    }
+
+    /// The base URL of the auth service [`register_https`] posts to: `http[s]://host[:port]`
+    /// (`http://127.0.0.1:8081` or `https://localhost:8443` for `aliot hub
+    /// --device-http[s]`). Default: the platform's, `https://iot-auth.{region}.aliyuncs.com`, the
+    /// region taken from the endpoint's host `{pk}.iot-as-mqtt.{region}.aliyuncs.com`, else
+    /// cn-shanghai ([`aliot_protocol::http_auth::default_auth_url`]).
+    #[must_use]
+    pub fn register_url(mut self, url: impl Into<String>) -> Self {
+        self.register_url = Some(url.into());
+        self
+    }
+
+    /// The base URL [`register_https`] posts to (set, or the default).
+    pub fn https_url(&self) -> String {
+        self.register_url
+            .clone()
+            .unwrap_or_else(|| default_auth_url(&self.endpoint.host))
     }
 
     /// Which certificates TLS trusts (default: the built-in Aliyun root CAs).
@@ -179,15 +207,16 @@ impl RegisterOptions {
         self.trust(TrustAnchors::File(path.into()))
     }
 
-    /// The TLS server name (SNI) when it differs from the endpoint's host.
+    /// The TLS server name (SNI) when it differs from the endpoint's host (MQTT only: over HTTPS
+    /// the name verified is the URL's host).
     #[must_use]
     pub fn server_name(mut self, name: impl Into<String>) -> Self {
         self.server_name = Some(name.into());
         self
     }
 
-    /// How long the whole registration may take: connection, CONNACK and the answer (default
-    /// 10 s).
+    /// How long the whole registration may take: connection, CONNACK and the answer, or the
+    /// HTTPS exchange (default 10 s).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -240,12 +269,13 @@ pub async fn register_mqtt(options: &RegisterOptions) -> Result<Registration> {
         options.mode,
         options.endpoint.secure_mode(),
     )?;
-    let (mut mqtt, address) = crate::transport::mqtt_options(
+    let (mut mqtt, dial) = crate::transport::mqtt_options(
         creds.client_id,
         &options.endpoint,
         options.server_name.as_deref(),
         &options.trust,
     )?;
+    let address = dial.address();
     mqtt.set_credentials(creds.username, creds.password);
     mqtt.set_keep_alive(60);
     let (client, mut eventloop) = AsyncClient::builder(mqtt)
@@ -323,6 +353,100 @@ pub async fn register_mqtt(options: &RegisterOptions) -> Result<Registration> {
         "registered"
     );
     Ok(registration)
+}
+
+/// Registers a device created beforehand over HTTPS (spec §5.1): one
+/// `POST {url}/auth/register/device` ([`RegisterOptions::register_url`]) with the form
+/// `productKey, deviceName, random, sign, signMethod=hmacsha256` signed with the productSecret,
+/// over TLS for an `https://` URL (trusting [`RegisterOptions::trust`], verifying the URL's
+/// host). The platform answers the device's new deviceSecret ([`Registration::Secret`]); as over
+/// MQTT, **persist it** before logging in with it.
+///
+/// Only [`Mode::PreRegistered`]: the platform has no HTTPS registration without
+/// pre-registration (register those over MQTT, [`register_mqtt`]).
+///
+/// ```no_run
+/// use aliot_device::register::{register_https, Mode, RegisterOptions};
+/// use aliot_protocol::Endpoint;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let endpoint = Endpoint::custom("127.0.0.1", Some(1883), false)?; // `aliot hub` on this machine
+/// let options = RegisterOptions::new(endpoint, "a1B2c3D4e5F", "product-secret", "lamp-7", Mode::PreRegistered)
+///     .register_url("http://127.0.0.1:8081"); // `aliot hub --device-http 127.0.0.1:8081`
+/// let registration = register_https(&options).await?;
+/// std::fs::write("lamp-7.json", registration.to_json())?; // persist it first
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Errors
+/// - [`Error::RegistrationRejected`]: the platform's refusal, with its code, meaning and fix
+///   (6288 dynamic registration off, 6289 already activated, 6292 sign method, 6600 signature,
+///   460 parameters or a device not created beforehand).
+/// - [`Error::Connect`], [`Error::Tls`]: the service could not be reached, did not answer
+///   within [`RegisterOptions::timeout`], or answered more than 16 KiB.
+/// - [`Error::BadReply`]: an answer that is not the platform's JSON, or for another device.
+/// - [`Error::Options`], [`Error::Protocol`]: [`Mode::NoPreRegistration`], a bad URL, invalid
+///   productKey, deviceName or productSecret, a zero timeout.
+pub async fn register_https(options: &RegisterOptions) -> Result<Registration> {
+    if options.mode == Mode::NoPreRegistration {
+        return Err(Error::Options(
+            "HTTPS dynamic registration serves only devices created beforehand (the platform has no \
+             HTTPS registration without pre-registration): register over MQTT instead"
+                .into(),
+        ));
+    }
+    if options.timeout.is_zero() {
+        return Err(Error::Options("the registration timeout must be positive".into()));
+    }
+    let (pk, dn, ps) = (
+        &options.product_key,
+        &options.device_name,
+        &options.product_secret,
+    );
+    let random = random();
+    // Checks productKey, deviceName and productSecret as the MQTT registration does.
+    registration_credentials(pk, dn, ps, &random, options.mode, SecureMode::Tls)?;
+    let base = BaseUrl::parse(&options.https_url())?;
+    let method = SignMethod::HmacSha256;
+    let sign = dynreg_sign(method, ps, dn, pk, &random, HexCase::Lower);
+    let body = dynreg_http_body(pk, dn, &random, method, &sign);
+    tracing::debug!(product_key = %pk, device_name = %dn, url = %base.address(), "registering over HTTPS");
+    let reply = http::post_form(&base, REGISTER_PATH, &body, &options.trust, options.timeout).await?;
+    let data = auth_answer(REGISTER_PATH, &reply).and_then(|a| {
+        if a.code == 200 {
+            a.data.ok_or_else(|| Error::BadReply {
+                topic: REGISTER_PATH.into(),
+                reason: "code 200 without data".into(),
+            })
+        } else {
+            Err(Error::RegistrationRejected {
+                code: a.auth_code(),
+                message: a.message,
+            })
+        }
+    })?;
+    let payload = serde_json::to_vec(&data).map_err(|e| Error::BadReply {
+        topic: REGISTER_PATH.into(),
+        reason: e.to_string(),
+    })?;
+    let registration = answer(options, REGISTER_PATH, &payload)?;
+    tracing::info!(product_key = %pk, device_name = %dn, "registered over HTTPS");
+    Ok(registration)
+}
+
+/// The auth service's `{"code","message","data"}` in an HTTP answer (status 200).
+pub(crate) fn auth_answer(path: &str, reply: &http::Answer) -> Result<AuthAnswer> {
+    let bad = |reason: String| Error::BadReply {
+        topic: path.to_owned(),
+        reason,
+    };
+    if reply.status != 200 {
+        let text = String::from_utf8_lossy(&reply.body);
+        let text: String = text.chars().take(200).collect();
+        return Err(bad(format!("HTTP status {}: {text}", reply.status)));
+    }
+    AuthAnswer::parse(&reply.body).map_err(|e| bad(format!("not the auth service's JSON: {e}")))
 }
 
 /// Reads the platform's answer and checks that it is for this device.

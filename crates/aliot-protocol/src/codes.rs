@@ -1,5 +1,5 @@
-//! CONNACK return codes (spec §3.1) and Alink reply codes (spec §4.2), with Aliyun's causes
-//! and a one-line fix hint each.
+//! CONNACK return codes (spec §3.1), Alink reply codes (spec §4.2) and the HTTPS auth service's
+//! codes (spec §5.1, §5.3), with Aliyun's causes and a one-line fix hint each.
 
 use std::fmt;
 
@@ -200,6 +200,114 @@ pub mod alink {
     }
 }
 
+/// The codes of the platform's HTTPS auth service (`iot-auth.{region}.aliyuncs.com`, spec §5.1
+/// and §5.3): the `code` of `{"code":…,"message":…}` answered to HTTPS dynamic registration
+/// (`/auth/register/device`) and pre-authentication (`/auth/devicename`), each with its meaning
+/// and the fix. The one table of these codes: the hub answers them, the SDK reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthCode {
+    /// 200: success.
+    Success,
+    /// 401: pre-authentication failed: unknown device or wrong signature.
+    AuthFailed,
+    /// 403: pre-authentication of a disabled device.
+    DeviceDisabled,
+    /// 460: a request parameter is missing or malformed (for registration also: the device was
+    /// not created beforehand).
+    ParamError,
+    /// 500: the platform's own failure.
+    SystemError,
+    /// 6288: the product does not allow dynamic registration.
+    RegistrationOff,
+    /// 6289: the device is already activated (it has logged in): it cannot register again.
+    AlreadyActivated,
+    /// 6292: the `signMethod` is not one the platform knows.
+    SignMethodUnsupported,
+    /// 6600: the signature does not match the productSecret (or the product is unknown).
+    SignatureMismatch,
+    /// Any other code.
+    Other(u32),
+}
+
+impl AuthCode {
+    /// The code of a number.
+    pub fn from_code(code: u32) -> Self {
+        match code {
+            200 => AuthCode::Success,
+            401 => AuthCode::AuthFailed,
+            403 => AuthCode::DeviceDisabled,
+            460 => AuthCode::ParamError,
+            500 => AuthCode::SystemError,
+            6288 => AuthCode::RegistrationOff,
+            6289 => AuthCode::AlreadyActivated,
+            6292 => AuthCode::SignMethodUnsupported,
+            6600 => AuthCode::SignatureMismatch,
+            other => AuthCode::Other(other),
+        }
+    }
+
+    /// The number.
+    pub fn code(self) -> u32 {
+        match self {
+            AuthCode::Success => 200,
+            AuthCode::AuthFailed => 401,
+            AuthCode::DeviceDisabled => 403,
+            AuthCode::ParamError => 460,
+            AuthCode::SystemError => 500,
+            AuthCode::RegistrationOff => 6288,
+            AuthCode::AlreadyActivated => 6289,
+            AuthCode::SignMethodUnsupported => 6292,
+            AuthCode::SignatureMismatch => 6600,
+            AuthCode::Other(code) => code,
+        }
+    }
+
+    /// What the code means.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            AuthCode::Success => "success",
+            AuthCode::AuthFailed => "authentication failed: unknown device or wrong signature",
+            AuthCode::DeviceDisabled => "the device is disabled",
+            AuthCode::ParamError => "request parameter error",
+            AuthCode::SystemError => "the platform failed",
+            AuthCode::RegistrationOff => "the product does not allow dynamic registration",
+            AuthCode::AlreadyActivated => "the device is already activated",
+            AuthCode::SignMethodUnsupported => "the sign method is not supported",
+            AuthCode::SignatureMismatch => "the signature does not match the productSecret",
+            AuthCode::Other(_) => "unknown code",
+        }
+    }
+
+    /// How to fix it.
+    pub fn hint(self) -> &'static str {
+        match self {
+            AuthCode::Success => "nothing to fix",
+            AuthCode::AuthFailed => "check productKey, deviceName and deviceSecret (`aliot verify`)",
+            AuthCode::DeviceDisabled => "enable the device",
+            AuthCode::ParamError => {
+                "check productKey and deviceName; register only a device created beforehand (else register over MQTT without pre-registration)"
+            }
+            AuthCode::SystemError => "retry later",
+            AuthCode::RegistrationOff => {
+                "turn the product's dynamic registration on (`aliot admin product update --dynamic-registration on` on the hub)"
+            }
+            AuthCode::AlreadyActivated => {
+                "log in with the deviceSecret obtained before, or reset the device to register it again"
+            }
+            AuthCode::SignMethodUnsupported => "sign with hmacsha256, hmacsha1 or hmacmd5",
+            AuthCode::SignatureMismatch => "check the productKey and the productSecret",
+            AuthCode::Other(_) => "see the platform's message",
+        }
+    }
+}
+
+impl fmt::Display for AuthCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.code(), self.meaning())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,5 +327,16 @@ mod tests {
                 .registration_cause()
                 .contains("dynamic registration is off")
         );
+    }
+
+    #[test]
+    fn auth_codes_round_trip_through_their_number() {
+        for n in [200, 401, 403, 460, 500, 6288, 6289, 6292, 6600, 7] {
+            let c = AuthCode::from_code(n);
+            assert_eq!(c.code(), n);
+            assert!(!c.meaning().is_empty() && !c.hint().is_empty());
+        }
+        assert_eq!(AuthCode::from_code(6288), AuthCode::RegistrationOff);
+        assert_eq!(AuthCode::Other(7).to_string(), "7 (unknown code)");
     }
 }

@@ -10,10 +10,12 @@
 //! - [`auth`]: the platform's CONNECT verdict and its CONNACK codes.
 //! - [`topic`]: typed Alink topics and a device's topic rights.
 //! - [`alink`]: Alink request/reply envelopes and NTP.
-//! - [`codes`]: CONNACK and Alink codes with their causes and fix hints.
+//! - [`codes`]: CONNACK, Alink and HTTPS auth codes with their causes and fix hints.
 //! - [`diagnose`]: the credential doctor: why CONNECT fields would be refused.
 //! - [`profile`]: TOML device profiles.
 //! - [`register`]: what dynamic registration answers, and the token login after it.
+//! - [`http_auth`]: the HTTPS auth service: registration and pre-authentication forms, answers
+//!   and the `securemode=-1` login after pre-authentication.
 //!
 //! ## Example: sign a device's CONNECT
 //!
@@ -41,6 +43,7 @@ pub mod codes;
 pub mod credentials;
 pub mod diagnose;
 pub mod error;
+pub mod http_auth;
 pub mod identity;
 pub mod profile;
 pub mod register;
@@ -48,7 +51,7 @@ pub mod sign;
 pub mod topic;
 
 pub use client_id::{ClientId, SecureMode};
-pub use codes::ConnackCode;
+pub use codes::{AuthCode, ConnackCode};
 pub use credentials::{Credentials, Endpoint, SignOptions, sign};
 pub use error::{ClientIdError, Error, Result};
 pub use identity::DeviceIdentity;

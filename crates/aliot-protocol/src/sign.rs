@@ -248,7 +248,7 @@ pub fn dynreg_http_body(
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value (WHATWG URL standard).
-fn form_encode_into(out: &mut String, value: &str) {
+pub(crate) fn form_encode_into(out: &mut String, value: &str) {
     for b in value.bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => out.push(char::from(b)),

@@ -6,7 +6,9 @@
 //! `ALIOT_DEVICE_SECRET` (flag > environment > profile, field by field). Login (`--auth`): the
 //! deviceSecret's signature, or the deviceToken of a device registered without pre-registration
 //! (`--device-token`, `ALIOT_DEVICE_TOKEN` or the profile's `device_token`, with `--client-id` or
-//! the profile's `client_id`); by default the token when there is a token and no secret.
+//! the profile's `client_id`); or HTTPS pre-authentication with the deviceSecret (`--auth https`,
+//! `--auth-url`, then MQTT with `securemode=-1`); by default pre-authentication when there is
+//! an auth URL, else the token when there is a token and no secret.
 //! Endpoint: `--host`, `--region` or `--instance-id` (else the profile's, else a local
 //! `aliot hub` on 127.0.0.1).
 
@@ -21,6 +23,7 @@ use aliot_device::{
     CallVia, Device, DeviceOptions, Error as DeviceError, Event, Events, Exec, ExecOutcome, Handlers, Login,
     QoS, ReplyError,
 };
+use aliot_protocol::http_auth::default_auth_url;
 use aliot_protocol::register::{RegisteredWithToken, token_client_id};
 use aliot_protocol::{Endpoint, SignMethod};
 use anyhow::{Context as _, anyhow};
@@ -52,7 +55,8 @@ enum Sub {
     PostEvent(PostEventArgs),
     /// Connect, synchronise with the platform's clock over NTP, print the offset, exit.
     Ntp(NtpArgs),
-    /// Register a device dynamically with its product's productSecret (MQTT, spec §5.2), print
+    /// Register a device dynamically with its product's productSecret (MQTT, spec §5.2, or
+    /// HTTPS, spec §5.1), print
     /// what the platform answered (deviceSecret, or clientId and deviceToken) as JSON, and
     /// optionally save it as a device profile.
     #[command(after_help = register::HELP)]
@@ -66,6 +70,9 @@ enum Auth {
     Secret,
     /// Send the deviceToken from a registration without pre-registration (authType=connwl).
     Token,
+    /// HTTPS pre-authentication with the deviceSecret (POST {auth-url}/auth/devicename), then
+    /// MQTT with the iotId and iotToken it answers (securemode=-1), where it says.
+    Https,
 }
 
 const RUN_HELP: &str = "\
@@ -90,10 +97,14 @@ struct ConnArgs {
     identity: IdentityArgs,
     #[command(flatten)]
     endpoint: EndpointArgs,
-    /// How to log in [default: token when a deviceToken is given and no deviceSecret, else
-    /// secret].
+    /// How to log in [default: https when --auth-url is given, token when a deviceToken is
+    /// given and no deviceSecret, else secret].
     #[arg(long, value_enum)]
     auth: Option<Auth>,
+    /// Base URL of the auth service for --auth https (e.g. http://127.0.0.1:8081 for `aliot hub
+    /// --device-http 127.0.0.1:8081`) [default: https://iot-auth.{region}.aliyuncs.com].
+    #[arg(long, value_name = "URL", env = "ALIOT_AUTH_URL")]
+    auth_url: Option<String>,
     /// deviceToken of a device registered without pre-registration (`aliot device register
     /// --no-preregister`); sent verbatim, with --client-id (the clientId the platform gave).
     #[arg(long, value_name = "TOKEN", env = "ALIOT_DEVICE_TOKEN", hide_env_values = true, value_parser = parse_redacted)]
@@ -141,6 +152,13 @@ impl ConnArgs {
         let tls = self.tls || self.ca_file.is_some() || p.tls.unwrap_or(false);
         let local = || Endpoint::custom("127.0.0.1", None, tls);
         let endpoint = self.endpoint.resolve(login.product_key(), Some(&p), tls, local)?;
+        let login = match login {
+            Login::PreAuth { identity, auth_url } if auth_url.is_empty() => Login::PreAuth {
+                identity,
+                auth_url: default_auth_url(&endpoint.host),
+            },
+            other => other,
+        };
         let mut o = DeviceOptions::with_login(login, endpoint)
             .profile_settings(&p)
             .map_err(|e| usage(e.to_string()))?
@@ -167,23 +185,28 @@ impl ConnArgs {
         Ok(o)
     }
 
-    /// The login: `--auth`, else the token when one is given (flag, environment or profile)
-    /// and no secret is, else the secret.
+    /// The login: `--auth`, else pre-authentication when `--auth-url` is given, else the token
+    /// when one is given (flag, environment or profile) and no secret is, else the secret. A
+    /// pre-auth login without `--auth-url` has an empty URL, for the caller to default.
     fn login(&self, p: &aliot_protocol::DeviceProfile) -> anyhow::Result<Login> {
         let token = self
             .device_token
             .as_ref()
             .map(|t| t.0.clone())
             .or_else(|| p.device_token.clone());
-        let auth = self
-            .auth
-            .unwrap_or(if token.is_some() && !self.identity.has_secret(Some(p)) {
-                Auth::Token
-            } else {
-                Auth::Secret
-            });
+        let auth = self.auth.unwrap_or(if self.auth_url.is_some() {
+            Auth::Https
+        } else if token.is_some() && !self.identity.has_secret(Some(p)) {
+            Auth::Token
+        } else {
+            Auth::Secret
+        });
         match auth {
             Auth::Secret => Ok(Login::Secret(self.identity.identity(Some(p))?)),
+            Auth::Https => Ok(Login::PreAuth {
+                identity: self.identity.identity(Some(p))?,
+                auth_url: self.auth_url.clone().unwrap_or_default(),
+            }),
             Auth::Token => {
                 let (product_key, device_name) = self.identity.names(Some(p))?;
                 let device_token = token.ok_or_else(|| {
@@ -321,6 +344,10 @@ fn connect_error(e: DeviceError) -> anyhow::Error {
                 code.hint()
             )
         }
+        DeviceError::PreAuthRefused { code, message } => anyhow!(
+            "pre-authentication refused: code {code}: {message}\n  fix: {}",
+            code.hint()
+        ),
         DeviceError::Options(_) | DeviceError::Protocol(_) => usage(e.to_string()),
         other => anyhow!(other),
     }

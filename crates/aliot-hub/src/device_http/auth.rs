@@ -7,6 +7,7 @@
 //! nothing is revealed) and 403 for a disabled device; 500 when the registry cannot store.
 
 use aliot_protocol::SignMethod;
+use aliot_protocol::codes::AuthCode;
 use aliot_protocol::sign::{dynreg_content, sign_content};
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Extension, Form, State};
@@ -93,7 +94,11 @@ pub(super) async fn register(
     let random = required(&f.random, "random")?;
     let sign = required(&f.sign, "sign")?;
     // The SDKs send signMethod in either case; none → hmacsha256 (spec §5.1 examples).
-    let method = sign_method(f.sign_method.as_deref(), SignMethod::HmacSha256, 6292)?;
+    let method = sign_method(
+        f.sign_method.as_deref(),
+        SignMethod::HmacSha256,
+        AuthCode::SignMethodUnsupported.code(),
+    )?;
     let content = dynreg_content(dn, pk, random);
     let platform = &state.platform;
     let enrolled = registration::enrol(
@@ -151,7 +156,12 @@ pub(super) async fn pre_authenticate(
     let content = sign_content(client_id, dn, pk, timestamp);
     let verify = |secret: &str| method.verify_hex(secret.as_bytes(), content.as_bytes(), sign.as_bytes());
     let platform = &state.platform;
-    let refused = || failure(401, "authentication failed: unknown device or wrong signature");
+    let refused = || {
+        failure(
+            AuthCode::AuthFailed.code(),
+            "authentication failed: unknown device or wrong signature",
+        )
+    };
     let Some(device) = platform.registry().device_auth(pk, dn).await else {
         let _ = verify(UNKNOWN_SECRET);
         return Err(refused());
@@ -160,7 +170,7 @@ pub(super) async fn pre_authenticate(
         return Err(refused());
     }
     if !device.enabled {
-        return Err(failure(403, "the device is disabled"));
+        return Err(failure(AuthCode::DeviceDisabled.code(), "the device is disabled"));
     }
     let holder = TokenHolder {
         product_key: pk.to_owned(),

@@ -4,6 +4,7 @@
 //! before it is answered. Each door maps a [`Refusal`] to its own codes here.
 
 use aliot_protocol::auth::RefusalReason;
+use aliot_protocol::codes::AuthCode;
 
 use crate::registry::{Enrolled, Enrolment, Error, Registry};
 
@@ -57,22 +58,28 @@ impl Refusal {
     pub(crate) fn code(&self) -> (u32, String) {
         match self {
             Refusal::UnknownProduct | Refusal::BadSignature => (
-                6600,
+                AuthCode::SignatureMismatch.code(),
                 "signature verify failed: sign it with the productSecret".into(),
             ),
-            Refusal::NotAllowed => (6288, "dynamic registration is not enabled for the product".into()),
+            Refusal::NotAllowed => (
+                AuthCode::RegistrationOff.code(),
+                "dynamic registration is not enabled for the product".into(),
+            ),
             Refusal::Activated => (
-                6289,
+                AuthCode::AlreadyActivated.code(),
                 "the device is already activated: reset it to register it again".into(),
             ),
             Refusal::UnknownDevice => (
-                460,
+                AuthCode::ParamError.code(),
                 "the device is not registered: register it first (this registration needs pre-registration)"
                     .into(),
             ),
-            Refusal::Disabled => (460, "the device is disabled".into()),
-            Refusal::Invalid(why) => (460, why.clone()),
-            Refusal::Unavailable(why) => (500, format!("the registration could not be stored: {why}")),
+            Refusal::Disabled => (AuthCode::ParamError.code(), "the device is disabled".into()),
+            Refusal::Invalid(why) => (AuthCode::ParamError.code(), why.clone()),
+            Refusal::Unavailable(why) => (
+                AuthCode::SystemError.code(),
+                format!("the registration could not be stored: {why}"),
+            ),
         }
     }
 }

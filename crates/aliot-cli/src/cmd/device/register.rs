@@ -1,5 +1,6 @@
-//! `aliot device register`: dynamic registration with the productSecret
-//! ([`aliot_device::register::register_mqtt`]); the answer as JSON on stdout, and with `--save`
+//! `aliot device register`: dynamic registration with the productSecret, over MQTT
+//! ([`aliot_device::register::register_mqtt`]) or HTTPS
+//! ([`aliot_device::register::register_https`]); the answer as JSON on stdout, and with `--save`
 //! a device profile (mode 0600) that `aliot device run --profile` logs in with.
 
 use std::io::Write as _;
@@ -7,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use aliot_device::register::{Mode, RegisterOptions, register_mqtt};
+use aliot_device::register::{Mode, RegisterOptions, register_https, register_mqtt};
 use aliot_device::{Error as DeviceError, Registration};
 use aliot_protocol::{DeviceProfile, Endpoint};
 use anyhow::{Context as _, anyhow};
@@ -23,18 +24,25 @@ gets a new deviceSecret (only the last one is valid, until the device first logs
 `aliot device run` sends as they are (--auth token, automatic with a saved profile).
 The product must allow dynamic registration (`aliot admin product update --product-key PK
 --dynamic-registration on` on the hub). The real platform requires TLS (--tls).
+--via https posts /auth/register/device to --register-url (default: the platform's
+https://iot-auth.{region}.aliyuncs.com, cn-shanghai unless --region says otherwise; the hub's
+`--device-http ADDR` listener, e.g. http://127.0.0.1:8081, or https://localhost:8443 with
+--ca-file); it serves devices created beforehand only. The saved profile keeps the MQTT endpoint
+(--host/--port or --region).
 
 Example:
   aliot device register --product-key a1B2c3D4e5F --product-secret \"$PS\" --device-name lamp-7 \\
     --no-preregister --save lamp-7.toml
-  aliot device run --profile lamp-7.toml";
+  aliot device run --profile lamp-7.toml
+  aliot device register --via https --register-url http://127.0.0.1:8081 --product-key a1B2c3D4e5F \
+    --product-secret \"$PS\" --device-name lamp-8 --save lamp-8.toml";
 
 /// How the registration travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(super) enum Via {
     /// MQTT: authType=register|regnwl, the answer on /ext/register or /ext/regnwl.
     Mqtt,
-    /// HTTPS: POST /auth/register/device (not supported yet).
+    /// HTTPS: POST /auth/register/device (devices created beforehand only).
     Https,
 }
 
@@ -62,6 +70,10 @@ pub(super) struct RegisterArgs {
     /// Transport of the registration.
     #[arg(long, value_enum, default_value_t = Via::Mqtt)]
     via: Via,
+    /// Base URL of the auth service for --via https (e.g. http://127.0.0.1:8081 for `aliot hub
+    /// --device-http 127.0.0.1:8081`) [default: https://iot-auth.{region}.aliyuncs.com].
+    #[arg(long, value_name = "URL")]
+    register_url: Option<String>,
     #[command(flatten)]
     endpoint: EndpointArgs,
     /// Connect over TLS (securemode=2), trusting the built-in Alibaba Cloud IoT root CAs unless
@@ -110,6 +122,10 @@ fn register_error(e: DeviceError) -> anyhow::Error {
             code.registration_cause(),
             code.registration_hint()
         ),
+        DeviceError::RegistrationRejected { code, message } => anyhow!(
+            "registration refused: code {code}: {message}\n  fix: {}",
+            code.hint()
+        ),
         DeviceError::Options(_) | DeviceError::Protocol(_) => usage(e.to_string()),
         other => anyhow!(other),
     }
@@ -117,10 +133,8 @@ fn register_error(e: DeviceError) -> anyhow::Error {
 
 /// Runs `aliot device register`.
 pub(super) async fn run(a: RegisterArgs) -> anyhow::Result<ExitCode> {
-    if a.via == Via::Https {
-        return Err(usage(
-            "not yet supported: HTTPS registration (register over MQTT: --via mqtt, the default)",
-        ));
+    if a.via == Via::Mqtt && a.register_url.is_some() {
+        return Err(usage("--register-url is for --via https"));
     }
     let p = a
         .profile
@@ -176,7 +190,14 @@ pub(super) async fn run(a: RegisterArgs) -> anyhow::Result<ExitCode> {
     if let Some(name) = a.server_name {
         options = options.server_name(name);
     }
-    let registration = register_mqtt(&options).await.map_err(register_error)?;
+    if let Some(url) = a.register_url {
+        options = options.register_url(url);
+    }
+    let registration = match a.via {
+        Via::Mqtt => register_mqtt(&options).await,
+        Via::Https => register_https(&options).await,
+    }
+    .map_err(register_error)?;
 
     // Printed first: if the profile cannot be written, what the platform answered once is not lost.
     let json = String::from_utf8(registration.to_json()).context("the answer is not UTF-8")?;

@@ -1,0 +1,361 @@
+//! A minimal HTTP/1.1 client for the platform's HTTPS auth service (spec §5.1, §5.3): one
+//! form `POST` per connection (`Connection: close`), over TCP or TLS (rustls, the same trust
+//! choice as MQTT), bounded in size and time. Enough for `/auth/...`, kept small on purpose:
+//! the device-only `aliot` links no HTTP library.
+//!
+//! The answer is read up to [`MAX_ANSWER`] bytes of body (and [`MAX_HEAD`] of status line and
+//! headers); its length comes from `Content-Length`, from `Transfer-Encoding: chunked`, or the
+//! connection's end.
+
+use std::time::Duration;
+
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::error::{Error, Result};
+use crate::options::TrustAnchors;
+
+/// The largest answer body read.
+pub(crate) const MAX_ANSWER: usize = 16 * 1024;
+
+/// The largest status line plus headers read.
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
+
+/// A base URL `http[s]://host[:port][/path]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BaseUrl {
+    pub(crate) tls: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// The path prefix, without a trailing `/` (often empty).
+    pub(crate) path: String,
+}
+
+impl BaseUrl {
+    /// Parses a base URL. No user info, query or fragment; IPv6 hosts in brackets.
+    pub(crate) fn parse(url: &str) -> Result<Self> {
+        let bad = |why: &str| Error::Options(format!("auth URL {url:?}: {why}"));
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err(bad("must start with https:// or http://"));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        if authority.contains('@') || path.contains(['?', '#']) || authority.contains(['?', '#']) {
+            return Err(bad("no user info, query or fragment"));
+        }
+        let default_port = if tls { 443 } else { 80 };
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or_else(|| bad("unclosed ["))?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().map_err(|_| bad("bad port"))?,
+                None if after.is_empty() => default_port,
+                None => return Err(bad("bad host")),
+            };
+            (host.to_owned(), port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h.to_owned(), p.parse().map_err(|_| bad("bad port"))?),
+                None => (authority.to_owned(), default_port),
+            }
+        };
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("no host"));
+        }
+        if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(bad("bad path"));
+        }
+        Ok(Self {
+            tls,
+            host,
+            port,
+            path: path.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// `host:port` as dialled.
+    pub(crate) fn address(&self) -> String {
+        crate::transport::host_port(&self.host, self.port)
+    }
+
+    /// The `Host` header: the port only when it is not the scheme's.
+    fn host_header(&self) -> String {
+        let default = if self.tls { 443 } else { 80 };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
+/// An HTTP answer: its status and body. `Debug` leaves the body out (it may hold a secret).
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("status", &self.status)
+            .field("body", &format_args!("<{} bytes>", self.body.len()))
+            .finish()
+    }
+}
+
+/// `POST {base}{path}` with a form body, within `timeout` (connection, TLS, request, answer).
+/// The body is never logged: it holds a signature.
+pub(crate) async fn post_form(
+    base: &BaseUrl,
+    path: &str,
+    body: &str,
+    trust: &TrustAnchors,
+    timeout: Duration,
+) -> Result<Answer> {
+    let address = base.address();
+    let fail = |reason: String| Error::Connect {
+        endpoint: address.clone(),
+        reason,
+    };
+    let request = format!(
+        "POST {}{path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded;charset=utf-8\r\n\
+         Accept: application/json\r\nUser-Agent: aliot/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        base.path,
+        base.host_header(),
+        env!("CARGO_PKG_VERSION"),
+        body.len()
+    );
+    let exchange = async {
+        let tcp = TcpStream::connect(&address)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        if base.tls {
+            let config = crate::tls::client_config(trust)?;
+            let name = ServerName::try_from(base.host.clone())
+                .map_err(|e| Error::Tls(format!("{}: not a valid server name: {e}", base.host)))?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| Error::Tls(format!("{address}: {e}")))?;
+            exchange(tls, request.as_bytes()).await
+        } else {
+            exchange(tcp, request.as_bytes()).await
+        }
+        .map_err(fail)
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| fail(format!("no answer within {timeout:?}")))?
+}
+
+/// Writes the request, reads the answer.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    request: &[u8],
+) -> std::result::Result<Answer, String> {
+    stream.write_all(request).await.map_err(|e| e.to_string())?;
+    stream.flush().await.map_err(|e| e.to_string())?;
+    let mut buf = Vec::with_capacity(1024);
+    let limit = MAX_HEAD + MAX_ANSWER;
+    let mut eof = false;
+    loop {
+        if let Some(parsed) = parse(&buf, eof)? {
+            return Ok(parsed);
+        }
+        if eof {
+            return Err("the connection closed before the whole answer".into());
+        }
+        if buf.len() >= limit {
+            return Err(format!("the answer is larger than {limit} bytes"));
+        }
+        let mut chunk = [0u8; 4096];
+        let want = chunk.len().min(limit - buf.len());
+        match stream.read(&mut chunk[..want]).await {
+            Ok(0) => eof = true,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            // A TLS peer that closes without close_notify: what was read is all there is.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => eof = true,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// The answer in `buf` when it is complete (`eof`: nothing more will come), `None` when more is
+/// needed.
+fn parse(buf: &[u8], eof: bool) -> std::result::Result<Option<Answer>, String> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        if buf.len() > MAX_HEAD {
+            return Err(format!("the answer's headers are larger than {MAX_HEAD} bytes"));
+        }
+        return Ok(None);
+    };
+    if end > MAX_HEAD {
+        return Err(format!("the answer's headers are larger than {MAX_HEAD} bytes"));
+    }
+    let head =
+        std::str::from_utf8(&buf[..end]).map_err(|_| "the answer's headers are not text".to_owned())?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .strip_prefix("HTTP/1.")
+        .and_then(|s| s.get(2..5))
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| format!("not an HTTP/1.x answer: {status_line:?}"))?;
+    let mut length: Option<usize> = None;
+    let mut chunked = false;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            length = Some(
+                value
+                    .parse()
+                    .map_err(|_| format!("bad Content-Length {value:?}"))?,
+            );
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.to_ascii_lowercase().contains("chunked");
+        }
+    }
+    let body = &buf[end + 4..];
+    if chunked {
+        return Ok(dechunk(body, eof)?.map(|body| Answer { status, body }));
+    }
+    match length {
+        Some(n) if n > MAX_ANSWER => Err(format!("the answer is larger than {MAX_ANSWER} bytes")),
+        Some(n) if body.len() >= n => Ok(Some(Answer {
+            status,
+            body: body[..n].to_vec(),
+        })),
+        Some(_) => Ok(None),
+        None if eof => Ok(Some(Answer {
+            status,
+            body: body.to_vec(),
+        })),
+        None if body.len() > MAX_ANSWER => Err(format!("the answer is larger than {MAX_ANSWER} bytes")),
+        None => Ok(None),
+    }
+}
+
+/// A `Transfer-Encoding: chunked` body, once its last chunk is in.
+fn dechunk(mut rest: &[u8], eof: bool) -> std::result::Result<Option<Vec<u8>>, String> {
+    let mut body = Vec::new();
+    loop {
+        let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") else {
+            return if eof {
+                Err("truncated chunked answer".into())
+            } else {
+                Ok(None)
+            };
+        };
+        let size_text = std::str::from_utf8(&rest[..line_end]).map_err(|_| "bad chunk size".to_owned())?;
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let size =
+            usize::from_str_radix(size_text, 16).map_err(|_| format!("bad chunk size {size_text:?}"))?;
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            // The answer is complete; trailers, if any, are not needed.
+            return Ok(Some(body));
+        }
+        if body.len() + size > MAX_ANSWER {
+            return Err(format!("the answer is larger than {MAX_ANSWER} bytes"));
+        }
+        if rest.len() < size + 2 {
+            return if eof {
+                Err("truncated chunked answer".into())
+            } else {
+                Ok(None)
+            };
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = &rest[size + 2..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_parse() {
+        let u = BaseUrl::parse("https://iot-auth.cn-shanghai.aliyuncs.com").expect("url");
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port, u.path.as_str()),
+            (true, "iot-auth.cn-shanghai.aliyuncs.com", 443, "")
+        );
+        assert_eq!(u.host_header(), "iot-auth.cn-shanghai.aliyuncs.com");
+        let u = BaseUrl::parse("http://127.0.0.1:8081/").expect("url");
+        assert_eq!((u.tls, u.port, u.path.as_str()), (false, 8081, ""));
+        assert_eq!(
+            (u.address(), u.host_header()),
+            ("127.0.0.1:8081".into(), "127.0.0.1:8081".into())
+        );
+        let u = BaseUrl::parse("https://[::1]:8443/prefix/").expect("url");
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("::1", 8443, "/prefix")
+        );
+        assert_eq!(u.address(), "[::1]:8443");
+        for bad in [
+            "ftp://x",
+            "https://",
+            "https://h:x",
+            "https://u@h",
+            "http://h/?q",
+            "localhost:1",
+        ] {
+            assert!(BaseUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn answers_are_read_by_length_chunks_or_end() {
+        let full = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nabcdEXTRA";
+        let a = parse(full, false).expect("ok").expect("complete");
+        assert_eq!((a.status, a.body.as_slice()), (200, b"abcd".as_slice()));
+        assert!(
+            parse(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab", false)
+                .expect("ok")
+                .is_none()
+        );
+        let chunked =
+            b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
+        let a = parse(chunked, false).expect("ok").expect("complete");
+        assert_eq!((a.status, a.body.as_slice()), (201, b"abcde".as_slice()));
+        assert!(parse(&chunked[..chunked.len() - 8], false).expect("ok").is_none());
+        assert!(parse(&chunked[..chunked.len() - 8], true).is_err());
+        let close = b"HTTP/1.0 500 Oops\r\n\r\nbody";
+        assert!(parse(close, false).expect("ok").is_none());
+        assert_eq!(parse(close, true).expect("ok").expect("complete").status, 500);
+        let big = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", MAX_ANSWER + 1);
+        assert!(parse(big.as_bytes(), false).is_err());
+        assert!(parse(b"SSH-2.0-x\r\n\r\n", false).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_server_that_sends_too_much_is_cut_off() {
+        let (client, mut server) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let mut sink = [0u8; 1024];
+            let _ = server.read(&mut sink).await;
+            let _ = server.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await;
+            let _ = server.write_all(&vec![b'x'; 2 * MAX_ANSWER]).await;
+        });
+        let e = exchange(client, b"POST / HTTP/1.1\r\n\r\n").await.unwrap_err();
+        assert!(e.contains("larger than"), "{e}");
+    }
+}
