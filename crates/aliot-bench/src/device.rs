@@ -95,7 +95,8 @@ enum Handshake {
 async fn handshake(fleet: &Fleet, idx: usize, login: Login) -> Handshake {
     // HTTPS pre-authentication is part of this login: timed with it.
     let login = if fleet.settings.auth == Auth::Https {
-        match crate::register::pre_authenticate(fleet, idx).await {
+        // Boxed: the exchange's future is large and most devices never make it.
+        match Box::pin(crate::register::pre_authenticate(fleet, idx)).await {
             Ok((iot_id, token)) => Login::IotToken { iot_id, token },
             Err(e) => return Handshake::Failed(format!("pre-authentication: {e}")),
         }
@@ -144,7 +145,8 @@ pub(crate) async fn run(fleet: Arc<Fleet>, idx: usize) {
     let stats = &fleet.stats;
     // The token of a token login comes from a registration first (not timed).
     let login = if fleet.settings.auth == Auth::Token {
-        match crate::register::regnwl_token(&fleet, idx).await {
+        // Boxed, as the registration's future is large and only token logins make it.
+        match Box::pin(crate::register::regnwl_token(&fleet, idx)).await {
             Ok(t) => Login::Token(t),
             Err(e) => {
                 tracing::debug!(device = idx, error = %e, "registration for a token failed");

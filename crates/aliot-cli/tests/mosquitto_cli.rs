@@ -413,6 +413,56 @@ fn mosquitto_and_curl_register_with_what_aliot_sign_prints() {
         ],
     ));
     assert_eq!(device["deviceSecret"], v["data"]["deviceSecret"]);
+    // Pre-authentication: curl gets the iotToken, mosquitto_pub logs in with it.
+    let mut c = aliot();
+    c.args([
+        "sign",
+        "--request",
+        "preauth",
+        "--product-key",
+        "a1SignReg",
+        "--device-name",
+        "pre-1",
+    ])
+    .args([
+        "--device-secret",
+        v["data"]["deviceSecret"].as_str().expect("secret"),
+    ])
+    .args(["--auth-url", &device_http, "--format", "curl"]);
+    let out = run_guarded(c);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8(out.stdout).expect("utf8");
+    let out = run_guarded({
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(line.trim());
+        c
+    });
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pre: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(pre["code"], 200, "{pre}");
+    assert_eq!(pre["data"]["resources"]["mqtt"]["port"], hub.mqtt.port(), "{pre}");
+    let creds = serde_json::json!({
+        "username": pre["data"]["iotId"],
+        "password": pre["data"]["iotToken"],
+    });
+    let out = mosquitto(
+        "mosquitto_pub",
+        &hub,
+        "a1SignReg.pre-1|securemode=-1|",
+        &creds,
+        &[
+            "-t",
+            "/sys/a1SignReg/pre-1/thing/event/property/post",
+            "-m",
+            r#"{"id":"1","params":{"On":1}}"#,
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // --format curl is for the HTTPS registration only.
     let mut c = aliot();
     c.args([

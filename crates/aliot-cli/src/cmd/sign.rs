@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use aliot_protocol::http_auth;
 use aliot_protocol::register::{Mode, registration_credentials};
 use aliot_protocol::sign::{dynreg_http_body, dynreg_sign};
 use aliot_protocol::{DeviceIdentity, DeviceProfile, Endpoint, HexCase, SecureMode, SignMethod, SignOptions};
@@ -60,10 +61,11 @@ pub(crate) struct Args {
     /// repeatable.
     #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
     params: Vec<(String, String)>,
-    /// Sign a dynamic registration instead of a login: `register` (a device registered
-    /// beforehand; MQTT, and the HTTPS form with --format curl) or `regnwl` (MQTT, without
-    /// pre-registration). Signed with --product-secret; no deviceSecret needed.
-    #[arg(long, value_enum, value_name = "register|regnwl")]
+    /// Sign another request than the MQTT login: `register` (dynamic registration of a device
+    /// registered beforehand; MQTT, and the HTTPS form with --format curl), `regnwl` (MQTT, without
+    /// pre-registration), both with --product-secret and no deviceSecret; or `preauth` (HTTPS
+    /// pre-authentication with the deviceSecret: the form, or --format curl).
+    #[arg(long, value_enum, value_name = "register|regnwl|preauth")]
     request: Option<Request>,
     /// productSecret, for --request (or ALIOT_PRODUCT_SECRET, or the profile's product_secret).
     #[arg(long, value_name = "PS", env = "ALIOT_PRODUCT_SECRET", hide_env_values = true)]
@@ -71,7 +73,7 @@ pub(crate) struct Args {
     /// The registration's `random` [default: 15 random letters and digits].
     #[arg(long, value_name = "TEXT")]
     random: Option<String>,
-    /// Base URL of the HTTPS registration, for --format curl [default:
+    /// Base URL of the HTTPS registration and pre-authentication [default:
     /// https://iot-auth.{region}.aliyuncs.com; `aliot hub --device-http`'s URL for the hub].
     #[arg(long, value_name = "URL")]
     auth_url: Option<String>,
@@ -87,6 +89,8 @@ enum Request {
     Register,
     /// Dynamic registration without pre-registration (`authType=regnwl`).
     Regnwl,
+    /// HTTPS pre-authentication (`POST /auth/devicename`), then MQTT with the iotToken.
+    Preauth,
 }
 
 /// Parses `--param KEY=VALUE`.
@@ -142,6 +146,10 @@ struct Output {
 
 /// Runs `aliot sign`.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.request == Some(Request::Preauth) {
+        output::write(&pre_authentication(&args)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(request) = args.request {
         let text = registration(&args, request)?;
         output::write(&text)?;
@@ -279,7 +287,7 @@ fn registration(args: &Args, request: Request) -> anyhow::Result<String> {
     let random = args.random.clone().unwrap_or_else(random_text);
     let mode = match request {
         Request::Register => Mode::PreRegistered,
-        Request::Regnwl => Mode::NoPreRegistration,
+        Request::Regnwl | Request::Preauth => Mode::NoPreRegistration,
     };
     let tls = match (args.secure_mode, profile.as_ref().and_then(|p| p.tls)) {
         (Some(m), _) => m == SecureMode::Tls,
@@ -294,13 +302,7 @@ fn registration(args: &Args, request: Request) -> anyhow::Result<String> {
                 "the HTTPS registration is for devices registered beforehand: --request register",
             ));
         }
-        let base = match &args.auth_url {
-            Some(u) => u.trim_end_matches('/').to_owned(),
-            None => format!(
-                "https://iot-auth.{}.aliyuncs.com",
-                args.endpoint.region.as_deref().unwrap_or(DEFAULT_REGION)
-            ),
-        };
+        let base = auth_base(args);
         let method = args.sign_method.unwrap_or(SignMethod::HmacSha256);
         let case = if args.uppercase {
             HexCase::Upper
@@ -343,6 +345,62 @@ fn registration(args: &Args, request: Request) -> anyhow::Result<String> {
         Format::Env => render_env(&output),
         Format::Mosquitto | Format::Curl => {
             render_mosquitto(&output, profile.as_ref(), Some(mode.answer_topic()))
+        }
+    })
+}
+
+/// The base URL of the HTTPS auth service: --auth-url, else the region's.
+fn auth_base(args: &Args) -> String {
+    match &args.auth_url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => http_auth::auth_url(args.endpoint.region.as_deref().unwrap_or(DEFAULT_REGION)),
+    }
+}
+
+/// `aliot sign --request preauth`: the pre-authentication request (`POST /auth/devicename`),
+/// signed with the deviceSecret: its URL and form, or a `curl` line.
+fn pre_authentication(args: &Args) -> anyhow::Result<String> {
+    let (identity, profile) = args.identity.resolve()?;
+    let method = match (
+        args.sign_method,
+        profile.as_ref().and_then(|p| p.sign_method.as_deref()),
+    ) {
+        (Some(m), _) => m,
+        (None, Some(m)) => parse_sign_method(m).map_err(usage)?,
+        (None, None) => SignMethod::HmacSha256,
+    };
+    let timestamp = match &args.timestamp {
+        Some(ts) if !ts.is_empty() => ts.clone(),
+        Some(_) => return Err(usage("--timestamp is empty")),
+        None => clock::now_ms()
+            .context("the system clock is set before 1970; pass --timestamp")?
+            .to_string(),
+    };
+    let url = format!("{}/auth/devicename", auth_base(args));
+    let body = http_auth::preauth_body(&identity, method, &timestamp);
+    Ok(match args.format {
+        Format::Curl => format!(
+            "curl -sS -X POST {} -H {} --data {}\n",
+            shell_quote(&url),
+            shell_quote("Content-Type: application/x-www-form-urlencoded"),
+            shell_quote(&body)
+        ),
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(&serde_json::json!({"url": url, "body": body}))
+                .context("cannot encode JSON")?;
+            s.push('\n');
+            s
+        }
+        Format::Env => format!(
+            "ALIOT_HTTP_URL={}\nALIOT_HTTP_BODY={}\n",
+            shell_quote(&url),
+            shell_quote(&body)
+        ),
+        Format::Text => format!("url          {url}\nbody         {body}\n"),
+        Format::Mosquitto => {
+            return Err(usage(
+                "--request preauth is an HTTPS request: --format curl, json, env or text",
+            ));
         }
     })
 }
