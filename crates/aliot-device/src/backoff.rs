@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use aliot_protocol::ConnackCode;
 use rand::Rng;
 
 use crate::options::{Backoff, RefusalPolicy};
@@ -14,12 +13,6 @@ pub(crate) enum Next {
     RetryIn(Duration),
     /// Give up (a refusal under [`RefusalPolicy::Stop`]).
     Stop,
-}
-
-/// Whether retrying can fix a refusal: 3 (server unavailable) is transient; 1, 2, 4 and 5 say
-/// the device's configuration or credentials are wrong.
-pub(crate) fn is_permanent(code: ConnackCode) -> bool {
-    !matches!(code, ConnackCode::ServerUnavailable | ConnackCode::Accepted)
 }
 
 /// Counts consecutive failures and turns them into delays.
@@ -49,8 +42,8 @@ impl Schedule {
     /// The delay before the next attempt, after a failure (`refused` when the platform sent a
     /// CONNACK refusal).
     #[cfg(test)]
-    pub(crate) fn next(&mut self, refused: Option<ConnackCode>, rng: &mut impl Rng) -> Next {
-        self.next_after(refused.is_some_and(is_permanent), rng)
+    pub(crate) fn next(&mut self, refused: Option<aliot_protocol::ConnackCode>, rng: &mut impl Rng) -> Next {
+        self.next_after(refused.is_some_and(crate::error::is_permanent), rng)
     }
 
     /// The delay before the next attempt, after a failure that retrying cannot fix
@@ -86,6 +79,7 @@ fn jitter(d: Duration, rng: &mut impl Rng) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aliot_protocol::ConnackCode;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 

@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::backoff::Schedule;
-use crate::driver::{Driver, Signer, now_ms};
+use crate::clock::now_ms;
+use crate::driver::{Driver, Signer};
 use crate::error::{Error, Result};
 use crate::event::{Connected, Events};
 use crate::options::{DeviceOptions, Login, QoS};

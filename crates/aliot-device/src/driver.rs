@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aliot_protocol::alink::{Reply, Request, read_id};
 use aliot_protocol::codes::alink as code;
@@ -16,21 +16,15 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
 use crate::backoff::{Next, Schedule};
+use crate::clock::now_ms;
 use crate::error::Error;
 use crate::event::{Connected, Disconnected, Event, Message, PropertySet, Replier, RrpcRequest, ServiceCall};
 use crate::options::{Login, QoS};
 use crate::preauth::PreAuthClient;
 use crate::route::{Route, route};
 use crate::shared::{Shared, lock, rumqttc_qos};
-use crate::transport::{Dial, host_port};
-
-/// Epoch milliseconds now.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+use crate::transport::Dial;
+use crate::url::host_port;
 
 /// Signs CONNECTs: a new timestamp (epoch ms, strictly increasing) for every attempt of a
 /// secret login; the same fields, token verbatim, for every attempt of a token login; the iotId

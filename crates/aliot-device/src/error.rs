@@ -163,13 +163,19 @@ impl Error {
     pub(crate) fn is_permanent_refusal(&self) -> bool {
         match self {
             Error::PreAuthRefused { code, .. } => !matches!(code, AuthCode::SystemError),
-            other => other.connack().is_some_and(crate::backoff::is_permanent),
+            other => other.connack().is_some_and(is_permanent),
         }
     }
 }
 
 /// `Result` with aliot-device's [`Error`](enum@Error).
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Whether retrying can fix a refusal: 3 (server unavailable) is transient; 1, 2, 4 and 5 say
+/// the device's configuration or credentials are wrong.
+pub(crate) fn is_permanent(code: ConnackCode) -> bool {
+    !matches!(code, ConnackCode::ServerUnavailable | ConnackCode::Accepted)
+}
 
 #[cfg(test)]
 mod tests {

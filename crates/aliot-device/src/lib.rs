@@ -89,6 +89,7 @@
 
 mod backoff;
 mod client;
+mod clock;
 mod connection;
 mod driver;
 pub mod error;
@@ -105,6 +106,7 @@ mod route;
 mod shared;
 pub mod tls;
 mod transport;
+mod url;
 
 pub use client::{Device, Stats, TimeSync};
 pub use error::{Error, Result};

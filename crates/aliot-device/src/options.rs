@@ -544,7 +544,7 @@ impl DeviceOptions {
     /// `http[s]://host[:port][/path]`.
     pub fn validate(&self) -> Result<()> {
         if let Login::PreAuth { auth_url, .. } = &self.login {
-            crate::http::BaseUrl::parse(auth_url)?;
+            crate::url::BaseUrl::parse(auth_url)?;
         }
         let secs = self.keepalive.as_secs();
         let in_range = u16::try_from(secs).is_ok_and(|s| KEEPALIVE_RANGE.contains(&s));

@@ -10,8 +10,9 @@ use aliot_protocol::http_auth::{IotToken, PREAUTH_PATH, TokenAnswerError, preaut
 use aliot_protocol::{DeviceIdentity, SignMethod};
 
 use crate::error::{Error, Result};
-use crate::http::{self, BaseUrl};
+use crate::http;
 use crate::options::{DeviceOptions, Login, TrustAnchors};
+use crate::url::BaseUrl;
 
 /// Everything one pre-authentication needs.
 #[derive(Debug, Clone)]
@@ -40,7 +41,7 @@ impl PreAuthClient {
 
     /// One pre-authentication, signed with a fresh timestamp.
     pub(crate) async fn fetch(&self) -> Result<IotToken> {
-        let timestamp = crate::driver::now_ms().to_string();
+        let timestamp = crate::clock::now_ms().to_string();
         let body = preauth_body(&self.identity, self.sign_method, &timestamp);
         let reply = http::post_form(&self.base, PREAUTH_PATH, &body, &self.trust, self.timeout).await?;
         let answer = crate::register::auth_answer(PREAUTH_PATH, &reply)?;

@@ -55,8 +55,9 @@ use rand::distr::{Alphanumeric, SampleString as _};
 use rumqttc::{AsyncClient, ConnectionError, Packet};
 
 use crate::error::{Error, Result};
-use crate::http::{self, BaseUrl};
+use crate::http;
 use crate::options::{DeviceOptions, Login, TrustAnchors};
+use crate::url::BaseUrl;
 
 /// Length of the registration's `random` (as the official Python SDK sends it).
 pub const RANDOM_LEN: usize = 15;

@@ -27,15 +27,6 @@ impl Dial {
     }
 }
 
-/// `host:port`, with brackets around an IPv6 address.
-pub(crate) fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
 /// MQTT options with `client_id` that dial `endpoint`'s `host:port` (or what the returned
 /// [`Dial`] is set to), over TLS (trusting `trust`, verifying `server_name`, default the host)
 /// when the endpoint uses TLS.
