@@ -1,5 +1,6 @@
-//! CONNACK return codes (spec §3.1), Alink reply codes (spec §4.2) and the HTTPS auth service's
-//! codes (spec §5.1, §5.3), with Aliyun's causes and a one-line fix hint each.
+//! CONNACK return codes (spec §3.1), Alink reply codes (spec §4.2), the thing model's validation
+//! rules (codes 63xx, cloud-side spec §3.3) and the HTTPS auth service's codes (spec §5.1, §5.3),
+//! with Aliyun's causes and a one-line fix hint each.
 
 use std::fmt;
 
@@ -166,6 +167,8 @@ pub mod alink {
     pub const DEVICE_DISABLED: u32 = 6204;
     /// Topic illegal.
     pub const TOPIC_ILLEGAL: u32 = 6813;
+    /// Payload not JSON (thing model).
+    pub const NOT_JSON: u32 = 6207;
 
     /// The meaning and a fix hint for an Alink reply code; `None` for codes aliot does not know.
     pub fn describe(code: u32) -> Option<(&'static str, &'static str)> {
@@ -193,10 +196,224 @@ pub mod alink {
                 "use a topic and method from the Alink topic list",
             ),
             6204 => ("device disabled", "enable the device"),
-            6207 => ("TSL validation failed", "check property identifiers and types"),
+            6207 => ("payload is not JSON", "send a JSON object"),
+            6300 => (
+                "TSL: method not in the thing model",
+                "post only events and services the TSL defines",
+            ),
+            6301 => ("TSL: the value of an array is not an array", "send a JSON array"),
+            6302 => (
+                "TSL: a required service input is missing",
+                "send every inputData parameter",
+            ),
+            6304 => (
+                "TSL: parameter not in the thing model or struct",
+                "use the identifiers of the TSL (`fb:Id` for a custom module)",
+            ),
+            6306 => (
+                "TSL: not a 32-bit integer, or out of min..max",
+                "send a JSON integer within the specs",
+            ),
+            6307 => (
+                "TSL: not a 32-bit float, or out of min..max",
+                "send a JSON number within the specs",
+            ),
+            6308 => (
+                "TSL: bool is not 0 or 1",
+                "send the integer 0 or 1, not true/false",
+            ),
+            6309 => (
+                "TSL: enum value not defined",
+                "send one of the enum's integer keys",
+            ),
+            6310 => (
+                "TSL: text is not a string, or too long",
+                "send a string within specs.length bytes",
+            ),
+            6311 => (
+                "TSL: date is not a string of UTC milliseconds",
+                "send e.g. \"1510292697470\"",
+            ),
+            6312 => (
+                "TSL: struct is not an object",
+                "send an object of the struct's fields",
+            ),
+            6313 | 6314 | 6316 | 6323 | 6329 => ("TSL: platform system error", "retry later"),
+            6317 => ("TSL: a data type lacks its type or specs", "fix the thing model"),
+            6318 => ("TSL: the thing model could not be parsed", "fix the thing model"),
+            6320 => (
+                "TSL: property not in the device's thing model",
+                "use a property the TSL defines",
+            ),
+            6321 => ("TSL: empty identifier", "give every parameter an identifier"),
+            6322 => (
+                "TSL: not a double, or out of min..max",
+                "send a JSON number within the specs",
+            ),
+            6324 => (
+                "TSL: array invalid or too many elements",
+                "send at most specs.size elements",
+            ),
+            6325 => (
+                "TSL: unsupported array element type",
+                "use int, float, double, text or struct items",
+            ),
+            6326 => (
+                "TSL: bad time field",
+                "send time as UTC milliseconds, at most 24 h ahead",
+            ),
+            6328 => ("TSL: params is not an array", "send a JSON array"),
             6813 => ("topic illegal", "publish only on the device's own topics"),
             _ => return None,
         })
+    }
+}
+
+/// A rule of the thing model's validation (cloud-side spec §3.3): its Alink code (63xx) and the
+/// platform's message. The one table of these rules: the `tsl` module applies them, the hub will
+/// answer them. Several rules share a code (6306 is both "not an int" and "out of range").
+///
+/// Messages marked `[V]` in the source are the platform's captured wording; the others follow the
+/// same `tsl parse: …` style (the platform's text for them was not found).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TslCode {
+    /// 6300: an event or service the thing model does not define.
+    MethodNotExist,
+    /// 6301: the TSL says array, the value is not an array.
+    NotArray,
+    /// 6302: a service input the TSL defines is missing.
+    RequiredParamMissing,
+    /// 6304: an identifier not in the thing model (or a field not in the struct).
+    ParamsNotExist,
+    /// 6306: not a JSON integer within 32 bits.
+    NotInt,
+    /// 6306: an integer outside the specs' `min..=max`.
+    IntOutOfRange,
+    /// 6307: not a JSON number within the 32-bit float range.
+    NotFloat,
+    /// 6307: a float outside the specs' `min..=max`.
+    FloatOutOfRange,
+    /// 6308: not the integer 0 or 1.
+    NotBool,
+    /// 6309: not an integer key of the enum's specs.
+    NotEnum,
+    /// 6310: not a string.
+    NotText,
+    /// 6310: a string longer than the specs' `length` (UTF-8 bytes).
+    TextTooLong,
+    /// 6311: not a string of decimal digits (UTC milliseconds).
+    NotDate,
+    /// 6312: not a JSON object.
+    NotStruct,
+    /// 6320: a property set that is not in the device's thing model.
+    PropertyNotInTsl,
+    /// 6320: a property set that is read-only (`accessMode` `r`).
+    PropertyReadOnly,
+    /// 6321: an empty identifier.
+    EmptyIdentifier,
+    /// 6322: not a JSON number (double).
+    NotDouble,
+    /// 6322: a double outside the specs' `min..=max`.
+    DoubleOutOfRange,
+    /// 6324: more elements than the array's `size`.
+    ArrayTooLong,
+    /// 6326: a `time` that is not UTC milliseconds or is more than 24 h ahead.
+    BadTime,
+    /// 6328: params that must be an array (the `get` service's identifiers) are not.
+    ParamsNotArray,
+}
+
+impl TslCode {
+    /// All rules.
+    pub const ALL: [TslCode; 22] = [
+        TslCode::MethodNotExist,
+        TslCode::NotArray,
+        TslCode::RequiredParamMissing,
+        TslCode::ParamsNotExist,
+        TslCode::NotInt,
+        TslCode::IntOutOfRange,
+        TslCode::NotFloat,
+        TslCode::FloatOutOfRange,
+        TslCode::NotBool,
+        TslCode::NotEnum,
+        TslCode::NotText,
+        TslCode::TextTooLong,
+        TslCode::NotDate,
+        TslCode::NotStruct,
+        TslCode::PropertyNotInTsl,
+        TslCode::PropertyReadOnly,
+        TslCode::EmptyIdentifier,
+        TslCode::NotDouble,
+        TslCode::DoubleOutOfRange,
+        TslCode::ArrayTooLong,
+        TslCode::BadTime,
+        TslCode::ParamsNotArray,
+    ];
+
+    /// The Alink code.
+    pub fn code(self) -> u32 {
+        match self {
+            TslCode::MethodNotExist => 6300,
+            TslCode::NotArray => 6301,
+            TslCode::RequiredParamMissing => 6302,
+            TslCode::ParamsNotExist => 6304,
+            TslCode::NotInt | TslCode::IntOutOfRange => 6306,
+            TslCode::NotFloat | TslCode::FloatOutOfRange => 6307,
+            TslCode::NotBool => 6308,
+            TslCode::NotEnum => 6309,
+            TslCode::NotText | TslCode::TextTooLong => 6310,
+            TslCode::NotDate => 6311,
+            TslCode::NotStruct => 6312,
+            TslCode::PropertyNotInTsl | TslCode::PropertyReadOnly => 6320,
+            TslCode::EmptyIdentifier => 6321,
+            TslCode::NotDouble | TslCode::DoubleOutOfRange => 6322,
+            TslCode::ArrayTooLong => 6324,
+            TslCode::BadTime => 6326,
+            TslCode::ParamsNotArray => 6328,
+        }
+    }
+
+    /// The platform's message, without the ` -> identifier` it appends.
+    pub fn message(self) -> &'static str {
+        match self {
+            TslCode::MethodNotExist => "tsl parse: method not exist",
+            TslCode::NotArray => "tsl parse: data type is not array",
+            TslCode::RequiredParamMissing => "tsl parse: required param is missing",
+            // [V] captured
+            TslCode::ParamsNotExist => "tsl parse: params not exist",
+            // [V] captured
+            TslCode::NotInt => "tsl parse: data type is not int",
+            TslCode::IntOutOfRange => "tsl parse: int value is out of range",
+            TslCode::NotFloat => "tsl parse: data type is not float",
+            TslCode::FloatOutOfRange => "tsl parse: float value is out of range",
+            TslCode::NotBool => "tsl parse: data type is not bool",
+            TslCode::NotEnum => "tsl parse: data type is not enum",
+            // [V] captured
+            TslCode::NotText => "tsl parse: data type is not string",
+            TslCode::TextTooLong => "tsl parse: string length is out of range",
+            TslCode::NotDate => "tsl parse: data type is not date",
+            TslCode::NotStruct => "tsl parse: data type is not struct",
+            TslCode::PropertyNotInTsl => "tsl parse: property not exist in device tsl",
+            TslCode::PropertyReadOnly => "tsl parse: property is read only",
+            TslCode::EmptyIdentifier => "tsl parse: identifier is empty",
+            TslCode::NotDouble => "tsl parse: data type is not double",
+            TslCode::DoubleOutOfRange => "tsl parse: double value is out of range",
+            TslCode::ArrayTooLong => "tsl parse: array size is out of range",
+            TslCode::BadTime => "tsl parse: time is invalid",
+            TslCode::ParamsNotArray => "tsl parse: params is not array",
+        }
+    }
+
+    /// What to do about it, in one line.
+    pub fn hint(self) -> &'static str {
+        alink::describe(self.code()).map_or("check the value against the thing model", |(_, hint)| hint)
+    }
+}
+
+impl fmt::Display for TslCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.code(), self.message())
     }
 }
 
@@ -326,6 +543,22 @@ mod tests {
             ConnackCode::NotAuthorized
                 .registration_cause()
                 .contains("dynamic registration is off")
+        );
+    }
+
+    #[test]
+    fn every_tsl_rule_is_described() {
+        for c in TslCode::ALL {
+            assert!((6300..=6329).contains(&c.code()), "{c}");
+            assert!(alink::describe(c.code()).is_some(), "{c}");
+            assert!(c.message().starts_with("tsl parse: "));
+        }
+        for n in [6313, 6314, 6316, 6317, 6318, 6323, 6325, 6329] {
+            assert!(alink::describe(n).is_some(), "{n}");
+        }
+        assert_eq!(
+            TslCode::NotInt.to_string(),
+            "6306 (tsl parse: data type is not int)"
         );
     }
 
