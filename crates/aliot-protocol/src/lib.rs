@@ -16,6 +16,8 @@
 //! - [`register`]: what dynamic registration answers, and the token login after it.
 //! - [`http_auth`]: the HTTPS auth service: registration and pre-authentication forms, answers
 //!   and the `securemode=-1` login after pre-authentication.
+//! - [`tsl`]: the thing model: the console's exported TSL read into types, the platform's
+//!   validation of posts, events, services and sets (codes 63xx), and valid sample values.
 //!
 //! ## Example: sign a device's CONNECT
 //!
@@ -49,6 +51,7 @@ pub mod profile;
 pub mod register;
 pub mod sign;
 pub mod topic;
+pub mod tsl;
 
 pub use client_id::{ClientId, SecureMode};
 pub use codes::{AuthCode, ConnackCode};
