@@ -415,3 +415,6 @@ impl fmt::Display for AccessMode {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

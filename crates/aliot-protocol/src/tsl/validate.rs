@@ -343,9 +343,11 @@ impl Tsl {
                     },
                 );
             } else {
-                let b = unknown(id);
-                let key = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-                out.reject(&key, Rejection::new(b.rule, &b.at, v));
+                // A non-string is no identifier: reported under its JSON text.
+                let b = v
+                    .as_str()
+                    .map_or_else(|| broken(TslCode::ParamsNotExist, &v.to_string()), unknown);
+                out.reject(&b.at, Rejection::new(b.rule, &b.at, v));
             }
         }
         Ok(out)
