@@ -124,8 +124,18 @@ fn int_type() -> impl Strategy<Value = Value> {
 }
 
 fn float_type(ty: &'static str, bound: f64) -> impl Strategy<Value = Value> {
-    (-bound..bound, -bound..bound, any::<bool>()).prop_map(move |(a, b, s)| {
-        json!({"type": ty, "specs": {"min": num(a.min(b), s), "max": num(a.max(b), s), "step": "0.01"}})
+    (-bound..bound, -bound..bound, any::<bool>(), 0..4u8).prop_map(move |(a, b, s, which)| {
+        let mut specs = json!({"min": num(a.min(b), s), "max": num(a.max(b), s), "step": "0.01"});
+        // Sometimes one bound or both are absent (an empty string is absent too).
+        match which {
+            0 => specs["min"] = json!(""),
+            1 => {
+                specs.as_object_mut().map(|m| m.remove("max"));
+            }
+            2 => specs = json!({}),
+            _ => {}
+        }
+        json!({"type": ty, "specs": specs})
     })
 }
 

@@ -40,6 +40,16 @@ fn float_in(next: &mut impl FnMut() -> u64, min: f64, max: f64) -> f64 {
     f.clamp(min, max)
 }
 
+/// The sampled range: the specs' bounds, else `±reach` (beyond the one bound given).
+fn bounds(min: Option<f64>, max: Option<f64>, reach: f64) -> (f64, f64) {
+    match (min, max) {
+        (Some(lo), Some(hi)) => (lo, hi),
+        (Some(lo), None) => (lo, lo.max(reach)),
+        (None, Some(hi)) => (hi.min(-reach), hi),
+        (None, None) => (-reach, reach),
+    }
+}
+
 impl DataType {
     /// A valid value of this type, drawn from `next` (any source of random `u64`s): within
     /// `min..=max` (on the `step` grid for int when there is one), a text of at most
@@ -58,13 +68,11 @@ impl DataType {
                 }
             }
             DataType::Float { min, max, .. } => {
-                let lo = min.unwrap_or(-1e6);
-                let hi = max.unwrap_or(1e6).max(lo);
+                let (lo, hi) = bounds(*min, *max, 1e6);
                 Value::from(float_in(next, lo, hi))
             }
             DataType::Double { min, max, .. } => {
-                let lo = min.unwrap_or(-1e9);
-                let hi = max.unwrap_or(1e9).max(lo);
+                let (lo, hi) = bounds(*min, *max, 1e9);
                 Value::from(float_in(next, lo, hi))
             }
             DataType::Text { length } => {

@@ -581,6 +581,20 @@ fn samples_validate() {
         let v = t.validate_property_post(&Value::Object(params), NOW).unwrap();
         assert!(v.is_valid(), "{:?}", v.rejected);
     }
+    for specs in [
+        json!({"max": "-2e6"}),
+        json!({"min": "2e6"}),
+        json!({"max": "-1"}),
+        json!({}),
+    ] {
+        for ty in ["float", "double"] {
+            let t = one(json!({"type": ty, "specs": specs}));
+            for _ in 0..20 {
+                let v = t.properties[0].data_type.sample(&mut next);
+                assert_eq!(rule(&t, v.clone()), None, "{ty} {specs} {v}");
+            }
+        }
+    }
     let step = one(json!({"type": "int", "specs": {"min": "-10", "max": "10", "step": "5"}}));
     for _ in 0..50 {
         let n = step.properties[0].data_type.sample(&mut next).as_i64().unwrap();
