@@ -37,6 +37,27 @@
 //! assert_eq!(creds.password, "b2488041f64f425016b467ee1c94959ebd592ad1");
 //! # Ok::<(), aliot_protocol::Error>(())
 //! ```
+//!
+//! ## Example: validate a property post against the thing model
+//!
+//! One good and one bad property: the post still succeeds (`code:200`), and the reply's `data`
+//! maps the rejected identifier to the platform's message.
+//!
+//! ```
+//! use aliot_protocol::tsl::Tsl;
+//! use serde_json::json;
+//!
+//! let tsl = Tsl::from_json(r#"{"profile":{"productKey":"a1a3Xryxx97"},"properties":[
+//!   {"identifier":"LightSwitch","accessMode":"rw","dataType":{"type":"bool","specs":{"0":"Off","1":"On"}}},
+//!   {"identifier":"code","accessMode":"r","dataType":{"type":"int","specs":{"min":"0","max":"100"}}}]}"#)?;
+//! let post = tsl.validate_property_post(&json!({"LightSwitch": 1, "code": "15"}), 1_707_149_551_046)
+//!     .expect("params are an object");
+//! assert!(post.items.contains_key("LightSwitch"));
+//! assert_eq!(post.rejected["code"].code, 6306);
+//! assert_eq!(post.rejected["code"].message, "tsl parse: data type is not int -> code");
+//! assert_eq!(json!(post.reply_data()), json!({"code": "tsl parse: data type is not int"}));
+//! # Ok::<(), aliot_protocol::tsl::TslError>(())
+//! ```
 
 pub mod alink;
 pub mod auth;
