@@ -26,7 +26,7 @@ use crate::downlink::{Call, Publish, Published, Rrpc, RrpcAnswer};
 use crate::error::{Error, Result};
 use crate::event::{EventFilter, EventStream};
 use crate::health::Health;
-use crate::product::{CreateProduct, ProductView, UpdateProduct};
+use crate::product::{CreateProduct, ProductView, TslSummary, UpdateProduct};
 use crate::wire::{query, segment};
 
 /// How long a request may take by default (answer included). Calls that wait for a device get
@@ -250,6 +250,42 @@ impl Client {
     /// As [`Client::health`]; `device_not_found` or `product_not_found` (404).
     pub async fn device(&self, product_key: &str, device_name: &str) -> Result<DeviceView> {
         self.get_json(&device_path(product_key, device_name)).await
+    }
+
+    /// `PUT /api/v1/products/{pk}/tsl`: imports the product's thing model (the console's TSL
+    /// export, sent as it is).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::product`]; `invalid_argument` (400) naming the JSON path of a fault.
+    pub async fn import_tsl(&self, product_key: &str, tsl_json: &str) -> Result<TslSummary> {
+        let path = format!("/api/v1/products/{}/tsl", segment(product_key));
+        let body = Bytes::from(tsl_json.to_owned());
+        let answer = self
+            .exchange(Method::PUT, &path, Some(body), self.timeout)
+            .await?;
+        self.decode(&path, &answer)
+    }
+
+    /// `GET /api/v1/products/{pk}/tsl`: the product's thing model, as it was imported.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::product`]; `tsl_not_found` (404) when the product has none.
+    pub async fn export_tsl(&self, product_key: &str) -> Result<String> {
+        self.get_text(&format!("/api/v1/products/{}/tsl", segment(product_key)))
+            .await
+    }
+
+    /// `DELETE /api/v1/products/{pk}/tsl`: the product accepts any post again.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::product`].
+    pub async fn delete_tsl(&self, product_key: &str) -> Result<serde_json::Value> {
+        let path = format!("/api/v1/products/{}/tsl", segment(product_key));
+        let answer = self.exchange(Method::DELETE, &path, None, self.timeout).await?;
+        self.decode(&path, &answer)
     }
 
     /// `PATCH /api/v1/products/{pk}` `{"dynamicRegistration"}`: allows or forbids dynamic

@@ -9,7 +9,7 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `product.rs` | [`CreateProduct`], [`UpdateProduct`], [`ProductView`] (`/api/v1/products`) |
+//! | `product.rs` | [`CreateProduct`], [`UpdateProduct`], [`ProductView`], [`TslSummary`] (`/api/v1/products`) |
 //! | `device.rs` | [`CreateDevice`], [`CreateBatch`], [`ListQuery`], [`BatchQuery`], [`UpdateDevice`], [`Credentials`], [`DeviceView`], [`SessionInfo`], [`Deleted`] (`…/devices…`) |
 //! | `downlink.rs` | [`Publish`], [`Published`], [`PublishOutcome`], [`Call`], [`Rrpc`], [`RrpcAnswer`], payload [`Encoding`] |
 //! | `event.rs` | [`EventFilter`], [`Event`], [`EventStream`] (`/api/v1/events`, server-sent events) |
@@ -71,4 +71,4 @@ pub use downlink::{Call, Encoding, InvalidBase64, Publish, PublishOutcome, Publi
 pub use error::{Error, ErrorBody, Result};
 pub use event::{Event, EventFilter, EventStream, MAX_EVENT_SIZE};
 pub use health::Health;
-pub use product::{CreateProduct, ProductView, UpdateProduct};
+pub use product::{CreateProduct, ProductView, TslSummary, UpdateProduct};

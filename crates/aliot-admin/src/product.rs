@@ -24,6 +24,20 @@ pub struct UpdateProduct {
     pub dynamic_registration: Option<bool>,
 }
 
+/// The answer to `PUT /api/v1/products/{pk}/tsl`: what the imported thing model holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TslSummary {
+    /// productKey.
+    pub product_key: String,
+    /// Properties of the model.
+    pub properties: usize,
+    /// Events of the model.
+    pub events: usize,
+    /// Services of the model.
+    pub services: usize,
+}
+
 /// A product in answers (`POST`/`GET /api/v1/products`, `GET /api/v1/products/{pk}`).
 ///
 /// The productSecret is in the body by design; `Debug` redacts it.

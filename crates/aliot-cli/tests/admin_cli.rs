@@ -306,3 +306,50 @@ fn events_are_followed_one_json_a_line() {
     assert_eq!(v["deviceName"], "watched");
     drop(events);
 }
+
+#[test]
+fn a_thing_model_is_imported_and_exported_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _hub = HubProcess::start(dir.path(), &[]);
+    let d = dir.path();
+    ok_json(&admin(
+        d,
+        &[
+            "product",
+            "create",
+            "--name",
+            "Lamps",
+            "--product-key",
+            "a1TslCli",
+        ],
+    ));
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../aliot-protocol/tests/data/tsl-lamp.json"
+    );
+    let v = ok_json(&admin(
+        d,
+        &[
+            "product",
+            "tsl",
+            "import",
+            "--product-key",
+            "a1TslCli",
+            "--file",
+            file,
+        ],
+    ));
+    assert_eq!(v["productKey"], "a1TslCli", "{v}");
+    let out = admin(d, &["product", "tsl", "export", "--product-key", "a1TslCli"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let exported = String::from_utf8(out.stdout).expect("utf8");
+    let original = std::fs::read_to_string(file).expect("the fixture");
+    assert_eq!(exported.trim_end(), original.trim_end());
+    ok_json(&admin(
+        d,
+        &["product", "tsl", "delete", "--product-key", "a1TslCli"],
+    ));
+    let out = admin(d, &["product", "tsl", "export", "--product-key", "a1TslCli"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("tsl_not_found"), "{}", stderr(&out));
+}

@@ -792,3 +792,55 @@ async fn admin_connections_above_the_limit_are_closed_at_once() {
     closed_by_the_hub(&mut third).await;
     hub.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Thing models (issue 11): import, export, delete; kept across a restart.
+
+/// The realistic TSL of aliot-protocol's tests (every data type).
+const LAMP_TSL: &str = include_str!("../../aliot-protocol/tests/data/tsl-lamp.json");
+
+#[tokio::test]
+async fn a_products_thing_model_is_imported_exported_and_kept() {
+    let hub = TestHub::start().await;
+    let pk = hub.product().await;
+    let url = format!("{}/api/v1/products/{pk}/tsl", hub.base);
+    let (s, _) = http("GET", &url, Some(TOKEN), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "no model yet");
+    let (s, v) = http_json(
+        "GET",
+        &format!("{}/api/v1/products/a1Nope/tsl", hub.base),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("product_not_found"))
+    );
+    // A fault names its JSON path; nothing is stored.
+    let bad = LAMP_TSL.replacen("\"int\"", "\"integer\"", 1);
+    let (s, text) = http("PUT", &url, Some(TOKEN), Some(bad)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{text}");
+    assert!(
+        text.contains("invalid TSL") && text.contains("dataType"),
+        "{text}"
+    );
+    let (s, _) = http("GET", &url, Some(TOKEN), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Imported, exported as given.
+    let (s, text) = http("PUT", &url, Some(TOKEN), Some(LAMP_TSL.to_owned())).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let v: Value = serde_json::from_str(&text).expect("JSON");
+    assert!(v["properties"].as_u64().is_some_and(|n| n > 0), "{v}");
+    let (s, text) = http("GET", &url, Some(TOKEN), None).await;
+    assert_eq!((s, text.as_str()), (StatusCode::OK, LAMP_TSL));
+    // Kept across a restart.
+    let hub = TestHub::start_in(hub.stop().await).await;
+    let url = format!("{}/api/v1/products/{pk}/tsl", hub.base);
+    let (s, text) = http("GET", &url, Some(TOKEN), None).await;
+    assert_eq!((s, text.as_str()), (StatusCode::OK, LAMP_TSL));
+    let (s, v) = http_json("DELETE", &url, Some(TOKEN), None).await;
+    assert_eq!((s, &v["deleted"]), (StatusCode::OK, &Value::Bool(true)));
+    let (s, _) = http("GET", &url, Some(TOKEN), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

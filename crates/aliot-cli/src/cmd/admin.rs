@@ -93,6 +93,11 @@ enum ProductCommand {
     },
     /// List the products.
     List,
+    /// The product's thing model (TSL): import the console's export, export it, delete it.
+    Tsl {
+        #[command(subcommand)]
+        command: TslCommand,
+    },
     /// Change a product: allow or forbid dynamic registration.
     Update {
         /// productKey.
@@ -101,6 +106,32 @@ enum ProductCommand {
         /// Allow (`on`) or forbid (`off`) devices to register with the productSecret.
         #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
         dynamic_registration: String,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum TslCommand {
+    /// Import (replace) the thing model from the console's TSL export (a JSON file, `-` for
+    /// stdin); a fault names its JSON path and nothing is stored.
+    Import {
+        /// productKey.
+        #[arg(long, value_name = "PK")]
+        product_key: String,
+        /// The TSL JSON file.
+        #[arg(long, value_name = "FILE")]
+        file: std::path::PathBuf,
+    },
+    /// Print the thing model as it was imported.
+    Export {
+        /// productKey.
+        #[arg(long, value_name = "PK")]
+        product_key: String,
+    },
+    /// Delete the thing model.
+    Delete {
+        /// productKey.
+        #[arg(long, value_name = "PK")]
+        product_key: String,
     },
 }
 
@@ -383,6 +414,23 @@ fn job(command: AdminCommand) -> anyhow::Result<Job> {
             json(move |c| async move { c.set_dynamic_registration(&product_key, on).await })
         }
         AdminCommand::Product(ProductCommand::List) => json(|c| async move { c.products().await }),
+        AdminCommand::Product(ProductCommand::Tsl {
+            command: TslCommand::Import { product_key, file },
+        }) => {
+            let tsl = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("cannot read the TSL from stdin")?
+            } else {
+                std::fs::read_to_string(&file)
+                    .map_err(|e| usage(format!("cannot read {}: {e}", file.display())))?
+            };
+            json(move |c| async move { c.import_tsl(&product_key, &tsl).await })
+        }
+        AdminCommand::Product(ProductCommand::Tsl {
+            command: TslCommand::Export { product_key },
+        }) => text(move |c| async move { c.export_tsl(&product_key).await.map(|t| format!("{t}\n")) }),
+        AdminCommand::Product(ProductCommand::Tsl {
+            command: TslCommand::Delete { product_key },
+        }) => json(move |c| async move { c.delete_tsl(&product_key).await }),
         AdminCommand::Device(DeviceCommand::Create(a)) => create_device(a),
         AdminCommand::Device(DeviceCommand::List {
             product_key: pk,

@@ -127,6 +127,12 @@ pub fn router(state: AdminState) -> Router {
             get(products::show).patch(products::update),
         )
         .route(
+            "/api/v1/products/{pk}/tsl",
+            get(products::export_tsl)
+                .put(products::import_tsl)
+                .delete(products::delete_tsl),
+        )
+        .route(
             "/api/v1/products/{pk}/devices",
             get(devices::list).post(devices::create),
         )

@@ -1,10 +1,12 @@
 //! `/api/v1/products`: register and list products.
 
-use aliot_admin::{CreateProduct, ProductView, UpdateProduct};
+use aliot_admin::{CreateProduct, ProductView, TslSummary, UpdateProduct};
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 
 use super::AdminState;
 use super::error::ApiError;
@@ -52,6 +54,57 @@ pub(super) async fn update(
         None => service.product(&pk).await?,
     };
     Ok(Json(view(product)))
+}
+
+/// `PUT …/tsl`: the console's TSL export, stored as it is once it reads.
+pub(super) async fn import_tsl(
+    State(state): State<AdminState>,
+    Path(pk): Path<String>,
+    body: Bytes,
+) -> Result<Json<TslSummary>, ApiError> {
+    let service = state.service();
+    service.product(&pk).await?;
+    let json =
+        String::from_utf8(body.to_vec()).map_err(|_| ApiError::bad_request("the TSL is not UTF-8 text"))?;
+    let tsl = service.import_tsl(&pk, json).await?;
+    Ok(Json(TslSummary {
+        product_key: pk,
+        properties: tsl.model.properties.len(),
+        events: tsl.model.events.len(),
+        services: tsl.model.services.len(),
+    }))
+}
+
+/// `GET …/tsl`: the thing model as it was imported.
+pub(super) async fn export_tsl(
+    State(state): State<AdminState>,
+    Path(pk): Path<String>,
+) -> Result<Response, ApiError> {
+    let service = state.service();
+    service.product(&pk).await?;
+    let Some(tsl) = service.tsl(&pk).await else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "tsl_not_found",
+            format!("product {pk} has no thing model"),
+        ));
+    };
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        tsl.json.clone(),
+    )
+        .into_response())
+}
+
+/// `DELETE …/tsl`.
+pub(super) async fn delete_tsl(
+    State(state): State<AdminState>,
+    Path(pk): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let service = state.service();
+    service.product(&pk).await?;
+    service.delete_tsl(&pk).await?;
+    Ok(Json(serde_json::json!({"deleted": true})))
 }
 
 pub(super) async fn show(

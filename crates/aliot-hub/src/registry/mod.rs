@@ -173,6 +173,28 @@ impl fmt::Debug for DeviceAuth {
     }
 }
 
+/// A product's thing model as imported: the JSON text (what an export answers, as it was
+/// given) and the model read from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductTsl {
+    /// The TSL JSON, as imported.
+    pub json: String,
+    /// The model read from it.
+    pub model: aliot_protocol::tsl::Tsl,
+}
+
+impl ProductTsl {
+    /// Reads a TSL export.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the JSON path and the rule (nothing is stored).
+    pub fn from_json(json: String) -> Result<Self> {
+        let model = aliot_protocol::tsl::Tsl::from_json(&json)
+            .map_err(|e| Error::InvalidArgument(format!("invalid TSL: {e}")))?;
+        Ok(Self { json, model })
+    }
+}
+
 /// What dynamic registration needs to know about a product (served from memory).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ProductAuth {
@@ -542,6 +564,22 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
         Box::pin(std::future::ready(Err(Error::Unsupported(
             "dynamic registration",
         ))))
+    }
+
+    /// The product's thing model (`None` when it has none). Served from memory.
+    fn tsl<'a>(&'a self, product_key: &'a str) -> BoxFuture<'a, Option<std::sync::Arc<ProductTsl>>> {
+        let _ = product_key;
+        Box::pin(std::future::ready(None))
+    }
+
+    /// Stores (`Some`) or removes (`None`) the product's thing model, durably.
+    ///
+    /// # Errors
+    /// [`Error::ProductNotFound`], [`Error::Storage`]; [`Error::Unsupported`] from a registry
+    /// without thing models (the default).
+    fn set_tsl<'a>(&'a self, product_key: &'a str, tsl: Option<ProductTsl>) -> BoxFuture<'a, Result<()>> {
+        let _ = (product_key, tsl);
+        Box::pin(std::future::ready(Err(Error::Unsupported("thing models"))))
     }
 
     /// Counts for `/metrics`.

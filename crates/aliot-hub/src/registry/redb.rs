@@ -55,10 +55,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::store::{Backend, DEVICE_TOKENS, DEVICES, MAX_RETRY_DELAY, PRODUCTS, Store};
+use super::store::{Backend, DEVICE_TOKENS, DEVICES, MAX_RETRY_DELAY, PRODUCT_TSL, PRODUCTS, Store};
 use super::{
     BoxFuture, Device, DeviceAuth, Enrolled, Enrolment, EnrolmentStep, Error, NewDevice, Product,
-    ProductAuth, Properties, PropertyLimits, Registry, RegistryCounts, RegistryHealth, Result,
+    ProductAuth, ProductTsl, Properties, PropertyLimits, Registry, RegistryCounts, RegistryHealth, Result,
     enrolment_rule, invalid, validate_new_devices, validate_product_name,
 };
 use crate::clock::now_ms;
@@ -147,6 +147,9 @@ type Shard = HashMap<String, HashMap<Box<str>, DeviceRecord>>;
 /// (productKey, deviceName) → deviceToken.
 type Tokens = BTreeMap<(String, String), String>;
 
+/// productKey → its thing model.
+type Tsls = HashMap<String, Arc<ProductTsl>>;
+
 /// Most dynamic registrations stored by one durable commit.
 const ENROL_BATCH: usize = 512;
 
@@ -204,6 +207,8 @@ struct Inner {
     tokens: RwLock<Tokens>,
     /// Dynamic registrations waiting for their commit.
     enrol_queue: Mutex<EnrolQueue>,
+    /// The products' thing models.
+    tsls: RwLock<Tsls>,
     hasher: std::collections::hash_map::RandomState,
     device_count: AtomicU64,
     online_tx: mpsc::Sender<OnlineUpdate>,
@@ -280,6 +285,7 @@ struct Snapshot {
     products: BTreeMap<String, ProductRecord>,
     shards: Vec<Shard>,
     tokens: Tokens,
+    tsls: Tsls,
     count: u64,
     skipped: Skipped,
 }
@@ -329,6 +335,20 @@ fn read_all(db: &Database, hasher: &impl BuildHasher) -> Result<Snapshot> {
         let (pk, dn) = k.value();
         tokens.insert((pk.to_owned(), dn.to_owned()), v.value().to_owned());
     }
+    let mut tsls = Tsls::new();
+    let table = txn
+        .open_table(PRODUCT_TSL)
+        .map_err(st("reading the thing models table"))?;
+    for row in table.iter().map_err(st("reading the thing models table"))? {
+        let (k, v) = row.map_err(st("reading a thing model"))?;
+        let record = format!("tsl/{}", k.value());
+        match ProductTsl::from_json(v.value().to_owned()) {
+            Ok(tsl) => {
+                tsls.insert(k.value().to_owned(), Arc::new(tsl));
+            }
+            Err(e) => skipped.note(&record, &e),
+        }
+    }
     if skipped.count > 0 {
         tracing::error!(
             skipped = skipped.count,
@@ -339,6 +359,7 @@ fn read_all(db: &Database, hasher: &impl BuildHasher) -> Result<Snapshot> {
         products,
         shards,
         tokens,
+        tsls,
         count,
         skipped,
     })
@@ -415,6 +436,7 @@ impl RedbRegistry {
             products,
             shards,
             tokens,
+            tsls,
             count,
             skipped,
         } = snapshot;
@@ -439,6 +461,7 @@ impl RedbRegistry {
                 shards: shards.into_iter().map(RwLock::new).collect(),
                 tokens: RwLock::new(tokens),
                 enrol_queue: Mutex::default(),
+                tsls: RwLock::new(tsls),
                 hasher,
                 device_count: AtomicU64::new(count),
                 online_tx,
@@ -522,9 +545,11 @@ impl RedbRegistry {
             products,
             shards,
             tokens,
+            tsls,
             count,
             skipped,
         } = read_all(db, &inner.hasher)?;
+        *write_lock(&inner.tsls) = tsls;
         *write_lock(&inner.products) = products;
         *write_lock(&inner.tokens) = tokens;
         for (lock, mut fresh) in inner.shards.iter().zip(shards) {
@@ -788,6 +813,41 @@ impl RedbRegistry {
             write_lock(&self.inner.products).insert(pk.clone(), rec.clone());
             tracing::info!(product_key = %pk, dynamic_registration = enabled, "product updated");
             Ok(self.product_view(&pk, &rec))
+        })
+    }
+
+    /// Stores or removes a product's thing model (blocking).
+    fn set_tsl_blocking(&self, pk: String, tsl: Option<ProductTsl>) -> Result<()> {
+        self.write(|db| {
+            self.require_product(&pk)?;
+            let txn = db.begin_write().map_err(st("starting a thing model update"))?;
+            {
+                let mut table = txn
+                    .open_table(PRODUCT_TSL)
+                    .map_err(st("opening the thing models table"))?;
+                match &tsl {
+                    Some(t) => {
+                        table
+                            .insert(pk.as_str(), t.json.as_str())
+                            .map_err(st("writing a thing model"))?;
+                    }
+                    None => {
+                        table.remove(pk.as_str()).map_err(st("deleting a thing model"))?;
+                    }
+                }
+            }
+            txn.commit().map_err(st("committing a thing model"))?;
+            let mut tsls = write_lock(&self.inner.tsls);
+            match tsl {
+                Some(t) => {
+                    tsls.insert(pk.clone(), Arc::new(t));
+                }
+                None => {
+                    tsls.remove(&pk);
+                }
+            }
+            tracing::info!(product_key = %pk, "thing model updated");
+            Ok(())
         })
     }
 
@@ -1094,6 +1154,16 @@ impl Registry for RedbRegistry {
                 .await
                 .map_err(|e| Error::storage("waiting for a dynamic registration", e))?
         })
+    }
+
+    fn tsl<'a>(&'a self, product_key: &'a str) -> BoxFuture<'a, Option<Arc<ProductTsl>>> {
+        let tsl = read_lock(&self.inner.tsls).get(product_key).cloned();
+        Box::pin(std::future::ready(tsl))
+    }
+
+    fn set_tsl<'a>(&'a self, product_key: &'a str, tsl: Option<ProductTsl>) -> BoxFuture<'a, Result<()>> {
+        let (this, pk) = (self.clone(), product_key.to_owned());
+        Box::pin(blocking(move || this.set_tsl_blocking(pk, tsl)))
     }
 
     fn reset_device<'a>(

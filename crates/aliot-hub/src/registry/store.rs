@@ -59,6 +59,8 @@ pub(super) const DEVICES: TableDefinition<'_, (&str, &str), &[u8]> = TableDefini
 /// for every device: few devices have a token.
 pub(super) const DEVICE_TOKENS: TableDefinition<'_, (&str, &str), &str> =
     TableDefinition::new("device_tokens");
+/// productKey → the product's thing model (TSL JSON, as imported).
+pub(super) const PRODUCT_TSL: TableDefinition<'_, &str, &str> = TableDefinition::new("product_tsl");
 
 /// redb's page cache (read cache plus the write buffer of non-durable commits), at most.
 ///
@@ -178,6 +180,8 @@ fn open_database(path: &Path, backend: &Backend) -> Result<Database> {
         .map_err(|e| Error::storage("creating the devices table", e))?;
     txn.open_table(DEVICE_TOKENS)
         .map_err(|e| Error::storage("creating the device tokens table", e))?;
+    txn.open_table(PRODUCT_TSL)
+        .map_err(|e| Error::storage("creating the thing models table", e))?;
     txn.open_table(super::sessions::SESSIONS)
         .map_err(|e| Error::storage("creating the sessions table", e))?;
     txn.open_table(super::sessions::MESSAGES)

@@ -22,7 +22,7 @@ use crate::events::Event;
 use crate::metrics::{Metrics, inc};
 use crate::platform::service as calls;
 use crate::platform::tokens::Tokens;
-use crate::registry::{Device, NewDevice, Product, Registry, RegistryCounts};
+use crate::registry::{Device, NewDevice, Product, ProductTsl, Registry, RegistryCounts};
 use crate::table::{CallKey, Delivered, NotSaved, Reach, Undelivered};
 
 mod error;
@@ -169,6 +169,36 @@ impl Service {
     /// The deviceToken of a device registered without pre-registration.
     pub async fn device_token(&self, product_key: &str, device_name: &str) -> Option<String> {
         self.inner.registry.device_token(product_key, device_name).await
+    }
+
+    /// Imports (replaces) a product's thing model, read from the console's TSL export.
+    ///
+    /// # Errors
+    /// [`registry::Error::InvalidArgument`](crate::registry::Error::InvalidArgument) naming
+    /// the JSON path of a fault (nothing stored); as [`Registry::set_tsl`].
+    pub async fn import_tsl(&self, product_key: &str, json: String) -> Result<std::sync::Arc<ProductTsl>> {
+        let tsl = ProductTsl::from_json(json)?;
+        let registry = &self.inner.registry;
+        registry.set_tsl(product_key, Some(tsl)).await?;
+        registry.tsl(product_key).await.ok_or_else(|| {
+            crate::registry::Error::ProductNotFound {
+                product_key: product_key.to_owned(),
+            }
+            .into()
+        })
+    }
+
+    /// A product's thing model (`None` when it has none).
+    pub async fn tsl(&self, product_key: &str) -> Option<std::sync::Arc<ProductTsl>> {
+        self.inner.registry.tsl(product_key).await
+    }
+
+    /// Removes a product's thing model: its devices' posts are accepted as they are again.
+    ///
+    /// # Errors
+    /// As [`Registry::set_tsl`].
+    pub async fn delete_tsl(&self, product_key: &str) -> Result<()> {
+        Ok(self.inner.registry.set_tsl(product_key, None).await?)
     }
 
     /// All products.
