@@ -844,3 +844,60 @@ async fn a_products_thing_model_is_imported_exported_and_kept() {
     let (s, _) = http("GET", &url, Some(TOKEN), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn with_a_thing_model_a_post_is_judged_like_the_platform() {
+    let hub = TestHub::start().await;
+    let (pk, dn, secret) = hub.device("lamp").await;
+    let tsl = r#"{"properties":[
+      {"identifier":"LightSwitch","accessMode":"rw","dataType":{"type":"bool","specs":{"0":"off","1":"on"}}},
+      {"identifier":"Brightness","accessMode":"rw","dataType":{"type":"int","specs":{"min":"0","max":"100"}}}]}"#;
+    let (s, text) = http(
+        "PUT",
+        &format!("{}/api/v1/products/{pk}/tsl", hub.base),
+        Some(TOKEN),
+        Some(tsl.to_owned()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let mut raw = aliot_testkit::Raw::online(hub.mqtt, &aliot_testkit::signed(&pk, &dn, &secret)).await;
+    let topic = format!("/sys/{pk}/{dn}/thing/event/property/post");
+    let reply_topic = format!("{topic}_reply");
+    raw.subscribe(1, &[(reply_topic.as_str(), rmqtt_codec::v3::QoS::AtMostOnce)])
+        .await;
+    // A bool sent as `true` and a brightness out of range: rejected one by one, code 200.
+    raw.publish(
+        &topic,
+        r#"{"id":"1","params":{"LightSwitch":true,"Brightness":101},"method":"thing.event.property.post"}"#,
+        rmqtt_codec::v3::QoS::AtMostOnce,
+        0,
+    )
+    .await;
+    let reply = aliot_testkit::json(&raw.publish_in().await);
+    assert_eq!(reply["code"], 200, "{reply}");
+    assert!(
+        reply["data"]["LightSwitch"].is_string() && reply["data"]["Brightness"].is_string(),
+        "{reply}"
+    );
+    raw.publish(
+        &topic,
+        r#"{"id":"2","params":{"LightSwitch":1,"Brightness":80},"method":"thing.event.property.post"}"#,
+        rmqtt_codec::v3::QoS::AtMostOnce,
+        0,
+    )
+    .await;
+    let reply = aliot_testkit::json(&raw.publish_in().await);
+    assert_eq!(
+        (&reply["code"], &reply["data"]),
+        (&json!(200), &json!({})),
+        "{reply}"
+    );
+    let (_, d) = hub
+        .call("GET", &format!("/api/v1/products/{pk}/devices/{dn}"), None)
+        .await;
+    assert_eq!(
+        d["properties"],
+        json!({"LightSwitch": 1, "Brightness": 80}),
+        "{d}"
+    );
+}

@@ -82,7 +82,7 @@ pub(super) async fn export_tsl(
 ) -> Result<Response, ApiError> {
     let service = state.service();
     service.product(&pk).await?;
-    let Some(tsl) = service.tsl(&pk).await else {
+    let Some(tsl) = service.tsl(&pk) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "tsl_not_found",

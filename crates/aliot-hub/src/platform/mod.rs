@@ -22,6 +22,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use aliot_protocol::topic::{Access, SysPath, Topic, device_may_access};
+use aliot_protocol::tsl::Tsl;
 use bytes::Bytes;
 use rmqtt_codec::types::Publish;
 use tracing::debug;
@@ -50,8 +51,9 @@ pub(crate) mod tokens;
 
 pub(crate) use self::handling::{Context, Handling, PlatformReply, PropertyPost};
 
-/// Decides what the platform does with an uplink on `topic` (which passed the ACL).
-pub(crate) fn decide(topic: &str, payload: &Bytes, ctx: Context) -> Handling {
+/// Decides what the platform does with an uplink on `topic` (which passed the ACL); `tsl` is
+/// the product's thing model, when it has one.
+pub(crate) fn decide(topic: &str, payload: &Bytes, ctx: Context, tsl: Option<&Tsl>) -> Handling {
     let Ok(parsed) = Topic::parse(topic) else {
         // Inside the device's namespace (the ACL let it through) but not an Alink topic family.
         return Handling::default();
@@ -62,7 +64,7 @@ pub(crate) fn decide(topic: &str, payload: &Bytes, ctx: Context) -> Handling {
             product_key: _,
             device_name: _,
         } => match &path {
-            SysPath::PropertyPost => thing::property_post(topic, &path, payload, ctx),
+            SysPath::PropertyPost => thing::property_post(topic, &path, payload, ctx, tsl),
             p if thing::is_accepted_post(p) => thing::accepted(topic, &path, payload, ctx),
             SysPath::OtaFirmwareGet => ota::firmware_get(topic, &path, payload, ctx),
             SysPath::ConfigGet => config::get(topic, &path, payload, ctx),
@@ -212,7 +214,8 @@ impl Platform {
             now_ms: now_ms(),
             honour_sys_ack: self.config.sys_ack,
         };
-        let mut handling = decide(topic, payload, ctx);
+        let tsl = self.registry.tsl(product_key);
+        let mut handling = decide(topic, payload, ctx, tsl.as_ref().map(|t| &t.model));
         if let Some(PropertyPost { values, reply_to }) = handling.properties.take() {
             // The registry keeps the values whole or not at all; a refusal changes the answer
             // (`thing::refused`: 6106).
@@ -487,12 +490,55 @@ mod tests {
     use crate::table::CallKey;
 
     fn handle(topic: &str, payload: &str) -> Handling {
+        handle_with(topic, payload, None)
+    }
+
+    fn handle_with(topic: &str, payload: &str, tsl: Option<&Tsl>) -> Handling {
         let ctx = Context {
             recv_ms: 10,
             now_ms: 20,
             honour_sys_ack: true,
         };
-        decide(topic, &Bytes::copy_from_slice(payload.as_bytes()), ctx)
+        decide(topic, &Bytes::copy_from_slice(payload.as_bytes()), ctx, tsl)
+    }
+
+    #[test]
+    fn with_a_thing_model_a_post_keeps_the_valid_properties_and_names_the_others() {
+        let tsl = Tsl::from_json(
+            r#"{"properties":[
+              {"identifier":"LightSwitch","accessMode":"rw","dataType":{"type":"bool","specs":{"0":"off","1":"on"}}},
+              {"identifier":"code","accessMode":"r","dataType":{"type":"int","specs":{"min":"0","max":"100"}}}]}"#,
+        )
+        .expect("a model");
+        let topic = "/sys/pk/dn/thing/event/property/post";
+        let h = handle_with(
+            topic,
+            r#"{"id":"7","params":{"LightSwitch":1,"code":"15","ghost":3},"method":"thing.event.property.post"}"#,
+            Some(&tsl),
+        );
+        let reply: Value = serde_json::from_str(&reply_text(&h)).expect("JSON");
+        assert_eq!(reply["code"], 200, "{reply}");
+        assert_eq!(
+            reply["data"]["code"], "tsl parse: data type is not int",
+            "{reply}"
+        );
+        assert!(
+            reply["data"]["ghost"]
+                .as_str()
+                .is_some_and(|m| m.contains("params not exist")),
+            "{reply}"
+        );
+        assert!(reply["data"].get("LightSwitch").is_none(), "{reply}");
+        let kept = &h.properties.as_ref().expect("values to keep").values;
+        assert_eq!(kept.keys().collect::<Vec<_>>(), ["LightSwitch"]);
+        assert!(
+            h.problem.as_deref().is_some_and(|p| p.contains("6306")),
+            "{:?}",
+            h.problem
+        );
+        // Without a model, everything is kept.
+        let h = handle(topic, r#"{"id":"8","params":{"code":"15"}}"#);
+        assert!(h.properties.is_some() && h.problem.is_none());
     }
 
     fn reply_text(h: &Handling) -> String {

@@ -1,7 +1,12 @@
 //! The thing model's uplinks: property posts (remembered), event posts, batch, pack and history
 //! posts, device tags (`deviceinfo`), logs and diagnostics, desired property get/delete. Each is
-//! answered on `<topic>_reply` with code 200 unless `sys.ack` is 0; the hub validates no thing
-//! model yet, so any well-formed post is accepted.
+//! answered on `<topic>_reply` with code 200 unless `sys.ack` is 0.
+//!
+//! When the product has a thing model (TSL), a property post is validated against it as the
+//! platform does (cloud-side spec §3.3, `aliot_protocol::tsl`): the valid properties are kept,
+//! and each rejected one is named in the reply's `data` with the platform's message
+//! (`{"code":200,"data":{"Id":"tsl parse: …"},…}`) and reported as a problem event; the other
+//! posts are not validated yet. Without a model any well-formed post is accepted.
 //!
 //! A property post is answered with code 6106 ("too many properties reported") in two cases:
 //! it carries more than [`MAX_PROPERTIES_PER_POST`] properties (the platform's limit, spec §3.8),
@@ -12,8 +17,9 @@
 use aliot_protocol::alink::{self as proto, Reply};
 use aliot_protocol::codes::alink as code;
 use aliot_protocol::topic::SysPath;
+use aliot_protocol::tsl::Tsl;
 use bytes::Bytes;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::handling::{
     Answer, Context, Handling, PlatformReply, PropertyPost, ReplyTo, answer, method_of, parse_request,
@@ -24,8 +30,15 @@ use crate::registry;
 /// The most properties one post may carry (spec §3.8: error 6106 above it).
 pub(crate) const MAX_PROPERTIES_PER_POST: usize = 200;
 
-/// `thing.event.property.post`: answered, and the values remembered.
-pub(crate) fn property_post(topic: &str, path: &SysPath, payload: &Bytes, ctx: Context) -> Handling {
+/// `thing.event.property.post`: answered, and the values remembered (with a thing model: the
+/// valid ones, the others named in the reply).
+pub(crate) fn property_post(
+    topic: &str,
+    path: &SysPath,
+    payload: &Bytes,
+    ctx: Context,
+    tsl: Option<&Tsl>,
+) -> Handling {
     let request = match parse_request(topic, path, payload) {
         Ok(r) => r,
         Err(handling) => return *handling,
@@ -46,13 +59,49 @@ pub(crate) fn property_post(topic: &str, path: &SysPath, payload: &Bytes, ctx: C
             handling.problem = Some(reply.message.clone());
             reply
         }
-        Value::Object(_) => {
-            handling.properties = Some(PropertyPost {
-                values: proto::property_values(&request.params),
-                reply_to: None,
-            });
-            Reply::success(request.id.clone(), method.clone())
-        }
+        Value::Object(_) => match tsl
+            .map(|t| t.validate_property_post(&request.params, i64::try_from(ctx.now_ms).unwrap_or(i64::MAX)))
+        {
+            None => {
+                handling.properties = Some(PropertyPost {
+                    values: proto::property_values(&request.params),
+                    reply_to: None,
+                });
+                Reply::success(request.id.clone(), method.clone())
+            }
+            Some(Ok(checked)) => {
+                let values: Map<String, Value> = checked
+                    .items
+                    .iter()
+                    .map(|(id, item)| (id.clone(), item.value.clone()))
+                    .collect();
+                if !values.is_empty() {
+                    handling.properties = Some(PropertyPost {
+                        values,
+                        reply_to: None,
+                    });
+                }
+                let mut reply = Reply::success(request.id.clone(), method.clone());
+                if !checked.rejected.is_empty() {
+                    let rejected: Vec<String> = checked
+                        .rejected
+                        .iter()
+                        .map(|(id, r)| format!("{id}: {} ({})", r.message, r.code))
+                        .collect();
+                    handling.problem = Some(format!(
+                        "thing model: {} of the post's properties rejected: {}",
+                        rejected.len(),
+                        rejected.join("; ")
+                    ));
+                    reply.data = Value::Object(checked.reply_data());
+                }
+                reply
+            }
+            Some(Err(fault)) => {
+                handling.problem = Some(format!("thing model: {}", fault.message));
+                Reply::error(request.id.clone(), method.clone(), fault.code, fault.message)
+            }
+        },
         _ => {
             handling.problem = Some("property post without a params object".into());
             Reply::error(

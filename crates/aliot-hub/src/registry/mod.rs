@@ -566,10 +566,11 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
         ))))
     }
 
-    /// The product's thing model (`None` when it has none). Served from memory.
-    fn tsl<'a>(&'a self, product_key: &'a str) -> BoxFuture<'a, Option<std::sync::Arc<ProductTsl>>> {
+    /// The product's thing model (`None` when it has none). From memory and non-blocking: it
+    /// is read for every property post.
+    fn tsl(&self, product_key: &str) -> Option<std::sync::Arc<ProductTsl>> {
         let _ = product_key;
-        Box::pin(std::future::ready(None))
+        None
     }
 
     /// Stores (`Some`) or removes (`None`) the product's thing model, durably.

@@ -1156,9 +1156,8 @@ impl Registry for RedbRegistry {
         })
     }
 
-    fn tsl<'a>(&'a self, product_key: &'a str) -> BoxFuture<'a, Option<Arc<ProductTsl>>> {
-        let tsl = read_lock(&self.inner.tsls).get(product_key).cloned();
-        Box::pin(std::future::ready(tsl))
+    fn tsl(&self, product_key: &str) -> Option<Arc<ProductTsl>> {
+        read_lock(&self.inner.tsls).get(product_key).cloned()
     }
 
     fn set_tsl<'a>(&'a self, product_key: &'a str, tsl: Option<ProductTsl>) -> BoxFuture<'a, Result<()>> {

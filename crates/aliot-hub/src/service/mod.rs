@@ -180,7 +180,7 @@ impl Service {
         let tsl = ProductTsl::from_json(json)?;
         let registry = &self.inner.registry;
         registry.set_tsl(product_key, Some(tsl)).await?;
-        registry.tsl(product_key).await.ok_or_else(|| {
+        registry.tsl(product_key).ok_or_else(|| {
             crate::registry::Error::ProductNotFound {
                 product_key: product_key.to_owned(),
             }
@@ -189,8 +189,8 @@ impl Service {
     }
 
     /// A product's thing model (`None` when it has none).
-    pub async fn tsl(&self, product_key: &str) -> Option<std::sync::Arc<ProductTsl>> {
-        self.inner.registry.tsl(product_key).await
+    pub fn tsl(&self, product_key: &str) -> Option<std::sync::Arc<ProductTsl>> {
+        self.inner.registry.tsl(product_key)
     }
 
     /// Removes a product's thing model: its devices' posts are accepted as they are again.
