@@ -5,7 +5,8 @@ use super::*;
 const NOW: i64 = 1_707_149_551_046;
 
 fn model(properties: Value) -> Tsl {
-    Tsl::from_value(&json!({"profile": {"productKey": "pk"}, "properties": properties})).unwrap()
+    Tsl::from_value(&json!({"profile": {"productKey": "pk"}, "properties": properties}))
+        .expect("valid in this test")
 }
 
 fn prop(id: &str, data_type: Value) -> Value {
@@ -18,12 +19,16 @@ fn one(data_type: Value) -> Tsl {
 
 /// The rule a single value of property `p` breaks, `None` when it is valid.
 fn verdict(tsl: &Tsl, value: Value) -> Option<(u32, String)> {
-    let v = tsl.validate_property_post(&json!({ "p": value }), NOW).unwrap();
+    let v = tsl
+        .validate_property_post(&json!({ "p": value }), NOW)
+        .expect("valid in this test");
     v.rejected.get("p").map(|r| (r.code, r.message.clone()))
 }
 
 fn rule(tsl: &Tsl, value: Value) -> Option<TslCode> {
-    let v = tsl.validate_property_post(&json!({ "p": value }), NOW).unwrap();
+    let v = tsl
+        .validate_property_post(&json!({ "p": value }), NOW)
+        .expect("valid in this test");
     v.rejected.get("p").map(|r| r.rule)
 }
 
@@ -62,14 +67,14 @@ fn float_and_double_are_numbers_within_their_ranges() {
     assert_eq!(rule(&f, json!(23)), None);
     assert_eq!(rule(&f, json!("23.6")), Some(TslCode::NotFloat));
     assert_eq!(rule(&f, json!(250.5)), Some(TslCode::FloatOutOfRange));
-    assert_eq!(verdict(&f, json!(-2)).unwrap().0, 6307);
+    assert_eq!(verdict(&f, json!(-2)).expect("valid in this test").0, 6307);
     let wide = one(json!({"type": "float"}));
     assert_eq!(rule(&wide, json!(1e39)), Some(TslCode::NotFloat));
     assert_eq!(rule(&wide, json!(3.0e38)), None);
     let d = one(json!({"type": "double", "specs": {"min": 0, "max": 1e300}}));
     assert_eq!(rule(&d, json!(1e299)), None);
     assert_eq!(rule(&d, json!(null)), Some(TslCode::NotDouble));
-    assert_eq!(verdict(&d, json!(-0.5)).unwrap().0, 6322);
+    assert_eq!(verdict(&d, json!(-0.5)).expect("valid in this test").0, 6322);
     assert_eq!(rule(&d, json!(u64::MAX)), None);
 }
 
@@ -102,7 +107,7 @@ fn date_is_a_string_of_utc_ms() {
         json!("12a"),
         json!("99999999999999999999"),
     ] {
-        assert_eq!(verdict(&t, bad).unwrap().0, 6311);
+        assert_eq!(verdict(&t, bad).expect("valid in this test").0, 6311);
     }
 }
 
@@ -113,7 +118,7 @@ fn bool_is_the_integer_0_or_1() {
     assert_eq!(rule(&t, json!(1)), None);
     for bad in [json!(true), json!(false), json!(2), json!("1"), json!(1.0)] {
         assert_eq!(
-            verdict(&t, bad).unwrap(),
+            verdict(&t, bad).expect("valid in this test"),
             (6308, "tsl parse: data type is not bool -> p".into())
         );
     }
@@ -130,7 +135,7 @@ fn enum_is_a_defined_integer_key() {
     let t = one(json!({"type": "enum", "specs": {"0": "a", "2": "c", "-1": "neg"}}));
     assert_eq!(rule(&t, json!(2)), None);
     assert_eq!(rule(&t, json!(-1)), None);
-    assert_eq!(verdict(&t, json!(1)).unwrap().0, 6309);
+    assert_eq!(verdict(&t, json!(1)).expect("valid in this test").0, 6309);
     assert_eq!(rule(&t, json!("0")), Some(TslCode::NotEnum));
 }
 
@@ -153,7 +158,7 @@ fn struct_holds_only_its_fields_each_valid_and_may_miss_some() {
         Some((6304, "tsl parse: params not exist -> blue".into()))
     );
     assert_eq!(rule(&t, json!([1])), Some(TslCode::NotStruct));
-    assert_eq!(verdict(&t, json!("{}")).unwrap().0, 6312);
+    assert_eq!(verdict(&t, json!("{}")).expect("valid in this test").0, 6312);
 }
 
 #[test]
@@ -163,8 +168,8 @@ fn array_is_a_json_array_of_at_most_size_valid_items() {
     );
     assert_eq!(rule(&t, json!([])), None);
     assert_eq!(rule(&t, json!([1, 9])), None);
-    assert_eq!(verdict(&t, json!([1, 2, 3])).unwrap().0, 6324);
-    assert_eq!(verdict(&t, json!(1)).unwrap().0, 6301);
+    assert_eq!(verdict(&t, json!([1, 2, 3])).expect("valid in this test").0, 6324);
+    assert_eq!(verdict(&t, json!(1)).expect("valid in this test").0, 6301);
     assert_eq!(rule(&t, json!([1, "2"])), Some(TslCode::NotInt));
     assert_eq!(rule(&t, json!([10])), Some(TslCode::IntOutOfRange));
     let of_struct = one(
@@ -193,7 +198,7 @@ fn a_post_keeps_valid_items_and_maps_rejected_ones_to_their_message() {
             &json!({"code": "15", "LightSwitch": {"value": 1, "time": NOW}, "RGBColor": 1}),
             NOW,
         )
-        .unwrap();
+        .expect("valid in this test");
     assert_eq!(
         v.items["LightSwitch"],
         Item {
@@ -211,7 +216,9 @@ fn a_post_keeps_valid_items_and_maps_rejected_ones_to_their_message() {
         json!({"code": "tsl parse: data type is not int", "RGBColor": "tsl parse: params not exist"})
     );
     assert!(!v.is_valid());
-    let empty_id = t.validate_property_post(&json!({"": 1}), NOW).unwrap();
+    let empty_id = t
+        .validate_property_post(&json!({"": 1}), NOW)
+        .expect("valid in this test");
     assert_eq!(empty_id.rejected[""].code, 6321);
 }
 
@@ -220,7 +227,7 @@ fn time_is_ms_at_most_24_hours_ahead() {
     let t = one(json!({"type": "int"}));
     let post = |time: Value| {
         t.validate_property_post(&json!({"p": {"value": 1, "time": time}}), NOW)
-            .unwrap()
+            .expect("valid in this test")
     };
     assert_eq!(
         post(json!(NOW + MAX_TIME_AHEAD_MS)).items["p"].time,
@@ -241,7 +248,7 @@ fn time_is_ms_at_most_24_hours_ahead() {
     // Not the timed form: a value object with other keys is the value itself.
     assert_eq!(
         t.validate_property_post(&json!({"p": {"value": 1, "x": 2}}), NOW)
-            .unwrap()
+            .expect("valid in this test")
             .rejected["p"]
             .code,
         6306
@@ -272,7 +279,7 @@ fn whole_message_faults() {
 }
 
 fn lamp() -> Tsl {
-    Tsl::from_json(include_str!("../../tests/data/tsl-lamp.json")).unwrap()
+    Tsl::from_json(include_str!("../../tests/data/tsl-lamp.json")).expect("valid in this test")
 }
 
 #[test]
@@ -284,11 +291,13 @@ fn events_take_the_value_form_or_bare_outputs() {
             &json!({"value": {"ErrorCode": 1, "Detail": "hot"}, "time": NOW}),
             NOW,
         )
-        .unwrap();
+        .expect("valid in this test");
     assert!(v.is_valid());
     assert_eq!(v.time, Some(NOW));
     assert_eq!(v.items["ErrorCode"].value, json!(1));
-    let bare = t.validate_event("Error", &json!({"ErrorCode": 7}), NOW).unwrap();
+    let bare = t
+        .validate_event("Error", &json!({"ErrorCode": 7}), NOW)
+        .expect("valid in this test");
     assert_eq!(bare.rejected["ErrorCode"].code, 6309);
     let fault = t.validate_event("Nope", &json!({}), NOW).unwrap_err();
     assert_eq!(
@@ -304,7 +313,7 @@ fn events_take_the_value_form_or_bare_outputs() {
     assert_eq!(t.validate_event("Error", &json!(1), NOW).unwrap_err().code, 460);
     assert_eq!(
         t.validate_event("post", &json!({"Brightness": 5}), NOW)
-            .unwrap()
+            .expect("valid in this test")
             .items
             .len(),
         1
@@ -319,14 +328,16 @@ fn services_need_every_input_and_take_partial_outputs() {
             "Blink",
             &json!({"Times": 3, "Color": {"Red": 255, "Green": 0, "Blue": 0}}),
         )
-        .unwrap();
+        .expect("valid in this test");
     assert!(ok.is_valid());
-    let missing = t.validate_service_input("Blink", &json!({"Times": 3})).unwrap();
+    let missing = t
+        .validate_service_input("Blink", &json!({"Times": 3}))
+        .expect("valid in this test");
     assert_eq!(missing.rejected["Color"].code, 6302);
     assert_eq!(missing.rejected["Color"].value, Value::Null);
     assert_eq!(
         t.validate_service_input("Blink", &json!({"Times": 0, "Color": {}}))
-            .unwrap()
+            .expect("valid in this test")
             .rejected["Times"]
             .code,
         6306
@@ -335,17 +346,21 @@ fn services_need_every_input_and_take_partial_outputs() {
         t.validate_service_input("Nope", &json!({})).unwrap_err().code,
         6300
     );
-    assert!(t.validate_service_output("Blink", &json!({})).unwrap().is_valid());
+    assert!(
+        t.validate_service_output("Blink", &json!({}))
+            .expect("valid in this test")
+            .is_valid()
+    );
     assert_eq!(
         t.validate_service_output("Blink", &json!({"Done": 2}))
-            .unwrap()
+            .expect("valid in this test")
             .rejected["Done"]
             .code,
         6308
     );
     let get = t
         .validate_service_input("get", &json!(["LightSwitch", "Nope", 3]))
-        .unwrap();
+        .expect("valid in this test");
     assert!(get.items.contains_key("LightSwitch"));
     assert_eq!(get.rejected["Nope"].code, 6304);
     assert_eq!(get.rejected["3"].code, 6304);
@@ -355,7 +370,7 @@ fn services_need_every_input_and_take_partial_outputs() {
     );
     assert!(
         t.validate_service_output("get", &json!({"Voltage": 220.5}))
-            .unwrap()
+            .expect("valid in this test")
             .is_valid()
     );
 }
@@ -365,7 +380,7 @@ fn a_set_takes_rw_properties_only() {
     let t = lamp();
     let v = t
         .validate_property_set(&json!({"LightSwitch": 1, "Voltage": 1.0, "Nope": 1, "Brightness": 300}))
-        .unwrap();
+        .expect("valid in this test");
     assert_eq!(v.items.keys().collect::<Vec<_>>(), ["LightSwitch"]);
     assert_eq!(
         v.rejected["Voltage"].message,
@@ -375,7 +390,7 @@ fn a_set_takes_rw_properties_only() {
     assert_eq!(v.rejected["Brightness"].rule, TslCode::IntOutOfRange);
     assert_eq!(
         t.validate_service_input("set", &json!({"Label": "hall"}))
-            .unwrap()
+            .expect("valid in this test")
             .items
             .len(),
         1
@@ -389,12 +404,14 @@ fn the_lamp_fixture_reads_whole() {
     assert_eq!(t.product_key.as_deref(), Some("a1LampXyz01"));
     assert_eq!(t.properties.len(), 13);
     assert_eq!(
-        t.property("Brightness").unwrap().access_mode,
+        t.property("Brightness").expect("valid in this test").access_mode,
         AccessMode::ReadWrite
     );
-    assert!(t.property("LightSwitch").unwrap().required);
+    assert!(t.property("LightSwitch").expect("valid in this test").required);
     assert_eq!(
-        t.property("ColorTemperature").unwrap().data_type,
+        t.property("ColorTemperature")
+            .expect("valid in this test")
+            .data_type,
         DataType::Int {
             min: Some(2700),
             max: Some(6500),
@@ -403,18 +420,31 @@ fn the_lamp_fixture_reads_whole() {
         }
     );
     assert!(
-        matches!(t.property("fb:Humidity").unwrap().data_type, DataType::Double { max: Some(m), .. } if m == 100.0)
+        matches!(t.property("fb:Humidity").expect("valid in this test").data_type, DataType::Double { max: Some(m), .. } if m == 100.0)
     );
-    assert_eq!(t.event("Error").unwrap().kind, EventKind::Error);
-    assert_eq!(t.event("LampWarn").unwrap().kind, EventKind::Alert);
-    assert_eq!(t.event("post").unwrap().method, "thing.event.property.post");
-    let get = t.service("get").unwrap();
+    assert_eq!(
+        t.event("Error").expect("valid in this test").kind,
+        EventKind::Error
+    );
+    assert_eq!(
+        t.event("LampWarn").expect("valid in this test").kind,
+        EventKind::Alert
+    );
+    assert_eq!(
+        t.event("post").expect("valid in this test").method,
+        "thing.event.property.post"
+    );
+    let get = t.service("get").expect("valid in this test");
     assert_eq!(
         get.input_data,
         InputData::Identifiers(vec!["LightSwitch".into(), "Brightness".into(), "Voltage".into()])
     );
-    assert_eq!(t.service("Blink").unwrap().call_type, CallType::Sync);
-    let DataType::Array { size: 8, item } = &t.property("Schedule").unwrap().data_type else {
+    assert_eq!(
+        t.service("Blink").expect("valid in this test").call_type,
+        CallType::Sync
+    );
+    let DataType::Array { size: 8, item } = &t.property("Schedule").expect("valid in this test").data_type
+    else {
         panic!("Schedule is an array of 8")
     };
     assert!(matches!(**item, DataType::Struct(ref f) if f.len() == 4));
@@ -545,7 +575,7 @@ fn lenient_where_exports_differ() {
     let t = Tsl::from_value(&json!({"properties": [
         {"identifier": "a", "dataType": {"type": "int", "specs": {"min": 0, "max": "", "extra": 1}}, "future": true}
     ], "functionBlocks": []}))
-    .unwrap();
+    .expect("valid in this test");
     assert_eq!(t.product_key, None);
     assert_eq!(
         t.properties[0].data_type,
@@ -557,7 +587,13 @@ fn lenient_where_exports_differ() {
         }
     );
     assert_eq!(t.properties[0].access_mode, AccessMode::ReadWrite);
-    assert_eq!(Tsl::from_value(&json!({})).unwrap().properties.len(), 0);
+    assert_eq!(
+        Tsl::from_value(&json!({}))
+            .expect("valid in this test")
+            .properties
+            .len(),
+        0
+    );
 }
 
 #[test]
@@ -578,7 +614,9 @@ fn samples_validate() {
             .iter()
             .map(|p| (p.identifier.clone(), p.data_type.sample(&mut next)))
             .collect();
-        let v = t.validate_property_post(&Value::Object(params), NOW).unwrap();
+        let v = t
+            .validate_property_post(&Value::Object(params), NOW)
+            .expect("valid in this test");
         assert!(v.is_valid(), "{:?}", v.rejected);
     }
     for specs in [
@@ -597,7 +635,11 @@ fn samples_validate() {
     }
     let step = one(json!({"type": "int", "specs": {"min": "-10", "max": "10", "step": "5"}}));
     for _ in 0..50 {
-        let n = step.properties[0].data_type.sample(&mut next).as_i64().unwrap();
+        let n = step.properties[0]
+            .data_type
+            .sample(&mut next)
+            .as_i64()
+            .expect("valid in this test");
         assert!(n % 5 == 0 && (-10..=10).contains(&n), "{n}");
     }
 }
