@@ -65,6 +65,9 @@ pub(crate) fn decide(topic: &str, payload: &Bytes, ctx: Context, tsl: Option<&Ts
             device_name: _,
         } => match &path {
             SysPath::PropertyPost => thing::property_post(topic, &path, payload, ctx, tsl),
+            SysPath::EventPost(event) if let Some(tsl) = tsl => {
+                thing::event_post(topic, &path, event, payload, ctx, tsl)
+            }
             p if thing::is_accepted_post(p) => thing::accepted(topic, &path, payload, ctx),
             SysPath::OtaFirmwareGet => ota::firmware_get(topic, &path, payload, ctx),
             SysPath::ConfigGet => config::get(topic, &path, payload, ctx),
@@ -536,6 +539,27 @@ mod tests {
             "{:?}",
             h.problem
         );
+        // Events too: an output of the wrong type is named, an event the model lacks is a fault.
+        let tsl = Tsl::from_json(
+            r#"{"properties":[],"events":[{"identifier":"Overheat","type":"alert","method":"thing.event.Overheat.post",
+              "outputData":[{"identifier":"temp","dataType":{"type":"float","specs":{"min":"0","max":"200"}}}]}]}"#,
+        )
+        .expect("a model");
+        let h = handle_with(
+            "/sys/pk/dn/thing/event/Overheat/post",
+            r#"{"id":"9","params":{"value":{"temp":"hot"},"time":10},"method":"thing.event.Overheat.post"}"#,
+            Some(&tsl),
+        );
+        let reply: Value = serde_json::from_str(&reply_text(&h)).expect("JSON");
+        assert_eq!(reply["code"], 200, "{reply}");
+        assert!(reply["data"]["temp"].is_string(), "{reply}");
+        let h = handle_with(
+            "/sys/pk/dn/thing/event/Unknown/post",
+            r#"{"id":"10","params":{"value":{}},"method":"thing.event.Unknown.post"}"#,
+            Some(&tsl),
+        );
+        let reply: Value = serde_json::from_str(&reply_text(&h)).expect("JSON");
+        assert_ne!(reply["code"], 200, "{reply}");
         // Without a model, everything is kept.
         let h = handle(topic, r#"{"id":"8","params":{"code":"15"}}"#);
         assert!(h.properties.is_some() && h.problem.is_none());

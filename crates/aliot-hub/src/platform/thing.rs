@@ -2,11 +2,12 @@
 //! posts, device tags (`deviceinfo`), logs and diagnostics, desired property get/delete. Each is
 //! answered on `<topic>_reply` with code 200 unless `sys.ack` is 0.
 //!
-//! When the product has a thing model (TSL), a property post is validated against it as the
-//! platform does (cloud-side spec §3.3, `aliot_protocol::tsl`): the valid properties are kept,
-//! and each rejected one is named in the reply's `data` with the platform's message
-//! (`{"code":200,"data":{"Id":"tsl parse: …"},…}`) and reported as a problem event; the other
-//! posts are not validated yet. Without a model any well-formed post is accepted.
+//! When the product has a thing model (TSL), property and event posts are validated against it
+//! as the platform does (cloud-side spec §3.3, `aliot_protocol::tsl`): the valid properties are
+//! kept, and each rejected identifier is named in the reply's `data` with the platform's message
+//! (`{"code":200,"data":{"Id":"tsl parse: …"},…}`) and reported as a problem event; an event the
+//! model lacks gets its fault's code. Batch, pack and history posts are not validated yet.
+//! Without a model any well-formed post is accepted.
 //!
 //! A property post is answered with code 6106 ("too many properties reported") in two cases:
 //! it carries more than [`MAX_PROPERTIES_PER_POST`] properties (the platform's limit, spec §3.8),
@@ -17,7 +18,7 @@
 use aliot_protocol::alink::{self as proto, Reply};
 use aliot_protocol::codes::alink as code;
 use aliot_protocol::topic::SysPath;
-use aliot_protocol::tsl::Tsl;
+use aliot_protocol::tsl::{Fault, Tsl, Validation};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
@@ -69,37 +70,15 @@ pub(crate) fn property_post(
                 });
                 Reply::success(request.id.clone(), method.clone())
             }
-            Some(Ok(checked)) => {
-                let values: Map<String, Value> = checked
-                    .items
-                    .iter()
-                    .map(|(id, item)| (id.clone(), item.value.clone()))
-                    .collect();
-                if !values.is_empty() {
+            Some(checked) => {
+                let (reply, kept) = judged(&request.id, method.clone(), checked, &mut handling);
+                if !kept.is_empty() {
                     handling.properties = Some(PropertyPost {
-                        values,
+                        values: kept,
                         reply_to: None,
                     });
                 }
-                let mut reply = Reply::success(request.id.clone(), method.clone());
-                if !checked.rejected.is_empty() {
-                    let rejected: Vec<String> = checked
-                        .rejected
-                        .iter()
-                        .map(|(id, r)| format!("{id}: {} ({})", r.message, r.code))
-                        .collect();
-                    handling.problem = Some(format!(
-                        "thing model: {} of the post's properties rejected: {}",
-                        rejected.len(),
-                        rejected.join("; ")
-                    ));
-                    reply.data = Value::Object(checked.reply_data());
-                }
                 reply
-            }
-            Some(Err(fault)) => {
-                handling.problem = Some(format!("thing model: {}", fault.message));
-                Reply::error(request.id.clone(), method.clone(), fault.code, fault.message)
             }
         },
         _ => {
@@ -121,6 +100,76 @@ pub(crate) fn property_post(
             method,
         });
     }
+    handling
+}
+
+/// The reply to a post a thing model judged, and the values it keeps: success naming each
+/// rejected identifier in `data` with the platform's message (the rejections also go to the
+/// problem event, with their codes), or the whole message's fault.
+fn judged(
+    id: &proto::MessageId,
+    method: Option<String>,
+    checked: Result<Validation, Fault>,
+    handling: &mut Handling,
+) -> (Reply, Map<String, Value>) {
+    match checked {
+        Ok(checked) => {
+            let kept = checked
+                .items
+                .iter()
+                .map(|(id, item)| (id.clone(), item.value.clone()))
+                .collect();
+            let mut reply = Reply::success(id.clone(), method);
+            if !checked.rejected.is_empty() {
+                let rejected: Vec<String> = checked
+                    .rejected
+                    .iter()
+                    .map(|(id, r)| format!("{id}: {} ({})", r.message, r.code))
+                    .collect();
+                handling.problem = Some(format!(
+                    "thing model: {} rejected: {}",
+                    rejected.len(),
+                    rejected.join("; ")
+                ));
+                reply.data = Value::Object(checked.reply_data());
+            }
+            (reply, kept)
+        }
+        Err(fault) => {
+            handling.problem = Some(format!("thing model: {}", fault.message));
+            (
+                Reply::error(id.clone(), method, fault.code, fault.message),
+                Map::new(),
+            )
+        }
+    }
+}
+
+/// `thing.event.{identifier}.post` when the product has a thing model: its outputs validated,
+/// answered like a property post (rejected outputs named in `data`; an event the model lacks,
+/// or params that are not an object, get the fault's code).
+pub(crate) fn event_post(
+    topic: &str,
+    path: &SysPath,
+    identifier: &str,
+    payload: &Bytes,
+    ctx: Context,
+    tsl: &Tsl,
+) -> Handling {
+    let request = match parse_request(topic, path, payload) {
+        Ok(r) => r,
+        Err(handling) => return *handling,
+    };
+    let method = request.method.clone().or_else(|| method_of(topic, path));
+    let mut handling = Handling::default();
+    let now = i64::try_from(ctx.now_ms).unwrap_or(i64::MAX);
+    let (reply, _kept) = judged(
+        &request.id,
+        method,
+        tsl.validate_event(identifier, &request.params, now),
+        &mut handling,
+    );
+    send_reply(&mut handling, topic, &request, reply, ctx);
     handling
 }
 
