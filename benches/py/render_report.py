@@ -477,6 +477,29 @@ def section_register(out):
                   "its `--device-https` URL and `$CA` its local CA")
     return L
 
+def section_thing_model(out):
+    env = load(out, "tsl_env") or {}
+    def median(prefix):
+        vals = sorted(v for v in (g(load(out, "%s_%d" % (prefix, r)), "msgs_per_s") for r in (1, 2, 3)) if v)
+        return (vals[len(vals) // 2] if vals else None), vals
+    (plain, plain_all), (model, model_all) = median("tsl_plain"), median("tsl_model")
+    if plain is None or model is None:
+        return ["Not measured in this run."]
+    cost = (1 - model / plain) * 100
+    lat = lambda n: g(load(out, n), "reply_latency_ms", "p99")
+    L = ["`benches/tsl.sh`: the same bench posts the same 50-property payloads (`--tsl",
+         "benches/data/tsl-50.json`: every scalar type, two structs, two arrays; valid values drawn",
+         "from the model) to a product without a thing model and to one with it, on one hub: QoS 1,",
+         "100 devices, 8 posts in flight each, %s a round, three interleaved rounds (median)." % env.get("duration", "?"), "",
+         "| product | posts answered per second (median) | rounds | p99 (round 1) |",
+         "|---|---|---|---|",
+         "| without a thing model | %s | %s | %s ms |" % (num(plain), ", ".join(num(v) for v in plain_all), num(lat("tsl_plain_1"), "{:.1f}")),
+         "| with the 50-property thing model (every post validated) | %s | %s | %s ms |" % (num(model), ", ".join(num(v) for v in model_all), num(lat("tsl_model_1"), "{:.1f}")),
+         "", "Validation costs %.1f %% of the answered posts per second (target: under 20 %%). Run of %s; load average after: %s." % (
+             cost, env.get("date", "?"), env.get("load average after", "?"))]
+    L += commands(out, ["tsl_plain_1", "tsl_model_1"], "")
+    return L
+
 
 SECTIONS = [
     ("environment", "## Setup of the comparison run", section_environment),
@@ -488,6 +511,7 @@ SECTIONS = [
     ("before-after", "## Before and after (issue 8)", section_before_after),
     ("exhaust", "## Devices that try to exhaust the hub (issue 9)", section_exhaust),
     ("register", "## Dynamic registration (issue 10)", section_register),
+    ("thing-model", "## Thing model validation (issue 11)", section_thing_model),
 ]
 
 

@@ -270,9 +270,14 @@ async fn session_loop(
             if next <= now && session.can_post() {
                 let d = &fleet.devices[idx];
                 if let Some((msg_id, pkid)) = session.post(qos == QoS::AtLeastOnce, now) {
-                    let payload = format!(
-                        r#"{{"id":"{msg_id}","version":"1.0","params":{{"t":{now}}},"method":"thing.event.property.post"}}"#
-                    );
+                    let payload = match s.post_params.get(msg_id as usize % s.post_params.len().max(1)) {
+                        Some(params) => format!(
+                            r#"{{"id":"{msg_id}","version":"1.0","params":{params},"method":"thing.event.property.post"}}"#
+                        ),
+                        None => format!(
+                            r#"{{"id":"{msg_id}","version":"1.0","params":{{"t":{now}}},"method":"thing.event.property.post"}}"#
+                        ),
+                    };
                     let post = publish_packet(&fleet.post_topic(d), payload, qos, pkid);
                     if conn.feed(post).is_err() {
                         return false;

@@ -199,6 +199,9 @@ pub struct Options {
     pub packet_bytes: u32,
     /// How devices log in (`secret`, `token` or `https`).
     pub auth: Auth,
+    /// telemetry: a thing model (the console's TSL export): each post carries every property of
+    /// the model with a valid value drawn from it (else `{"t": <time>}`).
+    pub tsl: Option<PathBuf>,
     /// auth https: the base URL of the pre-authentication (`http://127.0.0.1:8081`, the hub's
     /// `--device-http`); `https://` goes with `tls` (the same CA).
     pub auth_url: Option<String>,
@@ -257,6 +260,7 @@ impl Default for Options {
             service_id: "bench".into(),
             packet_bytes: 256 * 1024 + 1024,
             auth: Auth::Secret,
+            tsl: None,
             auth_url: None,
             product_secret: None,
             register_auth_type: "regnwl".into(),
@@ -309,6 +313,7 @@ impl std::fmt::Debug for Options {
                 &self.product_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("auth", &self.auth)
+            .field("tsl", &self.tsl)
             .field("auth_url", &self.auth_url)
             .field("register_auth_type", &self.register_auth_type)
             .field("register_url", &self.register_url)
@@ -405,6 +410,42 @@ fn parse_register_url(url: &str) -> Result<(RegisterUrl, Option<String>)> {
     Ok((RegisterUrl { addr, authority }, if tls { host } else { None }))
 }
 
+/// How many different posts a thing model's fleet cycles through.
+const POST_SAMPLES: usize = 64;
+
+/// `params` objects for property posts, every property of the model at `path` with a valid
+/// value drawn from it (a fixed seed: the same run posts the same values).
+fn post_params(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(format!("cannot read --tsl {}: {e}", path.display())))?;
+    let tsl = aliot_protocol::tsl::Tsl::from_json(&text)
+        .map_err(|e| invalid(format!("--tsl {}: {e}", path.display())))?;
+    if tsl.properties.is_empty() {
+        return Err(invalid(format!(
+            "--tsl {}: the model has no properties",
+            path.display()
+        )));
+    }
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        // xorshift64*: a value source for the samples, nothing secret.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    Ok((0..POST_SAMPLES)
+        .map(|_| {
+            let params: serde_json::Map<String, serde_json::Value> = tsl
+                .properties
+                .iter()
+                .map(|p| (p.identifier.clone(), p.data_type.sample(&mut next)))
+                .collect();
+            serde_json::Value::Object(params).to_string()
+        })
+        .collect())
+}
+
 /// TLS settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct TlsSettings {
@@ -433,6 +474,9 @@ pub(crate) struct Settings {
     pub(crate) packet_bytes: u32,
     pub(crate) registration: Option<RegistrationSettings>,
     pub(crate) auth: Auth,
+    /// telemetry: the `params` of the posts, drawn from a thing model (empty: `{"t": <time>}`);
+    /// device posts cycle through them.
+    pub(crate) post_params: Vec<String>,
     /// auth https: where to pre-authenticate.
     pub(crate) auth_url: Option<RegisterUrl>,
     pub(crate) connect_timeout: Duration,
@@ -694,6 +738,10 @@ impl Plan {
             packet_bytes: o.packet_bytes,
             registration,
             auth: o.auth,
+            post_params: match &o.tsl {
+                Some(path) => post_params(path)?,
+                None => Vec::new(),
+            },
             auth_url,
             connect_timeout: o.connect_timeout,
             drain: o.drain,

@@ -519,3 +519,63 @@ fn register_workload_should_register_every_device_over_mqtt_and_http() {
     assert_eq!(n(&v, "connected"), 0, "{v}");
     assert_eq!(v["refused"]["4"], 5, "{v}");
 }
+
+#[test]
+fn telemetry_from_a_thing_model_posts_values_the_hub_accepts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(&dir);
+    let tsl = concat!(env!("CARGO_MANIFEST_DIR"), "/../../benches/data/tsl-50.json");
+    let mut c = aliot();
+    c.args(["admin", "--url", &hub.admin_url, "--token", TOKEN])
+        .args(["product", "create", "--name", "m", "--product-key", "a1BenchTsl"]);
+    aliot_testkit::ok_json(&run_guarded(c));
+    let mut c = aliot();
+    c.args(["admin", "--url", &hub.admin_url, "--token", TOKEN])
+        .args([
+            "product",
+            "tsl",
+            "import",
+            "--product-key",
+            "a1BenchTsl",
+            "--file",
+            tsl,
+        ]);
+    aliot_testkit::ok_json(&run_guarded(c));
+    let v = bench_registered(
+        &hub,
+        "a1BenchTsl",
+        "5",
+        &[
+            "--workload",
+            "telemetry",
+            "--interval",
+            "20ms",
+            "--duration",
+            "1s",
+            "--tsl",
+            tsl,
+        ],
+    );
+    assert!(n(&v, "sent") > 0, "{v}");
+    assert_eq!(
+        (n(&v, "replied"), n(&v, "reply_errors"), n(&v, "lost")),
+        (n(&v, "sent"), 0, 0),
+        "{v}"
+    );
+    let mut c = aliot();
+    c.args(["admin", "--url", &hub.admin_url, "--token", TOKEN])
+        .args([
+            "device",
+            "show",
+            "--product-key",
+            "a1BenchTsl",
+            "--device-name",
+            "bench-0",
+        ]);
+    let device = aliot_testkit::ok_json(&run_guarded(c));
+    assert_eq!(
+        device["properties"].as_object().map(|m| m.len()),
+        Some(50),
+        "every property valid and kept"
+    );
+}

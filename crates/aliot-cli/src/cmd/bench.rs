@@ -165,6 +165,10 @@ pub(crate) struct Args {
     /// (pre-authentication at --auth-url, then MQTT with the iotToken).
     #[arg(long, default_value = "secret", value_parser = ["secret", "token", "https"])]
     pub(crate) auth: String,
+    /// telemetry: post every property of this thing model (the console's TSL export) with valid
+    /// values drawn from it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tsl: Option<std::path::PathBuf>,
     /// --auth https: the base URL of the pre-authentication (the hub's --device-http URL).
     #[arg(long, value_name = "URL")]
     pub(crate) auth_url: Option<String>,
@@ -278,6 +282,7 @@ fn plan(a: Args) -> anyhow::Result<Plan> {
             "https" => aliot_bench::Auth::Https,
             _ => aliot_bench::Auth::Secret,
         },
+        tsl: a.tsl,
         auth_url: a.auth_url,
         product_secret: a.product_secret,
         register_auth_type: a.register_auth_type,
