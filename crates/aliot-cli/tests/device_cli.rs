@@ -49,6 +49,56 @@ async fn wait_status(
     }
 }
 
+/// `aliot device run ARGS` (no identity from the environment: the args give it) until device
+/// `dn` of `pk` is online with a clientId containing `client_id_has`; then a property set must be
+/// answered with 200, and the child is stopped. Its stderr is shown if it exits first.
+async fn device_run_logs_in(
+    hub: &RunningHub,
+    pk: &str,
+    dn: &str,
+    args: &[&std::ffi::OsStr],
+    client_id_has: &str,
+) {
+    let mut events = hub.service().events();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"))
+        .args(["device", "run"])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("ALIOT_PRODUCT_KEY")
+        .env_remove("ALIOT_DEVICE_NAME")
+        .env_remove("ALIOT_DEVICE_SECRET")
+        .env_remove("ALIOT_DEVICE_TOKEN")
+        .env_remove("ALIOT_AUTH_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("aliot device run");
+    aliot_testkit::guard("the device online", async {
+        tokio::select! {
+            _ = wait_status(&mut events, dn, "online") => {}
+            status = child.wait() => {
+                let mut stderr = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut stderr).await;
+                }
+                panic!("aliot device run exited ({status:?}) before logging in: {stderr}");
+            }
+        }
+    })
+    .await;
+    let session = hub.service().session(pk, dn).expect("online");
+    assert!(session.client_id.contains(client_id_has), "{}", session.client_id);
+    let reply = hub
+        .service()
+        .set_property(pk, dn, json!({"LightSwitch": 1}), CALL_TIMEOUT)
+        .await
+        .expect("answered");
+    assert_eq!(reply["code"], 200, "{reply}");
+    child.start_kill().expect("kill");
+    let _ = aliot_testkit::guard("aliot device run to exit", child.wait()).await;
+}
+
 /// A hub on 127.0.0.1 (data in `dir`) with the device `dn` registered under a new product.
 async fn hub_with_device(dir: &tempfile::TempDir, dn: &str) -> (RunningHub, Device) {
     let mut config = Config {
@@ -303,48 +353,21 @@ async fn device_register_saves_a_profile_that_device_run_logs_in_with() {
     assert!(text.contains(&token) && !text.contains(&ps), "{text}");
 
     // `aliot device run --profile` logs in with the token (no --auth needed).
-    let mut events = hub.service().events();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"))
-        .args(["device", "run", "--profile"])
-        .arg(&saved)
-        .args(["--post-property", r#"{"Level":3}"#, "--format", "json"])
-        .env_remove("RUST_LOG")
-        .env_remove("ALIOT_PRODUCT_KEY")
-        .env_remove("ALIOT_DEVICE_NAME")
-        .env_remove("ALIOT_DEVICE_SECRET")
-        .env_remove("ALIOT_DEVICE_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("aliot device run");
-    aliot_testkit::guard("new-1 online", async {
-        tokio::select! {
-            _ = wait_status(&mut events, "new-1", "online") => {}
-            status = child.wait() => {
-                let mut stderr = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut stderr).await;
-                }
-                panic!("aliot device run exited ({status:?}) before logging in: {stderr}");
-            }
-        }
-    })
+    device_run_logs_in(
+        &hub,
+        &pk,
+        "new-1",
+        &[
+            "--profile".as_ref(),
+            saved.as_os_str(),
+            "--post-property".as_ref(),
+            r#"{"Level":3}"#.as_ref(),
+            "--format".as_ref(),
+            "json".as_ref(),
+        ],
+        "authType=connwl",
+    )
     .await;
-    let session = hub.service().session(&pk, "new-1").expect("online");
-    assert!(
-        session.client_id.contains("authType=connwl"),
-        "{}",
-        session.client_id
-    );
-    let reply = hub
-        .service()
-        .set_property(&pk, "new-1", json!({"LightSwitch": 1}), CALL_TIMEOUT)
-        .await
-        .expect("answered");
-    assert_eq!(reply["code"], 200, "{reply}");
-    child.start_kill().expect("kill");
-    let _ = aliot_testkit::guard("aliot device run to exit", child.wait()).await;
 
     // The same login from flags: --auth token with the token in the environment.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"))
@@ -529,50 +552,25 @@ async fn device_register_via_https_and_run_with_https_pre_authentication() {
 
     // `aliot device run --auth https`: pre-authenticates with the saved secret, then MQTT with
     // securemode=-1 where the answer says.
-    let mut events = hub.service().events();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"))
-        .args(["device", "run", "--profile"])
-        .arg(&saved)
-        .args(["--auth", "https", "--auth-url", &url])
-        .args(["--post-property", r#"{"Level":4}"#, "--format", "json"])
-        .env_remove("RUST_LOG")
-        .env_remove("ALIOT_PRODUCT_KEY")
-        .env_remove("ALIOT_DEVICE_NAME")
-        .env_remove("ALIOT_DEVICE_SECRET")
-        .env_remove("ALIOT_DEVICE_TOKEN")
-        .env_remove("ALIOT_AUTH_URL")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("aliot device run");
-    aliot_testkit::guard("h-1 online", async {
-        tokio::select! {
-            _ = wait_status(&mut events, "h-1", "online") => {}
-            status = child.wait() => {
-                let mut stderr = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut stderr).await;
-                }
-                panic!("aliot device run exited ({status:?}) before logging in: {stderr}");
-            }
-        }
-    })
+    device_run_logs_in(
+        &hub,
+        &pk,
+        "h-1",
+        &[
+            "--profile".as_ref(),
+            saved.as_os_str(),
+            "--auth".as_ref(),
+            "https".as_ref(),
+            "--auth-url".as_ref(),
+            url.as_ref(),
+            "--post-property".as_ref(),
+            r#"{"Level":4}"#.as_ref(),
+            "--format".as_ref(),
+            "json".as_ref(),
+        ],
+        "securemode=-1",
+    )
     .await;
-    let session = hub.service().session(&pk, "h-1").expect("online");
-    assert!(
-        session.client_id.contains("securemode=-1"),
-        "{}",
-        session.client_id
-    );
-    let reply = hub
-        .service()
-        .set_property(&pk, "h-1", json!({"LightSwitch": 1}), CALL_TIMEOUT)
-        .await
-        .expect("answered");
-    assert_eq!(reply["code"], 200, "{reply}");
-    child.start_kill().expect("kill");
-    let _ = aliot_testkit::guard("aliot device run to exit", child.wait()).await;
 
     // A wrong secret: the pre-authentication's 401 with its meaning and fix, exit 1.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"))
