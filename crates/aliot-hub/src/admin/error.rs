@@ -116,6 +116,8 @@ impl From<service::Error> for ApiError {
             service::Error::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "device_timeout"),
             service::Error::BadReply { .. } => (StatusCode::BAD_GATEWAY, "bad_reply"),
             service::Error::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            // The platform's code leads the message: `the thing model refuses Brightness: code 6306: …`.
+            service::Error::ThingModel { .. } => (StatusCode::BAD_REQUEST, "thing_model"),
         };
         Self::new(status, code, ErrorChain(&e).to_string())
     }

@@ -88,6 +88,18 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// The call's params break the product's thing model (cloud-side spec §3.3): the platform
+    /// refuses such a call before sending it.
+    #[error("the thing model refuses {identifier}: code {code}: {message}")]
+    ThingModel {
+        /// The platform's code (63xx; 460 for params that are not an object, 6106 for too many).
+        code: u32,
+        /// The identifier at fault (a property, a service input, or the service).
+        identifier: String,
+        /// The platform's message (`tsl parse: data type is not int -> Brightness`).
+        message: String,
+    },
+
     /// A caller passed an unusable argument (topic outside the device's namespaces, QoS 2,
     /// payload above the packet limit...).
     #[error("invalid argument: {0}")]

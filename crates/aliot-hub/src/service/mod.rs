@@ -26,6 +26,7 @@ use crate::registry::{Device, NewDevice, Product, ProductTsl, Registry, Registry
 use crate::table::{CallKey, Delivered, NotSaved, Reach, Undelivered};
 
 mod error;
+mod model_check;
 
 pub use self::error::{Error, Result};
 pub use crate::cluster::SessionInfo;
@@ -491,7 +492,8 @@ impl Service {
     /// # Errors
     /// `DeviceNotFound`, [`Error::DeviceOffline`], [`Error::NotSubscribed`] (no subscription to
     /// the set topic and no `_ss=1`), [`Error::Timeout`], [`Error::BadReply`] when the answer is
-    /// not JSON, [`Error::TooManyPendingCalls`], [`Error::QueueFull`].
+    /// not JSON, [`Error::TooManyPendingCalls`], [`Error::QueueFull`]; [`Error::ThingModel`]
+    /// when the params break the product's thing model (nothing is sent).
     pub async fn set_property(
         &self,
         product_key: &str,
@@ -499,6 +501,12 @@ impl Service {
         params: Value,
         timeout: Duration,
     ) -> Result<Value> {
+        let tsl = self.tsl(product_key);
+        model_check::check(
+            tsl.as_deref().map(|t| &t.model),
+            model_check::Call::PropertySet,
+            &params,
+        )?;
         let id = self.next_message_id();
         let (topic, body, key) = calls::property_set(product_key, device_name, &id, params);
         let reply = self
@@ -529,6 +537,9 @@ impl Service {
                 "bad service identifier {identifier:?}"
             )));
         }
+        let tsl = self.tsl(product_key);
+        let call = model_check::Call::Service(identifier);
+        model_check::check(tsl.as_deref().map(|t| &t.model), call, &params)?;
         self.device(product_key, device_name).await?;
         let session = self
             .session(product_key, device_name)
