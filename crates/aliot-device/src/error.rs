@@ -141,6 +141,21 @@ pub enum Error {
     /// platform closes the connection of a device that publishes there.
     #[error("{0:?} is not one of this device's topics (the platform would close the connection)")]
     TopicNotAllowed(String),
+    /// A value breaks the product's thing model ([`crate::thing::ThingModel`]): checked before
+    /// sending, so nothing was sent.
+    #[error("the thing model refuses {identifier}: code {code}: {message}")]
+    Model {
+        /// The identifier at fault (a property, an event's or service's parameter, or the
+        /// event or service itself).
+        identifier: String,
+        /// The platform's code for the broken rule (63xx; 460, 6106 for the whole message).
+        code: u32,
+        /// The platform's message, naming the rule (`tsl parse: data type is not int -> code`).
+        message: String,
+    },
+    /// A thing model (TSL) that could not be read: the JSON path and the fault.
+    #[error("invalid thing model: {0}")]
+    Tsl(aliot_protocol::tsl::TslError),
     /// The device was stopped (by [`crate::Device::disconnect`], by dropping every handle, or by
     /// a refusal under [`crate::RefusalPolicy::Stop`]).
     #[error("the device is stopped")]

@@ -32,7 +32,7 @@
 //! `client` ([`Device`], the handle), `driver` (the network loop), `shared` (the state the
 //! handles, the loop and the replies share), `connection` ([`Connected`], [`Disconnected`]:
 //! below both `event` and `shared`), `backoff`, `route`, `pending` (pure state, unit-tested),
-//! [`handler`] (convenience handlers), [`tls`], `transport` (TCP or TLS to the endpoint), and with the feature `exec`, `exec` (answer
+//! [`handler`] (convenience handlers), [`thing`] (thing-model checks of what is sent and asked), [`tls`], `transport` (TCP or TLS to the endpoint), and with the feature `exec`, `exec` (answer
 //! requests by running a command).
 //!
 //! ## Example: connect, post a property, answer property sets and a service
@@ -104,6 +104,7 @@ pub mod preauth;
 pub mod register;
 mod route;
 mod shared;
+pub mod thing;
 pub mod tls;
 mod transport;
 mod url;

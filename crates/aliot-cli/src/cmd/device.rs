@@ -13,10 +13,12 @@
 //! `aliot hub` on 127.0.0.1).
 
 mod register;
+mod simulate;
 
 use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aliot_device::{
@@ -84,10 +86,16 @@ JSON string, nothing as {} (RRPC: the bytes as they are). A non-zero exit sends 
 (code 500) with the tail of CMD's stderr.
 Without --exec, property sets and service calls are answered with code 200 and {}, and raw RRPC
 requests are echoed.
+With --tsl MODEL (the console's TSL export), the device is simulated from its thing model: every
+--post-interval it posts random but valid values of its properties (and now and then one of its
+events), and it answers property sets (applied, then posted back), property gets (the current
+values) and every service (random valid outputs), each checked against the model first: bad input
+gets the platform's code (6306, 6320, 6302…). --exec still answers requests when given.
 
-Example:
+Examples:
   aliot device run --profile light.toml --subscribe /a1B2c3D4e5F/light-01/user/get \\
-    --post-property '{\"LightSwitch\":1}' --every 30s --exec ./on-command.sh";
+    --post-property '{\"LightSwitch\":1}' --every 30s --exec ./on-command.sh
+  aliot device run --profile light.toml --tsl model.json --post-interval 5s";
 
 /// How the device connects (shared by every `aliot device` command).
 #[derive(Debug, Clone, clap::Args)]
@@ -257,6 +265,15 @@ struct RunArgs {
     /// Repeat --post-property at this interval (e.g. 30s).
     #[arg(long, value_name = "DURATION", requires = "post_property", value_parser = parse_duration)]
     every: Option<Duration>,
+    /// Simulate the device from this thing model (the console's TSL export; see below).
+    #[arg(long, value_name = "FILE", conflicts_with = "post_property")]
+    tsl: Option<PathBuf>,
+    /// With --tsl: post new property values at this interval.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    post_interval: Duration,
+    /// With --tsl: the seed of the random values (printed at start; replays a run).
+    #[arg(long, value_name = "N", requires = "tsl")]
+    seed: Option<u64>,
     /// Run CMD for every downlink (see below).
     #[arg(long, value_name = "CMD")]
     exec: Option<String>,
@@ -602,6 +619,25 @@ impl Out {
         }
     }
 
+    /// The simulator's start: its seed.
+    fn simulating(&self, seed: u64) {
+        match self.format {
+            Format::Text => Self::status(&format!("simulating the thing model (--seed {seed})")),
+            Format::Json => self.json(json!({"type": "simulating", "seed": seed})),
+        }
+    }
+
+    fn event_reply(&self, event: &str, result: &aliot_device::Result<aliot_protocol::alink::Reply>) {
+        match (self.format, result) {
+            (Format::Text, Ok(r)) => Self::status(&format!("event {event} post {}: code {}", r.id, r.code)),
+            (Format::Text, Err(e)) => Self::status(&format!("event {event} post failed: {e}")),
+            (Format::Json, Ok(r)) => self.json(json!({"type": "event_reply", "event": event, "reply": r})),
+            (Format::Json, Err(e)) => {
+                self.json(json!({"type": "event_error", "event": event, "error": e.to_string()}))
+            }
+        }
+    }
+
     fn post_reply(&self, result: &aliot_device::Result<aliot_protocol::alink::Reply>) {
         match (self.format, result) {
             (Format::Text, Ok(r)) => Self::status(&format!("property post {}: code {}", r.id, r.code)),
@@ -628,6 +664,11 @@ async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
         failed: failed_tx,
     };
     let exec = a.exec.map(|command| Exec::shell(command).timeout(a.exec_timeout));
+    let sim = a
+        .tsl
+        .as_deref()
+        .map(|path| simulate::Simulator::load(path, a.seed))
+        .transpose()?;
     let (device, events) = connect(&a.conn).await?;
     for topic in &a.subscribe {
         device
@@ -648,6 +689,22 @@ async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
             }
         });
     }
+    if let Some(sim) = &sim {
+        out.simulating(sim.seed());
+        let (sim, device, every, out) = (sim.clone(), device.clone(), a.post_interval, out.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let (post, event) = sim.post_round(&device).await;
+                out.post_reply(&post);
+                if let Some((id, reply)) = event {
+                    out.event_reply(&id, &reply);
+                }
+            }
+        });
+    }
     tokio::select! {
         () = shutdown => {
             device.disconnect().await;
@@ -660,7 +717,7 @@ async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
             device.disconnect().await;
             Err(anyhow::Error::new(e).context("cannot write on stdout"))
         }
-        stopped = handlers(&out, exec).run(events) => match stopped {
+        stopped = handlers(&out, exec, sim.map(|sim| (sim, device.clone()))).run(events) => match stopped {
             None => Ok(ExitCode::SUCCESS),
             Some(e) => Err(connect_error(e)),
         },
@@ -668,8 +725,9 @@ async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// What `aliot device run` does with each event: print it as it arrives, then answer it (with
-/// `--exec`: through the command), printing the answer.
-fn handlers(out: &Out, exec: Option<Exec>) -> Handlers {
+/// `--exec`: through the command; with `--tsl`: as the model's simulated device), printing the
+/// answer.
+fn handlers(out: &Out, exec: Option<Exec>, sim: Option<(Arc<simulate::Simulator>, Device)>) -> Handlers {
     let handlers = Handlers::new()
         .max_concurrency(MAX_EXEC)
         .on_event({
@@ -678,17 +736,40 @@ fn handlers(out: &Out, exec: Option<Exec>) -> Handlers {
         })
         .on_reply_error(|e| output::note(&format!("answer not sent: {e}")))
         .on_property_set_request({
-            let (out, exec) = (out.clone(), exec.clone());
+            let (out, exec, sim) = (out.clone(), exec.clone(), sim.clone());
             move |set| {
                 let outcome = exec.as_ref().map(|x| x.property_set(set));
-                answer_alink(out.clone(), outcome, "property_set", set.id())
+                let (fallback, post_back) = match (&sim, &outcome) {
+                    (Some((sim, device)), None) => match sim.property_set(set) {
+                        Ok(values) => (
+                            Ok(json!({})),
+                            Some((sim.clone(), device.clone(), values, out.clone())),
+                        ),
+                        Err(e) => (Err(e), None),
+                    },
+                    _ => (Ok(json!({})), None),
+                };
+                let answer = answer_alink(out.clone(), outcome, fallback, "property_set", set.id());
+                async move {
+                    let result = answer.await;
+                    // Posted back once applied (after the answer is printed; it is sent as this
+                    // future returns, the post waits its turn in the SDK's queue).
+                    if let Some((sim, device, values, out)) = post_back {
+                        tokio::spawn(async move { out.post_reply(&sim.post_back(&device, values).await) });
+                    }
+                    result
+                }
             }
         })
         .on_any_service_request({
             let (out, exec) = (out.clone(), exec.clone());
             move |call| {
                 let outcome = exec.as_ref().map(|x| x.service_call(call));
-                answer_alink(out.clone(), outcome, "service_call", call.id())
+                let fallback = match (&sim, &outcome) {
+                    (Some((sim, _)), None) => sim.service_call(call),
+                    _ => Ok(json!({})),
+                };
+                answer_alink(out.clone(), outcome, fallback, "service_call", call.id())
             }
         })
         .on_rrpc({
@@ -720,17 +801,18 @@ fn handlers(out: &Out, exec: Option<Exec>) -> Handlers {
     }
 }
 
-/// The answer to a property set or service call: the command's (stdin: the request), else code
-/// 200 with `{}`; printed before it is sent.
+/// The answer to a property set or service call: the command's (stdin: the request), else
+/// `fallback` (the simulator's, or code 200 with `{}`); printed before it is sent.
 async fn answer_alink(
     out: Out,
     outcome: Option<impl Future<Output = ExecOutcome>>,
+    fallback: Result<Value, ReplyError>,
     to: &'static str,
     id: String,
 ) -> Result<Value, ReplyError> {
     let result = match outcome {
         Some(outcome) => outcome.await.alink_reply(),
-        None => Ok(json!({})),
+        None => fallback,
     };
     out.answered(to, &id, &result);
     result
