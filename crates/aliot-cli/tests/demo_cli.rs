@@ -24,8 +24,10 @@ fn demo_runs_end_to_end_and_exits_0() {
         "Brightness is now 30",
         "blinked",
         "Summary",
+        "[+] The thing model",
+        r#"data {"Temperature":"tsl parse: data type is not float"}"#,
     ] {
         assert!(stdout.contains(step), "missing {step:?} in:\n{stdout}");
     }
-    assert_eq!(stdout.matches("  ok  ").count(), 6, "{stdout}");
+    assert_eq!(stdout.matches("  ok  ").count(), 7, "{stdout}");
 }

@@ -22,6 +22,8 @@ use serde_json::{Map, Value, json};
 
 use crate::{clock, output, signal};
 
+mod thing;
+
 /// Arguments of `aliot demo`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Everything runs on 127.0.0.1 with a temporary data directory, removed on exit.")]
@@ -298,6 +300,12 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
             "regnwl in {register_ms} ms, token login, post code {}",
             reply.code
         ),
+    });
+
+    let detail = thing::step(&hub, &pk, &device).await?;
+    checks.push(Check {
+        what: "thing model",
+        detail,
     });
 
     say("Summary");
