@@ -235,3 +235,63 @@ impl ThingModel {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const TSL: &str = r#"{"properties":[
+      {"identifier":"Brightness","name":"b","accessMode":"rw","dataType":{"type":"int","specs":{"min":"0","max":"100"}}},
+      {"identifier":"Temperature","name":"t","accessMode":"r","dataType":{"type":"float","specs":{}}}],
+     "events":[{"identifier":"Overheat","name":"o","type":"alert","outputData":[
+      {"identifier":"Level","name":"l","dataType":{"type":"enum","specs":{"1":"warn","2":"stop"}}}]}],
+     "services":[{"identifier":"Blink","name":"b","callType":"sync","inputData":[],"outputData":[
+      {"identifier":"Done","name":"d","dataType":{"type":"bool","specs":{}}}]}]}"#;
+
+    fn model() -> ThingModel {
+        ThingModel::from_json(TSL).expect("the test model reads")
+    }
+
+    fn refusal(result: Result<()>) -> (String, u32, String) {
+        match result {
+            Err(Error::Model {
+                identifier,
+                code,
+                message,
+            }) => (identifier, code, message),
+            other => panic!("expected a model refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_post_the_platform_would_reject_names_the_identifier_the_rule_and_the_code() {
+        let m = model();
+        assert!(m.check_properties(&json!({"Brightness": 5, "Temperature": 1.5})).is_ok());
+        let (id, code, message) = refusal(m.check_properties(&json!({"Temperature": "21.5"})));
+        assert_eq!((id.as_str(), code), ("Temperature", 6307));
+        assert_eq!(message, "tsl parse: data type is not float -> Temperature");
+        let (id, code, _) = refusal(m.check_properties(&json!({"Colour": 1})));
+        assert_eq!((id.as_str(), code), ("Colour", 6304));
+        assert_eq!(refusal(m.check_properties(&json!([1]))).1, 460);
+    }
+
+    #[test]
+    fn events_and_service_outputs_are_checked_too() {
+        let m = model();
+        assert!(m.check_event("Overheat", &json!({"Level": 2})).is_ok());
+        assert_eq!(refusal(m.check_event("Overheat", &json!({"Level": 3}))).1, 6309);
+        assert_eq!(refusal(m.check_event("Smoke", &json!({}))).1, 6300);
+        assert!(m.check_service_output("Blink", &json!({"Done": 1})).is_ok());
+        assert_eq!(refusal(m.check_service_output("Blink", &json!({"Done": true}))).1, 6308);
+        assert!(m.check_service_output("property.get", &json!({"Brightness": 3})).is_ok());
+    }
+
+    #[test]
+    fn a_bad_model_is_an_error_naming_its_path() {
+        let e = ThingModel::from_json(r#"{"properties":[{"identifier":"","accessMode":"r"}]}"#)
+            .expect_err("an empty identifier");
+        assert!(matches!(&e, Error::Tsl(t) if t.path.starts_with("properties[0]")), "{e}");
+    }
+}
