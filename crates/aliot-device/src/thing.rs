@@ -268,7 +268,10 @@ mod tests {
     #[test]
     fn a_post_the_platform_would_reject_names_the_identifier_the_rule_and_the_code() {
         let m = model();
-        assert!(m.check_properties(&json!({"Brightness": 5, "Temperature": 1.5})).is_ok());
+        assert!(
+            m.check_properties(&json!({"Brightness": 5, "Temperature": 1.5}))
+                .is_ok()
+        );
         let (id, code, message) = refusal(m.check_properties(&json!({"Temperature": "21.5"})));
         assert_eq!((id.as_str(), code), ("Temperature", 6307));
         assert_eq!(message, "tsl parse: data type is not float -> Temperature");
@@ -284,14 +287,23 @@ mod tests {
         assert_eq!(refusal(m.check_event("Overheat", &json!({"Level": 3}))).1, 6309);
         assert_eq!(refusal(m.check_event("Smoke", &json!({}))).1, 6300);
         assert!(m.check_service_output("Blink", &json!({"Done": 1})).is_ok());
-        assert_eq!(refusal(m.check_service_output("Blink", &json!({"Done": true}))).1, 6308);
-        assert!(m.check_service_output("property.get", &json!({"Brightness": 3})).is_ok());
+        assert_eq!(
+            refusal(m.check_service_output("Blink", &json!({"Done": true}))).1,
+            6308
+        );
+        assert!(
+            m.check_service_output("property.get", &json!({"Brightness": 3}))
+                .is_ok()
+        );
     }
 
     #[test]
     fn a_bad_model_is_an_error_naming_its_path() {
         let e = ThingModel::from_json(r#"{"properties":[{"identifier":"","accessMode":"r"}]}"#)
             .expect_err("an empty identifier");
-        assert!(matches!(&e, Error::Tsl(t) if t.path.starts_with("properties[0]")), "{e}");
+        assert!(
+            matches!(&e, Error::Tsl(t) if t.path.starts_with("properties[0]")),
+            "{e}"
+        );
     }
 }

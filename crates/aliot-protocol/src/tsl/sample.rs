@@ -40,6 +40,50 @@ fn float_in(next: &mut impl FnMut() -> u64, min: f64, max: f64) -> f64 {
     f.clamp(min, max)
 }
 
+/// The decimals of a step (`0.1` → 1, `0.25` → 2), at most 6.
+fn decimals(step: f64) -> i32 {
+    (0..=6)
+        .find(|d| {
+            let scaled = step * 10f64.powi(*d);
+            (scaled - scaled.round()).abs() < 1e-9 * scaled.abs().max(1.0)
+        })
+        .unwrap_or(6)
+}
+
+/// A float in `min..=max` on the grid `min + k * step`, written with the step's decimals (`21.3`,
+/// not `21.300000000000001`); off the grid (rounded) only when rounding would leave the range.
+fn float_on_grid(next: &mut impl FnMut() -> u64, min: f64, max: f64, step: f64) -> f64 {
+    let steps = ((max - min) / step).floor();
+    if !(steps.is_finite() && (0.0..1e15).contains(&steps)) {
+        return float_in(next, min, max);
+    }
+    // `steps` is a whole number below 1e15: exact in i64.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+    let f = min + between(next, 0, steps as i64) as f64 * step;
+    let scale = 10f64.powi(decimals(step));
+    let rounded = (f * scale).round() / scale;
+    if rounded.is_finite() && rounded >= min && rounded <= max {
+        rounded
+    } else {
+        f.clamp(min, max)
+    }
+}
+
+/// A float sample: on the step grid when the specs give a positive step and both bounds.
+fn float_sample(
+    next: &mut impl FnMut() -> u64,
+    min: Option<f64>,
+    max: Option<f64>,
+    step: Option<f64>,
+    reach: f64,
+) -> f64 {
+    let (lo, hi) = bounds(min, max, reach);
+    match (min, max, step.filter(|s| s.is_finite() && *s > 0.0)) {
+        (Some(_), Some(_), Some(step)) => float_on_grid(next, lo, hi, step),
+        _ => float_in(next, lo, hi),
+    }
+}
+
 /// The sampled range: the specs' bounds, else `±reach` (beyond the one bound given).
 fn bounds(min: Option<f64>, max: Option<f64>, reach: f64) -> (f64, f64) {
     match (min, max) {
@@ -52,7 +96,8 @@ fn bounds(min: Option<f64>, max: Option<f64>, reach: f64) -> (f64, f64) {
 
 impl DataType {
     /// A valid value of this type, drawn from `next` (any source of random `u64`s): within
-    /// `min..=max` (on the `step` grid for int when there is one), a text of at most
+    /// `min..=max` (on the `step` grid when there is one: int always, float and double when
+    /// both bounds are given too), a text of at most
     /// `min(length, 8)` ASCII letters and digits, up to 8 array elements, every struct field.
     pub fn sample(&self, next: &mut impl FnMut() -> u64) -> Value {
         match self {
@@ -67,13 +112,9 @@ impl DataType {
                     None => Value::from(between(next, lo, hi)),
                 }
             }
-            DataType::Float { min, max, .. } => {
-                let (lo, hi) = bounds(*min, *max, 1e6);
-                Value::from(float_in(next, lo, hi))
-            }
-            DataType::Double { min, max, .. } => {
-                let (lo, hi) = bounds(*min, *max, 1e9);
-                Value::from(float_in(next, lo, hi))
+            DataType::Float { min, max, step, .. } => Value::from(float_sample(next, *min, *max, *step, 1e6)),
+            DataType::Double { min, max, step, .. } => {
+                Value::from(float_sample(next, *min, *max, *step, 1e9))
             }
             DataType::Text { length } => {
                 const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";

@@ -643,3 +643,32 @@ fn samples_validate() {
         assert!(n % 5 == 0 && (-10..=10).contains(&n), "{n}");
     }
 }
+
+#[test]
+fn float_samples_with_a_step_and_bounds_lie_on_the_grid_and_vary() {
+    let mut state = 11u64;
+    let mut next = move || {
+        // An LCG is enough to vary the draws here.
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        state
+    };
+    for (ty, specs, scale) in [
+        ("float", json!({"min": "-40", "max": "85.5", "step": "0.1"}), 10.0),
+        ("double", json!({"min": "0.25", "max": "3", "step": "0.25"}), 4.0),
+    ] {
+        let t = one(json!({"type": ty, "specs": specs}));
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..100 {
+            let v = t.properties[0].data_type.sample(&mut next);
+            assert_eq!(rule(&t, v.clone()), None, "{ty} {v}");
+            let f = v.as_f64().expect("a number");
+            // On the grid, written with the step's decimals.
+            assert!(((f * scale).round() - f * scale).abs() < 1e-9, "{ty} {f}");
+            assert!(v.to_string().len() <= 6, "{ty} {v}");
+            seen.insert(v.to_string());
+        }
+        assert!(seen.len() > 10, "{ty}: {seen:?}");
+    }
+}
