@@ -47,35 +47,21 @@ const TSL: &str = r#"{"profile":{"productKey":"x"},"properties":[
 /// Posts and event posts to see accepted before the calls (several rounds: values vary).
 const ROUNDS: usize = 8;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_device_simulated_from_its_tsl_posts_valid_values_and_answers_calls() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config {
-        data_dir: Some(dir.path().join("hub")),
-        ..Config::default()
-    };
-    config.mqtt.listen = "127.0.0.1:0".parse().expect("addr");
-    config.admin.listen = "127.0.0.1:0".parse().expect("addr");
-    let hub: RunningHub = aliot_hub::start(config, std::future::pending())
-        .await
-        .expect("hub");
-    let service = hub.service();
-    let product = service.create_product("sim", None).await.expect("product");
-    let pk = product.product_key;
-    let device = service.create_device(&pk, "sim-01", None).await.expect("device");
-    service.import_tsl(&pk, TSL.to_owned()).await.expect("TSL");
-    let model = Tsl::from_json(TSL).expect("the model");
-    let path = dir.path().join("model.json");
-    std::fs::write(&path, TSL).expect("the TSL file");
-
-    let mut events = service.events();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"))
+/// `aliot device run --tsl` for device `sim-01` of `pk` (secret `secret`) on `hub`.
+fn simulate(hub: &RunningHub, pk: &str, secret: &str, tsl: &std::path::Path) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"))
         .args(["device", "run", "--host", "127.0.0.1", "--port"])
         .arg(hub.mqtt_addr().port().to_string())
-        .args(["--product-key", &pk, "--device-name", "sim-01", "--device-secret"])
-        .arg(&device.device_secret)
+        .args([
+            "--product-key",
+            pk,
+            "--device-name",
+            "sim-01",
+            "--device-secret",
+            secret,
+        ])
         .arg("--tsl")
-        .arg(&path)
+        .arg(tsl)
         .args(["--post-interval", "20ms", "--seed", "11", "--format", "json"])
         .env_remove("RUST_LOG")
         .env_remove("ALIOT_PRODUCT_KEY")
@@ -85,7 +71,86 @@ async fn a_device_simulated_from_its_tsl_posts_valid_values_and_answers_calls() 
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("aliot device run --tsl");
+        .expect("aliot device run --tsl")
+}
+
+/// A hub (data in `dir`) with device `sim-01` of a new product: (hub, pk, secret).
+async fn hub_with_device(dir: &tempfile::TempDir) -> (RunningHub, String, String) {
+    let mut config = Config {
+        data_dir: Some(dir.path().join("hub")),
+        ..Config::default()
+    };
+    config.mqtt.listen = "127.0.0.1:0".parse().expect("addr");
+    config.admin.listen = "127.0.0.1:0".parse().expect("addr");
+    let hub: RunningHub = aliot_hub::start(config, std::future::pending())
+        .await
+        .expect("hub");
+    let product = hub.service().create_product("sim", None).await.expect("product");
+    let device = hub
+        .service()
+        .create_device(&product.product_key, "sim-01", None)
+        .await
+        .expect("device");
+    (hub, product.product_key, device.device_secret)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_simulated_from_its_tsl_refuses_bad_requests_with_the_platforms_codes() {
+    // The hub has no model here, so bad calls reach the device, which judges them by its own.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hub, pk, secret) = hub_with_device(&dir).await;
+    let path = dir.path().join("model.json");
+    std::fs::write(&path, TSL).expect("the TSL file");
+    let mut events = hub.service().events();
+    let _child = simulate(&hub, &pk, &secret, &path);
+    aliot_testkit::guard("the simulated device online", async {
+        loop {
+            if let Ok(HubEvent::Status(s)) = events.recv().await.as_deref()
+                && s.device_name == "sim-01"
+                && s.status == "online"
+            {
+                break;
+            }
+        }
+    })
+    .await;
+    let service = hub.service();
+    for (params, code) in [
+        (json!({"Brightness": "35"}), 6306),
+        (json!({"Temperature": 20.5}), 6320),
+        (json!({"Colour": 1}), 6320),
+        (json!({"Mode": 3}), 6309),
+    ] {
+        let reply = service
+            .set_property(&pk, "sim-01", params.clone(), CALL_TIMEOUT)
+            .await
+            .expect("answered");
+        assert_eq!(reply["code"], code, "{params}: {reply}");
+    }
+    for (name, params, code) in [
+        ("Blink", json!({}), 6302),
+        ("Blink", json!({"Times": 11}), 6306),
+        ("Reboot", json!({}), 6300),
+    ] {
+        let reply = service
+            .invoke_service(&pk, "sim-01", name, params.clone(), CALL_TIMEOUT)
+            .await
+            .expect("answered");
+        assert_eq!(reply["code"], code, "{name} {params}: {reply}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_simulated_from_its_tsl_posts_valid_values_and_answers_calls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (hub, pk, secret) = hub_with_device(&dir).await;
+    let service = hub.service();
+    service.import_tsl(&pk, TSL.to_owned()).await.expect("TSL");
+    let model = Tsl::from_json(TSL).expect("the model");
+    let path = dir.path().join("model.json");
+    std::fs::write(&path, TSL).expect("the TSL file");
+    let mut events = service.events();
+    let mut child = simulate(&hub, &pk, &secret, &path);
 
     // Property posts and event posts, all answered 200 with nothing rejected.
     let (mut posts, mut alarms) = (0, 0);
