@@ -629,7 +629,14 @@ impl Out {
 
     fn event_reply(&self, event: &str, result: &aliot_device::Result<aliot_protocol::alink::Reply>) {
         match (self.format, result) {
-            (Format::Text, Ok(r)) => Self::status(&format!("event {event} post {}: code {}", r.id, r.code)),
+            (Format::Text, Ok(r)) => {
+                Self::status(&format!(
+                    "event {event} post {}: code {}{}",
+                    r.id,
+                    r.code,
+                    rejected(r)
+                ));
+            }
             (Format::Text, Err(e)) => Self::status(&format!("event {event} post failed: {e}")),
             (Format::Json, Ok(r)) => self.json(json!({"type": "event_reply", "event": event, "reply": r})),
             (Format::Json, Err(e)) => {
@@ -640,11 +647,22 @@ impl Out {
 
     fn post_reply(&self, result: &aliot_device::Result<aliot_protocol::alink::Reply>) {
         match (self.format, result) {
-            (Format::Text, Ok(r)) => Self::status(&format!("property post {}: code {}", r.id, r.code)),
+            (Format::Text, Ok(r)) => {
+                Self::status(&format!("property post {}: code {}{}", r.id, r.code, rejected(r)))
+            }
             (Format::Text, Err(e)) => Self::status(&format!("property post failed: {e}")),
             (Format::Json, Ok(r)) => self.json(json!({"type": "post_reply", "reply": r})),
             (Format::Json, Err(e)) => self.json(json!({"type": "post_error", "error": e.to_string()})),
         }
+    }
+}
+
+/// What a code-200 post reply says was rejected (the platform names each rejected identifier in
+/// `data`, cloud-side §3.3), as ` rejected {…}`; nothing when `data` is empty.
+fn rejected(reply: &aliot_protocol::alink::Reply) -> String {
+    match reply.data.as_object() {
+        Some(data) if !data.is_empty() => format!(", rejected {}", reply.data),
+        _ => String::new(),
     }
 }
 
