@@ -18,6 +18,9 @@ use serde_json::{Map, Value};
 
 use crate::cmd::usage;
 
+/// The platform's answer to a post, or why there is none.
+type PostResult = aliot_device::Result<aliot_protocol::alink::Reply>;
+
 /// One event for every this many posts, on average.
 const EVENT_ODDS: u32 = 3;
 
@@ -57,7 +60,7 @@ impl Simulator {
         self.seed
     }
 
-    /// Valid random values of the model's properties (at most the 200 one post may carry).
+    /// Valid random values of the model's properties (the first 200: what one post may carry).
     fn draw_properties(&self) -> Map<String, Value> {
         let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
         let mut next = || rng.random::<u64>();
@@ -94,13 +97,7 @@ impl Simulator {
     }
 
     /// One round: new property values posted (checked first), and now and then an event.
-    pub(super) async fn post_round(
-        &self,
-        device: &Device,
-    ) -> (
-        aliot_device::Result<aliot_protocol::alink::Reply>,
-        Option<(String, aliot_device::Result<aliot_protocol::alink::Reply>)>,
-    ) {
+    pub(super) async fn post_round(&self, device: &Device) -> (PostResult, Option<(String, PostResult)>) {
         let values = self.draw_properties();
         self.values
             .lock()
@@ -165,11 +162,7 @@ impl Simulator {
     }
 
     /// Posts the values of a property set back (as a device does once they are applied).
-    pub(super) async fn post_back(
-        &self,
-        device: &Device,
-        values: Map<String, Value>,
-    ) -> aliot_device::Result<aliot_protocol::alink::Reply> {
+    pub(super) async fn post_back(&self, device: &Device, values: Map<String, Value>) -> PostResult {
         self.model.post_property(device, Value::Object(values)).await
     }
 }
