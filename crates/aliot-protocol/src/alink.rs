@@ -137,7 +137,8 @@ impl Request {
     /// [`AlinkError`] for bad JSON or a missing `id`; [`AlinkError::TooLong`] for an `id` longer
     /// than [`MAX_ID_LEN`] or a `method` longer than [`MAX_METHOD_LEN`] (a reply would echo them).
     pub fn parse(payload: &[u8]) -> Result<Self, AlinkError> {
-        let v: Value = serde_json::from_slice(payload).map_err(|e| AlinkError::NotJson(e.to_string()))?;
+        // Strict: an object naming a key twice is refused (serde_json keeps the last silently).
+        let v = crate::json::from_slice(payload).map_err(|e| AlinkError::NotJson(e.to_string()))?;
         if !v.is_object() {
             return Err(AlinkError::NotJson("not an object".into()));
         }

@@ -68,6 +68,7 @@ pub mod diagnose;
 pub mod error;
 pub mod http_auth;
 pub mod identity;
+pub mod json;
 pub mod profile;
 pub mod register;
 pub mod sign;

@@ -21,7 +21,7 @@ pub(super) fn from_json(text: &str) -> Result<Tsl, TslError> {
         return Err(err("", TslErrorKind::TooLarge(text.len())));
     }
     let value: Value =
-        serde_json::from_str(text).map_err(|e| err("", TslErrorKind::NotJson(e.to_string())))?;
+        crate::json::from_str(text).map_err(|e| err("", TslErrorKind::NotJson(e.to_string())))?;
     tsl(&value)
 }
 
