@@ -716,6 +716,9 @@ async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
             loop {
                 tick.tick().await;
                 let (post, event) = sim.post_round(&device).await;
+                if matches!(post, Err(DeviceError::Closed)) {
+                    break; // stopping: nothing to report
+                }
                 out.post_reply(&post);
                 if let Some((id, reply)) = event {
                     out.event_reply(&id, &reply);
