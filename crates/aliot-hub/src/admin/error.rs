@@ -86,6 +86,7 @@ impl From<registry::Error> for ApiError {
             registry::Error::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
             registry::Error::AlreadyActivated { .. } => (StatusCode::CONFLICT, "device_activated"),
             registry::Error::DeviceDisabled { .. } => (StatusCode::CONFLICT, "device_disabled"),
+            registry::Error::VersionConflict { .. } => (StatusCode::CONFLICT, "version_conflict"),
             registry::Error::Unsupported(_) => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
             // The change was not saved; /healthz says the same until the storage is repaired.
             registry::Error::Storage { .. } => {
@@ -116,6 +117,10 @@ impl From<service::Error> for ApiError {
             service::Error::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "device_timeout"),
             service::Error::BadReply { .. } => (StatusCode::BAD_GATEWAY, "bad_reply"),
             service::Error::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            service::Error::ShadowRefused(ref r) if r.code == 409 => {
+                (StatusCode::CONFLICT, "version_conflict")
+            }
+            service::Error::ShadowRefused(_) => (StatusCode::BAD_REQUEST, "shadow_refused"),
         };
         Self::new(status, code, ErrorChain(&e).to_string())
     }
