@@ -288,11 +288,11 @@ impl Platform {
                 }
             }
         });
-        if !self.lane.push(job) {
-            if let (Some((session, qos)), Some(reply)) = (session, busy) {
-                self.problem(&session, None, "desired/shadow lane full: answered busy", false);
-                self.reply(&session, reply, qos);
-            }
+        if !self.lane.push(job)
+            && let (Some((session, qos)), Some(reply)) = (session, busy)
+        {
+            self.problem(&session, None, "desired/shadow lane full: answered busy", false);
+            self.reply(&session, reply, qos);
         }
     }
 
