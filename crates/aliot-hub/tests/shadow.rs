@@ -467,3 +467,64 @@ async fn desired_values_and_the_shadow_survive_a_restart() {
     let (s, _) = hub.call("GET", &format!("{path}/shadow"), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+/// Runs a command to its end (guarded) and returns the last stdout line as JSON.
+async fn run_sdk(cmd: std::process::Command) -> Value {
+    let out = tokio::task::spawn_blocking(move || aliot_testkit::run_guarded(cmd))
+        .await
+        .expect("the SDK run");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("the script's JSON line")
+}
+
+#[tokio::test]
+async fn the_official_python_sdks_shadow_calls_work_unchanged() {
+    let hub = TestHub::start().await;
+    let (pk, dn, ds) = hub.device("py-shadow").await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/linkkit_shadow.py");
+    let mut cmd = std::process::Command::new(aliot_testkit::sdk_python());
+    cmd.arg(script)
+        .arg(hub.mqtt.port().to_string())
+        .args([&pk, &dn, &ds]);
+    let report = run_sdk(cmd).await;
+    assert_eq!(
+        report["update"]["payload"],
+        json!({"status": "success", "version": 1}),
+        "{report}"
+    );
+    assert_eq!(
+        report["get"]["payload"]["state"]["reported"],
+        json!({"color": "red", "brightness": 40}),
+        "{report}"
+    );
+    assert_eq!(report["version"], 1, "{report}");
+}
+
+#[tokio::test]
+async fn the_official_node_sdks_shadow_calls_work_unchanged() {
+    let hub = TestHub::start().await;
+    let (pk, dn, ds) = hub.device("node-shadow").await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/node_shadow.js");
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(script)
+        .arg(aliot_testkit::sdk_node_package())
+        .arg(hub.mqtt.port().to_string())
+        .args([&pk, &dn, &ds]);
+    let report = run_sdk(cmd).await;
+    assert_eq!(report["post"]["payload"]["status"], "success", "{report}");
+    assert_eq!(
+        report["get"]["payload"]["state"]["reported"],
+        json!({"color": "red", "on": 1}),
+        "{report}"
+    );
+    assert_eq!(report["delete"]["payload"]["status"], "success", "{report}");
+    let (_, v) = hub
+        .call("GET", &format!("{}/shadow", device_path(&pk, &dn)), None)
+        .await;
+    assert_eq!(v["shadow"]["state"]["reported"], json!({"on": 1}), "{v}");
+}
