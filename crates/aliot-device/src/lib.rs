@@ -104,6 +104,7 @@ pub mod preauth;
 pub mod register;
 mod route;
 mod shared;
+mod state;
 pub mod tls;
 mod transport;
 mod url;
@@ -112,6 +113,7 @@ pub use client::{Device, Stats, TimeSync};
 pub use error::{Error, Result};
 pub use event::{
     Connected, Disconnected, Event, Events, Message, PropertySet, ReplyError, RrpcRequest, ServiceCall,
+    ShadowMessage,
 };
 #[cfg(feature = "exec")]
 pub use exec::{Exec, ExecOutcome};
@@ -120,3 +122,4 @@ pub use options::{Backoff, DeviceOptions, Login, QoS, RefusalPolicy, TrustAnchor
 pub use preauth::pre_authenticate;
 pub use register::{Registration, register_https, register_mqtt};
 pub use route::{CallVia, RrpcKind};
+pub use state::DesiredValue;
