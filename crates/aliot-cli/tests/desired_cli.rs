@@ -1,0 +1,69 @@
+//! `aliot admin device desired|shadow …` against a hub process (issue 11).
+
+use std::path::Path;
+use std::process::Output;
+
+use aliot_testkit::{HubProcess, admin, ok_json, stderr};
+use serde_json::json;
+
+/// `aliot admin device GROUP CMD --product-key PK --device-name DN EXTRA…`.
+fn on_device(d: &Path, cmd: &[&str], extra: &[&str]) -> Output {
+    let target = ["--product-key", "a1StateCli", "--device-name", "lamp"];
+    admin(d, &[&["device"][..], cmd, &target[..], extra].concat())
+}
+
+#[test]
+fn desired_values_and_the_shadow_are_managed_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _hub = HubProcess::start(dir.path(), &[]);
+    let d = dir.path();
+    ok_json(&admin(
+        d,
+        &["product", "create", "--name", "p", "--product-key", "a1StateCli"],
+    ));
+    ok_json(&admin(
+        d,
+        &[
+            "device",
+            "create",
+            "--product-key",
+            "a1StateCli",
+            "--device-name",
+            "lamp",
+        ],
+    ));
+
+    let v = ok_json(&on_device(
+        d,
+        &["desired", "set"],
+        &["--items", r#"{"power":1,"color":"red"}"#],
+    ));
+    assert_eq!(v, json!({"versions": {"color": 1, "power": 1}, "pushed": false}));
+    let out = on_device(
+        d,
+        &["desired", "set"],
+        &["--items", r#"{"power":0}"#, "--versions", r#"{"power":5}"#],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("version_conflict"), "{}", stderr(&out));
+    let v = ok_json(&on_device(d, &["desired", "get"], &["--identifiers", "power"]));
+    assert_eq!(v["items"][0]["value"], 1, "{v}");
+    let v = ok_json(&on_device(
+        d,
+        &["desired", "clear"],
+        &["--identifiers", "power,color"],
+    ));
+    assert_eq!(v["versions"], json!({"color": 2, "power": 2}), "{v}");
+
+    let v = ok_json(&on_device(d, &["shadow", "get"], &[]));
+    assert_eq!(v, json!({"shadow": null}));
+    let v = ok_json(&on_device(
+        d,
+        &["shadow", "update"],
+        &["--desired", r#"{"color":"green"}"#, "--shadow-version", "3"],
+    ));
+    assert_eq!(v["shadow"]["version"], 3, "{v}");
+    assert_eq!(v["pushed"], false, "{v}");
+    let v = ok_json(&on_device(d, &["shadow", "get"], &[]));
+    assert_eq!(v["shadow"]["state"]["desired"], json!({"color": "green"}), "{v}");
+}
