@@ -32,7 +32,8 @@
 //! `client` ([`Device`], the handle), `driver` (the network loop), `shared` (the state the
 //! handles, the loop and the replies share), `connection` ([`Connected`], [`Disconnected`]:
 //! below both `event` and `shared`), `backoff`, `route`, `pending` (pure state, unit-tested),
-//! [`handler`] (convenience handlers), [`tls`], `transport` (TCP or TLS to the endpoint), and with the feature `exec`, `exec` (answer
+//! [`handler`] (convenience handlers), `state` (desired properties and the device shadow:
+//! [`Device::desired_get`], [`Device::shadow_update`]…), [`tls`], `transport` (TCP or TLS to the endpoint), and with the feature `exec`, `exec` (answer
 //! requests by running a command).
 //!
 //! ## Example: connect, post a property, answer property sets and a service
