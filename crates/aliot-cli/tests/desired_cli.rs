@@ -67,3 +67,47 @@ fn desired_values_and_the_shadow_are_managed_from_the_command_line() {
     let v = ok_json(&on_device(d, &["shadow", "get"], &[]));
     assert_eq!(v["shadow"]["state"]["desired"], json!({"color": "green"}), "{v}");
 }
+
+/// What the hub acknowledged survives `kill -9`: a desired set answered 200, and a device's
+/// shadow update answered `success`.
+#[test]
+fn acknowledged_desired_values_and_shadow_updates_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let mut hub = HubProcess::start(d, &[]);
+    ok_json(&admin(
+        d,
+        &["product", "create", "--name", "p", "--product-key", "a1StateCli"],
+    ));
+    let created = ok_json(&admin(
+        d,
+        &[
+            "device",
+            "create",
+            "--product-key",
+            "a1StateCli",
+            "--device-name",
+            "lamp",
+        ],
+    ));
+    let secret = created["deviceSecret"].as_str().expect("secret").to_owned();
+    ok_json(&on_device(d, &["desired", "set"], &["--items", r#"{"power":1}"#]));
+    let (mut device, code) = aliot_testkit::BlockingRaw::connect(hub.mqtt, "a1StateCli", "lamp", &secret);
+    assert_eq!(code, 0);
+    device.publish(
+        "/shadow/update/a1StateCli/lamp",
+        br#"{"method":"update","state":{"reported":{"color":"red"}},"version":9}"#,
+    );
+    let (topic, payload) = device.recv_publish();
+    assert_eq!(topic, "/shadow/get/a1StateCli/lamp");
+    let reply: serde_json::Value = serde_json::from_slice(&payload).expect("JSON");
+    assert_eq!(reply["payload"]["status"], "success", "{reply}");
+    hub.kill_9();
+
+    let _hub = HubProcess::start(d, &[]);
+    let v = ok_json(&on_device(d, &["desired", "get"], &[]));
+    assert_eq!(v["items"][0]["value"], 1, "{v}");
+    let v = ok_json(&on_device(d, &["shadow", "get"], &[]));
+    assert_eq!(v["shadow"]["version"], 9, "{v}");
+    assert_eq!(v["shadow"]["state"]["reported"], json!({"color": "red"}), "{v}");
+}

@@ -254,6 +254,38 @@ mod tests {
         parse(payload.as_bytes()).err().map(|(c, _, _)| c)
     }
 
+    proptest::proptest! {
+        /// Bad input: any bytes, and any JSON built from the fields a shadow message has, get an
+        /// answer (a change or a code in 400..=406), never a panic.
+        #[test]
+        fn any_message_is_answered_without_panicking(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            method in proptest::option::of(proptest::prop_oneof!["get", "update", "delete", "x"]),
+            version in proptest::option::of(proptest::prelude::any::<i64>()),
+            reported in proptest::option::of(proptest::collection::btree_map("[a-c]{1,2}", 0i64..3, 0..4)),
+            null_desired in proptest::prelude::any::<bool>(),
+        ) {
+            let _ = parse(&bytes);
+            let mut msg = serde_json::Map::new();
+            if let Some(m) = method { msg.insert("method".into(), Value::from(m)); }
+            if let Some(v) = version { msg.insert("version".into(), Value::from(v)); }
+            let mut state = serde_json::Map::new();
+            if let Some(r) = reported { state.insert("reported".into(), serde_json::json!(r)); }
+            if null_desired { state.insert("desired".into(), Value::from("null")); }
+            msg.insert("state".into(), Value::Object(state));
+            let text = Value::Object(msg).to_string();
+            match parse(text.as_bytes()) {
+                Ok((Some(change), _)) => {
+                    let _ = ShadowDocument::apply(None, change.clone(), 1);
+                    let doc = ShadowDocument::default();
+                    let _ = ShadowDocument::apply(Some(&doc), change, 2);
+                }
+                Ok((None, _)) => {}
+                Err((code, _, _)) => proptest::prop_assert!((400..=406).contains(&code), "{code}"),
+            }
+        }
+    }
+
     #[test]
     fn each_malformed_message_gets_its_code() {
         assert_eq!(code_of("not json"), Some(400));
