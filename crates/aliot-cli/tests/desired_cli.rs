@@ -111,3 +111,49 @@ fn acknowledged_desired_values_and_shadow_updates_survive_kill_9() {
     assert_eq!(v["shadow"]["version"], 9, "{v}");
     assert_eq!(v["shadow"]["state"]["reported"], json!({"color": "red"}), "{v}");
 }
+
+#[test]
+fn a_device_updates_and_gets_its_shadow_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let hub = HubProcess::start(d, &[]);
+    ok_json(&admin(
+        d,
+        &["product", "create", "--name", "p", "--product-key", "a1StateCli"],
+    ));
+    let created = ok_json(&admin(
+        d,
+        &[
+            "device",
+            "create",
+            "--product-key",
+            "a1StateCli",
+            "--device-name",
+            "lamp",
+        ],
+    ));
+    let secret = created["deviceSecret"].as_str().expect("secret").to_owned();
+    let port = hub.mqtt.port().to_string();
+    let device = |args: &[&str]| {
+        let mut cmd = aliot_testkit::aliot();
+        cmd.args(["device", "shadow"])
+            .args(args)
+            .args(["--host", "127.0.0.1", "--port", &port])
+            .args(["--product-key", "a1StateCli", "--device-name", "lamp"])
+            .args(["--device-secret", &secret]);
+        aliot_testkit::run_guarded(cmd)
+    };
+    let v = ok_json(&device(&[
+        "update",
+        r#"{"color":"red"}"#,
+        "--shadow-version",
+        "2",
+    ]));
+    assert_eq!(v, json!({"version": 2}));
+    let out = device(&["update", r#"{"color":"blue"}"#, "--shadow-version", "2"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("409"), "{}", stderr(&out));
+    let v = ok_json(&device(&["get"]));
+    assert_eq!(v["payload"]["state"]["reported"], json!({"color": "red"}), "{v}");
+    assert_eq!(v["version"], 2, "{v}");
+}
