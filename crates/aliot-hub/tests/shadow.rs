@@ -528,3 +528,62 @@ async fn the_official_node_sdks_shadow_calls_work_unchanged() {
         .await;
     assert_eq!(v["shadow"]["state"]["reported"], json!({"on": 1}), "{v}");
 }
+
+/// A storage failure changes nothing: the change is refused with the storage error (which the
+/// platform answers with shadow code 500 / Alink 500 and the admin API with 503), and once the
+/// storage works again the document is as it was.
+#[tokio::test]
+async fn a_storage_failure_leaves_desired_values_and_the_shadow_as_they_were() {
+    use aliot_hub::config::RegistryConfig;
+    use aliot_hub::registry::{
+        DesiredChange, Error, NewDevice, RedbRegistry, Registry as _, ShadowChange, StorageFault,
+    };
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fault = StorageFault::new();
+    let store = RedbRegistry::open_with_fault(dir.path(), &RegistryConfig::default(), fault.clone())
+        .await
+        .expect("open");
+    store.create_product("p", Some("a1P")).await.expect("product");
+    store
+        .create_devices("a1P", vec![NewDevice::named("d")], false)
+        .await
+        .expect("device");
+    let report = |version| ShadowChange::Report {
+        reported: json!({"a": version}).as_object().cloned(),
+        clear_desired: false,
+        version,
+    };
+    let set = |v: i64| DesiredChange::Set([("a".to_owned(), (json!(v), None))].into());
+    store
+        .change_shadow("a1P", "d", report(1), 10)
+        .await
+        .expect("stored")
+        .expect("accepted");
+    store
+        .change_desired("a1P", "d", set(1), 10)
+        .await
+        .expect("stored");
+
+    fault.fail(true);
+    let err = store
+        .change_shadow("a1P", "d", report(2), 11)
+        .await
+        .expect_err("the storage fails");
+    assert!(matches!(err, Error::Storage { .. }), "{err:?}");
+    let err = store
+        .change_desired("a1P", "d", set(2), 11)
+        .await
+        .expect_err("the storage fails");
+    assert!(matches!(err, Error::Storage { .. }), "{err:?}");
+    fault.fail(false);
+
+    let doc = store.shadow("a1P", "d").await.expect("read").expect("a document");
+    assert_eq!(
+        (doc.version, &doc.state.reported),
+        (1, json!({"a": 1}).as_object().expect("object"))
+    );
+    let desired = store.desired("a1P", "d").await.expect("read");
+    assert_eq!(desired.get("a").map(|v| v.version), Some(1));
+    store.close().await;
+}
