@@ -1,7 +1,8 @@
 //! The registry: what the hub knows about products and devices, behind one narrow trait.
 //!
 //! [`Registry`] is every registry operation the hub needs: products, devices and their secrets,
-//! last-online status and the last reported property values. The engine never sees it; the
+//! last-online status, the last reported property values, desired properties and device
+//! shadows. The engine never sees it; the
 //! platform asks it at CONNECT ([`Registry::device_auth`]) and after uplinks, and the
 //! application [`Service`](crate::service::Service) (admin API, later OpenAPI and the console)
 //! asks it for everything else. [`RedbRegistry`] is the embedded implementation (one redb file
@@ -18,6 +19,10 @@
 //!   fails the caller; `remember_properties` refuses, whole, a post that would take the device
 //!   past its [`PropertyLimits`] (the rule is [`Properties::remember`], shared by every
 //!   implementation), and the platform answers that post with code 6106.
+//! - A change to desired properties or a shadow ([`Registry::change_desired`],
+//!   [`Registry::change_shadow`]) is durable before its future resolves with `Ok`, and follows
+//!   the shared rules ([`DesiredProperties::apply`], [`ShadowDocument::apply`]) atomically per
+//!   device; a device's deletion forgets both.
 //! - Nothing a registry keeps grows with what devices send beyond those limits.
 
 use std::fmt;
