@@ -442,6 +442,11 @@ impl Client {
             .saturating_add(self.timeout)
     }
 
+    /// How long a plain request may take (the client's timeout).
+    pub(crate) fn wait(&self) -> Duration {
+        self.timeout
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -515,7 +520,7 @@ impl Client {
         }
     }
 
-    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+    pub(crate) async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let answer = self.exchange(Method::GET, path, None, self.timeout).await?;
         self.decode(path, &answer)
     }
@@ -525,7 +530,7 @@ impl Client {
         Ok(text(&answer))
     }
 
-    async fn send_json<B: Serialize + Sync, T: DeserializeOwned>(
+    pub(crate) async fn send_json<B: Serialize + Sync, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -565,7 +570,7 @@ fn batch_path(product_key: &str, format: Option<Format>) -> String {
     format!("{}:batch{}", devices_path(product_key), query(&q))
 }
 
-fn device_path(product_key: &str, device_name: &str) -> String {
+pub(crate) fn device_path(product_key: &str, device_name: &str) -> String {
     format!("{}/{}", devices_path(product_key), segment(device_name))
 }
 

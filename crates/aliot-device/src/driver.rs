@@ -18,7 +18,9 @@ use tokio::sync::{mpsc, watch};
 use crate::backoff::{Next, Schedule};
 use crate::clock::now_ms;
 use crate::error::Error;
-use crate::event::{Connected, Disconnected, Event, Message, PropertySet, Replier, RrpcRequest, ServiceCall};
+use crate::event::{
+    Connected, Disconnected, Event, Message, PropertySet, Replier, RrpcRequest, ServiceCall, ShadowMessage,
+};
 use crate::options::{Login, QoS};
 use crate::preauth::PreAuthClient;
 use crate::route::{Route, route};
@@ -424,6 +426,23 @@ impl Driver {
                     self.emit(Self::message(&topic, payload, qos));
                 }
             }
+            Route::Shadow => match serde_json::from_slice::<Value>(&payload) {
+                Ok(body) => {
+                    let token = match body.get("clientToken") {
+                        Some(Value::String(s)) => Some(s.clone()),
+                        Some(Value::Number(n)) => Some(n.to_string()),
+                        _ => None,
+                    };
+                    let unclaimed = match token {
+                        Some(t) => lock(&shared.correlator).complete_shadow(&t, body),
+                        None => Some(body),
+                    };
+                    if let Some(body) = unclaimed {
+                        self.emit(Event::Shadow(ShadowMessage::new(body)));
+                    }
+                }
+                Err(_) => self.emit(Self::message(&topic, payload, qos)),
+            },
             Route::PropertySet { reply_topic } => match Request::parse(&payload) {
                 Ok(request) => {
                     let replier = Replier::new(

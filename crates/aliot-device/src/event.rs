@@ -39,6 +39,9 @@ pub enum Event {
     ServiceCall(ServiceCall),
     /// A raw or custom-topic RRPC request.
     Rrpc(RrpcRequest),
+    /// A message on `/shadow/get/{pk}/{dn}` no call waits for: the application's desired
+    /// update pushed as `control`, or a reply to a shadow message sent without this SDK.
+    Shadow(ShadowMessage),
     /// The device stopped for good: `None` when asked to ([`crate::Device::disconnect`] or every
     /// handle dropped), or the reason (a refusal under [`crate::RefusalPolicy::Stop`]). The
     /// stream ends after it.
@@ -64,6 +67,47 @@ impl fmt::Debug for Message {
             .field("payload", &format_args!("{} bytes", self.payload.len()))
             .field("qos", &self.qos)
             .finish()
+    }
+}
+
+/// A device shadow message from the platform (`{"method":"control"|"reply","payload":{…},"version","timestamp"}`).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ShadowMessage {
+    /// The whole message.
+    pub body: Value,
+}
+
+impl ShadowMessage {
+    /// A message from its JSON.
+    pub fn new(body: Value) -> Self {
+        Self { body }
+    }
+
+    /// `control` (pushed desired state) or `reply`.
+    pub fn method(&self) -> &str {
+        self.body
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The document's version (`version`, or `payload.version` in an update's reply).
+    pub fn version(&self) -> Option<i64> {
+        self.body
+            .get("version")
+            .or_else(|| self.body.get("payload")?.get("version"))
+            .and_then(Value::as_i64)
+    }
+
+    /// `payload.state` (`{"reported","desired"}`), when the message carries the document.
+    pub fn state(&self) -> Option<&Value> {
+        self.body.get("payload")?.get("state")
+    }
+
+    /// `payload.state.desired`, when present.
+    pub fn desired(&self) -> Option<&Value> {
+        self.state()?.get("desired")
     }
 }
 

@@ -32,7 +32,9 @@
 //! `client` ([`Device`], the handle), `driver` (the network loop), `shared` (the state the
 //! handles, the loop and the replies share), `connection` ([`Connected`], [`Disconnected`]:
 //! below both `event` and `shared`), `backoff`, `route`, `pending` (pure state, unit-tested),
-//! [`handler`] (convenience handlers), [`thing`] (thing-model checks of what is sent and asked), [`tls`], `transport` (TCP or TLS to the endpoint), and with the feature `exec`, `exec` (answer
+//! [`handler`] (convenience handlers), [`thing`] (thing-model checks of what is sent and asked),
+//! `state` (desired properties and the device shadow: [`Device::desired_get`],
+//! [`Device::shadow_update`]…), [`tls`], `transport` (TCP or TLS to the endpoint), and with the feature `exec`, `exec` (answer
 //! requests by running a command).
 //!
 //! ## Example: connect, post a property, answer property sets and a service
@@ -104,6 +106,7 @@ pub mod preauth;
 pub mod register;
 mod route;
 mod shared;
+mod state;
 pub mod thing;
 pub mod tls;
 mod transport;
@@ -113,6 +116,7 @@ pub use client::{Device, Stats, TimeSync};
 pub use error::{Error, Result};
 pub use event::{
     Connected, Disconnected, Event, Events, Message, PropertySet, ReplyError, RrpcRequest, ServiceCall,
+    ShadowMessage,
 };
 #[cfg(feature = "exec")]
 pub use exec::{Exec, ExecOutcome};
@@ -121,3 +125,4 @@ pub use options::{Backoff, DeviceOptions, Login, QoS, RefusalPolicy, TrustAnchor
 pub use preauth::pre_authenticate;
 pub use register::{Registration, register_https, register_mqtt};
 pub use route::{CallVia, RrpcKind};
+pub use state::DesiredValue;

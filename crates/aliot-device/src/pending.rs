@@ -1,12 +1,14 @@
 //! Request/reply correlation, pure: which waiter gets which reply.
 //!
 //! Alink replies are matched by the echoed `id` (one waiter per id); NTP responses by the
-//! echoed `deviceSendTime` (several waiters may share one, any of them may take it).
+//! echoed `deviceSendTime` (several waiters may share one, any of them may take it); shadow
+//! replies by the echoed `clientToken`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use aliot_protocol::alink::Reply;
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::error::Error;
@@ -19,6 +21,7 @@ pub(crate) type NtpAnswer = (Vec<u8>, u64);
 pub(crate) struct Correlator {
     replies: HashMap<String, oneshot::Sender<Result<Reply, Error>>>,
     ntp: HashMap<String, Vec<oneshot::Sender<NtpAnswer>>>,
+    shadow: HashMap<String, oneshot::Sender<Value>>,
 }
 
 impl Correlator {
@@ -53,6 +56,26 @@ impl Correlator {
     /// Forgets a waiter (timed out or dropped).
     pub(crate) fn forget_reply(&mut self, id: &str) {
         self.replies.remove(id);
+    }
+
+    /// Registers a waiter for the shadow reply echoing `token` as its `clientToken`.
+    pub(crate) fn expect_shadow(&mut self, token: &str) -> oneshot::Receiver<Value> {
+        let (tx, rx) = oneshot::channel();
+        self.shadow.insert(token.to_owned(), tx);
+        rx
+    }
+
+    /// Hands a shadow reply to the waiter of `token`; gives it back when nobody waits.
+    pub(crate) fn complete_shadow(&mut self, token: &str, message: Value) -> Option<Value> {
+        match self.shadow.remove(token) {
+            Some(tx) => tx.send(message).err(),
+            None => Some(message),
+        }
+    }
+
+    /// Forgets a shadow waiter (timed out or dropped).
+    pub(crate) fn forget_shadow(&mut self, token: &str) {
+        self.shadow.remove(token);
     }
 
     /// Registers an NTP waiter for a request sent with `device_send_time`.
@@ -91,7 +114,7 @@ impl Correlator {
     /// How many replies are awaited.
     #[cfg(test)]
     pub(crate) fn waiting(&self) -> usize {
-        self.replies.len() + self.ntp.values().map(Vec::len).sum::<usize>()
+        self.replies.len() + self.ntp.values().map(Vec::len).sum::<usize>() + self.shadow.len()
     }
 }
 

@@ -60,6 +60,8 @@ pub(crate) enum Route {
     Reply,
     /// `/ext/ntp/{pk}/{dn}/response`.
     Ntp,
+    /// `/shadow/get/{pk}/{dn}`: a shadow reply or `control` push.
+    Shadow,
     /// `/sys/{pk}/{dn}/thing/service/property/set`.
     PropertySet { reply_topic: String },
     /// A service call (async or synchronous over RRPC); `request` is the parsed Alink request.
@@ -134,6 +136,7 @@ pub(crate) fn route(topic: &str, payload: &[u8], pk: &str, dn: &str) -> Route {
             _ => Route::Message,
         },
         Topic::NtpResponse { .. } => Route::Ntp,
+        Topic::Shadow { action, .. } if action == "get" => Route::Shadow,
         Topic::ExtRrpc { message_id, inner } => match *inner {
             Topic::Sys {
                 path: SysPath::Service(service),
@@ -177,6 +180,8 @@ pub(crate) fn system_filters(pk: &str, dn: &str, ext_rrpc: bool) -> Vec<String> 
         format!("{p}/thing/service/+"),
         format!("{p}/rrpc/request/+"),
         format!("/ext/ntp/{pk}/{dn}/response"),
+        format!("{p}/thing/property/desired/+"),
+        format!("/shadow/get/{pk}/{dn}"),
     ];
     if ext_rrpc {
         filters.push(format!("/ext/rrpc/+{p}/thing/service/+"));

@@ -159,6 +159,10 @@ pub mod alink {
     pub const SYSTEM_ERROR: u32 = 500;
     /// Device not found.
     pub const DEVICE_NOT_FOUND: u32 = 6100;
+    /// Too many properties in a desired get or delete (max 200).
+    pub const TOO_MANY_DESIRED: u32 = 6104;
+    /// Desired property query failed.
+    pub const DESIRED_QUERY_FAILED: u32 = 6661;
     /// Too many properties reported (max 200).
     pub const TOO_MANY_PROPERTIES: u32 = 6106;
     /// Topic parse failed (an uplink to a method the platform does not know).
@@ -197,6 +201,7 @@ pub mod alink {
             ),
             6204 => ("device disabled", "enable the device"),
             6207 => ("payload is not JSON", "send a JSON object"),
+            6661 => ("desired property query failed", "retry later"),
             6300 => (
                 "TSL: method not in the thing model",
                 "post only events and services the TSL defines",

@@ -7,8 +7,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use aliot_hub::BoxFuture;
 use aliot_hub::registry::{
-    Device, DeviceAuth, Error, NewDevice, Product, Properties, PropertyLimits, Registry, RegistryCounts,
-    Result,
+    DesiredChange, DesiredOutcome, DesiredProperties, Device, DeviceAuth, Error, NewDevice, Product,
+    Properties, PropertyLimits, Registry, RegistryCounts, Result, ShadowChange, ShadowDocument,
+    ShadowRefusal,
 };
 use serde_json::{Map, Value};
 
@@ -20,6 +21,10 @@ struct State {
     properties: BTreeMap<(String, String), Properties>,
     /// The last [`MAX_LOGINS`] `device_online` calls, in order.
     online: VecDeque<(String, String, IpAddr)>,
+    /// Desired properties, with the hub's rules ([`DesiredProperties::apply`]).
+    desired: BTreeMap<(String, String), DesiredProperties>,
+    /// Shadows, with the hub's rules ([`ShadowDocument::apply`]).
+    shadows: BTreeMap<(String, String), ShadowDocument>,
 }
 
 /// Logins kept for [`MemoryRegistry::logins`]: the oldest are forgotten beyond it, so that a
@@ -215,6 +220,8 @@ impl Registry for MemoryRegistry {
         let mut s = self.lock();
         let k = key(product_key, device_name);
         s.properties.remove(&k);
+        s.desired.remove(&k);
+        s.shadows.remove(&k);
         let result = s
             .devices
             .remove(&k)
@@ -282,6 +289,74 @@ impl Registry for MemoryRegistry {
             .get(&key(product_key, device_name))
             .map(|p| p.values().clone());
         Box::pin(std::future::ready(p))
+    }
+
+    fn desired<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Result<DesiredProperties>> {
+        let s = self.lock();
+        let k = key(product_key, device_name);
+        let result = if s.devices.contains_key(&k) {
+            Ok(s.desired.get(&k).cloned().unwrap_or_default())
+        } else {
+            Err(Self::not_found(product_key, device_name))
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn change_desired<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+        change: DesiredChange,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<DesiredOutcome>> {
+        let mut s = self.lock();
+        let k = key(product_key, device_name);
+        let result = if s.devices.contains_key(&k) {
+            s.desired.entry(k).or_default().apply(change, now_ms)
+        } else {
+            Err(Self::not_found(product_key, device_name))
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn shadow<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ShadowDocument>>> {
+        let s = self.lock();
+        let k = key(product_key, device_name);
+        let result = if s.devices.contains_key(&k) {
+            Ok(s.shadows.get(&k).cloned())
+        } else {
+            Err(Self::not_found(product_key, device_name))
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn change_shadow<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+        change: ShadowChange,
+        now_s: u64,
+    ) -> BoxFuture<'a, Result<std::result::Result<ShadowDocument, ShadowRefusal>>> {
+        let mut s = self.lock();
+        let k = key(product_key, device_name);
+        let result = if s.devices.contains_key(&k) {
+            let applied = ShadowDocument::apply(s.shadows.get(&k), change, now_s);
+            if let Ok(doc) = &applied {
+                s.shadows.insert(k, doc.clone());
+            }
+            Ok(applied)
+        } else {
+            Err(Self::not_found(product_key, device_name))
+        };
+        Box::pin(std::future::ready(result))
     }
 
     fn counts(&self) -> RegistryCounts {

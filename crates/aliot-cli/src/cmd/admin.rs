@@ -13,8 +13,8 @@ use std::pin::Pin;
 use std::process::ExitCode;
 
 use aliot_admin::{
-    Call, Client, CreateBatch, CreateDevice, CreateProduct, DeviceStatus, Encoding, EventFilter, Publish,
-    Rrpc, data_dir,
+    Call, ClearDesired, Client, CreateBatch, CreateDevice, CreateProduct, DesiredQuery, DeviceStatus,
+    Encoding, EventFilter, Publish, Rrpc, SetDesired, UpdateShadow, data_dir,
 };
 use anyhow::Context as _;
 use serde::Serialize;
@@ -172,6 +172,67 @@ enum DeviceCommand {
     Delete(DeviceRef),
     /// Make an activated device registrable again (dynamic registration), as ResetThing does.
     Reset(DeviceRef),
+    /// Desired properties: set (with versions), get, clear.
+    #[command(subcommand)]
+    Desired(DesiredCommand),
+    /// The device shadow: get, update desired.
+    #[command(subcommand)]
+    Shadow(ShadowCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum DesiredCommand {
+    /// Set desired values (pushed to the device when online); with --versions, only if each
+    /// identifier has that version now.
+    Set {
+        #[command(flatten)]
+        device: DeviceRef,
+        /// Desired values as a JSON object, e.g. '{"power":1}'.
+        #[arg(long, value_name = "JSON")]
+        items: String,
+        /// Expected current versions as a JSON object, e.g. '{"power":2}' (0: never set).
+        #[arg(long, value_name = "JSON")]
+        versions: Option<String>,
+    },
+    /// Print desired values with versions and times.
+    Get {
+        #[command(flatten)]
+        device: DeviceRef,
+        /// Only these identifiers (comma-separated).
+        #[arg(long, value_name = "ID,...")]
+        identifiers: Option<String>,
+    },
+    /// Clear desired values; with --versions, only those with that version now.
+    Clear {
+        #[command(flatten)]
+        device: DeviceRef,
+        /// Identifiers to clear (comma-separated).
+        #[arg(long, value_name = "ID,...")]
+        identifiers: String,
+        /// Expected current versions as a JSON object.
+        #[arg(long, value_name = "JSON")]
+        versions: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ShadowCommand {
+    /// Print the shadow document.
+    Get(DeviceRef),
+    /// Update the shadow's desired state (pushed to the device as `control` when online).
+    Update {
+        #[command(flatten)]
+        device: DeviceRef,
+        /// Desired state as a JSON object, e.g. '{"color":"green"}'.
+        #[arg(long, value_name = "JSON")]
+        desired: String,
+        /// The update's version: 0 for no versioning, otherwise above the shadow's version.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        shadow_version: i64,
+        /// Merge into the desired state instead of replacing it.
+        #[arg(long)]
+        delta: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -325,6 +386,86 @@ fn connect(url: &str, token: &str) -> anyhow::Result<Client> {
         .map_err(|e| usage(format!("--token: {e}")))
 }
 
+/// Identifier → version, given on the command line as a JSON object.
+fn versions(text: Option<&str>) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+    let Some(text) = text else {
+        return Ok(std::collections::BTreeMap::new());
+    };
+    serde_json::from_value(json_object("--versions", text)?).map_err(|e| {
+        usage(format!(
+            "--versions must map identifiers to versions (integers): {e}"
+        ))
+    })
+}
+
+/// A comma-separated list of identifiers.
+fn identifiers(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `aliot admin device desired|shadow …`, checked.
+fn state_job(command: DeviceCommand) -> anyhow::Result<Job> {
+    match command {
+        DeviceCommand::Desired(DesiredCommand::Set {
+            device: d,
+            items,
+            versions: v,
+        }) => {
+            let Value::Object(items) = json_object("--items", &items)? else {
+                return Err(usage("--items must be a JSON object"));
+            };
+            let body = SetDesired {
+                items,
+                versions: versions(v.as_deref())?,
+            };
+            json(|c| async move { c.set_desired(&d.product_key, &d.device_name, &body).await })
+        }
+        DeviceCommand::Desired(DesiredCommand::Get {
+            device: d,
+            identifiers,
+        }) => {
+            let q = DesiredQuery { identifiers };
+            json(|c| async move { c.desired(&d.product_key, &d.device_name, &q).await })
+        }
+        DeviceCommand::Desired(DesiredCommand::Clear {
+            device: d,
+            identifiers: ids,
+            versions: v,
+        }) => {
+            let body = ClearDesired {
+                identifiers: identifiers(&ids),
+                versions: versions(v.as_deref())?,
+            };
+            if body.identifiers.is_empty() {
+                return Err(usage("--identifiers names no identifier"));
+            }
+            json(|c| async move { c.clear_desired(&d.product_key, &d.device_name, &body).await })
+        }
+        DeviceCommand::Shadow(ShadowCommand::Get(d)) => {
+            json(|c| async move { c.shadow(&d.product_key, &d.device_name).await })
+        }
+        DeviceCommand::Shadow(ShadowCommand::Update {
+            device: d,
+            desired,
+            shadow_version: version,
+            delta,
+        }) => {
+            let body = UpdateShadow {
+                method: "update".into(),
+                state: serde_json::json!({ "desired": json_object("--desired", &desired)? }),
+                version,
+                delta_update: delta,
+            };
+            json(|c| async move { c.update_shadow(&d.product_key, &d.device_name, &body).await })
+        }
+        _ => Err(usage("not a desired or shadow command")),
+    }
+}
+
 /// A JSON object given on the command line.
 fn json_object(flag: &str, text: &str) -> anyhow::Result<Value> {
     match serde_json::from_str::<Value>(text) {
@@ -458,6 +599,7 @@ fn job(command: AdminCommand) -> anyhow::Result<Job> {
         AdminCommand::Device(DeviceCommand::Disable(d)) => {
             json(|c| async move { c.set_enabled(&d.product_key, &d.device_name, false).await })
         }
+        AdminCommand::Device(c @ (DeviceCommand::Desired(_) | DeviceCommand::Shadow(_))) => state_job(c),
         AdminCommand::Device(DeviceCommand::Delete(d)) => {
             json(|c| async move { c.delete_device(&d.product_key, &d.device_name).await })
         }

@@ -57,6 +57,9 @@ enum Sub {
     PostEvent(PostEventArgs),
     /// Connect, synchronise with the platform's clock over NTP, print the offset, exit.
     Ntp(NtpArgs),
+    /// Connect, get or update the device shadow, print the platform's reply, exit.
+    #[command(subcommand)]
+    Shadow(ShadowSub),
     /// Register a device dynamically with its product's productSecret (MQTT, spec §5.2, or
     /// HTTPS, spec §5.1), print
     /// what the platform answered (deviceSecret, or clientId and deviceToken) as JSON, and
@@ -321,6 +324,23 @@ struct PostEventArgs {
     values: String,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum ShadowSub {
+    /// Print the shadow document (`{"method":"get"}`).
+    Get(NtpArgs),
+    /// Report the device's state (`{"method":"update","state":{"reported":JSON},"version":N}`).
+    Update {
+        #[command(flatten)]
+        conn: ConnArgs,
+        /// The reported state, as a JSON object: '{"color":"red"}'.
+        #[arg(value_name = "JSON")]
+        reported: String,
+        /// The update's version: above the shadow's, or -1 to reset it.
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        shadow_version: i64,
+    },
+}
+
 #[derive(Debug, clap::Args)]
 struct NtpArgs {
     #[command(flatten)]
@@ -335,6 +355,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         Sub::PostProperty(a) => current_thread(post_property(a)),
         Sub::PostEvent(a) => current_thread(post_event(a)),
         Sub::Ntp(a) => current_thread(ntp(a)),
+        Sub::Shadow(s) => current_thread(shadow(s)),
         Sub::Register(a) => current_thread(register::run(a)),
     }
 }
@@ -431,6 +452,30 @@ async fn post_event(a: PostEventArgs) -> anyhow::Result<ExitCode> {
         return Err(usage(format!("bad event identifier: {e}")));
     }
     print_reply(result)
+}
+
+async fn shadow(s: ShadowSub) -> anyhow::Result<ExitCode> {
+    let reply = match s {
+        ShadowSub::Get(a) => {
+            let (device, _events) = connect(&a.conn).await?;
+            let result = device.shadow_get().await;
+            device.disconnect().await;
+            result.map_err(|e| anyhow!(e))?.body
+        }
+        ShadowSub::Update {
+            conn,
+            reported,
+            shadow_version,
+        } => {
+            let reported = parse_json("the reported state", &reported)?;
+            let (device, _events) = connect(&conn).await?;
+            let result = device.shadow_update(reported, shadow_version).await;
+            device.disconnect().await;
+            json!({"version": result.map_err(|e| anyhow!(e))?})
+        }
+    };
+    output::line(&serde_json::to_string(&reply).context("reply")?)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn ntp(a: NtpArgs) -> anyhow::Result<ExitCode> {

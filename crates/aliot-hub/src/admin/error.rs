@@ -86,6 +86,7 @@ impl From<registry::Error> for ApiError {
             registry::Error::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
             registry::Error::AlreadyActivated { .. } => (StatusCode::CONFLICT, "device_activated"),
             registry::Error::DeviceDisabled { .. } => (StatusCode::CONFLICT, "device_disabled"),
+            registry::Error::VersionConflict { .. } => (StatusCode::CONFLICT, "version_conflict"),
             registry::Error::Unsupported(_) => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
             // The change was not saved; /healthz says the same until the storage is repaired.
             registry::Error::Storage { .. } => {
@@ -118,6 +119,10 @@ impl From<service::Error> for ApiError {
             service::Error::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
             // The platform's code leads the message: `the thing model refuses Brightness: code 6306: …`.
             service::Error::ThingModel { .. } => (StatusCode::BAD_REQUEST, "thing_model"),
+            service::Error::ShadowRefused(ref r) if r.code == 409 => {
+                (StatusCode::CONFLICT, "version_conflict")
+            }
+            service::Error::ShadowRefused(_) => (StatusCode::BAD_REQUEST, "shadow_refused"),
         };
         Self::new(status, code, ErrorChain(&e).to_string())
     }

@@ -11,6 +11,8 @@
 //! | 404 | `product_not_found`, `device_not_found`, `not_found` | unknown product, device or route |
 //! | 409 | `device_exists`, `product_exists` | registration of something that exists |
 //! | 409 | `device_offline`, `not_subscribed` | a call that needs the device's answer, and it cannot get one |
+//! | 409 | `version_conflict` | a desired or shadow change named a version that is not the current one |
+//! | 400 | `shadow_refused` | a shadow update past its caps (128 attributes, 16 KiB) |
 //! | 429 | `too_many_pending_calls` | too many calls already wait for this device |
 //! | 502 | `bad_reply` | the device answered something unusable (not JSON) |
 //! | 503 | `queue_full` | the device's queue cannot take the message |
@@ -36,6 +38,9 @@
 //! - `POST …/devices/{dn}/properties` `{"params","timeout_ms"?}`,
 //!   `POST …/devices/{dn}/services/{identifier}` `{"params"?,"timeout_ms"?}`,
 //!   `POST …/devices/{dn}/rrpc` `{"payload","encoding"?,"timeout_ms"?}`
+//! - `GET|POST …/devices/{dn}/desired` (`?identifiers=a,b`; `{"items","versions"?}`),
+//!   `POST …/devices/{dn}/desired/clear` `{"identifiers","versions"?}`
+//! - `GET|PUT …/devices/{dn}/shadow` (`{"method":"update","state":{"desired"},"version","deltaUpdate"?}`)
 //! - `GET /api/v1/events[?productKey=&deviceName=&type=a,b]` (server-sent events)
 
 use std::fmt;
@@ -53,12 +58,14 @@ use crate::http::HttpCounters;
 use crate::registry::RegistryHealth;
 use crate::service::Service;
 
+mod desired;
 mod devices;
 mod downlink;
 mod error;
 mod events;
 mod process;
 mod products;
+mod shadow;
 mod token;
 
 pub use token::{AdminToken, TokenSource, load_or_create as load_or_create_token};
@@ -157,6 +164,18 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/api/v1/products/{pk}/devices/{dn}/rrpc", post(downlink::rrpc))
         .route("/api/v1/products/{pk}/devices/{dn}/reset", post(devices::reset))
+        .route(
+            "/api/v1/products/{pk}/devices/{dn}/desired",
+            get(desired::query).post(desired::set),
+        )
+        .route(
+            "/api/v1/products/{pk}/devices/{dn}/desired/clear",
+            post(desired::clear),
+        )
+        .route(
+            "/api/v1/products/{pk}/devices/{dn}/shadow",
+            get(shadow::get).put(shadow::update),
+        )
         .route("/api/v1/events", get(events::stream))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

@@ -31,6 +31,37 @@ pub(crate) struct Handling {
     pub(crate) properties: Option<PropertyPost>,
     /// Something was wrong with the message (reported as an event, never closes the connection).
     pub(crate) problem: Option<String>,
+    /// Work on what the registry keeps for the device (desired properties, shadow), carried
+    /// out after this decision, in the order uplinks arrive, and answered once durable.
+    pub(crate) deferred: Option<Deferred>,
+}
+
+/// A request about the device's stored state, answered once the registry has done it.
+#[derive(Debug)]
+pub(crate) enum Deferred {
+    /// `thing.property.desired.get`: these identifiers.
+    DesiredGet {
+        /// The identifiers asked for.
+        identifiers: Vec<String>,
+        /// Where to answer (`None`: no reply wanted).
+        reply_to: Option<ReplyTo>,
+    },
+    /// `thing.property.desired.delete`: identifier → expected version.
+    DesiredDelete {
+        /// The identifiers with their versions.
+        items: std::collections::BTreeMap<String, Option<u64>>,
+        /// Where to answer.
+        reply_to: Option<ReplyTo>,
+    },
+    /// `/shadow/update/{pk}/{dn}`: `get` (no change), `update` or `delete`.
+    Shadow {
+        /// The change (`None`: `get`).
+        change: Option<crate::registry::ShadowChange>,
+        /// The request's `clientToken`, echoed.
+        client_token: Option<Value>,
+        /// The reply topic `/shadow/get/{pk}/{dn}`.
+        reply_topic: String,
+    },
 }
 
 /// The values of a property post, to remember in the registry.

@@ -9,14 +9,16 @@
 //! | uplink | room | platform's answer |
 //! |---|---|---|
 //! | property post | [`thing`] | `<topic>_reply` code 200, values remembered (6106 above 200 properties, or past the device's limits on remembered properties: nothing kept) |
-//! | event/batch/pack/history post, deviceinfo update/delete, log post, desired get/delete | [`thing`] | `<topic>_reply` code 200 (unless `sys.ack` is 0) |
+//! | event/batch/pack/history post, deviceinfo update/delete, log post | [`thing`] | `<topic>_reply` code 200 (unless `sys.ack` is 0) |
+//! | desired get/delete | [`desired`] | `<topic>_reply` with the stored desired values (6104 above 200 identifiers), once durable ([`lane`]) |
+//! | `/shadow/update/{pk}/{dn}` | [`shadow`] | `/shadow/get/{pk}/{dn}` reply (400–409, 500), once durable ([`lane`]) |
 //! | OTA firmware get | [`ota`] | `<topic>_reply` code 200 with empty data |
 //! | remote config get | [`config`] | `<topic>_reply` code 6710 (no remote config on the hub) |
 //! | `…/thing/service/property/set_reply`, `…/rrpc/response/{id}`, `/ext/rrpc/{id}/…` | [`service`] | completes the waiting call |
 //! | `/ext/ntp/{pk}/{dn}/request` | [`ntp`] | `/ext/ntp/{pk}/{dn}/response` (spec §12 Q8) |
 //! | any other `/sys/{pk}/{dn}/…` request | [`handling`] | `<topic>_reply` code 6203 (topic parse failed) |
 //! | bad JSON or missing fields | [`handling`] | code 460 when the id can be read, else an event only |
-//! | custom topics, OTA inform/progress, shadow, other replies | — | event only |
+//! | custom topics, OTA inform/progress, other replies | — | event only |
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -41,15 +43,18 @@ use crate::table::{CloseReason, Offer, Outgoing, QueueLimits, Session};
 
 mod auth;
 mod config;
+mod desired;
 mod handling;
+mod lane;
 mod ntp;
 mod ota;
 pub(crate) mod registration;
 pub(crate) mod service;
+pub(crate) mod shadow;
 mod thing;
 pub(crate) mod tokens;
 
-pub(crate) use self::handling::{Context, Handling, PlatformReply, PropertyPost};
+pub(crate) use self::handling::{Context, Deferred, Handling, PlatformReply, PropertyPost};
 
 /// Decides what the platform does with an uplink on `topic` (which passed the ACL); `tsl` is
 /// the product's thing model, when it has one.
@@ -69,6 +74,8 @@ pub(crate) fn decide(topic: &str, payload: &Bytes, ctx: Context, tsl: Option<&Ts
                 thing::event_post(topic, &path, event, payload, ctx, tsl)
             }
             p if thing::is_accepted_post(p) => thing::accepted(topic, &path, payload, ctx),
+            SysPath::DesiredGet => desired::get(topic, &path, payload, ctx),
+            SysPath::DesiredDelete => desired::delete(topic, &path, payload, ctx),
             SysPath::OtaFirmwareGet => ota::firmware_get(topic, &path, payload, ctx),
             SysPath::ConfigGet => config::get(topic, &path, payload, ctx),
             SysPath::RrpcResponse(_) | SysPath::Reply(_) => service::sys_answer(&path, payload),
@@ -80,6 +87,11 @@ pub(crate) fn decide(topic: &str, payload: &Bytes, ctx: Context, tsl: Option<&Ts
             device_name,
         } => ntp::handle(&product_key, &device_name, payload, ctx),
         Topic::ExtRrpc { message_id, inner } => service::ext_rrpc_answer(message_id, &inner, payload),
+        Topic::Shadow {
+            action,
+            product_key,
+            device_name,
+        } if action == "update" => shadow::update(&product_key, &device_name, payload, ctx.now_ms / 1000),
         _ => Handling::default(),
     }
 }
@@ -93,14 +105,16 @@ pub(crate) struct PlatformConfig {
     pub(crate) outbound: QueueLimits,
 }
 
-/// The platform's side of every connection.
-#[derive(Debug)]
+/// The platform's side of every connection. A cheap `Clone` (its parts are shared).
+#[derive(Debug, Clone)]
 pub(crate) struct Platform {
     registry: Arc<dyn Registry>,
     tokens: Arc<tokens::Tokens>,
     cluster: Arc<dyn Cluster>,
     metrics: Arc<Metrics>,
     config: PlatformConfig,
+    /// Desired and shadow requests, carried out in order once decided.
+    lane: lane::Lane,
 }
 
 impl Platform {
@@ -117,6 +131,7 @@ impl Platform {
             cluster,
             metrics,
             config,
+            lane: lane::Lane::start(),
         }
     }
 
@@ -191,8 +206,8 @@ impl Platform {
 
 impl Platform {
     /// What one uplink does, whoever carried it: the uplink event, then the platform's
-    /// [`decide`], the remembered properties and the completed call. Returns the reply to send
-    /// and the problem to report.
+    /// [`decide`], the remembered properties and the completed call. Returns the reply to send,
+    /// the problem to report and the request to carry out later ([`Platform::defer`]).
     fn process(
         &self,
         product_key: &str,
@@ -200,7 +215,7 @@ impl Platform {
         topic: &str,
         qos: u8,
         payload: &Bytes,
-    ) -> (Option<PlatformReply>, Option<String>) {
+    ) -> (Option<PlatformReply>, Option<String>, Option<Deferred>) {
         let recv_ms = now_ms();
         self.emit(|| {
             Event::Uplink(UplinkEvent::new(
@@ -237,7 +252,48 @@ impl Platform {
                 debug!(%key, "answer to no waiting call (late or unknown id)");
             }
         }
-        (handling.reply, handling.problem)
+        (handling.reply, handling.problem, handling.deferred)
+    }
+
+    /// Queues a desired or shadow request on the lane: carried out in order, then answered
+    /// (when `session` is given) and its problem reported. When the lane is full it is
+    /// answered at once with the platform's busy code.
+    fn defer(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        session: Option<(Arc<Session>, rmqtt_codec::v3::QoS)>,
+        deferred: Deferred,
+    ) {
+        let now = now_ms();
+        let busy = match &deferred {
+            Deferred::Shadow { .. } => shadow::busy(&deferred, now / 1000),
+            _ => desired::busy(&deferred),
+        };
+        let this = self.clone();
+        let (pk, dn) = (product_key.to_owned(), device_name.to_owned());
+        let to = session.clone();
+        let job: lane::Job = Box::pin(async move {
+            let registry = &*this.registry;
+            let (reply, problem) = match deferred {
+                d @ Deferred::Shadow { .. } => shadow::carry_out(registry, &pk, &dn, d, now / 1000).await,
+                d => desired::carry_out(registry, &pk, &dn, d, now).await,
+            };
+            if let Some((session, qos)) = to {
+                if let Some(problem) = problem {
+                    this.problem(&session, None, &problem, false);
+                }
+                if let Some(reply) = reply {
+                    this.reply(&session, reply, qos);
+                }
+            }
+        });
+        if !self.lane.push(job)
+            && let (Some((session, qos)), Some(reply)) = (session, busy)
+        {
+            self.problem(&session, None, "desired/shadow lane full: answered busy", false);
+            self.reply(&session, reply, qos);
+        }
     }
 
     /// An uplink over the HTTP data channel (spec §5.5), already authorised: handled as an MQTT
@@ -251,7 +307,10 @@ impl Platform {
         payload: &Bytes,
     ) {
         inc(&self.metrics.http_uplinks);
-        let (_reply, problem) = self.process(product_key, device_name, topic, 0, payload);
+        let (_reply, problem, deferred) = self.process(product_key, device_name, topic, 0, payload);
+        if let Some(deferred) = deferred {
+            self.defer(product_key, device_name, None, deferred);
+        }
         if let Some(problem) = problem {
             debug!(topic, %problem, "unusable uplink over HTTP");
             self.emit(|| {
@@ -454,13 +513,21 @@ impl Hooks for Platform {
     fn uplink(&self, session: &Arc<Session>, publish: &Publish) {
         let id = &session.id;
         let topic: &str = &publish.topic;
-        let (reply, problem) = self.process(
+        let (reply, problem, deferred) = self.process(
             id.product_key(),
             id.device_name(),
             topic,
             publish.qos.value(),
             &publish.payload,
         );
+        if let Some(deferred) = deferred {
+            self.defer(
+                id.product_key(),
+                id.device_name(),
+                Some((session.clone(), publish.qos)),
+                deferred,
+            );
+        }
         if let Some(problem) = problem {
             debug!(topic, %problem, "unusable uplink");
             self.problem(session, Some(topic), &problem, false);

@@ -1,6 +1,6 @@
 //! The thing model's uplinks: property posts (remembered), event posts, batch, pack and history
-//! posts, device tags (`deviceinfo`), logs and diagnostics, desired property get/delete. Each is
-//! answered on `<topic>_reply` with code 200 unless `sys.ack` is 0.
+//! posts, device tags (`deviceinfo`), logs and diagnostics (desired properties: `desired.rs`).
+//! Each is answered on `<topic>_reply` with code 200 unless `sys.ack` is 0.
 //!
 //! When the product has a thing model (TSL), property and event posts are validated against it
 //! as the platform does (cloud-side spec §3.3, `aliot_protocol::tsl`): the valid properties are
@@ -189,8 +189,8 @@ pub(crate) fn refused(reply_to: Option<ReplyTo>, why: &registry::Error) -> (Opti
     (reply, message)
 }
 
-/// Event posts, batch/pack/history posts, `deviceinfo` update/delete, logs, diagnostics and
-/// desired property get/delete: answered with success.
+/// Event posts, batch/pack/history posts, `deviceinfo` update/delete, logs and diagnostics:
+/// answered with success.
 pub(crate) fn accepted(topic: &str, path: &SysPath, payload: &Bytes, ctx: Context) -> Handling {
     answer(topic, path, payload, Answer::Success, ctx)
 }
@@ -203,9 +203,7 @@ pub(crate) fn is_accepted_post(path: &SysPath) -> bool {
         | SysPath::PropertyPackPost
         | SysPath::PropertyHistoryPost
         | SysPath::DeviceInfoUpdate
-        | SysPath::DeviceInfoDelete
-        | SysPath::DesiredGet
-        | SysPath::DesiredDelete => true,
+        | SysPath::DeviceInfoDelete => true,
         SysPath::Other(p) => p == "thing/log/post" || p == "_thing/diag/post",
         _ => false,
     }

@@ -59,6 +59,18 @@ pub enum Error {
         device_name: String,
     },
 
+    /// A change named a version that is not the current one (desired properties, shadows);
+    /// nothing was changed.
+    #[error("version conflict on {what}: expected version {expected}, current version {current}")]
+    VersionConflict {
+        /// What was to change (`desired property power`).
+        what: String,
+        /// The version the caller expected.
+        expected: u64,
+        /// The current version.
+        current: u64,
+    },
+
     /// This registry does not implement the operation.
     #[error("this registry does not support {0}")]
     Unsupported(&'static str),

@@ -1,7 +1,8 @@
 //! The registry: what the hub knows about products and devices, behind one narrow trait.
 //!
 //! [`Registry`] is every registry operation the hub needs: products, devices and their secrets,
-//! last-online status and the last reported property values. The engine never sees it; the
+//! last-online status, the last reported property values, desired properties and device
+//! shadows. The engine never sees it; the
 //! platform asks it at CONNECT ([`Registry::device_auth`]) and after uplinks, and the
 //! application [`Service`](crate::service::Service) (admin API, later OpenAPI and the console)
 //! asks it for everything else. [`RedbRegistry`] is the embedded implementation (one redb file
@@ -18,6 +19,10 @@
 //!   fails the caller; `remember_properties` refuses, whole, a post that would take the device
 //!   past its [`PropertyLimits`] (the rule is [`Properties::remember`], shared by every
 //!   implementation), and the platform answers that post with code 6106.
+//! - A change to desired properties or a shadow ([`Registry::change_desired`],
+//!   [`Registry::change_shadow`]) is durable before its future resolves with `Ok`, and follows
+//!   the shared rules ([`DesiredProperties::apply`], [`ShadowDocument::apply`]) atomically per
+//!   device; a device's deletion forgets both.
 //! - Nothing a registry keeps grows with what devices send beyond those limits.
 
 use std::fmt;
@@ -26,14 +31,19 @@ use std::net::IpAddr;
 use aliot_protocol::identity::{validate_device_name, validate_product_key, validate_secret};
 use serde_json::{Map, Value};
 
+mod desired;
 mod error;
 #[cfg(feature = "fault-injection")]
 mod fault;
 mod properties;
 mod redb;
 mod sessions;
+mod shadow;
 mod store;
 
+pub use self::desired::{
+    DesiredChange, DesiredOutcome, DesiredProperties, DesiredValue, MAX_DESIRED_BYTES, MAX_DESIRED_PER_DEVICE,
+};
 pub use self::error::{Error, Result};
 #[cfg(feature = "fault-injection")]
 pub use self::fault::StorageFault;
@@ -41,6 +51,10 @@ pub use self::properties::{Properties, PropertyLimits};
 pub(crate) use self::redb::random_alnum;
 pub use self::redb::{DB_FILE, MAX_REPORTED_RECORDS, ONLINE_QUEUE, RedbRegistry};
 pub use self::sessions::{SavedMessage, SavedSession, SessionChange};
+pub use self::shadow::{
+    MAX_ATTRIBUTES as MAX_SHADOW_ATTRIBUTES, MAX_DOCUMENT_BYTES as MAX_SHADOW_BYTES, ShadowChange,
+    ShadowDocument, ShadowMetadata, ShadowRefusal, ShadowState, Stamp,
+};
 
 pub use crate::BoxFuture;
 
@@ -581,6 +595,66 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     fn set_tsl<'a>(&'a self, product_key: &'a str, tsl: Option<ProductTsl>) -> BoxFuture<'a, Result<()>> {
         let _ = (product_key, tsl);
         Box::pin(std::future::ready(Err(Error::Unsupported("thing models"))))
+    }
+
+    /// A device's desired properties (empty when none were set).
+    ///
+    /// # Errors
+    /// [`Error::DeviceNotFound`], [`Error::Storage`]; [`Error::Unsupported`] from a registry
+    /// without desired properties (the default).
+    fn desired<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Result<DesiredProperties>> {
+        let _ = (product_key, device_name);
+        Box::pin(std::future::ready(Err(Error::Unsupported("desired properties"))))
+    }
+
+    /// Applies a change to a device's desired properties ([`DesiredProperties::apply`]),
+    /// durably before the future resolves with `Ok`.
+    ///
+    /// # Errors
+    /// As [`Registry::desired`], and those of [`DesiredProperties::apply`].
+    fn change_desired<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+        change: DesiredChange,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<DesiredOutcome>> {
+        let _ = (product_key, device_name, change, now_ms);
+        Box::pin(std::future::ready(Err(Error::Unsupported("desired properties"))))
+    }
+
+    /// A device's shadow (`None` before its first write).
+    ///
+    /// # Errors
+    /// [`Error::DeviceNotFound`], [`Error::Storage`]; [`Error::Unsupported`] from a registry
+    /// without shadows (the default).
+    fn shadow<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ShadowDocument>>> {
+        let _ = (product_key, device_name);
+        Box::pin(std::future::ready(Err(Error::Unsupported("device shadows"))))
+    }
+
+    /// Applies a change to a device's shadow ([`ShadowDocument::apply`]), durably before the
+    /// future resolves with `Ok(Ok(document))`; `Ok(Err(refusal))` changes nothing.
+    ///
+    /// # Errors
+    /// As [`Registry::shadow`].
+    fn change_shadow<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+        change: ShadowChange,
+        now_s: u64,
+    ) -> BoxFuture<'a, Result<std::result::Result<ShadowDocument, ShadowRefusal>>> {
+        let _ = (product_key, device_name, change, now_s);
+        Box::pin(std::future::ready(Err(Error::Unsupported("device shadows"))))
     }
 
     /// Counts for `/metrics`.

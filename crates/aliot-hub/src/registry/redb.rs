@@ -509,6 +509,13 @@ impl RedbRegistry {
         }
     }
 
+    fn require_device(&self, pk: &str, dn: &str) -> Result<()> {
+        self.record(pk, dn, |_| ()).ok_or_else(|| Error::DeviceNotFound {
+            product_key: pk.to_owned(),
+            device_name: dn.to_owned(),
+        })
+    }
+
     fn require_product(&self, product_key: &str) -> Result<()> {
         if read_lock(&self.inner.products).contains_key(product_key) {
             Ok(())
@@ -770,6 +777,8 @@ impl RedbRegistry {
                     .remove((pk.as_str(), dn.as_str()))
                     .map_err(st("deleting a device token"))?;
             }
+            super::desired::forget(&txn, &pk, &dn)?;
+            super::shadow::forget(&txn, &pk, &dn)?;
             txn.commit().map_err(st("committing a device deletion"))?;
             write_lock(&self.inner.tokens).remove(&(pk.clone(), dn.clone()));
             let mut shard = write_lock(self.shard(&pk, &dn));
@@ -1241,6 +1250,62 @@ impl Registry for RedbRegistry {
             })
             .flatten();
         Box::pin(std::future::ready(props))
+    }
+
+    fn desired<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Result<super::DesiredProperties>> {
+        let this = self.clone();
+        let (pk, dn) = (product_key.to_owned(), device_name.to_owned());
+        Box::pin(blocking(move || {
+            this.require_device(&pk, &dn)?;
+            this.write(|db| super::desired::load(db, &pk, &dn))
+        }))
+    }
+
+    fn change_desired<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+        change: super::DesiredChange,
+        now_ms: u64,
+    ) -> BoxFuture<'a, Result<super::DesiredOutcome>> {
+        let this = self.clone();
+        let (pk, dn) = (product_key.to_owned(), device_name.to_owned());
+        Box::pin(blocking(move || {
+            this.require_device(&pk, &dn)?;
+            this.write(|db| super::desired::change(db, &pk, &dn, change, now_ms))
+        }))
+    }
+
+    fn shadow<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<super::ShadowDocument>>> {
+        let this = self.clone();
+        let (pk, dn) = (product_key.to_owned(), device_name.to_owned());
+        Box::pin(blocking(move || {
+            this.require_device(&pk, &dn)?;
+            this.write(|db| super::shadow::load(db, &pk, &dn))
+        }))
+    }
+
+    fn change_shadow<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+        change: super::ShadowChange,
+        now_s: u64,
+    ) -> BoxFuture<'a, Result<std::result::Result<super::ShadowDocument, super::ShadowRefusal>>> {
+        let this = self.clone();
+        let (pk, dn) = (product_key.to_owned(), device_name.to_owned());
+        Box::pin(blocking(move || {
+            this.require_device(&pk, &dn)?;
+            this.write(|db| super::shadow::change(db, &pk, &dn, change, now_s))
+        }))
     }
 
     fn sessions(&self) -> BoxFuture<'_, Result<Vec<super::SavedSession>>> {

@@ -186,6 +186,10 @@ fn open_database(path: &Path, backend: &Backend) -> Result<Database> {
         .map_err(|e| Error::storage("creating the sessions table", e))?;
     txn.open_table(super::sessions::MESSAGES)
         .map_err(|e| Error::storage("creating the session messages table", e))?;
+    txn.open_table(super::desired::DESIRED)
+        .map_err(|e| Error::storage("creating the desired properties table", e))?;
+    txn.open_table(super::shadow::SHADOWS)
+        .map_err(|e| Error::storage("creating the shadows table", e))?;
     txn.commit()
         .map_err(|e| Error::storage("committing the new tables", e))?;
     Ok(db)

@@ -99,6 +99,10 @@ pub enum Error {
         /// The platform's message (`tsl parse: data type is not int -> Brightness`).
         message: String,
     },
+    /// The shadow refused a desired update (the platform's shadow code: 409 version conflict,
+    /// 408 too many attributes or too large); nothing was changed.
+    #[error(transparent)]
+    ShadowRefused(registry::ShadowRefusal),
 
     /// A caller passed an unusable argument (topic outside the device's namespaces, QoS 2,
     /// payload above the packet limit...).

@@ -25,9 +25,11 @@ use crate::platform::tokens::Tokens;
 use crate::registry::{Device, NewDevice, Product, ProductTsl, Registry, RegistryCounts};
 use crate::table::{CallKey, Delivered, NotSaved, Reach, Undelivered};
 
+mod desired;
 mod error;
 mod model_check;
 
+pub use self::desired::MAX_DESIRED_PER_CALL;
 pub use self::error::{Error, Result};
 pub use crate::cluster::SessionInfo;
 
