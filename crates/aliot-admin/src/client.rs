@@ -51,7 +51,7 @@ pub struct Client {
     base: Arc<str>,
     /// `Bearer <token>`, marked sensitive.
     auth: Option<HeaderValue>,
-    timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl fmt::Debug for Client {
@@ -477,7 +477,7 @@ impl Client {
     }
 
     /// One request within `wait`: the body of a 2xx answer, else [`Error::Http`].
-    async fn exchange(
+    pub(crate) async fn exchange(
         &self,
         method: Method,
         path: &str,
@@ -515,7 +515,7 @@ impl Client {
         }
     }
 
-    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+    pub(crate) async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let answer = self.exchange(Method::GET, path, None, self.timeout).await?;
         self.decode(path, &answer)
     }
@@ -525,7 +525,7 @@ impl Client {
         Ok(text(&answer))
     }
 
-    async fn send_json<B: Serialize + Sync, T: DeserializeOwned>(
+    pub(crate) async fn send_json<B: Serialize + Sync, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -536,7 +536,7 @@ impl Client {
         self.decode(path, &answer)
     }
 
-    fn decode<T: DeserializeOwned>(&self, path: &str, answer: &[u8]) -> Result<T> {
+    pub(crate) fn decode<T: DeserializeOwned>(&self, path: &str, answer: &[u8]) -> Result<T> {
         serde_json::from_slice(answer).map_err(|source| Error::BadAnswer {
             url: self.url(path),
             source,

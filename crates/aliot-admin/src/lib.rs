@@ -11,6 +11,7 @@
 //! |---|---|
 //! | `product.rs` | [`CreateProduct`], [`UpdateProduct`], [`ProductView`], [`TslSummary`] (`/api/v1/products`) |
 //! | `device.rs` | [`CreateDevice`], [`CreateBatch`], [`ListQuery`], [`BatchQuery`], [`UpdateDevice`], [`Credentials`], [`DeviceView`], [`SessionInfo`], [`Deleted`] (`…/devices…`) |
+//! | `config.rs` | [`RemoteConfigView`], [`ConfigFileView`], [`UpdateRemoteConfig`], [`UploadConfigQuery`], [`ConfigPushed`] (`…/products/{pk}/config…`), and the [`Client`]'s remote config methods |
 //! | `downlink.rs` | [`Publish`], [`Published`], [`PublishOutcome`], [`Call`], [`Rrpc`], [`RrpcAnswer`], payload [`Encoding`] |
 //! | `event.rs` | [`EventFilter`], [`Event`], [`EventStream`] (`/api/v1/events`, server-sent events) |
 //! | `health.rs` | [`Health`] (`/healthz`) |
@@ -53,6 +54,7 @@
 //! ```
 
 mod client;
+mod config;
 pub mod data_dir;
 mod device;
 mod downlink;
@@ -63,6 +65,7 @@ mod product;
 mod wire;
 
 pub use client::{CONNECT_TIMEOUT, Client, DEFAULT_TIMEOUT};
+pub use config::{ConfigFileView, ConfigPushed, RemoteConfigView, UpdateRemoteConfig, UploadConfigQuery};
 pub use device::{
     BatchQuery, CreateBatch, CreateDevice, Credentials, Deleted, DeviceStatus, DeviceView, Format, ListQuery,
     SessionInfo, UpdateDevice,

@@ -37,6 +37,10 @@
 //!   `POST …/devices/{dn}/services/{identifier}` `{"params"?,"timeout_ms"?}`,
 //!   `POST …/devices/{dn}/rrpc` `{"payload","encoding"?,"timeout_ms"?}`
 //! - `GET /api/v1/events[?productKey=&deviceName=&type=a,b]` (server-sent events)
+//! - `GET|PUT|PATCH|DELETE /api/v1/products/{pk}/config`, `GET …/config/file`,
+//!   `POST …/config/push`: remote configuration (see `config.rs`); without a device HTTP
+//!   listener the admin listener also serves the signed downloads `GET /config/{pk}/{id}?…`
+//!   without the token
 
 use std::fmt;
 use std::sync::Arc;
@@ -53,6 +57,7 @@ use crate::http::HttpCounters;
 use crate::registry::RegistryHealth;
 use crate::service::Service;
 
+mod config;
 mod devices;
 mod downlink;
 mod error;
@@ -132,6 +137,15 @@ pub fn router(state: AdminState) -> Router {
                 .put(products::import_tsl)
                 .delete(products::delete_tsl),
         )
+        .route(
+            "/api/v1/products/{pk}/config",
+            get(config::show)
+                .put(config::upload)
+                .patch(config::update)
+                .delete(config::delete),
+        )
+        .route("/api/v1/products/{pk}/config/file", get(config::download))
+        .route("/api/v1/products/{pk}/config/push", post(config::push))
         .route(
             "/api/v1/products/{pk}/devices",
             get(devices::list).post(devices::create),
