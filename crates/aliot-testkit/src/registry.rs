@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use aliot_hub::BoxFuture;
 use aliot_hub::registry::{
-    Device, DeviceAuth, Error, NewDevice, Product, Properties, PropertyLimits, Registry, RegistryCounts,
-    Result,
+    ConfigFile, Device, DeviceAuth, Error, NewDevice, Product, Properties, PropertyLimits, Registry,
+    RegistryCounts, RemoteConfig, Result,
 };
 use serde_json::{Map, Value};
 
@@ -20,6 +20,10 @@ struct State {
     properties: BTreeMap<(String, String), Properties>,
     /// The last [`MAX_LOGINS`] `device_online` calls, in order.
     online: VecDeque<(String, String, IpAddr)>,
+    /// productKey → remote configuration and its file's bytes.
+    configs: BTreeMap<String, (RemoteConfig, Option<Vec<u8>>)>,
+    /// Ids given to uploaded configuration files.
+    next_config_id: u64,
 }
 
 /// Logins kept for [`MemoryRegistry::logins`]: the oldest are forgotten beyond it, so that a
@@ -282,6 +286,75 @@ impl Registry for MemoryRegistry {
             .get(&key(product_key, device_name))
             .map(|p| p.values().clone());
         Box::pin(std::future::ready(p))
+    }
+
+    fn remote_config(&self, product_key: &str) -> RemoteConfig {
+        self.lock()
+            .configs
+            .get(product_key)
+            .map(|(c, _)| c.clone())
+            .unwrap_or_default()
+    }
+
+    fn set_config_file<'a>(
+        &'a self,
+        product_key: &'a str,
+        file: Option<Vec<u8>>,
+    ) -> BoxFuture<'a, Result<RemoteConfig>> {
+        let mut s = self.lock();
+        let result = (|| {
+            if !s.products.contains_key(product_key) {
+                return Err(Error::ProductNotFound {
+                    product_key: product_key.to_owned(),
+                });
+            }
+            let meta = match &file {
+                Some(bytes) => {
+                    s.next_config_id += 1;
+                    Some(ConfigFile::describe(
+                        format!("memcfg{}", s.next_config_id),
+                        bytes,
+                        0,
+                    )?)
+                }
+                None => None,
+            };
+            let entry = s.configs.entry(product_key.to_owned()).or_default();
+            entry.0.file = meta;
+            entry.1 = file;
+            Ok(entry.0.clone())
+        })();
+        Box::pin(std::future::ready(result))
+    }
+
+    fn set_config_enabled<'a>(
+        &'a self,
+        product_key: &'a str,
+        enabled: bool,
+    ) -> BoxFuture<'a, Result<RemoteConfig>> {
+        let mut s = self.lock();
+        let result = if s.products.contains_key(product_key) {
+            let entry = s.configs.entry(product_key.to_owned()).or_default();
+            entry.0.enabled = enabled;
+            Ok(entry.0.clone())
+        } else {
+            Err(Error::ProductNotFound {
+                product_key: product_key.to_owned(),
+            })
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn config_file<'a>(
+        &'a self,
+        product_key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<aliot_hub::registry::ConfigDownload>>> {
+        let file = self
+            .lock()
+            .configs
+            .get(product_key)
+            .and_then(|(c, bytes)| c.file.clone().zip(bytes.clone()));
+        Box::pin(std::future::ready(Ok(file)))
     }
 
     fn counts(&self) -> RegistryCounts {

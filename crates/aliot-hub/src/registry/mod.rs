@@ -41,7 +41,7 @@ pub use self::fault::StorageFault;
 pub use self::properties::{Properties, PropertyLimits};
 pub(crate) use self::redb::random_alnum;
 pub use self::redb::{DB_FILE, MAX_REPORTED_RECORDS, ONLINE_QUEUE, RedbRegistry};
-pub use self::remote_config::{ConfigFile, RemoteConfig, check_size as check_config_size};
+pub use self::remote_config::{ConfigDownload, ConfigFile, RemoteConfig, check_size as check_config_size};
 pub use self::sessions::{SavedMessage, SavedSession, SessionChange};
 
 pub use crate::BoxFuture;
@@ -631,10 +631,7 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     ///
     /// # Errors
     /// [`Error::Storage`].
-    fn config_file<'a>(
-        &'a self,
-        product_key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<(ConfigFile, Vec<u8>)>>> {
+    fn config_file<'a>(&'a self, product_key: &'a str) -> BoxFuture<'a, Result<Option<ConfigDownload>>> {
         let _ = product_key;
         Box::pin(std::future::ready(Ok(None)))
     }

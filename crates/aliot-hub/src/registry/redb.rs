@@ -1330,7 +1330,7 @@ impl Registry for RedbRegistry {
     fn config_file<'a>(
         &'a self,
         product_key: &'a str,
-    ) -> BoxFuture<'a, Result<Option<(super::ConfigFile, Vec<u8>)>>> {
+    ) -> BoxFuture<'a, Result<Option<super::ConfigDownload>>> {
         let (this, pk) = (self.clone(), product_key.to_owned());
         Box::pin(blocking(move || {
             // Under the store's lock: the metadata and the bytes are of the same commit.

@@ -70,6 +70,9 @@ pub fn check_size(bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// A configuration file's metadata and bytes.
+pub type ConfigDownload = (ConfigFile, Vec<u8>);
+
 /// A product's remote configuration: its switch and its file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteConfig {

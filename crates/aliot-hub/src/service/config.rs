@@ -79,7 +79,7 @@ impl Service {
     ///
     /// # Errors
     /// `ProductNotFound`, storage.
-    pub async fn config_file(&self, product_key: &str) -> Result<Option<(ConfigFile, Vec<u8>)>> {
+    pub async fn config_file(&self, product_key: &str) -> Result<Option<crate::registry::ConfigDownload>> {
         self.product(product_key).await?;
         Ok(self.inner.registry.config_file(product_key).await?)
     }
