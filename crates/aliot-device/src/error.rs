@@ -141,6 +141,10 @@ pub enum Error {
     /// platform closes the connection of a device that publishes there.
     #[error("{0:?} is not one of this device's topics (the platform would close the connection)")]
     TopicNotAllowed(String),
+    /// A remote configuration download failed: the URL answered something else than the file,
+    /// or the file is not the one announced (size, SHA-256), or it is above 64 KB.
+    #[error("remote config download: {0}")]
+    ConfigDownload(String),
     /// The device was stopped (by [`crate::Device::disconnect`], by dropping every handle, or by
     /// a refusal under [`crate::RefusalPolicy::Stop`]).
     #[error("the device is stopped")]

@@ -39,6 +39,9 @@ pub enum Event {
     ServiceCall(ServiceCall),
     /// A raw or custom-topic RRPC request.
     Rrpc(RrpcRequest),
+    /// The platform pushed a new remote configuration (`thing.config.push`); the SDK has
+    /// answered `push_reply`. Fetch it with [`crate::Device::download_config`].
+    ConfigPush(aliot_protocol::config::ConfigInfo),
     /// The device stopped for good: `None` when asked to ([`crate::Device::disconnect`] or every
     /// handle dropped), or the reason (a refusal under [`crate::RefusalPolicy::Stop`]). The
     /// stream ends after it.
