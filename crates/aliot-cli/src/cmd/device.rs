@@ -1,5 +1,5 @@
 //! `aliot device`: a simulated device (`run`), one-shot device commands (`publish`,
-//! `post-property`, `post-event`, `ntp`) and dynamic registration (`register`, in
+//! `post-property`, `post-event`, `ntp`, `config get`) and dynamic registration (`register`, in
 //! [`register`]), all on the aliot-device SDK.
 //!
 //! Identity: `--profile FILE`, the identity flags, or `ALIOT_PRODUCT_KEY`, `ALIOT_DEVICE_NAME`,
@@ -12,6 +12,7 @@
 //! Endpoint: `--host`, `--region` or `--instance-id` (else the profile's, else a local
 //! `aliot hub` on 127.0.0.1).
 
+mod config;
 mod register;
 
 use std::io::Read as _;
@@ -55,6 +56,9 @@ enum Sub {
     PostEvent(PostEventArgs),
     /// Connect, synchronise with the platform's clock over NTP, print the offset, exit.
     Ntp(NtpArgs),
+    /// The product's remote configuration: `get` its description (and with --save, the file).
+    #[command(subcommand)]
+    Config(config::ConfigSub),
     /// Register a device dynamically with its product's productSecret (MQTT, spec §5.2, or
     /// HTTPS, spec §5.1), print
     /// what the platform answered (deviceSecret, or clientId and deviceToken) as JSON, and
@@ -318,6 +322,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         Sub::PostProperty(a) => current_thread(post_property(a)),
         Sub::PostEvent(a) => current_thread(post_event(a)),
         Sub::Ntp(a) => current_thread(ntp(a)),
+        Sub::Config(a) => current_thread(config::run(a)),
         Sub::Register(a) => current_thread(register::run(a)),
     }
 }
@@ -598,6 +603,13 @@ impl Out {
                 let extra = json!({"messageId": r.message_id()});
                 self.downlink("rrpc", r.topic(), r.qos(), r.payload(), extra);
             }
+            Event::ConfigPush(info) => match self.format {
+                Format::Text => Self::status(&format!(
+                    "remote config pushed: {} ({} bytes, sha256 {}), answered; download: {}",
+                    info.config_id, info.config_size, info.sign, info.url
+                )),
+                Format::Json => self.json(json!({"type": "config_push", "config": info})),
+            },
             _ => {}
         }
     }
