@@ -127,3 +127,29 @@ fn a_file_above_64_kb_is_refused_before_any_request() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("64 KB"), "{}", stderr(&out));
 }
+
+#[test]
+fn an_acknowledged_upload_survives_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let mut hub = HubProcess::start(d, &[]);
+    ok_json(&admin(
+        d,
+        &["product", "create", "--name", "p", "--product-key", PK],
+    ));
+    let work = tempfile::tempdir().expect("tempdir");
+    let file = work.path().join("c.json");
+    std::fs::write(&file, b"{\"v\":1}").expect("the file");
+    let uploaded = ok_json(&config(d, "upload", &["--file", file.to_str().expect("utf8")]));
+    ok_json(&config(d, "disable", &[]));
+    hub.kill_9();
+    let _hub = HubProcess::start(d, &[]);
+    let shown = ok_json(&config(d, "show", &[]));
+    assert_eq!(
+        shown["config"]["configId"], uploaded["config"]["configId"],
+        "{shown}"
+    );
+    assert_eq!(shown["enabled"], false, "{shown}");
+    let out = config(d, "download", &[]);
+    assert_eq!(out.stdout, b"{\"v\":1}");
+}

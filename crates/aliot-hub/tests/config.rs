@@ -436,3 +436,41 @@ async fn the_official_node_sdk_gets_downloads_and_receives_a_push() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn a_failed_write_leaves_the_old_config_whole_in_memory_and_on_disk() {
+    use aliot_hub::config::RegistryConfig;
+    use aliot_hub::registry::{Error, RedbRegistry, Registry as _, StorageFault};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fault = StorageFault::new();
+    let store = RedbRegistry::open_with_fault(dir.path(), &RegistryConfig::default(), fault.clone())
+        .await
+        .expect("open");
+    store.create_product("p", Some("a1Cfg")).await.expect("product");
+    let first = store
+        .set_config_file("a1Cfg", Some(b"one".to_vec()))
+        .await
+        .expect("stored");
+    fault.fail(true);
+    let err = store
+        .set_config_file("a1Cfg", Some(b"two, longer".to_vec()))
+        .await
+        .expect_err("the disk fails");
+    assert!(matches!(err, Error::Storage { .. }), "{err:?}");
+    assert_eq!(store.remote_config("a1Cfg"), first, "memory follows only commits");
+    fault.fail(false);
+    // The next access reopens the file and reads it back: the first file, whole.
+    let (meta, bytes) = store.config_file("a1Cfg").await.expect("read").expect("a file");
+    assert_eq!(
+        (Some(meta), bytes.as_slice()),
+        (first.file.clone(), b"one".as_slice())
+    );
+    store.close().await;
+    drop(store);
+    let store = RedbRegistry::open(dir.path()).await.expect("reopen");
+    assert_eq!(store.remote_config("a1Cfg"), first);
+    let (_, bytes) = store.config_file("a1Cfg").await.expect("read").expect("a file");
+    assert_eq!(bytes, b"one");
+    store.close().await;
+}
