@@ -33,6 +33,7 @@ pub struct RunningHub {
     admin_addr: SocketAddr,
     admin_url: String,
     device_http_url: Option<String>,
+    config_base: String,
     data_dir: PathBuf,
     token_source: TokenSource,
     tls_files: Option<CertificateFiles>,
@@ -58,6 +59,12 @@ impl RunningHub {
     /// with `tls`), when enabled.
     pub fn device_http_url(&self) -> Option<&str> {
         self.device_http_url.as_deref()
+    }
+
+    /// The base URL of the remote configuration downloads devices are given
+    /// (`[remote_config] public_url`, else the device HTTP(S) listener's, else the admin one's).
+    pub fn config_url_base(&self) -> &str {
+        &self.config_base
     }
 
     /// The admin API's address.
@@ -327,6 +334,7 @@ pub async fn start(
         admin_addr,
         admin_url,
         device_http_url,
+        config_base,
         data_dir,
         token_source,
         tls_files,
