@@ -160,6 +160,10 @@ async fn a_device_gets_the_products_config_and_downloads_it_with_the_right_sha25
         (StatusCode::CONFLICT, &Value::from("config_disabled")),
         "{v}"
     );
+    // An upload asking for a push is stored all the same, without pushing.
+    let (status, v) = upload(&hub, &pk, r#"{"interval":7}"#, "?push=true").await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v.get("push").is_none(), "{v}");
     hub.call(
         "PATCH",
         &format!("/api/v1/products/{pk}/config"),

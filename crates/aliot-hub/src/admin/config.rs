@@ -2,7 +2,8 @@
 //!
 //! - `GET …/config`: the switch and the file's metadata (with a fresh download URL);
 //! - `PUT …/config[?push=true]` (raw body, at most 64 KB): a new file (new `configId`),
-//!   durable before the answer; with `push`, then pushed to the online devices;
+//!   durable before the answer; with `push`, then pushed to the online devices (unless the
+//!   feature is switched off for the product: then the answer has no `push`);
 //! - `PATCH …/config` `{"enabled":bool}`: the product's switch (off: devices get 6713);
 //! - `DELETE …/config`: no file any more (devices get 6710);
 //! - `GET …/config/file`: the file's bytes;
@@ -85,10 +86,11 @@ pub(super) async fn upload(
     let service = state.service();
     service.product(&pk).await?;
     let config = service.upload_config(&pk, body.to_vec()).await?;
-    let push = if query.push == Some(true) {
-        Some(pushed(&pk, service.push_config(&pk).await?)?)
-    } else {
-        None
+    // With the feature switched off nothing is pushed, and the answer has no `push` (the file
+    // is stored all the same).
+    let push = match query.push {
+        Some(true) => pushed(&pk, service.push_config(&pk).await?).ok(),
+        _ => None,
     };
     Ok(Json(RemoteConfigView {
         push,
