@@ -153,3 +153,64 @@ fn an_acknowledged_upload_survives_kill_9() {
     let out = config(d, "download", &[]);
     assert_eq!(out.stdout, b"{\"v\":1}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn device_run_shows_a_pushed_config() {
+    use tokio::io::AsyncBufReadExt as _;
+
+    let hub = aliot_testkit::TestHub::start().await;
+    let pk = hub.product().await;
+    let secret = hub.register(&pk, "run-cfg").await;
+    hub.service()
+        .upload_config(&pk, b"{\"v\":2}".to_vec())
+        .await
+        .expect("uploaded");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_aliot"))
+        .args([
+            "device",
+            "run",
+            "--format",
+            "json",
+            "--host",
+            "127.0.0.1",
+            "--port",
+        ])
+        .arg(hub.mqtt.port().to_string())
+        .args([
+            "--product-key",
+            &pk,
+            "--device-name",
+            "run-cfg",
+            "--device-secret",
+            &secret,
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("aliot device run");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut next_of = async |kind: &str| -> serde_json::Value {
+        aliot_testkit::guard("a line of aliot device run", async {
+            loop {
+                let line = lines.next_line().await.expect("stdout").expect("a line");
+                let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON a line");
+                if v["type"] == kind {
+                    return v;
+                }
+            }
+        })
+        .await
+    };
+    next_of("connected").await;
+    let pushed = hub.service().push_config(&pk).await.expect("pushed");
+    assert!(
+        matches!(pushed, aliot_hub::service::ConfigPush::Pushed { pushed: 1, .. }),
+        "{pushed:?}"
+    );
+    let shown = next_of("config_push").await;
+    assert_eq!(shown["config"]["configSize"], 7, "{shown}");
+    assert_eq!(shown["config"]["signMethod"], "Sha256", "{shown}");
+    child.start_kill().expect("kill");
+    let _ = aliot_testkit::guard("aliot device run to exit", child.wait()).await;
+}
