@@ -233,26 +233,22 @@ async fn a_configured_public_url_is_what_devices_are_given() {
 
 #[tokio::test]
 async fn an_expired_url_is_refused() {
-    let hub = TestHub::start_with(tempfile::tempdir().expect("tempdir"), |c| {
-        c.remote_config.url_ttl_secs = 1;
-    })
-    .await;
+    let hub = TestHub::start().await;
     let (pk, _, _) = hub.device("cfg-4").await;
-    let (_, view) = upload(&hub, &pk, FILE, "").await;
-    let url = view["config"]["url"].as_str().expect("a url").to_owned();
-    // Asked again until the URL's second has passed (each answer is 200 until then).
-    let body = guard("the URL to expire", async {
-        loop {
-            let (status, body) = http("GET", &url, None, None).await;
-            if status == StatusCode::FORBIDDEN {
-                return body;
-            }
-            assert_eq!(status, StatusCode::OK, "{body}");
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    })
-    .await;
+    upload(&hub, &pk, FILE, "").await;
+    let file = hub.service().registry().remote_config(&pk).file.expect("a file");
+    let now = aliot_hub::clock::now_ms();
+    // Issued 1700 s ago: 100 s of its 1800 left. Issued 1801 s ago: expired a second ago.
+    let valid = hub.service().config_url_issued_at(&pk, &file, now - 1_700_000);
+    let (status, body) = http("GET", &valid, None, None).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, FILE));
+    let expired = hub.service().config_url_issued_at(&pk, &file, now - 1_801_000);
+    let (status, body) = http("GET", &expired, None, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(body.contains("expired"), "{body}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ok, err) = curl(&expired, &dir.path().join("x")).await;
+    assert!(!ok && err.contains("403"), "{err}");
 }
 
 #[tokio::test]

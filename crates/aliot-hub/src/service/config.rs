@@ -86,7 +86,16 @@ impl Service {
 
     /// A fresh download URL of the product's file (what a device would be given now).
     pub fn config_url(&self, product_key: &str, file: &ConfigFile) -> String {
-        self.inner.config_urls.url(product_key, &file.config_id, now_ms())
+        self.config_url_issued_at(product_key, file, now_ms())
+    }
+
+    /// The download URL of the product's file as it would have been issued at `issued_ms`
+    /// (epoch ms): valid until then plus `remote_config.url_ttl_secs` (for tools, and tests of
+    /// expiry that do not wait).
+    pub fn config_url_issued_at(&self, product_key: &str, file: &ConfigFile, issued_ms: u64) -> String {
+        self.inner
+            .config_urls
+            .url(product_key, &file.config_id, issued_ms)
     }
 
     /// Sends `thing.config.push` (QoS 0, as the platform's other notices) to every online
