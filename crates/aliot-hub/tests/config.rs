@@ -390,7 +390,7 @@ async fn mosquitto_sub_receives_the_push() {
             if v["pushed"] == 1 {
                 break;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            tokio::task::yield_now().await;
         }
     })
     .await;
