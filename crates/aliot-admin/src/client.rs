@@ -51,7 +51,7 @@ pub struct Client {
     base: Arc<str>,
     /// `Bearer <token>`, marked sensitive.
     auth: Option<HeaderValue>,
-    timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl fmt::Debug for Client {
@@ -482,7 +482,7 @@ impl Client {
     }
 
     /// One request within `wait`: the body of a 2xx answer, else [`Error::Http`].
-    async fn exchange(
+    pub(crate) async fn exchange(
         &self,
         method: Method,
         path: &str,
@@ -541,7 +541,7 @@ impl Client {
         self.decode(path, &answer)
     }
 
-    fn decode<T: DeserializeOwned>(&self, path: &str, answer: &[u8]) -> Result<T> {
+    pub(crate) fn decode<T: DeserializeOwned>(&self, path: &str, answer: &[u8]) -> Result<T> {
         serde_json::from_slice(answer).map_err(|source| Error::BadAnswer {
             url: self.url(path),
             source,

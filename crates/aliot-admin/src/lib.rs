@@ -12,6 +12,7 @@
 //! | `product.rs` | [`CreateProduct`], [`UpdateProduct`], [`ProductView`], [`TslSummary`] (`/api/v1/products`) |
 //! | `device.rs` | [`CreateDevice`], [`CreateBatch`], [`ListQuery`], [`BatchQuery`], [`UpdateDevice`], [`Credentials`], [`DeviceView`], [`SessionInfo`], [`Deleted`] (`…/devices…`) |
 //! | `desired.rs` | [`SetDesired`], [`DesiredSet`], [`DesiredQuery`], [`DesiredList`], [`DesiredItem`], [`ClearDesired`], [`DesiredCleared`], [`UpdateShadow`], [`ShadowView`] (`…/devices/{dn}/desired`, `…/shadow`), and their [`Client`] methods |
+//! | `config.rs` | [`RemoteConfigView`], [`ConfigFileView`], [`UpdateRemoteConfig`], [`UploadConfigQuery`], [`ConfigPushed`] (`…/products/{pk}/config…`), and the [`Client`]'s remote config methods |
 //! | `downlink.rs` | [`Publish`], [`Published`], [`PublishOutcome`], [`Call`], [`Rrpc`], [`RrpcAnswer`], payload [`Encoding`] |
 //! | `event.rs` | [`EventFilter`], [`Event`], [`EventStream`] (`/api/v1/events`, server-sent events) |
 //! | `health.rs` | [`Health`] (`/healthz`) |
@@ -54,6 +55,7 @@
 //! ```
 
 mod client;
+mod config;
 pub mod data_dir;
 mod desired;
 mod device;
@@ -65,6 +67,7 @@ mod product;
 mod wire;
 
 pub use client::{CONNECT_TIMEOUT, Client, DEFAULT_TIMEOUT};
+pub use config::{ConfigFileView, ConfigPushed, RemoteConfigView, UpdateRemoteConfig, UploadConfigQuery};
 pub use desired::{
     ClearDesired, DesiredCleared, DesiredItem, DesiredList, DesiredQuery, DesiredSet, SetDesired, ShadowView,
     UpdateShadow,

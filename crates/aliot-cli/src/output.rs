@@ -21,6 +21,18 @@ pub(crate) fn write(text: &str) -> io::Result<()> {
     out.flush()
 }
 
+/// Writes `bytes` on stdout as they are (a downloaded file).
+///
+/// # Errors
+/// The write's, e.g. `BrokenPipe` when the reader is gone.
+#[cfg(feature = "hub")]
+#[allow(clippy::disallowed_methods, reason = "the CLI's output module")]
+pub(crate) fn write_bytes(bytes: &[u8]) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()
+}
+
 /// Writes `line` and a newline on stdout.
 ///
 /// # Errors

@@ -199,6 +199,7 @@ impl Device {
             outbox_capacity: options.outbox_capacity,
             ids: IdGenerator::new(rand::random_range(1..=1_000_000)),
             request_timeout: options.request_timeout,
+            trust: options.trust.clone(),
             counters: Counters::default(),
             first: Mutex::new(first),
         });

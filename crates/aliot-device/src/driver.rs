@@ -517,6 +517,12 @@ impl Driver {
                     replier,
                 }));
             }
+            Route::ConfigPush { reply_topic } => {
+                match crate::config_push::on_push(shared, &reply_topic, &payload) {
+                    Some(info) => self.emit(Event::ConfigPush(info)),
+                    None => self.emit(Self::message(&topic, payload, qos)),
+                }
+            }
             Route::Message => self.emit(Self::message(&topic, payload, qos)),
         }
     }

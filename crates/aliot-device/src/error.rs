@@ -156,6 +156,10 @@ pub enum Error {
     /// A thing model (TSL) that could not be read: the JSON path and the fault.
     #[error("invalid thing model: {0}")]
     Tsl(aliot_protocol::tsl::TslError),
+    /// A remote configuration download failed: the URL answered something else than the file,
+    /// or the file is not the one announced (size, SHA-256), or it is above 64 KB.
+    #[error("remote config download: {0}")]
+    ConfigDownload(String),
     /// The device was stopped (by [`crate::Device::disconnect`], by dropping every handle, or by
     /// a refusal under [`crate::RefusalPolicy::Stop`]).
     #[error("the device is stopped")]

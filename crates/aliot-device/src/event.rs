@@ -42,6 +42,9 @@ pub enum Event {
     /// A message on `/shadow/get/{pk}/{dn}` no call waits for: the application's desired
     /// update pushed as `control`, or a reply to a shadow message sent without this SDK.
     Shadow(ShadowMessage),
+    /// The platform pushed a new remote configuration (`thing.config.push`); the SDK has
+    /// answered `push_reply`. Fetch it with [`crate::Device::download_config`].
+    ConfigPush(aliot_protocol::config::ConfigInfo),
     /// The device stopped for good: `None` when asked to ([`crate::Device::disconnect`] or every
     /// handle dropped), or the reason (a refusal under [`crate::RefusalPolicy::Stop`]). The
     /// stream ends after it.

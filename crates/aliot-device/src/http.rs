@@ -1,11 +1,12 @@
-//! A minimal HTTP/1.1 client for the platform's HTTPS auth service (spec §5.1, §5.3): one
-//! form `POST` per connection (`Connection: close`), over TCP or TLS (rustls, the same trust
-//! choice as MQTT), bounded in size and time. Enough for `/auth/...`, kept small on purpose:
-//! the device-only `aliot` links no HTTP library.
+//! A minimal HTTP/1.1 client for the platform's HTTPS auth service (spec §5.1, §5.3) and the
+//! remote configuration download: one form `POST` or one `GET` per connection
+//! (`Connection: close`), over TCP or TLS (rustls, the same trust choice as MQTT), bounded in
+//! size and time. Enough for `/auth/...` and a config file, kept small on purpose: the
+//! device-only `aliot` links no HTTP library.
 //!
-//! The answer is read up to [`MAX_ANSWER`] bytes of body (and [`MAX_HEAD`] of status line and
-//! headers); its length comes from `Content-Length`, from `Transfer-Encoding: chunked`, or the
-//! connection's end.
+//! The answer is read up to a body limit ([`MAX_ANSWER`] for the auth service, the caller's for
+//! a `GET`) and [`MAX_HEAD`] of status line and headers; its length comes from
+//! `Content-Length`, from `Transfer-Encoding: chunked`, or the connection's end.
 
 use std::time::Duration;
 
@@ -47,11 +48,6 @@ pub(crate) async fn post_form(
     trust: &TrustAnchors,
     timeout: Duration,
 ) -> Result<Answer> {
-    let address = base.address();
-    let fail = |reason: String| Error::Connect {
-        endpoint: address.clone(),
-        reason,
-    };
     let request = format!(
         "POST {}{path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded;charset=utf-8\r\n\
          Accept: application/json\r\nUser-Agent: aliot/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -60,6 +56,40 @@ pub(crate) async fn post_form(
         env!("CARGO_PKG_VERSION"),
         body.len()
     );
+    send(base, request, trust, timeout, MAX_ANSWER).await
+}
+
+/// `GET {base}{path_and_query}` within `timeout`, reading at most `max_body` bytes of body.
+/// `path_and_query` starts with `/` or `?` and is sent as it is (already encoded).
+pub(crate) async fn get(
+    base: &BaseUrl,
+    path_and_query: &str,
+    trust: &TrustAnchors,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Answer> {
+    let request = format!(
+        "GET {}{path_and_query} HTTP/1.1\r\nHost: {}\r\nUser-Agent: aliot/{}\r\nConnection: close\r\n\r\n",
+        base.path,
+        base.host_header(),
+        env!("CARGO_PKG_VERSION"),
+    );
+    send(base, request, trust, timeout, max_body).await
+}
+
+/// Sends `request` on a new connection to `base` and reads the answer.
+async fn send(
+    base: &BaseUrl,
+    request: String,
+    trust: &TrustAnchors,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<Answer> {
+    let address = base.address();
+    let fail = |reason: String| Error::Connect {
+        endpoint: address.clone(),
+        reason,
+    };
     let exchange = async {
         let tcp = TcpStream::connect(&address)
             .await
@@ -73,9 +103,9 @@ pub(crate) async fn post_form(
                 .connect(name, tcp)
                 .await
                 .map_err(|e| Error::Tls(format!("{address}: {e}")))?;
-            exchange(tls, request.as_bytes()).await
+            exchange(tls, request.as_bytes(), max_body).await
         } else {
-            exchange(tcp, request.as_bytes()).await
+            exchange(tcp, request.as_bytes(), max_body).await
         }
         .map_err(fail)
     };
@@ -88,14 +118,15 @@ pub(crate) async fn post_form(
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     request: &[u8],
+    max_body: usize,
 ) -> std::result::Result<Answer, String> {
     stream.write_all(request).await.map_err(|e| e.to_string())?;
     stream.flush().await.map_err(|e| e.to_string())?;
     let mut buf = Vec::with_capacity(1024);
-    let limit = MAX_HEAD + MAX_ANSWER;
+    let limit = MAX_HEAD + max_body;
     let mut eof = false;
     loop {
-        if let Some(parsed) = parse(&buf, eof)? {
+        if let Some(parsed) = parse(&buf, eof, max_body)? {
             return Ok(parsed);
         }
         if eof {
@@ -118,7 +149,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// The answer in `buf` when it is complete (`eof`: nothing more will come), `None` when more is
 /// needed.
-fn parse(buf: &[u8], eof: bool) -> std::result::Result<Option<Answer>, String> {
+fn parse(buf: &[u8], eof: bool, max_body: usize) -> std::result::Result<Option<Answer>, String> {
     let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
         if buf.len() > MAX_HEAD {
             return Err(format!("the answer's headers are larger than {MAX_HEAD} bytes"));
@@ -156,10 +187,10 @@ fn parse(buf: &[u8], eof: bool) -> std::result::Result<Option<Answer>, String> {
     }
     let body = &buf[end + 4..];
     if chunked {
-        return Ok(dechunk(body, eof)?.map(|body| Answer { status, body }));
+        return Ok(dechunk(body, eof, max_body)?.map(|body| Answer { status, body }));
     }
     match length {
-        Some(n) if n > MAX_ANSWER => Err(format!("the answer is larger than {MAX_ANSWER} bytes")),
+        Some(n) if n > max_body => Err(format!("the answer is larger than {max_body} bytes")),
         Some(n) if body.len() >= n => Ok(Some(Answer {
             status,
             body: body[..n].to_vec(),
@@ -169,13 +200,13 @@ fn parse(buf: &[u8], eof: bool) -> std::result::Result<Option<Answer>, String> {
             status,
             body: body.to_vec(),
         })),
-        None if body.len() > MAX_ANSWER => Err(format!("the answer is larger than {MAX_ANSWER} bytes")),
+        None if body.len() > max_body => Err(format!("the answer is larger than {max_body} bytes")),
         None => Ok(None),
     }
 }
 
 /// A `Transfer-Encoding: chunked` body, once its last chunk is in.
-fn dechunk(mut rest: &[u8], eof: bool) -> std::result::Result<Option<Vec<u8>>, String> {
+fn dechunk(mut rest: &[u8], eof: bool, max_body: usize) -> std::result::Result<Option<Vec<u8>>, String> {
     let mut body = Vec::new();
     loop {
         let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") else {
@@ -194,8 +225,8 @@ fn dechunk(mut rest: &[u8], eof: bool) -> std::result::Result<Option<Vec<u8>>, S
             // The answer is complete; trailers, if any, are not needed.
             return Ok(Some(body));
         }
-        if body.len() + size > MAX_ANSWER {
-            return Err(format!("the answer is larger than {MAX_ANSWER} bytes"));
+        if body.len() + size > max_body {
+            return Err(format!("the answer is larger than {max_body} bytes"));
         }
         if rest.len() < size + 2 {
             return if eof {
@@ -248,25 +279,39 @@ mod tests {
     #[test]
     fn answers_are_read_by_length_chunks_or_end() {
         let full = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nabcdEXTRA";
-        let a = parse(full, false).expect("ok").expect("complete");
+        let a = parse(full, false, MAX_ANSWER).expect("ok").expect("complete");
         assert_eq!((a.status, a.body.as_slice()), (200, b"abcd".as_slice()));
         assert!(
-            parse(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab", false)
-                .expect("ok")
-                .is_none()
+            parse(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab",
+                false,
+                MAX_ANSWER
+            )
+            .expect("ok")
+            .is_none()
         );
         let chunked =
             b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n";
-        let a = parse(chunked, false).expect("ok").expect("complete");
+        let a = parse(chunked, false, MAX_ANSWER).expect("ok").expect("complete");
         assert_eq!((a.status, a.body.as_slice()), (201, b"abcde".as_slice()));
-        assert!(parse(&chunked[..chunked.len() - 8], false).expect("ok").is_none());
-        assert!(parse(&chunked[..chunked.len() - 8], true).is_err());
+        assert!(
+            parse(&chunked[..chunked.len() - 8], false, MAX_ANSWER)
+                .expect("ok")
+                .is_none()
+        );
+        assert!(parse(&chunked[..chunked.len() - 8], true, MAX_ANSWER).is_err());
         let close = b"HTTP/1.0 500 Oops\r\n\r\nbody";
-        assert!(parse(close, false).expect("ok").is_none());
-        assert_eq!(parse(close, true).expect("ok").expect("complete").status, 500);
+        assert!(parse(close, false, MAX_ANSWER).expect("ok").is_none());
+        assert_eq!(
+            parse(close, true, MAX_ANSWER)
+                .expect("ok")
+                .expect("complete")
+                .status,
+            500
+        );
         let big = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", MAX_ANSWER + 1);
-        assert!(parse(big.as_bytes(), false).is_err());
-        assert!(parse(b"SSH-2.0-x\r\n\r\n", false).is_err());
+        assert!(parse(big.as_bytes(), false, MAX_ANSWER).is_err());
+        assert!(parse(b"SSH-2.0-x\r\n\r\n", false, MAX_ANSWER).is_err());
     }
 
     #[tokio::test]
@@ -278,7 +323,9 @@ mod tests {
             let _ = server.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await;
             let _ = server.write_all(&vec![b'x'; 2 * MAX_ANSWER]).await;
         });
-        let e = exchange(client, b"POST / HTTP/1.1\r\n\r\n").await.unwrap_err();
+        let e = exchange(client, b"POST / HTTP/1.1\r\n\r\n", MAX_ANSWER)
+            .await
+            .unwrap_err();
         assert!(e.contains("larger than"), "{e}");
     }
 }

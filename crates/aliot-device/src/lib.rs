@@ -15,6 +15,9 @@
 //!   RRPC in both topic styles), raw and custom-topic RRPC arrive as [`Event`]s that carry their
 //!   own reply; [`Device::ntp`] returns the clock offset; [`Device::publish`] and
 //!   [`Device::subscribe`] cover custom topics.
+//! - **Remote configuration**: [`Device::config_get`] (`thing.config.get`) and
+//!   [`Device::download_config`] (size and SHA-256 checked, 64 KB at most); pushes arrive as
+//!   [`Event::ConfigPush`], answered by the SDK ([`config`]).
 //! - **Dynamic registration**: [`register::register_mqtt`] obtains a deviceSecret (device
 //!   registered beforehand) or a deviceToken (no pre-registration) with the productSecret; a
 //!   [`Login::Token`] ([`DeviceOptions::with_token`]) logs in with that token, sent verbatim on
@@ -27,6 +30,7 @@
 //!   queue whose overflow is answered (code 429) or counted, never blocking keepalive.
 //!
 //! Module map: [`options`] (what to connect to and how), [`register`] (dynamic registration),
+//! [`config`] (remote configuration; `config_push` answers pushes),
 //! [`preauth`] (HTTPS pre-authentication), `http` (the minimal HTTP/1.1 client both use),
 //! [`event`] (what arrives),
 //! `client` ([`Device`], the handle), `driver` (the network loop), `shared` (the state the
@@ -92,6 +96,8 @@
 mod backoff;
 mod client;
 mod clock;
+pub mod config;
+mod config_push;
 mod connection;
 mod driver;
 pub mod error;

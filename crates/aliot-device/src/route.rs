@@ -77,6 +77,8 @@ pub(crate) enum Route {
         kind: RrpcKind,
         reply_topic: String,
     },
+    /// `/sys/{pk}/{dn}/thing/config/push`: a new remote configuration.
+    ConfigPush { reply_topic: String },
     /// Anything else: custom topics, broadcasts, unparsable requests.
     Message,
 }
@@ -93,6 +95,9 @@ pub(crate) fn route(topic: &str, payload: &[u8], pk: &str, dn: &str) -> Route {
         Topic::Sys { path, .. } => match path {
             SysPath::Reply(_) => Route::Reply,
             SysPath::PropertySet => Route::PropertySet {
+                reply_topic: format!("{topic}_reply"),
+            },
+            SysPath::ConfigPush => Route::ConfigPush {
                 reply_topic: format!("{topic}_reply"),
             },
             SysPath::Service(service) => match Request::parse(payload) {
@@ -182,6 +187,8 @@ pub(crate) fn system_filters(pk: &str, dn: &str, ext_rrpc: bool) -> Vec<String> 
         format!("/ext/ntp/{pk}/{dn}/response"),
         format!("{p}/thing/property/desired/+"),
         format!("/shadow/get/{pk}/{dn}"),
+        format!("{p}/thing/config/get_reply"),
+        format!("{p}/thing/config/push"),
     ];
     if ext_rrpc {
         filters.push(format!("/ext/rrpc/+{p}/thing/service/+"));

@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     pub(crate) outbox_capacity: usize,
     pub(crate) ids: IdGenerator,
     pub(crate) request_timeout: Duration,
+    /// What TLS trusts, for HTTPS downloads (remote configuration) as for MQTT.
+    pub(crate) trust: crate::options::TrustAnchors,
     pub(crate) counters: Counters,
     /// Told the outcome of the first connection ([`crate::Device::connect`]).
     pub(crate) first: Mutex<Option<oneshot::Sender<Result<Connected>>>>,

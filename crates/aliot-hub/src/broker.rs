@@ -59,6 +59,7 @@ impl Broker {
         let events = EventBus::new(config.events_buffer_bytes);
         let cluster: Arc<dyn Cluster> = Arc::new(LocalCluster::new(table.clone(), events));
         let tokens = Arc::new(Tokens::new(Duration::from_secs(config.token_ttl_secs)));
+        let config_urls = Arc::new(crate::platform::config::ConfigUrls::new());
         let platform = Arc::new(Platform::new(
             registry.clone(),
             tokens.clone(),
@@ -71,6 +72,7 @@ impl Broker {
                     bytes: config.outbound_queue_bytes,
                 },
             },
+            config_urls.clone(),
         ));
         let registry_handle = registry.clone();
         let service = Service::new(
@@ -82,6 +84,7 @@ impl Broker {
                 call_timeout: config.rrpc_timeout(),
                 max_packet_size: config.max_packet_size,
             },
+            config_urls,
         );
         let engine = Engine::new(config.clone(), table.clone(), platform.clone(), metrics);
         Broker {

@@ -65,6 +65,51 @@ pub struct Config {
     pub broker: BrokerConfig,
     /// Registry limits.
     pub registry: RegistryConfig,
+    /// Remote configuration: where devices download the files.
+    pub remote_config: RemoteConfigSettings,
+}
+
+/// Remote configuration (`[remote_config]`): the URLs `thing.config.get` and
+/// `thing.config.push` give devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteConfigSettings {
+    /// The base URL devices reach the hub's download route at (`http://192.168.1.10:8081`).
+    /// `None`: the device HTTP(S) listener's when it is on, else the admin listener's, each as
+    /// this machine reaches it (a wildcard address becomes loopback).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// Seconds a download URL stays valid.
+    pub url_ttl_secs: u64,
+}
+
+impl Default for RemoteConfigSettings {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            url_ttl_secs: 1800,
+        }
+    }
+}
+
+impl RemoteConfigSettings {
+    /// Checks the URL's scheme and the lifetime.
+    ///
+    /// # Errors
+    /// [`Error::Config`] saying which.
+    pub fn validate(&self) -> Result<()> {
+        if self.url_ttl_secs == 0 {
+            return Err(config_err("remote_config.url_ttl_secs must be at least 1"));
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(config_err(format!(
+                "remote_config.public_url {url:?} must start with http:// or https://"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Plain MQTT listener.
@@ -469,7 +514,8 @@ impl Config {
         self.registry.validate().map_err(|e| match e {
             Error::Config(msg) => config_err(format!("[registry] {msg}")),
             other => other,
-        })
+        })?;
+        self.remote_config.validate()
     }
 
     /// The configuration as TOML (the token, if any, included: this is for writing files).

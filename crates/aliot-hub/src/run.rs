@@ -33,6 +33,7 @@ pub struct RunningHub {
     admin_addr: SocketAddr,
     admin_url: String,
     device_http_url: Option<String>,
+    config_base: String,
     data_dir: PathBuf,
     token_source: TokenSource,
     tls_files: Option<CertificateFiles>,
@@ -58,6 +59,12 @@ impl RunningHub {
     /// with `tls`), when enabled.
     pub fn device_http_url(&self) -> Option<&str> {
         self.device_http_url.as_deref()
+    }
+
+    /// The base URL of the remote configuration downloads devices are given
+    /// (`[remote_config] public_url`, else the device HTTP(S) listener's, else the admin one's).
+    pub fn config_url_base(&self) -> &str {
+        &self.config_base
     }
 
     /// The admin API's address.
@@ -251,6 +258,19 @@ pub async fn start(
         }
     });
 
+    // Remote configuration URLs name the configured public URL, else the listener that serves
+    // the download: the device HTTP(S) one when on, else the admin one.
+    let config_base = config
+        .remote_config
+        .public_url
+        .clone()
+        .or_else(|| device_http_url.clone())
+        .unwrap_or_else(|| admin_url.clone());
+    broker
+        .platform()
+        .config_urls()
+        .configure(&config_base, config.remote_config.url_ttl_secs);
+
     let url_file = data_dir.join(URL_FILE);
     let url = format!("{admin_url}\n");
     blocking(move || {
@@ -314,6 +334,7 @@ pub async fn start(
         admin_addr,
         admin_url,
         device_http_url,
+        config_base,
         data_dir,
         token_source,
         tls_files,
@@ -397,7 +418,13 @@ async fn serve(
     });
     let admin_task = {
         let guard = StopOnDrop(stop.clone());
-        let (app, closing) = (admin::router(state.clone()), state.clone());
+        let mut app = admin::router(state.clone());
+        if listeners.device_http.is_none() {
+            // Without a device listener, the signed remote config downloads are served here
+            // (the signature is their only credential, not the admin token).
+            app = app.merge(device_http::config::router(broker.platform().clone()));
+        }
+        let closing = state.clone();
         let counters = state.http_counters().clone();
         let until = stop.clone().cancelled_owned();
         let listener = listeners.admin;

@@ -268,6 +268,14 @@ pub mod alink {
                 "send time as UTC milliseconds, at most 24 h ahead",
             ),
             6328 => ("TSL: params is not an array", "send a JSON array"),
+            6710 => (
+                "remote config not found",
+                "upload a configuration for the product (`aliot admin product config upload`)",
+            ),
+            6713 => (
+                "remote config is switched off for the product",
+                "switch it on (`aliot admin product config enable`)",
+            ),
             6813 => ("topic illegal", "publish only on the device's own topics"),
             _ => return None,
         })

@@ -10,6 +10,8 @@
 //! - [`auth`]: the platform's CONNECT verdict and its CONNACK codes.
 //! - [`topic`]: typed Alink topics and a device's topic rights.
 //! - [`alink`]: Alink request/reply envelopes and NTP.
+//! - [`config`]: remote configuration: what `thing.config.get` answers, the 64 KB limit, the
+//!   size and SHA-256 check of a downloaded file.
 //! - [`codes`]: CONNACK, Alink and HTTPS auth codes with their causes and fix hints.
 //! - [`diagnose`]: the credential doctor: why CONNECT fields would be refused.
 //! - [`profile`]: TOML device profiles.
@@ -63,6 +65,7 @@ pub mod alink;
 pub mod auth;
 pub mod client_id;
 pub mod codes;
+pub mod config;
 pub mod credentials;
 pub mod diagnose;
 pub mod error;

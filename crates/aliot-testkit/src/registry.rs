@@ -7,9 +7,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use aliot_hub::BoxFuture;
 use aliot_hub::registry::{
-    DesiredChange, DesiredOutcome, DesiredProperties, Device, DeviceAuth, Error, NewDevice, Product,
-    Properties, PropertyLimits, Registry, RegistryCounts, Result, ShadowChange, ShadowDocument,
-    ShadowRefusal,
+    ConfigFile, DesiredChange, DesiredOutcome, DesiredProperties, Device, DeviceAuth, Error, NewDevice,
+    Product, Properties, PropertyLimits, Registry, RegistryCounts, RemoteConfig, Result, ShadowChange,
+    ShadowDocument, ShadowRefusal,
 };
 use serde_json::{Map, Value};
 
@@ -25,6 +25,10 @@ struct State {
     desired: BTreeMap<(String, String), DesiredProperties>,
     /// Shadows, with the hub's rules ([`ShadowDocument::apply`]).
     shadows: BTreeMap<(String, String), ShadowDocument>,
+    /// productKey → remote configuration and its file's bytes.
+    configs: BTreeMap<String, (RemoteConfig, Option<Vec<u8>>)>,
+    /// Ids given to uploaded configuration files.
+    next_config_id: u64,
 }
 
 /// Logins kept for [`MemoryRegistry::logins`]: the oldest are forgotten beyond it, so that a
@@ -357,6 +361,75 @@ impl Registry for MemoryRegistry {
             Err(Self::not_found(product_key, device_name))
         };
         Box::pin(std::future::ready(result))
+    }
+
+    fn remote_config(&self, product_key: &str) -> RemoteConfig {
+        self.lock()
+            .configs
+            .get(product_key)
+            .map(|(c, _)| c.clone())
+            .unwrap_or_default()
+    }
+
+    fn set_config_file<'a>(
+        &'a self,
+        product_key: &'a str,
+        file: Option<Vec<u8>>,
+    ) -> BoxFuture<'a, Result<RemoteConfig>> {
+        let mut s = self.lock();
+        let result = (|| {
+            if !s.products.contains_key(product_key) {
+                return Err(Error::ProductNotFound {
+                    product_key: product_key.to_owned(),
+                });
+            }
+            let meta = match &file {
+                Some(bytes) => {
+                    s.next_config_id += 1;
+                    Some(ConfigFile::describe(
+                        format!("memcfg{}", s.next_config_id),
+                        bytes,
+                        0,
+                    )?)
+                }
+                None => None,
+            };
+            let entry = s.configs.entry(product_key.to_owned()).or_default();
+            entry.0.file = meta;
+            entry.1 = file;
+            Ok(entry.0.clone())
+        })();
+        Box::pin(std::future::ready(result))
+    }
+
+    fn set_config_enabled<'a>(
+        &'a self,
+        product_key: &'a str,
+        enabled: bool,
+    ) -> BoxFuture<'a, Result<RemoteConfig>> {
+        let mut s = self.lock();
+        let result = if s.products.contains_key(product_key) {
+            let entry = s.configs.entry(product_key.to_owned()).or_default();
+            entry.0.enabled = enabled;
+            Ok(entry.0.clone())
+        } else {
+            Err(Error::ProductNotFound {
+                product_key: product_key.to_owned(),
+            })
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn config_file<'a>(
+        &'a self,
+        product_key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<aliot_hub::registry::ConfigDownload>>> {
+        let file = self
+            .lock()
+            .configs
+            .get(product_key)
+            .and_then(|(c, bytes)| c.file.clone().zip(bytes.clone()));
+        Box::pin(std::future::ready(Ok(file)))
     }
 
     fn counts(&self) -> RegistryCounts {

@@ -23,6 +23,8 @@ use serde_json::Value;
 use super::usage;
 use crate::{output, signal};
 
+mod config;
+
 /// Arguments of `aliot admin`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -93,6 +95,12 @@ enum ProductCommand {
     },
     /// List the products.
     List,
+    /// The product's remote configuration file: upload, show, download, delete, push, enable,
+    /// disable.
+    Config {
+        #[command(subcommand)]
+        command: config::ConfigCommand,
+    },
     /// The product's thing model (TSL): import the console's export, export it, delete it.
     Tsl {
         #[command(subcommand)]
@@ -555,6 +563,7 @@ fn job(command: AdminCommand) -> anyhow::Result<Job> {
             json(move |c| async move { c.set_dynamic_registration(&product_key, on).await })
         }
         AdminCommand::Product(ProductCommand::List) => json(|c| async move { c.products().await }),
+        AdminCommand::Product(ProductCommand::Config { command }) => config::job(command),
         AdminCommand::Product(ProductCommand::Tsl {
             command: TslCommand::Import { product_key, file },
         }) => {

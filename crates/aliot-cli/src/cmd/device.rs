@@ -1,5 +1,5 @@
 //! `aliot device`: a simulated device (`run`), one-shot device commands (`publish`,
-//! `post-property`, `post-event`, `ntp`) and dynamic registration (`register`, in
+//! `post-property`, `post-event`, `ntp`, `config get`) and dynamic registration (`register`, in
 //! [`register`]), all on the aliot-device SDK.
 //!
 //! Identity: `--profile FILE`, the identity flags, or `ALIOT_PRODUCT_KEY`, `ALIOT_DEVICE_NAME`,
@@ -12,6 +12,7 @@
 //! Endpoint: `--host`, `--region` or `--instance-id` (else the profile's, else a local
 //! `aliot hub` on 127.0.0.1).
 
+mod config;
 mod register;
 mod simulate;
 
@@ -60,6 +61,9 @@ enum Sub {
     /// Connect, get or update the device shadow, print the platform's reply, exit.
     #[command(subcommand)]
     Shadow(ShadowSub),
+    /// The product's remote configuration: `get` its description (and with --save, the file).
+    #[command(subcommand)]
+    Config(config::ConfigSub),
     /// Register a device dynamically with its product's productSecret (MQTT, spec §5.2, or
     /// HTTPS, spec §5.1), print
     /// what the platform answered (deviceSecret, or clientId and deviceToken) as JSON, and
@@ -356,6 +360,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         Sub::PostEvent(a) => current_thread(post_event(a)),
         Sub::Ntp(a) => current_thread(ntp(a)),
         Sub::Shadow(s) => current_thread(shadow(s)),
+        Sub::Config(a) => current_thread(config::run(a)),
         Sub::Register(a) => current_thread(register::run(a)),
     }
 }
@@ -660,6 +665,13 @@ impl Out {
                 let extra = json!({"messageId": r.message_id()});
                 self.downlink("rrpc", r.topic(), r.qos(), r.payload(), extra);
             }
+            Event::ConfigPush(info) => match self.format {
+                Format::Text => Self::status(&format!(
+                    "remote config pushed: {} ({} bytes, sha256 {}), answered; download: {}",
+                    info.config_id, info.config_size, info.sign, info.url
+                )),
+                Format::Json => self.json(json!({"type": "config_push", "config": info})),
+            },
             _ => {}
         }
     }

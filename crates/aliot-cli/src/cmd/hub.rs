@@ -171,6 +171,10 @@ fn endpoint_lines(hub: &RunningHub) -> Vec<String> {
         ));
     }
     lines.push(format!("admin:       {}", hub.admin_url()));
+    lines.push(format!(
+        "config urls: {}/config/… (remote config downloads, signed; [remote_config] public_url)",
+        hub.config_url_base().trim_end_matches('/')
+    ));
     lines.push(match hub.token_source() {
         TokenSource::File(path) => format!("admin token: in {}", path.display()),
         TokenSource::Configured => "admin token: the one given (--admin-token or the config file)".to_owned(),

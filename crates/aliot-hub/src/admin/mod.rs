@@ -42,6 +42,10 @@
 //!   `POST …/devices/{dn}/desired/clear` `{"identifiers","versions"?}`
 //! - `GET|PUT …/devices/{dn}/shadow` (`{"method":"update","state":{"desired"},"version","deltaUpdate"?}`)
 //! - `GET /api/v1/events[?productKey=&deviceName=&type=a,b]` (server-sent events)
+//! - `GET|PUT|PATCH|DELETE /api/v1/products/{pk}/config`, `GET …/config/file`,
+//!   `POST …/config/push`: remote configuration (see `config.rs`); without a device HTTP
+//!   listener the admin listener also serves the signed downloads `GET /config/{pk}/{id}?…`
+//!   without the token
 
 use std::fmt;
 use std::sync::Arc;
@@ -58,6 +62,7 @@ use crate::http::HttpCounters;
 use crate::registry::RegistryHealth;
 use crate::service::Service;
 
+mod config;
 mod desired;
 mod devices;
 mod downlink;
@@ -139,6 +144,15 @@ pub fn router(state: AdminState) -> Router {
                 .put(products::import_tsl)
                 .delete(products::delete_tsl),
         )
+        .route(
+            "/api/v1/products/{pk}/config",
+            get(config::show)
+                .put(config::upload)
+                .patch(config::update)
+                .delete(config::delete),
+        )
+        .route("/api/v1/products/{pk}/config/file", get(config::download))
+        .route("/api/v1/products/{pk}/config/push", post(config::push))
         .route(
             "/api/v1/products/{pk}/devices",
             get(devices::list).post(devices::create),

@@ -7,6 +7,7 @@
 //! | `POST /auth/bootstrap` (form) | bootstrap (§5.4): this hub's MQTT endpoint | `auth.rs` |
 //! | `POST /auth` (JSON) | HTTP data channel (§5.5): a token | `channel.rs` |
 //! | `POST /topic/{topic}` (header `password`) | HTTP data channel: one uplink, handled as over MQTT | `channel.rs` |
+//! | `GET /config/{pk}/{configId}?expires=&signature=` | remote configuration download (signed, expiring URL) | `config.rs` |
 //!
 //! Answers are HTTP 200 with the platform's own codes in the body (`{"code":200,…}` for
 //! `/auth/…`, `{"code":0,…}` for the data channel), as the platform answers them, so that the
@@ -26,6 +27,7 @@ use crate::platform::Platform;
 
 mod auth;
 mod channel;
+pub(crate) mod config;
 
 /// The largest `/auth…` request body: a few form or JSON fields.
 pub(crate) const MAX_FORM_BYTES: usize = 8 * 1024;
@@ -86,5 +88,6 @@ pub(crate) fn router(state: DeviceHttpState) -> Router {
     let topic = Router::new()
         .route("/topic/{*topic}", post(channel::publish))
         .layer(DefaultBodyLimit::max(max_payload));
-    auth.merge(topic).with_state(state)
+    let download = config::router(state.platform.clone());
+    auth.merge(topic).with_state(state).merge(download)
 }

@@ -1,22 +1,294 @@
-//! Remote configuration (`thing.config.get`): the hub holds no product configuration yet, so
-//! it answers code 6710 ("remote config not found") as the platform does for a product without
-//! one.
+//! Remote configuration (cloud-side §4.3): `thing.config.get` answered with the product's
+//! file as the platform describes it (`configId`, `configSize`, `sign`, `signMethod`, `url`,
+//! `getType`), code 6710 when the product has none and 6713 when the feature is switched off
+//! for it; `thing.config.push` built for the service's push; and the download URLs.
+//!
+//! # Download URLs
+//!
+//! On the platform, `url` is an expiring, signed OSS URL. The hub's is
+//! `{base}/config/{productKey}/{configId}?expires={unix seconds}&signature={hex}`, the
+//! signature an HMAC-SHA256 of `{productKey}/{configId}/{expires}` under a key the hub draws
+//! at start and never shows (so URLs end with the process, as they would expire anyway).
+//! [`ConfigUrls::check`] refuses an altered or expired URL (the listener answers 403). The
+//! base is `[remote_config] public_url`, else the device HTTP(S) listener's, else the admin
+//! listener's (set by `run.rs` once the listeners are bound).
 
+use std::sync::{PoisonError, RwLock};
+
+use aliot_protocol::alink::{MessageId, Reply, Request};
+use aliot_protocol::config::{CONFIG_DISABLED, CONFIG_NOT_FOUND, ConfigInfo};
+use aliot_protocol::sign::{HexCase, SignMethod};
 use aliot_protocol::topic::SysPath;
 use bytes::Bytes;
+use rand::Rng as _;
 
-use super::handling::{Answer, Context, Handling, answer};
+use super::handling::{Context, Handling, method_of, parse_request, send_reply};
+use crate::registry::{ConfigFile, Registry};
 
-/// The platform's code when a product has no remote configuration.
-const CONFIG_NOT_FOUND: u32 = 6710;
+/// What the platform can tell a device of its product's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Offer {
+    /// Remote configuration is switched off for the product (6713).
+    Disabled,
+    /// The product has no configuration (6710).
+    NotFound,
+    /// The file, with a fresh download URL.
+    File(ConfigInfo),
+}
 
-/// Answers `thing.config.get`.
-pub(crate) fn get(topic: &str, path: &SysPath, payload: &Bytes, ctx: Context) -> Handling {
-    answer(
-        topic,
-        path,
-        payload,
-        Answer::Error(CONFIG_NOT_FOUND, "remote config not found"),
-        ctx,
+/// Why a download URL is refused (answered 403).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UrlRefusal {
+    /// The signature does not match (altered, or signed by another run of the hub).
+    BadSignature,
+    /// The URL's time is past.
+    Expired,
+}
+
+impl UrlRefusal {
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            UrlRefusal::BadSignature => "the URL's signature is not valid",
+            UrlRefusal::Expired => "the URL has expired: ask for the configuration again",
+        }
+    }
+}
+
+/// Where devices download configurations, and how long a URL lasts.
+#[derive(Debug, Clone)]
+struct UrlSettings {
+    base: String,
+    ttl_secs: u64,
+}
+
+/// Signs and checks download URLs. One per hub, shared by the platform (get) and the service
+/// (push).
+pub(crate) struct ConfigUrls {
+    key: [u8; 32],
+    /// A std lock: written once at start, read for a copy of the base.
+    settings: RwLock<UrlSettings>,
+}
+
+impl std::fmt::Debug for ConfigUrls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigUrls")
+            .field("key", &"<redacted>")
+            .field("settings", &self.settings())
+            .finish()
+    }
+}
+
+impl ConfigUrls {
+    /// A new key; URLs relative (`/config/…`) with a 30-minute life until [`Self::configure`].
+    pub(crate) fn new() -> Self {
+        let mut key = [0u8; 32];
+        rand::rng().fill(&mut key);
+        Self {
+            key,
+            settings: RwLock::new(UrlSettings {
+                base: String::new(),
+                ttl_secs: 1800,
+            }),
+        }
+    }
+
+    /// Sets the base URL devices reach the download route at, and the URLs' life.
+    pub(crate) fn configure(&self, base: &str, ttl_secs: u64) {
+        let mut s = self.settings.write().unwrap_or_else(PoisonError::into_inner);
+        s.base = base.trim_end_matches('/').to_owned();
+        s.ttl_secs = ttl_secs;
+    }
+
+    fn settings(&self) -> UrlSettings {
+        self.settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn content(product_key: &str, config_id: &str, expires: &str) -> String {
+        format!("{product_key}/{config_id}/{expires}")
+    }
+
+    /// A signed URL for the file `config_id` of the product, valid from `now_ms` for the
+    /// configured life.
+    pub(crate) fn url(&self, product_key: &str, config_id: &str, now_ms: u64) -> String {
+        let UrlSettings { base, ttl_secs } = self.settings();
+        let expires = (now_ms / 1000 + ttl_secs).to_string();
+        let signature = SignMethod::HmacSha256.hex(
+            &self.key,
+            Self::content(product_key, config_id, &expires).as_bytes(),
+            HexCase::Lower,
+        );
+        format!("{base}/config/{product_key}/{config_id}?expires={expires}&signature={signature}")
+    }
+
+    /// Checks a URL's `expires` and `signature` (constant-time) at `now_ms`.
+    ///
+    /// # Errors
+    /// [`UrlRefusal`]: the signature first (an altered expiry is a bad signature), then the
+    /// time.
+    pub(crate) fn check(
+        &self,
+        product_key: &str,
+        config_id: &str,
+        expires: &str,
+        signature: &str,
+        now_ms: u64,
+    ) -> Result<(), UrlRefusal> {
+        let content = Self::content(product_key, config_id, expires);
+        if !SignMethod::HmacSha256.verify_hex(&self.key, content.as_bytes(), signature.as_bytes()) {
+            return Err(UrlRefusal::BadSignature);
+        }
+        let expires: u64 = expires.parse().map_err(|_| UrlRefusal::BadSignature)?;
+        if now_ms / 1000 >= expires {
+            return Err(UrlRefusal::Expired);
+        }
+        Ok(())
+    }
+
+    /// The description of `file` with a fresh URL.
+    pub(crate) fn info(&self, product_key: &str, file: &ConfigFile, now_ms: u64) -> ConfigInfo {
+        ConfigInfo {
+            config_id: file.config_id.clone(),
+            config_size: file.size,
+            sign: file.sign.clone(),
+            sign_method: aliot_protocol::config::SIGN_METHOD.to_owned(),
+            url: self.url(product_key, &file.config_id, now_ms),
+            get_type: aliot_protocol::config::GET_TYPE_FILE.to_owned(),
+        }
+    }
+
+    /// What a device of the product is told now (from the registry's memory).
+    pub(crate) fn offer(&self, registry: &dyn Registry, product_key: &str, now_ms: u64) -> Offer {
+        let config = registry.remote_config(product_key);
+        match (&config.file, config.enabled) {
+            (_, false) => Offer::Disabled,
+            (None, true) => Offer::NotFound,
+            (Some(file), true) => Offer::File(self.info(product_key, file, now_ms)),
+        }
+    }
+}
+
+/// Answers `thing.config.get` with `offer`.
+pub(crate) fn get(topic: &str, path: &SysPath, payload: &Bytes, ctx: Context, offer: Offer) -> Handling {
+    let request = match parse_request(topic, path, payload) {
+        Ok(r) => r,
+        Err(handling) => return *handling,
+    };
+    let method = request.method.clone().or_else(|| method_of(topic, path));
+    let id = request.id.clone();
+    let reply = match offer {
+        Offer::Disabled => Reply::error(
+            id,
+            method,
+            CONFIG_DISABLED,
+            "remote config is switched off for the product",
+        ),
+        Offer::NotFound => Reply::error(id, method, CONFIG_NOT_FOUND, "remote config not found"),
+        Offer::File(info) => Reply {
+            data: serde_json::to_value(info).unwrap_or_default(),
+            ..Reply::success(id, method)
+        },
+    };
+    let mut handling = Handling::default();
+    send_reply(&mut handling, topic, &request, reply, ctx);
+    handling
+}
+
+/// The `thing.config.push` request announcing `info`, with message id `id`.
+pub(crate) fn push_request(id: &str, info: &ConfigInfo) -> Vec<u8> {
+    Request::new(
+        MessageId::new(id),
+        SysPath::ConfigPush
+            .method()
+            .unwrap_or_else(|| "thing.config.push".into()),
+        serde_json::to_value(info).unwrap_or_default(),
     )
+    .to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Context {
+        Context {
+            recv_ms: 1,
+            now_ms: 2,
+            honour_sys_ack: true,
+        }
+    }
+
+    #[test]
+    fn a_url_is_accepted_until_it_expires_and_never_once_altered() {
+        let urls = ConfigUrls::new();
+        urls.configure("http://127.0.0.1:8081/", 60);
+        let url = urls.url("pk", "cid", 1_000_000);
+        assert!(
+            url.starts_with("http://127.0.0.1:8081/config/pk/cid?expires=1060&signature="),
+            "{url}"
+        );
+        let signature = url.rsplit('=').next().expect("a signature");
+        assert_eq!(urls.check("pk", "cid", "1060", signature, 1_059_999), Ok(()));
+        assert_eq!(
+            urls.check("pk", "cid", "1060", signature, 1_060_000),
+            Err(UrlRefusal::Expired)
+        );
+        assert_eq!(
+            urls.check("pk", "cid", "9999", signature, 1_000_000),
+            Err(UrlRefusal::BadSignature)
+        );
+        assert_eq!(
+            urls.check("pk", "other", "1060", signature, 1_000_000),
+            Err(UrlRefusal::BadSignature)
+        );
+        // Another hub's key signs differently.
+        let other = ConfigUrls::new();
+        assert_eq!(
+            other.check("pk", "cid", "1060", signature, 1_000_000),
+            Err(UrlRefusal::BadSignature)
+        );
+    }
+
+    #[test]
+    fn get_is_answered_with_the_file_or_the_platforms_codes() {
+        let topic = "/sys/pk/dn/thing/config/get";
+        let payload = Bytes::from_static(
+            br#"{"id":"5","version":"1.0","params":{"configScope":"product","getType":"file"},"method":"thing.config.get"}"#,
+        );
+        let text = |h: &Handling| {
+            String::from_utf8(h.reply.as_ref().expect("a reply").payload.clone()).expect("utf8")
+        };
+        let h = get(topic, &SysPath::ConfigGet, &payload, ctx(), Offer::NotFound);
+        assert!(text(&h).starts_with(r#"{"code":6710"#), "{}", text(&h));
+        let h = get(topic, &SysPath::ConfigGet, &payload, ctx(), Offer::Disabled);
+        assert!(text(&h).starts_with(r#"{"code":6713"#), "{}", text(&h));
+        let info = ConfigInfo::for_file("c1", b"abc", "http://h/config/pk/c1".into());
+        let h = get(
+            topic,
+            &SysPath::ConfigGet,
+            &payload,
+            ctx(),
+            Offer::File(info.clone()),
+        );
+        let reply = h.reply.as_ref().expect("a reply");
+        assert_eq!(reply.topic, "/sys/pk/dn/thing/config/get_reply");
+        let v: serde_json::Value = serde_json::from_slice(&reply.payload).expect("JSON");
+        assert_eq!(v["code"], 200);
+        assert_eq!(v["id"], "5");
+        assert_eq!(v["method"], "thing.config.get");
+        let back: ConfigInfo = serde_json::from_value(v["data"].clone()).expect("a ConfigInfo");
+        assert_eq!(back, info);
+    }
+
+    #[test]
+    fn push_carries_the_info_as_params() {
+        let info = ConfigInfo::for_file("c1", b"abc", "u".into());
+        let v: serde_json::Value = serde_json::from_slice(&push_request("9", &info)).expect("JSON");
+        assert_eq!(v["method"], "thing.config.push");
+        assert_eq!(v["id"], "9");
+        assert_eq!(v["params"]["configId"], "c1");
+        assert_eq!(v["params"]["getType"], "file");
+    }
 }

@@ -13,7 +13,7 @@
 //! | desired get/delete | [`desired`] | `<topic>_reply` with the stored desired values (6104 above 200 identifiers), once durable ([`lane`]) |
 //! | `/shadow/update/{pk}/{dn}` | [`shadow`] | `/shadow/get/{pk}/{dn}` reply (400–409, 500), once durable ([`lane`]) |
 //! | OTA firmware get | [`ota`] | `<topic>_reply` code 200 with empty data |
-//! | remote config get | [`config`] | `<topic>_reply` code 6710 (no remote config on the hub) |
+//! | remote config get | [`config`] | `<topic>_reply` with the product's file (`configId`, size, SHA-256, a signed URL); 6710 without one, 6713 when switched off |
 //! | `…/thing/service/property/set_reply`, `…/rrpc/response/{id}`, `/ext/rrpc/{id}/…` | [`service`] | completes the waiting call |
 //! | `/ext/ntp/{pk}/{dn}/request` | [`ntp`] | `/ext/ntp/{pk}/{dn}/response` (spec §12 Q8) |
 //! | any other `/sys/{pk}/{dn}/…` request | [`handling`] | `<topic>_reply` code 6203 (topic parse failed) |
@@ -42,7 +42,7 @@ use crate::registry::{Enrolment, Registry};
 use crate::table::{CloseReason, Offer, Outgoing, QueueLimits, Session};
 
 mod auth;
-mod config;
+pub(crate) mod config;
 mod desired;
 mod handling;
 mod lane;
@@ -57,8 +57,15 @@ pub(crate) mod tokens;
 pub(crate) use self::handling::{Context, Deferred, Handling, PlatformReply, PropertyPost};
 
 /// Decides what the platform does with an uplink on `topic` (which passed the ACL); `tsl` is
-/// the product's thing model, when it has one.
-pub(crate) fn decide(topic: &str, payload: &Bytes, ctx: Context, tsl: Option<&Tsl>) -> Handling {
+/// the product's thing model, when it has one; `config` tells what a product's devices are told
+/// of its remote configuration (asked only for `thing.config.get`).
+pub(crate) fn decide(
+    topic: &str,
+    payload: &Bytes,
+    ctx: Context,
+    tsl: Option<&Tsl>,
+    config: &dyn Fn(&str) -> config::Offer,
+) -> Handling {
     let Ok(parsed) = Topic::parse(topic) else {
         // Inside the device's namespace (the ACL let it through) but not an Alink topic family.
         return Handling::default();
@@ -66,7 +73,7 @@ pub(crate) fn decide(topic: &str, payload: &Bytes, ctx: Context, tsl: Option<&Ts
     match parsed {
         Topic::Sys {
             path,
-            product_key: _,
+            product_key,
             device_name: _,
         } => match &path {
             SysPath::PropertyPost => thing::property_post(topic, &path, payload, ctx, tsl),
@@ -77,7 +84,7 @@ pub(crate) fn decide(topic: &str, payload: &Bytes, ctx: Context, tsl: Option<&Ts
             SysPath::DesiredGet => desired::get(topic, &path, payload, ctx),
             SysPath::DesiredDelete => desired::delete(topic, &path, payload, ctx),
             SysPath::OtaFirmwareGet => ota::firmware_get(topic, &path, payload, ctx),
-            SysPath::ConfigGet => config::get(topic, &path, payload, ctx),
+            SysPath::ConfigGet => config::get(topic, &path, payload, ctx, config(&product_key)),
             SysPath::RrpcResponse(_) | SysPath::Reply(_) => service::sys_answer(&path, payload),
             // Downlink topics published by the device, and unknown requests.
             _ => handling::unknown(topic, &path, payload, ctx),
@@ -115,6 +122,8 @@ pub(crate) struct Platform {
     config: PlatformConfig,
     /// Desired and shadow requests, carried out in order once decided.
     lane: lane::Lane,
+    /// Signs the remote configuration download URLs (shared with the service's push).
+    config_urls: Arc<config::ConfigUrls>,
 }
 
 impl Platform {
@@ -124,6 +133,7 @@ impl Platform {
         cluster: Arc<dyn Cluster>,
         metrics: Arc<Metrics>,
         config: PlatformConfig,
+        config_urls: Arc<config::ConfigUrls>,
     ) -> Self {
         Self {
             registry,
@@ -132,7 +142,13 @@ impl Platform {
             metrics,
             config,
             lane: lane::Lane::start(),
+            config_urls,
         }
+    }
+
+    /// The remote configuration download URLs' signer.
+    pub(crate) fn config_urls(&self) -> &Arc<config::ConfigUrls> {
+        &self.config_urls
     }
 
     fn emit(&self, build: impl FnOnce() -> Event) {
@@ -233,7 +249,8 @@ impl Platform {
             honour_sys_ack: self.config.sys_ack,
         };
         let tsl = self.registry.tsl(product_key);
-        let mut handling = decide(topic, payload, ctx, tsl.as_ref().map(|t| &t.model));
+        let offer = |pk: &str| self.config_urls.offer(&*self.registry, pk, ctx.now_ms);
+        let mut handling = decide(topic, payload, ctx, tsl.as_ref().map(|t| &t.model), &offer);
         if let Some(PropertyPost { values, reply_to }) = handling.properties.take() {
             // The registry keeps the values whole or not at all; a refusal changes the answer
             // (`thing::refused`: 6106).
@@ -569,7 +586,13 @@ mod tests {
             now_ms: 20,
             honour_sys_ack: true,
         };
-        decide(topic, &Bytes::copy_from_slice(payload.as_bytes()), ctx, tsl)
+        decide(
+            topic,
+            &Bytes::copy_from_slice(payload.as_bytes()),
+            ctx,
+            tsl,
+            &|_| config::Offer::NotFound,
+        )
     }
 
     #[test]

@@ -37,6 +37,7 @@ mod error;
 mod fault;
 mod properties;
 mod redb;
+mod remote_config;
 mod sessions;
 mod shadow;
 mod store;
@@ -50,6 +51,7 @@ pub use self::fault::StorageFault;
 pub use self::properties::{Properties, PropertyLimits};
 pub(crate) use self::redb::random_alnum;
 pub use self::redb::{DB_FILE, MAX_REPORTED_RECORDS, ONLINE_QUEUE, RedbRegistry};
+pub use self::remote_config::{ConfigDownload, ConfigFile, RemoteConfig, check_size as check_config_size};
 pub use self::sessions::{SavedMessage, SavedSession, SessionChange};
 pub use self::shadow::{
     MAX_ATTRIBUTES as MAX_SHADOW_ATTRIBUTES, MAX_DOCUMENT_BYTES as MAX_SHADOW_BYTES, ShadowChange,
@@ -655,6 +657,57 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     ) -> BoxFuture<'a, Result<std::result::Result<ShadowDocument, ShadowRefusal>>> {
         let _ = (product_key, device_name, change, now_s);
         Box::pin(std::future::ready(Err(Error::Unsupported("device shadows"))))
+    }
+
+    /// The product's remote configuration: its switch and its file's metadata (the default,
+    /// switched on without a file, for a product never configured). From memory and
+    /// non-blocking: it is read for every `thing.config.get`.
+    fn remote_config(&self, product_key: &str) -> RemoteConfig {
+        let _ = product_key;
+        RemoteConfig::default()
+    }
+
+    /// Stores (`Some`: a new `configId`) or deletes (`None`) the product's configuration file,
+    /// durably (file and metadata in one commit); returns the configuration as it now is.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an empty file or one above 64 KB,
+    /// [`Error::ProductNotFound`], [`Error::Storage`]; [`Error::Unsupported`] from a registry
+    /// without remote configuration (the default).
+    fn set_config_file<'a>(
+        &'a self,
+        product_key: &'a str,
+        file: Option<Vec<u8>>,
+    ) -> BoxFuture<'a, Result<RemoteConfig>> {
+        let _ = (product_key, file);
+        Box::pin(std::future::ready(Err(Error::Unsupported(
+            "remote configuration",
+        ))))
+    }
+
+    /// Switches remote configuration on or off for the product, durably; returns it as it now
+    /// is.
+    ///
+    /// # Errors
+    /// [`Error::ProductNotFound`], [`Error::Storage`]; [`Error::Unsupported`] (the default).
+    fn set_config_enabled<'a>(
+        &'a self,
+        product_key: &'a str,
+        enabled: bool,
+    ) -> BoxFuture<'a, Result<RemoteConfig>> {
+        let _ = (product_key, enabled);
+        Box::pin(std::future::ready(Err(Error::Unsupported(
+            "remote configuration",
+        ))))
+    }
+
+    /// The product's configuration file with its metadata (`None` when it has none).
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    fn config_file<'a>(&'a self, product_key: &'a str) -> BoxFuture<'a, Result<Option<ConfigDownload>>> {
+        let _ = product_key;
+        Box::pin(std::future::ready(Ok(None)))
     }
 
     /// Counts for `/metrics`.

@@ -209,6 +209,8 @@ struct Inner {
     enrol_queue: Mutex<EnrolQueue>,
     /// The products' thing models.
     tsls: RwLock<Tsls>,
+    /// The products' remote configurations (metadata; the files stay on disk).
+    configs: RwLock<super::remote_config::RemoteConfigs>,
     hasher: std::collections::hash_map::RandomState,
     device_count: AtomicU64,
     online_tx: mpsc::Sender<OnlineUpdate>,
@@ -286,6 +288,7 @@ struct Snapshot {
     shards: Vec<Shard>,
     tokens: Tokens,
     tsls: Tsls,
+    configs: super::remote_config::RemoteConfigs,
     count: u64,
     skipped: Skipped,
 }
@@ -349,6 +352,7 @@ fn read_all(db: &Database, hasher: &impl BuildHasher) -> Result<Snapshot> {
             Err(e) => skipped.note(&record, &e),
         }
     }
+    let configs = super::remote_config::read(&txn, &mut |record, e| skipped.note(record, e))?;
     if skipped.count > 0 {
         tracing::error!(
             skipped = skipped.count,
@@ -360,6 +364,7 @@ fn read_all(db: &Database, hasher: &impl BuildHasher) -> Result<Snapshot> {
         shards,
         tokens,
         tsls,
+        configs,
         count,
         skipped,
     })
@@ -437,6 +442,7 @@ impl RedbRegistry {
             shards,
             tokens,
             tsls,
+            configs,
             count,
             skipped,
         } = snapshot;
@@ -462,6 +468,7 @@ impl RedbRegistry {
                 tokens: RwLock::new(tokens),
                 enrol_queue: Mutex::default(),
                 tsls: RwLock::new(tsls),
+                configs: RwLock::new(configs),
                 hasher,
                 device_count: AtomicU64::new(count),
                 online_tx,
@@ -553,10 +560,12 @@ impl RedbRegistry {
             shards,
             tokens,
             tsls,
+            configs,
             count,
             skipped,
         } = read_all(db, &inner.hasher)?;
         *write_lock(&inner.tsls) = tsls;
+        *write_lock(&inner.configs) = configs;
         *write_lock(&inner.products) = products;
         *write_lock(&inner.tokens) = tokens;
         for (lock, mut fresh) in inner.shards.iter().zip(shards) {
@@ -857,6 +866,24 @@ impl RedbRegistry {
             }
             tracing::info!(product_key = %pk, "thing model updated");
             Ok(())
+        })
+    }
+
+    /// Changes a product's remote configuration (blocking): `change` edits it and says what
+    /// becomes of the file; both are committed together, then memory follows.
+    fn change_config<'f>(
+        &self,
+        pk: &str,
+        change: impl FnOnce(&mut super::RemoteConfig) -> super::remote_config::FileChange<'f>,
+    ) -> Result<super::RemoteConfig> {
+        self.write(|db| {
+            self.require_product(pk)?;
+            let mut config = read_lock(&self.inner.configs).get(pk).cloned().unwrap_or_default();
+            let file = change(&mut config);
+            super::remote_config::write(db, pk, &config, file)?;
+            write_lock(&self.inner.configs).insert(pk.to_owned(), config.clone());
+            tracing::info!(product_key = %pk, enabled = config.enabled, config_id = ?config.file.as_ref().map(|f| &f.config_id), "remote config updated");
+            Ok(config)
         })
     }
 
@@ -1317,6 +1344,70 @@ impl Registry for RedbRegistry {
         let this = self.clone();
         Box::pin(blocking(move || {
             this.write(|db| super::sessions::save(db, &changes))
+        }))
+    }
+
+    fn remote_config(&self, product_key: &str) -> super::RemoteConfig {
+        read_lock(&self.inner.configs)
+            .get(product_key)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn set_config_file<'a>(
+        &'a self,
+        product_key: &'a str,
+        file: Option<Vec<u8>>,
+    ) -> BoxFuture<'a, Result<super::RemoteConfig>> {
+        let (this, pk) = (self.clone(), product_key.to_owned());
+        Box::pin(blocking(move || {
+            use super::remote_config::FileChange;
+            match &file {
+                Some(bytes) => {
+                    let meta = super::ConfigFile::describe(random_alnum(20), bytes, now_ms())?;
+                    this.change_config(&pk, |c| {
+                        c.file = Some(meta);
+                        FileChange::Put(bytes)
+                    })
+                }
+                None => this.change_config(&pk, |c| {
+                    c.file = None;
+                    FileChange::Delete
+                }),
+            }
+        }))
+    }
+
+    fn set_config_enabled<'a>(
+        &'a self,
+        product_key: &'a str,
+        enabled: bool,
+    ) -> BoxFuture<'a, Result<super::RemoteConfig>> {
+        let (this, pk) = (self.clone(), product_key.to_owned());
+        Box::pin(blocking(move || {
+            this.change_config(&pk, |c| {
+                c.enabled = enabled;
+                super::remote_config::FileChange::Keep
+            })
+        }))
+    }
+
+    fn config_file<'a>(
+        &'a self,
+        product_key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<super::ConfigDownload>>> {
+        let (this, pk) = (self.clone(), product_key.to_owned());
+        Box::pin(blocking(move || {
+            // Under the store's lock: the metadata and the bytes are of the same commit.
+            this.write(|db| {
+                let Some(meta) = read_lock(&this.inner.configs)
+                    .get(&pk)
+                    .and_then(|c| c.file.clone())
+                else {
+                    return Ok(None);
+                };
+                Ok(super::remote_config::read_file(db, &pk)?.map(|bytes| (meta, bytes)))
+            })
         }))
     }
 

@@ -182,6 +182,10 @@ fn open_database(path: &Path, backend: &Backend) -> Result<Database> {
         .map_err(|e| Error::storage("creating the device tokens table", e))?;
     txn.open_table(PRODUCT_TSL)
         .map_err(|e| Error::storage("creating the thing models table", e))?;
+    txn.open_table(super::remote_config::CONFIGS)
+        .map_err(|e| Error::storage("creating the remote config table", e))?;
+    txn.open_table(super::remote_config::CONFIG_FILES)
+        .map_err(|e| Error::storage("creating the remote config files table", e))?;
     txn.open_table(super::sessions::SESSIONS)
         .map_err(|e| Error::storage("creating the sessions table", e))?;
     txn.open_table(super::sessions::MESSAGES)

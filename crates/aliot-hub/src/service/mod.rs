@@ -25,10 +25,12 @@ use crate::platform::tokens::Tokens;
 use crate::registry::{Device, NewDevice, Product, ProductTsl, Registry, RegistryCounts};
 use crate::table::{CallKey, Delivered, NotSaved, Reach, Undelivered};
 
+mod config;
 mod desired;
 mod error;
 mod model_check;
 
+pub use self::config::ConfigPush;
 pub use self::desired::MAX_DESIRED_PER_CALL;
 pub use self::error::{Error, Result};
 pub use crate::cluster::SessionInfo;
@@ -52,6 +54,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     config: ServiceConfig,
     next_id: AtomicU64,
+    /// Signs the remote configuration download URLs (shared with the platform).
+    config_urls: Arc<crate::platform::config::ConfigUrls>,
 }
 
 /// The platform's API. A cheap `Clone` handle.
@@ -107,6 +111,7 @@ impl Service {
         cluster: Arc<dyn Cluster>,
         metrics: Arc<Metrics>,
         config: ServiceConfig,
+        config_urls: Arc<crate::platform::config::ConfigUrls>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -116,6 +121,7 @@ impl Service {
                 metrics,
                 config,
                 next_id: AtomicU64::new(1),
+                config_urls,
             }),
         }
     }
