@@ -515,7 +515,7 @@ impl Client {
         }
     }
 
-    async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+    pub(crate) async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let answer = self.exchange(Method::GET, path, None, self.timeout).await?;
         self.decode(path, &answer)
     }
@@ -565,7 +565,7 @@ fn batch_path(product_key: &str, format: Option<Format>) -> String {
     format!("{}:batch{}", devices_path(product_key), query(&q))
 }
 
-fn device_path(product_key: &str, device_name: &str) -> String {
+pub(crate) fn device_path(product_key: &str, device_name: &str) -> String {
     format!("{}/{}", devices_path(product_key), segment(device_name))
 }
 

@@ -9,6 +9,7 @@ use aliot_protocol::topic::{SysPath, reply_topic};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use crate::registry::Records;
 use crate::table::CallKey;
 
 /// A platform reply to send to the device.
@@ -31,6 +32,17 @@ pub(crate) struct Handling {
     pub(crate) properties: Option<PropertyPost>,
     /// Something was wrong with the message (reported as an event, never closes the connection).
     pub(crate) problem: Option<String>,
+    /// Rows for the device's history; the reply waits until they are durable.
+    pub(crate) history: Option<HistoryPost>,
+}
+
+/// The history rows of an uplink, and how to answer if they cannot be written.
+#[derive(Debug)]
+pub(crate) struct HistoryPost {
+    /// The rows.
+    pub(crate) records: Records,
+    /// Where and how to answer a failed write; `None` when the device asked for no reply.
+    pub(crate) reply_to: Option<ReplyTo>,
 }
 
 /// The values of a property post, to remember in the registry.

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
-use super::validate::{Rejection, check, fields, time, timed, unknown};
+use super::validate::{Item, Rejection, Validation, check, fields, time, timed, unknown};
 use super::{Fault, MAX_POST_PROPERTIES, Tsl, TslCode};
 use crate::codes::alink as code;
 
@@ -299,4 +299,85 @@ fn items<'a>(section: &'a Value, what: &str, out: &mut Vec<(&'a str, &'a Value)>
         }
     }
     Ok(())
+}
+
+/// A property post's `params` judged without a thing model: every identifier is kept unless its
+/// `time` breaks the time rule (6326), as [`Tsl::validate_property_post`] does with a model.
+///
+/// # Errors
+/// [`Fault`] 460 when params are not an object, 6106 beyond [`MAX_POST_PROPERTIES`].
+pub fn validate_untyped_property_post(params: &Value, now_ms: i64) -> Result<Validation, Fault> {
+    let object = params
+        .as_object()
+        .ok_or_else(|| not_shape("params is not an object"))?;
+    if object.len() > MAX_POST_PROPERTIES {
+        return Err(Fault {
+            code: code::TOO_MANY_PROPERTIES,
+            message: format!(
+                "too many properties: {} (at most {MAX_POST_PROPERTIES})",
+                object.len()
+            ),
+        });
+    }
+    let mut out = Validation::default();
+    for (id, raw) in object {
+        let (value, t) = timed(raw).unwrap_or((raw, None));
+        match t.map(|t| time(t, now_ms)) {
+            Some(None) => {
+                out.rejected
+                    .insert(id.clone(), Rejection::new(TslCode::BadTime, id, value));
+            }
+            when => {
+                out.items.insert(
+                    id.clone(),
+                    Item {
+                        value: value.clone(),
+                        time: when.flatten(),
+                    },
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// An event's `params` (`{"value":{…},"time":ms}` or the bare outputs) read without a thing
+/// model: every output is kept; `time` must follow the time rule.
+///
+/// # Errors
+/// [`Fault`] 460 when params are not an object, 6326 for a bad `time`.
+pub fn validate_untyped_event(identifier: &str, params: &Value, now_ms: i64) -> Result<Validation, Fault> {
+    if !params.is_object() {
+        return Err(not_shape("params is not an object"));
+    }
+    let (outputs, t) = match timed(params) {
+        Some((inner, t)) if inner.is_object() => (inner, t),
+        _ => (params, None),
+    };
+    let when = match t {
+        None => None,
+        Some(t) => Some(time(t, now_ms).ok_or_else(|| Fault {
+            code: TslCode::BadTime.code(),
+            message: format!("{} -> {identifier}", TslCode::BadTime.message()),
+        })?),
+    };
+    let items = outputs
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                Item {
+                    value: v.clone(),
+                    time: None,
+                },
+            )
+        })
+        .collect();
+    Ok(Validation {
+        items,
+        rejected: BTreeMap::new(),
+        time: when,
+    })
 }

@@ -90,7 +90,7 @@ use std::fmt;
 pub use crate::codes::TslCode;
 pub use batch::{
     BatchKind, BatchValidation, EventPoint, MAX_BATCH_EVENTS, MAX_BATCH_POINTS, Point, TOO_MANY_EVENTS,
-    validate_batch,
+    validate_batch, validate_untyped_event, validate_untyped_property_post,
 };
 pub use validate::{Fault, Item, Rejection, Validation};
 

@@ -773,3 +773,24 @@ proptest::proptest! {
         proptest::prop_assert!(v.properties.iter().all(|p| p.time.is_some_and(|t| t <= NOW + MAX_TIME_AHEAD_MS)));
     }
 }
+
+#[test]
+fn without_a_model_only_the_time_rule_judges_property_and_event_posts() {
+    let ahead = NOW + MAX_TIME_AHEAD_MS + 1;
+    let v = validate_untyped_property_post(
+        &json!({"a": {"value": 1, "time": NOW - 1}, "b": {"value": 2, "time": ahead}, "c": "x"}),
+        NOW,
+    )
+    .expect("readable");
+    assert_eq!(v.items["a"].time, Some(NOW - 1));
+    assert_eq!(v.items["c"].value, json!("x"));
+    assert_eq!(v.rejected["b"].code, 6326);
+    let e = validate_untyped_event("Alarm", &json!({"value": {"t": 1}, "time": NOW}), NOW).expect("readable");
+    assert_eq!((e.items["t"].value.clone(), e.time), (json!(1), Some(NOW)));
+    assert_eq!(
+        validate_untyped_event("Alarm", &json!({"value": {}, "time": ahead}), NOW)
+            .unwrap_err()
+            .code,
+        6326
+    );
+}
