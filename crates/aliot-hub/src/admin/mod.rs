@@ -36,6 +36,9 @@
 //! - `POST …/devices/{dn}/properties` `{"params","timeout_ms"?}`,
 //!   `POST …/devices/{dn}/services/{identifier}` `{"params"?,"timeout_ms"?}`,
 //!   `POST …/devices/{dn}/rrpc` `{"payload","encoding"?,"timeout_ms"?}`
+//! - `GET …/devices/{dn}/properties` (latest values), `GET …/properties/{identifier}/history`,
+//!   `GET …/devices/{dn}/events`, `GET …/devices/{dn}/calls` (pages: `?from=&to=&limit=&cursor=&order=`;
+//!   see `history.rs`)
 //! - `GET /api/v1/events[?productKey=&deviceName=&type=a,b]` (server-sent events)
 
 use std::fmt;
@@ -57,6 +60,7 @@ mod devices;
 mod downlink;
 mod error;
 mod events;
+mod history;
 mod process;
 mod products;
 mod token;
@@ -149,8 +153,14 @@ pub fn router(state: AdminState) -> Router {
         )
         .route(
             "/api/v1/products/{pk}/devices/{dn}/properties",
-            post(downlink::set_properties),
+            get(history::properties).post(downlink::set_properties),
         )
+        .route(
+            "/api/v1/products/{pk}/devices/{dn}/properties/{identifier}/history",
+            get(history::property_history),
+        )
+        .route("/api/v1/products/{pk}/devices/{dn}/events", get(history::events))
+        .route("/api/v1/products/{pk}/devices/{dn}/calls", get(history::calls))
         .route(
             "/api/v1/products/{pk}/devices/{dn}/services/{identifier}",
             post(downlink::invoke_service),
