@@ -1,8 +1,9 @@
 //! The call log: every call the service makes to a device (property sets, services, raw RRPC,
 //! publishes) written to the device's history (`Registry::record`) with its time, kind,
 //! identifier, what was sent, the result (the device's reply code, or the error's code in the
-//! admin API's words), the answer and how long it took. Best effort: the row is queued and the
-//! caller never waits for it (the call's own answer is what the caller acts on).
+//! admin API's words), the answer and how long it took. The call's answer waits for the row's
+//! commit (group commit: one fsync shared with concurrent writes), so a call the admin saw is
+//! in the log; a failed write is logged and does not fail the call.
 
 use std::time::{Duration, Instant};
 
@@ -71,14 +72,15 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl Service {
-    /// Queues a call-log row (never waits).
-    fn log_call(&self, product_key: &str, device_name: &str, call: CallRecord) {
+    /// Writes a call-log row.
+    async fn log_call(&self, product_key: &str, device_name: &str, call: CallRecord) {
         let records = Records {
             calls: vec![call],
             ..Records::default()
         };
-        // Dropping the future leaves the row queued; a failure is the writer's to log.
-        drop(self.registry().record(product_key, device_name, records));
+        if let Err(e) = self.registry().record(product_key, device_name, records).await {
+            tracing::warn!(product_key, device_name, error = %e, "call not written to the call log");
+        }
     }
 
     /// Sends a QoS 0 request to an online device and waits for the answer matching `key`
@@ -119,7 +121,8 @@ impl Service {
                 answer,
                 duration_ms: ms(started.elapsed()),
             },
-        );
+        )
+        .await;
         result
     }
 
@@ -163,7 +166,8 @@ impl Service {
                 answer: None,
                 duration_ms: ms(started.elapsed()),
             },
-        );
+        )
+        .await;
         result
     }
 }
