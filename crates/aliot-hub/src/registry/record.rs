@@ -125,6 +125,28 @@ impl Window {
     }
 }
 
+impl Window {
+    /// The page of `rows` (sorted by cursor, oldest first) this window selects: for registries
+    /// that keep history in memory.
+    pub fn select<T: Clone>(&self, rows: &[(Cursor, T)]) -> Page<T> {
+        let Some((lo, hi)) = self.bounds() else {
+            return page(Vec::new(), self.limit);
+        };
+        let inside = |c: &&(Cursor, T)| (lo..=hi).contains(&(c.0.time, c.0.seq));
+        let picked: Vec<(Cursor, T)> = match self.order {
+            Order::Asc => rows.iter().filter(inside).take(self.limit + 1).cloned().collect(),
+            Order::Desc => rows
+                .iter()
+                .rev()
+                .filter(inside)
+                .take(self.limit + 1)
+                .cloned()
+                .collect(),
+        };
+        page(picked, self.limit)
+    }
+}
+
 /// Builds a page from rows read in order (`limit + 1` at most were read): the cursor is the last
 /// kept row's when more rows follow.
 pub(crate) fn page<T>(mut rows: Vec<(Cursor, T)>, limit: usize) -> Page<T> {
@@ -169,6 +191,32 @@ mod tests {
             ..Window::default()
         };
         assert_eq!(end.bounds(), None);
+    }
+
+    #[test]
+    fn a_window_selects_from_rows_in_memory_like_the_store() {
+        let rows: Vec<(Cursor, u64)> = (0..10).map(|i| (Cursor { time: i / 2, seq: i }, i)).collect();
+        let w = Window {
+            from: 1,
+            to: 3,
+            limit: 3,
+            ..Window::default()
+        };
+        let p = w.select(&rows);
+        assert_eq!(
+            (p.items.clone(), p.next_cursor.as_deref()),
+            (vec![2, 3, 4], Some("2-4"))
+        );
+        let after = Window {
+            after: Some("2-4".parse().expect("a cursor")),
+            ..w
+        };
+        assert_eq!(after.select(&rows).items, vec![5, 6, 7]);
+        let desc = Window {
+            order: Order::Desc,
+            ..w
+        };
+        assert_eq!(desc.select(&rows).items, vec![7, 6, 5]);
     }
 
     #[test]
