@@ -23,6 +23,8 @@ use serde_json::Value;
 use super::usage;
 use crate::{output, signal};
 
+mod history;
+
 /// Arguments of `aliot admin`.
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -172,6 +174,14 @@ enum DeviceCommand {
     Delete(DeviceRef),
     /// Make an activated device registrable again (dynamic registration), as ResetThing does.
     Reset(DeviceRef),
+    /// The latest value and time of each property: `properties PK DN`.
+    Properties(history::Device),
+    /// A property's kept values, a page at a time: `history PK DN IDENTIFIER`.
+    History(history::HistoryArgs),
+    /// The events the device posted: `events PK DN`.
+    Events(history::EventsArgs),
+    /// The calls made to the device (property sets, services, RRPC, publishes): `calls PK DN`.
+    Calls(history::CallsArgs),
 }
 
 #[derive(clap::Args)]
@@ -461,6 +471,10 @@ fn job(command: AdminCommand) -> anyhow::Result<Job> {
         AdminCommand::Device(DeviceCommand::Delete(d)) => {
             json(|c| async move { c.delete_device(&d.product_key, &d.device_name).await })
         }
+        AdminCommand::Device(DeviceCommand::Properties(d)) => history::properties(d),
+        AdminCommand::Device(DeviceCommand::History(a)) => history::history(a),
+        AdminCommand::Device(DeviceCommand::Events(a)) => history::events(a),
+        AdminCommand::Device(DeviceCommand::Calls(a)) => history::calls(a),
         AdminCommand::Publish(a) => {
             let encoding = encoding(a.base64);
             encoding
