@@ -73,6 +73,10 @@ const KIND_POINTS: &str = "p";
 const KIND_EVENTS: &str = "e";
 const KIND_CALLS: &str = "c";
 
+/// A row's key and value as a range yields them.
+type RowKey<'a> = redb::AccessGuard<'a, (&'static str, u64, u64)>;
+type RowValue<'a> = redb::AccessGuard<'a, &'static [u8]>;
+
 type RowTable = TableDefinition<'static, (&'static str, u64, u64), &'static [u8]>;
 
 fn st<E: Into<redb::Error>>(action: &'static str) -> impl Fn(E) -> Error {
@@ -398,17 +402,15 @@ impl History {
                 .range((series.as_str(), lo.0, lo.1)..=(series.as_str(), hi.0, hi.1))
                 .map_err(st("reading history"))?;
             let mut rows = Vec::new();
-            let mut take = |row: std::result::Result<_, redb::StorageError>| -> Result<bool> {
-                let (k, v): (
-                    redb::AccessGuard<'_, (&str, u64, u64)>,
-                    redb::AccessGuard<'_, &[u8]>,
-                ) = row.map_err(st("reading history"))?;
-                let (_, time, seq) = k.value();
-                if let Some(item) = keep(time, v.value())? {
-                    rows.push((Cursor { time, seq }, item));
-                }
-                Ok(rows.len() > window.limit)
-            };
+            let mut take =
+                |row: std::result::Result<(RowKey<'_>, RowValue<'_>), redb::StorageError>| -> Result<bool> {
+                    let (k, v) = row.map_err(st("reading history"))?;
+                    let (_, time, seq) = k.value();
+                    if let Some(item) = keep(time, v.value())? {
+                        rows.push((Cursor { time, seq }, item));
+                    }
+                    Ok(rows.len() > window.limit)
+                };
             match window.order {
                 aliot_admin::Order::Asc => {
                     for row in range {
