@@ -57,7 +57,14 @@ pub(crate) fn checked(
         return handling;
     }
     let data = answer.get("data").cloned().unwrap_or_else(|| json!({}));
-    let rejected = match tsl.validate_service_output(&service, &data) {
+    // A `set_reply` may echo the values set: they are properties (the generated `set`
+    // service's `outputData` is empty).
+    let judged = if service == "set" {
+        tsl.validate_property_post(&data, i64::MAX)
+    } else {
+        tsl.validate_service_output(&service, &data)
+    };
+    let rejected = match judged {
         Ok(v) if v.rejected.is_empty() => return handling,
         Ok(v) => v.rejected,
         Err(fault) => {

@@ -9,10 +9,11 @@
 //! | uplink | room | platform's answer |
 //! |---|---|---|
 //! | property post | [`thing`] | `<topic>_reply` code 200, values remembered (6106 above 200 properties, or past the device's limits on remembered properties: nothing kept) |
-//! | event/batch/pack/history post, deviceinfo update/delete, log post, desired get/delete | [`thing`] | `<topic>_reply` code 200 (unless `sys.ack` is 0) |
+//! | event post, batch/pack/history post | [`thing`] | `<topic>_reply` once the kept values and events are in the history (judged by the thing model when there is one; rejected identifiers in `data`) |
+//! | deviceinfo update/delete, log post, desired get/delete | [`thing`] | `<topic>_reply` code 200 (unless `sys.ack` is 0) |
 //! | OTA firmware get | [`ota`] | `<topic>_reply` code 200 with empty data |
 //! | remote config get | [`config`] | `<topic>_reply` code 6710 (no remote config on the hub) |
-//! | `…/thing/service/property/set_reply`, `…/rrpc/response/{id}`, `/ext/rrpc/{id}/…` | [`service`] | completes the waiting call |
+//! | `…/thing/service/property/set_reply`, `…/rrpc/response/{id}`, `/ext/rrpc/{id}/…` | [`service`], [`answer`] | completes the waiting call (outputs checked against the thing model) |
 //! | `/ext/ntp/{pk}/{dn}/request` | [`ntp`] | `/ext/ntp/{pk}/{dn}/response` (spec §12 Q8) |
 //! | any other `/sys/{pk}/{dn}/…` request | [`handling`] | `<topic>_reply` code 6203 (topic parse failed) |
 //! | bad JSON or missing fields | [`handling`] | code 460 when the id can be read, else an event only |

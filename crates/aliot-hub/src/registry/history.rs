@@ -102,11 +102,35 @@ fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
     })
 }
 
-/// The latest value of a property as stored.
-#[derive(serde::Serialize, serde::Deserialize)]
+/// The latest value of a property as stored: its time (8 bytes, big-endian: compared without
+/// decoding the value) then the value's JSON.
 struct Latest {
     time: u64,
     value: serde_json::Value,
+}
+
+/// The time of a stored latest value.
+fn latest_time(row: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(row.get(..8)?.try_into().ok()?))
+}
+
+fn decode_latest(row: &[u8]) -> Result<Latest> {
+    let time = latest_time(row).ok_or_else(|| {
+        Error::storage(
+            "reading history",
+            std::io::Error::other("a latest value shorter than its time"),
+        )
+    })?;
+    Ok(Latest {
+        time,
+        value: decode("latest", &row[8..])?,
+    })
+}
+
+fn encode_latest(time: u64, value: &serde_json::Value) -> Result<Vec<u8>> {
+    let mut row = time.to_be_bytes().to_vec();
+    serde_json::to_writer(&mut row, value).map_err(|e| Error::storage("encoding a history row", e))?;
+    Ok(row)
 }
 
 struct Job {
@@ -270,7 +294,7 @@ impl History {
                 if d != device {
                     break;
                 }
-                let latest: Latest = decode("latest", v.value())?;
+                let latest = decode_latest(v.value())?;
                 out.push(LatestProperty {
                     identifier: id.to_owned(),
                     value: latest.value,
@@ -303,7 +327,7 @@ impl History {
                 let Some((pk, dn)) = device.split_once('/') else {
                     continue;
                 };
-                let latest: Latest = decode("latest", v.value())?;
+                let latest = decode_latest(v.value())?;
                 match out.last_mut() {
                     Some((p, d, values)) if p == pk && d == dn => {
                         values.insert(id.to_owned(), latest.value);
@@ -516,9 +540,11 @@ async fn writer(db: Arc<Database>, config: HistoryConfig, mut seq: u64, mut rx: 
     }
 }
 
-/// Adds `n` to a count; returns the new count.
-fn add_count(txn: &WriteTransaction, key: &str, kind: &str, n: u64, removed: u64) -> Result<u64> {
-    let mut counts = txn.open_table(COUNTS).map_err(st("writing history"))?;
+/// The `counts` table, open for writing.
+type Counts<'t> = redb::Table<'t, (&'static str, &'static str), u64>;
+
+/// Adds `n` to a count and takes `removed` from it; returns the new count.
+fn add_count(counts: &mut Counts<'_>, key: &str, kind: &str, n: u64, removed: u64) -> Result<u64> {
     let old = counts
         .get((key, kind))
         .map_err(st("writing history"))?
@@ -562,6 +588,8 @@ fn commit(db: &Database, config: &HistoryConfig, mut seq: u64, jobs: &[Job]) -> 
         let mut latest = txn.open_table(LATEST).map_err(st("writing history"))?;
         let mut events = txn.open_table(EVENTS).map_err(st("writing history"))?;
         let mut calls = txn.open_table(CALLS).map_err(st("writing history"))?;
+        // The newest value of each property in this batch: one `latest` update each.
+        let mut newest: BTreeMap<(&str, &str), (u64, &serde_json::Value)> = BTreeMap::new();
         for job in jobs {
             let device = job.device.as_str();
             for p in &job.records.properties {
@@ -571,21 +599,12 @@ fn commit(db: &Database, config: &HistoryConfig, mut seq: u64, jobs: &[Job]) -> 
                     .map_err(st("writing history"))?;
                 seq += 1;
                 *added.entry((series, KIND_POINTS)).or_default() += 1;
-                let newer = match latest
-                    .get((device, p.identifier.as_str()))
-                    .map_err(st("writing history"))?
-                {
-                    Some(old) => decode::<Latest>("latest", old.value()).map_or(true, |o| o.time <= p.time),
-                    None => true,
-                };
-                if newer {
-                    let row = encode(&Latest {
-                        time: p.time,
-                        value: p.value.clone(),
-                    })?;
-                    latest
-                        .insert((device, p.identifier.as_str()), row.as_slice())
-                        .map_err(st("writing history"))?;
+                // Equal times: the later point wins.
+                let slot = newest
+                    .entry((device, p.identifier.as_str()))
+                    .or_insert((p.time, &p.value));
+                if slot.0 <= p.time {
+                    *slot = (p.time, &p.value);
                 }
             }
             for e in &job.records.events {
@@ -603,18 +622,44 @@ fn commit(db: &Database, config: &HistoryConfig, mut seq: u64, jobs: &[Job]) -> 
                 *added.entry((device.to_owned(), KIND_CALLS)).or_default() += 1;
             }
         }
-    }
-    for ((key, kind), n) in added {
-        let (table, cap) = match kind {
-            KIND_POINTS => (POINTS, config.max_points_per_property),
-            KIND_EVENTS => (EVENTS, config.max_events_per_device),
-            _ => (CALLS, config.max_calls_per_device),
-        };
-        let count = add_count(&txn, &key, kind, n, 0)?;
-        let removed = trim(&txn, table, &key, count, cap)?;
-        if removed > 0 {
-            add_count(&txn, &key, kind, 0, removed)?;
+        for ((device, id), (time, value)) in newest {
+            let newer = match latest.get((device, id)).map_err(st("writing history"))? {
+                Some(old) => latest_time(old.value()).is_none_or(|t| t <= time),
+                None => true,
+            };
+            if newer {
+                let row = encode_latest(time, value)?;
+                latest
+                    .insert((device, id), row.as_slice())
+                    .map_err(st("writing history"))?;
+            }
         }
+    }
+    // Counts first (the table opened once), then the series past their cap are trimmed.
+    let mut over = Vec::new();
+    {
+        let mut counts = txn.open_table(COUNTS).map_err(st("writing history"))?;
+        for ((key, kind), n) in added {
+            let cap = match kind {
+                KIND_POINTS => config.max_points_per_property,
+                KIND_EVENTS => config.max_events_per_device,
+                _ => config.max_calls_per_device,
+            };
+            let count = add_count(&mut counts, &key, kind, n, 0)?;
+            if count > cap {
+                over.push((key, kind, count, cap));
+            }
+        }
+    }
+    for (key, kind, count, cap) in over {
+        let table = match kind {
+            KIND_POINTS => POINTS,
+            KIND_EVENTS => EVENTS,
+            _ => CALLS,
+        };
+        let removed = trim(&txn, table, &key, count, cap)?;
+        let mut counts = txn.open_table(COUNTS).map_err(st("writing history"))?;
+        add_count(&mut counts, &key, kind, 0, removed)?;
     }
     {
         let mut meta = txn.open_table(META).map_err(st("writing history"))?;
@@ -663,7 +708,10 @@ fn prune(db: &Database, config: &HistoryConfig, now_ms: u64) -> Result<u64> {
             removed
         };
         if removed > 0 {
-            add_count(&txn, &key, &kind, 0, removed)?;
+            {
+                let mut counts = txn.open_table(COUNTS).map_err(st("pruning history"))?;
+                add_count(&mut counts, &key, &kind, 0, removed)?;
+            }
             txn.commit().map_err(st("pruning history"))?;
             total += removed;
         } else {

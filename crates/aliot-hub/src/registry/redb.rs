@@ -1352,12 +1352,7 @@ impl Registry for RedbRegistry {
         product_key: &'a str,
         device_name: &'a str,
     ) -> BoxFuture<'a, Result<Vec<LatestProperty>>> {
-        Box::pin(async move {
-            match &self.inner.history {
-                Some(h) => h.latest(product_key, device_name).await,
-                None => Ok(Vec::new()),
-            }
-        })
+        Box::pin(async move { self.history()?.latest(product_key, device_name).await })
     }
 
     fn property_history<'a>(
