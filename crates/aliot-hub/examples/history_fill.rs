@@ -3,6 +3,7 @@
 //!
 //! cargo run --release -p aliot-hub --example history_fill -- DIR [POINTS] [PROPERTIES]
 
+use std::io::Write as _;
 use std::time::Instant;
 
 use aliot_hub::config::HistoryConfig;
@@ -110,7 +111,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let paging_ms = ms(t);
         history.close().await;
         let size = std::fs::metadata(dir.join(aliot_hub::registry::HISTORY_FILE))?.len();
-        println!(
+        // The one line of output: the measurement, for benches/history.sh.
+        writeln!(
+            std::io::stdout(),
             "{}",
             json!({
                 "points": points, "properties": properties,
@@ -121,7 +124,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "range_points": read, "range_pages": pages, "range_ms": paging_ms,
                 "file_bytes": size,
             })
-        );
+        )?;
         Ok::<(), Box<dyn std::error::Error>>(())
     })
 }
