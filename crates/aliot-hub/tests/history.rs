@@ -383,3 +383,63 @@ async fn service_answers_are_judged_by_the_model_and_every_call_is_logged() {
     assert_eq!(calls[1]["result"], "200", "{page}");
     assert_eq!(calls[1]["answer"]["data"]["ok"], "yes", "{page}");
 }
+
+#[tokio::test]
+async fn a_deleted_device_registered_again_starts_without_history() {
+    let hub = TestHub::start().await;
+    let (pk, mut dev) = online(&hub, "gone", "").await;
+    // A neighbour whose name sorts between "gone" and "gone/…" keeps its history.
+    let secret = hub.register(&pk, "gone-2").await;
+    let c = creds_with(&Signing {
+        product_key: &pk,
+        device_name: "gone-2",
+        secret: &secret,
+        ..Signing::default()
+    });
+    let mut other = Raw::online(hub.mqtt, &c).await;
+    let topic = format!("/sys/{pk}/gone-2/thing/event/+/post_reply");
+    other.subscribe(1, &[(topic.as_str(), QoS::AtMostOnce)]).await;
+    for (dev, dn) in [(&mut dev, "gone"), (&mut other, "gone-2")] {
+        let r = post(dev, &pk, dn, "property/post", json!({"id":"1","params":{"T":1}})).await;
+        assert_eq!(r["code"], 200, "{r}");
+        let r = post(
+            dev,
+            &pk,
+            dn,
+            "Alarm/post",
+            json!({"id":"2","params":{"value":{}}}),
+        )
+        .await;
+        assert_eq!(r["code"], 200, "{r}");
+    }
+    drop(dev);
+    let (s, body) = hub
+        .call("DELETE", &format!("/api/v1/products/{pk}/devices/gone"), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, body) = hub
+        .call(
+            "POST",
+            &format!("/api/v1/products/{pk}/devices"),
+            Some(json!({"deviceName": "gone"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    for (dn, expected) in [("gone", 0), ("gone-2", 1)] {
+        let base = format!("/api/v1/products/{pk}/devices/{dn}");
+        let (_, latest) = get(&hub, &format!("{base}/properties")).await;
+        assert_eq!(latest.as_array().map(Vec::len), Some(expected), "{dn}: {latest}");
+        let (_, page) = get(&hub, &format!("{base}/properties/T/history")).await;
+        assert_eq!(
+            page["items"].as_array().map(Vec::len),
+            Some(expected),
+            "{dn}: {page}"
+        );
+        let (_, page) = get(&hub, &format!("{base}/events")).await;
+        assert_eq!(
+            page["items"].as_array().map(Vec::len),
+            Some(expected),
+            "{dn}: {page}"
+        );
+    }
+}

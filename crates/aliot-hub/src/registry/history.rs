@@ -456,6 +456,66 @@ impl History {
         .await
     }
 
+    /// Removes everything kept of a device (deleted): its values, latest values, events and
+    /// calls. Rows still queued for it may be written afterwards; they go with age.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub async fn forget(&self, product_key: &str, device_name: &str) -> Result<()> {
+        let db = Arc::clone(&self.inner.db);
+        let device = device_key(product_key, device_name);
+        blocking(move || {
+            let prefix = format!("{device}/");
+            let txn = db.begin_write().map_err(st("removing history"))?;
+            {
+                // Every series of the device, from the counts: "pk/dn" (events, calls) and
+                // "pk/dn/id" (values), the keys from "pk/dn/" up to "pk/dn0" ('/' + 1).
+                let mut keys = Vec::new();
+                let mut counts = txn.open_table(COUNTS).map_err(st("removing history"))?;
+                let end = format!("{device}0");
+                let own = counts
+                    .range((device.as_str(), "")..=(device.as_str(), "~"))
+                    .map_err(st("removing history"))?;
+                let series = counts
+                    .range((prefix.as_str(), "")..(end.as_str(), ""))
+                    .map_err(st("removing history"))?;
+                for row in own.chain(series) {
+                    let (k, _) = row.map_err(st("removing history"))?;
+                    let (key, kind) = k.value();
+                    keys.push((key.to_owned(), kind.to_owned()));
+                }
+                for (key, kind) in &keys {
+                    counts
+                        .remove((key.as_str(), kind.as_str()))
+                        .map_err(st("removing history"))?;
+                }
+                drop(counts);
+                for (key, kind) in &keys {
+                    let table = match kind.as_str() {
+                        KIND_POINTS => POINTS,
+                        KIND_EVENTS => EVENTS,
+                        _ => CALLS,
+                    };
+                    let mut t = txn.open_table(table).map_err(st("removing history"))?;
+                    t.retain_in(
+                        (key.as_str(), 0, 0)..=(key.as_str(), u64::MAX, u64::MAX),
+                        |_, _| false,
+                    )
+                    .map_err(st("removing history"))?;
+                }
+                let mut latest = txn.open_table(LATEST).map_err(st("removing history"))?;
+                latest
+                    .retain_in((device.as_str(), "")..=(device.as_str(), "\u{10FFFF}"), |_, _| {
+                        false
+                    })
+                    .map_err(st("removing history"))?;
+            }
+            txn.commit().map_err(st("removing history"))?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Writes what is queued and stops the writer and the pruner.
     pub async fn close(&self) {
         self.inner.stop.cancel();

@@ -1139,7 +1139,16 @@ impl Registry for RedbRegistry {
         device_name: &'a str,
     ) -> BoxFuture<'a, Result<Device>> {
         let (this, pk, dn) = (self.clone(), product_key.to_owned(), device_name.to_owned());
-        Box::pin(blocking(move || this.delete_device_blocking(pk, dn)))
+        Box::pin(async move {
+            let deleted = blocking(move || this.delete_device_blocking(pk, dn)).await?;
+            // A device registered again under this name starts without history.
+            if let Some(h) = &self.inner.history
+                && let Err(e) = h.forget(product_key, device_name).await
+            {
+                tracing::warn!(product_key, device_name, error = %e, "history of a deleted device not removed (pruned with age)");
+            }
+            Ok(deleted)
+        })
     }
 
     fn device_auth<'a>(
