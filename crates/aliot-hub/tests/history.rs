@@ -275,9 +275,29 @@ async fn bad_query_parameters_get_400_with_the_reason() {
 async fn points_past_the_retention_are_pruned_and_caps_keep_the_newest() {
     let hub = TestHub::start_with(tempfile::tempdir().expect("a directory"), |c| {
         c.history.max_points_per_property = 5;
+        c.history.max_events_per_device = 2;
     })
     .await;
     let (pk, mut dev) = online(&hub, "old", "").await;
+    for level in 1..=3 {
+        let r = post(
+            &mut dev,
+            &pk,
+            "old",
+            "Alarm/post",
+            json!({"id":"e","params":{"value":{"level":level}}}),
+        )
+        .await;
+        assert_eq!(r["code"], 200, "{r}");
+    }
+    let (_, page) = get(&hub, &format!("/api/v1/products/{pk}/devices/old/events")).await;
+    let levels: Vec<Value> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["value"]["level"].clone())
+        .collect();
+    assert_eq!(levels, [json!(2), json!(3)], "at most two events, the newest");
     let now = now_ms();
     let points: Vec<Value> = [20, 10, 3, 2, 1]
         .iter()
@@ -318,6 +338,7 @@ async fn points_past_the_retention_are_pruned_and_caps_keep_the_newest() {
     let hub = TestHub::start_with(dir, |c| {
         c.history.retention_days = 7;
         c.history.max_points_per_property = 5;
+        c.history.max_events_per_device = 2;
     })
     .await;
     let (_, page) = get(&hub, &history).await;
