@@ -30,6 +30,9 @@ pub struct LatestProperty {
     /// The thing model's data type (`int`, `text`, …), when the product has a model that defines it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_type: Option<String>,
+    /// The thing model's unit symbol (numbers), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
 }
 
 /// One kept value of a property (`GET …/properties/{identifier}/history`).
@@ -227,6 +230,7 @@ mod tests {
             time: 7,
             name: None,
             data_type: Some("bool".into()),
+            unit: None,
         };
         assert_eq!(
             serde_json::to_string(&latest).expect("JSON"),

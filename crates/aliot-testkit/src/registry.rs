@@ -368,6 +368,7 @@ impl Registry for MemoryRegistry {
                             time: p.time,
                             name: None,
                             data_type: None,
+                            unit: None,
                         })
                     })
                     .collect()

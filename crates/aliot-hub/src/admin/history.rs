@@ -3,7 +3,8 @@
 //! `nextCursor`, passed back as `cursor`, continues exactly after its last row.
 //!
 //! - `GET …/devices/{dn}/properties`: the latest value and time of each property (with the thing
-//!   model's `name` and `dataType` when the product has a model that defines it)
+//!   model's `name`, `dataType` and `unit` when the product has a model that defines it; the
+//!   shape of the platform's QueryDevicePropertyStatus)
 //! - `GET …/devices/{dn}/properties/{identifier}/history?from=&to=&limit=&cursor=&order=asc|desc`
 //! - `GET …/devices/{dn}/events?identifier=&from=&to=&limit=&cursor=&order=`
 //! - `GET …/devices/{dn}/calls?from=&to=&limit=&cursor=&order=`
@@ -14,6 +15,7 @@
 use aliot_admin::{
     CallRecord, DEFAULT_PAGE, EventRecord, HistoryQuery, LatestProperty, MAX_PAGE, Page, PropertyPoint,
 };
+use aliot_protocol::tsl::DataType;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -90,6 +92,12 @@ pub(super) async fn properties(
             if let Some(defined) = tsl.model.property(&p.identifier) {
                 p.name = Some(defined.name.clone());
                 p.data_type = Some(defined.data_type.type_name().to_owned());
+                p.unit = match &defined.data_type {
+                    DataType::Int { unit, .. }
+                    | DataType::Float { unit, .. }
+                    | DataType::Double { unit, .. } => unit.clone(),
+                    _ => None,
+                };
             }
         }
     }

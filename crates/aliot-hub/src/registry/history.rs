@@ -301,6 +301,7 @@ impl History {
                     time: latest.time,
                     name: None,
                     data_type: None,
+                    unit: None,
                 });
             }
             Ok(out)
