@@ -747,7 +747,7 @@ fn history_and_pack_posts_keep_this_devices_entries_and_skip_the_others() {
 fn whole_message_faults_of_multi_item_posts() {
     let f = |kind, params: Value| {
         validate_batch(None, kind, &params, ("pk", "dn"), NOW)
-            .unwrap_err()
+            .expect_err("a fault")
             .code
     };
     assert_eq!(f(BatchKind::Batch, json!([1])), 460);
@@ -789,7 +789,7 @@ fn without_a_model_only_the_time_rule_judges_property_and_event_posts() {
     assert_eq!((e.items["t"].value.clone(), e.time), (json!(1), Some(NOW)));
     assert_eq!(
         validate_untyped_event("Alarm", &json!({"value": {}, "time": ahead}), NOW)
-            .unwrap_err()
+            .expect_err("a bad time")
             .code,
         6326
     );
