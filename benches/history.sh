@@ -5,7 +5,9 @@
 # 1. Queries over POINTS stored values (`history_fill`, a release example of aliot-hub): one
 #    property holding them all, then ten properties sharing them. It times the first page
 #    (1000, oldest first), the newest page, a page from the middle of the range, and paging
-#    through 100,000 values (100 pages of 1000, by cursor).
+#    through 100,000 values (100 pages of 1000, by cursor). Then the same number of values
+#    written as the hub writes posts (100 devices × 50 properties, one job per post, 800 in
+#    flight): the store's own rate for that shape.
 # 2. Property posts with history on and off: two fresh hubs (the second with
 #    `[history] enabled = false`), product a1Model with benches/data/tsl-50.json, the bench of
 #    benches/tsl.sh (50-property posts, QoS 1, 100 devices, 8 in flight each) for DURATION,
@@ -39,6 +41,11 @@ for props in 1 10; do
   "$FILL" "$WORK/fill$props" "$POINTS" "$props" >"$OUT/history_fill_$props.json"
   rm -rf "$WORK/fill$props"
 done
+
+log "filling $POINTS values as 100 devices posting 50 properties"
+printf '%s\n' "\$FILL \$DIR $POINTS 50 100" >"$OUT/history_fill_posts.cmd"
+"$FILL" "$WORK/fillposts" "$POINTS" 50 100 >"$OUT/history_fill_posts.json"
+rm -rf "$WORK/fillposts"
 
 TOKEN=history-$RANDOM$RANDOM$RANDOM
 printf '[history]\nenabled = false\n' >"$WORK/off.toml"

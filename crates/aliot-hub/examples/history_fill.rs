@@ -1,7 +1,10 @@
 //! Fills a history store with POINTS property values and times its queries (benches/history.sh,
 //! docs/PERFORMANCE.md "History"). Prints one JSON line.
 //!
-//! cargo run --release -p aliot-hub --example history_fill -- DIR [POINTS] [PROPERTIES]
+//! cargo run --release -p aliot-hub --example history_fill -- DIR [POINTS] [PROPERTIES] [DEVICES]
+//!
+//! With DEVICES above 1 the values are written as the hub writes posts: one job per post (one
+//! value of each property of one device), the devices in turn, and only the fill is timed.
 
 use std::io::Write as _;
 use std::time::Instant;
@@ -27,6 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let points: u64 = args.next().map_or(Ok(1_000_000), |s| s.parse())?;
     let properties: u64 = args.next().map_or(Ok(1), |s| s.parse())?;
+    let devices: u64 = args.next().map_or(Ok(1), |s| s.parse())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let config = HistoryConfig {
@@ -40,20 +44,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let fill = Instant::now();
         let mut pending = std::collections::VecDeque::new();
         let mut i = 0;
+        let job = if devices > 1 { properties } else { JOB };
         while i < points {
-            let n = JOB.min(points - i);
+            let n = job.min(points - i);
+            let post = i / job;
+            let device = format!("dev-{}", post % devices);
             let records = Records {
                 properties: (i..i + n)
                     .map(|k| PropertySample {
                         identifier: format!("p{}", k % properties),
-                        time: start_ms + k / properties * 1000,
+                        time: if devices > 1 {
+                            start_ms + post / devices * 1000
+                        } else {
+                            start_ms + k / properties * 1000
+                        },
                         value: json!(k as f64 / 10.0),
                     })
                     .collect(),
                 ..Records::default()
             };
-            pending.push_back(history.record("a1Bench", "dev-0", records));
-            if pending.len() >= IN_FLIGHT
+            pending.push_back(history.record("a1Bench", &device, records));
+            if pending.len() >= if devices > 1 { 800 } else { IN_FLIGHT }
                 && let Some(w) = pending.pop_front()
             {
                 w.await?;
@@ -64,6 +75,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             w.await?;
         }
         let fill_ms = ms(fill);
+        if devices > 1 {
+            history.close().await;
+            writeln!(
+                std::io::stdout(),
+                "{}",
+                json!({"points": points, "properties": properties, "devices": devices,
+                       "jobs_in_flight": 800, "fill_ms": fill_ms,
+                       "fill_points_per_s": points as f64 / fill_ms * 1000.0})
+            )?;
+            return Ok(());
+        }
         let per_series = points / properties;
         let q = |from: u64, limit: usize, order: Order| Window {
             from,
