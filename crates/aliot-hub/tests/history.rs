@@ -182,6 +182,9 @@ async fn property_batch_and_history_posts_are_kept_and_paged_through_the_admin_a
     assert_eq!(levels, [json!(3), json!(5)]);
     let (s, none) = get(&hub, &format!("{base}/events?identifier=Other")).await;
     assert_eq!((s, none["items"].clone()), (StatusCode::OK, json!([])));
+    // 2 + 250 + 3 values and 2 events.
+    assert_eq!(hub.metric("aliot_hub_history_rows_written_total").await, 257);
+    assert_eq!(hub.metric("aliot_hub_history_rows_refused_total").await, 0);
 }
 
 #[tokio::test]

@@ -279,12 +279,22 @@ fn render_registry_health(out: &mut String, health: &RegistryHealth) {
          # HELP aliot_hub_registry_properties_refused_total Property posts refused at the \
          per-device limits of remembered properties (answered 6106).\n\
          # TYPE aliot_hub_registry_properties_refused_total counter\n\
-         aliot_hub_registry_properties_refused_total {}\n",
+         aliot_hub_registry_properties_refused_total {}\n\
+         # HELP aliot_hub_history_rows_written_total History rows (property values, events, calls) \
+         written durably.\n\
+         # TYPE aliot_hub_history_rows_written_total counter\n\
+         aliot_hub_history_rows_written_total {}\n\
+         # HELP aliot_hub_history_rows_refused_total History rows not kept: the writer's queue was \
+         full or the write failed (their posts were answered 500).\n\
+         # TYPE aliot_hub_history_rows_refused_total counter\n\
+         aliot_hub_history_rows_refused_total {}\n",
         u8::from(health.storage_error.is_none()),
         health.storage_failures,
         health.reopens,
         health.records_skipped,
         health.properties_refused,
+        health.history_rows_written,
+        health.history_rows_refused,
     );
 }
 

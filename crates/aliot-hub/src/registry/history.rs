@@ -246,9 +246,8 @@ impl History {
                     let r = answer
                         .await
                         .map_err(|e| Error::storage("waiting for the history writer", e))?;
-                    if r.is_ok() {
-                        inner.written.fetch_add(n, Ordering::Relaxed);
-                    }
+                    let counter = if r.is_ok() { &inner.written } else { &inner.refused };
+                    counter.fetch_add(n, Ordering::Relaxed);
                     r
                 })
             }

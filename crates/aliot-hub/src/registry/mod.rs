@@ -401,6 +401,11 @@ pub struct RegistryHealth {
     pub skipped_records: Vec<String>,
     /// Property posts refused at the per-device limits (answered 6106).
     pub properties_refused: u64,
+    /// History rows written durably.
+    pub history_rows_written: u64,
+    /// History rows not kept: the writer's queue was full or the write failed (their posts were
+    /// answered 500).
+    pub history_rows_refused: u64,
 }
 
 /// Every registry operation the hub needs. Used as `Arc<dyn Registry>`.

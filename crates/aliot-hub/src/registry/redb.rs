@@ -1341,6 +1341,8 @@ impl Registry for RedbRegistry {
             records_skipped: skipped.count,
             skipped_records: skipped.keys,
             properties_refused: self.inner.properties_refused.load(Ordering::Relaxed),
+            history_rows_written: self.inner.history.as_ref().map_or(0, |h| h.counts().1),
+            history_rows_refused: self.inner.history.as_ref().map_or(0, |h| h.counts().0),
         }
     }
 
