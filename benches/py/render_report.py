@@ -501,6 +501,48 @@ def section_thing_model(out):
     return L
 
 
+def section_history(out):
+    env = load(out, "history_env") or {}
+    L = ["`benches/history.sh`. Queries: `history_fill` (a release example of aliot-hub) stores %s" % num(env.get("points")),
+         "property values in a fresh `history.redb` (1000 per group-commit job, 16 jobs in flight), then",
+         "reads them back through `History::points` (what `GET …/properties/{id}/history` calls).", "",
+         "| stored | fill (values/s) | first page (1000) | newest page (1000, desc) | page from the middle | 100,000 values by cursor (100 pages) | file |",
+         "|---|---|---|---|---|---|---|"]
+    for props in (1, 10):
+        d = load(out, "history_fill_%d" % props)
+        if not d:
+            continue
+        L.append("| %s values, %d propert%s | %s | %s ms | %s ms | %s ms | %s ms (%s values) | %s MB |" % (
+            num(d["points"]), props, "y" if props == 1 else "ies", num(d["fill_points_per_s"]),
+            num(d["first_page_ms"], "{:.2f}"), num(d["newest_page_ms"], "{:.2f}"), num(d["middle_page_ms"], "{:.2f}"),
+            num(d["range_ms"], "{:.0f}"), num(d["range_points"]), num(d["file_bytes"] / 1e6, "{:.0f}")))
+    posts = load(out, "history_fill_posts")
+    if posts:
+        L += ["", "Written as the hub writes posts (100 devices × 50 properties: 5,000 series, one job of 50",
+              "values per post, 800 in flight), the same %s values go in at %s values/s." % (
+                  num(posts["points"]), num(posts["fill_points_per_s"]))]
+    def median(prefix):
+        vals = sorted(v for v in (g(load(out, "%s_%d" % (prefix, r)), "msgs_per_s") for r in (1, 2, 3)) if v)
+        return (vals[len(vals) // 2] if vals else None), vals
+    (off, off_all), (on, on_all) = median("history_off"), median("history_on")
+    L += ["", "Property posts: two fresh hubs, one with `[history] enabled = false`; product a1Model with",
+          "`benches/data/tsl-50.json`; the bench of `benches/tsl.sh` (50-property posts validated by the",
+          "model, QoS 1, 100 devices, 8 in flight each), %s a round, three interleaved rounds (median)." % env.get("duration", "?"),
+          "With history on, each answered post's 50 values are committed (fsync, shared by the posts",
+          "waiting at that moment) before its reply.", ""]
+    if off is None or on is None:
+        return L + ["Posts not measured in this run."]
+    lat = lambda n: g(load(out, n), "reply_latency_ms", "p99")
+    L += ["| hub | posts answered per second (median) | values kept per second | rounds | p99 (round 1) |",
+          "|---|---|---|---|---|",
+          "| history off | %s | — | %s | %s ms |" % (num(off), ", ".join(num(v) for v in off_all), num(lat("history_off_1"), "{:.1f}")),
+          "| history on (default) | %s | %s | %s | %s ms |" % (num(on), num(on * 50), ", ".join(num(v) for v in on_all), num(lat("history_on_1"), "{:.1f}")),
+          "", "History costs %.1f %% of the answered posts per second. Run of %s; load average after: %s." % (
+              (1 - on / off) * 100, env.get("date", "?"), env.get("load average after", "?"))]
+    L += commands(out, ["history_fill_1", "history_fill_posts", "history_off_1", "history_on_1"], "")
+    return L
+
+
 SECTIONS = [
     ("environment", "## Setup of the comparison run", section_environment),
     ("targets", "## Targets (issue 5)", section_targets),
@@ -512,6 +554,7 @@ SECTIONS = [
     ("exhaust", "## Devices that try to exhaust the hub (issue 9)", section_exhaust),
     ("register", "## Dynamic registration (issue 10)", section_register),
     ("thing-model", "## Thing model validation (issue 11)", section_thing_model),
+    ("history", "## History: stored values and their cost (issue 11)", section_history),
 ]
 
 

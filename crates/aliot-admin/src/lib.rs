@@ -16,6 +16,7 @@
 //! | `downlink.rs` | [`Publish`], [`Published`], [`PublishOutcome`], [`Call`], [`Rrpc`], [`RrpcAnswer`], payload [`Encoding`] |
 //! | `event.rs` | [`EventFilter`], [`Event`], [`EventStream`] (`/api/v1/events`, server-sent events) |
 //! | `health.rs` | [`Health`] (`/healthz`) |
+//! | `history.rs` | [`LatestProperty`], [`PropertyPoint`], [`EventRecord`], [`CallRecord`], [`HistoryQuery`], [`Page`] (`…/devices/{dn}/properties`, `…/history`, `…/events`, `…/calls`) |
 //! | `error.rs` | the API's [`ErrorBody`] `{"code","message"}`; the client's [`Error`] |
 //! | `client.rs` | [`Client`]: one async method per endpoint |
 //! | [`data_dir`] | the `admin.url` and `admin-token` files a local hub writes for its clients |
@@ -63,6 +64,7 @@ mod downlink;
 mod error;
 mod event;
 mod health;
+mod history;
 mod product;
 mod wire;
 
@@ -80,4 +82,7 @@ pub use downlink::{Call, Encoding, InvalidBase64, Publish, PublishOutcome, Publi
 pub use error::{Error, ErrorBody, Result};
 pub use event::{Event, EventFilter, EventStream, MAX_EVENT_SIZE};
 pub use health::Health;
+pub use history::{
+    CallRecord, DEFAULT_PAGE, EventRecord, HistoryQuery, LatestProperty, MAX_PAGE, Order, Page, PropertyPoint,
+};
 pub use product::{CreateProduct, ProductView, TslSummary, UpdateProduct};

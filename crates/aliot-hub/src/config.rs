@@ -67,6 +67,8 @@ pub struct Config {
     pub registry: RegistryConfig,
     /// Remote configuration: where devices download the files.
     pub remote_config: RemoteConfigSettings,
+    /// What the hub keeps of devices' thing-model data (property history, events, call log).
+    pub history: HistoryConfig,
 }
 
 /// Remote configuration (`[remote_config]`): the URLs `thing.config.get` and
@@ -427,6 +429,69 @@ impl RegistryConfig {
     }
 }
 
+/// What the hub keeps of devices' thing-model data (`[history]`): every kept property value,
+/// every event, every call made to a device, in `history.redb` beside the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Keep history at all (the latest values are kept either way, in memory).
+    pub enabled: bool,
+    /// Rows older than this many days (by their own time) are pruned.
+    pub retention_days: u32,
+    /// How often pruning runs, in seconds (also once when the hub starts).
+    pub prune_interval_secs: u64,
+    /// Kept values per property of one device; the oldest go first.
+    pub max_points_per_property: u64,
+    /// Kept events per device; the oldest go first.
+    pub max_events_per_device: u64,
+    /// Kept call-log entries per device; the oldest go first.
+    pub max_calls_per_device: u64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        // 30 days: what the platform keeps of thing-model data by default. The caps bound one
+        // device's share whatever the retention: 100,000 values of ~60 bytes are ~6 MB per property.
+        Self {
+            enabled: true,
+            retention_days: 30,
+            prune_interval_secs: 3600,
+            max_points_per_property: 100_000,
+            max_events_per_device: 10_000,
+            max_calls_per_device: 10_000,
+        }
+    }
+}
+
+impl HistoryConfig {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first bad field.
+    pub fn validate(&self) -> Result<()> {
+        if self.retention_days == 0 {
+            return Err(config_err("history.retention_days must be at least 1"));
+        }
+        if self.prune_interval_secs == 0 {
+            return Err(config_err("history.prune_interval_secs must be at least 1"));
+        }
+        if self.max_points_per_property == 0
+            || self.max_events_per_device == 0
+            || self.max_calls_per_device == 0
+        {
+            return Err(config_err(
+                "history caps (max_points_per_property, max_events_per_device, max_calls_per_device) must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The retention as milliseconds.
+    pub fn retention_ms(&self) -> u64 {
+        u64::from(self.retention_days) * 24 * 3600 * 1000
+    }
+}
+
 fn config_err(msg: impl Into<String>) -> Error {
     Error::Config(msg.into())
 }
@@ -515,7 +580,8 @@ impl Config {
             Error::Config(msg) => config_err(format!("[registry] {msg}")),
             other => other,
         })?;
-        self.remote_config.validate()
+        self.remote_config.validate()?;
+        self.history.validate()
     }
 
     /// The configuration as TOML (the token, if any, included: this is for writing files).

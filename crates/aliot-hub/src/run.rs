@@ -186,7 +186,8 @@ pub async fn start(
 ) -> Result<RunningHub> {
     config.validate()?;
     let data_dir = config.data_dir();
-    let registry: Arc<dyn Registry> = Arc::new(RedbRegistry::open_with(&data_dir, &config.registry).await?);
+    let registry: Arc<dyn Registry> =
+        Arc::new(RedbRegistry::open_with_history(&data_dir, &config.registry, &config.history).await?);
 
     let (dir, given) = (data_dir.clone(), config.admin.token.clone());
     let (token, token_source) = blocking(move || admin::load_or_create_token(&dir, given.as_deref())).await?;

@@ -7,9 +7,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use aliot_hub::BoxFuture;
 use aliot_hub::registry::{
-    ConfigFile, DesiredChange, DesiredOutcome, DesiredProperties, Device, DeviceAuth, Error, NewDevice,
-    Product, Properties, PropertyLimits, Registry, RegistryCounts, RemoteConfig, Result, ShadowChange,
-    ShadowDocument, ShadowRefusal,
+    CallRecord, ConfigFile, Cursor, DesiredChange, DesiredOutcome, DesiredProperties, Device, DeviceAuth,
+    Error, EventRecord, LatestProperty, NewDevice, Page, Product, Properties, PropertyLimits, PropertyPoint,
+    Records, Registry, RegistryCounts, RemoteConfig, Result, ShadowChange, ShadowDocument, ShadowRefusal,
+    Window,
 };
 use serde_json::{Map, Value};
 
@@ -29,6 +30,30 @@ struct State {
     configs: BTreeMap<String, (RemoteConfig, Option<Vec<u8>>)>,
     /// Ids given to uploaded configuration files.
     next_config_id: u64,
+    /// Each device's history, each list at most [`MAX_HISTORY_ROWS`] long (the oldest go).
+    history: BTreeMap<(String, String), DeviceHistory>,
+    /// The next history row's sequence number.
+    seq: u64,
+}
+
+/// One device's history, each list sorted by (time, seq).
+#[derive(Debug, Default)]
+struct DeviceHistory {
+    points: BTreeMap<String, Vec<(Cursor, PropertyPoint)>>,
+    events: Vec<(Cursor, EventRecord)>,
+    calls: Vec<(Cursor, CallRecord)>,
+}
+
+/// Rows kept per property, and events and calls per device.
+const MAX_HISTORY_ROWS: usize = 10_000;
+
+/// Inserts a row in time order and drops the oldest beyond [`MAX_HISTORY_ROWS`].
+fn keep<T>(rows: &mut Vec<(Cursor, T)>, cursor: Cursor, row: T) {
+    let at = rows.partition_point(|(c, _)| *c < cursor);
+    rows.insert(at, (cursor, row));
+    if rows.len() > MAX_HISTORY_ROWS {
+        rows.remove(0);
+    }
 }
 
 /// Logins kept for [`MemoryRegistry::logins`]: the oldest are forgotten beyond it, so that a
@@ -226,6 +251,7 @@ impl Registry for MemoryRegistry {
         s.properties.remove(&k);
         s.desired.remove(&k);
         s.shadows.remove(&k);
+        s.history.remove(&k);
         let result = s
             .devices
             .remove(&k)
@@ -439,6 +465,115 @@ impl Registry for MemoryRegistry {
             devices: s.devices.len() as u64,
             online_updates_dropped: 0,
         }
+    }
+
+    fn record(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        records: Records,
+    ) -> BoxFuture<'static, Result<()>> {
+        let mut s = self.lock();
+        let mut seq = s.seq;
+        let h = s.history.entry(key(product_key, device_name)).or_default();
+        let mut next = |time| {
+            seq += 1;
+            Cursor { time, seq }
+        };
+        for p in records.properties {
+            let cursor = next(p.time);
+            let point = PropertyPoint {
+                time: p.time,
+                value: p.value,
+            };
+            keep(h.points.entry(p.identifier).or_default(), cursor, point);
+        }
+        for e in records.events {
+            keep(&mut h.events, next(e.time), e);
+        }
+        for c in records.calls {
+            keep(&mut h.calls, next(c.time), c);
+        }
+        s.seq = seq;
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn latest_properties<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<LatestProperty>>> {
+        let s = self.lock();
+        let latest = s
+            .history
+            .get(&key(product_key, device_name))
+            .map(|h| {
+                h.points
+                    .iter()
+                    .filter_map(|(id, rows)| {
+                        rows.last().map(|(_, p)| LatestProperty {
+                            identifier: id.clone(),
+                            value: p.value.clone(),
+                            time: p.time,
+                            name: None,
+                            data_type: None,
+                            unit: None,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Box::pin(std::future::ready(Ok(latest)))
+    }
+
+    fn property_history<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+        identifier: &'a str,
+        window: Window,
+    ) -> BoxFuture<'a, Result<Page<PropertyPoint>>> {
+        let s = self.lock();
+        let rows = s
+            .history
+            .get(&key(product_key, device_name))
+            .and_then(|h| h.points.get(identifier));
+        let page = window.select(rows.map_or(&[][..], Vec::as_slice));
+        Box::pin(std::future::ready(Ok(page)))
+    }
+
+    fn event_history<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+        identifier: Option<String>,
+        window: Window,
+    ) -> BoxFuture<'a, Result<Page<EventRecord>>> {
+        let s = self.lock();
+        let rows: Vec<(Cursor, EventRecord)> = s
+            .history
+            .get(&key(product_key, device_name))
+            .map(|h| {
+                h.events
+                    .iter()
+                    .filter(|(_, e)| identifier.as_ref().is_none_or(|id| *id == e.identifier))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        Box::pin(std::future::ready(Ok(window.select(&rows))))
+    }
+
+    fn call_log<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+        window: Window,
+    ) -> BoxFuture<'a, Result<Page<CallRecord>>> {
+        let s = self.lock();
+        let rows = s.history.get(&key(product_key, device_name));
+        let page = window.select(rows.map_or(&[][..], |h| h.calls.as_slice()));
+        Box::pin(std::future::ready(Ok(page)))
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

@@ -24,6 +24,7 @@ use super::usage;
 use crate::{output, signal};
 
 mod config;
+mod history;
 
 /// Arguments of `aliot admin`.
 #[derive(clap::Args)]
@@ -186,6 +187,14 @@ enum DeviceCommand {
     /// The device shadow: get, update desired.
     #[command(subcommand)]
     Shadow(ShadowCommand),
+    /// The latest value and time of each property: `properties PK DN`.
+    Properties(history::Device),
+    /// A property's kept values, a page at a time: `history PK DN IDENTIFIER`.
+    History(history::HistoryArgs),
+    /// The events the device posted: `events PK DN`.
+    Events(history::EventsArgs),
+    /// The calls made to the device (property sets, services, RRPC, publishes): `calls PK DN`.
+    Calls(history::CallsArgs),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -612,6 +621,10 @@ fn job(command: AdminCommand) -> anyhow::Result<Job> {
         AdminCommand::Device(DeviceCommand::Delete(d)) => {
             json(|c| async move { c.delete_device(&d.product_key, &d.device_name).await })
         }
+        AdminCommand::Device(DeviceCommand::Properties(d)) => history::properties(d),
+        AdminCommand::Device(DeviceCommand::History(a)) => history::history(a),
+        AdminCommand::Device(DeviceCommand::Events(a)) => history::events(a),
+        AdminCommand::Device(DeviceCommand::Calls(a)) => history::calls(a),
         AdminCommand::Publish(a) => {
             let encoding = encoding(a.base64);
             encoding

@@ -105,25 +105,22 @@ impl From<registry::Error> for ApiError {
 
 impl From<service::Error> for ApiError {
     fn from(e: service::Error) -> Self {
-        let (status, code) = match e {
+        let status = match e {
             service::Error::Registry(e) => return e.into(),
-            service::Error::DeviceOffline { .. } => (StatusCode::CONFLICT, "device_offline"),
-            service::Error::NotSubscribed { .. } => (StatusCode::CONFLICT, "not_subscribed"),
-            service::Error::QueueFull { .. } => (StatusCode::SERVICE_UNAVAILABLE, "queue_full"),
-            service::Error::NotSaved { .. } => (StatusCode::SERVICE_UNAVAILABLE, "storage_failed"),
-            service::Error::TooManyPendingCalls { .. } => {
-                (StatusCode::TOO_MANY_REQUESTS, "too_many_pending_calls")
+            service::Error::DeviceOffline { .. } | service::Error::NotSubscribed { .. } => {
+                StatusCode::CONFLICT
             }
-            service::Error::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "device_timeout"),
-            service::Error::BadReply { .. } => (StatusCode::BAD_GATEWAY, "bad_reply"),
-            service::Error::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
-            // The platform's code leads the message: `the thing model refuses Brightness: code 6306: …`.
-            service::Error::ThingModel { .. } => (StatusCode::BAD_REQUEST, "thing_model"),
-            service::Error::ShadowRefused(ref r) if r.code == 409 => {
-                (StatusCode::CONFLICT, "version_conflict")
+            service::Error::QueueFull { .. } | service::Error::NotSaved { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
             }
-            service::Error::ShadowRefused(_) => (StatusCode::BAD_REQUEST, "shadow_refused"),
+            service::Error::TooManyPendingCalls { .. } => StatusCode::TOO_MANY_REQUESTS,
+            service::Error::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            service::Error::BadReply { .. } => StatusCode::BAD_GATEWAY,
+            service::Error::InvalidArgument(_) | service::Error::ThingModel { .. } => StatusCode::BAD_REQUEST,
+            service::Error::ShadowRefused(ref r) if r.code == 409 => StatusCode::CONFLICT,
+            service::Error::ShadowRefused(_) => StatusCode::BAD_REQUEST,
         };
+        let code = e.code();
         Self::new(status, code, ErrorChain(&e).to_string())
     }
 }

@@ -41,6 +41,9 @@
 //! - `GET|POST …/devices/{dn}/desired` (`?identifiers=a,b`; `{"items","versions"?}`),
 //!   `POST …/devices/{dn}/desired/clear` `{"identifiers","versions"?}`
 //! - `GET|PUT …/devices/{dn}/shadow` (`{"method":"update","state":{"desired"},"version","deltaUpdate"?}`)
+//! - `GET …/devices/{dn}/properties` (latest values), `GET …/properties/{identifier}/history`,
+//!   `GET …/devices/{dn}/events`, `GET …/devices/{dn}/calls` (pages: `?from=&to=&limit=&cursor=&order=`;
+//!   see `history.rs`)
 //! - `GET /api/v1/events[?productKey=&deviceName=&type=a,b]` (server-sent events)
 //! - `GET|PUT|PATCH|DELETE /api/v1/products/{pk}/config`, `GET …/config/file`,
 //!   `POST …/config/push`: remote configuration (see `config.rs`); without a device HTTP
@@ -68,6 +71,7 @@ mod devices;
 mod downlink;
 mod error;
 mod events;
+mod history;
 mod process;
 mod products;
 mod shadow;
@@ -170,8 +174,14 @@ pub fn router(state: AdminState) -> Router {
         )
         .route(
             "/api/v1/products/{pk}/devices/{dn}/properties",
-            post(downlink::set_properties),
+            get(history::properties).post(downlink::set_properties),
         )
+        .route(
+            "/api/v1/products/{pk}/devices/{dn}/properties/{identifier}/history",
+            get(history::property_history),
+        )
+        .route("/api/v1/products/{pk}/devices/{dn}/events", get(history::events))
+        .route("/api/v1/products/{pk}/devices/{dn}/calls", get(history::calls))
         .route(
             "/api/v1/products/{pk}/devices/{dn}/services/{identifier}",
             post(downlink::invoke_service),
@@ -302,12 +312,22 @@ fn render_registry_health(out: &mut String, health: &RegistryHealth) {
          # HELP aliot_hub_registry_properties_refused_total Property posts refused at the \
          per-device limits of remembered properties (answered 6106).\n\
          # TYPE aliot_hub_registry_properties_refused_total counter\n\
-         aliot_hub_registry_properties_refused_total {}\n",
+         aliot_hub_registry_properties_refused_total {}\n\
+         # HELP aliot_hub_history_rows_written_total History rows (property values, events, calls) \
+         written durably.\n\
+         # TYPE aliot_hub_history_rows_written_total counter\n\
+         aliot_hub_history_rows_written_total {}\n\
+         # HELP aliot_hub_history_rows_refused_total History rows not kept: the writer's queue was \
+         full or the write failed (their posts were answered 500).\n\
+         # TYPE aliot_hub_history_rows_refused_total counter\n\
+         aliot_hub_history_rows_refused_total {}\n",
         u8::from(health.storage_error.is_none()),
         health.storage_failures,
         health.reopens,
         health.records_skipped,
         health.properties_refused,
+        health.history_rows_written,
+        health.history_rows_refused,
     );
 }
 

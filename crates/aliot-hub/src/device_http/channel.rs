@@ -149,13 +149,20 @@ pub(super) async fn publish(
             None,
         );
     }
-    platform.http_uplink(
+    let durable = platform.http_uplink(
         &holder.product_key,
         &holder.device_name,
         peer.ip(),
         &topic,
         &payload,
     );
+    // Acknowledged = durable: the answer waits for the uplink's history rows.
+    if let Some(wait) = durable
+        && let Err(e) = wait.await
+    {
+        tracing::warn!(error = %e, "history rows of an HTTP uplink not saved");
+        return answer(10000, "system error: the data was not saved", None);
+    }
     let id = NEXT_MESSAGE_ID.fetch_add(1, Ordering::Relaxed);
     answer(0, "success", Some(json!({"messageId": id})))
 }

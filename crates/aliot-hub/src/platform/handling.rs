@@ -9,6 +9,7 @@ use aliot_protocol::topic::{SysPath, reply_topic};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use crate::registry::Records;
 use crate::table::CallKey;
 
 /// A platform reply to send to the device.
@@ -34,6 +35,8 @@ pub(crate) struct Handling {
     /// Work on what the registry keeps for the device (desired properties, shadow), carried
     /// out after this decision, in the order uplinks arrive, and answered once durable.
     pub(crate) deferred: Option<Deferred>,
+    /// Rows for the device's history; the reply waits until they are durable.
+    pub(crate) history: Option<HistoryPost>,
 }
 
 /// A request about the device's stored state, answered once the registry has done it.
@@ -62,6 +65,15 @@ pub(crate) enum Deferred {
         /// The reply topic `/shadow/get/{pk}/{dn}`.
         reply_topic: String,
     },
+}
+
+/// The history rows of an uplink, and how to answer if they cannot be written.
+#[derive(Debug)]
+pub(crate) struct HistoryPost {
+    /// The rows.
+    pub(crate) records: Records,
+    /// Where and how to answer a failed write; `None` when the device asked for no reply.
+    pub(crate) reply_to: Option<ReplyTo>,
 }
 
 /// The values of a property post, to remember in the registry.

@@ -9,12 +9,13 @@
 //! | uplink | room | platform's answer |
 //! |---|---|---|
 //! | property post | [`thing`] | `<topic>_reply` code 200, values remembered (6106 above 200 properties, or past the device's limits on remembered properties: nothing kept) |
-//! | event/batch/pack/history post, deviceinfo update/delete, log post | [`thing`] | `<topic>_reply` code 200 (unless `sys.ack` is 0) |
+//! | event post, batch/pack/history post | [`thing`] | `<topic>_reply` once the kept values and events are in the history (judged by the thing model when there is one; rejected identifiers in `data`) |
+//! | deviceinfo update/delete, log post | [`thing`] | `<topic>_reply` code 200 (unless `sys.ack` is 0) |
 //! | desired get/delete | [`desired`] | `<topic>_reply` with the stored desired values (6104 above 200 identifiers), once durable ([`lane`]) |
 //! | `/shadow/update/{pk}/{dn}` | [`shadow`] | `/shadow/get/{pk}/{dn}` reply (400–409, 500), once durable ([`lane`]) |
 //! | OTA firmware get | [`ota`] | `<topic>_reply` code 200 with empty data |
 //! | remote config get | [`config`] | `<topic>_reply` with the product's file (`configId`, size, SHA-256, a signed URL); 6710 without one, 6713 when switched off |
-//! | `…/thing/service/property/set_reply`, `…/rrpc/response/{id}`, `/ext/rrpc/{id}/…` | [`service`] | completes the waiting call |
+//! | `…/thing/service/property/set_reply`, `…/rrpc/response/{id}`, `/ext/rrpc/{id}/…` | [`service`], [`answer`] | completes the waiting call (outputs checked against the thing model) |
 //! | `/ext/ntp/{pk}/{dn}/request` | [`ntp`] | `/ext/ntp/{pk}/{dn}/response` (spec §12 Q8) |
 //! | any other `/sys/{pk}/{dn}/…` request | [`handling`] | `<topic>_reply` code 6203 (topic parse failed) |
 //! | bad JSON or missing fields | [`handling`] | code 460 when the id can be read, else an event only |
@@ -41,6 +42,7 @@ use crate::metrics::{Metrics, inc};
 use crate::registry::{Enrolment, Registry};
 use crate::table::{CloseReason, Offer, Outgoing, QueueLimits, Session};
 
+mod answer;
 mod auth;
 pub(crate) mod config;
 mod desired;
@@ -54,7 +56,15 @@ pub(crate) mod shadow;
 mod thing;
 pub(crate) mod tokens;
 
-pub(crate) use self::handling::{Context, Deferred, Handling, PlatformReply, PropertyPost};
+pub(crate) use self::handling::{Context, Deferred, Handling, HistoryPost, PlatformReply, PropertyPost};
+
+/// History rows of an uplink being written, and how to answer if they are not.
+struct Durable {
+    /// Resolves once the rows are durable.
+    wait: BoxFuture<'static, crate::registry::Result<()>>,
+    /// Where to answer a failed write (`None`: the device asked for no reply).
+    reply_to: Option<handling::ReplyTo>,
+}
 
 /// Decides what the platform does with an uplink on `topic` (which passed the ACL); `tsl` is
 /// the product's thing model, when it has one; `config` tells what a product's devices are told
@@ -74,18 +84,21 @@ pub(crate) fn decide(
         Topic::Sys {
             path,
             product_key,
-            device_name: _,
+            device_name,
         } => match &path {
             SysPath::PropertyPost => thing::property_post(topic, &path, payload, ctx, tsl),
-            SysPath::EventPost(event) if let Some(tsl) = tsl => {
-                thing::event_post(topic, &path, event, payload, ctx, tsl)
+            SysPath::EventPost(event) => thing::event_post(topic, &path, event, payload, ctx, tsl),
+            SysPath::PropertyBatchPost | SysPath::PropertyPackPost | SysPath::PropertyHistoryPost => {
+                thing::batch_post(topic, &path, payload, ctx, tsl, (&product_key, &device_name))
             }
             p if thing::is_accepted_post(p) => thing::accepted(topic, &path, payload, ctx),
             SysPath::DesiredGet => desired::get(topic, &path, payload, ctx),
             SysPath::DesiredDelete => desired::delete(topic, &path, payload, ctx),
             SysPath::OtaFirmwareGet => ota::firmware_get(topic, &path, payload, ctx),
             SysPath::ConfigGet => config::get(topic, &path, payload, ctx, config(&product_key)),
-            SysPath::RrpcResponse(_) | SysPath::Reply(_) => service::sys_answer(&path, payload),
+            SysPath::RrpcResponse(_) | SysPath::Reply(_) => {
+                answer::checked(service::sys_answer(&path, payload), &path, payload, tsl)
+            }
             // Downlink topics published by the device, and unknown requests.
             _ => handling::unknown(topic, &path, payload, ctx),
         },
@@ -93,7 +106,13 @@ pub(crate) fn decide(
             product_key,
             device_name,
         } => ntp::handle(&product_key, &device_name, payload, ctx),
-        Topic::ExtRrpc { message_id, inner } => service::ext_rrpc_answer(message_id, &inner, payload),
+        Topic::ExtRrpc { message_id, inner } => {
+            let handling = service::ext_rrpc_answer(message_id, &inner, payload);
+            match &*inner {
+                Topic::Sys { path, .. } => answer::checked(handling, path, payload, tsl),
+                _ => handling,
+            }
+        }
         Topic::Shadow {
             action,
             product_key,
@@ -112,7 +131,8 @@ pub(crate) struct PlatformConfig {
     pub(crate) outbound: QueueLimits,
 }
 
-/// The platform's side of every connection. A cheap `Clone` (its parts are shared).
+/// The platform's side of every connection. A cheap `Clone` (every field is shared): a reply that
+/// waits for a history commit is sent from its own task.
 #[derive(Debug, Clone)]
 pub(crate) struct Platform {
     registry: Arc<dyn Registry>,
@@ -222,8 +242,9 @@ impl Platform {
 
 impl Platform {
     /// What one uplink does, whoever carried it: the uplink event, then the platform's
-    /// [`decide`], the remembered properties and the completed call. Returns the reply to send,
-    /// the problem to report and the request to carry out later ([`Platform::defer`]).
+    /// [`decide`], the remembered properties, the history rows (queued) and the completed call.
+    /// Returns the reply to send, the problem to report, the request to carry out later
+    /// ([`Platform::defer`]) and the history write the reply must wait for.
     fn process(
         &self,
         product_key: &str,
@@ -231,7 +252,12 @@ impl Platform {
         topic: &str,
         qos: u8,
         payload: &Bytes,
-    ) -> (Option<PlatformReply>, Option<String>, Option<Deferred>) {
+    ) -> (
+        Option<PlatformReply>,
+        Option<String>,
+        Option<Deferred>,
+        Option<Durable>,
+    ) {
         let recv_ms = now_ms();
         self.emit(|| {
             Event::Uplink(UplinkEvent::new(
@@ -251,6 +277,7 @@ impl Platform {
         let tsl = self.registry.tsl(product_key);
         let offer = |pk: &str| self.config_urls.offer(&*self.registry, pk, ctx.now_ms);
         let mut handling = decide(topic, payload, ctx, tsl.as_ref().map(|t| &t.model), &offer);
+        let mut refused = false;
         if let Some(PropertyPost { values, reply_to }) = handling.properties.take() {
             // The registry keeps the values whole or not at all; a refusal changes the answer
             // (`thing::refused`: 6106).
@@ -261,6 +288,23 @@ impl Platform {
                 let (reply, problem) = thing::refused(reply_to, &why);
                 handling.reply = reply;
                 handling.problem = Some(problem);
+                refused = true;
+            }
+        }
+        let mut durable = None;
+        if let Some(HistoryPost {
+            mut records,
+            reply_to,
+        }) = handling.history.take()
+        {
+            if refused {
+                // Values the device was told were not kept stay out of the history too.
+                records.properties.clear();
+            }
+            if !records.is_empty() {
+                // Queued now, in the order of the uplinks; durable when `wait` resolves.
+                let wait = self.registry.record(product_key, device_name, records);
+                durable = Some(Durable { wait, reply_to });
             }
         }
         if let Some((key, payload)) = handling.completes {
@@ -269,7 +313,7 @@ impl Platform {
                 debug!(%key, "answer to no waiting call (late or unknown id)");
             }
         }
-        (handling.reply, handling.problem, handling.deferred)
+        (handling.reply, handling.problem, handling.deferred, durable)
     }
 
     /// Queues a desired or shadow request on the lane: carried out in order, then answered
@@ -315,6 +359,7 @@ impl Platform {
 
     /// An uplink over the HTTP data channel (spec §5.5), already authorised: handled as an MQTT
     /// uplink at QoS 0, except that its reply has nowhere to go (the device polls nothing).
+    /// Returns the history write the HTTP answer must wait for.
     pub(crate) fn http_uplink(
         &self,
         product_key: &str,
@@ -322,9 +367,9 @@ impl Platform {
         ip: IpAddr,
         topic: &str,
         payload: &Bytes,
-    ) {
+    ) -> Option<BoxFuture<'static, crate::registry::Result<()>>> {
         inc(&self.metrics.http_uplinks);
-        let (_reply, problem, deferred) = self.process(product_key, device_name, topic, 0, payload);
+        let (_reply, problem, deferred, durable) = self.process(product_key, device_name, topic, 0, payload);
         if let Some(deferred) = deferred {
             self.defer(product_key, device_name, None, deferred);
         }
@@ -342,6 +387,7 @@ impl Platform {
                 })
             });
         }
+        durable.map(|d| d.wait)
     }
 
     /// Issues a token over HTTP to a device that proved its secret; counts and reports it.
@@ -530,7 +576,7 @@ impl Hooks for Platform {
     fn uplink(&self, session: &Arc<Session>, publish: &Publish) {
         let id = &session.id;
         let topic: &str = &publish.topic;
-        let (reply, problem, deferred) = self.process(
+        let (reply, problem, deferred, durable) = self.process(
             id.product_key(),
             id.device_name(),
             topic,
@@ -549,8 +595,37 @@ impl Hooks for Platform {
             debug!(topic, %problem, "unusable uplink");
             self.problem(session, Some(topic), &problem, false);
         }
-        if let Some(reply) = reply {
-            self.reply(session, reply, publish.qos);
+        match (reply, durable) {
+            (Some(reply), Some(Durable { wait, reply_to })) => {
+                // Acknowledged = durable: the reply leaves once the history rows are committed
+                // (group commit, `registry::History`). Its own task, so that the connection
+                // keeps reading meanwhile; replies of one device may thus leave out of order.
+                let (this, session, qos, topic) =
+                    (self.clone(), Arc::clone(session), publish.qos, topic.to_owned());
+                tokio::spawn(async move {
+                    match wait.await {
+                        Ok(()) => this.reply(&session, reply, qos),
+                        Err(e) => {
+                            let (reply, problem) = thing::unsaved(reply_to, &e);
+                            this.problem(&session, Some(&topic), &problem, false);
+                            if let Some(reply) = reply {
+                                this.reply(&session, reply, qos);
+                            }
+                        }
+                    }
+                });
+            }
+            (Some(reply), None) => self.reply(session, reply, publish.qos),
+            (None, Some(Durable { wait, .. })) => {
+                // Nothing to answer: the rows are queued; only a failure is worth a word.
+                let topic = topic.to_owned();
+                tokio::spawn(async move {
+                    if let Err(e) = wait.await {
+                        tracing::warn!(topic, error = %e, "history rows of an unanswered uplink not saved");
+                    }
+                });
+            }
+            (None, None) => {}
         }
     }
 

@@ -24,6 +24,9 @@
 //!   the shared rules ([`DesiredProperties::apply`], [`ShadowDocument::apply`]) atomically per
 //!   device; a device's deletion forgets both.
 //! - Nothing a registry keeps grows with what devices send beyond those limits.
+//! - History ([`Registry::record`]: kept property values, events, the call log) is durable when
+//!   the future `record` returns resolves with `Ok`; it is bounded by a retention and per-device
+//!   caps ([`HistoryConfig`](crate::config::HistoryConfig)).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -35,7 +38,9 @@ mod desired;
 mod error;
 #[cfg(feature = "fault-injection")]
 mod fault;
+mod history;
 mod properties;
+mod record;
 mod redb;
 mod remote_config;
 mod sessions;
@@ -48,7 +53,12 @@ pub use self::desired::{
 pub use self::error::{Error, Result};
 #[cfg(feature = "fault-injection")]
 pub use self::fault::StorageFault;
+pub use self::history::{HISTORY_FILE, History};
 pub use self::properties::{Properties, PropertyLimits};
+pub use self::record::{
+    CallRecord, Cursor, EventRecord, LatestProperty, Order, Page, PropertyPoint, PropertySample, Records,
+    Window,
+};
 pub(crate) use self::redb::random_alnum;
 pub use self::redb::{DB_FILE, MAX_REPORTED_RECORDS, ONLINE_QUEUE, RedbRegistry};
 pub use self::remote_config::{ConfigDownload, ConfigFile, RemoteConfig, check_size as check_config_size};
@@ -407,6 +417,11 @@ pub struct RegistryHealth {
     pub skipped_records: Vec<String>,
     /// Property posts refused at the per-device limits (answered 6106).
     pub properties_refused: u64,
+    /// History rows written durably.
+    pub history_rows_written: u64,
+    /// History rows not kept: the writer's queue was full or the write failed (their posts were
+    /// answered 500).
+    pub history_rows_refused: u64,
 }
 
 /// Every registry operation the hub needs. Used as `Arc<dyn Registry>`.
@@ -738,6 +753,80 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     fn save_sessions(&self, changes: Vec<SessionChange>) -> BoxFuture<'_, Result<()>> {
         drop(changes);
         Box::pin(async { Ok(()) })
+    }
+
+    /// Adds rows to a device's history (kept property values, events, calls). The rows are
+    /// queued before this returns (rows of successive calls keep their order); the future
+    /// resolves once they are durable. A registry without history drops them (the default).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the rows cannot be queued or written; nothing of them is kept.
+    fn record(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        records: Records,
+    ) -> BoxFuture<'static, Result<()>> {
+        let _ = (product_key, device_name, records);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// The latest value and time of each property of a device, by identifier (without the
+    /// thing model's names). A registry without history has none (the default).
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    fn latest_properties<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<LatestProperty>>> {
+        let _ = (product_key, device_name);
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+
+    /// A page of a property's kept values.
+    ///
+    /// # Errors
+    /// [`Error::Storage`]; [`Error::Unsupported`] from a registry without history (the default).
+    fn property_history<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+        identifier: &'a str,
+        window: Window,
+    ) -> BoxFuture<'a, Result<Page<PropertyPoint>>> {
+        let _ = (product_key, device_name, identifier, window);
+        Box::pin(std::future::ready(Err(Error::Unsupported("history"))))
+    }
+
+    /// A page of a device's events (of one identifier when given).
+    ///
+    /// # Errors
+    /// As [`Registry::property_history`].
+    fn event_history<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+        identifier: Option<String>,
+        window: Window,
+    ) -> BoxFuture<'a, Result<Page<EventRecord>>> {
+        let _ = (product_key, device_name, identifier, window);
+        Box::pin(std::future::ready(Err(Error::Unsupported("history"))))
+    }
+
+    /// A page of the calls made to a device.
+    ///
+    /// # Errors
+    /// As [`Registry::property_history`].
+    fn call_log<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+        window: Window,
+    ) -> BoxFuture<'a, Result<Page<CallRecord>>> {
+        let _ = (product_key, device_name, window);
+        Box::pin(std::future::ready(Err(Error::Unsupported("history"))))
     }
 
     /// Writes what is pending and stops background work (at shutdown). Later calls still work

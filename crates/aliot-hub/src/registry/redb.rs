@@ -57,12 +57,13 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::store::{Backend, DEVICE_TOKENS, DEVICES, MAX_RETRY_DELAY, PRODUCT_TSL, PRODUCTS, Store};
 use super::{
-    BoxFuture, Device, DeviceAuth, Enrolled, Enrolment, EnrolmentStep, Error, NewDevice, Product,
-    ProductAuth, ProductTsl, Properties, PropertyLimits, Registry, RegistryCounts, RegistryHealth, Result,
-    enrolment_rule, invalid, validate_new_devices, validate_product_name,
+    BoxFuture, CallRecord, Device, DeviceAuth, Enrolled, Enrolment, EnrolmentStep, Error, EventRecord,
+    History, LatestProperty, NewDevice, Page, Product, ProductAuth, ProductTsl, Properties, PropertyLimits,
+    PropertyPoint, Records, Registry, RegistryCounts, RegistryHealth, Result, Window, enrolment_rule,
+    invalid, validate_new_devices, validate_product_name,
 };
 use crate::clock::now_ms;
-use crate::config::{RegistryConfig, create_private_dir, ensure_private_file};
+use crate::config::{HistoryConfig, RegistryConfig, create_private_dir, ensure_private_file};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "registry.redb";
@@ -220,6 +221,8 @@ struct Inner {
     skipped: Mutex<Skipped>,
     /// Stops the writer task and waits for it (taken once, by [`Registry::close`]).
     writer: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
+    /// Property values, events and calls (`history.redb`); `None` when `[history]` is off.
+    history: Option<History>,
 }
 
 /// The embedded registry. A cheap `Clone` handle.
@@ -392,7 +395,20 @@ impl RedbRegistry {
     /// # Errors
     /// As [`RedbRegistry::open`], and [`Error::InvalidArgument`] for invalid settings.
     pub async fn open_with(data_dir: &Path, config: &RegistryConfig) -> Result<RedbRegistry> {
-        Self::open_backend(data_dir, config, Backend::File).await
+        Self::open_backend(data_dir, config, &HistoryConfig::default(), Backend::File).await
+    }
+
+    /// As [`RedbRegistry::open_with`], with the history settings of `history` (`history.redb`
+    /// in the same directory, see [`History`]).
+    ///
+    /// # Errors
+    /// As [`RedbRegistry::open`], and for `history.redb` too.
+    pub async fn open_with_history(
+        data_dir: &Path,
+        config: &RegistryConfig,
+        history: &HistoryConfig,
+    ) -> Result<RedbRegistry> {
+        Self::open_backend(data_dir, config, history, Backend::File).await
     }
 
     /// As [`RedbRegistry::open_with`], the file's writes and syncs failing while `fault` is on
@@ -406,15 +422,25 @@ impl RedbRegistry {
         config: &RegistryConfig,
         fault: super::StorageFault,
     ) -> Result<RedbRegistry> {
-        Self::open_backend(data_dir, config, Backend::Faulty(fault)).await
+        Self::open_backend(
+            data_dir,
+            config,
+            &HistoryConfig::default(),
+            Backend::Faulty(fault),
+        )
+        .await
     }
 
     async fn open_backend(
         data_dir: &Path,
         config: &RegistryConfig,
+        history_config: &HistoryConfig,
         backend: Backend,
     ) -> Result<RedbRegistry> {
         config
+            .validate()
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        history_config
             .validate()
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let dir = data_dir.to_owned();
@@ -448,6 +474,11 @@ impl RedbRegistry {
         } = snapshot;
         tracing::info!(path = %store.path().display(), products = products.len(), devices = count, skipped = skipped.count, "registry opened");
 
+        let history = if history_config.enabled {
+            Some(History::open(data_dir, history_config).await?)
+        } else {
+            None
+        };
         // See ONLINE_QUEUE for the capacity and the overflow policy.
         let (online_tx, online_rx) = mpsc::channel(ONLINE_QUEUE);
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -476,14 +507,37 @@ impl RedbRegistry {
                 properties_refused: AtomicU64::new(0),
                 skipped: Mutex::new(skipped),
                 writer: Mutex::new(Some((stop_tx, writer))),
+                history,
             }
         });
-        Ok(RedbRegistry { inner })
+        let registry = RedbRegistry { inner };
+        registry.restore_latest().await?;
+        Ok(registry)
+    }
+
+    /// Puts the stored latest property values back into memory (where the property limits and
+    /// `GET …/devices/{dn}` read them). A device past its limits keeps what it had in memory.
+    async fn restore_latest(&self) -> Result<()> {
+        let Some(history) = &self.inner.history else {
+            return Ok(());
+        };
+        for (product_key, device_name, values) in history.all_latest().await? {
+            if let Err(e) = self.remember_properties(&product_key, &device_name, values) {
+                tracing::warn!(product_key, device_name, error = %e, "stored latest values not restored");
+            }
+        }
+        Ok(())
     }
 
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         self.inner.store.path()
+    }
+
+    fn history(&self) -> Result<&History> {
+        self.inner.history.as_ref().ok_or(Error::Unsupported(
+            "history (it is off: [history] enabled = false)",
+        ))
     }
 
     fn shard(&self, pk: &str, dn: &str) -> &RwLock<Shard> {
@@ -1121,7 +1175,16 @@ impl Registry for RedbRegistry {
         device_name: &'a str,
     ) -> BoxFuture<'a, Result<Device>> {
         let (this, pk, dn) = (self.clone(), product_key.to_owned(), device_name.to_owned());
-        Box::pin(blocking(move || this.delete_device_blocking(pk, dn)))
+        Box::pin(async move {
+            let deleted = blocking(move || this.delete_device_blocking(pk, dn)).await?;
+            // A device registered again under this name starts without history.
+            if let Some(h) = &self.inner.history
+                && let Err(e) = h.forget(product_key, device_name).await
+            {
+                tracing::warn!(product_key, device_name, error = %e, "history of a deleted device not removed (pruned with age)");
+            }
+            Ok(deleted)
+        })
     }
 
     fn device_auth<'a>(
@@ -1434,11 +1497,73 @@ impl Registry for RedbRegistry {
             records_skipped: skipped.count,
             skipped_records: skipped.keys,
             properties_refused: self.inner.properties_refused.load(Ordering::Relaxed),
+            history_rows_written: self.inner.history.as_ref().map_or(0, |h| h.counts().1),
+            history_rows_refused: self.inner.history.as_ref().map_or(0, |h| h.counts().0),
         }
+    }
+
+    fn record(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        records: Records,
+    ) -> BoxFuture<'static, Result<()>> {
+        match &self.inner.history {
+            Some(h) => h.record(product_key, device_name, records),
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
+    }
+
+    fn latest_properties<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<LatestProperty>>> {
+        Box::pin(async move { self.history()?.latest(product_key, device_name).await })
+    }
+
+    fn property_history<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+        identifier: &'a str,
+        window: Window,
+    ) -> BoxFuture<'a, Result<Page<PropertyPoint>>> {
+        Box::pin(async move {
+            self.history()?
+                .points(product_key, device_name, identifier, window)
+                .await
+        })
+    }
+
+    fn event_history<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+        identifier: Option<String>,
+        window: Window,
+    ) -> BoxFuture<'a, Result<Page<EventRecord>>> {
+        Box::pin(async move {
+            self.history()?
+                .events(product_key, device_name, identifier, window)
+                .await
+        })
+    }
+
+    fn call_log<'a>(
+        &'a self,
+        product_key: &'a str,
+        device_name: &'a str,
+        window: Window,
+    ) -> BoxFuture<'a, Result<Page<CallRecord>>> {
+        Box::pin(async move { self.history()?.calls(product_key, device_name, window).await })
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
+            if let Some(h) = &self.inner.history {
+                h.close().await;
+            }
             let writer = self
                 .inner
                 .writer

@@ -110,5 +110,28 @@ pub enum Error {
     InvalidArgument(String),
 }
 
+impl Error {
+    /// The short code the admin API answers this error with (`{"code": …}`), also what the call
+    /// log records as a failed call's result. A registry error is `registry` here; the admin API
+    /// answers it with the registry's own codes.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Registry(_) => "registry",
+            Error::DeviceOffline { .. } => "device_offline",
+            Error::NotSubscribed { .. } => "not_subscribed",
+            Error::QueueFull { .. } => "queue_full",
+            Error::NotSaved { .. } => "storage_failed",
+            Error::TooManyPendingCalls { .. } => "too_many_pending_calls",
+            Error::Timeout { .. } => "device_timeout",
+            Error::BadReply { .. } => "bad_reply",
+            Error::InvalidArgument(_) => "invalid_argument",
+            // The platform's code leads the message: `the thing model refuses Brightness: code 6306: …`.
+            Error::ThingModel { .. } => "thing_model",
+            Error::ShadowRefused(r) if r.code == 409 => "version_conflict",
+            Error::ShadowRefused(_) => "shadow_refused",
+        }
+    }
+}
+
 /// `Result` with the service's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -25,6 +25,7 @@ use crate::platform::tokens::Tokens;
 use crate::registry::{Device, NewDevice, Product, ProductTsl, Registry, RegistryCounts};
 use crate::table::{CallKey, Delivered, NotSaved, Reach, Undelivered};
 
+mod call_log;
 mod config;
 mod desired;
 mod error;
@@ -445,7 +446,7 @@ impl Service {
     /// [`Error::DeviceOffline`] when the device is offline and the message cannot be queued
     /// (QoS 0, or no clean-session-0 session); [`Error::QueueFull`] when the device's queue
     /// cannot take it.
-    pub async fn publish(
+    async fn publish_unlogged(
         &self,
         product_key: &str,
         device_name: &str,
@@ -596,8 +597,9 @@ impl Service {
             .await
     }
 
-    /// Sends a QoS 0 request to an online device and waits for the answer matching `key`.
-    async fn call(
+    /// Sends a QoS 0 request to an online device and waits for the answer matching `key`
+    /// (the call log's `call` logs it).
+    async fn call_unlogged(
         &self,
         product_key: &str,
         device_name: &str,

@@ -56,6 +56,8 @@
 //! at most 24 h after `now_ms` (else 6326). An event's params are `{"value": {…}, "time": ms}`
 //! (or the bare `{…}` of outputs). Service inputs must all be present (6302); outputs may be
 //! partial. A property set takes `rw` properties only (6320 for an unknown or read-only one).
+//! Batch, pack and history posts carry many points: [`validate_batch`] (its shapes and rules in
+//! `batch.rs`).
 //!
 //! ```
 //! use aliot_protocol::tsl::Tsl;
@@ -77,6 +79,7 @@
 //! # Ok::<(), aliot_protocol::tsl::TslError>(())
 //! ```
 
+mod batch;
 mod parse;
 mod sample;
 mod validate;
@@ -85,6 +88,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 pub use crate::codes::TslCode;
+pub use batch::{
+    BatchKind, BatchValidation, EventPoint, MAX_BATCH_EVENTS, MAX_BATCH_POINTS, Point, TOO_MANY_EVENTS,
+    validate_batch, validate_untyped_event, validate_untyped_property_post,
+};
 pub use validate::{Fault, Item, Rejection, Validation};
 
 /// The longest exported TSL read, in bytes of JSON text.

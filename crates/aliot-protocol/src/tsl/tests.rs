@@ -672,3 +672,154 @@ fn float_samples_with_a_step_and_bounds_lie_on_the_grid_and_vary() {
         assert!(seen.len() > 10, "{ty}: {seen:?}");
     }
 }
+
+fn batch_model() -> Tsl {
+    Tsl::from_value(&json!({
+        "properties": [
+            prop("Brightness", json!({"type": "int", "specs": {"min": "0", "max": "100"}})),
+            prop("On", json!({"type": "bool", "specs": {"0": "off", "1": "on"}}))
+        ],
+        "events": [{"identifier": "Overheat", "type": "alert", "outputData": [
+            {"identifier": "temp", "name": "t", "dataType": {"type": "int", "specs": {}}}]}]
+    }))
+    .expect("valid in this test")
+}
+
+#[test]
+fn a_batch_post_keeps_each_valid_point_and_names_the_rejected_identifiers() {
+    let params = json!({
+        "properties": {
+            "Brightness": [{"value": 10, "time": NOW - 2000}, {"value": 20, "time": NOW - 1000}],
+            "On": [{"value": 7, "time": NOW}],
+            "Ghost": [{"value": 1, "time": NOW}]
+        },
+        "events": {"Overheat": [{"value": {"temp": 90}, "time": NOW}], "Nope": [{"value": {}, "time": NOW}]}
+    });
+    let v =
+        validate_batch(Some(&batch_model()), BatchKind::Batch, &params, ("pk", "dn"), NOW).expect("readable");
+    let kept: Vec<_> = v
+        .properties
+        .iter()
+        .map(|p| (p.identifier.as_str(), p.time))
+        .collect();
+    assert_eq!(
+        kept,
+        [("Brightness", Some(NOW - 2000)), ("Brightness", Some(NOW - 1000))]
+    );
+    assert_eq!(v.rejected["On"].code, 6308);
+    assert_eq!(v.rejected["Ghost"].code, 6304);
+    assert_eq!(v.rejected["Nope"].code, 6300);
+    assert_eq!(v.events.len(), 1);
+    assert_eq!(v.events[0].output, json!({"temp": 90}));
+    assert_eq!(v.reply_data()["On"], "tsl parse: data type is not bool");
+    // Without a model only the time rule applies.
+    let v = validate_batch(None, BatchKind::Batch, &params, ("pk", "dn"), NOW).expect("readable");
+    assert_eq!((v.properties.len(), v.events.len()), (4, 2));
+    assert!(v.rejected.is_empty());
+}
+
+#[test]
+fn a_point_more_than_24_hours_ahead_is_rejected_with_6326_whatever_the_post() {
+    let ahead = NOW + MAX_TIME_AHEAD_MS + 1;
+    let batch =
+        json!({"properties": {"Brightness": [{"value": 1, "time": ahead}, {"value": 2, "time": NOW}]}});
+    let v = validate_batch(None, BatchKind::Batch, &batch, ("pk", "dn"), NOW).expect("readable");
+    assert_eq!(v.rejected["Brightness"].code, 6326);
+    assert_eq!(v.properties.len(), 1);
+    let history = json!([{"identity": {"productKey": "pk", "deviceName": "dn"},
+        "properties": [{"Brightness": {"value": 1, "time": ahead}}],
+        "events": [{"Overheat": {"value": {"temp": 1}, "time": ahead}}]}]);
+    let v = validate_batch(
+        Some(&batch_model()),
+        BatchKind::History,
+        &history,
+        ("pk", "dn"),
+        NOW,
+    )
+    .expect("readable");
+    assert_eq!(v.rejected["Brightness"].code, 6326);
+    assert_eq!(v.rejected["Overheat"].code, 6326);
+    assert!(v.properties.is_empty() && v.events.is_empty());
+}
+
+#[test]
+fn history_and_pack_posts_keep_this_devices_entries_and_skip_the_others() {
+    let history = json!([
+        {"identity": {"productKey": "pk", "deviceName": "dn"}, "properties": [{"On": {"value": 1, "time": NOW - 5}}]},
+        {"identity": {"productKey": "pk", "deviceName": "other"}, "properties": [{"On": {"value": 0, "time": NOW}}]}
+    ]);
+    let v = validate_batch(
+        Some(&batch_model()),
+        BatchKind::History,
+        &history,
+        ("pk", "dn"),
+        NOW,
+    )
+    .expect("readable");
+    assert_eq!(v.skipped, 1);
+    assert_eq!(
+        v.properties,
+        [Point {
+            identifier: "On".into(),
+            value: json!(1),
+            time: Some(NOW - 5)
+        }]
+    );
+    let pack = json!({"properties": {"On": {"value": 1, "time": NOW}}, "subDevices": [
+        {"identity": {"productKey": "pk2", "deviceName": "sub"}, "properties": {"On": {"value": 0}}}]});
+    let v =
+        validate_batch(Some(&batch_model()), BatchKind::Pack, &pack, ("pk", "dn"), NOW).expect("readable");
+    assert_eq!((v.properties.len(), v.skipped), (1, 1));
+}
+
+#[test]
+fn whole_message_faults_of_multi_item_posts() {
+    let f = |kind, params: Value| {
+        validate_batch(None, kind, &params, ("pk", "dn"), NOW)
+            .expect_err("a fault")
+            .code
+    };
+    assert_eq!(f(BatchKind::Batch, json!([1])), 460);
+    assert_eq!(f(BatchKind::History, json!({"properties": {}})), 460);
+    assert_eq!(f(BatchKind::Batch, json!({"properties": 5})), 460);
+    let many: serde_json::Map<String, Value> = (0..201).map(|i| (format!("p{i}"), json!([1]))).collect();
+    assert_eq!(f(BatchKind::Batch, json!({ "properties": many })), 6106);
+    let events: Vec<Value> = (0..201).map(|_| json!({"value": {}})).collect();
+    assert_eq!(f(BatchKind::Pack, json!({"events": {"E": events}})), 6356);
+}
+
+proptest::proptest! {
+    /// Whatever a batch holds, every point is either kept or its identifier is rejected, and a
+    /// kept point's time is never more than 24 h ahead.
+    #[test]
+    fn every_batch_point_is_kept_or_named(times in proptest::collection::vec(0i64..2 * NOW, 1..20)) {
+        let items: Vec<Value> = times.iter().map(|t| json!({"value": 1, "time": t})).collect();
+        let params = json!({"properties": {"On": items}});
+        let v = validate_batch(Some(&batch_model()), BatchKind::Batch, &params, ("pk", "dn"), NOW).expect("readable");
+        let late = times.iter().filter(|t| **t > NOW + MAX_TIME_AHEAD_MS).count();
+        proptest::prop_assert_eq!(v.properties.len(), times.len() - late);
+        proptest::prop_assert_eq!(v.rejected.contains_key("On"), late > 0);
+        proptest::prop_assert!(v.properties.iter().all(|p| p.time.is_some_and(|t| t <= NOW + MAX_TIME_AHEAD_MS)));
+    }
+}
+
+#[test]
+fn without_a_model_only_the_time_rule_judges_property_and_event_posts() {
+    let ahead = NOW + MAX_TIME_AHEAD_MS + 1;
+    let v = validate_untyped_property_post(
+        &json!({"a": {"value": 1, "time": NOW - 1}, "b": {"value": 2, "time": ahead}, "c": "x"}),
+        NOW,
+    )
+    .expect("readable");
+    assert_eq!(v.items["a"].time, Some(NOW - 1));
+    assert_eq!(v.items["c"].value, json!("x"));
+    assert_eq!(v.rejected["b"].code, 6326);
+    let e = validate_untyped_event("Alarm", &json!({"value": {"t": 1}, "time": NOW}), NOW).expect("readable");
+    assert_eq!((e.items["t"].value.clone(), e.time), (json!(1), Some(NOW)));
+    assert_eq!(
+        validate_untyped_event("Alarm", &json!({"value": {}, "time": ahead}), NOW)
+            .expect_err("a bad time")
+            .code,
+        6326
+    );
+}

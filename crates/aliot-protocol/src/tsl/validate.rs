@@ -31,7 +31,7 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(rule: TslCode, at: &str, value: &Value) -> Self {
+    pub(super) fn new(rule: TslCode, at: &str, value: &Value) -> Self {
         Self {
             code: rule.code(),
             rule,
@@ -111,9 +111,9 @@ impl Fault {
 }
 
 /// A broken rule and the innermost identifier it is reported under.
-struct Broken {
-    rule: TslCode,
-    at: String,
+pub(super) struct Broken {
+    pub(super) rule: TslCode,
+    pub(super) at: String,
 }
 
 fn broken(rule: TslCode, at: &str) -> Broken {
@@ -133,7 +133,7 @@ fn is_date(s: &str) -> bool {
 }
 
 /// Checks `value` against `data_type`; `id` names it in messages.
-fn check(data_type: &DataType, value: &Value, id: &str) -> Result<(), Broken> {
+pub(super) fn check(data_type: &DataType, value: &Value, id: &str) -> Result<(), Broken> {
     let mismatch = || broken(data_type.mismatch(), id);
     match data_type {
         DataType::Int { min, max, .. } => {
@@ -205,7 +205,7 @@ fn find<'a>(fields: &'a [Field], id: &str) -> Option<&'a Field> {
     fields.iter().find(|f| f.identifier == id)
 }
 
-fn unknown(key: &str) -> Broken {
+pub(super) fn unknown(key: &str) -> Broken {
     if key.is_empty() {
         broken(TslCode::EmptyIdentifier, key)
     } else {
@@ -214,7 +214,7 @@ fn unknown(key: &str) -> Broken {
 }
 
 /// A `time`: a JSON integer or a string of digits, UTC ms, at most 24 h after `now_ms`.
-fn time(value: &Value, now_ms: i64) -> Option<i64> {
+pub(super) fn time(value: &Value, now_ms: i64) -> Option<i64> {
     let t = match value {
         Value::Number(n) => n.as_i64(),
         Value::String(s) if is_date(s) => s.parse().ok(),
@@ -224,7 +224,7 @@ fn time(value: &Value, now_ms: i64) -> Option<i64> {
 }
 
 /// The `{"value": v, "time": t}` form: an object whose keys are `value` and optionally `time`.
-fn timed(value: &Value) -> Option<(&Value, Option<&Value>)> {
+pub(super) fn timed(value: &Value) -> Option<(&Value, Option<&Value>)> {
     let object = value.as_object()?;
     let inner = object.get("value")?;
     let t = object.get("time");
@@ -425,7 +425,7 @@ fn accept(out: &mut Validation, data_type: &DataType, id: &str, value: &Value) {
 
 /// Validates an object of parameters against `defined`; with `all_required`, a missing one is
 /// rejected (6302).
-fn fields(defined: &[Field], params: &Value, all_required: bool) -> Result<Validation, Fault> {
+pub(super) fn fields(defined: &[Field], params: &Value, all_required: bool) -> Result<Validation, Fault> {
     let object = params.as_object().ok_or_else(|| Fault::not_object("params"))?;
     let mut out = Validation::default();
     for (id, value) in object {
