@@ -488,6 +488,13 @@ async fn serve(
     if !broker.flush_sessions(Duration::from_secs(10)).await {
         tracing::warn!("clean-session-0 sessions could not all be saved before stopping");
     }
+    // Device reports are saved by group commit: wait for the last one.
+    if tokio::time::timeout(Duration::from_secs(10), broker.platform().ota().close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("OTA task states could not all be saved before stopping");
+    }
     registry.close().await;
     tracing::info!("hub stopped");
     result.and(admin_result)

@@ -835,6 +835,15 @@ impl Ota {
         });
     }
 
+    /// Waits until every change made so far is on disk, then closes `ota.redb` (at shutdown).
+    pub(crate) async fn close(&self) {
+        let generation = self.store.mark([]);
+        if let Err(e) = self.store.durable(generation).await {
+            tracing::warn!(error = %e, "OTA records not flushed");
+        }
+        self.store.close();
+    }
+
     /// Wakes the driver (a device came online).
     pub(crate) fn wake(&self) {
         self.wake.notify_one();

@@ -56,7 +56,8 @@ pub(super) struct Loaded {
 /// The database and the writer's bookkeeping.
 #[derive(Debug)]
 pub(super) struct Store {
-    db: Option<Arc<Database>>,
+    /// `None` in memory, and once closed.
+    db: Mutex<Option<Arc<Database>>>,
     /// Where package files are kept.
     pub(super) dir: PathBuf,
     dirty: Mutex<HashSet<Key>>,
@@ -132,7 +133,7 @@ impl Store {
 
     fn with(db: Option<Arc<Database>>, dir: PathBuf) -> Self {
         Self {
-            db,
+            db: Mutex::new(db),
             dir,
             dirty: Mutex::new(HashSet::new()),
             marked: Mutex::new(0),
@@ -163,6 +164,11 @@ impl Store {
             .map_err(|_| OtaError::Storage("the OTA writer stopped".into()))
     }
 
+    /// Lets the database go (after a flush, at shutdown): later changes stay in memory.
+    pub(super) fn close(&self) {
+        self.db.lock().unwrap_or_else(PoisonError::into_inner).take();
+    }
+
     /// The writer: commits the dirty records, as read by `value`, until the store is dropped.
     pub(super) async fn run_writer(
         self: Arc<Self>,
@@ -183,7 +189,8 @@ impl Store {
                     (k, v)
                 })
                 .collect();
-            if let Some(db) = self.db.clone() {
+            let db = self.db.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            if let Some(db) = db {
                 let written = tokio::task::spawn_blocking(move || commit(&db, &rows)).await;
                 match written {
                     Ok(Ok(())) => {}
