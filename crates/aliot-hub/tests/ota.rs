@@ -356,7 +356,7 @@ async fn bad_input_gets_clear_answers() {
     // Oversize: 413.
     let (s, v) = upload(&hub, &format!("productKey={pk}&destVersion=1"), firmware(1001)).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
-    let (s, v) = upload(&hub, &format!("productKey=nope&destVersion=1"), firmware(10)).await;
+    let (s, v) = upload(&hub, "productKey=nope&destVersion=1", firmware(10)).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
     let (s, v) = upload(&hub, &format!("productKey={pk}&destVersion=2"), firmware(1000)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
