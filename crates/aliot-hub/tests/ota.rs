@@ -434,3 +434,75 @@ async fn packages_and_task_states_survive_a_restart() {
     let v = show_job(&hub, &job_id).await;
     assert_eq!(v["tasks"][0]["taskStatus"], "SUCCEEDED", "{v}");
 }
+
+#[tokio::test]
+async fn a_dynamic_job_takes_devices_that_report_a_source_version_later() {
+    let hub = TestHub::start().await;
+    let mut events = hub.service().events();
+    let pk = hub.product().await;
+    let secret = hub.register(&pk, "dyn").await;
+    let (s, _) = upload(
+        &hub,
+        &format!("productKey={pk}&destVersion=5&moduleName=wifi"),
+        firmware(10),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, job) = create_job(
+        &hub,
+        json!({"productKey": pk, "destVersion": "5", "moduleName": "wifi", "dynamic": true, "srcVersions": ["4"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{job}");
+    assert_eq!(job["jobType"], "DYNAMIC");
+    assert_eq!(job["tasks"], json!([]), "{job}");
+    let job_id = job["jobId"].as_str().expect("id").to_owned();
+    let mut raw = online(&hub, &pk, "dyn", &secret, true).await;
+    // Another module's version, or a version the job does not take: nothing.
+    raw.publish(
+        &format!("/ota/device/inform/{pk}/dyn"),
+        r#"{"id":"1","params":{"version":"4"}}"#,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
+    raw.publish(
+        &format!("/ota/device/inform/{pk}/dyn"),
+        r#"{"id":"2","params":{"version":"3","module":"wifi"}}"#,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
+    firmware_get(&mut raw, &pk, "dyn").await;
+    assert_eq!(show_job(&hub, &job_id).await["tasks"], json!([]));
+    raw.publish(
+        &format!("/ota/device/inform/{pk}/dyn"),
+        r#"{"id":"3","params":{"version":"4","module":"wifi"}}"#,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
+    let pushed = guard("the push", push(&mut raw)).await;
+    assert_eq!(pushed["data"]["module"], "wifi", "{pushed}");
+    raw.publish(
+        &format!("/ota/device/inform/{pk}/dyn"),
+        r#"{"id":"4","params":{"version":"5","module":"wifi"}}"#,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
+    task_event(&mut events, "dyn", "SUCCEEDED").await;
+    let v = show_job(&hub, &job_id).await;
+    assert_eq!(
+        v["jobStatus"], "IN_PROGRESS",
+        "a dynamic job runs until canceled: {v}"
+    );
+    assert_eq!(
+        hub.service()
+            .ota()
+            .modules(&pk, "dyn")
+            .get("default")
+            .map(String::as_str),
+        Some("4")
+    );
+}
