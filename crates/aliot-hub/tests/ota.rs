@@ -506,3 +506,35 @@ async fn a_dynamic_job_takes_devices_that_report_a_source_version_later() {
         Some("4")
     );
 }
+
+#[tokio::test]
+async fn downloads_above_the_limit_are_answered_503() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let hub = TestHub::start_with(tempfile::tempdir().expect("dir"), |c| c.ota.max_downloads = 1).await;
+    let (pk, _, _) = hub.device("ota-busy").await;
+    // Larger than what socket buffers hold, so that the first download stays open.
+    let (s, p) = upload(
+        &hub,
+        &format!("productKey={pk}&destVersion=2"),
+        firmware(16 << 20),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    let url = p["firmwareUrl"].as_str().expect("url").to_owned();
+    let rest = url.strip_prefix("http://").expect("http");
+    let (host, path) = rest.split_at(rest.find('/').expect("a path"));
+    let mut first = tokio::net::TcpStream::connect(host).await.expect("connect");
+    first
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .expect("request");
+    let mut head = [0u8; 12];
+    guard("the first answer", first.read_exact(&mut head))
+        .await
+        .expect("a head");
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let (s, body) = http("GET", &url, None, None).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(hub.metric("aliot_hub_ota_downloads_refused_total").await, 1);
+    drop(first);
+}
