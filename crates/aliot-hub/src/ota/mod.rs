@@ -1016,3 +1016,6 @@ async fn drive(ota: std::sync::Weak<Ota>) {
         drop(o);
     }
 }
+
+#[cfg(test)]
+mod tests;
