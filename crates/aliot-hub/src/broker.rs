@@ -51,6 +51,7 @@ impl Broker {
                 max_bytes: config.offline_queue_bytes,
             },
             max_pending_calls: config.max_pending_calls,
+            max_online_subs_per_gateway: config.max_online_subs_per_gateway,
             unsaved_bytes: config.max_unsaved_bytes,
         };
         let table = Arc::new(DeviceTable::new(limits, metrics.clone()));
@@ -73,6 +74,7 @@ impl Broker {
                 },
             },
             config_urls.clone(),
+            table.subs().clone(),
         ));
         let registry_handle = registry.clone();
         let service = Service::new(

@@ -136,6 +136,7 @@ impl Cluster for LocalCluster {
     fn locate(&self, product_key: &str, device_name: &str) -> Option<NodeId> {
         self.table
             .session(product_key, device_name)
+            .or_else(|| self.table.subs().gateway(product_key, device_name))
             .map(|_| self.node.clone())
     }
 
@@ -162,6 +163,10 @@ impl Cluster for LocalCluster {
     ) -> Result<Taken, Undelivered> {
         let now = now_ms();
         let msg = Outgoing::new(downlink.topic, downlink.payload, downlink.qos, now);
+        // A logged-in sub-device is reached on its gateway's connection.
+        if let Some(gateway) = self.table.subs().gateway(product_key, device_name) {
+            return self.table.deliver_on(&gateway, msg);
+        }
         self.table.deliver(product_key, device_name, msg, reach, now)
     }
 

@@ -46,6 +46,7 @@ mod remote_config;
 mod sessions;
 mod shadow;
 mod store;
+mod topology;
 
 pub use self::desired::{
     DesiredChange, DesiredOutcome, DesiredProperties, DesiredValue, MAX_DESIRED_BYTES, MAX_DESIRED_PER_DEVICE,
@@ -66,6 +67,10 @@ pub use self::sessions::{SavedMessage, SavedSession, SessionChange};
 pub use self::shadow::{
     MAX_ATTRIBUTES as MAX_SHADOW_ATTRIBUTES, MAX_DOCUMENT_BYTES as MAX_SHADOW_BYTES, ShadowChange,
     ShadowDocument, ShadowMetadata, ShadowRefusal, ShadowState, Stamp,
+};
+pub use self::topology::{
+    DeviceRef, MAX_SUBS_PER_GATEWAY, TopoRefusal, plan_add as plan_topology_add,
+    plan_remove as plan_topology_remove,
 };
 
 pub use crate::BoxFuture;
@@ -723,6 +728,51 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     fn config_file<'a>(&'a self, product_key: &'a str) -> BoxFuture<'a, Result<Option<ConfigDownload>>> {
         let _ = product_key;
         Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// Adds sub-devices to a gateway's topology, all or none, durably (cloud-side §5); the
+    /// gateway's sub-devices afterwards, or the platform's refusal ([`TopoRefusal`]).
+    ///
+    /// # Errors
+    /// [`Error::Storage`]; [`Error::Unsupported`] from a registry without gateways (the default).
+    fn add_topology<'a>(
+        &'a self,
+        gateway: DeviceRef,
+        subs: Vec<DeviceRef>,
+    ) -> BoxFuture<'a, Result<std::result::Result<Vec<DeviceRef>, TopoRefusal>>> {
+        let _ = (gateway, subs);
+        Box::pin(std::future::ready(Err(Error::Unsupported("gateways"))))
+    }
+
+    /// Removes sub-devices from a gateway's topology, all or none, durably.
+    ///
+    /// # Errors
+    /// As [`Registry::add_topology`].
+    fn remove_topology<'a>(
+        &'a self,
+        gateway: DeviceRef,
+        subs: Vec<DeviceRef>,
+    ) -> BoxFuture<'a, Result<std::result::Result<Vec<DeviceRef>, TopoRefusal>>> {
+        let _ = (gateway, subs);
+        Box::pin(std::future::ready(Err(Error::Unsupported("gateways"))))
+    }
+
+    /// A gateway's sub-devices, sorted (empty for a device that is no gateway).
+    ///
+    /// # Errors
+    /// As [`Registry::add_topology`].
+    fn topology<'a>(&'a self, gateway: DeviceRef) -> BoxFuture<'a, Result<Vec<DeviceRef>>> {
+        let _ = gateway;
+        Box::pin(std::future::ready(Err(Error::Unsupported("gateways"))))
+    }
+
+    /// The gateway a sub-device belongs to.
+    ///
+    /// # Errors
+    /// As [`Registry::add_topology`].
+    fn gateway_of<'a>(&'a self, sub: DeviceRef) -> BoxFuture<'a, Result<Option<DeviceRef>>> {
+        let _ = sub;
+        Box::pin(std::future::ready(Err(Error::Unsupported("gateways"))))
     }
 
     /// Counts for `/metrics`.

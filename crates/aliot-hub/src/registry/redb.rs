@@ -842,6 +842,7 @@ impl RedbRegistry {
             }
             super::desired::forget(&txn, &pk, &dn)?;
             super::shadow::forget(&txn, &pk, &dn)?;
+            super::topology::forget(&txn, &pk, &dn)?;
             txn.commit().map_err(st("committing a device deletion"))?;
             write_lock(&self.inner.tokens).remove(&(pk.clone(), dn.clone()));
             let mut shard = write_lock(self.shard(&pk, &dn));
@@ -1471,6 +1472,44 @@ impl Registry for RedbRegistry {
                 };
                 Ok(super::remote_config::read_file(db, &pk)?.map(|bytes| (meta, bytes)))
             })
+        }))
+    }
+
+    fn add_topology<'a>(
+        &'a self,
+        gateway: super::DeviceRef,
+        subs: Vec<super::DeviceRef>,
+    ) -> BoxFuture<'a, Result<std::result::Result<Vec<super::DeviceRef>, super::TopoRefusal>>> {
+        let this = self.clone();
+        Box::pin(blocking(move || {
+            this.require_device(&gateway.0, &gateway.1)?;
+            this.write(|db| super::topology::change(db, &gateway, super::topology::Change::Add(&subs)))
+        }))
+    }
+
+    fn remove_topology<'a>(
+        &'a self,
+        gateway: super::DeviceRef,
+        subs: Vec<super::DeviceRef>,
+    ) -> BoxFuture<'a, Result<std::result::Result<Vec<super::DeviceRef>, super::TopoRefusal>>> {
+        let this = self.clone();
+        Box::pin(blocking(move || {
+            this.require_device(&gateway.0, &gateway.1)?;
+            this.write(|db| super::topology::change(db, &gateway, super::topology::Change::Remove(&subs)))
+        }))
+    }
+
+    fn topology<'a>(&'a self, gateway: super::DeviceRef) -> BoxFuture<'a, Result<Vec<super::DeviceRef>>> {
+        let this = self.clone();
+        Box::pin(blocking(move || {
+            this.write(|db| super::topology::subs(db, &gateway))
+        }))
+    }
+
+    fn gateway_of<'a>(&'a self, sub: super::DeviceRef) -> BoxFuture<'a, Result<Option<super::DeviceRef>>> {
+        let this = self.clone();
+        Box::pin(blocking(move || {
+            this.write(|db| super::topology::gateway(db, &sub))
         }))
     }
 
