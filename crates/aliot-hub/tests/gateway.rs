@@ -326,3 +326,93 @@ async fn online_sub_devices_are_limited_per_gateway() {
     .await;
     assert_eq!(r["code"], 428, "{r}");
 }
+
+#[tokio::test]
+async fn disabling_or_deleting_a_sub_device_tells_its_gateway_and_logs_it_out() {
+    let hub = TestHub::start().await;
+    let f = fleet(&hub).await;
+    let (gpk, spk) = (f.gpk.as_str(), f.spk.as_str());
+    let mut gw = gateway(&hub, gpk, "gw", &f.gw_secret).await;
+    let r = ask(
+        &mut gw,
+        &format!("/sys/{gpk}/gw/thing/topo/add"),
+        json!({"id": "1", "params": [sign_item(spk, "s1", &f.s1, true), sign_item(spk, "s2", &f.s2, true)]}),
+    )
+    .await;
+    assert_eq!(r["code"], 200, "{r}");
+    let login = format!("/ext/session/{gpk}/gw/combine/batch_login");
+    let r = ask(
+        &mut gw,
+        &login,
+        json!({"id": "2", "params": {"deviceList": [sign_item(spk, "s1", &f.s1, false), sign_item(spk, "s2", &f.s2, false)]}}),
+    )
+    .await;
+    assert_eq!(r["code"], 200, "{r}");
+    let subs = format!("/sys/{spk}/+/thing/#");
+    // A wildcard on the deviceName is not a sub-device's own topic: refused.
+    let codes = gw.subscribe(2, &[(&subs, QoS::AtMostOnce)]).await;
+    assert_eq!(format!("{codes:?}"), "[Failure]");
+    let (t1, t2) = (format!("/sys/{spk}/s1/thing/#"), format!("/sys/{spk}/s2/thing/#"));
+    gw.subscribe(3, &[(&t1, QoS::AtMostOnce), (&t2, QoS::AtMostOnce)])
+        .await;
+
+    let mut events = hub.service().events();
+    hub.service()
+        .set_enabled(spk, "s1", false)
+        .await
+        .expect("disabled");
+    let notice = gw.publish_in().await;
+    assert_eq!(&*notice.topic, format!("/sys/{spk}/s1/thing/disable"));
+    assert_eq!(payload_json(&notice)["method"], "thing.disable");
+    let error = gw.publish_in().await;
+    assert_eq!(&*error.topic, format!("/ext/error/{gpk}/gw"));
+    assert_eq!(payload_json(&error)["code"], 522);
+    assert_eq!(payload_json(&error)["data"]["deviceName"], "s1");
+    offline(&mut events, "s1").await;
+    // Logged out: its uplinks get 520 on the gateway's /ext/error (the connection stays),
+    // while s2's are still answered.
+    gw.publish(
+        &format!("/sys/{spk}/s1/thing/event/property/post"),
+        r#"{"id":"9","params":{"t":1}}"#,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
+    let error = gw.publish_in().await;
+    assert_eq!(&*error.topic, format!("/ext/error/{gpk}/gw"));
+    assert_eq!(payload_json(&error)["code"], 520);
+    let r = ask(
+        &mut gw,
+        &format!("/sys/{spk}/s2/thing/event/property/post"),
+        json!({"id": "3", "params": {"t": 1}}),
+    )
+    .await;
+    assert_eq!(r["code"], 200, "{r}");
+    // A disabled sub-device cannot log in again: 522.
+    let one = format!("/ext/session/{gpk}/gw/combine/login");
+    let r = ask(
+        &mut gw,
+        &one,
+        json!({"id": "4", "params": sign_item(spk, "s1", &f.s1, false)}),
+    )
+    .await;
+    assert_eq!(r["code"], 522, "{r}");
+    hub.service().set_enabled(spk, "s1", true).await.expect("enabled");
+    let notice = gw.publish_in().await;
+    assert_eq!(&*notice.topic, format!("/sys/{spk}/s1/thing/enable"));
+
+    hub.service().delete_device(spk, "s2").await.expect("deleted");
+    let notice = gw.publish_in().await;
+    assert_eq!(&*notice.topic, format!("/sys/{spk}/s2/thing/delete"));
+    let error = gw.publish_in().await;
+    assert_eq!(payload_json(&error)["code"], 521);
+    offline(&mut events, "s2").await;
+    // Out of the topology with it.
+    let r = ask(
+        &mut gw,
+        &format!("/sys/{gpk}/gw/thing/topo/get"),
+        json!({"id": "5", "params": {}}),
+    )
+    .await;
+    assert_eq!(r["data"], json!([{"productKey": spk, "deviceName": "s1"}]), "{r}");
+}
