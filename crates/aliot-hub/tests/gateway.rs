@@ -416,3 +416,83 @@ async fn disabling_or_deleting_a_sub_device_tells_its_gateway_and_logs_it_out() 
     .await;
     assert_eq!(r["data"], json!([{"productKey": spk, "deviceName": "s1"}]), "{r}");
 }
+
+#[tokio::test]
+async fn the_admin_api_manages_topology_and_tells_the_gateway() {
+    let hub = TestHub::start().await;
+    let f = fleet(&hub).await;
+    let (gpk, spk) = (f.gpk.as_str(), f.spk.as_str());
+    let mut gw = gateway(&hub, gpk, "gw", &f.gw_secret).await;
+    let base = format!("/api/v1/products/{gpk}/devices/gw");
+    let body = json!({"subDevices": [{"productKey": spk, "deviceName": "s1"}]});
+    let (s, v) = hub
+        .call("POST", &format!("{base}/topology"), Some(body.clone()))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["subDevices"],
+        json!([{"productKey": spk, "deviceName": "s1", "online": false}])
+    );
+    // The gateway is told: thing.topo.change, status 0.
+    let change = gw.publish_in().await;
+    assert_eq!(&*change.topic, format!("/sys/{gpk}/gw/thing/topo/change"));
+    let change = payload_json(&change);
+    assert_eq!(change["method"], "thing.topo.change", "{change}");
+    assert_eq!(change["params"]["status"], 0, "{change}");
+    assert_eq!(change["params"]["subList"][0]["deviceName"], "s1", "{change}");
+
+    let (s, v) = hub
+        .call("GET", &format!("/api/v1/products/{spk}/devices/s1/gateway"), None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["gateway"], json!({"productKey": gpk, "deviceName": "gw"}));
+    // Itself: 409 with the platform's code in the message.
+    let me = json!({"subDevices": [{"productKey": gpk, "deviceName": "gw"}]});
+    let (s, v) = hub.call("POST", &format!("{base}/topology"), Some(me)).await;
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(v["code"], "topology_refused", "{v}");
+    assert!(v["message"].as_str().is_some_and(|m| m.contains("6402")), "{v}");
+    // Another gateway's: 409, 6619.
+    let (s, v) = hub
+        .call(
+            "POST",
+            &format!("/api/v1/products/{gpk}/devices/gw2/topology"),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(v["message"].as_str().is_some_and(|m| m.contains("6619")), "{v}");
+
+    // Logged in, then removed by the admin: logged out, status 1 pushed.
+    let r = ask(
+        &mut gw,
+        &format!("/ext/session/{gpk}/gw/combine/login"),
+        json!({"id": "1", "params": sign_item(spk, "s1", &f.s1, false)}),
+    )
+    .await;
+    assert_eq!(r["code"], 200, "{r}");
+    let (_, v) = hub.call("GET", &format!("{base}/topology"), None).await;
+    assert_eq!(v["subDevices"][0]["online"], true, "{v}");
+    let mut events = hub.service().events();
+    let (s, v) = hub
+        .call("POST", &format!("{base}/topology/remove"), Some(body.clone()))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["subDevices"], json!([]));
+    let change = payload_json(&gw.publish_in().await);
+    assert_eq!(change["params"]["status"], 1, "{change}");
+    offline(&mut events, "s1").await;
+    let (_, v) = hub
+        .call("GET", &format!("/api/v1/products/{spk}/devices/s1/gateway"), None)
+        .await;
+    assert_eq!(v["gateway"], Value::Null, "{v}");
+
+    // Notify: thing.topo.add.notify reaches the gateway.
+    let (s, v) = hub
+        .call("POST", &format!("{base}/topology/notify"), Some(body))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let notify = gw.publish_in().await;
+    assert_eq!(&*notify.topic, format!("/sys/{gpk}/gw/thing/topo/add/notify"));
+    assert_eq!(payload_json(&notify)["id"], v["messageId"]);
+}

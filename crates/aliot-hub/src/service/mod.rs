@@ -29,6 +29,7 @@ mod call_log;
 mod config;
 mod desired;
 mod error;
+mod gateway;
 mod model_check;
 
 pub use self::config::ConfigPush;
@@ -392,28 +393,8 @@ impl Service {
             qos: QoS::AtMostOnce,
         };
         let _ = cluster.deliver(&gw.0, &gw.1, error, Reach::OnlineOnly);
-        if cluster.logout_sub(product_key, device_name) && cluster.observed() {
-            let iot_id = self
-                .inner
-                .registry
-                .device_auth(product_key, device_name)
-                .await
-                .map(|a| a.iot_id)
-                .unwrap_or_default();
-            let at = crate::clock::now_ms();
-            cluster.publish(Event::Status(crate::events::StatusEvent {
-                status: "offline",
-                iot_id,
-                product_key: product_key.to_owned(),
-                device_name: device_name.to_owned(),
-                time: crate::clock::format_cst(at),
-                utc_time: crate::clock::format_utc(at),
-                last_time: crate::clock::format_cst(at),
-                utc_last_time: crate::clock::format_utc(at),
-                client_ip: String::new(),
-                reason: Some(format!("sub-device {action}d")),
-            }));
-        }
+        self.logout_sub(product_key, device_name, &format!("sub-device {action}d"))
+            .await;
     }
 
     /// Deletes a device, disconnects it and forgets its stored session and offline queue.
