@@ -24,6 +24,7 @@ use super::usage;
 use crate::{output, signal};
 
 mod config;
+mod gateway;
 mod history;
 
 /// Arguments of `aliot admin`.
@@ -68,6 +69,9 @@ enum AdminCommand {
     /// Register, list, show, enable, disable or delete devices.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Gateways: the topology of a gateway (its sub-devices).
+    #[command(subcommand)]
+    Gateway(gateway::GatewayCommand),
     /// Send a message to a device on one of its topics (the platform's Pub).
     Publish(PublishArgs),
     /// Set properties on a device and print its set_reply.
@@ -171,7 +175,7 @@ enum DeviceCommand {
         #[arg(long, default_value = "json", value_parser = ["json", "csv"])]
         format: String,
     },
-    /// Show a device: status, session, last login, last reported properties.
+    /// Show a device: status, session, last login, last reported properties, its gateway.
     Show(DeviceRef),
     /// Enable a device.
     Enable(DeviceRef),
@@ -605,9 +609,16 @@ fn job(command: AdminCommand) -> anyhow::Result<Job> {
                 _ => json(move |c| async move { c.devices(&pk, status).await }),
             }
         }
-        AdminCommand::Device(DeviceCommand::Show(d)) => {
-            json(|c| async move { c.device(&d.product_key, &d.device_name).await })
-        }
+        AdminCommand::Device(DeviceCommand::Show(d)) => json(|c| async move {
+            let device = c.device(&d.product_key, &d.device_name).await?;
+            let gateway = c.gateway_of(&d.product_key, &d.device_name).await?;
+            let mut view = serde_json::to_value(device).unwrap_or_default();
+            if let (Some(obj), Some(gw)) = (view.as_object_mut(), gateway.gateway) {
+                obj.insert("gateway".into(), serde_json::to_value(gw).unwrap_or_default());
+            }
+            Ok(view)
+        }),
+        AdminCommand::Gateway(g) => gateway::job(g),
         AdminCommand::Device(DeviceCommand::Reset(d)) => {
             json(|c| async move { c.reset_device(&d.product_key, &d.device_name).await })
         }
