@@ -9,6 +9,36 @@ use serde::{Deserialize, Serialize};
 use crate::client::{Client, device_path};
 use crate::error::Result;
 
+/// A product's node type (the platform's `NodeType`): its devices connect directly, are
+/// gateways, or are sub-devices that log in through a gateway.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeType {
+    /// A directly connected device (the default).
+    #[default]
+    Direct,
+    /// A gateway, speaking for sub-devices.
+    Gateway,
+    /// A sub-device, connected through a gateway.
+    Sub,
+}
+
+impl NodeType {
+    /// Whether this is [`NodeType::Direct`] (left out of answers).
+    pub fn is_direct(&self) -> bool {
+        *self == NodeType::Direct
+    }
+
+    /// `direct`, `gateway` or `sub`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeType::Direct => "direct",
+            NodeType::Gateway => "gateway",
+            NodeType::Sub => "sub",
+        }
+    }
+}
+
 /// A device named by productKey and deviceName.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -118,6 +148,20 @@ impl Client {
     ) -> Result<TopologyNotified> {
         let path = format!("{}/topology/notify", device_path(product_key, device_name));
         self.send_json(Method::POST, &path, body, self.wait()).await
+    }
+
+    /// `PATCH /api/v1/products/{pk}` `{"nodeType"}`: sets a product's node type.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::product`].
+    pub async fn set_node_type(&self, product_key: &str, node_type: NodeType) -> Result<crate::ProductView> {
+        let body = crate::UpdateProduct {
+            node_type: Some(node_type),
+            ..crate::UpdateProduct::default()
+        };
+        let path = format!("/api/v1/products/{}", crate::wire::segment(product_key));
+        self.send_json(Method::PATCH, &path, &body, self.wait()).await
     }
 
     /// `GET …/devices/{dn}/gateway`: the gateway of a sub-device.

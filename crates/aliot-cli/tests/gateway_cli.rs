@@ -9,14 +9,36 @@ fn topology_is_managed_from_the_command_line_and_survives_kill_9() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let mut hub = HubProcess::start(d, &[]);
-    ok_json(&admin(
+    let v = ok_json(&admin(
         d,
-        &["product", "create", "--name", "gw", "--product-key", "a1GwCli"],
+        &[
+            "product",
+            "create",
+            "--name",
+            "gw",
+            "--product-key",
+            "a1GwCli",
+            "--node-type",
+            "gateway",
+        ],
     ));
+    assert_eq!(v["nodeType"], "gateway", "{v}");
     ok_json(&admin(
         d,
         &["product", "create", "--name", "sub", "--product-key", "a1SubCli"],
     ));
+    let v = ok_json(&admin(
+        d,
+        &[
+            "product",
+            "update",
+            "--product-key",
+            "a1SubCli",
+            "--node-type",
+            "sub",
+        ],
+    ));
+    assert_eq!(v["nodeType"], "sub", "{v}");
     for (pk, dn) in [("a1GwCli", "gw"), ("a1SubCli", "s1"), ("a1SubCli", "s2")] {
         ok_json(&admin(
             d,
@@ -63,6 +85,9 @@ fn topology_is_managed_from_the_command_line_and_survives_kill_9() {
     // Acknowledged = durable: kill -9, restart, the topology is there.
     hub.kill_9();
     let _hub = HubProcess::start(d, &[]);
+    let v = ok_json(&admin(d, &["product", "list"]));
+    assert_eq!(v[0]["nodeType"], "gateway", "{v}");
+    assert_eq!(v[1]["nodeType"], "sub", "{v}");
     let v = ok_json(&admin(d, &[&["gateway", "topo", "list"][..], &gw[..]].concat()));
     assert_eq!(v["subDevices"][0]["deviceName"], "s1", "{v}");
     let v = ok_json(&admin(

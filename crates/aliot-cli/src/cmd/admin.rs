@@ -97,6 +97,9 @@ enum ProductCommand {
         /// Allow dynamic registration (devices registering with the productSecret).
         #[arg(long)]
         dynamic_registration: bool,
+        /// The node type: direct device, gateway, or sub-device (logs in through a gateway).
+        #[arg(long, value_name = "TYPE", default_value = "direct", value_parser = ["direct", "gateway", "sub"])]
+        node_type: String,
     },
     /// List the products.
     List,
@@ -118,7 +121,10 @@ enum ProductCommand {
         product_key: String,
         /// Allow (`on`) or forbid (`off`) devices to register with the productSecret.
         #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
-        dynamic_registration: String,
+        dynamic_registration: Option<String>,
+        /// The node type: direct device, gateway, or sub-device.
+        #[arg(long, value_name = "TYPE", value_parser = ["direct", "gateway", "sub"])]
+        node_type: Option<String>,
     },
 }
 
@@ -558,12 +564,17 @@ fn job(command: AdminCommand) -> anyhow::Result<Job> {
             name,
             product_key,
             dynamic_registration,
+            node_type,
         }) => {
             let product = CreateProduct { name, product_key };
+            let node_type = node_type_of(&node_type);
             json(move |c| async move {
-                let created = c.create_product(&product).await?;
+                let mut created = c.create_product(&product).await?;
                 if dynamic_registration {
-                    return c.set_dynamic_registration(&created.product_key, true).await;
+                    created = c.set_dynamic_registration(&created.product_key, true).await?;
+                }
+                if !node_type.is_direct() {
+                    created = c.set_node_type(&created.product_key, node_type).await?;
                 }
                 Ok(created)
             })
@@ -571,9 +582,25 @@ fn job(command: AdminCommand) -> anyhow::Result<Job> {
         AdminCommand::Product(ProductCommand::Update {
             product_key,
             dynamic_registration,
+            node_type,
         }) => {
-            let on = dynamic_registration == "on";
-            json(move |c| async move { c.set_dynamic_registration(&product_key, on).await })
+            if dynamic_registration.is_none() && node_type.is_none() {
+                return Err(usage(
+                    "nothing to change: give --dynamic-registration or --node-type",
+                ));
+            }
+            let on = dynamic_registration.map(|d| d == "on");
+            let node_type = node_type.as_deref().map(node_type_of);
+            json(move |c| async move {
+                let mut product = c.product(&product_key).await?;
+                if let Some(on) = on {
+                    product = c.set_dynamic_registration(&product_key, on).await?;
+                }
+                if let Some(t) = node_type {
+                    product = c.set_node_type(&product_key, t).await?;
+                }
+                Ok(product)
+            })
         }
         AdminCommand::Product(ProductCommand::List) => json(|c| async move { c.products().await }),
         AdminCommand::Product(ProductCommand::Config { command }) => config::job(command),
@@ -703,6 +730,15 @@ fn job(command: AdminCommand) -> anyhow::Result<Job> {
                 Box::pin(async move { follow_events(&c, &filter).await })
             }))
         }
+    }
+}
+
+/// `direct`, `gateway` or `sub` (clap checked it).
+fn node_type_of(text: &str) -> aliot_admin::NodeType {
+    match text {
+        "gateway" => aliot_admin::NodeType::Gateway,
+        "sub" => aliot_admin::NodeType::Sub,
+        _ => aliot_admin::NodeType::Direct,
     }
 }
 

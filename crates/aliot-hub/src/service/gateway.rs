@@ -21,6 +21,18 @@ const CHANGE_ADDED: u32 = 0;
 const CHANGE_REMOVED: u32 = 1;
 
 impl Service {
+    /// Sets a product's node type (direct device, gateway, sub-device).
+    ///
+    /// # Errors
+    /// `ProductNotFound`, storage errors.
+    pub async fn set_node_type(
+        &self,
+        product_key: &str,
+        node_type: crate::registry::NodeType,
+    ) -> Result<crate::registry::Product> {
+        Ok(self.inner.registry.set_node_type(product_key, node_type).await?)
+    }
+
     /// A gateway's sub-devices, sorted, each with whether it is logged in now.
     ///
     /// # Errors
