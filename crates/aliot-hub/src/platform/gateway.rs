@@ -409,8 +409,8 @@ pub(crate) async fn handle(
                 }
                 adding.push(signed.device);
             }
-            match registry.add_topology(gateway, adding.clone()).await {
-                Ok(Ok(_)) => Outcome::success(&request, op, refs_json(&adding)),
+            match registry.add_topology(gateway, adding).await {
+                Ok(Ok(_)) => Outcome::success(&request, op, json!({})),
                 Ok(Err(refusal)) => Outcome::refused(
                     &request,
                     op,
@@ -442,7 +442,7 @@ pub(crate) async fn handle(
             }
             match registry.remove_topology(gateway, removing.clone()).await {
                 Ok(Ok(_)) => {
-                    let mut out = Outcome::success(&request, op, refs_json(&removing));
+                    let mut out = Outcome::success(&request, op, json!({}));
                     for sub in &removing {
                         if subs.logout(&session, sub) {
                             out.offline.push((sub.clone(), "topology removed"));
