@@ -23,6 +23,7 @@ use crate::options::{DeviceOptions, Login, QoS};
 use crate::pending::{Correlator, IdGenerator};
 use crate::route::system_filters;
 use crate::shared::{ConnState, Counters, Shared, lock, rumqttc_qos};
+use crate::subs::SubRoutes;
 
 /// A connected (or connecting) device: a cheap handle, `Clone` + `Send` + `Sync`.
 ///
@@ -47,8 +48,10 @@ impl std::fmt::Debug for Device {
 
 /// Dropping the last handle stops the device.
 #[derive(Debug)]
-struct Handle {
+pub(crate) struct Handle {
     shared: Arc<Shared>,
+    /// The sub-devices this connection speaks for, when it is a gateway's.
+    subs: Arc<SubRoutes>,
 }
 
 impl Drop for Handle {
@@ -205,7 +208,9 @@ impl Device {
         });
         // Bounded: see `DeviceOptions::event_capacity` for what happens when it is full.
         let (events_tx, events_rx) = mpsc::channel(options.event_capacity);
+        let subs = Arc::new(SubRoutes::default());
         let driver = Driver {
+            subs: subs.clone(),
             eventloop,
             shared: shared.clone(),
             events: events_tx,
@@ -227,7 +232,7 @@ impl Device {
         tokio::spawn(driver.run());
         Ok((
             Device {
-                handle: Arc::new(Handle { shared }),
+                handle: Arc::new(Handle { shared, subs }),
             },
             Events { rx: events_rx },
         ))
@@ -235,6 +240,34 @@ impl Device {
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.handle.shared
+    }
+
+    pub(crate) fn subs(&self) -> &Arc<SubRoutes> {
+        &self.handle.subs
+    }
+
+    /// A handle that does not keep the device running.
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Handle> {
+        Arc::downgrade(&self.handle)
+    }
+
+    /// The device of a weak handle, if it still runs.
+    pub(crate) fn upgrade(weak: &std::sync::Weak<Handle>) -> Option<Device> {
+        weak.upgrade().map(|handle| Device { handle })
+    }
+
+    /// Whether this connection may send on `topic`: its own namespaces, or those of a
+    /// sub-device it is logged in for.
+    fn may_access(&self, topic: &str, access: Access) -> bool {
+        let shared = self.shared();
+        if device_may_access(&shared.product_key, &shared.device_name, topic, access) {
+            return true;
+        }
+        Topic::parse(topic).ok().is_some_and(|t| {
+            t.device().is_some_and(|(pk, dn)| {
+                self.subs().contains(pk, dn) && device_may_access(pk, dn, topic, access)
+            })
+        })
     }
 
     /// The productKey.
@@ -295,8 +328,7 @@ impl Device {
         if !valid_topic(topic) {
             return Err(Error::InvalidTopic(topic.to_owned()));
         }
-        let shared = self.shared();
-        if !device_may_access(&shared.product_key, &shared.device_name, topic, Access::Publish) {
+        if !self.may_access(topic, Access::Publish) {
             return Err(Error::TopicNotAllowed(topic.to_owned()));
         }
         let payload = payload.into();
@@ -440,10 +472,28 @@ impl Device {
     /// As [`Device::post_property`]; [`Error::Options`] for a path that has no method.
     pub async fn request(&self, path: SysPath, params: Value) -> Result<Reply> {
         let shared = self.shared();
+        self.request_for(&shared.product_key, &shared.device_name, path, params)
+            .await
+    }
+
+    /// [`Device::request`] on the topics of `(pk, dn)`: the device's own or a sub-device's.
+    pub(crate) async fn request_for(
+        &self,
+        pk: &str,
+        dn: &str,
+        path: SysPath,
+        params: Value,
+    ) -> Result<Reply> {
         let method = path
             .method()
             .ok_or_else(|| Error::Options(format!("{path} is not an Alink request topic")))?;
-        let topic = Topic::sys(&shared.product_key, &shared.device_name, path).to_string();
+        let topic = Topic::sys(pk, dn, path).to_string();
+        self.request_on(topic, method, params).await
+    }
+
+    /// Sends an Alink request on `topic` (QoS 1) and waits for the reply with its id.
+    pub(crate) async fn request_on(&self, topic: String, method: String, params: Value) -> Result<Reply> {
+        let shared = self.shared();
         let id = shared.ids.next_id();
         let request = Request::new(MessageId::new(&id), method.clone(), params);
         let reply = lock(&shared.correlator).expect_reply(&id);

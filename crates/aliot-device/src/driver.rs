@@ -9,6 +9,7 @@ use aliot_protocol::alink::{Reply, Request, read_id};
 use aliot_protocol::codes::alink as code;
 use aliot_protocol::http_auth::{IotToken, iot_token_credentials};
 use aliot_protocol::register::token_credentials;
+use aliot_protocol::topic::Topic;
 use aliot_protocol::{ConnackCode, SignOptions};
 use bytes::Bytes;
 use rumqttc::{ConnectionError, EventLoop, Packet, Publish, SubscribeFilter};
@@ -25,6 +26,7 @@ use crate::options::{Login, QoS};
 use crate::preauth::PreAuthClient;
 use crate::route::{Route, route};
 use crate::shared::{Shared, lock, rumqttc_qos};
+use crate::subs::SubRoutes;
 use crate::transport::Dial;
 use crate::url::host_port;
 
@@ -96,6 +98,8 @@ pub(crate) struct Driver {
     pub(crate) eventloop: EventLoop,
     pub(crate) shared: Arc<Shared>,
     pub(crate) events: mpsc::Sender<Event>,
+    /// Sub-devices a gateway speaks for: their downlinks go to their own queues.
+    pub(crate) subs: Arc<SubRoutes>,
     pub(crate) signer: Signer,
     pub(crate) schedule: Schedule,
     pub(crate) stop: watch::Receiver<bool>,
@@ -386,11 +390,27 @@ impl Driver {
         let payload = publish.payload;
         tracing::trace!(topic = %topic, bytes = payload.len(), "incoming");
         let shared = &self.shared;
-        match route(&topic, &payload, &shared.product_key, &shared.device_name) {
+        // A sub-device's downlink goes to its own queue; everything else to the device's.
+        let sub = Topic::parse(&topic).ok().and_then(|t| {
+            let (pk, dn) = t.device()?;
+            if (pk, dn) == (shared.product_key.as_str(), shared.device_name.as_str()) {
+                return None;
+            }
+            Some((pk.to_owned(), dn.to_owned(), self.subs.sender(pk, dn)?))
+        });
+        let (pk, dn, events) = match sub {
+            Some(sub) => sub,
+            None => (
+                shared.product_key.clone(),
+                shared.device_name.clone(),
+                self.events.clone(),
+            ),
+        };
+        match route(&topic, &payload, &pk, &dn) {
             Route::Reply => match serde_json::from_slice::<Reply>(&payload) {
                 Ok(reply) => {
                     if lock(&shared.correlator).complete_reply(reply).is_some() {
-                        self.emit(Self::message(&topic, payload, qos));
+                        emit(&events, shared, Self::message(&topic, payload, qos));
                     }
                 }
                 Err(e) => {
@@ -404,7 +424,7 @@ impl Driver {
                         )
                     });
                     if !failed {
-                        self.emit(Self::message(&topic, payload, qos));
+                        emit(&events, shared, Self::message(&topic, payload, qos));
                     }
                 }
             },
@@ -423,7 +443,7 @@ impl Driver {
                     c.complete_ntp(&s, (payload.to_vec(), received))
                 });
                 if !delivered {
-                    self.emit(Self::message(&topic, payload, qos));
+                    emit(&events, shared, Self::message(&topic, payload, qos));
                 }
             }
             Route::Shadow => match serde_json::from_slice::<Value>(&payload) {
@@ -438,10 +458,10 @@ impl Driver {
                         None => Some(body),
                     };
                     if let Some(body) = unclaimed {
-                        self.emit(Event::Shadow(ShadowMessage::new(body)));
+                        emit(&events, shared, Event::Shadow(ShadowMessage::new(body)));
                     }
                 }
-                Err(_) => self.emit(Self::message(&topic, payload, qos)),
+                Err(_) => emit(&events, shared, Self::message(&topic, payload, qos)),
             },
             Route::PropertySet { reply_topic } => match Request::parse(&payload) {
                 Ok(request) => {
@@ -452,12 +472,16 @@ impl Driver {
                         Some(request.id.clone()),
                         "thing.service.property.set".into(),
                     );
-                    self.emit(Event::PropertySet(PropertySet {
-                        topic,
-                        qos,
-                        request,
-                        replier,
-                    }));
+                    emit(
+                        &events,
+                        shared,
+                        Event::PropertySet(PropertySet {
+                            topic,
+                            qos,
+                            request,
+                            replier,
+                        }),
+                    );
                 }
                 Err(e) => {
                     if let Some(id) = read_id(&payload) {
@@ -470,7 +494,7 @@ impl Driver {
                         );
                         replier.answer_now(code::PARAM_ERROR, &e.to_string());
                     }
-                    self.emit(Self::message(&topic, payload, qos));
+                    emit(&events, shared, Self::message(&topic, payload, qos));
                 }
             },
             Route::Service {
@@ -493,14 +517,18 @@ impl Driver {
                     Some(request.id.clone()),
                     what,
                 );
-                self.emit(Event::ServiceCall(ServiceCall {
-                    service,
-                    via,
-                    topic,
-                    qos,
-                    request: *request,
-                    replier,
-                }));
+                emit(
+                    &events,
+                    shared,
+                    Event::ServiceCall(ServiceCall {
+                        service,
+                        via,
+                        topic,
+                        qos,
+                        request: *request,
+                        replier,
+                    }),
+                );
             }
             Route::Rrpc {
                 message_id,
@@ -508,22 +536,26 @@ impl Driver {
                 reply_topic,
             } => {
                 let replier = Replier::new(shared.clone(), reply_topic, QoS::AtMostOnce, None, "rrpc".into());
-                self.emit(Event::Rrpc(RrpcRequest {
-                    message_id,
-                    kind,
-                    topic,
-                    qos,
-                    payload,
-                    replier,
-                }));
+                emit(
+                    &events,
+                    shared,
+                    Event::Rrpc(RrpcRequest {
+                        message_id,
+                        kind,
+                        topic,
+                        qos,
+                        payload,
+                        replier,
+                    }),
+                );
             }
             Route::ConfigPush { reply_topic } => {
                 match crate::config_push::on_push(shared, &reply_topic, &payload) {
-                    Some(info) => self.emit(Event::ConfigPush(info)),
-                    None => self.emit(Self::message(&topic, payload, qos)),
+                    Some(info) => emit(&events, shared, Event::ConfigPush(info)),
+                    None => emit(&events, shared, Self::message(&topic, payload, qos)),
                 }
             }
-            Route::Message => self.emit(Self::message(&topic, payload, qos)),
+            Route::Message => emit(&events, shared, Self::message(&topic, payload, qos)),
         }
     }
 }

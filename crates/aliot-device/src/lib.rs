@@ -29,6 +29,11 @@
 //!   Either way the network loop never waits for application code: events go through a bounded
 //!   queue whose overflow is answered (code 429) or counted, never blocking keepalive.
 //!
+//! - **Gateways**: [`gateway::Gateway`] manages a gateway's topology, registers sub-devices and
+//!   logs them in and out (singly or in batches of 50); each [`gateway::SubDevice`] has the
+//!   thing API of a direct device and its own [`Events`], all on the gateway's connection, and
+//!   sessions are restored after every reconnect.
+//!
 //! Module map: [`options`] (what to connect to and how), [`register`] (dynamic registration),
 //! [`config`] (remote configuration; `config_push` answers pushes),
 //! [`preauth`] (HTTPS pre-authentication), `http` (the minimal HTTP/1.1 client both use),
@@ -37,7 +42,7 @@
 //! handles, the loop and the replies share), `connection` ([`Connected`], [`Disconnected`]:
 //! below both `event` and `shared`), `backoff`, `route`, `pending` (pure state, unit-tested),
 //! [`handler`] (convenience handlers), [`thing`] (thing-model checks of what is sent and asked),
-//! `state` (desired properties and the device shadow: [`Device::desired_get`],
+//! [`gateway`] (sub-devices; `subs` routes their downlinks), `state` (desired properties and the device shadow: [`Device::desired_get`],
 //! [`Device::shadow_update`]…), [`tls`], `transport` (TCP or TLS to the endpoint), and with the feature `exec`, `exec` (answer
 //! requests by running a command).
 //!
@@ -104,6 +109,7 @@ pub mod error;
 pub mod event;
 #[cfg(feature = "exec")]
 pub mod exec;
+pub mod gateway;
 pub mod handler;
 mod http;
 pub mod options;
@@ -113,6 +119,7 @@ pub mod register;
 mod route;
 mod shared;
 mod state;
+mod subs;
 pub mod thing;
 pub mod tls;
 mod transport;

@@ -85,6 +85,10 @@ pub(crate) enum Route {
 
 /// Classifies an incoming message for the device `(pk, dn)`.
 pub(crate) fn route(topic: &str, payload: &[u8], pk: &str, dn: &str) -> Route {
+    // A gateway's session replies (`/ext/session/{pk}/{dn}/combine/…_reply`) answer by id too.
+    if topic.starts_with(&format!("/ext/session/{pk}/{dn}/")) && topic.ends_with("_reply") {
+        return Route::Reply;
+    }
     let Ok(parsed) = Topic::parse(topic) else {
         return Route::Message;
     };

@@ -19,7 +19,7 @@ use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::persist;
 use crate::platform::tokens::Tokens;
-use crate::platform::{Platform, PlatformConfig};
+use crate::platform::{Platform, PlatformConfig, SharedRooms};
 use crate::registry::Registry;
 use crate::service::{Service, ServiceConfig};
 use crate::table::{DeviceTable, OfflineLimits, QueueLimits, TableLimits};
@@ -56,6 +56,7 @@ impl Broker {
                 max_bytes: config.offline_queue_bytes,
             },
             max_pending_calls: config.max_pending_calls,
+            max_online_subs_per_gateway: config.max_online_subs_per_gateway,
             unsaved_bytes: config.max_unsaved_bytes,
         };
         let table = Arc::new(DeviceTable::new(limits, metrics.clone()));
@@ -79,8 +80,11 @@ impl Broker {
                     bytes: config.outbound_queue_bytes,
                 },
             },
-            config_urls.clone(),
-            ota.clone(),
+            SharedRooms {
+                config_urls: config_urls.clone(),
+                ota: ota.clone(),
+                subs: table.subs().clone(),
+            },
         ));
         let registry_handle = registry.clone();
         let service = Service::new(

@@ -98,6 +98,10 @@ pub(crate) trait Cluster: Send + Sync + fmt::Debug + 'static {
     /// Lets the device log in again (enabled, or registered anew).
     fn unblock(&self, product_key: &str, device_name: &str);
 
+    /// Logs a sub-device out of whichever gateway connection speaks for it; returns whether
+    /// one did.
+    fn logout_sub(&self, product_key: &str, device_name: &str) -> bool;
+
     /// The deviceNames of a product's online devices, sorted.
     fn online_devices(&self, product_key: &str) -> Vec<String>;
 
@@ -136,6 +140,7 @@ impl Cluster for LocalCluster {
     fn locate(&self, product_key: &str, device_name: &str) -> Option<NodeId> {
         self.table
             .session(product_key, device_name)
+            .or_else(|| self.table.subs().gateway(product_key, device_name))
             .map(|_| self.node.clone())
     }
 
@@ -162,6 +167,10 @@ impl Cluster for LocalCluster {
     ) -> Result<Taken, Undelivered> {
         let now = now_ms();
         let msg = Outgoing::new(downlink.topic, downlink.payload, downlink.qos, now);
+        // A logged-in sub-device is reached on its gateway's connection.
+        if let Some(gateway) = self.table.subs().gateway(product_key, device_name) {
+            return self.table.deliver_on(&gateway, msg);
+        }
         self.table.deliver(product_key, device_name, msg, reach, now)
     }
 
@@ -201,6 +210,13 @@ impl Cluster for LocalCluster {
 
     fn unblock(&self, product_key: &str, device_name: &str) {
         self.table.unblock(product_key, device_name);
+    }
+
+    fn logout_sub(&self, product_key: &str, device_name: &str) -> bool {
+        self.table
+            .subs()
+            .kick(&(product_key.to_owned(), device_name.to_owned()))
+            .is_some()
     }
 
     fn online_devices(&self, product_key: &str) -> Vec<String> {

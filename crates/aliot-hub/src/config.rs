@@ -330,6 +330,9 @@ pub struct BrokerConfig {
     pub rrpc_timeout_ms: u64,
     /// Admin calls that may wait for one device's answers at the same time.
     pub max_pending_calls: usize,
+    /// Sub-devices one gateway connection may have logged in at the same time (the platform's
+    /// 200; a login beyond gets 428).
+    pub max_online_subs_per_gateway: usize,
     /// Honour `sys.ack` = 0 in uplinks (no reply), as the platform does. When false, every
     /// request gets its `_reply`.
     pub sys_ack: bool,
@@ -362,6 +365,7 @@ impl Default for BrokerConfig {
             max_unsaved_bytes: 64 << 20,
             rrpc_timeout_ms: 8000,
             max_pending_calls: 64,
+            max_online_subs_per_gateway: 200,
             sys_ack: true,
             events_buffer_bytes: 64 << 20,
             shutdown_grace_ms: 5000,

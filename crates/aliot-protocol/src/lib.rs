@@ -18,6 +18,8 @@
 //! - [`register`]: what dynamic registration answers, and the token login after it.
 //! - [`http_auth`]: the HTTPS auth service: registration and pre-authentication forms, answers
 //!   and the `securemode=-1` login after pre-authentication.
+//! - [`gateway`]: gateways and sub-devices: the sub-device sign, topology and session payloads,
+//!   their topics, limits and codes.
 //! - [`tsl`]: the thing model: the console's exported TSL read into types, the platform's
 //!   validation of posts, events, services and sets (codes 63xx), and valid sample values.
 //!
@@ -69,6 +71,7 @@ pub mod config;
 pub mod credentials;
 pub mod diagnose;
 pub mod error;
+pub mod gateway;
 pub mod http_auth;
 pub mod identity;
 pub mod json;

@@ -8,9 +8,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use aliot_hub::BoxFuture;
 use aliot_hub::registry::{
     CallRecord, ConfigFile, Cursor, DesiredChange, DesiredOutcome, DesiredProperties, Device, DeviceAuth,
-    Error, EventRecord, LatestProperty, NewDevice, Page, Product, Properties, PropertyLimits, PropertyPoint,
-    Records, Registry, RegistryCounts, RemoteConfig, Result, ShadowChange, ShadowDocument, ShadowRefusal,
-    Window,
+    DeviceRef, Error, EventRecord, LatestProperty, NewDevice, Page, Product, Properties, PropertyLimits,
+    PropertyPoint, Records, Registry, RegistryCounts, RemoteConfig, Result, ShadowChange, ShadowDocument,
+    ShadowRefusal, TopoRefusal, Window, plan_topology_add, plan_topology_remove,
 };
 use serde_json::{Map, Value};
 
@@ -34,6 +34,8 @@ struct State {
     history: BTreeMap<(String, String), DeviceHistory>,
     /// The next history row's sequence number.
     seq: u64,
+    /// Gateway → its sub-devices, with the hub's rules ([`plan_topology_add`]).
+    topology: BTreeMap<DeviceRef, Vec<DeviceRef>>,
 }
 
 /// One device's history, each list sorted by (time, seq).
@@ -97,6 +99,7 @@ impl MemoryRegistry {
                 created_ms: 0,
                 device_count: 0,
                 dynamic_registration: false,
+                node_type: aliot_hub::registry::NodeType::Direct,
             });
         s.devices.insert(
             key(product_key, device_name),
@@ -153,6 +156,7 @@ impl Registry for MemoryRegistry {
                     created_ms: 0,
                     device_count: 0,
                     dynamic_registration: false,
+                    node_type: aliot_hub::registry::NodeType::Direct,
                 })
                 .clone()),
         };
@@ -252,6 +256,10 @@ impl Registry for MemoryRegistry {
         s.desired.remove(&k);
         s.shadows.remove(&k);
         s.history.remove(&k);
+        s.topology.remove(&k);
+        for subs in s.topology.values_mut() {
+            subs.retain(|d| d != &k);
+        }
         let result = s
             .devices
             .remove(&k)
@@ -456,6 +464,73 @@ impl Registry for MemoryRegistry {
             .get(product_key)
             .and_then(|(c, bytes)| c.file.clone().zip(bytes.clone()));
         Box::pin(std::future::ready(Ok(file)))
+    }
+
+    fn set_node_type<'a>(
+        &'a self,
+        product_key: &'a str,
+        node_type: aliot_hub::registry::NodeType,
+    ) -> BoxFuture<'a, Result<Product>> {
+        let result = match self.lock().products.get_mut(product_key) {
+            Some(p) => {
+                p.node_type = node_type;
+                Ok(p.clone())
+            }
+            None => Err(Error::ProductNotFound {
+                product_key: product_key.to_owned(),
+            }),
+        };
+        Box::pin(std::future::ready(result))
+    }
+
+    fn add_topology<'a>(
+        &'a self,
+        gateway: DeviceRef,
+        subs: Vec<DeviceRef>,
+    ) -> BoxFuture<'a, Result<std::result::Result<Vec<DeviceRef>, TopoRefusal>>> {
+        let mut s = self.lock();
+        let current = s.topology.get(&gateway).cloned().unwrap_or_default();
+        let topology = &s.topology;
+        let mut of = |sub: &DeviceRef| {
+            topology
+                .iter()
+                .find(|(_, subs)| subs.contains(sub))
+                .map(|(gw, _)| gw.clone())
+        };
+        let planned = plan_topology_add(&gateway, &current, &subs, &mut of);
+        if let Ok(next) = &planned {
+            s.topology.insert(gateway, next.clone());
+        }
+        Box::pin(std::future::ready(Ok(planned)))
+    }
+
+    fn remove_topology<'a>(
+        &'a self,
+        gateway: DeviceRef,
+        subs: Vec<DeviceRef>,
+    ) -> BoxFuture<'a, Result<std::result::Result<Vec<DeviceRef>, TopoRefusal>>> {
+        let mut s = self.lock();
+        let current = s.topology.get(&gateway).cloned().unwrap_or_default();
+        let planned = plan_topology_remove(&current, &subs);
+        if let Ok(next) = &planned {
+            s.topology.insert(gateway, next.clone());
+        }
+        Box::pin(std::future::ready(Ok(planned)))
+    }
+
+    fn topology<'a>(&'a self, gateway: DeviceRef) -> BoxFuture<'a, Result<Vec<DeviceRef>>> {
+        let subs = self.lock().topology.get(&gateway).cloned().unwrap_or_default();
+        Box::pin(std::future::ready(Ok(subs)))
+    }
+
+    fn gateway_of<'a>(&'a self, sub: DeviceRef) -> BoxFuture<'a, Result<Option<DeviceRef>>> {
+        let gw = self
+            .lock()
+            .topology
+            .iter()
+            .find(|(_, subs)| subs.contains(&sub))
+            .map(|(gw, _)| gw.clone());
+        Box::pin(std::future::ready(Ok(gw)))
     }
 
     fn counts(&self) -> RegistryCounts {

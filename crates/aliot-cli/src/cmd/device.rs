@@ -13,8 +13,10 @@
 //! `aliot hub` on 127.0.0.1).
 
 mod config;
+mod gateway;
 mod register;
 mod simulate;
+mod target;
 
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -33,6 +35,7 @@ use anyhow::{Context as _, anyhow};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use self::target::Target;
 use super::usage;
 use crate::args::{EndpointArgs, IdentityArgs, Redacted, parse_duration, parse_redacted, parse_sign_method};
 use crate::{clock, output, signal};
@@ -290,6 +293,13 @@ struct RunArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// The device is a gateway: simulate the sub-devices of --sub-devices through it.
+    #[arg(long, requires = "sub_devices")]
+    gateway: bool,
+    /// With --gateway: a CSV of sub-devices, one `productKey,deviceName,deviceSecret` a line;
+    /// each is added to the topology, logged in, and simulated with --tsl/--exec/--post-property.
+    #[arg(long, value_name = "FILE", requires = "gateway")]
+    sub_devices: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -739,11 +749,15 @@ async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
         failed: failed_tx,
     };
     let exec = a.exec.map(|command| Exec::shell(command).timeout(a.exec_timeout));
-    let sim = a
-        .tsl
-        .as_deref()
-        .map(|path| simulate::Simulator::load(path, a.seed))
-        .transpose()?;
+    let subs = a.sub_devices.as_deref().map(gateway::read_csv).transpose()?;
+    let load_sim = |i: u64| {
+        a.tsl
+            .as_deref()
+            .map(|path| simulate::Simulator::load(path, a.seed.map(|s| s.wrapping_add(i))))
+            .transpose()
+    };
+    // A gateway's own events are answered plainly (or by --exec); its sub-devices are simulated.
+    let sim = if subs.is_some() { None } else { load_sim(0)? };
     let (device, events) = connect(&a.conn).await?;
     for topic in &a.subscribe {
         device
@@ -754,34 +768,55 @@ async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
                 other => anyhow!(other),
             })?;
     }
-    if let Some(params) = post {
-        let (device, every, out) = (device.clone(), a.every, out.clone());
-        tokio::spawn(async move {
-            loop {
-                out.post_reply(&device.post_property(params.clone()).await);
-                let Some(every) = every else { break };
-                tokio::time::sleep(every).await;
-            }
-        });
+    let mut targets = vec![(Target::Device(device.clone()), sim)];
+    if let Some(subs) = subs {
+        let n = subs.len();
+        for (i, (sub, sub_events)) in gateway::log_in_all(&device, subs).await?.into_iter().enumerate() {
+            let target = Target::Sub(sub);
+            let sim = load_sim(i as u64 + 1)?;
+            let run = handlers(&out, exec.clone(), sim.clone().map(|s| (s, target.clone()))).run(sub_events);
+            tokio::spawn(async move {
+                if let Some(e) = run.await {
+                    output::note(&format!("sub-device stopped: {e}"));
+                }
+            });
+            targets.push((target, sim));
+        }
+        if out.format == Format::Text {
+            Out::status(&format!("{n} sub-devices logged in"));
+        }
     }
-    if let Some(sim) = &sim {
-        out.simulating(sim.seed());
-        let (sim, device, every, out) = (sim.clone(), device.clone(), a.post_interval, out.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let (post, event) = sim.post_round(&device).await;
-                if matches!(post, Err(DeviceError::Closed)) {
-                    break; // stopping: nothing to report
+    let sim = targets.first().and_then(|(_, s)| s.clone());
+    for (target, target_sim) in &targets {
+        if let Some(params) = &post {
+            let (target, params, every, out) = (target.clone(), params.clone(), a.every, out.clone());
+            tokio::spawn(async move {
+                loop {
+                    out.post_reply(&target.post_property(params.clone()).await);
+                    let Some(every) = every else { break };
+                    tokio::time::sleep(every).await;
                 }
-                out.post_reply(&post);
-                if let Some((id, reply)) = event {
-                    out.event_reply(&id, &reply);
+            });
+        }
+        if let Some(sim) = target_sim {
+            out.simulating(sim.seed());
+            let (sim, target, every, out) = (sim.clone(), target.clone(), a.post_interval, out.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let (post, event) = sim.post_round(&target).await;
+                    if matches!(post, Err(DeviceError::Closed)) {
+                        break; // stopping: nothing to report
+                    }
+                    out.post_reply(&post);
+                    if let Some((id, reply)) = event {
+                        out.event_reply(&id, &reply);
+                    }
                 }
-            }
-        });
+            });
+        }
     }
     tokio::select! {
         () = shutdown => {
@@ -795,7 +830,7 @@ async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
             device.disconnect().await;
             Err(anyhow::Error::new(e).context("cannot write on stdout"))
         }
-        stopped = handlers(&out, exec, sim.map(|sim| (sim, device.clone()))).run(events) => match stopped {
+        stopped = handlers(&out, exec, sim.map(|sim| (sim, Target::Device(device.clone())))).run(events) => match stopped {
             None => Ok(ExitCode::SUCCESS),
             Some(e) => Err(connect_error(e)),
         },
@@ -805,7 +840,7 @@ async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
 /// What `aliot device run` does with each event: print it as it arrives, then answer it (with
 /// `--exec`: through the command; with `--tsl`: as the model's simulated device), printing the
 /// answer.
-fn handlers(out: &Out, exec: Option<Exec>, sim: Option<(Arc<simulate::Simulator>, Device)>) -> Handlers {
+fn handlers(out: &Out, exec: Option<Exec>, sim: Option<(Arc<simulate::Simulator>, Target)>) -> Handlers {
     let handlers = Handlers::new()
         .max_concurrency(MAX_EXEC)
         .on_event({

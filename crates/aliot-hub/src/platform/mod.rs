@@ -41,12 +41,13 @@ use crate::events::{
 };
 use crate::metrics::{Metrics, inc};
 use crate::registry::{Enrolment, Registry};
-use crate::table::{CloseReason, Offer, Outgoing, QueueLimits, Session};
+use crate::table::{CloseReason, Offer, Outgoing, QueueLimits, Session, SubSessions};
 
 mod answer;
 mod auth;
 pub(crate) mod config;
 mod desired;
+pub(crate) mod gateway;
 mod handling;
 mod lane;
 mod ntp;
@@ -149,6 +150,19 @@ pub(crate) struct Platform {
     config_urls: Arc<config::ConfigUrls>,
     /// Upgrade jobs (shared with the service).
     ota: Arc<crate::ota::Ota>,
+    /// Sub-devices logged in through gateways (shared with the device table).
+    subs: Arc<SubSessions>,
+}
+
+/// The parts of the platform shared with the rest of the hub (the service, the device table).
+#[derive(Debug)]
+pub(crate) struct SharedRooms {
+    /// Signs the remote configuration download URLs (shared with the service's push).
+    pub(crate) config_urls: Arc<config::ConfigUrls>,
+    /// Upgrade jobs (shared with the service).
+    pub(crate) ota: Arc<crate::ota::Ota>,
+    /// Sub-devices logged in through gateways (shared with the device table).
+    pub(crate) subs: Arc<SubSessions>,
 }
 
 impl Platform {
@@ -158,10 +172,15 @@ impl Platform {
         cluster: Arc<dyn Cluster>,
         metrics: Arc<Metrics>,
         config: PlatformConfig,
-        config_urls: Arc<config::ConfigUrls>,
-        ota: Arc<crate::ota::Ota>,
+        shared: SharedRooms,
     ) -> Self {
+        let SharedRooms {
+            config_urls,
+            ota,
+            subs,
+        } = shared;
         Self {
+            subs,
             registry,
             tokens,
             cluster,
@@ -493,6 +512,117 @@ impl Platform {
     }
 }
 
+impl Platform {
+    /// A gateway's topology or session request: carried out on its own task (it reads and
+    /// writes the registry), then answered on `<topic>_reply` and reported.
+    fn gateway_request(&self, session: &Arc<Session>, op: gateway::Op, publish: &Publish) {
+        let (this, session, qos) = (self.clone(), Arc::clone(session), publish.qos);
+        let topic = publish.topic.to_string();
+        let payload = publish.payload.clone();
+        let (pk, dn) = (
+            session.id.product_key().to_owned(),
+            session.id.device_name().to_owned(),
+        );
+        self.emit(|| {
+            Event::Uplink(UplinkEvent::new(
+                &pk,
+                &dn,
+                &topic,
+                qos.value(),
+                &payload,
+                now_ms(),
+            ))
+        });
+        tokio::spawn(async move {
+            let out = gateway::handle(
+                this.registry.clone(),
+                this.subs.clone(),
+                session.clone(),
+                op,
+                payload,
+            )
+            .await;
+            if let Some(problem) = &out.problem {
+                this.problem(&session, Some(&topic), problem, false);
+            }
+            for (sub, old) in &out.kicked {
+                this.sub_notice(
+                    old,
+                    427,
+                    "sub-device logged in through another gateway connection",
+                    sub,
+                );
+            }
+            for sub in out.online {
+                this.sub_status(sub, true, session.id.ip, None);
+            }
+            for (sub, why) in out.offline {
+                this.sub_status(sub, false, session.id.ip, Some(why.to_owned()));
+            }
+            if let Some((payload, code)) = out.reply {
+                let reply = PlatformReply {
+                    topic: aliot_protocol::topic::reply_topic(&topic),
+                    payload,
+                    code,
+                };
+                this.reply(&session, reply, qos);
+            }
+        });
+    }
+
+    /// The device, other than the connection's own, whose topic `topic` is.
+    fn not_logged_in(&self, session: &Session, topic: &str) -> Option<crate::registry::DeviceRef> {
+        let own = (session.id.product_key(), session.id.device_name());
+        gateway::speaker(topic, &|pk, dn| (pk, dn) != own, Access::Publish)
+    }
+
+    /// A notice about a sub-device on its gateway's `/ext/error/{pk}/{dn}`.
+    fn sub_notice(&self, gateway: &Session, code: u32, message: &str, sub: &crate::registry::DeviceRef) {
+        let topic = format!(
+            "/ext/error/{}/{}",
+            gateway.id.product_key(),
+            gateway.id.device_name()
+        );
+        let payload = gateway::error_notice(now_ms(), code, message, sub);
+        self.reply(
+            gateway,
+            PlatformReply { topic, payload, code },
+            rmqtt_codec::v3::QoS::AtMostOnce,
+        );
+    }
+
+    /// A sub-device's online/offline status event (its iotId read from the registry).
+    fn sub_status(&self, sub: crate::registry::DeviceRef, online: bool, ip: IpAddr, reason: Option<String>) {
+        if !self.cluster.observed() {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let iot_id = this
+                .registry
+                .device_auth(&sub.0, &sub.1)
+                .await
+                .map(|a| a.iot_id)
+                .unwrap_or_default();
+            let at = now_ms();
+            this.emit(|| {
+                Event::Status(StatusEvent {
+                    status: if online { "online" } else { "offline" },
+                    iot_id,
+                    product_key: sub.0,
+                    device_name: sub.1,
+                    time: format_cst(at),
+                    utc_time: format_utc(at),
+                    last_time: format_cst(at),
+                    utc_last_time: format_utc(at),
+                    client_ip: ip.to_string(),
+                    reason,
+                })
+            });
+        });
+    }
+}
+
 impl Hooks for Platform {
     fn authenticate<'a>(&'a self, connect: ConnectRequest<'a>) -> BoxFuture<'a, Result<Admission, Refused>> {
         Box::pin(async move {
@@ -566,25 +696,32 @@ impl Hooks for Platform {
         if owned {
             self.status(session, false, now_ms(), last_rx_ms, Some(reason.to_string()));
         }
+        // Its sub-devices go offline with it.
+        for sub in self.subs.gateway_gone(session) {
+            self.sub_status(sub, false, session.id.ip, Some("gateway offline".to_owned()));
+        }
     }
 
     fn may_publish(&self, session: &Session, topic: &str) -> bool {
-        let ok = device_may_access(
-            session.id.product_key(),
-            session.id.device_name(),
+        let ok = gateway::may_access(
+            (session.id.product_key(), session.id.device_name()),
+            &|pk, dn| self.subs.speaks_for(session, pk, dn),
             topic,
             Access::Publish,
         );
         if !ok {
             self.acl_denied(session, "publish", topic, 0);
+            // A gateway's publish for a sub-device without a session is answered on its
+            // `/ext/error` (520) by `uplink`, not with a disconnection.
+            return self.subs.is_gateway(session) && self.not_logged_in(session, topic).is_some();
         }
         ok
     }
 
     fn may_subscribe(&self, session: &Session, filter: &str) -> bool {
-        device_may_access(
-            session.id.product_key(),
-            session.id.device_name(),
+        gateway::may_access(
+            (session.id.product_key(), session.id.device_name()),
+            &|pk, dn| self.subs.speaks_for(session, pk, dn),
             filter,
             Access::Subscribe,
         )
@@ -599,20 +736,39 @@ impl Hooks for Platform {
     fn uplink(&self, session: &Arc<Session>, publish: &Publish) {
         let id = &session.id;
         let topic: &str = &publish.topic;
-        let (reply, problem, deferred, durable) = self.process(
-            id.product_key(),
-            id.device_name(),
-            topic,
-            publish.qos.value(),
-            &publish.payload,
-        );
-        if let Some(deferred) = deferred {
-            self.defer(
-                id.product_key(),
-                id.device_name(),
-                Some((session.clone(), publish.qos)),
-                deferred,
+        let own = (id.product_key(), id.device_name());
+        if let Some(op) = gateway::Op::of(own, topic) {
+            self.gateway_request(session, op, publish);
+            return;
+        }
+        // A gateway's uplink on a sub-device's topic is the sub-device's.
+        let sub = if device_may_access(own.0, own.1, topic, Access::Publish) {
+            None
+        } else {
+            gateway::speaker(
+                topic,
+                &|pk, dn| self.subs.speaks_for(session, pk, dn),
+                Access::Publish,
+            )
+        };
+        if sub.is_none()
+            && !device_may_access(own.0, own.1, topic, Access::Publish)
+            && let Some(other) = self.not_logged_in(session, topic)
+        {
+            self.problem(
+                session,
+                Some(topic),
+                "publish for a sub-device that is not logged in (520)",
+                false,
             );
+            self.sub_notice(session, 520, "sub-device not logged in", &other);
+            return;
+        }
+        let (pk, dn) = sub.as_ref().map_or(own, |(pk, dn)| (pk.as_str(), dn.as_str()));
+        let (reply, problem, deferred, durable) =
+            self.process(pk, dn, topic, publish.qos.value(), &publish.payload);
+        if let Some(deferred) = deferred {
+            self.defer(pk, dn, Some((session.clone(), publish.qos)), deferred);
         }
         if let Some(problem) = problem {
             debug!(topic, %problem, "unusable uplink");

@@ -46,6 +46,7 @@ mod remote_config;
 mod sessions;
 mod shadow;
 mod store;
+mod topology;
 
 pub use self::desired::{
     DesiredChange, DesiredOutcome, DesiredProperties, DesiredValue, MAX_DESIRED_BYTES, MAX_DESIRED_PER_DEVICE,
@@ -67,8 +68,13 @@ pub use self::shadow::{
     MAX_ATTRIBUTES as MAX_SHADOW_ATTRIBUTES, MAX_DOCUMENT_BYTES as MAX_SHADOW_BYTES, ShadowChange,
     ShadowDocument, ShadowMetadata, ShadowRefusal, ShadowState, Stamp,
 };
+pub use self::topology::{
+    DeviceRef, MAX_SUBS_PER_GATEWAY, TopoRefusal, plan_add as plan_topology_add,
+    plan_remove as plan_topology_remove,
+};
 
 pub use crate::BoxFuture;
+pub use aliot_admin::NodeType;
 
 /// The longest product name.
 pub const MAX_PRODUCT_NAME_LEN: usize = 64;
@@ -92,6 +98,8 @@ pub struct Product {
     /// Whether devices may register themselves with the productSecret (spec §5.1, §5.2; off
     /// for a new product, as on the platform).
     pub dynamic_registration: bool,
+    /// Direct device, gateway or sub-device (cloud-side §5).
+    pub node_type: NodeType,
 }
 
 impl fmt::Debug for Product {
@@ -103,6 +111,7 @@ impl fmt::Debug for Product {
             .field("created_ms", &self.created_ms)
             .field("device_count", &self.device_count)
             .field("dynamic_registration", &self.dynamic_registration)
+            .field("node_type", &self.node_type)
             .finish()
     }
 }
@@ -550,6 +559,20 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
         ))))
     }
 
+    /// Sets a product's node type, durably; returns the product as it now is.
+    ///
+    /// # Errors
+    /// [`Error::ProductNotFound`], [`Error::Storage`]; [`Error::Unsupported`] from a registry
+    /// without node types (the default).
+    fn set_node_type<'a>(
+        &'a self,
+        product_key: &'a str,
+        node_type: NodeType,
+    ) -> BoxFuture<'a, Result<Product>> {
+        let _ = (product_key, node_type);
+        Box::pin(std::future::ready(Err(Error::Unsupported("node types"))))
+    }
+
     /// Registers a device dynamically by the rules of `enrolment_rule`: a new deviceSecret
     /// or deviceToken, durable before the future resolves with `Ok`. The caller has checked the
     /// product's signature and that the product allows it.
@@ -723,6 +746,51 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     fn config_file<'a>(&'a self, product_key: &'a str) -> BoxFuture<'a, Result<Option<ConfigDownload>>> {
         let _ = product_key;
         Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// Adds sub-devices to a gateway's topology, all or none, durably (cloud-side §5); the
+    /// gateway's sub-devices afterwards, or the platform's refusal ([`TopoRefusal`]).
+    ///
+    /// # Errors
+    /// [`Error::Storage`]; [`Error::Unsupported`] from a registry without gateways (the default).
+    fn add_topology<'a>(
+        &'a self,
+        gateway: DeviceRef,
+        subs: Vec<DeviceRef>,
+    ) -> BoxFuture<'a, Result<std::result::Result<Vec<DeviceRef>, TopoRefusal>>> {
+        let _ = (gateway, subs);
+        Box::pin(std::future::ready(Err(Error::Unsupported("gateways"))))
+    }
+
+    /// Removes sub-devices from a gateway's topology, all or none, durably.
+    ///
+    /// # Errors
+    /// As [`Registry::add_topology`].
+    fn remove_topology<'a>(
+        &'a self,
+        gateway: DeviceRef,
+        subs: Vec<DeviceRef>,
+    ) -> BoxFuture<'a, Result<std::result::Result<Vec<DeviceRef>, TopoRefusal>>> {
+        let _ = (gateway, subs);
+        Box::pin(std::future::ready(Err(Error::Unsupported("gateways"))))
+    }
+
+    /// A gateway's sub-devices, sorted (empty for a device that is no gateway).
+    ///
+    /// # Errors
+    /// As [`Registry::add_topology`].
+    fn topology<'a>(&'a self, gateway: DeviceRef) -> BoxFuture<'a, Result<Vec<DeviceRef>>> {
+        let _ = gateway;
+        Box::pin(std::future::ready(Err(Error::Unsupported("gateways"))))
+    }
+
+    /// The gateway a sub-device belongs to.
+    ///
+    /// # Errors
+    /// As [`Registry::add_topology`].
+    fn gateway_of<'a>(&'a self, sub: DeviceRef) -> BoxFuture<'a, Result<Option<DeviceRef>>> {
+        let _ = sub;
+        Box::pin(std::future::ready(Err(Error::Unsupported("gateways"))))
     }
 
     /// Counts for `/metrics`.

@@ -194,6 +194,10 @@ fn open_database(path: &Path, backend: &Backend) -> Result<Database> {
         .map_err(|e| Error::storage("creating the desired properties table", e))?;
     txn.open_table(super::shadow::SHADOWS)
         .map_err(|e| Error::storage("creating the shadows table", e))?;
+    txn.open_table(super::topology::TOPOLOGY)
+        .map_err(|e| Error::storage("creating the topology table", e))?;
+    txn.open_table(super::topology::GATEWAY_OF)
+        .map_err(|e| Error::storage("creating the topology table", e))?;
     txn.commit()
         .map_err(|e| Error::storage("committing the new tables", e))?;
     Ok(db)

@@ -37,6 +37,7 @@ mod journal;
 mod offline;
 mod pending;
 mod session;
+mod subs;
 
 pub(crate) use self::inflight::Inflight;
 pub(crate) use self::journal::{Journal, NotSaved, Ticket};
@@ -45,6 +46,7 @@ pub(crate) use self::pending::{CallKey, Pending, PendingCalls, TooManyPending};
 pub(crate) use self::session::{
     CloseReason, DeviceNames, Offer, Outgoing, QueueLimits, Session, SessionId, Subscription, reaches,
 };
+pub(crate) use self::subs::{SubSessions, TooManyOnline};
 
 /// Number of shards of the device table.
 const SHARDS: usize = 64;
@@ -63,6 +65,8 @@ pub(crate) struct TableLimits {
     pub(crate) offline: OfflineLimits,
     /// Calls that may wait for one device's answers at the same time.
     pub(crate) max_pending_calls: usize,
+    /// Sub-devices one gateway connection may have logged in ([`SubSessions`]).
+    pub(crate) max_online_subs_per_gateway: usize,
     /// Bytes of messages for clean-session-0 devices waiting to be saved, at most (see
     /// `journal.rs`).
     pub(crate) unsaved_bytes: usize,
@@ -83,6 +87,7 @@ impl TableLimits {
                 max_bytes: 1 << 20,
             },
             max_pending_calls: 1,
+            max_online_subs_per_gateway: 2,
             unsaved_bytes: 1 << 20,
         }
     }
@@ -207,6 +212,8 @@ pub(crate) struct DeviceTable {
     metrics: Arc<Metrics>,
     gauges: Gauges,
     journal: Arc<Journal>,
+    /// Sub-devices logged in through gateways.
+    subs: Arc<SubSessions>,
 }
 
 impl DeviceTable {
@@ -215,10 +222,16 @@ impl DeviceTable {
             shards: (0..SHARDS).map(|_| Mutex::new(ShardMap::default())).collect(),
             hasher: RandomState::new(),
             journal: Arc::new(Journal::new(limits.unsaved_bytes)),
+            subs: Arc::new(SubSessions::new(limits.max_online_subs_per_gateway)),
             limits,
             metrics,
             gauges: Gauges::default(),
         }
+    }
+
+    /// The sub-devices logged in through gateways.
+    pub(crate) fn subs(&self) -> &Arc<SubSessions> {
+        &self.subs
     }
 
     /// The journal of what clean-session-0 devices keep (for the writer that saves it).
@@ -553,6 +566,25 @@ impl DeviceTable {
         result.map(|delivered| Taken { delivered, ticket })
     }
 
+    /// Delivers a downlink for a sub-device on its gateway's connection (never queued offline).
+    pub(crate) fn deliver_on(&self, gateway: &Session, msg: Outgoing) -> Result<Taken, Undelivered> {
+        match gateway.offer(msg, self.limits.outbound) {
+            Offer::Accepted => Ok(Taken {
+                delivered: Delivered::Online,
+                ticket: None,
+            }),
+            Offer::NotSubscribed => Ok(Taken {
+                delivered: Delivered::NotSubscribed,
+                ticket: None,
+            }),
+            Offer::Dropped => {
+                add(&self.metrics.qos0_dropped, 1);
+                Err(Undelivered::QueueFull)
+            }
+            Offer::Closing(_) => Err(Undelivered::Offline),
+        }
+    }
+
     /// The device's online session.
     pub(crate) fn session(&self, product_key: &str, device_name: &str) -> Option<Arc<Session>> {
         let key = device_key(product_key, device_name);
@@ -767,6 +799,7 @@ mod tests {
             max_bytes: usize::MAX,
         },
         max_pending_calls: 2,
+        max_online_subs_per_gateway: 2,
         unsaved_bytes: 1 << 20,
     };
 

@@ -9,13 +9,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aliot_device::thing::ThingModel;
-use aliot_device::{Device, PropertySet, ReplyError, ServiceCall};
+use aliot_device::{PropertySet, ReplyError, ServiceCall};
 use aliot_protocol::tsl::{InputData, MAX_POST_PROPERTIES};
 use anyhow::Context as _;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Map, Value};
 
+use super::target::Target;
 use crate::cmd::usage;
 
 /// The platform's answer to a post, or why there is none.
@@ -97,16 +98,18 @@ impl Simulator {
     }
 
     /// One round: new property values posted (checked first), and now and then an event.
-    pub(super) async fn post_round(&self, device: &Device) -> (PostResult, Option<(String, PostResult)>) {
+    pub(super) async fn post_round(&self, device: &Target) -> (PostResult, Option<(String, PostResult)>) {
         let values = self.draw_properties();
         self.values
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(values.clone());
-        let post = self.model.post_property(device, Value::Object(values)).await;
+        let post = device
+            .post_property_checked(&self.model, Value::Object(values))
+            .await;
         let event = match self.maybe_event() {
             Some((id, outputs)) => {
-                let reply = self.model.post_event(device, &id, outputs).await;
+                let reply = device.post_event_checked(&self.model, &id, outputs).await;
                 Some((id, reply))
             }
             None => None,
@@ -162,7 +165,9 @@ impl Simulator {
     }
 
     /// Posts the values of a property set back (as a device does once they are applied).
-    pub(super) async fn post_back(&self, device: &Device, values: Map<String, Value>) -> PostResult {
-        self.model.post_property(device, Value::Object(values)).await
+    pub(super) async fn post_back(&self, device: &Target, values: Map<String, Value>) -> PostResult {
+        device
+            .post_property_checked(&self.model, Value::Object(values))
+            .await
     }
 }

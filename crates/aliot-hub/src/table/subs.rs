@@ -1,0 +1,219 @@
+//! Sub-device sessions (cloud-side §5): which gateway connection speaks for which logged-in
+//! sub-device. Shared by the platform (combine login/logout, the ACL, uplinks) and the
+//! delivery path (a downlink for a sub-device goes on its gateway's connection).
+//!
+//! Bounded: a gateway holds at most `max_per_gateway` logged-in sub-devices (the login beyond
+//! is refused with 428), and only a connected gateway holds any (its entries go when its
+//! connection ends, [`SubSessions::gateway_gone`]).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use super::{Session, device_key, lock};
+
+/// A device named by (productKey, deviceName).
+pub(crate) type SubRef = (String, String);
+
+/// The login would take the gateway past its limit of online sub-devices (428).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooManyOnline {
+    /// The limit.
+    pub(crate) limit: usize,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Sub-device key → the gateway session speaking for it.
+    by_sub: HashMap<Box<str>, Arc<Session>>,
+    /// Gateway key → its logged-in sub-devices.
+    by_gateway: HashMap<Box<str>, BTreeSet<SubRef>>,
+}
+
+/// The logged-in sub-devices of every connected gateway.
+#[derive(Debug)]
+pub(crate) struct SubSessions {
+    inner: Mutex<Inner>,
+    max_per_gateway: usize,
+}
+
+impl SubSessions {
+    pub(crate) fn new(max_per_gateway: usize) -> Self {
+        Self {
+            inner: Mutex::default(),
+            max_per_gateway,
+        }
+    }
+
+    /// Logs `subs` in on `gateway`, all or none. Returns, for each sub-device that was logged
+    /// in on another gateway connection, that connection (it was kicked: 427).
+    ///
+    /// # Errors
+    /// [`TooManyOnline`] when the gateway would hold more than its limit (nothing changed).
+    pub(crate) fn login(
+        &self,
+        gateway: &Arc<Session>,
+        subs: &[SubRef],
+    ) -> Result<Vec<(SubRef, Arc<Session>)>, TooManyOnline> {
+        let mut inner = lock(&self.inner);
+        let gw_key: Box<str> = gateway.key().into();
+        let held = inner.by_gateway.get(&gw_key).map_or(0, BTreeSet::len);
+        let new = subs
+            .iter()
+            .filter(|s| inner.by_gateway.get(&gw_key).is_none_or(|set| !set.contains(*s)))
+            .collect::<BTreeSet<_>>()
+            .len();
+        if held + new > self.max_per_gateway {
+            return Err(TooManyOnline {
+                limit: self.max_per_gateway,
+            });
+        }
+        let mut kicked = Vec::new();
+        for sub in subs {
+            let key = device_key(&sub.0, &sub.1);
+            if let Some(old) = inner.by_sub.insert(key, Arc::clone(gateway))
+                && !Arc::ptr_eq(&old, gateway)
+            {
+                if let Some(set) = inner.by_gateway.get_mut(old.key()) {
+                    set.remove(sub);
+                }
+                kicked.push((sub.clone(), old));
+            }
+            inner
+                .by_gateway
+                .entry(gw_key.clone())
+                .or_default()
+                .insert(sub.clone());
+        }
+        Ok(kicked)
+    }
+
+    /// Logs a sub-device out of `gateway`; returns whether it was logged in there.
+    pub(crate) fn logout(&self, gateway: &Session, sub: &SubRef) -> bool {
+        let mut inner = lock(&self.inner);
+        let key = device_key(&sub.0, &sub.1);
+        match inner.by_sub.get(&key) {
+            Some(s) if std::ptr::eq(Arc::as_ptr(s), gateway) => {
+                inner.by_sub.remove(&key);
+                if let Some(set) = inner.by_gateway.get_mut(gateway.key()) {
+                    set.remove(sub);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Logs a sub-device out wherever it is logged in; returns the gateway session it was on.
+    pub(crate) fn kick(&self, sub: &SubRef) -> Option<Arc<Session>> {
+        let mut inner = lock(&self.inner);
+        let gw = inner.by_sub.remove(&device_key(&sub.0, &sub.1))?;
+        if let Some(set) = inner.by_gateway.get_mut(gw.key()) {
+            set.remove(sub);
+        }
+        Some(gw)
+    }
+
+    /// The gateway session speaking for a sub-device, when it is logged in.
+    pub(crate) fn gateway(&self, product_key: &str, device_name: &str) -> Option<Arc<Session>> {
+        lock(&self.inner)
+            .by_sub
+            .get(&device_key(product_key, device_name))
+            .cloned()
+    }
+
+    /// Whether `gateway` speaks for the sub-device.
+    pub(crate) fn speaks_for(&self, gateway: &Session, product_key: &str, device_name: &str) -> bool {
+        lock(&self.inner)
+            .by_sub
+            .get(&device_key(product_key, device_name))
+            .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), gateway))
+    }
+
+    /// Whether this connection has logged a sub-device in since it connected (it is a
+    /// gateway's).
+    pub(crate) fn is_gateway(&self, gateway: &Session) -> bool {
+        lock(&self.inner).by_gateway.contains_key(gateway.key())
+    }
+
+    /// The gateway's connection ended: its sub-devices are logged out. Returns them.
+    pub(crate) fn gateway_gone(&self, gateway: &Session) -> Vec<SubRef> {
+        let mut inner = lock(&self.inner);
+        let Some(set) = inner.by_gateway.remove(gateway.key()) else {
+            return Vec::new();
+        };
+        let mut gone = Vec::new();
+        for sub in set {
+            let key = device_key(&sub.0, &sub.1);
+            if inner
+                .by_sub
+                .get(&key)
+                .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), gateway))
+            {
+                inner.by_sub.remove(&key);
+                gone.push(sub);
+            } else {
+                // Another connection of the same gateway took it meanwhile.
+                inner
+                    .by_gateway
+                    .entry(gateway.key().into())
+                    .or_default()
+                    .insert(sub);
+            }
+        }
+        gone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::net::IpAddr;
+
+    use super::*;
+    use crate::table::{DeviceNames, SessionId};
+
+    fn gateway(dn: &str) -> Arc<Session> {
+        let id = SessionId {
+            names: DeviceNames::new("gp", dn, "iot", "c"),
+            ip: IpAddr::from([127, 0, 0, 1]),
+            connected_ms: 0,
+            clean_session: true,
+            keep_alive: 60,
+            auto_subscribe: false,
+            ext_rrpc: false,
+        };
+        Arc::new(Session::new(id, VecDeque::new(), Vec::new()))
+    }
+
+    fn sub(dn: &str) -> SubRef {
+        ("sp".to_owned(), dn.to_owned())
+    }
+
+    #[test]
+    fn sub_device_sessions_follow_their_gateway_connection() {
+        let subs = SubSessions::new(2);
+        let (g1, g2) = (gateway("g1"), gateway("g2"));
+        assert!(subs.login(&g1, &[sub("a"), sub("b")]).expect("room").is_empty());
+        // Over the limit: nothing changes.
+        assert_eq!(
+            subs.login(&g1, &[sub("c")]).err(),
+            Some(TooManyOnline { limit: 2 })
+        );
+        assert!(subs.gateway("sp", "c").is_none());
+        // Logging in again on the same gateway takes no more room.
+        assert!(subs.login(&g1, &[sub("a")]).expect("already in").is_empty());
+        assert!(subs.speaks_for(&g1, "sp", "a") && !subs.speaks_for(&g2, "sp", "a"));
+        // Another gateway connection takes "a": the first is named (427).
+        let kicked = subs.login(&g2, &[sub("a")]).expect("room");
+        assert_eq!(kicked.len(), 1);
+        assert!(Arc::ptr_eq(&kicked[0].1, &g1));
+        assert!(subs.speaks_for(&g2, "sp", "a"));
+        assert!(!subs.logout(&g1, &sub("a")), "no longer g1's");
+        // g1 goes away with "b" only.
+        assert_eq!(subs.gateway_gone(&g1), [sub("b")]);
+        assert!(subs.gateway("sp", "b").is_none() && subs.gateway("sp", "a").is_some());
+        assert!(subs.is_gateway(&g2) && !subs.is_gateway(&g1));
+        assert!(subs.kick(&sub("a")).is_some_and(|g| Arc::ptr_eq(&g, &g2)));
+        assert!(subs.gateway("sp", "a").is_none());
+    }
+}
