@@ -523,6 +523,13 @@ impl Driver {
                     None => self.emit(Self::message(&topic, payload, qos)),
                 }
             }
+            Route::OtaUpgrade => match crate::ota_info::Upgrade::from_push(&payload) {
+                Ok(upgrade) => self.emit(Event::OtaUpgrade(upgrade)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "unusable OTA push handed over as a message");
+                    self.emit(Self::message(&topic, payload, qos));
+                }
+            },
             Route::Message => self.emit(Self::message(&topic, payload, qos)),
         }
     }

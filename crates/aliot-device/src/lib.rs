@@ -107,6 +107,8 @@ pub mod exec;
 pub mod handler;
 mod http;
 pub mod options;
+pub mod ota;
+mod ota_info;
 mod pending;
 pub mod preauth;
 pub mod register;
