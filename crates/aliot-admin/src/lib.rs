@@ -65,6 +65,7 @@ mod error;
 mod event;
 mod health;
 mod history;
+pub mod ota;
 mod product;
 mod wire;
 

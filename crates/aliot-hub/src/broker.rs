@@ -39,6 +39,11 @@ impl Broker {
     /// A broker over a device registry, in one process. Call [`Broker::serve`] to accept
     /// devices.
     pub fn new(config: BrokerConfig, registry: Arc<dyn Registry>) -> Broker {
+        Self::with_ota(config, registry, crate::ota::Opened::in_memory())
+    }
+
+    /// [`Broker::new`] over OTA records read at start.
+    pub fn with_ota(config: BrokerConfig, registry: Arc<dyn Registry>, ota: crate::ota::Opened) -> Broker {
         let metrics = Arc::new(Metrics::default());
         let limits = TableLimits {
             outbound: QueueLimits {
@@ -59,7 +64,9 @@ impl Broker {
         let events = EventBus::new(config.events_buffer_bytes);
         let cluster: Arc<dyn Cluster> = Arc::new(LocalCluster::new(table.clone(), events));
         let tokens = Arc::new(Tokens::new(Duration::from_secs(config.token_ttl_secs)));
-        let config_urls = Arc::new(crate::platform::config::ConfigUrls::new());
+        let signer = Arc::new(crate::signed_url::UrlSigner::new());
+        let config_urls = Arc::new(crate::platform::config::ConfigUrls::new(signer.clone()));
+        let ota = crate::ota::Ota::new(cluster.clone(), signer, ota);
         let platform = Arc::new(Platform::new(
             registry.clone(),
             tokens.clone(),
@@ -73,6 +80,7 @@ impl Broker {
                 },
             },
             config_urls.clone(),
+            ota.clone(),
         ));
         let registry_handle = registry.clone();
         let service = Service::new(
@@ -85,6 +93,7 @@ impl Broker {
                 max_packet_size: config.max_packet_size,
             },
             config_urls,
+            ota,
         );
         let engine = Engine::new(config.clone(), table.clone(), platform.clone(), metrics);
         Broker {
@@ -103,7 +112,19 @@ impl Broker {
     /// # Errors
     /// The registry cannot read the saved sessions.
     pub async fn open(config: BrokerConfig, registry: Arc<dyn Registry>) -> Result<Broker> {
-        let broker = Broker::new(config, registry);
+        Self::open_with_ota(config, registry, crate::ota::Opened::in_memory()).await
+    }
+
+    /// [`Broker::open`] over OTA records read at start.
+    ///
+    /// # Errors
+    /// As [`Broker::open`].
+    pub async fn open_with_ota(
+        config: BrokerConfig,
+        registry: Arc<dyn Registry>,
+        ota: crate::ota::Opened,
+    ) -> Result<Broker> {
+        let broker = Broker::with_ota(config, registry, ota);
         persist::restore(&broker.table, broker.registry.as_ref()).await?;
         Ok(broker)
     }

@@ -69,6 +69,56 @@ pub struct Config {
     pub remote_config: RemoteConfigSettings,
     /// What the hub keeps of devices' thing-model data (property history, events, call log).
     pub history: HistoryConfig,
+    /// OTA: package size limit, downloads at once, URL life.
+    pub ota: OtaConfig,
+}
+
+/// OTA (`[ota]`): packages and their downloads. Download URLs use the same base as remote
+/// configuration's (`[remote_config] public_url`, else the device HTTP(S) or admin listener).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtaConfig {
+    /// Largest package accepted, bytes (the platform's HTTPS limit is 1000 MB); above: 413.
+    pub max_package_bytes: u64,
+    /// Package downloads served at once; more are answered 503 with `Retry-After: 1`.
+    pub max_downloads: usize,
+    /// Seconds a package download URL stays valid.
+    pub url_ttl_secs: u64,
+}
+
+impl Default for OtaConfig {
+    fn default() -> Self {
+        let d = crate::ota::OtaSettings::default();
+        Self {
+            max_package_bytes: d.max_package_bytes,
+            max_downloads: d.max_downloads,
+            url_ttl_secs: d.url_ttl_secs,
+        }
+    }
+}
+
+impl OtaConfig {
+    /// Checks the limits.
+    ///
+    /// # Errors
+    /// [`Error::Config`] saying which.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_package_bytes == 0 || self.max_downloads == 0 || self.url_ttl_secs == 0 {
+            return Err(config_err(
+                "ota.max_package_bytes, ota.max_downloads and ota.url_ttl_secs must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// As the OTA room takes them.
+    pub fn settings(&self) -> crate::ota::OtaSettings {
+        crate::ota::OtaSettings {
+            max_package_bytes: self.max_package_bytes,
+            max_downloads: self.max_downloads,
+            url_ttl_secs: self.url_ttl_secs,
+        }
+    }
 }
 
 /// Remote configuration (`[remote_config]`): the URLs `thing.config.get` and
@@ -581,6 +631,7 @@ impl Config {
             other => other,
         })?;
         self.remote_config.validate()?;
+        self.ota.validate()?;
         self.history.validate()
     }
 

@@ -86,6 +86,44 @@ pub enum Event {
     /// A device sent something the hub could not use (malformed packet, QoS 2, bad JSON without
     /// a readable id, oversized packet...), or was closed for a protocol reason.
     Problem(ProblemEvent),
+    /// OTA: a task changed state, a device reported a version, or a report matched nothing.
+    Ota(OtaEvent),
+}
+
+/// An OTA happening: `kind` is `task` (a task changed state), `inform` (a device reported a
+/// module version) or `unmatched` (progress or a report for no task, unreadable reports).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OtaEvent {
+    /// `task`, `inform` or `unmatched`.
+    pub kind: &'static str,
+    /// productKey.
+    pub product_key: String,
+    /// deviceName.
+    pub device_name: String,
+    /// The job (`task`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// The task (`task`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// Its new state (`task`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_status: Option<&'static str>,
+    /// The module reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    /// The version reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The task's last step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<i32>,
+    /// Why (failures, unmatched reports).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desc: Option<String>,
+    /// When, epoch ms.
+    pub time: u64,
 }
 
 /// `online`/`offline`, as the platform forwards on `/as/mqtt/status/{pk}/{dn}`.
@@ -429,6 +467,13 @@ impl Event {
                 cut(&mut e.product_key, F);
                 cut(&mut e.device_name, F);
             }
+            Event::Ota(e) => {
+                cut(&mut e.product_key, F);
+                cut(&mut e.device_name, F);
+                cut_opt(&mut e.module, F);
+                cut_opt(&mut e.version, F);
+                cut_opt(&mut e.desc, F);
+            }
             Event::Problem(e) => {
                 cut(&mut e.reason, F);
                 cut(&mut e.client_ip, F);
@@ -485,6 +530,13 @@ impl Event {
             }
             Event::Registered(e) => e.product_key.capacity() + e.device_name.capacity(),
             Event::TokenIssued(e) => e.product_key.capacity() + e.device_name.capacity(),
+            Event::Ota(e) => {
+                e.product_key.capacity()
+                    + e.device_name.capacity()
+                    + o(&e.module)
+                    + o(&e.version)
+                    + o(&e.desc)
+            }
             Event::Problem(e) => {
                 e.reason.capacity()
                     + e.client_ip.capacity()

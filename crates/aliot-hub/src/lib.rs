@@ -51,11 +51,13 @@ pub mod error;
 pub mod events;
 mod http;
 mod metrics;
+pub mod ota;
 mod persist;
 mod platform;
 pub mod registry;
 mod run;
 pub mod service;
+mod signed_url;
 mod table;
 pub mod tls;
 

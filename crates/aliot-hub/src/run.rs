@@ -230,7 +230,11 @@ pub async fn start(
         max_connections: capacity.connections,
         ..config.broker.clone()
     };
-    let broker = Broker::open(broker_config, registry.clone()).await?;
+    let ota = crate::ota::Opened::load(&data_dir)
+        .await
+        .map_err(|e| Error::Config(format!("cannot open the OTA records: {e}")))?;
+    let broker = Broker::open_with_ota(broker_config, registry.clone(), ota).await?;
+    broker.platform().ota().configure(config.ota.settings());
     let mqtt = bind("MQTT", config.mqtt.listen)?;
     let mqtts = match &tls_setup {
         Some((addr, _, _)) => Some(bind("MQTT over TLS", *addr)?),
@@ -424,6 +428,7 @@ async fn serve(
             // Without a device listener, the signed remote config downloads are served here
             // (the signature is their only credential, not the admin token).
             app = app.merge(device_http::config::router(broker.platform().clone()));
+            app = app.merge(device_http::ota::router(broker.platform().ota().clone()));
         }
         let closing = state.clone();
         let counters = state.http_counters().clone();
@@ -482,6 +487,13 @@ async fn serve(
     // The connections are closed: what clean-session-0 devices keep is final.
     if !broker.flush_sessions(Duration::from_secs(10)).await {
         tracing::warn!("clean-session-0 sessions could not all be saved before stopping");
+    }
+    // Device reports are saved by group commit: wait for the last one.
+    if tokio::time::timeout(Duration::from_secs(10), broker.platform().ota().close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("OTA task states could not all be saved before stopping");
     }
     registry.close().await;
     tracing::info!("hub stopped");

@@ -72,6 +72,7 @@ mod downlink;
 mod error;
 mod events;
 mod history;
+mod ota;
 mod process;
 mod products;
 mod shadow;
@@ -200,6 +201,20 @@ pub fn router(state: AdminState) -> Router {
             "/api/v1/products/{pk}/devices/{dn}/shadow",
             get(shadow::get).put(shadow::update),
         )
+        .route(
+            "/api/v1/ota/packages",
+            get(ota::list_packages)
+                .post(ota::upload)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/api/v1/ota/packages/{id}",
+            get(ota::show_package).delete(ota::delete_package),
+        )
+        .route("/api/v1/ota/jobs", get(ota::list_jobs).post(ota::create_job))
+        .route("/api/v1/ota/jobs/{id}", get(ota::show_job))
+        .route("/api/v1/ota/jobs/{id}/cancel", post(ota::cancel_job))
+        .route("/api/v1/products/{pk}/devices/{dn}/ota", get(ota::device_modules))
         .route("/api/v1/events", get(events::stream))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -337,6 +352,7 @@ async fn metrics(State(state): State<AdminState>) -> Response {
     let mut out = state.service().render_metrics();
     render_registry_health(&mut out, &state.service().registry().health());
     render_http(&mut out, state.http_counters());
+    ota::render(&mut out, state.service().ota());
     process::render(&mut out);
     let mut response = out.into_response();
     response.headers_mut().insert(

@@ -28,6 +28,7 @@ use crate::platform::Platform;
 mod auth;
 mod channel;
 pub(crate) mod config;
+pub(crate) mod ota;
 
 /// The largest `/auth…` request body: a few form or JSON fields.
 pub(crate) const MAX_FORM_BYTES: usize = 8 * 1024;
@@ -88,6 +89,6 @@ pub(crate) fn router(state: DeviceHttpState) -> Router {
     let topic = Router::new()
         .route("/topic/{*topic}", post(channel::publish))
         .layer(DefaultBodyLimit::max(max_payload));
-    let download = config::router(state.platform.clone());
+    let download = config::router(state.platform.clone()).merge(ota::router(state.platform.ota().clone()));
     auth.merge(topic).with_state(state).merge(download)
 }

@@ -7,20 +7,18 @@
 //!
 //! On the platform, `url` is an expiring, signed OSS URL. The hub's is
 //! `{base}/config/{productKey}/{configId}?expires={unix seconds}&signature={hex}`, the
-//! signature an HMAC-SHA256 of `{productKey}/{configId}/{expires}` under a key the hub draws
+//! signature an HMAC-SHA256 of `config/{productKey}/{configId}/{expires}` under a key the hub draws
 //! at start and never shows (so URLs end with the process, as they would expire anyway).
-//! [`ConfigUrls::check`] refuses an altered or expired URL (the listener answers 403). The
+//! (the rule is `crate::signed_url`'s). [`ConfigUrls::check`] refuses an altered or expired URL (the listener answers 403). The
 //! base is `[remote_config] public_url`, else the device HTTP(S) listener's, else the admin
 //! listener's (set by `run.rs` once the listeners are bound).
 
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use aliot_protocol::alink::{MessageId, Reply, Request};
 use aliot_protocol::config::{CONFIG_DISABLED, CONFIG_NOT_FOUND, ConfigInfo};
-use aliot_protocol::sign::{HexCase, SignMethod};
 use aliot_protocol::topic::SysPath;
 use bytes::Bytes;
-use rand::Rng as _;
 
 use super::handling::{Context, Handling, method_of, parse_request, send_reply};
 use crate::registry::{ConfigFile, Registry};
@@ -36,98 +34,48 @@ pub(crate) enum Offer {
     File(ConfigInfo),
 }
 
-/// Why a download URL is refused (answered 403).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum UrlRefusal {
-    /// The signature does not match (altered, or signed by another run of the hub).
-    BadSignature,
-    /// The URL's time is past.
-    Expired,
-}
+pub(crate) use crate::signed_url::UrlRefusal;
+use crate::signed_url::UrlSigner;
 
-impl UrlRefusal {
-    pub(crate) fn message(self) -> &'static str {
-        match self {
-            UrlRefusal::BadSignature => "the URL's signature is not valid",
-            UrlRefusal::Expired => "the URL has expired: ask for the configuration again",
-        }
-    }
-}
-
-/// Where devices download configurations, and how long a URL lasts.
-#[derive(Debug, Clone)]
-struct UrlSettings {
-    base: String,
-    ttl_secs: u64,
-}
-
-/// Signs and checks download URLs. One per hub, shared by the platform (get) and the service
-/// (push).
+/// Signs and checks configuration download URLs (the rule is [`UrlSigner`]'s). One per hub,
+/// shared by the platform (get) and the service (push).
+#[derive(Debug)]
 pub(crate) struct ConfigUrls {
-    key: [u8; 32],
-    /// A std lock: written once at start, read for a copy of the base.
-    settings: RwLock<UrlSettings>,
-}
-
-impl std::fmt::Debug for ConfigUrls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConfigUrls")
-            .field("key", &"<redacted>")
-            .field("settings", &self.settings())
-            .finish()
-    }
+    signer: Arc<UrlSigner>,
+    /// A std lock: written once at start.
+    ttl_secs: RwLock<u64>,
 }
 
 impl ConfigUrls {
-    /// A new key; URLs relative (`/config/…`) with a 30-minute life until [`Self::configure`].
-    pub(crate) fn new() -> Self {
-        let mut key = [0u8; 32];
-        rand::rng().fill(&mut key);
+    /// URLs signed by `signer`, with a 30-minute life until [`Self::configure`].
+    pub(crate) fn new(signer: Arc<UrlSigner>) -> Self {
         Self {
-            key,
-            settings: RwLock::new(UrlSettings {
-                base: String::new(),
-                ttl_secs: 1800,
-            }),
+            signer,
+            ttl_secs: RwLock::new(1800),
         }
     }
 
-    /// Sets the base URL devices reach the download route at, and the URLs' life.
+    /// Sets the base URL devices reach the download routes at, and the URLs' life.
     pub(crate) fn configure(&self, base: &str, ttl_secs: u64) {
-        let mut s = self.settings.write().unwrap_or_else(PoisonError::into_inner);
-        s.base = base.trim_end_matches('/').to_owned();
-        s.ttl_secs = ttl_secs;
+        self.signer.set_base(base);
+        *self.ttl_secs.write().unwrap_or_else(PoisonError::into_inner) = ttl_secs;
     }
 
-    fn settings(&self) -> UrlSettings {
-        self.settings
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    fn content(product_key: &str, config_id: &str, expires: &str) -> String {
-        format!("{product_key}/{config_id}/{expires}")
+    fn path(product_key: &str, config_id: &str) -> String {
+        format!("config/{product_key}/{config_id}")
     }
 
     /// A signed URL for the file `config_id` of the product, valid from `now_ms` for the
     /// configured life.
     pub(crate) fn url(&self, product_key: &str, config_id: &str, now_ms: u64) -> String {
-        let UrlSettings { base, ttl_secs } = self.settings();
-        let expires = (now_ms / 1000 + ttl_secs).to_string();
-        let signature = SignMethod::HmacSha256.hex(
-            &self.key,
-            Self::content(product_key, config_id, &expires).as_bytes(),
-            HexCase::Lower,
-        );
-        format!("{base}/config/{product_key}/{config_id}?expires={expires}&signature={signature}")
+        let ttl = *self.ttl_secs.read().unwrap_or_else(PoisonError::into_inner);
+        self.signer.url(&Self::path(product_key, config_id), ttl, now_ms)
     }
 
-    /// Checks a URL's `expires` and `signature` (constant-time) at `now_ms`.
+    /// Checks a URL's `expires` and `signature` at `now_ms`.
     ///
     /// # Errors
-    /// [`UrlRefusal`]: the signature first (an altered expiry is a bad signature), then the
-    /// time.
+    /// [`UrlRefusal`].
     pub(crate) fn check(
         &self,
         product_key: &str,
@@ -136,15 +84,8 @@ impl ConfigUrls {
         signature: &str,
         now_ms: u64,
     ) -> Result<(), UrlRefusal> {
-        let content = Self::content(product_key, config_id, expires);
-        if !SignMethod::HmacSha256.verify_hex(&self.key, content.as_bytes(), signature.as_bytes()) {
-            return Err(UrlRefusal::BadSignature);
-        }
-        let expires: u64 = expires.parse().map_err(|_| UrlRefusal::BadSignature)?;
-        if now_ms / 1000 >= expires {
-            return Err(UrlRefusal::Expired);
-        }
-        Ok(())
+        self.signer
+            .check(&Self::path(product_key, config_id), expires, signature, now_ms)
     }
 
     /// The description of `file` with a fresh URL.
@@ -222,7 +163,7 @@ mod tests {
 
     #[test]
     fn a_url_is_accepted_until_it_expires_and_never_once_altered() {
-        let urls = ConfigUrls::new();
+        let urls = ConfigUrls::new(Arc::new(UrlSigner::new()));
         urls.configure("http://127.0.0.1:8081/", 60);
         let url = urls.url("pk", "cid", 1_000_000);
         assert!(
@@ -244,7 +185,7 @@ mod tests {
             Err(UrlRefusal::BadSignature)
         );
         // Another hub's key signs differently.
-        let other = ConfigUrls::new();
+        let other = ConfigUrls::new(Arc::new(UrlSigner::new()));
         assert_eq!(
             other.check("pk", "cid", "1060", signature, 1_000_000),
             Err(UrlRefusal::BadSignature)

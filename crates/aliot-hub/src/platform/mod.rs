@@ -13,13 +13,14 @@
 //! | deviceinfo update/delete, log post | [`thing`] | `<topic>_reply` code 200 (unless `sys.ack` is 0) |
 //! | desired get/delete | [`desired`] | `<topic>_reply` with the stored desired values (6104 above 200 identifiers), once durable ([`lane`]) |
 //! | `/shadow/update/{pk}/{dn}` | [`shadow`] | `/shadow/get/{pk}/{dn}` reply (400–409, 500), once durable ([`lane`]) |
-//! | OTA firmware get | [`ota`] | `<topic>_reply` code 200 with empty data |
+//! | OTA firmware get | [`ota`] | `<topic>_reply` code 200 with the pending task's push data, or `{}` |
+//! | `/ota/device/inform`, `/ota/device/progress` | [`ota`] (rules in `crate::ota`) | no reply: the task's state changes, events |
 //! | remote config get | [`config`] | `<topic>_reply` with the product's file (`configId`, size, SHA-256, a signed URL); 6710 without one, 6713 when switched off |
 //! | `…/thing/service/property/set_reply`, `…/rrpc/response/{id}`, `/ext/rrpc/{id}/…` | [`service`], [`answer`] | completes the waiting call (outputs checked against the thing model) |
 //! | `/ext/ntp/{pk}/{dn}/request` | [`ntp`] | `/ext/ntp/{pk}/{dn}/response` (spec §12 Q8) |
 //! | any other `/sys/{pk}/{dn}/…` request | [`handling`] | `<topic>_reply` code 6203 (topic parse failed) |
 //! | bad JSON or missing fields | [`handling`] | code 460 when the id can be read, else an event only |
-//! | custom topics, OTA inform/progress, other replies | — | event only |
+//! | custom topics, other replies | — | event only |
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -68,13 +69,15 @@ struct Durable {
 
 /// Decides what the platform does with an uplink on `topic` (which passed the ACL); `tsl` is
 /// the product's thing model, when it has one; `config` tells what a product's devices are told
-/// of its remote configuration (asked only for `thing.config.get`).
+/// of its remote configuration (asked only for `thing.config.get`); `firmware` the device's
+/// pending upgrade for a module (asked only for `thing.ota.firmware.get`).
 pub(crate) fn decide(
     topic: &str,
     payload: &Bytes,
     ctx: Context,
     tsl: Option<&Tsl>,
     config: &dyn Fn(&str) -> config::Offer,
+    firmware: &dyn Fn(Option<&str>) -> serde_json::Value,
 ) -> Handling {
     let Ok(parsed) = Topic::parse(topic) else {
         // Inside the device's namespace (the ACL let it through) but not an Alink topic family.
@@ -94,7 +97,7 @@ pub(crate) fn decide(
             p if thing::is_accepted_post(p) => thing::accepted(topic, &path, payload, ctx),
             SysPath::DesiredGet => desired::get(topic, &path, payload, ctx),
             SysPath::DesiredDelete => desired::delete(topic, &path, payload, ctx),
-            SysPath::OtaFirmwareGet => ota::firmware_get(topic, &path, payload, ctx),
+            SysPath::OtaFirmwareGet => ota::firmware_get(topic, &path, payload, ctx, firmware),
             SysPath::ConfigGet => config::get(topic, &path, payload, ctx, config(&product_key)),
             SysPath::RrpcResponse(_) | SysPath::Reply(_) => {
                 answer::checked(service::sys_answer(&path, payload), &path, payload, tsl)
@@ -144,6 +147,8 @@ pub(crate) struct Platform {
     lane: lane::Lane,
     /// Signs the remote configuration download URLs (shared with the service's push).
     config_urls: Arc<config::ConfigUrls>,
+    /// Upgrade jobs (shared with the service).
+    ota: Arc<crate::ota::Ota>,
 }
 
 impl Platform {
@@ -154,6 +159,7 @@ impl Platform {
         metrics: Arc<Metrics>,
         config: PlatformConfig,
         config_urls: Arc<config::ConfigUrls>,
+        ota: Arc<crate::ota::Ota>,
     ) -> Self {
         Self {
             registry,
@@ -163,7 +169,13 @@ impl Platform {
             config,
             lane: lane::Lane::start(),
             config_urls,
+            ota,
         }
+    }
+
+    /// The OTA room.
+    pub(crate) fn ota(&self) -> &Arc<crate::ota::Ota> {
+        &self.ota
     }
 
     /// The remote configuration download URLs' signer.
@@ -276,7 +288,16 @@ impl Platform {
         };
         let tsl = self.registry.tsl(product_key);
         let offer = |pk: &str| self.config_urls.offer(&*self.registry, pk, ctx.now_ms);
-        let mut handling = decide(topic, payload, ctx, tsl.as_ref().map(|t| &t.model), &offer);
+        let firmware = |module: Option<&str>| self.ota.firmware_get(product_key, device_name, module);
+        let mut handling = decide(
+            topic,
+            payload,
+            ctx,
+            tsl.as_ref().map(|t| &t.model),
+            &offer,
+            &firmware,
+        );
+        ota::observe(&self.ota, topic, product_key, device_name, payload);
         let mut refused = false;
         if let Some(PropertyPost { values, reply_to }) = handling.properties.take() {
             // The registry keeps the values whole or not at all; a refusal changes the answer
@@ -537,6 +558,8 @@ impl Hooks for Platform {
             );
         }
         self.status(session, true, id.connected_ms, id.connected_ms, None);
+        // Its queued OTA task may go now.
+        self.ota.wake();
     }
 
     fn disconnected(&self, session: &Arc<Session>, reason: &CloseReason, owned: bool, last_rx_ms: u64) {
@@ -667,6 +690,7 @@ mod tests {
             ctx,
             tsl,
             &|_| config::Offer::NotFound,
+            &|_| serde_json::json!({}),
         )
     }
 

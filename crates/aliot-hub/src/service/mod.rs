@@ -57,6 +57,8 @@ struct Inner {
     next_id: AtomicU64,
     /// Signs the remote configuration download URLs (shared with the platform).
     config_urls: Arc<crate::platform::config::ConfigUrls>,
+    /// Upgrade jobs (shared with the platform).
+    ota: Arc<crate::ota::Ota>,
 }
 
 /// The platform's API. A cheap `Clone` handle.
@@ -113,6 +115,7 @@ impl Service {
         metrics: Arc<Metrics>,
         config: ServiceConfig,
         config_urls: Arc<crate::platform::config::ConfigUrls>,
+        ota: Arc<crate::ota::Ota>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -123,8 +126,14 @@ impl Service {
                 config,
                 next_id: AtomicU64::new(1),
                 config_urls,
+                ota,
             }),
         }
+    }
+
+    /// The OTA room: packages, jobs, tasks, module versions.
+    pub fn ota(&self) -> &Arc<crate::ota::Ota> {
+        &self.inner.ota
     }
 
     /// The registry behind the service.
