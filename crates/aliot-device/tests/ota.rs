@@ -297,3 +297,64 @@ async fn a_partial_file_left_by_a_restart_is_resumed() {
     assert_eq!(percents.last(), Some(&100));
     assert!(percents.windows(2).all(|w| w[0] <= w[1]));
 }
+
+/// The next OTA task event of `dn` with `status`.
+async fn task_status(rx: &mut tokio::sync::broadcast::Receiver<Arc<HubEvent>>, dn: &str, status: &str) {
+    next_event(rx, |e| {
+        matches!(e, HubEvent::Ota(o) if o.kind == "task" && o.device_name == dn && o.task_status == Some(status))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_job_of_the_hub_is_pushed_downloaded_verified_and_succeeds_on_the_new_version() {
+    let hub = Hub::start(false).await;
+    let id = hub.device("ota-e2e").await;
+    let pk = id.product_key().to_owned();
+    let (device, mut events) = aliot_device::Device::connect(hub.options(id))
+        .await
+        .expect("connects");
+    let mut hub_events = hub.service().events();
+    let ota = Ota::new(device.clone()).with_options(quick());
+    ota.inform("1.0.0").await.expect("informed");
+    // Nothing pending yet; answered in order, so the version report is in too.
+    assert_eq!(ota.firmware_get().await.expect("answered"), None);
+
+    let file = firmware();
+    let (status, package) = aliot_testkit::http(
+        "POST",
+        &format!(
+            "{}/api/v1/ota/packages?productKey={pk}&destVersion=2.0.0&signMethod=SHA256",
+            hub.test.base
+        ),
+        Some(aliot_testkit::TOKEN),
+        Some(String::from_utf8_lossy(&file).into_owned()),
+    )
+    .await;
+    assert_eq!(status.as_u16(), 200, "{package}");
+    let package: serde_json::Value = serde_json::from_str(&package).expect("JSON");
+    let firmware_id = package["firmwareId"].as_str().expect("an id").to_owned();
+    // The body went through a String: use the bytes the hub stored.
+    let size = package["firmwareSize"].as_u64().expect("a size");
+    let (status, job) = hub
+        .test
+        .call(
+            "POST",
+            "/api/v1/ota/jobs",
+            Some(json!({"firmwareId": firmware_id, "srcVersions": ["1.0.0"]})),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 200, "{job}");
+
+    let upgrade = next_upgrade(&mut events).await;
+    assert_eq!((upgrade.version.as_str(), upgrade.size), ("2.0.0", size));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let firmware = ota
+        .download(&upgrade, dir.path().join("fw.bin"))
+        .await
+        .expect("downloaded from the hub and verified");
+    task_status(&mut hub_events, "ota-e2e", "IN_PROGRESS").await;
+    ota.inform(&firmware.version).await.expect("informed");
+    task_status(&mut hub_events, "ota-e2e", "SUCCEEDED").await;
+    device.disconnect().await;
+}
