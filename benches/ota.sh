@@ -12,7 +12,8 @@
 #
 #   cargo build --release -p aliot-cli && bash benches/ota.sh
 # Environment: ALIOT (default target/release/aliot), COUNT (5000), PACKAGE (1048576),
-# CONCURRENCY (64), RATE (1000 connects/s), OUT (benches/out).
+# CONCURRENCY (64), RATE (1000 connects/s), MAX_PER_MINUTE (the job's push limit; default none),
+# OUT (benches/out).
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,8 @@ COUNT=${COUNT:-5000}
 PACKAGE=${PACKAGE:-1048576}
 CONCURRENCY=${CONCURRENCY:-64}
 RATE=${RATE:-1000}
+LIMIT=()
+[ -n "${MAX_PER_MINUTE:-}" ] && LIMIT=(--max-per-minute "$MAX_PER_MINUTE")
 mkdir -p "$OUT"
 rm -f "$OUT"/ota_*
 WORK=$(mktemp -d)
@@ -43,12 +46,12 @@ ADMIN=$(awk '$1 == "admin:" { print $2 }' "$WORK/hub.out")
 
 rss_kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
 RSS_BEFORE=$(rss_kib "$HUB" VmRSS)
-printf '%s\n' "\$ALIOT bench --workload ota --product-key a1OtaBench --count $COUNT --package-bytes $PACKAGE --concurrency $CONCURRENCY --rate $RATE --port \$PORT --admin-url \$ADMIN --admin-token \$TOKEN --format json --quiet" >"$OUT/ota_wave.cmd"
+printf '%s\n' "\$ALIOT bench --workload ota --product-key a1OtaBench --count $COUNT --package-bytes $PACKAGE --concurrency $CONCURRENCY --rate $RATE --port \$PORT --admin-url \$ADMIN --admin-token \$TOKEN --format json --quiet ${LIMIT[*]}" >"$OUT/ota_wave.cmd"
 log "wave: $COUNT devices, $PACKAGE bytes"
 START=$(date +%s.%N)
 "$ALIOT" bench --workload ota --product-key a1OtaBench --count "$COUNT" --package-bytes "$PACKAGE" \
   --concurrency "$CONCURRENCY" --rate "$RATE" --port "$PORT" --admin-url "$ADMIN" --admin-token "$TOKEN" \
-  --format json --quiet >"$OUT/ota_wave.json" 2>"$OUT/ota_wave.err" &
+  --format json --quiet "${LIMIT[@]}" >"$OUT/ota_wave.json" 2>"$OUT/ota_wave.err" &
 BENCH=$!
 BENCH_PEAK=0
 while kill -0 "$BENCH" 2>/dev/null; do

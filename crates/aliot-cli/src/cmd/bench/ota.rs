@@ -184,6 +184,7 @@ pub(crate) async fn run(s: Settings) -> anyhow::Result<String> {
     } else {
         0.0
     };
+    let most_in_a_minute = most_in_a_minute(&mut pushes);
     let summary = json!({
         "workload": "ota",
         "devices": devices.len(),
@@ -196,6 +197,8 @@ pub(crate) async fn run(s: Settings) -> anyhow::Result<String> {
         "pushesReceived": pushes.len(),
         "pushRatePerMinute": push_rate_per_min,
         "maximumPerMinute": s.max_per_minute,
+        "mostPushesInAMinute": most_in_a_minute,
+        "pushSpanSeconds": push_span,
         "downloads": downloaded,
         "bytesDownloaded": bytes,
         "throughputMiBps": bytes as f64 / 1_048_576.0 / download_secs,
@@ -207,14 +210,14 @@ pub(crate) async fn run(s: Settings) -> anyhow::Result<String> {
     } else {
         format!(
             "OTA wave: {} devices, package {} bytes\n  devices on {} in   {:.1} s\n  all tasks final in  {:.2} s (SUCCEEDED {succeeded}, FAILED {failed})\n  \
-             pushes received     {} ({:.0}/min{})\n  downloads           {downloaded}, {:.1} MiB at {:.1} MiB/s\n  device failures     {}{}\n",
+             pushes received     {} over {:.1} s, at most {most_in_a_minute} in any minute{}\n  downloads           {downloaded}, {:.1} MiB at {:.1} MiB/s\n  device failures     {}{}\n",
             devices.len(),
             s.package_bytes,
             s.from_version,
             connected_in.as_secs_f64(),
             elapsed.as_secs_f64(),
             pushes.len(),
-            push_rate_per_min,
+            push_span,
             s.max_per_minute
                 .map_or_else(String::new, |m| format!(", job maximum {m}/min")),
             bytes as f64 / 1_048_576.0,
@@ -225,6 +228,19 @@ pub(crate) async fn run(s: Settings) -> anyhow::Result<String> {
                 .map_or_else(String::new, |f| format!(" (first: {f})")),
         )
     })
+}
+
+/// The most pushes received within any 60 s (the job's maximum per minute bounds it).
+fn most_in_a_minute(pushes: &mut [Instant]) -> usize {
+    pushes.sort();
+    let (mut most, mut first) = (0, 0);
+    for last in 0..pushes.len() {
+        while pushes[last].duration_since(pushes[first]) >= Duration::from_secs(60) {
+            first += 1;
+        }
+        most = most.max(last + 1 - first);
+    }
+    most
 }
 
 fn all_succeeded_is(succeeded: usize, failed: usize, devices: usize) -> bool {
