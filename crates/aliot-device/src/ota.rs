@@ -261,18 +261,19 @@ impl Ota {
         let mut reported = 0u64;
         let trust = self.device.shared().trust.clone();
         let outcome = fetch(upgrade, path, &trust, &self.options, |percent| {
-            let report = percent > reported && (percent >= reported + every || percent == 100);
-            if report {
+            if percent > reported && (percent >= reported + every || percent == 100) {
                 reported = percent;
+                // Sent beside the download (at most 100 / `progress_every` of them): a QoS 1
+                // publish waits for its PUBACK, and the bytes must not wait for it.
+                let ota = self.clone();
+                let step = i32::try_from(percent).unwrap_or(100).max(1);
+                tokio::spawn(async move {
+                    if let Err(e) = ota.progress(step, "").await {
+                        tracing::debug!(error = %e, "progress not reported");
+                    }
+                });
             }
-            async move {
-                if report
-                    && let Ok(step) = i32::try_from(percent)
-                    && let Err(e) = self.progress(step.max(1), "").await
-                {
-                    tracing::debug!(error = %e, "progress not reported");
-                }
-            }
+            std::future::ready(())
         })
         .await;
         match outcome {
