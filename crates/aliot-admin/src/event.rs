@@ -23,7 +23,7 @@ pub struct EventFilter {
     /// Only this device's events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_name: Option<String>,
-    /// Only these types, comma-separated (`status,uplink,reply,refused,kicked,acl_denied,problem`).
+    /// Only these types, comma-separated (`status,uplink,reply,refused,kicked,acl_denied,problem,ota`).
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub types: Option<String>,
 }

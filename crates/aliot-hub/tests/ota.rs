@@ -356,7 +356,7 @@ async fn bad_input_gets_clear_answers() {
     // Oversize: 413.
     let (s, v) = upload(&hub, &format!("productKey={pk}&destVersion=1"), firmware(1001)).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
-    let (s, v) = upload(&hub, &format!("productKey=nope&destVersion=1"), firmware(10)).await;
+    let (s, v) = upload(&hub, "productKey=nope&destVersion=1", firmware(10)).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
     let (s, v) = upload(&hub, &format!("productKey={pk}&destVersion=2"), firmware(1000)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -433,4 +433,108 @@ async fn packages_and_task_states_survive_a_restart() {
     firmware_get(&mut raw, &pk, &dn).await;
     let v = show_job(&hub, &job_id).await;
     assert_eq!(v["tasks"][0]["taskStatus"], "SUCCEEDED", "{v}");
+}
+
+#[tokio::test]
+async fn a_dynamic_job_takes_devices_that_report_a_source_version_later() {
+    let hub = TestHub::start().await;
+    let mut events = hub.service().events();
+    let pk = hub.product().await;
+    let secret = hub.register(&pk, "dyn").await;
+    let (s, _) = upload(
+        &hub,
+        &format!("productKey={pk}&destVersion=5&moduleName=wifi"),
+        firmware(10),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, job) = create_job(
+        &hub,
+        json!({"productKey": pk, "destVersion": "5", "moduleName": "wifi", "dynamic": true, "srcVersions": ["4"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{job}");
+    assert_eq!(job["jobType"], "DYNAMIC");
+    assert_eq!(job["tasks"], json!([]), "{job}");
+    let job_id = job["jobId"].as_str().expect("id").to_owned();
+    let mut raw = online(&hub, &pk, "dyn", &secret, true).await;
+    // Another module's version, or a version the job does not take: nothing.
+    raw.publish(
+        &format!("/ota/device/inform/{pk}/dyn"),
+        r#"{"id":"1","params":{"version":"4"}}"#,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
+    raw.publish(
+        &format!("/ota/device/inform/{pk}/dyn"),
+        r#"{"id":"2","params":{"version":"3","module":"wifi"}}"#,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
+    firmware_get(&mut raw, &pk, "dyn").await;
+    assert_eq!(show_job(&hub, &job_id).await["tasks"], json!([]));
+    raw.publish(
+        &format!("/ota/device/inform/{pk}/dyn"),
+        r#"{"id":"3","params":{"version":"4","module":"wifi"}}"#,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
+    let pushed = guard("the push", push(&mut raw)).await;
+    assert_eq!(pushed["data"]["module"], "wifi", "{pushed}");
+    raw.publish(
+        &format!("/ota/device/inform/{pk}/dyn"),
+        r#"{"id":"4","params":{"version":"5","module":"wifi"}}"#,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
+    task_event(&mut events, "dyn", "SUCCEEDED").await;
+    let v = show_job(&hub, &job_id).await;
+    assert_eq!(
+        v["jobStatus"], "IN_PROGRESS",
+        "a dynamic job runs until canceled: {v}"
+    );
+    assert_eq!(
+        hub.service()
+            .ota()
+            .modules(&pk, "dyn")
+            .get("default")
+            .map(String::as_str),
+        Some("4")
+    );
+}
+
+#[tokio::test]
+async fn downloads_above_the_limit_are_answered_503() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let hub = TestHub::start_with(tempfile::tempdir().expect("dir"), |c| c.ota.max_downloads = 1).await;
+    let (pk, _, _) = hub.device("ota-busy").await;
+    // Larger than what socket buffers hold, so that the first download stays open.
+    let (s, p) = upload(
+        &hub,
+        &format!("productKey={pk}&destVersion=2"),
+        firmware(16 << 20),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    let url = p["firmwareUrl"].as_str().expect("url").to_owned();
+    let rest = url.strip_prefix("http://").expect("http");
+    let (host, path) = rest.split_at(rest.find('/').expect("a path"));
+    let mut first = tokio::net::TcpStream::connect(host).await.expect("connect");
+    first
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .expect("request");
+    let mut head = [0u8; 12];
+    guard("the first answer", first.read_exact(&mut head))
+        .await
+        .expect("a head");
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let (s, body) = http("GET", &url, None, None).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(hub.metric("aliot_hub_ota_downloads_refused_total").await, 1);
+    drop(first);
 }

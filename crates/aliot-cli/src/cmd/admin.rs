@@ -25,6 +25,7 @@ use crate::{output, signal};
 
 mod config;
 mod history;
+mod ota;
 
 /// Arguments of `aliot admin`.
 #[derive(clap::Args)]
@@ -78,6 +79,9 @@ enum AdminCommand {
     Rrpc(RrpcArgs),
     /// Follow the hub's events (online/offline, uplinks, replies, refusals), one JSON a line.
     Events(EventsArgs),
+    /// OTA: firmware packages and upgrade jobs.
+    #[command(subcommand)]
+    Ota(ota::OtaCommand),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -605,9 +609,17 @@ fn job(command: AdminCommand) -> anyhow::Result<Job> {
                 _ => json(move |c| async move { c.devices(&pk, status).await }),
             }
         }
-        AdminCommand::Device(DeviceCommand::Show(d)) => {
-            json(|c| async move { c.device(&d.product_key, &d.device_name).await })
-        }
+        AdminCommand::Device(DeviceCommand::Show(d)) => json(|c| async move {
+            let device = c.device(&d.product_key, &d.device_name).await?;
+            let mut v = serde_json::to_value(&device).unwrap_or(Value::Null);
+            // The module versions the device reported on /ota/device/inform (a hub without
+            // OTA has none to give).
+            if let Ok(m) = c.device_modules(&d.product_key, &d.device_name).await {
+                v["otaModules"] = serde_json::to_value(m.modules).unwrap_or(Value::Null);
+            }
+            Ok(v)
+        }),
+        AdminCommand::Ota(command) => ota::job(command),
         AdminCommand::Device(DeviceCommand::Reset(d)) => {
             json(|c| async move { c.reset_device(&d.product_key, &d.device_name).await })
         }

@@ -4,10 +4,10 @@
 //!
 //! | rule | where |
 //! |---|---|
-//! | push payload (`code` "1000", numeric `id`, `data{size,version,url,md5\|sign,signMethod,module,extData}`) | [`Ota::push_payload`] |
-//! | task QUEUED → NOTIFIED (pushed or pulled) → IN_PROGRESS (step 1..100) → SUCCEEDED (target version informed) / FAILED (negative step, timeout) | [`Ota::progress`], [`Ota::inform`], the driver |
-//! | retries (`RetryInterval` minutes, `RetryCount`), `TimeoutInMinutes`, `MaximumPerMinute` (token bucket) | the driver ([`Ota::tick`]) |
-//! | dynamic jobs take devices that report a source version later | [`Ota::inform`] |
+//! | push payload (`code` "1000", numeric `id`, `data{size,version,url,md5\|sign,signMethod,module,extData}`) | `Ota::push_payload` |
+//! | task QUEUED → NOTIFIED (pushed or pulled) → IN_PROGRESS (step 1..100) → SUCCEEDED (target version informed) / FAILED (negative step, timeout) | `Ota::progress`, `Ota::inform`, the driver |
+//! | retries (`RetryInterval` minutes, `RetryCount`), `TimeoutInMinutes`, `MaximumPerMinute` (token bucket) | the driver (`Ota::tick`) |
+//! | dynamic jobs take devices that report a source version later | `Ota::inform` |
 //!
 //! The driver is one tokio task: it wakes every second, or at once when a device informs a
 //! version or a job is made, and pushes the QUEUED tasks of the running jobs to the devices that
@@ -1016,3 +1016,6 @@ async fn drive(ota: std::sync::Weak<Ota>) {
         drop(o);
     }
 }
+
+#[cfg(test)]
+mod tests;

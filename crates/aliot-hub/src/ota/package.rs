@@ -53,6 +53,14 @@ impl Ota {
         }
         let limit = self.settings().max_package_bytes;
         let temp = self.temp_path();
+        for dir in [temp.parent(), self.package_path("x").parent()]
+            .into_iter()
+            .flatten()
+        {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| io("creating the OTA directory", e))?;
+        }
         let mut file = tokio::fs::File::create(&temp)
             .await
             .map_err(|e| io("creating an upload file", e))?;

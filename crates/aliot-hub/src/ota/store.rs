@@ -126,8 +126,8 @@ impl Store {
             std::process::id(),
             rand::random::<u64>()
         ));
-        let _ = std::fs::create_dir_all(dir.join("packages"));
-        let _ = std::fs::create_dir_all(dir.join("tmp"));
+        // Created by the first upload (`package.rs`): hubs that never see a package leave
+        // nothing behind.
         Self::with(None, dir)
     }
 

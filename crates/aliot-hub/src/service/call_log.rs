@@ -114,10 +114,10 @@ impl Service {
     /// `publish_unlogged`'s), and logs it.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for QoS 2, a topic outside the device's namespaces or a payload
+    /// [`Error::InvalidArgument`](crate::service::Error::InvalidArgument) for QoS 2, a topic outside the device's namespaces or a payload
     /// above the packet limit; `DeviceNotFound`/`ProductNotFound` from the registry;
-    /// [`Error::DeviceOffline`] when the device is offline and the message cannot be queued;
-    /// [`Error::QueueFull`] when the device's queue cannot take it.
+    /// [`Error::DeviceOffline`](crate::service::Error::DeviceOffline) when the device is offline and the message cannot be queued;
+    /// [`Error::QueueFull`](crate::service::Error::QueueFull) when the device's queue cannot take it.
     pub async fn publish(
         &self,
         product_key: &str,
