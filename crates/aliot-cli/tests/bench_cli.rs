@@ -579,3 +579,41 @@ fn telemetry_from_a_thing_model_posts_values_the_hub_accepts() {
         "every property valid and kept"
     );
 }
+
+#[test]
+fn ota_workload_should_upgrade_every_device() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(&dir);
+    let mut create = aliot();
+    create
+        .args(["admin", "--url", &hub.admin_url, "--token", TOKEN])
+        .args([
+            "product",
+            "create",
+            "--name",
+            "ota",
+            "--product-key",
+            "a1OtaBenchT",
+        ]);
+    aliot_testkit::ok_json(&run_guarded(create));
+    let v = bench(
+        &hub,
+        &[
+            "--workload",
+            "ota",
+            "--product-key",
+            "a1OtaBenchT",
+            "--count",
+            "5",
+            "--package-bytes",
+            "20000",
+        ],
+    );
+    assert_eq!(v["workload"], "ota", "{v}");
+    assert_eq!(v["completed"], true, "{v}");
+    assert_eq!(n(&v, "succeeded"), 5, "{v}");
+    assert_eq!(n(&v, "failed"), 0, "{v}");
+    assert_eq!(n(&v, "pushesReceived"), 5, "{v}");
+    assert_eq!(n(&v, "bytesDownloaded"), 5 * 20_000, "{v}");
+    assert_eq!(n(&v, "deviceFailures"), 0, "{v}");
+}

@@ -26,8 +26,11 @@ fn demo_runs_end_to_end_and_exits_0() {
         "Summary",
         "[+] The thing model",
         r#"data {"Temperature":"tsl parse: data type is not float"}"#,
+        "[+] OTA",
+        "/ota/device/upgrade: version 1.1.0",
+        "task SUCCEEDED",
     ] {
         assert!(stdout.contains(step), "missing {step:?} in:\n{stdout}");
     }
-    assert_eq!(stdout.matches("  ok  ").count(), 7, "{stdout}");
+    assert_eq!(stdout.matches("  ok  ").count(), 8, "{stdout}");
 }

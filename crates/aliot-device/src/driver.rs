@@ -555,6 +555,13 @@ impl Driver {
                     None => emit(&events, shared, Self::message(&topic, payload, qos)),
                 }
             }
+            Route::OtaUpgrade => match crate::ota_info::Upgrade::from_push(&payload) {
+                Ok(upgrade) => emit(&events, shared, Event::OtaUpgrade(upgrade)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "unusable OTA push handed over as a message");
+                    emit(&events, shared, Self::message(&topic, payload, qos));
+                }
+            },
             Route::Message => emit(&events, shared, Self::message(&topic, payload, qos)),
         }
     }

@@ -160,6 +160,18 @@ pub enum Error {
     /// or the file is not the one announced (size, SHA-256), or it is above 64 KB.
     #[error("remote config download: {0}")]
     ConfigDownload(String),
+    /// A firmware download failed (OTA step -2): the URL answered something else than the file
+    /// (an expired URL gets 403), the connection kept dropping, or the file could not be written.
+    #[error("firmware download: {0}")]
+    OtaDownload(String),
+    /// A downloaded firmware is not the one announced (OTA step -3): wrong size or digest. The
+    /// file is removed, never handed over.
+    #[error("firmware check failed: {0}")]
+    OtaVerify(String),
+    /// An OTA push or `thing.ota.firmware.get` answer that cannot be used (no URL, no size, an
+    /// unknown `signMethod`…).
+    #[error("bad OTA task: {0}")]
+    OtaTask(String),
     /// The device was stopped (by [`crate::Device::disconnect`], by dropping every handle, or by
     /// a refusal under [`crate::RefusalPolicy::Stop`]).
     #[error("the device is stopped")]

@@ -45,6 +45,9 @@ pub enum Event {
     /// The platform pushed a new remote configuration (`thing.config.push`); the SDK has
     /// answered `push_reply`. Fetch it with [`crate::Device::download_config`].
     ConfigPush(aliot_protocol::config::ConfigInfo),
+    /// The platform pushed a firmware upgrade on `/ota/device/upgrade/{pk}/{dn}`: download it
+    /// with [`crate::ota::Ota::download`].
+    OtaUpgrade(crate::ota_info::Upgrade),
     /// The device stopped for good: `None` when asked to ([`crate::Device::disconnect`] or every
     /// handle dropped), or the reason (a refusal under [`crate::RefusalPolicy::Stop`]). The
     /// stream ends after it.

@@ -114,6 +114,32 @@ async fn send(
         .map_err(|_| fail(format!("no answer within {timeout:?}")))?
 }
 
+/// A byte stream to a server, TCP or TLS.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Opens a connection to `base` (TLS when it is `https`) for a caller that writes its request
+/// and reads the answer itself, as the firmware download does to stream it.
+pub(crate) async fn connect(base: &BaseUrl, trust: &TrustAnchors) -> Result<Box<dyn Stream>> {
+    let address = base.address();
+    let tcp = TcpStream::connect(&address).await.map_err(|e| Error::Connect {
+        endpoint: address.clone(),
+        reason: e.to_string(),
+    })?;
+    let _ = tcp.set_nodelay(true);
+    if !base.tls {
+        return Ok(Box::new(tcp));
+    }
+    let config = crate::tls::client_config(trust)?;
+    let name = ServerName::try_from(base.host.clone())
+        .map_err(|e| Error::Tls(format!("{}: not a valid server name: {e}", base.host)))?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| Error::Tls(format!("{address}: {e}")))?;
+    Ok(Box::new(tls))
+}
+
 /// Writes the request, reads the answer.
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,

@@ -18,6 +18,9 @@
 //! - **Remote configuration**: [`Device::config_get`] (`thing.config.get`) and
 //!   [`Device::download_config`] (size and SHA-256 checked, 64 KB at most); pushes arrive as
 //!   [`Event::ConfigPush`], answered by the SDK ([`config`]).
+//! - **OTA**: [`ota::Ota`] reports versions (`/ota/device/inform`), gets the task pushed
+//!   ([`Event::OtaUpgrade`]) or pending ([`ota::Ota::firmware_get`]), downloads it streamed to a
+//!   file (resumed with `Range`), checks size and MD5/SHA-256, and reports progress and failures.
 //! - **Dynamic registration**: [`register::register_mqtt`] obtains a deviceSecret (device
 //!   registered beforehand) or a deviceToken (no pre-registration) with the productSecret; a
 //!   [`Login::Token`] ([`DeviceOptions::with_token`]) logs in with that token, sent verbatim on
@@ -36,7 +39,7 @@
 //!
 //! Module map: [`options`] (what to connect to and how), [`register`] (dynamic registration),
 //! [`config`] (remote configuration; `config_push` answers pushes),
-//! [`preauth`] (HTTPS pre-authentication), `http` (the minimal HTTP/1.1 client both use),
+//! [`preauth`] (HTTPS pre-authentication), [`ota`] (firmware upgrades; `ota_info` parses tasks), `http` (the minimal HTTP/1.1 client both use),
 //! [`event`] (what arrives),
 //! `client` ([`Device`], the handle), `driver` (the network loop), `shared` (the state the
 //! handles, the loop and the replies share), `connection` ([`Connected`], [`Disconnected`]:
@@ -113,6 +116,8 @@ pub mod gateway;
 pub mod handler;
 mod http;
 pub mod options;
+pub mod ota;
+mod ota_info;
 mod pending;
 pub mod preauth;
 pub mod register;

@@ -79,6 +79,8 @@ pub(crate) enum Route {
     },
     /// `/sys/{pk}/{dn}/thing/config/push`: a new remote configuration.
     ConfigPush { reply_topic: String },
+    /// `/ota/device/upgrade/{pk}/{dn}`: a firmware upgrade.
+    OtaUpgrade,
     /// Anything else: custom topics, broadcasts, unparsable requests.
     Message,
 }
@@ -145,6 +147,7 @@ pub(crate) fn route(topic: &str, payload: &[u8], pk: &str, dn: &str) -> Route {
             _ => Route::Message,
         },
         Topic::NtpResponse { .. } => Route::Ntp,
+        Topic::Ota { action, .. } if action == "upgrade" => Route::OtaUpgrade,
         Topic::Shadow { action, .. } if action == "get" => Route::Shadow,
         Topic::ExtRrpc { message_id, inner } => match *inner {
             Topic::Sys {
@@ -193,6 +196,8 @@ pub(crate) fn system_filters(pk: &str, dn: &str, ext_rrpc: bool) -> Vec<String> 
         format!("/shadow/get/{pk}/{dn}"),
         format!("{p}/thing/config/get_reply"),
         format!("{p}/thing/config/push"),
+        format!("/ota/device/upgrade/{pk}/{dn}"),
+        format!("{p}/thing/ota/firmware/get_reply"),
     ];
     if ext_rrpc {
         filters.push(format!("/ext/rrpc/+{p}/thing/service/+"));

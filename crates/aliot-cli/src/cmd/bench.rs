@@ -4,6 +4,8 @@
 //! [`Options`], runs it, and prints the [`Summary`](aliot_bench::Summary) on stdout (a table, or
 //! one JSON line). `--processes K` re-executes this program as `aliot bench --worker` K times.
 
+mod ota;
+
 use std::io::BufRead as _;
 use std::process::ExitCode;
 
@@ -43,6 +45,10 @@ pub(crate) enum Workload {
     /// Each device registers itself once with --product-secret (dynamic registration over
     /// MQTT, or over HTTP(S) with --register-url); CONNACK latency is the time to the answer.
     Register,
+    /// An upgrade wave: --count devices (registered through the admin API, on the aliot-device
+    /// SDK) report --from-version, one job upgrades them to --to-version with a
+    /// --package-bytes package; time to every task final, download throughput, push rate.
+    Ota,
 }
 
 impl From<Workload> for aliot_bench::Workload {
@@ -54,6 +60,8 @@ impl From<Workload> for aliot_bench::Workload {
             Workload::Rrpc => aliot_bench::Workload::Rrpc,
             Workload::Exhaust => aliot_bench::Workload::Exhaust,
             Workload::Register => aliot_bench::Workload::Register,
+            // Run by `ota::run` before any conversion; connect is the harmless stand-in.
+            Workload::Ota => aliot_bench::Workload::Connect,
         }
     }
 }
@@ -210,6 +218,22 @@ pub(crate) struct Args {
     #[arg(long, value_name = "PID")]
     pub(crate) server_pid: Option<u32>,
 
+    /// ota: the package's size in bytes.
+    #[arg(long, default_value_t = 1_048_576, value_name = "BYTES")]
+    pub(crate) package_bytes: usize,
+    /// ota: the version the devices report at start.
+    #[arg(long, default_value = "1.0.0", value_name = "V")]
+    pub(crate) from_version: String,
+    /// ota: the version of the package.
+    #[arg(long, default_value = "2.0.0", value_name = "V")]
+    pub(crate) to_version: String,
+    /// ota: the job's maximum pushes per minute (default: the hub's, no limit).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_per_minute: Option<u32>,
+    /// ota: give up on the wave after this long.
+    #[arg(long, default_value = "10m", value_parser = aliot_bench::parse_duration)]
+    pub(crate) ota_timeout: std::time::Duration,
+
     /// Summary format on stdout.
     #[arg(long, value_enum, default_value = "table")]
     pub(crate) format: Format,
@@ -233,6 +257,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         runtime()?
             .block_on(aliot_bench::run_worker(spec.as_bytes(), output::stdout()))
             .map_err(from_lib)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.workload == Workload::Ota {
+        let settings = ota_settings(args)?;
+        let summary = runtime()?.block_on(ota::run(settings))?;
+        output::write(&summary)?;
         return Ok(ExitCode::SUCCESS);
     }
     let format = args.format;
@@ -305,6 +335,38 @@ fn plan(a: Args) -> anyhow::Result<Plan> {
         }
         r => r.map_err(from_lib),
     }
+}
+
+/// The flags of `--workload ota`.
+fn ota_settings(a: Args) -> anyhow::Result<ota::Settings> {
+    let data_dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
+    let admin = a.admin_url.or_else(|| data_dir::url(&data_dir)).ok_or_else(|| {
+        usage(format!(
+            "--workload ota needs the admin API: --admin-url, or a hub's {URL_FILE} in {}",
+            data_dir.display()
+        ))
+    })?;
+    let product_key = a
+        .product_key
+        .ok_or_else(|| usage("--workload ota needs --product-key (an existing product)"))?;
+    Ok(ota::Settings {
+        host: a.host,
+        port: a.port.unwrap_or(1883),
+        admin_url: admin,
+        admin_token: a.admin_token.or_else(|| data_dir::token(&data_dir)),
+        product_key,
+        prefix: a.prefix,
+        count: a.count.unwrap_or(100),
+        rate: a.rate,
+        concurrency: a.concurrency,
+        package_bytes: a.package_bytes,
+        from_version: a.from_version,
+        to_version: a.to_version,
+        max_per_minute: a.max_per_minute,
+        timeout: a.ota_timeout,
+        json: a.format == Format::Json,
+        quiet: a.quiet,
+    })
 }
 
 /// The admin API: `--admin-url`/`--admin-token` (or their environment variables), else the files

@@ -22,6 +22,7 @@ use serde_json::{Map, Value, json};
 
 use crate::{clock, output, signal};
 
+mod ota;
 mod thing;
 
 /// Arguments of `aliot demo`.
@@ -305,6 +306,12 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     let detail = thing::step(&hub, &pk, &device).await?;
     checks.push(Check {
         what: "thing model",
+        detail,
+    });
+
+    let detail = ota::step(&hub, dir.path(), &pk).await?;
+    checks.push(Check {
+        what: "OTA upgrade",
         detail,
     });
 

@@ -14,6 +14,7 @@
 
 mod config;
 mod gateway;
+mod ota;
 mod register;
 mod simulate;
 mod target;
@@ -52,7 +53,7 @@ enum Sub {
     /// Run a simulated device: connect, print every downlink, answer property sets, service
     /// calls and RRPC (with --exec: through a command), until Ctrl-C.
     #[command(after_help = RUN_HELP)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Connect, publish one message on a topic, exit.
     Publish(PublishArgs),
     /// Connect, post properties (thing.event.property.post), print the platform's reply, exit.
@@ -300,6 +301,23 @@ struct RunArgs {
     /// each is added to the topology, logged in, and simulated with --tsl/--exec/--post-property.
     #[arg(long, value_name = "FILE", requires = "gateway")]
     sub_devices: Option<PathBuf>,
+    /// OTA: the firmware version built in, reported at start until an upgrade installs another
+    /// (then the one persisted in --ota-dir is reported).
+    #[arg(long, value_name = "V", requires = "ota_dir")]
+    firmware_version: Option<String>,
+    /// OTA: download upgrades here (and persist the installed version in DIR/version).
+    #[arg(long, value_name = "DIR", requires = "firmware_version")]
+    ota_dir: Option<PathBuf>,
+    /// OTA: install a verified firmware with `sh -c CMD sh FILE VERSION`; non-zero fails the
+    /// task (step -4, its stderr's tail as the description).
+    #[arg(long, value_name = "CMD", requires = "ota_dir")]
+    ota_exec: Option<String>,
+    /// OTA: kill the install command after this long.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    ota_exec_timeout: Duration,
+    /// OTA: the module reported and upgraded (default: the default module).
+    #[arg(long, value_name = "NAME", requires = "ota_dir")]
+    ota_module: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -364,7 +382,7 @@ struct NtpArgs {
 /// Runs `aliot device`.
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
-        Sub::Run(a) => current_thread(run_device(a)),
+        Sub::Run(a) => current_thread(run_device(*a)),
         Sub::Publish(a) => current_thread(publish(a)),
         Sub::PostProperty(a) => current_thread(post_property(a)),
         Sub::PostEvent(a) => current_thread(post_event(a)),
@@ -518,6 +536,8 @@ async fn ntp(a: NtpArgs) -> anyhow::Result<ExitCode> {
 struct Out {
     format: Format,
     failed: mpsc::Sender<std::io::Error>,
+    /// The OTA loop's queue (with --ota-dir).
+    ota: Option<mpsc::Sender<aliot_device::ota::Upgrade>>,
 }
 
 /// A payload as text: UTF-8 as it is, anything else as `base64:…`.
@@ -682,7 +702,36 @@ impl Out {
                 )),
                 Format::Json => self.json(json!({"type": "config_push", "config": info})),
             },
+            Event::OtaUpgrade(upgrade) => match &self.ota {
+                Some(tasks) => {
+                    if tasks.try_send(upgrade.clone()).is_err() {
+                        self.ota_line(
+                            format!(
+                                "ota: upgrade to {} dropped: {} already wait",
+                                upgrade.version,
+                                ota::QUEUE
+                            ),
+                            json!({"type": "ota_dropped", "version": upgrade.version}),
+                        );
+                    }
+                }
+                None => self.ota_line(
+                    format!(
+                        "ota: upgrade to {} pushed (no --ota-dir: ignored)",
+                        upgrade.version
+                    ),
+                    json!({"type": "ota_push", "version": upgrade.version, "size": upgrade.size}),
+                ),
+            },
             _ => {}
+        }
+    }
+
+    /// An OTA record: a status line, or a JSON record.
+    fn ota_line(&self, text: String, record: Value) {
+        match self.format {
+            Format::Text => Self::status(&text),
+            Format::Json => self.json(record),
         }
     }
 
@@ -744,9 +793,22 @@ async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
         .map(|p| parse_json("--post-property", p))
         .transpose()?;
     let (failed_tx, mut failed) = mpsc::channel(1);
-    let out = Out {
+    let ota_settings = match (a.firmware_version, a.ota_dir) {
+        (Some(firmware_version), Some(dir)) => Some(ota::Settings {
+            firmware_version,
+            dir,
+            exec: a.ota_exec,
+            exec_timeout: a.ota_exec_timeout,
+            module: a.ota_module,
+        }),
+        _ => None,
+    };
+    let ota_version = ota_settings.as_ref().map(ota::prepare).transpose()?;
+    let (ota_tx, ota_rx) = mpsc::channel(ota::QUEUE);
+    let mut out = Out {
         format: a.format,
         failed: failed_tx,
+        ota: None,
     };
     let exec = a.exec.map(|command| Exec::shell(command).timeout(a.exec_timeout));
     let subs = a.sub_devices.as_deref().map(gateway::read_csv).transpose()?;
@@ -759,6 +821,14 @@ async fn run_device(a: RunArgs) -> anyhow::Result<ExitCode> {
     // A gateway's own events are answered plainly (or by --exec); its sub-devices are simulated.
     let sim = if subs.is_some() { None } else { load_sim(0)? };
     let (device, events) = connect(&a.conn).await?;
+    if let (Some(settings), Some(version)) = (ota_settings, ota_version) {
+        out.ota = Some(ota_tx);
+        let report: ota::Report = {
+            let out = out.clone();
+            Arc::new(move |text, record| out.ota_line(text, record))
+        };
+        tokio::spawn(ota::run(device.clone(), settings, version, ota_rx, report));
+    }
     for topic in &a.subscribe {
         device
             .subscribe(topic, QoS::AtLeastOnce)

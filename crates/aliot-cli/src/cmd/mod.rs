@@ -32,7 +32,7 @@ pub(crate) enum Command {
     Admin(admin::Args),
     /// Load-test a platform with a fleet of signed devices.
     #[cfg(feature = "bench")]
-    Bench(bench::Args),
+    Bench(Box<bench::Args>),
     /// Run a narrated end-to-end demo on an embedded hub (no account needed).
     #[cfg(feature = "hub")]
     Demo(demo::Args),
@@ -49,7 +49,7 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "hub")]
         Command::Admin(a) => admin::run(a),
         #[cfg(feature = "bench")]
-        Command::Bench(a) => bench::run(a),
+        Command::Bench(a) => bench::run(*a),
         #[cfg(feature = "hub")]
         Command::Demo(a) => demo::run(a),
     }
