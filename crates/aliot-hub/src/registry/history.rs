@@ -204,7 +204,15 @@ fn encode_post(values: &[(&str, &serde_json::Value)]) -> Result<Vec<u8>> {
     put_len16(&mut out, values.len())?;
     for (id, value) in values {
         put_id(&mut out, id)?;
-        put_value(&mut out, &encode(value)?)?;
+        // The JSON straight into the row, its length written in front of it afterwards.
+        let at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        serde_json::to_writer(&mut out, value)
+            .map_err(|e| Error::storage("encoding a history row", e))?;
+        let n = u32::try_from(out.len() - at - 4).map_err(|_| {
+            Error::storage("encoding a history row", std::io::Error::other("a value over 4 GiB"))
+        })?;
+        out[at..at + 4].copy_from_slice(&n.to_be_bytes());
     }
     Ok(out)
 }
