@@ -207,10 +207,12 @@ fn encode_post(values: &[(&str, &serde_json::Value)]) -> Result<Vec<u8>> {
         // The JSON straight into the row, its length written in front of it afterwards.
         let at = out.len();
         out.extend_from_slice(&[0; 4]);
-        serde_json::to_writer(&mut out, value)
-            .map_err(|e| Error::storage("encoding a history row", e))?;
+        serde_json::to_writer(&mut out, value).map_err(|e| Error::storage("encoding a history row", e))?;
         let n = u32::try_from(out.len() - at - 4).map_err(|_| {
-            Error::storage("encoding a history row", std::io::Error::other("a value over 4 GiB"))
+            Error::storage(
+                "encoding a history row",
+                std::io::Error::other("a value over 4 GiB"),
+            )
         })?;
         out[at..at + 4].copy_from_slice(&n.to_be_bytes());
     }
@@ -268,10 +270,63 @@ fn decode_latest(row: &[u8]) -> Result<LatestValues> {
     Ok(out)
 }
 
+/// One device's rows, encoded by the caller of [`History::record`] (on its own thread, so the
+/// writer's transaction only inserts).
 struct Job {
     device: String,
-    records: Records,
+    /// `posts` rows: (time, row, values in it).
+    posts: Vec<(u64, Vec<u8>, u64)>,
+    /// The newest value of each identifier in `posts`: (identifier, time, JSON).
+    latest: Vec<(String, u64, Vec<u8>)>,
+    /// `events` and `calls` rows: (time, JSON).
+    events: Vec<(u64, Vec<u8>)>,
+    calls: Vec<(u64, Vec<u8>)>,
     done: Option<oneshot::Sender<Result<()>>>,
+}
+
+impl Job {
+    fn encode(device: String, records: &Records) -> Result<Job> {
+        use std::collections::BTreeMap;
+        let mut posts = Vec::new();
+        let mut newest: BTreeMap<&str, (u64, &serde_json::Value)> = BTreeMap::new();
+        for (time, values) in post_rows(records) {
+            posts.push((time, encode_post(&values)?, values.len() as u64));
+            for (id, value) in values {
+                // Equal times: the later value wins.
+                let slot = newest.entry(id).or_insert((time, value));
+                if slot.0 <= time {
+                    *slot = (time, value);
+                }
+            }
+        }
+        let latest = newest
+            .into_iter()
+            .map(|(id, (time, value))| Ok((id.to_owned(), time, encode(value)?)))
+            .collect::<Result<_>>()?;
+        let events = records
+            .events
+            .iter()
+            .map(|e| Ok((e.time, encode(e)?)))
+            .collect::<Result<_>>()?;
+        let calls = records
+            .calls
+            .iter()
+            .map(|c| Ok((c.time, encode(c)?)))
+            .collect::<Result<_>>()?;
+        Ok(Job {
+            device,
+            posts,
+            latest,
+            events,
+            calls,
+            done: None,
+        })
+    }
+
+    /// The job [`History::close`] sends: no rows, no answer.
+    fn is_stop(&self) -> bool {
+        self.done.is_none() && self.posts.is_empty() && self.events.is_empty() && self.calls.is_empty()
+    }
 }
 
 struct Inner {
@@ -398,11 +453,15 @@ impl History {
         }
         let (done, answer) = oneshot::channel();
         let n = records.len() as u64;
-        let job = Job {
-            device: device_key(product_key, device_name),
-            records,
-            done: Some(done),
+        let mut job = match Job::encode(device_key(product_key, device_name), &records) {
+            Ok(job) => job,
+            Err(e) => {
+                self.inner.refused.fetch_add(n, Ordering::Relaxed);
+                return Box::pin(std::future::ready(Err(e)));
+            }
         };
+        drop(records);
+        job.done = Some(done);
         match self.inner.tx.try_send(job) {
             Ok(()) => {
                 let inner = Arc::clone(&self.inner);
@@ -683,7 +742,10 @@ impl History {
             .tx
             .send(Job {
                 device: String::new(),
-                records: Records::default(),
+                posts: Vec::new(),
+                latest: Vec::new(),
+                events: Vec::new(),
+                calls: Vec::new(),
                 done: None,
             })
             .await;
@@ -706,7 +768,7 @@ impl History {
 async fn writer(db: Arc<Database>, config: HistoryConfig, mut seq: u64, mut rx: mpsc::Receiver<Job>) {
     let mut jobs = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut jobs, BATCH).await > 0 {
-        let last = jobs.iter().position(|j| j.done.is_none() && j.records.is_empty());
+        let last = jobs.iter().position(Job::is_stop);
         if let Some(i) = last {
             jobs.truncate(i);
         }
@@ -830,37 +892,37 @@ fn commit(db: &Database, config: &HistoryConfig, mut seq: u64, jobs: &[Job]) -> 
         let mut added: BTreeMap<(&str, &'static str), u64> = BTreeMap::new();
         // The newest value of each property of each device in this batch: one `device_latest`
         // update per device.
-        let mut newest: BTreeMap<&str, BTreeMap<&str, (u64, &serde_json::Value)>> = BTreeMap::new();
+        let mut newest: BTreeMap<&str, BTreeMap<&str, (u64, &[u8])>> = BTreeMap::new();
         for job in jobs {
             let device = job.device.as_str();
-            for (time, values) in post_rows(&job.records) {
+            for (time, row, n) in &job.posts {
                 posts
-                    .insert((device, time, seq), encode_post(&values)?.as_slice())
+                    .insert((device, *time, seq), row.as_slice())
                     .map_err(st("writing history"))?;
                 seq += 1;
-                *added.entry((device, KIND_VALUES)).or_default() += values.len() as u64;
+                *added.entry((device, KIND_VALUES)).or_default() += n;
+            }
+            if !job.latest.is_empty() {
                 let newest = newest.entry(device).or_default();
-                for (id, value) in values {
-                    // Equal times: the later value wins.
-                    let slot = newest.entry(id).or_insert((time, value));
-                    if slot.0 <= time {
-                        *slot = (time, value);
+                for (id, time, json) in &job.latest {
+                    // Equal times: the later job wins.
+                    let slot = newest.entry(id).or_insert((*time, json));
+                    if slot.0 <= *time {
+                        *slot = (*time, json);
                     }
                 }
             }
-            for e in &job.records.events {
-                events
-                    .insert((device, e.time, seq), encode(e)?.as_slice())
-                    .map_err(st("writing history"))?;
-                seq += 1;
-                *added.entry((device, KIND_EVENTS)).or_default() += 1;
-            }
-            for c in &job.records.calls {
-                calls
-                    .insert((device, c.time, seq), encode(c)?.as_slice())
-                    .map_err(st("writing history"))?;
-                seq += 1;
-                *added.entry((device, KIND_CALLS)).or_default() += 1;
+            for (kind, table, rows) in [
+                (KIND_EVENTS, &mut events, &job.events),
+                (KIND_CALLS, &mut calls, &job.calls),
+            ] {
+                for (time, json) in rows {
+                    table
+                        .insert((device, *time, seq), json.as_slice())
+                        .map_err(st("writing history"))?;
+                    seq += 1;
+                    *added.entry((device, kind)).or_default() += 1;
+                }
             }
         }
         let mut latest = txn.open_table(LATEST).map_err(st("writing history"))?;
@@ -869,9 +931,9 @@ fn commit(db: &Database, config: &HistoryConfig, mut seq: u64, jobs: &[Job]) -> 
                 Some(row) => decode_latest(row.value())?,
                 None => LatestValues::new(),
             };
-            for (id, (time, value)) in values {
+            for (id, (time, json)) in values {
                 if kept.get(id).is_none_or(|(t, _)| *t <= time) {
-                    kept.insert(id.to_owned(), (time, encode(value)?));
+                    kept.insert(id.to_owned(), (time, json.to_vec()));
                 }
             }
             latest
