@@ -554,7 +554,7 @@ SECTIONS = [
     ("exhaust", "## Devices that try to exhaust the hub (issue 9)", section_exhaust),
     ("register", "## Dynamic registration (issue 10)", section_register),
     ("thing-model", "## Thing model validation (issue 11)", section_thing_model),
-    ("history", "## History: stored values and their cost (issue 11)", section_history),
+    ("history", "## History: stored values and their cost (issue 11, a row per post)", section_history),
 ]
 
 

@@ -557,7 +557,7 @@ impl History {
     }
 
     /// A page of a property's values: the device's posts in the window, that identifier's
-    /// value from each that has one (at most [`SCAN`] posts read).
+    /// value from each that has one (at most 50,000 posts read a page).
     ///
     /// # Errors
     /// [`Error::Storage`], [`Error::Corrupt`].
@@ -1055,6 +1055,45 @@ mod tests {
             post_value(&row[..row.len() - 1], "Q").is_err(),
             "a cut row is an error"
         );
+    }
+
+    #[tokio::test]
+    async fn a_rare_identifier_pages_through_the_scan_bound_with_a_cursor() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let config = HistoryConfig::default();
+        let history = History::open(dir.path(), &config).await.expect("opened");
+        let now = crate::clock::now_ms();
+        let sample = |id: &str, time| super::super::record::PropertySample {
+            identifier: id.to_owned(),
+            time,
+            value: json!(time),
+        };
+        // SCAN + 1 posts of `a`, then one of `b`: `b` is past the first page's bound.
+        let start = now - SCAN as u64 - 10;
+        let mut properties: Vec<_> = (0..=SCAN as u64).map(|i| sample("a", start + i)).collect();
+        properties.push(sample("b", now));
+        let records = Records {
+            properties,
+            ..Records::default()
+        };
+        history.record("pk", "dn", records).await.expect("written");
+        let window = Window::default();
+        let first = history.points("pk", "dn", "b", window).await.expect("a page");
+        assert!(first.items.is_empty(), "{:?}", first.items);
+        let cursor = first.next_cursor.expect("a cursor at the bound");
+        let next = Window {
+            after: Some(cursor.parse().expect("a cursor")),
+            ..window
+        };
+        let second = history.points("pk", "dn", "b", next).await.expect("a page");
+        assert_eq!(second.items.len(), 1);
+        assert_eq!((second.items[0].time, second.next_cursor), (now, None));
+        let a = history.points("pk", "dn", "a", window).await.expect("a page");
+        assert_eq!(a.items.len(), aliot_admin::DEFAULT_PAGE);
+        let latest = history.latest("pk", "dn").await.expect("latest");
+        let ids: Vec<_> = latest.iter().map(|l| (l.identifier.as_str(), l.time)).collect();
+        assert_eq!(ids, [("a", start + SCAN as u64), ("b", now)]);
+        history.close().await;
     }
 
     #[test]
