@@ -711,6 +711,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_old_per_property_history_cap_is_read_and_ignored() {
+        let c = Config::parse("[history]\nmax_points_per_property = 5\n").expect("accepted");
+        assert_eq!(c.history.max_points_per_property, Some(5));
+        assert_eq!(
+            c.history.max_values_per_device,
+            HistoryConfig::default().max_values_per_device
+        );
+        c.validate().expect("valid");
+    }
+
+    #[test]
     fn the_default_file_parses_back_to_the_defaults() {
         let parsed = Config::parse(DEFAULT_CONFIG).expect("the embedded default config parses");
         let a = toml::Value::try_from(&parsed).expect("serializable");
