@@ -518,7 +518,7 @@ def section_history(out):
             num(d["range_ms"], "{:.0f}"), num(d["range_points"]), num(d["file_bytes"] / 1e6, "{:.0f}")))
     posts = load(out, "history_fill_posts")
     if posts:
-        L += ["", "Written as the hub writes posts (100 devices × 50 properties: 5,000 series, one job of 50",
+        L += ["", "Written as the hub writes posts (100 devices × 50 properties, one job and one `posts` row of 50",
               "values per post, 800 in flight), the same %s values go in at %s values/s." % (
                   num(posts["points"]), num(posts["fill_points_per_s"]))]
     def median(prefix):
@@ -554,7 +554,7 @@ SECTIONS = [
     ("exhaust", "## Devices that try to exhaust the hub (issue 9)", section_exhaust),
     ("register", "## Dynamic registration (issue 10)", section_register),
     ("thing-model", "## Thing model validation (issue 11)", section_thing_model),
-    ("history", "## History: stored values and their cost (issue 11)", section_history),
+    ("history", "## History: stored values and their cost (issue 11, a row per post)", section_history),
 ]
 
 

@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let config = HistoryConfig {
-            max_points_per_property: points,
+            max_values_per_device: points,
             ..HistoryConfig::default()
         };
         std::fs::create_dir_all(&dir)?;

@@ -494,8 +494,13 @@ pub struct HistoryConfig {
     pub retention_days: u32,
     /// How often pruning runs, in seconds (also once when the hub starts).
     pub prune_interval_secs: u64,
-    /// Kept values per property of one device; the oldest go first.
-    pub max_points_per_property: u64,
+    /// Kept property values per device (all its properties together); beyond it the oldest
+    /// posts go first, whole.
+    pub max_values_per_device: u64,
+    /// Deprecated: the per-property cap of the first history layout, read and ignored (a
+    /// warning says so when the history opens); use `max_values_per_device`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_points_per_property: Option<u64>,
     /// Kept events per device; the oldest go first.
     pub max_events_per_device: u64,
     /// Kept call-log entries per device; the oldest go first.
@@ -505,12 +510,14 @@ pub struct HistoryConfig {
 impl Default for HistoryConfig {
     fn default() -> Self {
         // 30 days: what the platform keeps of thing-model data by default. The caps bound one
-        // device's share whatever the retention: 100,000 values of ~60 bytes are ~6 MB per property.
+        // device's share whatever the retention: 1,000,000 values of ~25 bytes (a number and its
+        // identifier in a post's row) are ~25 MB per device, 20,000 posts of 50 properties.
         Self {
             enabled: true,
             retention_days: 30,
             prune_interval_secs: 3600,
-            max_points_per_property: 100_000,
+            max_values_per_device: 1_000_000,
+            max_points_per_property: None,
             max_events_per_device: 10_000,
             max_calls_per_device: 10_000,
         }
@@ -529,12 +536,12 @@ impl HistoryConfig {
         if self.prune_interval_secs == 0 {
             return Err(config_err("history.prune_interval_secs must be at least 1"));
         }
-        if self.max_points_per_property == 0
+        if self.max_values_per_device == 0
             || self.max_events_per_device == 0
             || self.max_calls_per_device == 0
         {
             return Err(config_err(
-                "history caps (max_points_per_property, max_events_per_device, max_calls_per_device) must be at least 1",
+                "history caps (max_values_per_device, max_events_per_device, max_calls_per_device) must be at least 1",
             ));
         }
         Ok(())
@@ -757,6 +764,17 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_old_per_property_history_cap_is_read_and_ignored() {
+        let c = Config::parse("[history]\nmax_points_per_property = 5\n").expect("accepted");
+        assert_eq!(c.history.max_points_per_property, Some(5));
+        assert_eq!(
+            c.history.max_values_per_device,
+            HistoryConfig::default().max_values_per_device
+        );
+        c.validate().expect("valid");
+    }
 
     #[test]
     fn the_default_file_parses_back_to_the_defaults() {

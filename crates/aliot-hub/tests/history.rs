@@ -277,7 +277,7 @@ async fn bad_query_parameters_get_400_with_the_reason() {
 #[tokio::test]
 async fn points_past_the_retention_are_pruned_and_caps_keep_the_newest() {
     let hub = TestHub::start_with(tempfile::tempdir().expect("a directory"), |c| {
-        c.history.max_points_per_property = 5;
+        c.history.max_values_per_device = 5;
         c.history.max_events_per_device = 2;
     })
     .await;
@@ -340,7 +340,7 @@ async fn points_past_the_retention_are_pruned_and_caps_keep_the_newest() {
     let dir = hub.stop().await;
     let hub = TestHub::start_with(dir, |c| {
         c.history.retention_days = 7;
-        c.history.max_points_per_property = 5;
+        c.history.max_values_per_device = 5;
         c.history.max_events_per_device = 2;
     })
     .await;
