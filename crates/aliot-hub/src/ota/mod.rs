@@ -6,7 +6,7 @@
 //! |---|---|
 //! | push payload (`code` "1000", numeric `id`, `data{size,version,url,md5\|sign,signMethod,module,extData}`) | `Ota::push_payload` |
 //! | task QUEUED → NOTIFIED (pushed or pulled) → IN_PROGRESS (step 1..100) → SUCCEEDED (target version informed) / FAILED (negative step, timeout) | `Ota::progress`, `Ota::inform`, the driver |
-//! | retries (`RetryInterval` minutes, `RetryCount`), `TimeoutInMinutes`, `MaximumPerMinute` (token bucket) | the driver (`Ota::tick`) |
+//! | retries (`RetryInterval` minutes, `RetryCount`), `TimeoutInMinutes`, `MaximumPerMinute` (a sliding 60 s window) | the driver (`Ota::tick`) |
 //! | dynamic jobs take devices that report a source version later | `Ota::inform` |
 //!
 //! The driver is one tokio task: it wakes every second, or at once when a device informs a
@@ -95,11 +95,12 @@ pub struct JobProgress {
     pub tasks: Vec<Task>,
 }
 
-/// Token bucket of a job (`MaximumPerMinute`).
-#[derive(Debug, Clone, Copy)]
+/// The pushes of a job in the last 60 s (`MaximumPerMinute`): a sliding window, so that no
+/// 60-second window ever holds more than the maximum (a token bucket that starts full lets a
+/// window hold twice as many). Holds at most `MaximumPerMinute` times, each one a push made.
+#[derive(Debug, Default)]
 struct Bucket {
-    tokens: f64,
-    at_ms: u64,
+    sent: std::collections::VecDeque<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -903,18 +904,13 @@ impl Ota {
                     continue;
                 };
                 queued.sort_by(|a, b| a.device_name.cmp(&b.device_name));
-                let bucket = buckets.entry(job_id.clone()).or_insert(Bucket {
-                    tokens: f64::from(job.maximum_per_minute),
-                    at_ms: now,
-                });
-                if job.maximum_per_minute > 0 {
-                    let max = f64::from(job.maximum_per_minute);
-                    let elapsed = now.saturating_sub(bucket.at_ms) as f64;
-                    bucket.tokens = (bucket.tokens + elapsed * max / 60_000.0).min(max);
-                    bucket.at_ms = now;
+                let bucket = buckets.entry(job_id.clone()).or_default();
+                while bucket.sent.front().is_some_and(|&at| at.saturating_add(60_000) <= now) {
+                    bucket.sent.pop_front();
                 }
+                let max = usize::try_from(job.maximum_per_minute).unwrap_or(usize::MAX);
                 for t in queued {
-                    if job.maximum_per_minute > 0 && bucket.tokens < 1.0 {
+                    if max > 0 && bucket.sent.len() >= max {
                         break;
                     }
                     let topic = format!("/ota/device/upgrade/{}/{}", t.product_key, t.device_name);
@@ -933,8 +929,8 @@ impl Ota {
                         // Offline, not subscribed yet, or its queue is full: pushed later.
                         continue;
                     }
-                    if job.maximum_per_minute > 0 {
-                        bucket.tokens -= 1.0;
+                    if max > 0 {
+                        bucket.sent.push_back(now);
                     }
                     t.task_status = TaskStatus::Notified;
                     t.pushes += 1;
