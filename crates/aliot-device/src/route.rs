@@ -98,6 +98,9 @@ pub(crate) fn route(topic: &str, payload: &[u8], pk: &str, dn: &str) -> Route {
     match parsed {
         Topic::Sys { path, .. } => match path {
             SysPath::Reply(_) => Route::Reply,
+            // Replies to paths the protocol crate does not type (gateway `thing/topo/add_reply`,
+            // `thing/sub/register_reply`…) answer by id too.
+            SysPath::Other(p) if p.ends_with("_reply") => Route::Reply,
             SysPath::PropertySet => Route::PropertySet {
                 reply_topic: format!("{topic}_reply"),
             },
