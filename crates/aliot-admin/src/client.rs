@@ -297,6 +297,7 @@ impl Client {
     pub async fn set_dynamic_registration(&self, product_key: &str, enabled: bool) -> Result<ProductView> {
         let body = UpdateProduct {
             dynamic_registration: Some(enabled),
+            ..UpdateProduct::default()
         };
         let path = format!("/api/v1/products/{}", segment(product_key));
         self.send_json(Method::PATCH, &path, &body, self.timeout).await

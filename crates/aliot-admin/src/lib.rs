@@ -63,6 +63,7 @@ mod device;
 mod downlink;
 mod error;
 mod event;
+mod gateway;
 mod health;
 mod history;
 mod product;
@@ -81,6 +82,9 @@ pub use device::{
 pub use downlink::{Call, Encoding, InvalidBase64, Publish, PublishOutcome, Published, Rrpc, RrpcAnswer};
 pub use error::{Error, ErrorBody, Result};
 pub use event::{Event, EventFilter, EventStream, MAX_EVENT_SIZE};
+pub use gateway::{
+    ChangeTopology, DeviceKey, GatewayView, NodeType, TopologyItem, TopologyNotified, TopologyView,
+};
 pub use health::Health;
 pub use history::{
     CallRecord, DEFAULT_PAGE, EventRecord, HistoryQuery, LatestProperty, MAX_PAGE, Order, Page, PropertyPoint,

@@ -22,6 +22,9 @@ pub struct UpdateProduct {
     /// Whether devices may register themselves with the productSecret (dynamic registration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamic_registration: Option<bool>,
+    /// The product's node type (`direct`, `gateway`, `sub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_type: Option<crate::NodeType>,
 }
 
 /// The answer to `PUT /api/v1/products/{pk}/tsl`: what the imported thing model holds.
@@ -60,6 +63,9 @@ pub struct ProductView {
     /// product; `PATCH` turns it on).
     #[serde(default)]
     pub dynamic_registration: bool,
+    /// The node type (absent: `direct`).
+    #[serde(default, skip_serializing_if = "crate::NodeType::is_direct")]
+    pub node_type: crate::NodeType,
 }
 
 impl fmt::Debug for ProductView {
@@ -115,6 +121,7 @@ mod tests {
             created_time: "2023-11-14T22:13:20.000Z".into(),
             device_count: 2,
             dynamic_registration: true,
+            node_type: crate::NodeType::Direct,
         };
         assert_wire(
             &p,

@@ -98,6 +98,10 @@ pub(crate) trait Cluster: Send + Sync + fmt::Debug + 'static {
     /// Lets the device log in again (enabled, or registered anew).
     fn unblock(&self, product_key: &str, device_name: &str);
 
+    /// Logs a sub-device out of whichever gateway connection speaks for it; returns whether
+    /// one did.
+    fn logout_sub(&self, product_key: &str, device_name: &str) -> bool;
+
     /// The deviceNames of a product's online devices, sorted.
     fn online_devices(&self, product_key: &str) -> Vec<String>;
 
@@ -206,6 +210,13 @@ impl Cluster for LocalCluster {
 
     fn unblock(&self, product_key: &str, device_name: &str) {
         self.table.unblock(product_key, device_name);
+    }
+
+    fn logout_sub(&self, product_key: &str, device_name: &str) -> bool {
+        self.table
+            .subs()
+            .kick(&(product_key.to_owned(), device_name.to_owned()))
+            .is_some()
     }
 
     fn online_devices(&self, product_key: &str) -> Vec<String> {

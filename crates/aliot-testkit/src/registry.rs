@@ -99,6 +99,7 @@ impl MemoryRegistry {
                 created_ms: 0,
                 device_count: 0,
                 dynamic_registration: false,
+                node_type: aliot_hub::registry::NodeType::Direct,
             });
         s.devices.insert(
             key(product_key, device_name),
@@ -155,6 +156,7 @@ impl Registry for MemoryRegistry {
                     created_ms: 0,
                     device_count: 0,
                     dynamic_registration: false,
+                    node_type: aliot_hub::registry::NodeType::Direct,
                 })
                 .clone()),
         };
@@ -462,6 +464,23 @@ impl Registry for MemoryRegistry {
             .get(product_key)
             .and_then(|(c, bytes)| c.file.clone().zip(bytes.clone()));
         Box::pin(std::future::ready(Ok(file)))
+    }
+
+    fn set_node_type<'a>(
+        &'a self,
+        product_key: &'a str,
+        node_type: aliot_hub::registry::NodeType,
+    ) -> BoxFuture<'a, Result<Product>> {
+        let result = match self.lock().products.get_mut(product_key) {
+            Some(p) => {
+                p.node_type = node_type;
+                Ok(p.clone())
+            }
+            None => Err(Error::ProductNotFound {
+                product_key: product_key.to_owned(),
+            }),
+        };
+        Box::pin(std::future::ready(result))
     }
 
     fn add_topology<'a>(

@@ -24,6 +24,7 @@ use super::usage;
 use crate::{output, signal};
 
 mod config;
+mod gateway;
 mod history;
 
 /// Arguments of `aliot admin`.
@@ -68,6 +69,9 @@ enum AdminCommand {
     /// Register, list, show, enable, disable or delete devices.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Gateways: the topology of a gateway (its sub-devices).
+    #[command(subcommand)]
+    Gateway(gateway::GatewayCommand),
     /// Send a message to a device on one of its topics (the platform's Pub).
     Publish(PublishArgs),
     /// Set properties on a device and print its set_reply.
@@ -93,6 +97,9 @@ enum ProductCommand {
         /// Allow dynamic registration (devices registering with the productSecret).
         #[arg(long)]
         dynamic_registration: bool,
+        /// The node type: direct device, gateway, or sub-device (logs in through a gateway).
+        #[arg(long, value_name = "TYPE", default_value = "direct", value_parser = ["direct", "gateway", "sub"])]
+        node_type: String,
     },
     /// List the products.
     List,
@@ -114,7 +121,10 @@ enum ProductCommand {
         product_key: String,
         /// Allow (`on`) or forbid (`off`) devices to register with the productSecret.
         #[arg(long, value_name = "on|off", value_parser = ["on", "off"])]
-        dynamic_registration: String,
+        dynamic_registration: Option<String>,
+        /// The node type: direct device, gateway, or sub-device.
+        #[arg(long, value_name = "TYPE", value_parser = ["direct", "gateway", "sub"])]
+        node_type: Option<String>,
     },
 }
 
@@ -171,7 +181,7 @@ enum DeviceCommand {
         #[arg(long, default_value = "json", value_parser = ["json", "csv"])]
         format: String,
     },
-    /// Show a device: status, session, last login, last reported properties.
+    /// Show a device: status, session, last login, last reported properties, its gateway.
     Show(DeviceRef),
     /// Enable a device.
     Enable(DeviceRef),
@@ -554,12 +564,17 @@ fn job(command: AdminCommand) -> anyhow::Result<Job> {
             name,
             product_key,
             dynamic_registration,
+            node_type,
         }) => {
             let product = CreateProduct { name, product_key };
+            let node_type = node_type_of(&node_type);
             json(move |c| async move {
-                let created = c.create_product(&product).await?;
+                let mut created = c.create_product(&product).await?;
                 if dynamic_registration {
-                    return c.set_dynamic_registration(&created.product_key, true).await;
+                    created = c.set_dynamic_registration(&created.product_key, true).await?;
+                }
+                if !node_type.is_direct() {
+                    created = c.set_node_type(&created.product_key, node_type).await?;
                 }
                 Ok(created)
             })
@@ -567,9 +582,25 @@ fn job(command: AdminCommand) -> anyhow::Result<Job> {
         AdminCommand::Product(ProductCommand::Update {
             product_key,
             dynamic_registration,
+            node_type,
         }) => {
-            let on = dynamic_registration == "on";
-            json(move |c| async move { c.set_dynamic_registration(&product_key, on).await })
+            if dynamic_registration.is_none() && node_type.is_none() {
+                return Err(usage(
+                    "nothing to change: give --dynamic-registration or --node-type",
+                ));
+            }
+            let on = dynamic_registration.map(|d| d == "on");
+            let node_type = node_type.as_deref().map(node_type_of);
+            json(move |c| async move {
+                let mut product = c.product(&product_key).await?;
+                if let Some(on) = on {
+                    product = c.set_dynamic_registration(&product_key, on).await?;
+                }
+                if let Some(t) = node_type {
+                    product = c.set_node_type(&product_key, t).await?;
+                }
+                Ok(product)
+            })
         }
         AdminCommand::Product(ProductCommand::List) => json(|c| async move { c.products().await }),
         AdminCommand::Product(ProductCommand::Config { command }) => config::job(command),
@@ -605,9 +636,16 @@ fn job(command: AdminCommand) -> anyhow::Result<Job> {
                 _ => json(move |c| async move { c.devices(&pk, status).await }),
             }
         }
-        AdminCommand::Device(DeviceCommand::Show(d)) => {
-            json(|c| async move { c.device(&d.product_key, &d.device_name).await })
-        }
+        AdminCommand::Device(DeviceCommand::Show(d)) => json(|c| async move {
+            let device = c.device(&d.product_key, &d.device_name).await?;
+            let gateway = c.gateway_of(&d.product_key, &d.device_name).await?;
+            let mut view = serde_json::to_value(device).unwrap_or_default();
+            if let (Some(obj), Some(gw)) = (view.as_object_mut(), gateway.gateway) {
+                obj.insert("gateway".into(), serde_json::to_value(gw).unwrap_or_default());
+            }
+            Ok(view)
+        }),
+        AdminCommand::Gateway(g) => gateway::job(g),
         AdminCommand::Device(DeviceCommand::Reset(d)) => {
             json(|c| async move { c.reset_device(&d.product_key, &d.device_name).await })
         }
@@ -692,6 +730,15 @@ fn job(command: AdminCommand) -> anyhow::Result<Job> {
                 Box::pin(async move { follow_events(&c, &filter).await })
             }))
         }
+    }
+}
+
+/// `direct`, `gateway` or `sub` (clap checked it).
+fn node_type_of(text: &str) -> aliot_admin::NodeType {
+    match text {
+        "gateway" => aliot_admin::NodeType::Gateway,
+        "sub" => aliot_admin::NodeType::Sub,
+        _ => aliot_admin::NodeType::Direct,
     }
 }
 

@@ -119,6 +119,7 @@ impl From<service::Error> for ApiError {
             service::Error::InvalidArgument(_) | service::Error::ThingModel { .. } => StatusCode::BAD_REQUEST,
             service::Error::ShadowRefused(ref r) if r.code == 409 => StatusCode::CONFLICT,
             service::Error::ShadowRefused(_) => StatusCode::BAD_REQUEST,
+            service::Error::Topology(_) => StatusCode::CONFLICT,
         };
         let code = e.code();
         Self::new(status, code, ErrorChain(&e).to_string())

@@ -11,6 +11,7 @@
 //! | 404 | `product_not_found`, `device_not_found`, `not_found` | unknown product, device or route |
 //! | 409 | `device_exists`, `product_exists` | registration of something that exists |
 //! | 409 | `device_offline`, `not_subscribed` | a call that needs the device's answer, and it cannot get one |
+//! | 409 | `topology_refused` | a topology change the platform refuses (the message has its code: 6402 itself, 6400 too many, 6619 another gateway's, 6401 not in it) |
 //! | 409 | `version_conflict` | a desired or shadow change named a version that is not the current one |
 //! | 400 | `shadow_refused` | a shadow update past its caps (128 attributes, 16 KiB) |
 //! | 429 | `too_many_pending_calls` | too many calls already wait for this device |
@@ -44,6 +45,9 @@
 //! - `GET …/devices/{dn}/properties` (latest values), `GET …/properties/{identifier}/history`,
 //!   `GET …/devices/{dn}/events`, `GET …/devices/{dn}/calls` (pages: `?from=&to=&limit=&cursor=&order=`;
 //!   see `history.rs`)
+//! - `GET|POST …/devices/{dn}/topology` (a gateway's sub-devices; `{"subDevices":[{productKey,
+//!   deviceName}]}` adds), `POST …/topology/remove`, `POST …/topology/notify`
+//!   (`thing.topo.add.notify`), `GET …/devices/{dn}/gateway` (see `gateway.rs`)
 //! - `GET /api/v1/events[?productKey=&deviceName=&type=a,b]` (server-sent events)
 //! - `GET|PUT|PATCH|DELETE /api/v1/products/{pk}/config`, `GET …/config/file`,
 //!   `POST …/config/push`: remote configuration (see `config.rs`); without a device HTTP
@@ -71,6 +75,7 @@ mod devices;
 mod downlink;
 mod error;
 mod events;
+mod gateway;
 mod history;
 mod process;
 mod products;
@@ -188,6 +193,22 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/api/v1/products/{pk}/devices/{dn}/rrpc", post(downlink::rrpc))
         .route("/api/v1/products/{pk}/devices/{dn}/reset", post(devices::reset))
+        .route(
+            "/api/v1/products/{pk}/devices/{dn}/topology",
+            get(gateway::topology).post(gateway::add),
+        )
+        .route(
+            "/api/v1/products/{pk}/devices/{dn}/topology/remove",
+            post(gateway::remove),
+        )
+        .route(
+            "/api/v1/products/{pk}/devices/{dn}/topology/notify",
+            post(gateway::notify),
+        )
+        .route(
+            "/api/v1/products/{pk}/devices/{dn}/gateway",
+            get(gateway::gateway),
+        )
         .route(
             "/api/v1/products/{pk}/devices/{dn}/desired",
             get(desired::query).post(desired::set),

@@ -22,6 +22,7 @@ fn view(p: Product) -> ProductView {
         name: p.name,
         product_secret: p.product_secret,
         dynamic_registration: p.dynamic_registration,
+        node_type: p.node_type,
     }
 }
 
@@ -49,10 +50,13 @@ pub(super) async fn update(
 ) -> Result<Json<ProductView>, ApiError> {
     let Json(body) = body?;
     let service = state.service();
-    let product = match body.dynamic_registration {
+    let mut product = match body.dynamic_registration {
         Some(enabled) => service.set_dynamic_registration(&pk, enabled).await?,
         None => service.product(&pk).await?,
     };
+    if let Some(node_type) = body.node_type {
+        product = service.set_node_type(&pk, node_type).await?;
+    }
     Ok(Json(view(product)))
 }
 

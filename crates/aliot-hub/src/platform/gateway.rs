@@ -16,7 +16,7 @@
 //! sub-device's.
 
 use aliot_protocol::alink::{MessageId, Request};
-use aliot_protocol::sign::{SignMethod, sign_content};
+use aliot_protocol::gateway::{MAX_BATCH, SubSignMethod, code, verify_sub_sign};
 use aliot_protocol::topic::{Access, device_may_access};
 use std::sync::Arc;
 
@@ -25,9 +25,6 @@ use serde_json::{Value, json};
 
 use crate::registry::{DeviceRef, Registry};
 use crate::table::{Session, SubSessions, TooManyOnline};
-
-/// The most sub-devices one batch login names (the platform's 50).
-pub(crate) const MAX_BATCH: usize = 50;
 
 /// Whether a gateway's connection (`principal`) may use `topic`: its own rights, or those of
 /// a sub-device it speaks for.
@@ -202,29 +199,23 @@ impl SignedSub {
         }
     }
 
-    /// Whether the sign was made with the sub-device's secret: `hex(HMAC(secret,
-    /// "clientId…deviceName…productKey…timestamp…"))`, with or without the `cleanSession{v}`
-    /// prefix of the documentation's example; any timestamp; method and hex case-insensitive.
+    /// Whether the sign was made with the sub-device's secret (the shared rule,
+    /// [`verify_sub_sign`]: with or without the `cleanSession{v}` prefix, any timestamp, method
+    /// and hex case-insensitive).
     pub(crate) fn verify(&self, secret: &str) -> bool {
-        let method = match self.method.to_ascii_lowercase().as_str() {
-            "hmacsha1" => SignMethod::HmacSha1,
-            "hmacsha256" => SignMethod::HmacSha256,
-            "hmacmd5" => SignMethod::HmacMd5,
-            _ => return false,
+        let Ok(method) = self.method.parse::<SubSignMethod>() else {
+            return false;
         };
-        let content = sign_content(
+        verify_sub_sign(
+            method,
+            secret,
             &self.client_id,
             &self.device.1,
             &self.device.0,
-            Some(&self.timestamp),
-        );
-        let ok =
-            |content: &str| method.verify_hex(secret.as_bytes(), content.as_bytes(), self.sign.as_bytes());
-        ok(&content)
-            || self
-                .clean_session
-                .as_ref()
-                .is_some_and(|cs| ok(&format!("cleanSession{cs}{content}")))
+            &self.timestamp,
+            self.clean_session.as_deref(),
+            &self.sign,
+        )
     }
 }
 
@@ -319,15 +310,21 @@ async fn check_login(
         return Err(Refusal::new(6100, format!("device {pk}/{dn} not found")));
     };
     if !auth.enabled {
-        return Err(Refusal::new(522, format!("device {pk}/{dn} is disabled")));
+        return Err(Refusal::new(
+            code::DISABLED,
+            format!("device {pk}/{dn} is disabled"),
+        ));
     }
     if !signed.verify(&auth.device_secret) {
-        return Err(Refusal::new(6287, format!("sign check failed for {pk}/{dn}")));
+        return Err(Refusal::new(
+            code::LOGIN_SIGN_FAILED,
+            format!("sign check failed for {pk}/{dn}"),
+        ));
     }
     match registry.gateway_of(signed.device.clone()).await {
         Ok(Some(gw)) if &gw == gateway => Ok(signed.device),
         Ok(_) => Err(Refusal::new(
-            6401,
+            code::NO_TOPO,
             format!(
                 "{pk}/{dn} is not in the topology of gateway {}/{}",
                 gateway.0, gateway.1
@@ -390,7 +387,7 @@ pub(crate) async fn handle(
                     return Outcome::refused(
                         &request,
                         op,
-                        &Refusal::new(6402, "a gateway cannot add itself"),
+                        &Refusal::new(code::ADD_ITSELF, "a gateway cannot add itself"),
                         json!({}),
                     );
                 }
@@ -406,14 +403,14 @@ pub(crate) async fn handle(
                     return Outcome::refused(
                         &request,
                         op,
-                        &Refusal::new(401, format!("sign check failed for {pk}/{dn}")),
+                        &Refusal::new(code::TOPO_SIGN_FAILED, format!("sign check failed for {pk}/{dn}")),
                         json!({}),
                     );
                 }
                 adding.push(signed.device);
             }
-            match registry.add_topology(gateway, adding.clone()).await {
-                Ok(Ok(_)) => Outcome::success(&request, op, refs_json(&adding)),
+            match registry.add_topology(gateway, adding).await {
+                Ok(Ok(_)) => Outcome::success(&request, op, json!({})),
                 Ok(Err(refusal)) => Outcome::refused(
                     &request,
                     op,
@@ -445,7 +442,7 @@ pub(crate) async fn handle(
             }
             match registry.remove_topology(gateway, removing.clone()).await {
                 Ok(Ok(_)) => {
-                    let mut out = Outcome::success(&request, op, refs_json(&removing));
+                    let mut out = Outcome::success(&request, op, json!({}));
                     for sub in &removing {
                         if subs.logout(&session, sub) {
                             out.offline.push((sub.clone(), "topology removed"));
@@ -501,7 +498,10 @@ pub(crate) async fn handle(
                         return Outcome::refused(
                             &request,
                             op,
-                            &Refusal::new(6288, format!("dynamic registration is off for product {pk}")),
+                            &Refusal::new(
+                                code::DYNREG_OFF,
+                                format!("dynamic registration is off for product {pk}"),
+                            ),
                             json!({}),
                         );
                     }
@@ -528,7 +528,10 @@ pub(crate) async fn handle(
                     return Outcome::refused(
                         &request,
                         op,
-                        &Refusal::new(6619, format!("{pk}/{dn} belongs to another gateway")),
+                        &Refusal::new(
+                            code::BOUND_ELSEWHERE,
+                            format!("{pk}/{dn} belongs to another gateway"),
+                        ),
                         json!({}),
                     );
                 }
@@ -625,7 +628,10 @@ pub(crate) async fn handle(
             Ok((pk, dn)) => Outcome::refused(
                 &request,
                 op,
-                &Refusal::new(520, format!("{pk}/{dn} has no session on this gateway")),
+                &Refusal::new(
+                    code::NO_SESSION,
+                    format!("{pk}/{dn} has no session on this gateway"),
+                ),
                 json!({}),
             ),
             Err(r) => Outcome::refused(&request, op, &r, json!({})),
@@ -639,7 +645,10 @@ pub(crate) async fn handle(
                 return Outcome::refused(
                     &request,
                     op,
-                    &Refusal::new(520, format!("{pk}/{dn} has no session on this gateway")),
+                    &Refusal::new(
+                        code::NO_SESSION,
+                        format!("{pk}/{dn} has no session on this gateway"),
+                    ),
                     json!({}),
                 );
             }
@@ -673,7 +682,10 @@ fn login(
         Err(TooManyOnline { limit }) => Outcome::refused(
             request,
             op,
-            &Refusal::new(428, format!("a gateway has at most {limit} sub-devices online")),
+            &Refusal::new(
+                code::TOO_MANY_ONLINE,
+                format!("a gateway has at most {limit} sub-devices online"),
+            ),
             json!({}),
         ),
     }
@@ -682,6 +694,8 @@ fn login(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use aliot_protocol::sign::SignMethod;
 
     #[test]
     fn the_spec_vector_signs_a_sub_device_with_both_source_variants() {

@@ -46,7 +46,7 @@ mod answer;
 mod auth;
 pub(crate) mod config;
 mod desired;
-mod gateway;
+pub(crate) mod gateway;
 mod handling;
 mod lane;
 mod ntp;
@@ -535,6 +535,12 @@ impl Platform {
         });
     }
 
+    /// The device, other than the connection's own, whose topic `topic` is.
+    fn not_logged_in(&self, session: &Session, topic: &str) -> Option<crate::registry::DeviceRef> {
+        let own = (session.id.product_key(), session.id.device_name());
+        gateway::speaker(topic, &|pk, dn| (pk, dn) != own, Access::Publish)
+    }
+
     /// A notice about a sub-device on its gateway's `/ext/error/{pk}/{dn}`.
     fn sub_notice(&self, gateway: &Session, code: u32, message: &str, sub: &crate::registry::DeviceRef) {
         let topic = format!(
@@ -668,6 +674,9 @@ impl Hooks for Platform {
         );
         if !ok {
             self.acl_denied(session, "publish", topic, 0);
+            // A gateway's publish for a sub-device without a session is answered on its
+            // `/ext/error` (520) by `uplink`, not with a disconnection.
+            return self.subs.is_gateway(session) && self.not_logged_in(session, topic).is_some();
         }
         ok
     }
@@ -705,6 +714,19 @@ impl Hooks for Platform {
                 Access::Publish,
             )
         };
+        if sub.is_none()
+            && !device_may_access(own.0, own.1, topic, Access::Publish)
+            && let Some(other) = self.not_logged_in(session, topic)
+        {
+            self.problem(
+                session,
+                Some(topic),
+                "publish for a sub-device that is not logged in (520)",
+                false,
+            );
+            self.sub_notice(session, 520, "sub-device not logged in", &other);
+            return;
+        }
         let (pk, dn) = sub.as_ref().map_or(own, |(pk, dn)| (pk.as_str(), dn.as_str()));
         let (reply, problem, deferred, durable) =
             self.process(pk, dn, topic, publish.qos.value(), &publish.payload);

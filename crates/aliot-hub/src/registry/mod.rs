@@ -74,6 +74,7 @@ pub use self::topology::{
 };
 
 pub use crate::BoxFuture;
+pub use aliot_admin::NodeType;
 
 /// The longest product name.
 pub const MAX_PRODUCT_NAME_LEN: usize = 64;
@@ -97,6 +98,8 @@ pub struct Product {
     /// Whether devices may register themselves with the productSecret (spec §5.1, §5.2; off
     /// for a new product, as on the platform).
     pub dynamic_registration: bool,
+    /// Direct device, gateway or sub-device (cloud-side §5).
+    pub node_type: NodeType,
 }
 
 impl fmt::Debug for Product {
@@ -108,6 +111,7 @@ impl fmt::Debug for Product {
             .field("created_ms", &self.created_ms)
             .field("device_count", &self.device_count)
             .field("dynamic_registration", &self.dynamic_registration)
+            .field("node_type", &self.node_type)
             .finish()
     }
 }
@@ -553,6 +557,20 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
         Box::pin(std::future::ready(Err(Error::Unsupported(
             "dynamic registration",
         ))))
+    }
+
+    /// Sets a product's node type, durably; returns the product as it now is.
+    ///
+    /// # Errors
+    /// [`Error::ProductNotFound`], [`Error::Storage`]; [`Error::Unsupported`] from a registry
+    /// without node types (the default).
+    fn set_node_type<'a>(
+        &'a self,
+        product_key: &'a str,
+        node_type: NodeType,
+    ) -> BoxFuture<'a, Result<Product>> {
+        let _ = (product_key, node_type);
+        Box::pin(std::future::ready(Err(Error::Unsupported("node types"))))
     }
 
     /// Registers a device dynamically by the rules of `enrolment_rule`: a new deviceSecret

@@ -58,9 +58,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::store::{Backend, DEVICE_TOKENS, DEVICES, MAX_RETRY_DELAY, PRODUCT_TSL, PRODUCTS, Store};
 use super::{
     BoxFuture, CallRecord, Device, DeviceAuth, Enrolled, Enrolment, EnrolmentStep, Error, EventRecord,
-    History, LatestProperty, NewDevice, Page, Product, ProductAuth, ProductTsl, Properties, PropertyLimits,
-    PropertyPoint, Records, Registry, RegistryCounts, RegistryHealth, Result, Window, enrolment_rule,
-    invalid, validate_new_devices, validate_product_name,
+    History, LatestProperty, NewDevice, NodeType, Page, Product, ProductAuth, ProductTsl, Properties,
+    PropertyLimits, PropertyPoint, Records, Registry, RegistryCounts, RegistryHealth, Result, Window,
+    enrolment_rule, invalid, validate_new_devices, validate_product_name,
 };
 use crate::clock::now_ms;
 use crate::config::{HistoryConfig, RegistryConfig, create_private_dir, ensure_private_file};
@@ -99,6 +99,8 @@ struct ProductRecord {
     created_ms: u64,
     #[serde(default)]
     dynamic_registration: bool,
+    #[serde(default, skip_serializing_if = "NodeType::is_direct")]
+    node_type: NodeType,
 }
 
 /// How a device is stored, on disk (JSON) and in memory.
@@ -567,6 +569,7 @@ impl RedbRegistry {
             created_ms: r.created_ms,
             device_count: self.device_count_of(product_key),
             dynamic_registration: r.dynamic_registration,
+            node_type: r.node_type,
         }
     }
 
@@ -670,6 +673,7 @@ impl RedbRegistry {
                 product_secret: random_alnum(32),
                 created_ms: now_ms(),
                 dynamic_registration: false,
+                node_type: NodeType::Direct,
             };
             let txn = db.begin_write().map_err(st("starting a product registration"))?;
             {
@@ -864,6 +868,11 @@ impl RedbRegistry {
 impl RedbRegistry {
     /// Allows or forbids dynamic registration for a product (blocking).
     fn set_dynamic_registration_blocking(&self, pk: String, enabled: bool) -> Result<Product> {
+        self.change_product(pk, |rec| rec.dynamic_registration = enabled)
+    }
+
+    /// Changes a product's record (blocking): committed, then memory follows.
+    fn change_product(&self, pk: String, change: impl FnOnce(&mut ProductRecord)) -> Result<Product> {
         self.write(|db| {
             let mut rec =
                 read_lock(&self.inner.products)
@@ -872,7 +881,7 @@ impl RedbRegistry {
                     .ok_or_else(|| Error::ProductNotFound {
                         product_key: pk.clone(),
                     })?;
-            rec.dynamic_registration = enabled;
+            change(&mut rec);
             let txn = db.begin_write().map_err(st("starting a product update"))?;
             {
                 let mut table = txn
@@ -884,7 +893,7 @@ impl RedbRegistry {
             }
             txn.commit().map_err(st("committing a product update"))?;
             write_lock(&self.inner.products).insert(pk.clone(), rec.clone());
-            tracing::info!(product_key = %pk, dynamic_registration = enabled, "product updated");
+            tracing::info!(product_key = %pk, dynamic_registration = rec.dynamic_registration, node_type = rec.node_type.as_str(), "product updated");
             Ok(self.product_view(&pk, &rec))
         })
     }
@@ -1475,6 +1484,18 @@ impl Registry for RedbRegistry {
         }))
     }
 
+    fn set_node_type<'a>(
+        &'a self,
+        product_key: &'a str,
+        node_type: NodeType,
+    ) -> BoxFuture<'a, Result<Product>> {
+        let this = self.clone();
+        let pk = product_key.to_owned();
+        Box::pin(blocking(move || {
+            this.change_product(pk, |rec| rec.node_type = node_type)
+        }))
+    }
+
     fn add_topology<'a>(
         &'a self,
         gateway: super::DeviceRef,
@@ -1900,6 +1921,7 @@ mod tests {
             created_ms: 1,
             device_count: 0,
             dynamic_registration: false,
+            node_type: NodeType::Direct,
         };
         assert!(!format!("{p:?}").contains("topsecret"));
     }

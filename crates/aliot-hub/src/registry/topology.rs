@@ -294,7 +294,7 @@ mod tests {
         let gw = d("gp", "gw");
         let mut none = |_: &DeviceRef| None;
         assert_eq!(
-            plan_add(&gw, &[], &[gw.clone()], &mut none),
+            plan_add(&gw, &[], std::slice::from_ref(&gw), &mut none),
             Err(TopoRefusal::Itself)
         );
         let next = plan_add(&gw, &[], &[d("sp", "b"), d("sp", "a"), d("sp", "a")], &mut none).expect("added");

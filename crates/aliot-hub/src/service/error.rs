@@ -108,6 +108,11 @@ pub enum Error {
     /// payload above the packet limit...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+
+    /// The platform refuses a topology change (its code: 6402, 6400, 6619, 6401); nothing was
+    /// changed.
+    #[error("topology refused (code {code}): {0}", code = .0.code())]
+    Topology(registry::TopoRefusal),
 }
 
 impl Error {
@@ -129,6 +134,7 @@ impl Error {
             Error::ThingModel { .. } => "thing_model",
             Error::ShadowRefused(r) if r.code == 409 => "version_conflict",
             Error::ShadowRefused(_) => "shadow_refused",
+            Error::Topology(_) => "topology_refused",
         }
     }
 }

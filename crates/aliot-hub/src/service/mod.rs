@@ -29,6 +29,7 @@ mod call_log;
 mod config;
 mod desired;
 mod error;
+mod gateway;
 mod model_check;
 
 pub use self::config::ConfigPush;
@@ -329,6 +330,8 @@ impl Service {
         if !enabled && cluster.block(product_key, device_name) {
             tracing::info!(product_key, device_name, "disabled device disconnected");
         }
+        let method = if enabled { "thing.enable" } else { "thing.disable" };
+        self.notify_gateway(product_key, device_name, method).await;
         let device = self
             .inner
             .registry
@@ -347,6 +350,53 @@ impl Service {
         Ok(device?)
     }
 
+    /// Tells a sub-device's gateway that the sub-device was disabled, enabled or deleted
+    /// (`method`): `/sys/{pk}/{dn}/thing/{disable|enable|delete}` on the gateway's connection
+    /// (reaching it when it subscribed the topic), and for a disable or delete a notice on its
+    /// `/ext/error/{gwPk}/{gwDn}` (522, 521) and the sub-device's logout. Best effort: nothing
+    /// happens for a device in no topology or a gateway offline.
+    async fn notify_gateway(&self, product_key: &str, device_name: &str, method: &str) {
+        let sub = (product_key.to_owned(), device_name.to_owned());
+        let Ok(Some(gw)) = self.inner.registry.gateway_of(sub.clone()).await else {
+            return;
+        };
+        let cluster = &self.inner.cluster;
+        let action = method.trim_start_matches("thing.");
+        let id: u64 = self.next_message_id().parse().unwrap_or_default();
+        let notice = Downlink {
+            topic: format!("/sys/{product_key}/{device_name}/thing/{action}"),
+            payload: Bytes::from(crate::platform::gateway::downlink(
+                id,
+                method,
+                Value::Object(Map::new()),
+            )),
+            qos: QoS::AtMostOnce,
+        };
+        let _ = cluster.deliver(&gw.0, &gw.1, notice, Reach::OnlineOnly);
+        let code = match method {
+            "thing.disable" => aliot_protocol::gateway::code::DISABLED,
+            "thing.delete" => aliot_protocol::gateway::code::DELETED,
+            _ => return,
+        };
+        let error = Downlink {
+            topic: format!("/ext/error/{}/{}", gw.0, gw.1),
+            payload: Bytes::from(crate::platform::gateway::error_notice(
+                id,
+                code,
+                if code == aliot_protocol::gateway::code::DISABLED {
+                    "sub-device disabled"
+                } else {
+                    "sub-device deleted"
+                },
+                &sub,
+            )),
+            qos: QoS::AtMostOnce,
+        };
+        let _ = cluster.deliver(&gw.0, &gw.1, error, Reach::OnlineOnly);
+        self.logout_sub(product_key, device_name, &format!("sub-device {action}d"))
+            .await;
+    }
+
     /// Deletes a device, disconnects it and forgets its stored session and offline queue.
     /// Returns the deleted device and whether it was online. Its logins stay blocked until a
     /// device of that name is registered again (a CONNECT authenticated just before the deletion
@@ -361,6 +411,9 @@ impl Service {
     pub async fn delete_device(&self, product_key: &str, device_name: &str) -> Result<(Device, bool)> {
         let cluster = &self.inner.cluster;
         self.inner.tokens.revoke(product_key, device_name);
+        // Before the registry forgets its topology.
+        self.notify_gateway(product_key, device_name, "thing.delete")
+            .await;
         let was_online = cluster.block(product_key, device_name);
         let device = match self.inner.registry.delete_device(product_key, device_name).await {
             Ok(d) => d,

@@ -46,7 +46,7 @@ pub(crate) use self::pending::{CallKey, Pending, PendingCalls, TooManyPending};
 pub(crate) use self::session::{
     CloseReason, DeviceNames, Offer, Outgoing, QueueLimits, Session, SessionId, Subscription, reaches,
 };
-pub(crate) use self::subs::{SubRef, SubSessions, TooManyOnline};
+pub(crate) use self::subs::{SubSessions, TooManyOnline};
 
 /// Number of shards of the device table.
 const SHARDS: usize = 64;

@@ -129,6 +129,12 @@ impl SubSessions {
             .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), gateway))
     }
 
+    /// Whether this connection has logged a sub-device in since it connected (it is a
+    /// gateway's).
+    pub(crate) fn is_gateway(&self, gateway: &Session) -> bool {
+        lock(&self.inner).by_gateway.contains_key(gateway.key())
+    }
+
     /// The gateway's connection ended: its sub-devices are logged out. Returns them.
     pub(crate) fn gateway_gone(&self, gateway: &Session) -> Vec<SubRef> {
         let mut inner = lock(&self.inner);
