@@ -496,3 +496,63 @@ async fn the_admin_api_manages_topology_and_tells_the_gateway() {
     assert_eq!(&*notify.topic, format!("/sys/{gpk}/gw/thing/topo/add/notify"));
     assert_eq!(payload_json(&notify)["id"], v["messageId"]);
 }
+
+#[tokio::test]
+async fn sub_devices_register_through_the_gateway_and_their_posts_meet_their_thing_model() {
+    let hub = TestHub::start().await;
+    let f = fleet(&hub).await;
+    let (gpk, spk) = (f.gpk.as_str(), f.spk.as_str());
+    let mut gw = gateway(&hub, gpk, "gw", &f.gw_secret).await;
+    let register = format!("/sys/{gpk}/gw/thing/sub/register");
+    let new = json!({"id": "1", "params": [{"productKey": spk, "deviceName": "s3"}]});
+    let r = ask(&mut gw, &register, new.clone()).await;
+    assert_eq!(r["code"], 6288, "{r}");
+    hub.service()
+        .set_dynamic_registration(spk, true)
+        .await
+        .expect("switched on");
+    let r = ask(&mut gw, &register, new).await;
+    assert_eq!(r["code"], 200, "{r}");
+    assert_eq!(r["data"][0]["deviceName"], "s3", "{r}");
+    let s3 = r["data"][0]["deviceSecret"]
+        .as_str()
+        .expect("a secret")
+        .to_owned();
+
+    // The new sub-device's sign is good for topo add and login.
+    let r = ask(
+        &mut gw,
+        &format!("/sys/{gpk}/gw/thing/topo/add"),
+        json!({"id": "2", "params": [sign_item(spk, "s3", &s3, true)]}),
+    )
+    .await;
+    assert_eq!(r["code"], 200, "{r}");
+    let r = ask(
+        &mut gw,
+        &format!("/ext/session/{gpk}/gw/combine/login"),
+        json!({"id": "3", "params": sign_item(spk, "s3", &s3, false)}),
+    )
+    .await;
+    assert_eq!(r["code"], 200, "{r}");
+
+    // Its product's thing model judges what the gateway posts for it.
+    let tsl = r#"{"properties":[{"identifier":"t","accessMode":"rw","dataType":{"type":"int","specs":{"min":"0","max":"100"}}}]}"#;
+    let (s, text) = aliot_testkit::http(
+        "PUT",
+        &format!("{}/api/v1/products/{spk}/tsl", hub.base),
+        Some(aliot_testkit::TOKEN),
+        Some(tsl.to_owned()),
+    )
+    .await;
+    assert_eq!(s, 200, "{text}");
+    let topics = format!("/sys/{spk}/s3/thing/#");
+    gw.subscribe(2, &[(&topics, QoS::AtMostOnce)]).await;
+    let r = ask(
+        &mut gw,
+        &format!("/sys/{spk}/s3/thing/event/property/post"),
+        json!({"id": "4", "params": {"t": "hot"}}),
+    )
+    .await;
+    assert_eq!(r["code"], 200, "{r}");
+    assert!(r["data"]["t"].is_string(), "the refused value is named: {r}");
+}

@@ -163,3 +163,57 @@ impl SubSessions {
         gone
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::net::IpAddr;
+
+    use super::*;
+    use crate::table::{DeviceNames, SessionId};
+
+    fn gateway(dn: &str) -> Arc<Session> {
+        let id = SessionId {
+            names: DeviceNames::new("gp", dn, "iot", "c"),
+            ip: IpAddr::from([127, 0, 0, 1]),
+            connected_ms: 0,
+            clean_session: true,
+            keep_alive: 60,
+            auto_subscribe: false,
+            ext_rrpc: false,
+        };
+        Arc::new(Session::new(id, VecDeque::new(), Vec::new()))
+    }
+
+    fn sub(dn: &str) -> SubRef {
+        ("sp".to_owned(), dn.to_owned())
+    }
+
+    #[test]
+    fn sub_device_sessions_follow_their_gateway_connection() {
+        let subs = SubSessions::new(2);
+        let (g1, g2) = (gateway("g1"), gateway("g2"));
+        assert!(subs.login(&g1, &[sub("a"), sub("b")]).expect("room").is_empty());
+        // Over the limit: nothing changes.
+        assert_eq!(
+            subs.login(&g1, &[sub("c")]).err(),
+            Some(TooManyOnline { limit: 2 })
+        );
+        assert!(subs.gateway("sp", "c").is_none());
+        // Logging in again on the same gateway takes no more room.
+        assert!(subs.login(&g1, &[sub("a")]).expect("already in").is_empty());
+        assert!(subs.speaks_for(&g1, "sp", "a") && !subs.speaks_for(&g2, "sp", "a"));
+        // Another gateway connection takes "a": the first is named (427).
+        let kicked = subs.login(&g2, &[sub("a")]).expect("room");
+        assert_eq!(kicked.len(), 1);
+        assert!(Arc::ptr_eq(&kicked[0].1, &g1));
+        assert!(subs.speaks_for(&g2, "sp", "a"));
+        assert!(!subs.logout(&g1, &sub("a")), "no longer g1's");
+        // g1 goes away with "b" only.
+        assert_eq!(subs.gateway_gone(&g1), [sub("b")]);
+        assert!(subs.gateway("sp", "b").is_none() && subs.gateway("sp", "a").is_some());
+        assert!(subs.is_gateway(&g2) && !subs.is_gateway(&g1));
+        assert!(subs.kick(&sub("a")).is_some_and(|g| Arc::ptr_eq(&g, &g2)));
+        assert!(subs.gateway("sp", "a").is_none());
+    }
+}
