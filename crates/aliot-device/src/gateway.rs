@@ -18,7 +18,7 @@
 //! let endpoint = Endpoint::custom("127.0.0.1", Some(1883), false)?;
 //! let gw = DeviceIdentity::new("a1Gw000000A", "gw-01", "gateway-secret")?;
 //! let (device, _gateway_events) = Device::connect(DeviceOptions::new(gw, endpoint)).await?;
-//! let gateway = Gateway::new(device);
+//! let gateway = Gateway::new(device).await?;
 //!
 //! let sensor = DeviceIdentity::new("a1Sub00000A", "sensor-07", "sub-secret")?;
 //! gateway.add_topo(&[sensor.clone()]).await?;
@@ -44,7 +44,7 @@ use aliot_protocol::topic::SysPath;
 use bytes::Bytes;
 use rumqttc::SubscribeFilter;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::client::{Device, Handle};
 use crate::clock::now_ms;
@@ -67,16 +67,41 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Makes `device` a gateway and starts restoring its sub-device sessions after every
-    /// reconnect. Call it once per device.
-    pub fn new(device: Device) -> Self {
+    /// Makes `device` a gateway: subscribes the gateway's reply and notice topics (remembered
+    /// across reconnects) and starts restoring its sub-device sessions after every reconnect.
+    /// Call it once per device.
+    ///
+    /// # Errors
+    /// As [`Device::subscribe`].
+    pub async fn new(device: Device) -> Result<Self> {
+        let (pk, dn) = (device.product_key().to_owned(), device.device_name().to_owned());
+        let p = format!("/sys/{pk}/{dn}/thing");
+        let filters = [
+            format!("{p}/topo/add_reply"),
+            format!("{p}/topo/delete_reply"),
+            format!("{p}/topo/get_reply"),
+            format!("{p}/topo/change"),
+            format!("{p}/topo/add/notify"),
+            format!("{p}/sub/register_reply"),
+            format!("{p}/list/found_reply"),
+            topic::error(&pk, &dn),
+        ]
+        .into_iter()
+        .chain(
+            ["login", "logout", "batch_login", "batch_logout"]
+                .iter()
+                .map(|a| topic::reply(&topic::session(&pk, &dn, a))),
+        );
+        for filter in filters {
+            device.subscribe(&filter, QoS::AtLeastOnce).await?;
+        }
         let gateway = Self {
             device,
             event_capacity: DEFAULT_SUB_EVENT_CAPACITY,
             sign_method: SubSignMethod::HMAC_SHA256,
         };
         tokio::spawn(restore_sessions(gateway.device.downgrade(), gateway.sign_method));
-        gateway
+        Ok(gateway)
     }
 
     /// How many events wait per sub-device for the application (at least 1). When a
@@ -96,6 +121,12 @@ impl Gateway {
     /// The gateway's own device handle.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Counts the reconnects after which the sub-devices were logged in again (successfully or
+    /// not: failures are logged): wait on it to know the sessions are back.
+    pub fn restores(&self) -> watch::Receiver<u64> {
+        self.device.subs().restored.subscribe()
     }
 
     /// How many sub-devices are logged in through this gateway.
@@ -254,13 +285,24 @@ impl Gateway {
     async fn forget(&self, subs: &[SubDeviceKey]) {
         for key in subs {
             self.device.subs().remove(&key.product_key, &key.device_name);
-            let filters = system_filters(&key.product_key, &key.device_name, false);
-            for f in filters {
+            for f in sub_filters(key) {
                 // Best effort: the platform drops them with the session anyway.
                 let _ = self.device.shared().client.unsubscribe(f).await;
             }
         }
     }
+}
+
+/// What the gateway subscribes for a sub-device: its system topics (no shadow, no NTP) and the
+/// platform's `thing/disable|enable|delete` notices.
+fn sub_filters(key: &SubDeviceKey) -> Vec<String> {
+    let (pk, dn) = (&key.product_key, &key.device_name);
+    let mut filters: Vec<String> = system_filters(pk, dn, false)
+        .into_iter()
+        .filter(|f| !f.starts_with("/shadow/") && !f.starts_with("/ext/ntp/"))
+        .collect();
+    filters.extend(["disable", "enable", "delete"].map(|w| topic::sub_notice(pk, dn, w)));
+    filters
 }
 
 fn check_batch(n: usize) -> Result<()> {
@@ -292,8 +334,7 @@ async fn batch_login(device: &Device, subs: &[DeviceIdentity], method: SubSignMe
 async fn subscribe_subs(device: &Device, keys: &[SubDeviceKey]) -> Result<()> {
     let filters: Vec<SubscribeFilter> = keys
         .iter()
-        .flat_map(|k| system_filters(&k.product_key, &k.device_name, false))
-        .filter(|f| !f.starts_with("/shadow/") && !f.starts_with("/ext/ntp/"))
+        .flat_map(sub_filters)
         .map(|f| SubscribeFilter::new(f, rumqttc::QoS::AtLeastOnce))
         .collect();
     for chunk in filters.chunks(64) {
@@ -366,6 +407,7 @@ async fn restore_sessions(device: Weak<Handle>, method: SubSignMethod) {
         if !subs.is_empty() {
             tracing::debug!(n = subs.len(), "sub-device sessions restored");
         }
+        device.subs().restored.send_modify(|n| *n += 1);
     }
 }
 

@@ -100,6 +100,9 @@ pub(crate) fn route(topic: &str, payload: &[u8], pk: &str, dn: &str) -> Route {
     match parsed {
         Topic::Sys { path, .. } => match path {
             SysPath::Reply(_) => Route::Reply,
+            // Replies to paths the protocol crate does not type (gateway `thing/topo/add_reply`,
+            // `thing/sub/register_reply`…) answer by id too.
+            SysPath::Other(p) if p.ends_with("_reply") => Route::Reply,
             SysPath::PropertySet => Route::PropertySet {
                 reply_topic: format!("{topic}_reply"),
             },
@@ -210,6 +213,26 @@ mod tests {
     use super::*;
 
     const CALL: &[u8] = br#"{"id":"7","version":"1.0","params":{"a":1},"method":"thing.service.Reboot"}"#;
+
+    #[test]
+    fn gateway_replies_are_replies() {
+        for topic in [
+            "/sys/pk/gw/thing/topo/add_reply",
+            "/sys/pk/gw/thing/sub/register_reply",
+            "/ext/session/pk/gw/combine/login_reply",
+            "/ext/session/pk/gw/combine/batch_logout_reply",
+        ] {
+            assert_eq!(route(topic, b"{}", "pk", "gw"), Route::Reply, "{topic}");
+        }
+        assert_eq!(
+            route("/ext/session/pk/other/combine/login_reply", b"{}", "pk", "gw"),
+            Route::Message
+        );
+        assert_eq!(
+            route("/sys/pk/gw/thing/topo/change", b"{}", "pk", "gw"),
+            Route::Message
+        );
+    }
 
     #[test]
     fn replies_and_ntp_are_recognised() {

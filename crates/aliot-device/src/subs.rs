@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use aliot_protocol::DeviceIdentity;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::event::Event;
 
@@ -22,6 +22,8 @@ pub(crate) struct SubRoute {
 #[derive(Default)]
 pub(crate) struct SubRoutes {
     map: Mutex<BTreeMap<(String, String), SubRoute>>,
+    /// Counts the reconnects after which the sub-devices were logged in again.
+    pub(crate) restored: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for SubRoutes {

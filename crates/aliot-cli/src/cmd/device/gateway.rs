@@ -48,7 +48,9 @@ pub(super) async fn log_in_all(
     device: &Device,
     subs: Vec<DeviceIdentity>,
 ) -> anyhow::Result<Vec<(SubDevice, Events)>> {
-    let gateway = Gateway::new(device.clone());
+    let gateway = Gateway::new(device.clone())
+        .await
+        .map_err(|e| anyhow!(e).context("gateway topics not subscribed"))?;
     let mut out = Vec::with_capacity(subs.len());
     for chunk in subs.chunks(MAX_BATCH) {
         gateway
