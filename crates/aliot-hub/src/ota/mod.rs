@@ -905,7 +905,11 @@ impl Ota {
                 };
                 queued.sort_by(|a, b| a.device_name.cmp(&b.device_name));
                 let bucket = buckets.entry(job_id.clone()).or_default();
-                while bucket.sent.front().is_some_and(|&at| at.saturating_add(60_000) <= now) {
+                while bucket
+                    .sent
+                    .front()
+                    .is_some_and(|&at| at.saturating_add(60_000) <= now)
+                {
                     bucket.sent.pop_front();
                 }
                 let max = usize::try_from(job.maximum_per_minute).unwrap_or(usize::MAX);

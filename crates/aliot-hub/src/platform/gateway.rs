@@ -581,10 +581,24 @@ pub(crate) async fn handle(
                     json!({}),
                 );
             }
+            // The official Python SDK names the sign method once, beside `deviceList`: an item
+            // without its own takes that one (as `aliot_protocol::gateway::BatchLogin::items`).
+            let shared_method = ["signMethod", "signmethod"]
+                .iter()
+                .find_map(|k| request.params.get(*k))
+                .cloned();
             let mut ok = Vec::new();
             let mut failed = Vec::new();
             let mut first: Option<Refusal> = None;
             for item in &list {
+                let mut item = item.clone();
+                if let (Some(method), Value::Object(fields)) = (&shared_method, &mut item)
+                    && !fields.contains_key("signMethod")
+                    && !fields.contains_key("signmethod")
+                {
+                    fields.insert("signMethod".to_owned(), method.clone());
+                }
+                let item = &item;
                 match check_login(registry, &gateway, item).await {
                     Ok(sub) => ok.push(sub),
                     Err(r) => {
