@@ -97,7 +97,6 @@ async fn the_official_node_sdks_gateway_api_works_unchanged() {
 /// item: `aliot_protocol::gateway::BatchLogin::items` reads that shape), and relies on the
 /// platform delivering `…/combine/batch_login_reply` without a SUBSCRIBE.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "the hub (gw-hub) answers linkkit's batch login with 460 and does not deliver the reply unsubscribed"]
 async fn the_official_python_sdks_gateway_api_works_unchanged() {
     let hub = Arc::new(TestHub::start().await);
     let (pk, gw, gw_ds) = hub.device("py-gw").await;

@@ -649,13 +649,17 @@ pub fn platform_may_send(product_key: &str, device_name: &str, topic: &str) -> b
 ///   device's own topics): the platform documents that RRPC topics need no subscription.
 /// - With `_ss=1` in the clientId (`auto_subscribe`): the system downlinks and replies of spec
 ///   §3.6, namely `/sys/{pk}/{dn}/…`, `/ota/device/upgrade/{pk}/{dn}`, `/shadow/get/{pk}/{dn}`,
-///   `/ext/ntp/{pk}/{dn}/response` and `/ext/error/{pk}/{dn}`.
+///   `/ext/ntp/{pk}/{dn}/response`, `/ext/error/{pk}/{dn}` and a gateway's session replies
+///   `/ext/session/{pk}/{dn}/combine/{op}_reply`.
 ///
 /// ```
 /// use aliot_protocol::topic::implicitly_subscribed;
 /// assert!(implicitly_subscribed("pk", "dn", false, "/sys/pk/dn/rrpc/request/1"));
 /// assert!(implicitly_subscribed("pk", "dn", true, "/sys/pk/dn/thing/service/property/set"));
 /// assert!(!implicitly_subscribed("pk", "dn", false, "/sys/pk/dn/thing/service/property/set"));
+/// assert!(implicitly_subscribed("pk", "dn", true, "/ext/session/pk/dn/combine/batch_login_reply"));
+/// assert!(!implicitly_subscribed("pk", "dn", false, "/ext/session/pk/dn/combine/batch_login_reply"));
+/// assert!(!implicitly_subscribed("pk", "dn", true, "/ext/session/pk/dn/combine/batch_login"));
 /// ```
 pub fn implicitly_subscribed(
     product_key: &str,
@@ -696,6 +700,16 @@ pub fn implicitly_subscribed(
             Some("error") => {
                 let (pk, dn) = (levels.next(), levels.next());
                 auto_subscribe && own(pk, dn) && levels.next().is_none()
+            }
+            // A gateway's session replies (`/ext/session/{pk}/{dn}/combine/login_reply`, …):
+            // the official Python SDK connects with `_ss=1` and never subscribes them.
+            Some("session") => {
+                let (pk, dn) = (levels.next(), levels.next());
+                auto_subscribe
+                    && own(pk, dn)
+                    && levels.next() == Some("combine")
+                    && levels.next().is_some_and(|op| op.ends_with("_reply"))
+                    && levels.next().is_none()
             }
             _ => false,
         },
