@@ -254,20 +254,27 @@ pub struct TopoAddItem {
     pub sign: String,
 }
 
+/// The clientId `pk.dn` the SDK uses for `sub`, and its lower-hex sign (no `cleanSession`
+/// prefix): shared by topo add and login, which sign the same content.
+fn signed_client_id(sub: &DeviceIdentity, timestamp: &str, method: SubSignMethod) -> (String, String) {
+    let client_id = format!("{}.{}", sub.product_key(), sub.device_name());
+    let sign = sub_sign(
+        method,
+        sub.device_secret(),
+        &client_id,
+        sub.device_name(),
+        sub.product_key(),
+        timestamp,
+        None,
+        HexCase::Lower,
+    );
+    (client_id, sign)
+}
+
 impl TopoAddItem {
     /// Signs a topo add item for `sub` with clientId `pk.dn`.
     pub fn signed(sub: &DeviceIdentity, timestamp: &str, method: SubSignMethod) -> Self {
-        let client_id = format!("{}.{}", sub.product_key(), sub.device_name());
-        let sign = sub_sign(
-            method,
-            sub.device_secret(),
-            &client_id,
-            sub.device_name(),
-            sub.product_key(),
-            timestamp,
-            None,
-            HexCase::Lower,
-        );
+        let (client_id, sign) = signed_client_id(sub, timestamp, method);
         Self {
             product_key: sub.product_key().to_owned(),
             device_name: sub.device_name().to_owned(),
@@ -332,17 +339,7 @@ impl LoginParams {
     /// Signs a login for `sub` with clientId `pk.dn` and `cleanSession` `"true"` (the sign
     /// content without the `cleanSession` prefix, as the C SDK 3.x signs).
     pub fn signed(sub: &DeviceIdentity, timestamp: &str, method: SubSignMethod) -> Self {
-        let client_id = format!("{}.{}", sub.product_key(), sub.device_name());
-        let sign = sub_sign(
-            method,
-            sub.device_secret(),
-            &client_id,
-            sub.device_name(),
-            sub.product_key(),
-            timestamp,
-            None,
-            HexCase::Lower,
-        );
+        let (client_id, sign) = signed_client_id(sub, timestamp, method);
         Self {
             product_key: sub.product_key().to_owned(),
             device_name: sub.device_name().to_owned(),
