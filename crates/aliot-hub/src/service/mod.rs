@@ -311,6 +311,27 @@ impl Service {
         .into())
     }
 
+    /// The device with this iotId, if any.
+    ///
+    /// (A scan over every product's devices for now; an index replaces it with the OpenAPI work.)
+    ///
+    /// # Errors
+    /// The registry's storage errors.
+    pub async fn device_by_iot_id(&self, iot_id: &str) -> Result<Option<Device>> {
+        let registry = &self.inner.registry;
+        for product in registry.products().await? {
+            if let Some(d) = registry
+                .devices(&product.product_key)
+                .await?
+                .into_iter()
+                .find(|d| d.iot_id == iot_id)
+            {
+                return Ok(Some(d));
+            }
+        }
+        Ok(None)
+    }
+
     /// The devices of a product.
     ///
     /// # Errors
