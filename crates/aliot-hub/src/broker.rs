@@ -68,6 +68,21 @@ impl Broker {
         let signer = Arc::new(crate::signed_url::UrlSigner::new());
         let config_urls = Arc::new(crate::platform::config::ConfigUrls::new(signer.clone()));
         let ota = crate::ota::Ota::new(cluster.clone(), signer, ota);
+        let subscriptions = crate::subscription::Subscriptions::new();
+        {
+            let cluster = cluster.clone();
+            subscriptions.set_problem_sink(Arc::new(move |reason| {
+                cluster.publish(crate::events::Event::Problem(crate::events::ProblemEvent {
+                    product_key: None,
+                    device_name: None,
+                    topic: None,
+                    reason,
+                    closed: false,
+                    client_ip: String::new(),
+                    time: crate::clock::now_ms(),
+                }));
+            }));
+        }
         let platform = Arc::new(Platform::new(
             registry.clone(),
             tokens.clone(),
@@ -84,6 +99,7 @@ impl Broker {
                 config_urls: config_urls.clone(),
                 ota: ota.clone(),
                 subs: table.subs().clone(),
+                subscriptions: subscriptions.clone(),
             },
         ));
         let registry_handle = registry.clone();
@@ -98,6 +114,7 @@ impl Broker {
             },
             config_urls,
             ota,
+            subscriptions,
         );
         let engine = Engine::new(config.clone(), table.clone(), platform.clone(), metrics);
         Broker {

@@ -71,6 +71,83 @@ pub struct Config {
     pub history: HistoryConfig,
     /// OTA: package size limit, downloads at once, URL life.
     pub ota: OtaConfig,
+    /// Server-side subscription: the consumer groups' backlog limits and the ack timeout.
+    pub subscription: SubscriptionConfig,
+    /// The AMQP 1.0 listener for server-side subscription consumers; off when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amqp: Option<AmqpConfig>,
+}
+
+/// Default AMQP over TLS address (when `[amqp]` is on).
+pub const DEFAULT_AMQPS: &str = "127.0.0.1:5671";
+
+/// Server-side subscription (`[subscription]`): each consumer group's backlog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubscriptionConfig {
+    /// Bytes (topic + body) a group's backlog keeps at most; beyond, the oldest are dropped.
+    pub max_backlog_bytes: usize,
+    /// Seconds a message waits in a group at most (the platform's 1 day); older ones are dropped.
+    pub max_backlog_age_secs: u64,
+    /// Seconds a delivery may stay unsettled before it is redelivered (the platform's 30 s).
+    pub ack_timeout_secs: u64,
+}
+
+impl Default for SubscriptionConfig {
+    fn default() -> Self {
+        let d = crate::subscription::Settings::default();
+        Self {
+            max_backlog_bytes: d.limits.max_bytes,
+            max_backlog_age_secs: d.limits.max_age_ms / 1000,
+            ack_timeout_secs: d.ack_timeout.as_secs(),
+        }
+    }
+}
+
+impl SubscriptionConfig {
+    /// As the subscription room takes them.
+    pub fn settings(&self) -> crate::subscription::Settings {
+        crate::subscription::Settings {
+            limits: crate::subscription::Limits {
+                max_bytes: self.max_backlog_bytes,
+                max_age_ms: self.max_backlog_age_secs.saturating_mul(1000),
+            },
+            ack_timeout: Duration::from_secs(self.ack_timeout_secs),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.max_backlog_bytes == 0 || self.max_backlog_age_secs == 0 || self.ack_timeout_secs == 0 {
+            return Err(config_err(
+                "subscription.max_backlog_bytes, max_backlog_age_secs and ack_timeout_secs must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The AMQP 1.0 listener (`[amqp]`): TLS with the MQTT over TLS certificate (`[mqtts]` cert
+/// and key, or the local CA in the data directory), plain TCP only when `plain_listen` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// AMQP over TLS address (the platform's 5671).
+    pub listen: SocketAddr,
+    /// Plain AMQP address (e.g. 5672); off when not set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plain_listen: Option<SocketAddr>,
+    /// Most AMQP connections at once (both listeners); more are accepted and closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        Self {
+            listen: addr(DEFAULT_AMQPS),
+            plain_listen: None,
+            max_connections: 10_000,
+        }
+    }
 }
 
 /// OTA (`[ota]`): packages and their downloads. Download URLs use the same base as remote
@@ -626,6 +703,12 @@ impl Config {
             }
             addrs.push(("mqtts.listen", tls.listen));
         }
+        if let Some(a) = &self.amqp {
+            addrs.push(("amqp.listen", a.listen));
+            if let Some(plain) = a.plain_listen {
+                addrs.push(("amqp.plain_listen", plain));
+            }
+        }
         for (i, (name_a, a)) in addrs.iter().enumerate() {
             for (name_b, b) in &addrs[i + 1..] {
                 if a.port() != 0 && a == b {
@@ -643,6 +726,10 @@ impl Config {
         })?;
         self.remote_config.validate()?;
         self.ota.validate()?;
+        self.subscription.validate()?;
+        if self.amqp.as_ref().is_some_and(|a| a.max_connections == 0) {
+            return Err(config_err("amqp.max_connections must be at least 1"));
+        }
         self.history.validate()
     }
 

@@ -16,6 +16,8 @@
 //! - [`registry`]: the [`registry::Registry`] trait (products, devices, secrets, status,
 //!   properties) and its embedded redb implementation.
 //! - [`service`]: the application service, the platform's API that the admin REST API calls.
+//! - [`subscription`]: server-side subscription: consumer groups, subscribe relations, the
+//!   durable backlog per group and the AMQP 1.0 transport consumers attach with.
 //! - [`admin`]: the admin HTTP API (axum). [`events`]: the event stream. [`clock`]: the one
 //!   clock. [`config`], [`tls`], [`error`].
 //! - [`Broker`] wires the rooms together; [`start`]/[`run`] add the registry, the listeners and
@@ -60,6 +62,7 @@ pub mod registry;
 mod run;
 pub mod service;
 mod signed_url;
+pub mod subscription;
 mod table;
 pub mod tls;
 

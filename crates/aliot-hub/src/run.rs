@@ -30,6 +30,7 @@ use crate::tls::{self, CertificateFiles};
 pub struct RunningHub {
     mqtt_addr: SocketAddr,
     mqtts_addr: Option<SocketAddr>,
+    amqp_addrs: AmqpAddrs,
     admin_addr: SocketAddr,
     admin_url: String,
     device_http_url: Option<String>,
@@ -53,6 +54,16 @@ impl RunningHub {
     /// The MQTT over TLS listener's address, when enabled.
     pub fn mqtts_addr(&self) -> Option<SocketAddr> {
         self.mqtts_addr
+    }
+
+    /// The AMQP over TLS listener's address (server-side subscription), when `[amqp]` is on.
+    pub fn amqps_addr(&self) -> Option<SocketAddr> {
+        self.amqp_addrs.tls
+    }
+
+    /// The plain AMQP listener's address, when `[amqp] plain_listen` is set.
+    pub fn amqp_plain_addr(&self) -> Option<SocketAddr> {
+        self.amqp_addrs.plain
     }
 
     /// The device-facing HTTP(S) listener's base URL (`http://127.0.0.1:8081`, or `https://…`
@@ -193,7 +204,8 @@ pub async fn start(
     let (token, token_source) = blocking(move || admin::load_or_create_token(&dir, given.as_deref())).await?;
 
     // One certificate for MQTT over TLS and HTTPS: [mqtts]'s, or the local CA's.
-    let wants_tls = config.mqtts.is_some() || config.device_http.as_ref().is_some_and(|d| d.tls);
+    let wants_tls =
+        config.mqtts.is_some() || config.device_http.as_ref().is_some_and(|d| d.tls) || config.amqp.is_some();
     let certificate = if wants_tls {
         let m = config.mqtts.clone().unwrap_or_default();
         let dir = data_dir.clone();
@@ -235,12 +247,30 @@ pub async fn start(
         .map_err(|e| Error::Config(format!("cannot open the OTA records: {e}")))?;
     let broker = Broker::open_with_ota(broker_config, registry.clone(), ota).await?;
     broker.platform().ota().configure(config.ota.settings());
+    let subscriptions = broker.service().subscriptions().clone();
+    subscriptions.configure(config.subscription.settings());
+    subscriptions
+        .open(&data_dir)
+        .await
+        .map_err(|e| Error::Config(format!("cannot open the subscription backlog: {e}")))?;
     let mqtt = bind("MQTT", config.mqtt.listen)?;
     let mqtts = match &tls_setup {
         Some((addr, _, _)) => Some(bind("MQTT over TLS", *addr)?),
         None => None,
     };
     let admin_listener = bind("admin API", config.admin.listen)?;
+    let amqp = match &config.amqp {
+        Some(a) => Some(AmqpListeners {
+            tls: bind("AMQP over TLS", a.listen)?,
+            plain: a.plain_listen.map(|p| bind("plain AMQP", p)).transpose()?,
+            acceptor: certificate.as_ref().map(|(_, acceptor)| acceptor.clone()),
+            settings: crate::subscription::amqp::AmqpSettings {
+                max_connections: a.max_connections,
+                shutdown_grace: config.broker.shutdown_grace(),
+            },
+        }),
+        None => None,
+    };
     let device_http = match &config.device_http {
         Some(d) => Some((bind("device HTTP", d.listen)?, d.clone())),
         None => None,
@@ -251,6 +281,14 @@ pub async fn start(
     };
     let mqtt_addr = addr_of(&mqtt)?;
     let mqtts_addr = mqtts.as_ref().map(addr_of).transpose()?;
+    let amqp_addrs = AmqpAddrs {
+        tls: amqp.as_ref().map(|a| addr_of(&a.tls)).transpose()?,
+        plain: amqp
+            .as_ref()
+            .and_then(|a| a.plain.as_ref())
+            .map(addr_of)
+            .transpose()?,
+    };
     let admin_addr = addr_of(&admin_listener)?;
     let admin_url = local_url(admin_addr);
     let device_http_addr = device_http.as_ref().map(|(l, _)| addr_of(l)).transpose()?;
@@ -288,6 +326,8 @@ pub async fn start(
     let state = AdminState::new(broker.service().clone(), token);
     let (tls_files, acceptor) = match tls_setup {
         Some((_, files, acceptor)) => (Some(files), Some(acceptor)),
+        // The AMQP listener's certificate (consumers trust its CA).
+        None if config.amqp.is_some() => (certificate.as_ref().map(|(f, _)| f.clone()), None),
         None => (None, None),
     };
     // Pre-authentication and bootstrap send devices to MQTT over TLS when the HTTP side is
@@ -317,6 +357,7 @@ pub async fn start(
         mqtts: mqtts.zip(acceptor),
         admin: admin_listener,
         device_http,
+        amqp,
     };
     let admin_limits = HttpLimits {
         max_connections: config.admin.max_connections,
@@ -332,10 +373,11 @@ pub async fn start(
         stop.clone(),
         shutdown,
     ));
-    tracing::info!(mqtt = %mqtt_addr, mqtts = ?mqtts_addr, admin = %admin_addr, device_http = ?device_http_url, data_dir = %data_dir.display(), "hub started");
+    tracing::info!(mqtt = %mqtt_addr, mqtts = ?mqtts_addr, amqps = ?amqp_addrs.tls, admin = %admin_addr, device_http = ?device_http_url, data_dir = %data_dir.display(), "hub started");
     Ok(RunningHub {
         mqtt_addr,
         mqtts_addr,
+        amqp_addrs,
         admin_addr,
         admin_url,
         device_http_url,
@@ -364,6 +406,22 @@ struct Listeners {
     mqtts: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     admin: TcpListener,
     device_http: Option<DeviceHttp>,
+    amqp: Option<AmqpListeners>,
+}
+
+/// The AMQP listeners of server-side subscription.
+struct AmqpListeners {
+    tls: TcpListener,
+    plain: Option<TcpListener>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    settings: crate::subscription::amqp::AmqpSettings,
+}
+
+/// Where the AMQP listeners listen.
+#[derive(Debug, Clone, Copy, Default)]
+struct AmqpAddrs {
+    tls: Option<SocketAddr>,
+    plain: Option<SocketAddr>,
 }
 
 /// The device-facing HTTP(S) listener and what it serves with.
@@ -472,8 +530,35 @@ async fn serve(
         })
     });
 
+    let amqp_tasks: Vec<JoinHandle<()>> = match listeners.amqp {
+        Some(a) => {
+            let subs = broker.service().subscriptions().clone();
+            let mut tasks = vec![tokio::spawn(crate::subscription::amqp::serve(
+                a.tls,
+                a.acceptor,
+                subs.clone(),
+                a.settings.clone(),
+                stop.clone(),
+            ))];
+            if let Some(plain) = a.plain {
+                tasks.push(tokio::spawn(crate::subscription::amqp::serve(
+                    plain,
+                    None,
+                    subs,
+                    a.settings,
+                    stop.clone(),
+                )));
+            }
+            tasks
+        }
+        None => Vec::new(),
+    };
+
     stop.cancelled().await;
     tracing::info!("hub stopping");
+    for t in amqp_tasks {
+        let _ = t.await;
+    }
     state.close_streams();
     let mut result = join(mqtt_task.await);
     if let Some(t) = mqtts_task {
@@ -495,6 +580,7 @@ async fn serve(
     {
         tracing::warn!("OTA task states could not all be saved before stopping");
     }
+    broker.service().subscriptions().close().await;
     registry.close().await;
     tracing::info!("hub stopped");
     result.and(admin_result)

@@ -20,6 +20,8 @@
 //!   and the `securemode=-1` login after pre-authentication.
 //! - [`gateway`]: gateways and sub-devices: the sub-device sign, topology and session payloads,
 //!   their topics, limits and codes.
+//! - [`subscription`]: server-side subscription: the consumer's `aksign` login and the
+//!   forwarded message bodies.
 //! - [`tsl`]: the thing model: the console's exported TSL read into types, the platform's
 //!   validation of posts, events, services and sets (codes 63xx), and valid sample values.
 //!
@@ -78,6 +80,7 @@ pub mod json;
 pub mod profile;
 pub mod register;
 pub mod sign;
+pub mod subscription;
 pub mod topic;
 pub mod tsl;
 

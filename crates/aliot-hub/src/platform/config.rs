@@ -158,6 +158,7 @@ mod tests {
             recv_ms: 1,
             now_ms: 2,
             honour_sys_ack: true,
+            forward: false,
         }
     }
 

@@ -37,6 +37,8 @@ pub(crate) struct Handling {
     pub(crate) deferred: Option<Deferred>,
     /// Rows for the device's history; the reply waits until they are durable.
     pub(crate) history: Option<HistoryPost>,
+    /// What server-side subscription forwards of a thing-model post (when `Context::forward`).
+    pub(crate) forward: Option<crate::subscription::forward::Draft>,
 }
 
 /// A request about the device's stored state, answered once the registry has done it.
@@ -124,6 +126,8 @@ pub(crate) struct Context {
     pub(crate) now_ms: u64,
     /// Honour `sys.ack` = 0 (no reply), as the platform does.
     pub(crate) honour_sys_ack: bool,
+    /// Some consumer group wants the product's device data: build the forwarded draft.
+    pub(crate) forward: bool,
 }
 
 /// How a request is answered.

@@ -41,7 +41,9 @@ use crate::events::{
 };
 use crate::metrics::{Metrics, inc};
 use crate::registry::{Enrolment, Registry};
+use crate::subscription::{Family, Subscriptions};
 use crate::table::{CloseReason, Offer, Outgoing, QueueLimits, Session, SubSessions};
+use aliot_protocol::subscription::DeviceOf;
 
 mod answer;
 mod auth;
@@ -152,6 +154,8 @@ pub(crate) struct Platform {
     ota: Arc<crate::ota::Ota>,
     /// Sub-devices logged in through gateways (shared with the device table).
     subs: Arc<SubSessions>,
+    /// Server-side subscription (shared with the service and the admin API).
+    subscriptions: Arc<Subscriptions>,
 }
 
 /// The parts of the platform shared with the rest of the hub (the service, the device table).
@@ -163,6 +167,8 @@ pub(crate) struct SharedRooms {
     pub(crate) ota: Arc<crate::ota::Ota>,
     /// Sub-devices logged in through gateways (shared with the device table).
     pub(crate) subs: Arc<SubSessions>,
+    /// Server-side subscription (shared with the service and the admin API).
+    pub(crate) subscriptions: Arc<Subscriptions>,
 }
 
 impl Platform {
@@ -178,9 +184,11 @@ impl Platform {
             config_urls,
             ota,
             subs,
+            subscriptions,
         } = shared;
         Self {
             subs,
+            subscriptions,
             registry,
             tokens,
             cluster,
@@ -209,6 +217,16 @@ impl Platform {
     }
 
     fn status(&self, session: &Session, online: bool, at_ms: u64, last_ms: u64, reason: Option<String>) {
+        let device = DeviceOf {
+            iot_id: session.id.iot_id(),
+            product_key: session.id.product_key(),
+            device_name: session.id.device_name(),
+        };
+        // Queued now, in order; nothing waits for the commit.
+        drop(
+            self.subscriptions
+                .status(device, online, at_ms, last_ms, &session.id.ip.to_string()),
+        );
         self.emit(|| {
             Event::Status(StatusEvent {
                 status: if online { "online" } else { "offline" },
@@ -276,8 +294,10 @@ impl Platform {
     /// [`decide`], the remembered properties, the history rows (queued) and the completed call.
     /// Returns the reply to send, the problem to report, the request to carry out later
     /// ([`Platform::defer`]) and the history write the reply must wait for.
+    #[allow(clippy::too_many_arguments)]
     fn process(
         &self,
+        iot_id: Option<&str>,
         product_key: &str,
         device_name: &str,
         topic: &str,
@@ -304,6 +324,7 @@ impl Platform {
             recv_ms,
             now_ms: now_ms(),
             honour_sys_ack: self.config.sys_ack,
+            forward: self.subscriptions.wants(product_key, Family::DeviceDataFlag),
         };
         let tsl = self.registry.tsl(product_key);
         let offer = |pk: &str| self.config_urls.offer(&*self.registry, pk, ctx.now_ms);
@@ -317,6 +338,19 @@ impl Platform {
             &firmware,
         );
         ota::observe(&self.ota, topic, product_key, device_name, payload);
+        let forwarded = if ctx.forward {
+            self.forward_uplink(
+                iot_id,
+                product_key,
+                device_name,
+                topic,
+                qos,
+                payload,
+                handling.forward.take(),
+            )
+        } else {
+            None
+        };
         let mut refused = false;
         if let Some(PropertyPost { values, reply_to }) = handling.properties.take() {
             // The registry keeps the values whole or not at all; a refusal changes the answer
@@ -347,6 +381,26 @@ impl Platform {
                 durable = Some(Durable { wait, reply_to });
             }
         }
+        if let Some(forwarded) = forwarded {
+            // The reply also waits for the consumer groups' backlog commit (a forwarding
+            // failure is logged, never answered to the device: it is not the device's fault).
+            let history = durable.take();
+            let reply_to = history.as_ref().and_then(|d| d.reply_to.clone());
+            let wait: BoxFuture<'static, crate::registry::Result<()>> = Box::pin(async move {
+                let history = async move {
+                    match history {
+                        Some(d) => d.wait.await,
+                        None => Ok(()),
+                    }
+                };
+                let (saved, forwarded) = futures_util::future::join(history, forwarded).await;
+                if let Err(e) = forwarded {
+                    tracing::warn!(error = %e, "forwarded message not kept");
+                }
+                saved
+            });
+            durable = Some(Durable { wait, reply_to });
+        }
         if let Some((key, payload)) = handling.completes {
             // The table counts answered calls.
             if !self.cluster.complete(product_key, device_name, &key, payload) {
@@ -354,6 +408,65 @@ impl Platform {
             }
         }
         (handling.reply, handling.problem, handling.deferred, durable)
+    }
+
+    /// Forwards an uplink to the consumer groups that want the product's device data: a
+    /// thing-model post in the transformed format (`draft`), a device's answer to a downlink as
+    /// `thing/downlink/reply/message`, a custom topic verbatim. The device's iotId is looked up
+    /// when the caller does not know it (sub-devices, HTTP). The commit to wait for, if any.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_uplink(
+        &self,
+        iot_id: Option<&str>,
+        product_key: &str,
+        device_name: &str,
+        topic: &str,
+        qos: u8,
+        payload: &Bytes,
+        draft: Option<crate::subscription::forward::Draft>,
+    ) -> Option<crate::subscription::forward::Commit> {
+        let own = format!("/{product_key}/{device_name}/");
+        let sys = format!("/sys/{product_key}/{device_name}/thing/");
+        let downlink_reply = topic.strip_prefix(&sys).is_some_and(|rest| {
+            (rest.starts_with("service/") && rest.ends_with("_reply")) || rest == "config/push_reply"
+        });
+        if draft.is_none() && !downlink_reply {
+            return topic
+                .starts_with(&own)
+                .then(|| self.subscriptions.custom_uplink(product_key, topic, payload, qos))
+                .flatten();
+        }
+        let (subs, registry) = (self.subscriptions.clone(), self.registry.clone());
+        let (pk, dn, topic) = (product_key.to_owned(), device_name.to_owned(), topic.to_owned());
+        let known = iot_id.map(str::to_owned);
+        let lookup = (pk.clone(), dn.clone());
+        let payload = payload.clone();
+        let now = now_ms();
+        let send = move |iot_id: &str| {
+            let device = DeviceOf {
+                iot_id,
+                product_key: &pk,
+                device_name: &dn,
+            };
+            match &draft {
+                Some(draft) => subs.thing_post(device, &topic, draft, now, qos),
+                None => subs.downlink_reply(device, &topic, &payload, now),
+            }
+        };
+        match known {
+            Some(iot_id) => send(&iot_id),
+            None => Some(Box::pin(async move {
+                let iot_id = registry
+                    .device_auth(&lookup.0, &lookup.1)
+                    .await
+                    .map(|a| a.iot_id)
+                    .unwrap_or_default();
+                match send(&iot_id) {
+                    Some(c) => c.await,
+                    None => Ok(()),
+                }
+            })),
+        }
     }
 
     /// Queues a desired or shadow request on the lane: carried out in order, then answered
@@ -409,7 +522,8 @@ impl Platform {
         payload: &Bytes,
     ) -> Option<BoxFuture<'static, crate::registry::Result<()>>> {
         inc(&self.metrics.http_uplinks);
-        let (_reply, problem, deferred, durable) = self.process(product_key, device_name, topic, 0, payload);
+        let (_reply, problem, deferred, durable) =
+            self.process(None, product_key, device_name, topic, 0, payload);
         if let Some(deferred) = deferred {
             self.defer(product_key, device_name, None, deferred);
         }
@@ -491,6 +605,30 @@ impl Platform {
         inc(&self.metrics.dynamic_registrations);
         if how == Enrolment::NoPreRegistration {
             inc(&self.metrics.device_tokens_issued);
+        }
+        if self
+            .subscriptions
+            .wants(&product_key, Family::DeviceLifeCycleFlag)
+        {
+            let (this, pk, dn) = (self.clone(), product_key.clone(), device_name.clone());
+            tokio::spawn(async move {
+                if let Ok(Some(d)) = this.registry.device(&pk, &dn).await {
+                    let device = DeviceOf {
+                        iot_id: &d.iot_id,
+                        product_key: &pk,
+                        device_name: &dn,
+                    };
+                    let created =
+                        this.subscriptions
+                            .lifecycle(device, "create", Some(&d.device_secret), now_ms());
+                    if let Some(Err(e)) = match created {
+                        Some(c) => Some(c.await),
+                        None => None,
+                    } {
+                        tracing::warn!(error = %e, "lifecycle message not kept");
+                    }
+                }
+            });
         }
         let auth_type = how.as_str();
         tracing::info!(
@@ -593,7 +731,8 @@ impl Platform {
 
     /// A sub-device's online/offline status event (its iotId read from the registry).
     fn sub_status(&self, sub: crate::registry::DeviceRef, online: bool, ip: IpAddr, reason: Option<String>) {
-        if !self.cluster.observed() {
+        let forward = self.subscriptions.wants(&sub.0, Family::DeviceStatusChangeFlag);
+        if !self.cluster.observed() && !forward {
             return;
         }
         let this = self.clone();
@@ -605,6 +744,14 @@ impl Platform {
                 .map(|a| a.iot_id)
                 .unwrap_or_default();
             let at = now_ms();
+            if forward {
+                let device = DeviceOf {
+                    iot_id: &iot_id,
+                    product_key: &sub.0,
+                    device_name: &sub.1,
+                };
+                drop(this.subscriptions.status(device, online, at, at, &ip.to_string()));
+            }
             this.emit(|| {
                 Event::Status(StatusEvent {
                     status: if online { "online" } else { "offline" },
@@ -765,8 +912,9 @@ impl Hooks for Platform {
             return;
         }
         let (pk, dn) = sub.as_ref().map_or(own, |(pk, dn)| (pk.as_str(), dn.as_str()));
+        let iot_id = sub.is_none().then(|| id.iot_id());
         let (reply, problem, deferred, durable) =
-            self.process(pk, dn, topic, publish.qos.value(), &publish.payload);
+            self.process(iot_id, pk, dn, topic, publish.qos.value(), &publish.payload);
         if let Some(deferred) = deferred {
             self.defer(pk, dn, Some((session.clone(), publish.qos)), deferred);
         }
@@ -839,6 +987,7 @@ mod tests {
             recv_ms: 10,
             now_ms: 20,
             honour_sys_ack: true,
+            forward: false,
         };
         decide(
             topic,

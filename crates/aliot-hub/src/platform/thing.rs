@@ -31,6 +31,7 @@ use super::handling::{
     parse_request, send_reply,
 };
 use crate::registry::{self, EventRecord, PropertySample, Records};
+use crate::subscription::forward::Draft;
 
 /// The most properties one post may carry (spec §3.8: error 6106 above it).
 pub(crate) const MAX_PROPERTIES_PER_POST: usize = 200;
@@ -71,6 +72,11 @@ pub(crate) fn property_post(
                 Some(t) => t.validate_property_post(&request.params, now),
                 None => tsl::validate_untyped_property_post(&request.params, now),
             };
+            if ctx.forward
+                && let Ok(checked) = &checked
+            {
+                handling.forward = Some(Draft::property(request.id.as_text(), checked, ctx.recv_ms));
+            }
             let (reply, kept) = judged(&request.id, method.clone(), checked, &mut handling);
             if let Some(kept) = kept.filter(|k| !k.items.is_empty()) {
                 let records = Records {
@@ -204,6 +210,19 @@ pub(crate) fn event_post(
         Some(t) => t.validate_event(identifier, &request.params, now),
         None => tsl::validate_untyped_event(identifier, &request.params, now),
     };
+    if ctx.forward
+        && let Ok(checked) = &checked
+    {
+        let event = tsl.and_then(|t| t.event(identifier));
+        handling.forward = Some(Draft::event(
+            identifier,
+            event.map(|e| e.name.as_str()),
+            event_type(tsl, identifier).as_deref(),
+            request.id.as_text(),
+            checked,
+            ctx.recv_ms,
+        ));
+    }
     let (reply, kept) = judged(&request.id, method.clone(), checked, &mut handling);
     if let Some(kept) = kept {
         let output = kept

@@ -60,6 +60,8 @@ struct Inner {
     config_urls: Arc<crate::platform::config::ConfigUrls>,
     /// Upgrade jobs (shared with the platform).
     ota: Arc<crate::ota::Ota>,
+    /// Server-side subscription (shared with the platform).
+    subscriptions: Arc<crate::subscription::Subscriptions>,
 }
 
 /// The platform's API. A cheap `Clone` handle.
@@ -117,6 +119,7 @@ impl Service {
         config: ServiceConfig,
         config_urls: Arc<crate::platform::config::ConfigUrls>,
         ota: Arc<crate::ota::Ota>,
+        subscriptions: Arc<crate::subscription::Subscriptions>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -128,8 +131,30 @@ impl Service {
                 next_id: AtomicU64::new(1),
                 config_urls,
                 ota,
+                subscriptions,
             }),
         }
+    }
+
+    /// Server-side subscription: consumer groups, subscribe relations, backlogs.
+    pub fn subscriptions(&self) -> &Arc<crate::subscription::Subscriptions> {
+        &self.inner.subscriptions
+    }
+
+    /// Forwards a lifecycle message (`create` with the secret, `delete`, `enable`, `disable`)
+    /// to the consumer groups that want it; nothing waits for its commit.
+    fn lifecycle(&self, device: &Device, action: &str) {
+        let of = aliot_protocol::subscription::DeviceOf {
+            iot_id: &device.iot_id,
+            product_key: &device.product_key,
+            device_name: &device.device_name,
+        };
+        let secret = (action == "create").then_some(device.device_secret.as_str());
+        drop(
+            self.inner
+                .subscriptions
+                .lifecycle(of, action, secret, crate::clock::now_ms()),
+        );
     }
 
     /// The OTA room: packages, jobs, tasks, module versions.
@@ -261,6 +286,9 @@ impl Service {
         for d in created.iter().filter(|d| d.enabled) {
             self.inner.cluster.unblock(&d.product_key, &d.device_name);
         }
+        for d in &created {
+            self.lifecycle(d, "create");
+        }
         Ok(created)
     }
 
@@ -377,6 +405,9 @@ impl Service {
             }
             _ => {}
         }
+        if let Ok(d) = &device {
+            self.lifecycle(d, if enabled { "enable" } else { "disable" });
+        }
         Ok(device?)
     }
 
@@ -457,6 +488,7 @@ impl Service {
             }
         };
         cluster.forget(product_key, device_name);
+        self.lifecycle(&device, "delete");
         Ok((device, was_online))
     }
 
