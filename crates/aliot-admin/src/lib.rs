@@ -68,6 +68,7 @@ mod health;
 mod history;
 pub mod ota;
 mod product;
+mod subscription;
 mod wire;
 
 pub use client::{CONNECT_TIMEOUT, Client, DEFAULT_TIMEOUT};
@@ -91,3 +92,4 @@ pub use history::{
     CallRecord, DEFAULT_PAGE, EventRecord, HistoryQuery, LatestProperty, MAX_PAGE, Order, Page, PropertyPoint,
 };
 pub use product::{CreateProduct, ProductView, TslSummary, UpdateProduct};
+pub use subscription::{ConsumerGroupView, CreateConsumerGroup, SetSubscribeRelation, SubscribeRelationView};

@@ -27,6 +27,7 @@ mod config;
 mod gateway;
 mod history;
 mod ota;
+mod subscription;
 
 /// Arguments of `aliot admin`.
 #[derive(clap::Args)]
@@ -86,6 +87,9 @@ enum AdminCommand {
     /// OTA: firmware packages and upgrade jobs.
     #[command(subcommand)]
     Ota(ota::OtaCommand),
+    /// Server-side subscription's consumer groups: create, list, delete.
+    #[command(subcommand)]
+    ConsumerGroup(subscription::ConsumerGroupCommand),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -117,6 +121,21 @@ enum ProductCommand {
     Tsl {
         #[command(subcommand)]
         command: TslCommand,
+    },
+    /// Forward the product's device messages to consumer groups (server-side subscription):
+    /// set its subscribe relation (groups and message families).
+    Subscribe(subscription::SubscribeArgs),
+    /// Stop forwarding the product's messages (delete its subscribe relation).
+    Unsubscribe {
+        /// productKey.
+        #[arg(long, value_name = "PK")]
+        product_key: String,
+    },
+    /// Show the product's subscribe relation.
+    Subscription {
+        /// productKey.
+        #[arg(long, value_name = "PK")]
+        product_key: String,
     },
     /// Change a product: allow or forbid dynamic registration.
     Update {
@@ -608,6 +627,14 @@ fn job(command: AdminCommand) -> anyhow::Result<Job> {
         }
         AdminCommand::Product(ProductCommand::List) => json(|c| async move { c.products().await }),
         AdminCommand::Product(ProductCommand::Config { command }) => config::job(command),
+        AdminCommand::Product(ProductCommand::Subscribe(a)) => subscription::subscribe(a),
+        AdminCommand::Product(ProductCommand::Unsubscribe { product_key }) => {
+            subscription::unsubscribe(product_key)
+        }
+        AdminCommand::Product(ProductCommand::Subscription { product_key }) => {
+            subscription::show(product_key)
+        }
+        AdminCommand::ConsumerGroup(command) => subscription::groups(command),
         AdminCommand::Product(ProductCommand::Tsl {
             command: TslCommand::Import { product_key, file },
         }) => {

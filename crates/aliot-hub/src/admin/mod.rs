@@ -53,6 +53,9 @@
 //!   `POST …/config/push`: remote configuration (see `config.rs`); without a device HTTP
 //!   listener the admin listener also serves the signed downloads `GET /config/{pk}/{id}?…`
 //!   without the token
+//! - `GET|POST /api/v1/consumer-groups` (`{"groupId"}`), `GET|DELETE /api/v1/consumer-groups/{id}`,
+//!   `GET|PUT|DELETE /api/v1/products/{pk}/subscription` (`{"consumerGroupIds","flags"}`):
+//!   server-side subscription (see `subscription.rs`, [`crate::subscription`])
 
 use std::fmt;
 use std::sync::Arc;
@@ -81,6 +84,7 @@ mod ota;
 mod process;
 mod products;
 mod shadow;
+mod subscription;
 mod token;
 
 pub use token::{AdminToken, TokenSource, load_or_create as load_or_create_token};
@@ -236,6 +240,20 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/ota/jobs/{id}", get(ota::show_job))
         .route("/api/v1/ota/jobs/{id}/cancel", post(ota::cancel_job))
         .route("/api/v1/products/{pk}/devices/{dn}/ota", get(ota::device_modules))
+        .route(
+            "/api/v1/consumer-groups",
+            get(subscription::list_groups).post(subscription::create_group),
+        )
+        .route(
+            "/api/v1/consumer-groups/{id}",
+            get(subscription::show_group).delete(subscription::delete_group),
+        )
+        .route(
+            "/api/v1/products/{pk}/subscription",
+            get(subscription::show_relation)
+                .put(subscription::set_relation)
+                .delete(subscription::delete_relation),
+        )
         .route("/api/v1/events", get(events::stream))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
