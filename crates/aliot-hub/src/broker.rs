@@ -69,6 +69,7 @@ impl Broker {
         let config_urls = Arc::new(crate::platform::config::ConfigUrls::new(signer.clone()));
         let ota = crate::ota::Ota::new(cluster.clone(), signer, ota);
         let subscriptions = crate::subscription::Subscriptions::new();
+        subscriptions.set_access_keys(Arc::new(crate::subscription::RegistryKeys(registry.clone())));
         {
             let cluster = cluster.clone();
             subscriptions.set_problem_sink(Arc::new(move |reason| {

@@ -35,8 +35,8 @@ use fe2o3_amqp::types::messaging::{
 };
 use fe2o3_amqp::types::primitives::{Array, Binary, SimpleValue, Symbol};
 use fe2o3_amqp::types::sasl::{SaslCode, SaslInit, SaslOutcome, SaslResponse};
-use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt as _, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -271,6 +271,16 @@ fn encode(m: &Message) -> AmqpMessage<Data> {
         .build()
 }
 
+/// What a delivery's end means for the backlog: `accepted` and `rejected` remove it; anything
+/// else (`released`, `modified`, the ack timeout, the link gone) puts it back.
+fn settlement<E1, E2>(settled: Result<Result<Outcome, E1>, E2>) -> Settlement {
+    match settled {
+        Ok(Ok(Outcome::Accepted(_))) => Settlement::Accepted,
+        Ok(Ok(Outcome::Rejected(_))) => Settlement::Rejected,
+        _ => Settlement::Released,
+    }
+}
+
 /// Moves messages from the group to the link within its credit, and settlements back, until
 /// the link, the session or the connection ends.
 async fn pump(
@@ -287,12 +297,7 @@ async fn pump(
     loop {
         tokio::select! {
             Some((id, settled)) = inflight.next(), if !inflight.is_empty() => {
-                let how = match settled {
-                    Ok(Ok(Outcome::Accepted(_))) => Settlement::Accepted,
-                    Ok(Ok(Outcome::Rejected(_))) => Settlement::Rejected,
-                    Ok(Ok(_)) | Ok(Err(_)) | Err(_) => Settlement::Released,
-                };
-                consumer.settle(id, how);
+                consumer.settle(id, settlement(settled));
             }
             m = consumer.next(), if idle.is_some() => {
                 let Some(m) = m else { return Err("consumer group deleted".into()) };
@@ -331,6 +336,10 @@ async fn pump(
                 }
             }
             closed = conn.on_close() => {
+                // Dispositions that came in before the close count: settle what is ready.
+                while let Some(Some((id, settled))) = inflight.next().now_or_never() {
+                    consumer.settle(id, settlement(settled));
+                }
                 return closed.map_err(|e| e.to_string());
             }
         }

@@ -61,6 +61,16 @@ pub trait AccessKeys: Send + Sync + std::fmt::Debug {
     fn secret(&self, access_key_id: &str) -> Option<String>;
 }
 
+/// The hub's access keys, as the registry keeps them (`aliot admin access-key create`).
+#[derive(Debug)]
+pub(crate) struct RegistryKeys(pub(crate) Arc<dyn crate::registry::Registry>);
+
+impl AccessKeys for RegistryKeys {
+    fn secret(&self, access_key_id: &str) -> Option<String> {
+        self.0.access_key_secret(access_key_id)
+    }
+}
+
 /// The subscription settings (`[subscription]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {

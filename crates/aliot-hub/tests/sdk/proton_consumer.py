@@ -28,7 +28,9 @@ password = base64.b64encode(hmac.new(access_secret.encode("utf-8"), sign_content
 
 class AmqpClient(MessagingHandler):
     def __init__(self):
-        super(AmqpClient, self).__init__(auto_accept=(mode == "accept"))
+        # Settled by hand (the sample's auto-accept would settle after on_message, i.e. after
+        # this script closed the connection on its last message).
+        super(AmqpClient, self).__init__(auto_accept=False)
         self.seen = 0
         self.want = int(count)
 
@@ -50,7 +52,10 @@ class AmqpClient(MessagingHandler):
 
     def on_message(self, event):
         message = event.message
-        content = message.body.decode("utf-8")
+        # The sample's `message.body.decode('utf-8')` is Python 2.7 with proton 0.29, where a
+        # binary body is a str; proton 0.40 on Python 3 hands it over as a memoryview (against
+        # the cloud too), so it goes through bytes() first.
+        content = bytes(message.body).decode("utf-8")
         print(json.dumps({
             "topic": message.properties.get("topic"),
             "messageId": message.properties.get("messageId"),
@@ -59,6 +64,8 @@ class AmqpClient(MessagingHandler):
             "message_id": message.id,
             "body": content,
         }), flush=True)
+        if mode == "accept":
+            self.accept(event.delivery)
         self.seen += 1
         if self.seen >= self.want:
             print("DONE", flush=True)
