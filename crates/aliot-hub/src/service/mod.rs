@@ -111,6 +111,7 @@ fn queue_full(product_key: &str, device_name: &str) -> Error {
 }
 
 impl Service {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         registry: Arc<dyn Registry>,
         tokens: Arc<Tokens>,

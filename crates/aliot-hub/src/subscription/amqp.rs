@@ -155,11 +155,11 @@ pub(crate) async fn serve(
             let served = async {
                 match tls {
                     Some(tls) => match tokio::time::timeout(ATTACH_TIMEOUT, tls.accept(stream)).await {
-                        Ok(Ok(stream)) => connection(stream, subs).await,
+                        Ok(Ok(stream)) => Box::pin(connection(stream, subs)).await,
                         Ok(Err(e)) => Err(format!("TLS: {e}")),
                         Err(_) => Err("TLS handshake timed out".into()),
                     },
-                    None => connection(stream, subs).await,
+                    None => Box::pin(connection(stream, subs)).await,
                 }
             };
             tokio::select! {

@@ -73,6 +73,11 @@ impl Backlog {
         self.entries.len()
     }
 
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.bytes

@@ -145,6 +145,9 @@ struct Queue {
     marked: u64,
 }
 
+/// Where dropped-message problems go (the hub's event stream).
+pub(crate) type ProblemSink = Arc<dyn Fn(String) + Send + Sync>;
+
 /// The hub's server-side subscription. Shared (`Arc`) by the platform (which forwards), the
 /// service, the admin API and the transports.
 pub struct Subscriptions {
@@ -155,7 +158,7 @@ pub struct Subscriptions {
     db: Mutex<Option<Arc<Database>>>,
     settings: RwLock<Settings>,
     keys: RwLock<Option<Arc<dyn AccessKeys>>>,
-    problem: RwLock<Option<Arc<dyn Fn(String) + Send + Sync>>>,
+    problem: RwLock<Option<ProblemSink>>,
     next_id: AtomicU64,
     next_consumer: AtomicU64,
     forwarded: AtomicU64,
@@ -268,7 +271,7 @@ impl Subscriptions {
     }
 
     /// Where dropped-message problems are reported.
-    pub(crate) fn set_problem_sink(&self, sink: Arc<dyn Fn(String) + Send + Sync>) {
+    pub(crate) fn set_problem_sink(&self, sink: ProblemSink) {
         *self.problem.write().unwrap_or_else(PoisonError::into_inner) = Some(sink);
     }
 
