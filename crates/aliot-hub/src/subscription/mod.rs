@@ -18,7 +18,7 @@
 //!   [`Subscriptions::attach`]es to the login's group and gets a [`Consumer`]: `next()` waits
 //!   for a message (the transport calls it only when it has credit), `settle()` ends a
 //!   delivery, and dropping the consumer puts whatever it had in flight back in the group.
-//!   The AMQP 1.0 listener is one such transport ([`amqp`]).
+//!   The AMQP 1.0 listener is one such transport (`amqp.rs`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
