@@ -261,7 +261,13 @@ async fn proton_receives_over_tls_and_plain_and_gets_unacknowledged_ones_again()
     post(&mut dev, &pk, &dn, 8).await;
     let plain = hub.hub().amqp_plain_addr().expect("plain amqp").port();
     let next = proton(plain, "plain", &ak, 1, "accept").await;
-    assert_eq!(body(&next.messages[0])["requestId"], "8");
+    assert_eq!(
+        body(&next.messages[0])["requestId"],
+        "8",
+        "{:?} after {:?}",
+        next.messages,
+        again.messages
+    );
 }
 
 #[tokio::test]

@@ -35,8 +35,8 @@ use fe2o3_amqp::types::messaging::{
 };
 use fe2o3_amqp::types::primitives::{Array, Binary, SimpleValue, Symbol};
 use fe2o3_amqp::types::sasl::{SaslCode, SaslInit, SaslOutcome, SaslResponse};
+use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt as _, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -50,6 +50,9 @@ use crate::BoxFuture;
 
 /// Time to finish TLS, SASL, the session and the receiver link (the platform's 15 s).
 pub(crate) const ATTACH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a closed connection's last settlements are waited for.
+const CLOSE_DRAIN: Duration = Duration::from_secs(2);
 
 /// The hub's `idle-time-out` in its Open frame, ms.
 pub(crate) const IDLE_TIME_OUT_MS: u32 = 60_000;
@@ -336,10 +339,15 @@ async fn pump(
                 }
             }
             closed = conn.on_close() => {
-                // Dispositions that came in before the close count: settle what is ready.
-                while let Some(Some((id, settled))) = inflight.next().now_or_never() {
-                    consumer.settle(id, settlement(settled));
-                }
+                // Dispositions that came in just before the close count: the session task may
+                // still be handing them over, and every delivery resolves (outcome, or an
+                // error once the session is gone) soon after the close; bounded anyway.
+                let drain = async {
+                    while let Some((id, settled)) = inflight.next().await {
+                        consumer.settle(id, settlement(settled));
+                    }
+                };
+                let _ = tokio::time::timeout(CLOSE_DRAIN, drain).await;
                 return closed.map_err(|e| e.to_string());
             }
         }
