@@ -731,3 +731,92 @@ async fn a_deleted_access_key_is_refused_and_calls_are_counted() {
         "{metrics}"
     );
 }
+
+/// Server-side subscription's actions: groups and a product's relation, as the admin API sees them.
+#[tokio::test]
+async fn consumer_groups_and_subscribe_relations_through_the_openapi() {
+    let hub = TestHub::start().await;
+    let pk = hub.product().await;
+    let c = Client::new(&hub).await;
+    let a = c
+        .v1("CreateConsumerGroup", &[("GroupName", "analytics")], &[])
+        .await;
+    assert_eq!(a.json()["GroupId"], json!("analytics"), "{}", a.body);
+    let a = c
+        .v1(
+            "QueryConsumerGroupList",
+            &[("CurrentPage", "1"), ("PageSize", "10")],
+            &[],
+        )
+        .await;
+    let v = a.json();
+    assert_eq!(v["Total"], json!(2), "{v}");
+    assert_eq!(
+        v["Data"]["ConsumerGroupDTO"][0]["GroupId"],
+        json!("DEFAULT_GROUP"),
+        "{v}"
+    );
+    let a = c
+        .v1(
+            "CreateSubscribeRelation",
+            &[
+                ("ProductKey", &pk),
+                ("Type", "AMQP"),
+                ("ConsumerGroupIds.1", "analytics"),
+                ("DeviceDataFlag", "True"),
+                ("DeviceStatusChangeFlag", "true"),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(a.json()["Success"], json!(true), "{}", a.body);
+    let v = c
+        .v1(
+            "QuerySubscribeRelation",
+            &[("ProductKey", &pk), ("Type", "AMQP")],
+            &[],
+        )
+        .await
+        .json();
+    assert_eq!(v["ConsumerGroupIds"], json!(["analytics"]), "{v}");
+    assert_eq!(
+        (v["DeviceDataFlag"].clone(), v["DeviceLifeCycleFlag"].clone()),
+        (json!(true), json!(false))
+    );
+    let (_, r) = hub
+        .call("GET", &format!("/api/v1/products/{pk}/subscription"), None)
+        .await;
+    assert_eq!(
+        r["flags"],
+        json!(["DeviceDataFlag", "DeviceStatusChangeFlag"]),
+        "{r}"
+    );
+    let a = c.v1("DeleteConsumerGroup", &[("GroupId", "nope")], &[]).await;
+    assert_eq!(
+        a.json()["Code"],
+        json!("iot.consumergroup.NotExistedConsumerGroup"),
+        "{}",
+        a.body
+    );
+    let a = c
+        .v1(
+            "DeleteSubscribeRelation",
+            &[("ProductKey", &pk), ("Type", "AMQP")],
+            &[],
+        )
+        .await;
+    assert_eq!(a.json()["Success"], json!(true), "{}", a.body);
+    let a = c
+        .v1(
+            "UpdateSubscribeRelation",
+            &[("ProductKey", &pk), ("ConsumerGroupIds.1", "analytics")],
+            &[],
+        )
+        .await;
+    assert_eq!(
+        a.json()["Code"],
+        json!("iot.subscribe.NotExistedSubscribeRelation"),
+        "{}",
+        a.body
+    );
+}

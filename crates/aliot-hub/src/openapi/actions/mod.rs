@@ -4,6 +4,7 @@ use super::action::{ActionResult, Ctx};
 
 mod devices;
 mod messaging;
+mod subscription;
 
 /// Runs the named action; `None` when the hub does not know it (the transport answers the
 /// platform's unknown-action error).
@@ -25,6 +26,14 @@ pub(crate) async fn run(action: &str, ctx: Ctx<'_>) -> Option<ActionResult> {
         "DeleteDevice" => devices::delete_device(ctx).await,
         "DisableThing" => devices::disable_thing(ctx).await,
         "EnableThing" => devices::enable_thing(ctx).await,
+        // subscription.rs
+        "CreateConsumerGroup" => subscription::create_consumer_group(ctx).await,
+        "QueryConsumerGroupList" => subscription::query_consumer_group_list(ctx).await,
+        "DeleteConsumerGroup" => subscription::delete_consumer_group(ctx).await,
+        "CreateSubscribeRelation" => subscription::create_subscribe_relation(ctx).await,
+        "UpdateSubscribeRelation" => subscription::update_subscribe_relation(ctx).await,
+        "QuerySubscribeRelation" => subscription::query_subscribe_relation(ctx).await,
+        "DeleteSubscribeRelation" => subscription::delete_subscribe_relation(ctx).await,
         _ => return None,
     })
 }
