@@ -6,8 +6,9 @@
 # messages for SECONDS and the latency hub receipt (`gmtCreate`) → consumer receipt.
 #
 #   bash benches/amqp.sh
-# Environment: COUNT (1000), INTERVAL (100ms), SECONDS (20), NODE_MODULES (rhea's
-# node_modules; default .sdks/node/node_modules), AMQP_PORT (15672).
+# Then IDLE (1000) idle consumers attached: the hub's RSS before and with them.
+# Environment: COUNT (1000), INTERVAL (100ms), SECONDS_RUN (20), IDLE (1000), NODE_MODULES
+# (rhea's node_modules; default .sdks/node/node_modules), AMQP_PORT (15672).
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,4 +37,19 @@ CONSUMER=$!
 "$BIN" bench --host 127.0.0.1 --port "${MQTT##*:}" --product-key "$PK" -n "$COUNT" --register \
   --data-dir "$DIR" -w telemetry --interval "$INTERVAL" --qos 1 --duration "$((SECS + 10))s" >&2 || true
 wait $CONSUMER
-echo "hub RSS: $(ps -o rss= -p $HUB) KiB"
+echo "hub RSS after the run: $(ps -o rss= -p $HUB) KiB"
+
+# IDLE consumers (default 1000) attached over groups of at most 128: the hub's RSS before
+# and with them.
+IDLE=${IDLE:-1000}
+IDLE_GROUPS=()
+for g in $(seq 1 $(( (IDLE + 124) / 125 ))); do
+  "$BIN" admin "${ADMIN[@]}" consumer-group create --group-id "idle$g" > /dev/null
+  IDLE_GROUPS+=("idle$g")
+done
+BEFORE=$(ps -o rss= -p $HUB)
+NODE_PATH=$NODE_MODULES node benches/node/amqp_idle.js 127.0.0.1 "$PORT" "$AK" "$SK" "$IDLE" "${IDLE_GROUPS[@]}" > "$DIR/idle" &
+IDLER=$!
+until [ -s "$DIR/idle" ]; do sleep 0.5; done
+echo "idle consumers: $(cat "$DIR/idle"); hub RSS $BEFORE KiB before, $(ps -o rss= -p $HUB) KiB with them"
+kill $IDLER
