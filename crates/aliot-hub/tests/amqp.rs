@@ -477,3 +477,67 @@ async fn a_forwarded_message_survives_kill_9() {
     assert_eq!(body(&r.messages[0])["requestId"], "42");
     drop(child);
 }
+
+/// A consumer that holds a message without settling it, connection open: after the ack timeout
+/// the message goes to another consumer of the group.
+#[tokio::test]
+async fn an_unacknowledged_message_is_redelivered_after_the_ack_timeout() {
+    let hub = TestHub::start_with(tempfile::tempdir().expect("tempdir"), |c| {
+        c.amqp = Some(AmqpConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            ..AmqpConfig::default()
+        });
+        c.subscription.ack_timeout_secs = 1;
+    })
+    .await;
+    let ak = access_key(&hub).await;
+    let (pk, dn, ds) = hub.device("slow").await;
+    hub.service()
+        .subscriptions()
+        .set_relation(
+            &pk,
+            Relation {
+                consumer_group_ids: vec![DEFAULT_GROUP.into()],
+                flags: vec![Family::DeviceDataFlag],
+            },
+        )
+        .await
+        .expect("a relation");
+    let _dev = online_and_post(&hub, &pk, &dn, &ds, 5).await;
+    let port = hub.hub().amqps_addr().expect("amqps").port();
+    let ca = ca(&hub);
+
+    // Holds the one message (it waits for a second one that never comes).
+    let mut holder = Command::new("node")
+        .arg(sdk_dir().join("rhea_consumer.js"))
+        .args([
+            "127.0.0.1",
+            &port.to_string(),
+            &ca,
+            &ak.0,
+            &ak.1,
+            DEFAULT_GROUP,
+            "2",
+            "hold",
+        ])
+        .env("NODE_PATH", node_modules())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("rhea");
+    let stdout = holder.stdout.take().expect("stdout");
+    let held = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead as _;
+        std::io::BufReader::new(stdout).lines().next()
+    });
+    let held = guard("the held message", held)
+        .await
+        .expect("read")
+        .expect("a line")
+        .expect("text");
+    assert!(held.contains("\"requestId\\\":\\\"5\\\""), "{held}");
+
+    let other = rhea(port, &ca, &ak, 1, "accept").await;
+    assert_eq!(body(&other.messages[0])["requestId"], "5");
+    let _ = holder.kill();
+    let _ = holder.wait();
+}
