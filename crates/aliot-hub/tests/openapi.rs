@@ -731,3 +731,84 @@ async fn a_deleted_access_key_is_refused_and_calls_are_counted() {
         "{metrics}"
     );
 }
+
+/// A lamp with a synchronous service.
+const LAMP_TSL: &str = r#"{"properties":[
+  {"identifier":"Brightness","accessMode":"rw","dataType":{"type":"int","specs":{"min":"0","max":"100"}}}],
+ "events":[],
+ "services":[{"identifier":"Measure","callType":"sync","method":"thing.service.Measure",
+  "inputData":[],"outputData":[{"identifier":"Lux","dataType":{"type":"int","specs":{"min":"0","max":"100000"}}}]}]}"#;
+
+#[tokio::test]
+async fn property_sets_are_checked_against_the_thing_model_and_sync_services_give_their_result() {
+    let hub = TestHub::start().await;
+    let (pk, dn, ds) = hub.device("oa-tsl").await;
+    let (s, text) = aliot_testkit::http(
+        "PUT",
+        &format!("{}/api/v1/products/{pk}/tsl", hub.base),
+        Some(aliot_testkit::TOKEN),
+        Some(LAMP_TSL.to_owned()),
+    )
+    .await;
+    assert_eq!(s, hyper::StatusCode::OK, "{text}");
+    let c = Client::new(&hub).await;
+    let device = [("ProductKey", pk.as_str()), ("DeviceName", dn.as_str())];
+
+    // Refused before anything is sent (the device is not even online).
+    let v = c
+        .v1(
+            "SetDeviceProperty",
+            &[device[0], device[1], ("Items", "{\"Brightness\":500}")],
+            &[],
+        )
+        .await
+        .json();
+    assert_eq!(
+        v["Code"],
+        json!("iot.device.InvalidFormattedDevicePropertiesString"),
+        "{v}"
+    );
+    let v = c
+        .v1(
+            "SetDeviceProperty",
+            &[device[0], device[1], ("Items", "[1]")],
+            &[],
+        )
+        .await
+        .json();
+    assert_eq!(
+        v["Code"],
+        json!("iot.device.InvalidFormattedDevicePropertiesString"),
+        "{v}"
+    );
+    let v = c
+        .v1(
+            "SetDeviceProperty",
+            &[device[0], device[1], ("Items", "{\"Brightness\":50}")],
+            &[],
+        )
+        .await
+        .json();
+    assert_eq!(v["Code"], json!("iot.messagebroker.OFFLINE"), "{v}");
+
+    let mut dev = TestDevice::connect(hub.mqtt, &pk, &dn, &ds).await;
+    let measure = [device[0], device[1], ("Identifier", "Measure")];
+    let call = c.v1("InvokeThingService", &measure, &[]);
+    let answer = async {
+        let (topic, payload) = dev.next_publish().await;
+        let body: Value = serde_json::from_slice(&payload).expect("JSON");
+        let reply = json!({"id": body["id"], "code": 200, "data": {"Lux": 420}});
+        dev.publish(
+            &topic.replace("/rrpc/request/", "/rrpc/response/"),
+            reply.to_string(),
+        )
+        .await;
+        body["id"].clone()
+    };
+    let (a, id) = tokio::join!(call, answer);
+    let v = a.json();
+    assert_eq!(v["Data"]["MessageId"], id, "{v}");
+    let result: Value =
+        serde_json::from_str(v["Data"]["Result"].as_str().expect("a JSON string")).expect("JSON");
+    assert_eq!(result, json!({"Lux": 420}));
+}
