@@ -727,6 +727,11 @@ impl Hooks for Platform {
         )
     }
 
+    fn max_subscriptions(&self, session: &Session, limit: usize) -> usize {
+        // The gateway's own allowance, and one per sub-device logged in on it.
+        limit.saturating_mul(1 + self.subs.online_on(session))
+    }
+
     fn subscribe_denied(&self, session: &Session, filters: &[&str]) {
         if let Some(first) = filters.first() {
             self.acl_denied(session, "subscribe", first, filters.len() - 1);

@@ -129,6 +129,14 @@ impl SubSessions {
             .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), gateway))
     }
 
+    /// How many sub-devices are logged in on `gateway`.
+    pub(crate) fn online_on(&self, gateway: &Session) -> usize {
+        lock(&self.inner)
+            .by_gateway
+            .get(gateway.key())
+            .map_or(0, BTreeSet::len)
+    }
+
     /// Whether this connection has logged a sub-device in since it connected (it is a
     /// gateway's).
     pub(crate) fn is_gateway(&self, gateway: &Session) -> bool {
