@@ -238,11 +238,13 @@ pub async fn run_gateway(o: &GatewayOptions) -> Result<GatewaySummary> {
         ));
     }
     let admin = o.admin.client()?;
-    let note = |s: &str| {
-        if o.progress {
-            eprintln!("gateway bench: {s}");
-        }
+    // Notes on stderr: a spinner line, hidden with `quiet` or when stderr is no terminal.
+    let bar = if o.progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr_with_hz(4))
+    } else {
+        indicatif::ProgressBar::hidden()
     };
+    let note = |s: &str| bar.set_message(format!("gateway bench: {s}"));
     ensure_product(&admin, &o.gateway_product_key, NodeType::Gateway).await?;
     ensure_product(&admin, &o.sub_product_key, NodeType::Sub).await?;
     let batch = |prefix: String, count: usize| CreateBatch {
@@ -328,6 +330,7 @@ pub async fn run_gateway(o: &GatewayOptions) -> Result<GatewaySummary> {
         }
     }
     let rss_traffic = rss().await;
+    bar.finish_and_clear();
 
     let mut batch_rtt = new_hist();
     let mut post_rtt = new_hist();
@@ -705,12 +708,12 @@ async fn traffic(
                             r.ok += u64::from(code == 200);
                             let _ = rtt.record((sent.elapsed().as_micros() as u64).max(1));
                         }
-                    } else if t.ends_with("/thing/service/property/set") {
-                        if let Some((id, _)) = reply_of(&p.payload) {
-                            let reply = format!("{{\"id\":\"{id}\",\"code\":200,\"data\":{{}}}}");
-                            conn.publish(&format!("{t}_reply"), reply, QoS::AtMostOnce, 0).await?;
-                            shared.downlinks_answered.fetch_add(1, Ordering::Relaxed);
-                        }
+                    } else if t.ends_with("/thing/service/property/set")
+                        && let Some((id, _)) = reply_of(&p.payload)
+                    {
+                        let reply = format!("{{\"id\":\"{id}\",\"code\":200,\"data\":{{}}}}");
+                        conn.publish(&format!("{t}_reply"), reply, QoS::AtMostOnce, 0).await?;
+                        shared.downlinks_answered.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Some(_) => {}

@@ -10,6 +10,7 @@
 //! are forgotten once the record holds more than [`LOGIN_RECORD_SWEEP`] of them.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{Session, device_key, lock};
@@ -57,6 +58,9 @@ pub(crate) struct SubSessions {
     max_per_gateway: usize,
     /// Logins per sub-device per minute (0: no limit).
     max_logins_per_minute: u32,
+    /// How many sub-devices are logged in (`by_sub.len()`, stored under the lock after each
+    /// change): lets the hot paths of devices that are no sub-device skip the lock.
+    logged_in: AtomicUsize,
 }
 
 impl SubSessions {
@@ -65,6 +69,7 @@ impl SubSessions {
             inner: Mutex::default(),
             max_per_gateway,
             max_logins_per_minute,
+            logged_in: AtomicUsize::new(0),
         }
     }
 
@@ -156,7 +161,16 @@ impl SubSessions {
                 .or_default()
                 .insert(sub.clone());
         }
+        self.count(&inner);
         Ok(kicked)
+    }
+
+    fn count(&self, inner: &Inner) {
+        self.logged_in.store(inner.by_sub.len(), Ordering::Release);
+    }
+
+    fn none_logged_in(&self) -> bool {
+        self.logged_in.load(Ordering::Acquire) == 0
     }
 
     /// Logs a sub-device out of `gateway`; returns whether it was logged in there.
@@ -169,6 +183,7 @@ impl SubSessions {
                 if let Some(set) = inner.by_gateway.get_mut(gateway.key()) {
                     set.remove(sub);
                 }
+                self.count(&inner);
                 true
             }
             _ => false,
@@ -177,16 +192,23 @@ impl SubSessions {
 
     /// Logs a sub-device out wherever it is logged in; returns the gateway session it was on.
     pub(crate) fn kick(&self, sub: &SubRef) -> Option<Arc<Session>> {
+        if self.none_logged_in() {
+            return None;
+        }
         let mut inner = lock(&self.inner);
         let gw = inner.by_sub.remove(&device_key(&sub.0, &sub.1))?;
         if let Some(set) = inner.by_gateway.get_mut(gw.key()) {
             set.remove(sub);
         }
+        self.count(&inner);
         Some(gw)
     }
 
     /// The gateway session speaking for a sub-device, when it is logged in.
     pub(crate) fn gateway(&self, product_key: &str, device_name: &str) -> Option<Arc<Session>> {
+        if self.none_logged_in() {
+            return None;
+        }
         lock(&self.inner)
             .by_sub
             .get(&device_key(product_key, device_name))
@@ -240,6 +262,7 @@ impl SubSessions {
                     .insert(sub);
             }
         }
+        self.count(&inner);
         gone
     }
 }
