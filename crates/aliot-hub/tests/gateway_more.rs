@@ -452,6 +452,17 @@ async fn node_types_decide_who_may_be_a_gateway_and_who_a_sub_device() {
         .await;
     assert_eq!(s, 409, "{v}");
     assert!(v["message"].as_str().is_some_and(|m| m.contains("460")), "{v}");
+    // Itself is still 6402, whatever its node type.
+    let me = json!({"subDevices": [{"productKey": gpk, "deviceName": "gw"}]});
+    let (s, v) = hub
+        .call(
+            "POST",
+            &format!("/api/v1/products/{gpk}/devices/gw/topology"),
+            Some(me),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    assert!(v["message"].as_str().is_some_and(|m| m.contains("6402")), "{v}");
 
     // A sub-device product's device cannot act as a gateway: 460 for its topo and session
     // requests.

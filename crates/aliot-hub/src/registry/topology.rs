@@ -78,7 +78,8 @@ impl TopoRefusal {
 }
 
 /// The node-type rule of a gateway acting for `subs` (module docs): `None` when it holds. A
-/// product the registry does not know counts as `direct` (the device checks come after).
+/// product the registry does not know counts as `direct` (the device checks come after), and
+/// the gateway itself among `subs` is left to [`plan_add`] (6402).
 pub async fn node_type_refusal(
     registry: &dyn super::Registry,
     gateway: &DeviceRef,
@@ -95,7 +96,8 @@ pub async fn node_type_refusal(
     }
     let mut seen: Vec<&str> = Vec::new();
     for sub in subs {
-        if seen.contains(&sub.0.as_str()) {
+        // The gateway named as its own sub-device is the topology's refusal (6402), not this.
+        if sub == gateway || seen.contains(&sub.0.as_str()) {
             continue;
         }
         if node_type(sub.0.clone()).await == super::NodeType::Gateway {
