@@ -23,13 +23,14 @@ pub struct EventFilter {
     /// Only this device's events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_name: Option<String>,
-    /// Only these types, comma-separated (`status,uplink,reply,refused,kicked,acl_denied,problem,ota`).
+    /// Only these types, comma-separated (`status,uplink,reply,refused,kicked,acl_denied,problem,ota,topology`; a topology event
+    /// matches its gateway's productKey and deviceName).
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub types: Option<String>,
 }
 
 /// One event: a JSON object with a `type` (`status`, `uplink`, `reply`, `refused`, `kicked`,
-/// `acl_denied`, `problem`, or `lagged` with `skipped` when the client read too slowly and
+/// `acl_denied`, `problem`, `ota`, `topology`, or `lagged` with `skipped` when the client read too slowly and
 /// missed some), kept as the hub wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {

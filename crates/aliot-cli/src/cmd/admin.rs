@@ -403,7 +403,7 @@ struct EventsArgs {
     /// Only this device's events.
     #[arg(long, value_name = "DN")]
     device_name: Option<String>,
-    /// Only these types (comma-separated: status,uplink,reply,refused,kicked,acl_denied,problem).
+    /// Only these types (comma-separated: status,uplink,reply,refused,kicked,acl_denied,problem,ota,topology).
     #[arg(long = "type", value_name = "TYPES")]
     types: Option<String>,
 }

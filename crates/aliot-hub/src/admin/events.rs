@@ -22,23 +22,26 @@ use crate::events::Event;
 
 /// Whether an event (as JSON) passes the filter.
 fn matches(filter: &EventFilter, event: &Value) -> bool {
-    let field = |k: &str| event.get(k).and_then(Value::as_str);
+    // A topology event names its gateway as `gwProductKey`/`gwDeviceName`.
+    let field = |k: &str, gw: &str| event.get(k).or_else(|| event.get(gw)).and_then(Value::as_str);
     if filter
         .product_key
         .as_deref()
-        .is_some_and(|pk| field("productKey") != Some(pk))
+        .is_some_and(|pk| field("productKey", "gwProductKey") != Some(pk))
     {
         return false;
     }
     if filter
         .device_name
         .as_deref()
-        .is_some_and(|dn| field("deviceName") != Some(dn))
+        .is_some_and(|dn| field("deviceName", "gwDeviceName") != Some(dn))
     {
         return false;
     }
     if let Some(types) = &filter.types {
-        let Some(t) = field("type") else { return false };
+        let Some(t) = field("type", "type") else {
+            return false;
+        };
         return types.split(',').any(|want| want.trim() == t);
     }
     true
@@ -113,6 +116,14 @@ mod tests {
             ..EventFilter::default()
         };
         assert!(!matches(&f, &e));
+        // A topology event is its gateway's.
+        let topo = serde_json::json!({"type": "topology", "gwProductKey": "gp", "gwDeviceName": "gw"});
+        let f = EventFilter {
+            product_key: Some("gp".into()),
+            device_name: Some("gw".into()),
+            types: Some("topology".into()),
+        };
+        assert!(matches(&f, &topo));
     }
 
     /// Hardening 4: a listener that fell behind gets the lagged marker as its last item; it
