@@ -24,6 +24,12 @@ fn node_type_number(t: NodeType) -> u8 {
 pub(crate) async fn create(ctx: Ctx<'_>) -> ActionResult {
     let p = ctx.params;
     let name = p.required("ProductName")?;
+    if !(4..=30).contains(&name.chars().count()) {
+        return Err(ApiError::business(
+            "iot.prod.InvalidFormattedProductName",
+            "The product name must be 4 to 30 characters long.",
+        ));
+    }
     let node_type = match p.number::<i64>("NodeType")? {
         None | Some(0) if p.get("ProtocolType").is_some() => NodeType::Sub,
         None | Some(0) => NodeType::Direct,
