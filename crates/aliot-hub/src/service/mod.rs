@@ -312,25 +312,44 @@ impl Service {
         .into())
     }
 
-    /// The device with this iotId, if any.
-    ///
-    /// (A scan over every product's devices for now; an index replaces it with the OpenAPI work.)
+    /// The device with this iotId, if any (the registry's index).
     ///
     /// # Errors
     /// The registry's storage errors.
     pub async fn device_by_iot_id(&self, iot_id: &str) -> Result<Option<Device>> {
-        let registry = &self.inner.registry;
-        for product in registry.products().await? {
-            if let Some(d) = registry
-                .devices(&product.product_key)
-                .await?
-                .into_iter()
-                .find(|d| d.iot_id == iot_id)
-            {
-                return Ok(Some(d));
-            }
-        }
-        Ok(None)
+        Ok(self.inner.registry.device_by_iot_id(iot_id).await?)
+    }
+
+    // ----- access keys -----
+
+    /// Creates an access key for the OpenAPI and AMQP; the answer is the only time its secret
+    /// is given out.
+    ///
+    /// # Errors
+    /// As [`Registry::create_access_key`].
+    pub async fn create_access_key(&self, description: Option<String>) -> Result<crate::registry::AccessKey> {
+        Ok(self.inner.registry.create_access_key(description).await?)
+    }
+
+    /// The access keys, without their secrets.
+    ///
+    /// # Errors
+    /// As [`Registry::access_keys`].
+    pub async fn access_keys(&self) -> Result<Vec<crate::registry::AccessKeyInfo>> {
+        Ok(self.inner.registry.access_keys().await?)
+    }
+
+    /// Deletes an access key; whether it existed. Requests signed with it are refused from now.
+    ///
+    /// # Errors
+    /// As [`Registry::delete_access_key`].
+    pub async fn delete_access_key(&self, access_key_id: &str) -> Result<bool> {
+        Ok(self.inner.registry.delete_access_key(access_key_id).await?)
+    }
+
+    /// The secret of an access key (from memory), for checking a signature or a login.
+    pub fn access_key_secret(&self, access_key_id: &str) -> Option<String> {
+        self.inner.registry.access_key_secret(access_key_id)
     }
 
     /// The devices of a product.
