@@ -7,6 +7,8 @@ mod ota;
 mod products;
 mod shadow;
 mod shape;
+#[cfg(test)]
+mod tests;
 mod thing_data;
 mod topo;
 mod tsl;
