@@ -399,7 +399,9 @@ mod tests {
         );
     }
 
-    fn v3_vector() -> (Vec<(String, String)>, Vec<(String, String)>) {
+    type Pairs = Vec<(String, String)>;
+
+    fn v3_vector() -> (Pairs, Pairs) {
         let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
         (
             vec![s("ProductKey", "a1pk"), s("DeviceName", "dev 1")],

@@ -201,6 +201,9 @@ impl Skipped {
     }
 }
 
+/// iotId → (productKey, deviceName).
+type IotIds = HashMap<Box<str>, (Box<str>, Box<str>)>;
+
 struct Inner {
     store: Arc<Store>,
     limits: PropertyLimits,
@@ -230,7 +233,7 @@ struct Inner {
     /// iotId → (productKey, deviceName): a hint checked against the device's record at each
     /// lookup, so an entry left by a deleted product's devices answers nothing; rebuilt when the
     /// file is reopened.
-    iot_ids: RwLock<HashMap<Box<str>, (Box<str>, Box<str>)>>,
+    iot_ids: RwLock<IotIds>,
 }
 
 /// The embedded registry. A cheap `Clone` handle.

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::run;
-use crate::{Broker, BrokerConfig};
 use crate::openapi::action::{ActionResult, Ctx, Params};
 use crate::registry::{RedbRegistry, Registry};
+use crate::{Broker, BrokerConfig};
 
 async fn broker(dir: &std::path::Path) -> Broker {
     let registry: Arc<dyn Registry> = Arc::new(RedbRegistry::open(dir).await.expect("the registry"));
