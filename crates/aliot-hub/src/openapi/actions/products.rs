@@ -63,6 +63,14 @@ pub(crate) async fn create(ctx: Ctx<'_>) -> ActionResult {
             "The product description exceeds 100 characters.",
         ));
     }
+    // The platform's names are unique (the hub's registry allows repeats: checked here, so a
+    // name made through the admin API at the same moment may slip through).
+    if ctx.service.products().await?.iter().any(|p| p.name == name) {
+        return Err(ApiError::business(
+            "iot.prod.AlreadyExistedProductName",
+            "The product name already exists.",
+        ));
+    }
     let mut product = ctx.service.create_product(name, None).await?;
     if node_type != NodeType::Direct {
         product = ctx.service.set_node_type(&product.product_key, node_type).await?;
