@@ -794,3 +794,123 @@ async fn the_official_python_tea_sdk_parses_every_answer_with_its_models_types()
         "{a}"
     );
 }
+
+/// Publishes an OTA report (`inform` or `progress`) of the default module, then waits for the
+/// answer to a `thing.ota.firmware.get`: uplinks of one connection are handled in order, so the
+/// report was handled too.
+async fn ota_report(dev: &mut Raw, pk: &str, dn: &str, kind: &str, params: Value) {
+    let body = json!({"id": 1, "params": params}).to_string();
+    dev.publish(
+        &format!("/ota/device/{kind}/{pk}/{dn}"),
+        &body,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
+    dev.publish(
+        &format!("/sys/{pk}/{dn}/thing/ota/firmware/get"),
+        r#"{"id":"9","version":"1.0","params":{},"method":"thing.ota.firmware.get"}"#,
+        QoS::AtMostOnce,
+        0,
+    )
+    .await;
+    while !dev.publish_in().await.topic.ends_with("/firmware/get_reply") {}
+}
+
+#[tokio::test]
+async fn an_ota_job_made_through_the_api_upgrades_an_online_device() {
+    let hub = TestHub::start().await;
+    let (pk, dn, ds) = hub.device("ota-online").await;
+    let mut dev = Raw::online(
+        hub.mqtt,
+        &creds_with(&Signing {
+            product_key: &pk,
+            device_name: &dn,
+            secret: &ds,
+            ..Signing::default()
+        }),
+    )
+    .await;
+    let upgrade = format!("/ota/device/upgrade/{pk}/{dn}");
+    let reply = format!("/sys/{pk}/{dn}/thing/ota/firmware/get_reply");
+    dev.subscribe(
+        1,
+        &[
+            (upgrade.as_str(), QoS::AtLeastOnce),
+            (reply.as_str(), QoS::AtMostOnce),
+        ],
+    )
+    .await;
+    ota_report(&mut dev, &pk, &dn, "inform", json!({"version": "1.0"})).await;
+    let (s, text) = http(
+        "POST",
+        &format!("{}/api/v1/ota/packages?productKey={pk}&destVersion=2.0", hub.base),
+        Some(TOKEN),
+        Some("new firmware".to_owned()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let fw = serde_json::from_str::<Value>(&text).expect("JSON")["firmwareId"]
+        .as_str()
+        .expect("firmwareId")
+        .to_owned();
+    let api = Api::new(&hub).await;
+    let v = api
+        .ok(
+            "ListOTAModuleVersionsByDevice",
+            &[("ProductKey", &pk), ("DeviceName", &dn)],
+        )
+        .await;
+    assert_eq!(v["Data"]["SimpleOTAModuleInfo"][0]["ModuleVersion"], "1.0", "{v}");
+    let v = api
+        .ok(
+            "CreateOTADynamicUpgradeJob",
+            &[("FirmwareId", &fw), ("ProductKey", &pk), ("SrcVersion.1", "1.0")],
+        )
+        .await;
+    let job = v["Data"]["JobId"].as_str().expect("JobId").to_owned();
+    // The push reaches the device; it reports progress, then the new version.
+    let push = loop {
+        let p = dev.publish_in().await;
+        if p.topic.starts_with("/ota/device/upgrade/") {
+            break json(&p);
+        }
+    };
+    assert_eq!(push["data"]["version"], "2.0", "{push}");
+    ota_report(
+        &mut dev,
+        &pk,
+        &dn,
+        "progress",
+        json!({"step": "50", "desc": "half"}),
+    )
+    .await;
+    let v = api.ok("ListOTATaskByJob", &[("JobId", &job)]).await;
+    let task = &v["Data"]["SimpleOTATaskInfo"][0];
+    assert_eq!(
+        (task["TaskStatus"].as_str(), task["Progress"].as_str()),
+        (Some("IN_PROGRESS"), Some("50")),
+        "{v}"
+    );
+    assert_eq!(task["SrcVersion"], "1.0", "{v}");
+    ota_report(&mut dev, &pk, &dn, "inform", json!({"version": "2.0"})).await;
+    let v = api
+        .ok(
+            "ListOTATaskByJob",
+            &[("JobId", &job), ("TaskStatus", "SUCCEEDED")],
+        )
+        .await;
+    assert_eq!(v["Total"], 1, "{v}");
+    // A dynamic job runs on until its strategy is canceled.
+    api.ok("CancelOTAStrategyByJob", &[("JobId", &job)]).await;
+    let v = api.ok("QueryOTAJob", &[("JobId", &job)]).await;
+    assert_eq!(v["Data"]["JobStatus"], "CANCELED", "{v}");
+    assert_eq!(v["Data"]["SelectionType"], "DYNAMIC", "{v}");
+    let v = api
+        .ok(
+            "ListOTATaskByJob",
+            &[("JobId", &job), ("TaskStatus", "SUCCEEDED")],
+        )
+        .await;
+    assert_eq!(v["Total"], 1, "the finished task stays: {v}");
+}
