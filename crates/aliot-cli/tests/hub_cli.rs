@@ -107,7 +107,7 @@ fn a_busy_port_or_a_busy_data_dir_is_reported() {
     c.arg("hub")
         .arg("--data-dir")
         .arg(dir.path())
-        .args(["--mqtt", &addr, "--admin", "127.0.0.1:0"]);
+        .args(["--mqtt", &addr, "--admin", "127.0.0.1:0", "--openapi", "127.0.0.1:0"]);
     let out = run_guarded(c);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains(&addr), "{}", stderr(&out));
@@ -117,7 +117,7 @@ fn a_busy_port_or_a_busy_data_dir_is_reported() {
     c.arg("hub")
         .arg("--data-dir")
         .arg(dir.path())
-        .args(["--mqtt", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
+        .args(["--mqtt", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--openapi", "127.0.0.1:0"]);
     let out = run_guarded(c);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("another aliot hub"), "{}", stderr(&out));
@@ -207,7 +207,7 @@ fn a_sigterm_right_after_the_first_banner_line_is_a_graceful_stop() {
         c.arg("hub")
             .arg("--data-dir")
             .arg(dir.path())
-            .args(["--mqtt", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .args(["--mqtt", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--openapi", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let mut child = c.spawn().expect("aliot hub");

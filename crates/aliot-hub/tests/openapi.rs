@@ -539,3 +539,195 @@ async fn signature_v3_is_verified() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn rrpc_answers_with_the_devices_bytes_or_timeout_or_offline() {
+    let hub = TestHub::start().await;
+    let (pk, dn, ds) = hub.device("oa-rrpc").await;
+    let c = Client::new(&hub).await;
+    let request = b64("ping");
+    let params = [
+        ("ProductKey", pk.as_str()),
+        ("DeviceName", dn.as_str()),
+        ("Timeout", "1000"),
+    ];
+    let v = c
+        .v1("RRpc", &params, &[("RequestBase64Byte", &request)])
+        .await
+        .json();
+    assert_eq!(v["Success"], json!(true), "{v}");
+    assert_eq!(v["RrpcCode"], json!("OFFLINE"), "{v}");
+
+    let mut dev = TestDevice::connect(hub.mqtt, &pk, &dn, &ds).await;
+    let call = {
+        let (c, params, request) = (&c, params, request.clone());
+        async move { c.v1("RRpc", &params, &[("RequestBase64Byte", &request)]).await }
+    };
+    let answer = async {
+        let (topic, payload) = dev.next_publish().await;
+        assert!(topic.contains("/rrpc/request/"), "{topic}");
+        assert_eq!(&payload[..], b"ping");
+        dev.publish(&topic.replace("/rrpc/request/", "/rrpc/response/"), "pong")
+            .await;
+    };
+    let (a, ()) = tokio::join!(call, answer);
+    let v = a.json();
+    assert_eq!(v["RrpcCode"], json!("SUCCESS"), "{v}");
+    assert_eq!(v["PayloadBase64Byte"], json!(b64("pong")));
+    assert!(v["MessageId"].is_u64());
+
+    // The device does not answer.
+    let v = c
+        .v1("RRpc", &params, &[("RequestBase64Byte", &request)])
+        .await
+        .json();
+    assert_eq!(v["RrpcCode"], json!("TIMEOUT"), "{v}");
+    let _ = dev.next_publish().await;
+
+    let bad = [
+        ("ProductKey", pk.as_str()),
+        ("DeviceName", dn.as_str()),
+        ("Timeout", "9000"),
+    ];
+    let v = c
+        .v1("RRpc", &bad, &[("RequestBase64Byte", &request)])
+        .await
+        .json();
+    assert_eq!(v["Code"], json!("iot.messagebroker.InvalidTimeoutValue"), "{v}");
+}
+
+#[tokio::test]
+async fn devices_are_listed_disabled_enabled_and_deleted() {
+    let hub = TestHub::start().await;
+    let (pk, dn, ds) = hub.device("oa-dev1").await;
+    hub.register(&pk, "oa-dev2").await;
+    let c = Client::new(&hub).await;
+    let dev = TestDevice::connect(hub.mqtt, &pk, &dn, &ds).await;
+
+    let v = c
+        .v1("QueryDevice", &[("ProductKey", &pk), ("PageSize", "1")], &[])
+        .await
+        .json();
+    assert_eq!(v["Total"], json!(2), "{v}");
+    assert_eq!(v["PageCount"], json!(2));
+    assert_eq!(v["Page"], json!(1));
+    assert_eq!(v["Data"]["DeviceInfo"].as_array().map(Vec::len), Some(1));
+    let v = c
+        .v1("QueryDevice", &[("ProductKey", &pk), ("PageSize", "51")], &[])
+        .await
+        .json();
+    assert_eq!(v["Code"], json!("iot.common.InvalidPageParams"), "{v}");
+
+    let v = c
+        .v1(
+            "BatchGetDeviceState",
+            &[
+                ("ProductKey", &pk),
+                ("DeviceName.1", &dn),
+                ("DeviceName.2", "oa-dev2"),
+            ],
+            &[],
+        )
+        .await
+        .json();
+    let list = &v["DeviceStatusList"]["DeviceStatus"];
+    assert_eq!(list[0]["Status"], json!("ONLINE"), "{v}");
+    assert_eq!(list[1]["Status"], json!("UNACTIVE"), "{v}");
+    let iot_id = list[0]["IotId"].as_str().expect("IotId").to_owned();
+    let v = c
+        .v1("BatchGetDeviceState", &[("IotId.1", &iot_id)], &[])
+        .await
+        .json();
+    assert_eq!(
+        v["DeviceStatusList"]["DeviceStatus"][0]["DeviceName"],
+        json!(dn),
+        "{v}"
+    );
+
+    let mut dev = dev;
+    let v = c.v1("DisableThing", &[("IotId", &iot_id)], &[]).await.json();
+    assert_eq!(v["Success"], json!(true), "{v}");
+    dev.closed().await;
+    let v = c.v1("GetDeviceStatus", &[("IotId", &iot_id)], &[]).await.json();
+    assert_eq!(v["Data"]["Status"], json!("DISABLE"), "{v}");
+    let v = c.v1("EnableThing", &[("IotId", &iot_id)], &[]).await.json();
+    assert_eq!(v["Success"], json!(true), "{v}");
+    let v = c.v1("GetDeviceStatus", &[("IotId", &iot_id)], &[]).await.json();
+    assert_eq!(v["Data"]["Status"], json!("OFFLINE"), "{v}");
+
+    let v = c
+        .v1("DeleteDevice", &[("ProductKey", &pk), ("DeviceName", &dn)], &[])
+        .await
+        .json();
+    assert_eq!(v["Success"], json!(true), "{v}");
+    let v = c.v1("QueryDeviceDetail", &[("IotId", &iot_id)], &[]).await.json();
+    assert_eq!(v["Code"], json!("iot.device.NotExistedDevice"), "{v}");
+    let v = c
+        .v1("RegisterDevice", &[("ProductKey", &pk), ("DeviceName", "x")], &[])
+        .await
+        .json();
+    assert_eq!(v["Code"], json!("iot.device.InvalidFormattedDeviceName"), "{v}");
+    let v = c.v1("RegisterDevice", &[("ProductKey", &pk)], &[]).await.json();
+    assert_eq!(v["Data"]["DeviceName"].as_str().map(str::len), Some(20), "{v}");
+}
+
+#[tokio::test]
+async fn pub_broadcast_reaches_every_online_device() {
+    let hub = TestHub::start().await;
+    let (pk, dn, ds) = hub.device("oa-b1").await;
+    let ds2 = hub.register(&pk, "oa-b2").await;
+    let c = Client::new(&hub).await;
+    let mut d1 = TestDevice::connect(hub.mqtt, &pk, &dn, &ds).await;
+    let mut d2 = TestDevice::connect(hub.mqtt, &pk, "oa-b2", &ds2).await;
+    d1.subscribe(&format!("/sys/{pk}/{dn}/broadcast/request/+")).await;
+    d2.subscribe(&format!("/sys/{pk}/oa-b2/broadcast/request/+"))
+        .await;
+    let v = c
+        .v1(
+            "PubBroadcast",
+            &[("ProductKey", &pk), ("MessageContent", &b64("all"))],
+            &[],
+        )
+        .await
+        .json();
+    assert_eq!(v["Success"], json!(true), "{v}");
+    let id = v["MessageId"].as_u64().expect("a MessageId");
+    for d in [&mut d1, &mut d2] {
+        let (topic, payload) = d.next_publish().await;
+        assert!(topic.ends_with(&format!("/broadcast/request/{id}")), "{topic}");
+        assert_eq!(&payload[..], b"all");
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_access_key_is_refused_and_calls_are_counted() {
+    let hub = TestHub::start().await;
+    let pk = hub.product().await;
+    let c = Client::new(&hub).await;
+    let (s, keys) = hub.call("GET", "/api/v1/access-keys", None).await;
+    assert_eq!(s, hyper::StatusCode::OK);
+    assert_eq!(keys[0]["accessKeyId"], json!(c.id), "{keys}");
+    assert!(!keys.to_string().contains(&c.secret), "{keys}");
+    assert_eq!(c.v1("QueryDevice", &[("ProductKey", &pk)], &[]).await.status, 200);
+
+    let (s, v) = hub
+        .call("DELETE", &format!("/api/v1/access-keys/{}", c.id), None)
+        .await;
+    assert_eq!(s, hyper::StatusCode::OK, "{v}");
+    let a = c.v1("QueryDevice", &[("ProductKey", &pk)], &[]).await;
+    assert_eq!(a.status, 404);
+    assert_eq!(a.json()["Code"], json!("InvalidAccessKeyId.NotFound"));
+
+    let (s, metrics) = aliot_testkit::http("GET", &format!("{}/metrics", hub.base), None, None).await;
+    assert_eq!(s, hyper::StatusCode::OK);
+    assert!(
+        metrics.contains("aliot_hub_openapi_calls_total{action=\"QueryDevice\",code=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "aliot_hub_openapi_calls_total{action=\"(none)\",code=\"InvalidAccessKeyId.NotFound\"} 1"
+        ),
+        "{metrics}"
+    );
+}

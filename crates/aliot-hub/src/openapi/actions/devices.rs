@@ -195,7 +195,10 @@ pub(crate) async fn register_device(ctx: Ctx<'_>) -> ActionResult {
             &generated
         }
     };
-    if aliot_protocol::identity::validate_device_name(device_name).is_err() {
+    // The OpenAPI's rule (4 to 32 characters) on top of the hub's own.
+    if !(4..=32).contains(&device_name.chars().count())
+        || aliot_protocol::identity::validate_device_name(device_name).is_err()
+    {
         return Err(ApiError::business(
             "iot.device.InvalidFormattedDeviceName",
             format!("The device name {device_name} is invalid (4 to 32 of A-Z a-z 0-9 _ - @ . :)."),

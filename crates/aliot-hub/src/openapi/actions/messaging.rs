@@ -183,7 +183,9 @@ pub(crate) async fn rrpc(ctx: Ctx<'_>) -> ActionResult {
     let mut reply = Reply::new();
     match result {
         Ok((id, answer)) => {
-            reply.insert("MessageId".into(), json!(id));
+            // The Alink id is a decimal string; the platform's RRpc MessageId is a number.
+            let id = id.parse::<u64>().map_or_else(|_| json!(id), |n| json!(n));
+            reply.insert("MessageId".into(), id);
             reply.insert("RrpcCode".into(), json!("SUCCESS"));
             reply.insert(
                 "PayloadBase64Byte".into(),
