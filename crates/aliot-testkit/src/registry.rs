@@ -9,8 +9,8 @@ use aliot_hub::BoxFuture;
 use aliot_hub::registry::{
     AccessKey, AccessKeyInfo, ApplyRecord, CallRecord, ConfigFile, Cursor, DesiredChange, DesiredOutcome,
     DesiredProperties, Device, DeviceAuth, DeviceRef, Error, EventRecord, FIRST_APPLY_ID, LatestProperty,
-    NewDevice, Page, Product, Properties, PropertyLimits, PropertyPoint, Records, Registry, RegistryCounts,
-    RemoteConfig, Result, ShadowChange, ShadowDocument, ShadowRefusal, TopoRefusal, Window,
+    MAX_APPLIES, NewDevice, Page, Product, Properties, PropertyLimits, PropertyPoint, Records, Registry,
+    RegistryCounts, RemoteConfig, Result, ShadowChange, ShadowDocument, ShadowRefusal, TopoRefusal, Window,
     plan_topology_add, plan_topology_remove,
 };
 use serde_json::{Map, Value};
@@ -530,6 +530,9 @@ impl Registry for MemoryRegistry {
 
     fn put_apply<'a>(&'a self, apply_id: Option<u64>, record: ApplyRecord) -> BoxFuture<'a, Result<u64>> {
         let mut s = self.lock();
+        if apply_id.is_none() && s.applies.len() >= MAX_APPLIES {
+            s.applies.pop_first();
+        }
         let id = apply_id.unwrap_or_else(|| {
             s.applies
                 .last_key_value()

@@ -9,9 +9,9 @@
 //!
 //! One table, `batch_applies`: ApplyId (u64) → JSON [`ApplyRecord`]; one durable transaction per
 //! change. A new ApplyId is the table's last one plus one, taken in the transaction that stores
-//! it (the first is [`FIRST_APPLY_ID`]).
+//! it (the first is [`FIRST_APPLY_ID`]); at most [`MAX_APPLIES`] are kept, the oldest forgotten.
 
-use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use redb::{ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Result};
@@ -21,6 +21,10 @@ const APPLIES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("batch_app
 
 /// The first ApplyId given (the platform's are long integers of several digits).
 pub const FIRST_APPLY_ID: u64 = 1_000_001;
+
+/// The most applications kept: storing a new one beyond it forgets the oldest (its devices
+/// stay registered; its ApplyId is then unknown). Bounds the table, which grows with API calls.
+pub const MAX_APPLIES: usize = 1000;
 
 /// Where an application stands (the platform's `Status` of `QueryBatchRegisterDeviceStatus`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,10 +92,18 @@ pub(super) fn put(db: &redb::Database, id: Option<u64>, record: &ApplyRecord) ->
             .map_err(st("opening the batch applications"))?;
         let id = match id {
             Some(id) => id,
-            None => table
-                .last()
-                .map_err(st("reading the batch applications"))?
-                .map_or(FIRST_APPLY_ID, |(k, _)| k.value().saturating_add(1)),
+            None => {
+                let count = table.len().map_err(st("reading the batch applications"))?;
+                if count >= MAX_APPLIES as u64 {
+                    table
+                        .pop_first()
+                        .map_err(st("forgetting the oldest batch application"))?;
+                }
+                table
+                    .last()
+                    .map_err(st("reading the batch applications"))?
+                    .map_or(FIRST_APPLY_ID, |(k, _)| k.value().saturating_add(1))
+            }
         };
         table
             .insert(id, bytes.as_slice())
@@ -118,5 +130,41 @@ pub(super) fn get(db: &redb::Database, id: u64) -> Result<Option<ApplyRecord>> {
                 source: e,
             }),
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str) -> ApplyRecord {
+        ApplyRecord {
+            product_key: "pk".into(),
+            status: ApplyStatus::CheckSuccess,
+            names: vec![name.into()],
+            invalid: Vec::new(),
+            created_ms: 1,
+        }
+    }
+
+    #[test]
+    fn apply_ids_follow_each_other_and_the_oldest_go_beyond_the_cap() {
+        let db = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .expect("a database");
+        assert_eq!(get(&db, FIRST_APPLY_ID).expect("read"), None);
+        let first = put(&db, None, &record("a")).expect("stored");
+        assert_eq!(first, FIRST_APPLY_ID);
+        let mut done = record("a");
+        done.status = ApplyStatus::CreateSuccess;
+        assert_eq!(put(&db, Some(first), &done).expect("replaced"), first);
+        assert_eq!(get(&db, first).expect("read"), Some(done));
+        for i in 1..MAX_APPLIES as u64 {
+            assert_eq!(put(&db, None, &record("b")).expect("stored"), first + i);
+        }
+        let next = put(&db, None, &record("c")).expect("stored");
+        assert_eq!(next, first + MAX_APPLIES as u64);
+        assert_eq!(get(&db, first).expect("read"), None, "the oldest is forgotten");
+        assert!(get(&db, first + 1).expect("read").is_some());
     }
 }

@@ -51,7 +51,7 @@ mod store;
 mod topology;
 
 pub use self::access_keys::{AccessKey, AccessKeyInfo, MAX_ACCESS_KEYS};
-pub use self::apply::{ApplyRecord, ApplyStatus, FIRST_APPLY_ID, InvalidName};
+pub use self::apply::{ApplyRecord, ApplyStatus, FIRST_APPLY_ID, InvalidName, MAX_APPLIES};
 pub use self::desired::{
     DesiredChange, DesiredOutcome, DesiredProperties, DesiredValue, MAX_DESIRED_BYTES, MAX_DESIRED_PER_DEVICE,
 };
@@ -798,7 +798,8 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     }
 
     /// Stores a batch registration application, durably: a new one (`apply_id` `None`; its
-    /// ApplyId, never given before, is returned) or a replacement of `apply_id`'s.
+    /// ApplyId, never given before, is returned; beyond [`MAX_APPLIES`] the oldest is forgotten)
+    /// or a replacement of `apply_id`'s.
     ///
     /// # Errors
     /// [`Error::Storage`]; [`Error::Unsupported`] from a registry without batch applications
