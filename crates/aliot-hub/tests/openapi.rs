@@ -731,3 +731,165 @@ async fn a_deleted_access_key_is_refused_and_calls_are_counted() {
         "{metrics}"
     );
 }
+
+/// A lamp with a synchronous service.
+const LAMP_TSL: &str = r#"{"properties":[
+  {"identifier":"Brightness","accessMode":"rw","dataType":{"type":"int","specs":{"min":"0","max":"100"}}}],
+ "events":[],
+ "services":[{"identifier":"Measure","callType":"sync","method":"thing.service.Measure",
+  "inputData":[],"outputData":[{"identifier":"Lux","dataType":{"type":"int","specs":{"min":"0","max":"100000"}}}]}]}"#;
+
+#[tokio::test]
+async fn property_sets_are_checked_against_the_thing_model_and_sync_services_give_their_result() {
+    let hub = TestHub::start().await;
+    let (pk, dn, ds) = hub.device("oa-tsl").await;
+    let (s, text) = aliot_testkit::http(
+        "PUT",
+        &format!("{}/api/v1/products/{pk}/tsl", hub.base),
+        Some(aliot_testkit::TOKEN),
+        Some(LAMP_TSL.to_owned()),
+    )
+    .await;
+    assert_eq!(s, hyper::StatusCode::OK, "{text}");
+    let c = Client::new(&hub).await;
+    let device = [("ProductKey", pk.as_str()), ("DeviceName", dn.as_str())];
+
+    // Refused before anything is sent (the device is not even online).
+    let v = c
+        .v1(
+            "SetDeviceProperty",
+            &[device[0], device[1], ("Items", "{\"Brightness\":500}")],
+            &[],
+        )
+        .await
+        .json();
+    assert_eq!(
+        v["Code"],
+        json!("iot.device.InvalidFormattedDevicePropertiesString"),
+        "{v}"
+    );
+    let v = c
+        .v1(
+            "SetDeviceProperty",
+            &[device[0], device[1], ("Items", "[1]")],
+            &[],
+        )
+        .await
+        .json();
+    assert_eq!(
+        v["Code"],
+        json!("iot.device.InvalidFormattedDevicePropertiesString"),
+        "{v}"
+    );
+    let v = c
+        .v1(
+            "SetDeviceProperty",
+            &[device[0], device[1], ("Items", "{\"Brightness\":50}")],
+            &[],
+        )
+        .await
+        .json();
+    assert_eq!(v["Code"], json!("iot.messagebroker.OFFLINE"), "{v}");
+
+    let mut dev = TestDevice::connect(hub.mqtt, &pk, &dn, &ds).await;
+    let measure = [device[0], device[1], ("Identifier", "Measure")];
+    let call = c.v1("InvokeThingService", &measure, &[]);
+    let answer = async {
+        let (topic, payload) = dev.next_publish().await;
+        let body: Value = serde_json::from_slice(&payload).expect("JSON");
+        let reply = json!({"id": body["id"], "code": 200, "data": {"Lux": 420}});
+        dev.publish(
+            &topic.replace("/rrpc/request/", "/rrpc/response/"),
+            reply.to_string(),
+        )
+        .await;
+        body["id"].clone()
+    };
+    let (a, id) = tokio::join!(call, answer);
+    let v = a.json();
+    assert_eq!(v["Data"]["MessageId"], id, "{v}");
+    let result: Value =
+        serde_json::from_str(v["Data"]["Result"].as_str().expect("a JSON string")).expect("JSON");
+    assert_eq!(result, json!({"Lux": 420}));
+}
+
+/// `[openapi] tls = true`: HTTPS with the hub's certificate (curl trusting the local CA).
+#[tokio::test]
+async fn the_openapi_is_served_over_https_with_the_hubs_certificate() {
+    let hub = TestHub::start_with(tempfile::tempdir().expect("tempdir"), |c| {
+        c.openapi.tls = true;
+    })
+    .await;
+    let url = hub
+        .hub()
+        .openapi_url()
+        .expect("the OpenAPI is on")
+        .replace("127.0.0.1", "localhost");
+    assert!(url.starts_with("https://"), "{url}");
+    let ca = hub.dir.path().join("tls").join("ca.pem");
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sS", "--cacert"])
+        .arg(&ca)
+        .arg(format!("{url}/?Action=Pub&Format=XML"));
+    let out = tokio::task::spawn_blocking(move || aliot_testkit::run_guarded(cmd))
+        .await
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("<Code>MissingParameter</Code>"), "{text}");
+}
+
+#[tokio::test]
+async fn malformed_v3_headers_and_altered_bodies_are_refused() {
+    let hub = TestHub::start().await;
+    let c = Client::new(&hub).await;
+    let headers = [
+        ("authorization", "ACS3-HMAC-SHA256 SignedHeaders=host".to_owned()),
+        ("x-acs-action", "QueryDevice".to_owned()),
+    ];
+    let a = exchange(c.addr, "POST", "/", &headers, b"").await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.json()["Code"], json!("IncompleteSignature"));
+
+    // A V3 request signed over one body and sent with another.
+    let body = "MessageContent=aGk%3D";
+    let date = now_utc();
+    let hash = sig::sha256_hex(body.as_bytes());
+    let signed: Vec<(String, String)> = vec![
+        ("host".into(), c.addr.to_string()),
+        ("x-acs-action".into(), "QueryDevice".into()),
+        ("x-acs-date".into(), date.clone()),
+        ("x-acs-signature-nonce".into(), "v3-body".into()),
+        ("x-acs-version".into(), "2018-01-20".into()),
+    ];
+    let req = sig::V3Request {
+        method: "POST",
+        query: &[],
+        headers: &signed,
+        payload_hash: &hash,
+    };
+    let auth = sig::Authorization {
+        access_key_id: c.id.clone(),
+        signed_headers: signed.iter().map(|(k, _)| k.clone()).collect(),
+        signature: sig::v3_sign(
+            &c.secret,
+            &sig::v3_string_to_sign(&sig::v3_canonical_request(&req)),
+        ),
+    };
+    let addr = c.addr;
+    let send = |body: &'static str| {
+        let mut h: Vec<(&str, String)> = signed[1..].iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        h.push(("authorization", auth.to_string()));
+        h.push(("content-type", "application/x-www-form-urlencoded".into()));
+        async move { exchange(addr, "POST", "/", &h, body.as_bytes()).await }
+    };
+    let a = send("MessageContent=aGl%3D").await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.json()["Code"], json!("SignatureDoesNotMatch"));
+    let a = send("MessageContent=aGk%3D").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+}

@@ -4,7 +4,7 @@
 //! `CancelOTAStrategyByJob`, `CancelOTATaskByJob`, `ListOTAModuleVersionsByDevice`.
 //!
 //! The platform's `FirmwareUrl` points to OSS. The hub has no OSS: a package is uploaded through
-//! the admin API (`aliot admin ota upload`), which gives its `firmwareId`, and `CreateOTAFirmware`
+//! the admin API (`aliot admin ota package upload`), which gives its `firmwareId`, and `CreateOTAFirmware`
 //! takes `FirmwareUrl=aliot://package/{firmwareId}` (or a download URL the hub gave for it).
 //! It checks the package is of that product (and version, module, sign when given) and answers
 //! its `FirmwareId`. Times are UTC strings (`2026-11-29T20:00:00.000Z`); a time never reached
@@ -77,7 +77,7 @@ pub(crate) async fn create_firmware(ctx: Ctx<'_>) -> ActionResult {
         ApiError::business(
             "iot.common.InvalidFormattedParameter",
             format!(
-                "FirmwareUrl {url:?}: the hub has no OSS; upload the file with `aliot admin ota upload` \
+                "FirmwareUrl {url:?}: the hub has no OSS; upload the file with `aliot admin ota package upload` \
                  and pass aliot://package/{{firmwareId}}"
             ),
         )
