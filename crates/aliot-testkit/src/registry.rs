@@ -7,11 +7,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use aliot_hub::BoxFuture;
 use aliot_hub::registry::{
-    AccessKey, AccessKeyInfo, CallRecord, ConfigFile, Cursor, DesiredChange, DesiredOutcome,
-    DesiredProperties, Device, DeviceAuth, DeviceRef, Error, EventRecord, LatestProperty, NewDevice, Page,
-    Product, Properties, PropertyLimits, PropertyPoint, Records, Registry, RegistryCounts, RemoteConfig,
-    Result, ShadowChange, ShadowDocument, ShadowRefusal, TopoRefusal, Window, plan_topology_add,
-    plan_topology_remove,
+    AccessKey, AccessKeyInfo, ApplyRecord, CallRecord, ConfigFile, Cursor, DesiredChange, DesiredOutcome,
+    DesiredProperties, Device, DeviceAuth, DeviceRef, Error, EventRecord, FIRST_APPLY_ID, LatestProperty,
+    MAX_APPLIES, NewDevice, Page, Product, Properties, PropertyLimits, PropertyPoint, Records, Registry,
+    RegistryCounts, RemoteConfig, Result, ShadowChange, ShadowDocument, ShadowRefusal, TopoRefusal, Window,
+    plan_topology_add, plan_topology_remove,
 };
 use serde_json::{Map, Value};
 
@@ -37,6 +37,8 @@ struct State {
     seq: u64,
     /// Gateway → its sub-devices, with the hub's rules ([`plan_topology_add`]).
     topology: BTreeMap<DeviceRef, Vec<DeviceRef>>,
+    /// Batch registration applications by ApplyId.
+    applies: BTreeMap<u64, ApplyRecord>,
     /// AccessKeyId → the key.
     access_keys: BTreeMap<String, AccessKey>,
 }
@@ -524,6 +526,25 @@ impl Registry for MemoryRegistry {
     fn topology<'a>(&'a self, gateway: DeviceRef) -> BoxFuture<'a, Result<Vec<DeviceRef>>> {
         let subs = self.lock().topology.get(&gateway).cloned().unwrap_or_default();
         Box::pin(std::future::ready(Ok(subs)))
+    }
+
+    fn put_apply<'a>(&'a self, apply_id: Option<u64>, record: ApplyRecord) -> BoxFuture<'a, Result<u64>> {
+        let mut s = self.lock();
+        if apply_id.is_none() && s.applies.len() >= MAX_APPLIES {
+            s.applies.pop_first();
+        }
+        let id = apply_id.unwrap_or_else(|| {
+            s.applies
+                .last_key_value()
+                .map_or(FIRST_APPLY_ID, |(k, _)| k.saturating_add(1))
+        });
+        s.applies.insert(id, record);
+        Box::pin(std::future::ready(Ok(id)))
+    }
+
+    fn apply(&self, apply_id: u64) -> BoxFuture<'_, Result<Option<ApplyRecord>>> {
+        let record = self.lock().applies.get(&apply_id).cloned();
+        Box::pin(std::future::ready(Ok(record)))
     }
 
     fn gateway_of<'a>(&'a self, sub: DeviceRef) -> BoxFuture<'a, Result<Option<DeviceRef>>> {

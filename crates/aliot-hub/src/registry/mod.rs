@@ -35,6 +35,7 @@ use aliot_protocol::identity::{validate_device_name, validate_product_key, valid
 use serde_json::{Map, Value};
 
 mod access_keys;
+mod apply;
 mod desired;
 mod error;
 #[cfg(feature = "fault-injection")]
@@ -50,6 +51,7 @@ mod store;
 mod topology;
 
 pub use self::access_keys::{AccessKey, AccessKeyInfo, MAX_ACCESS_KEYS};
+pub use self::apply::{ApplyRecord, ApplyStatus, FIRST_APPLY_ID, InvalidName, MAX_APPLIES};
 pub use self::desired::{
     DesiredChange, DesiredOutcome, DesiredProperties, DesiredValue, MAX_DESIRED_BYTES, MAX_DESIRED_PER_DEVICE,
 };
@@ -793,6 +795,27 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     fn gateway_of<'a>(&'a self, sub: DeviceRef) -> BoxFuture<'a, Result<Option<DeviceRef>>> {
         let _ = sub;
         Box::pin(std::future::ready(Err(Error::Unsupported("gateways"))))
+    }
+
+    /// Stores a batch registration application, durably: a new one (`apply_id` `None`; its
+    /// ApplyId, never given before, is returned; beyond [`MAX_APPLIES`] the oldest is forgotten)
+    /// or a replacement of `apply_id`'s.
+    ///
+    /// # Errors
+    /// [`Error::Storage`]; [`Error::Unsupported`] from a registry without batch applications
+    /// (the default).
+    fn put_apply<'a>(&'a self, apply_id: Option<u64>, record: ApplyRecord) -> BoxFuture<'a, Result<u64>> {
+        let _ = (apply_id, record);
+        Box::pin(std::future::ready(Err(Error::Unsupported("batch applications"))))
+    }
+
+    /// A batch registration application (`None` when unknown).
+    ///
+    /// # Errors
+    /// As [`Registry::put_apply`].
+    fn apply(&self, apply_id: u64) -> BoxFuture<'_, Result<Option<ApplyRecord>>> {
+        let _ = apply_id;
+        Box::pin(std::future::ready(Err(Error::Unsupported("batch applications"))))
     }
 
     /// Creates an access key (OpenAPI signatures, AMQP logins), durably; the answer is the only

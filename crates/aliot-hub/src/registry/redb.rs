@@ -1570,6 +1570,22 @@ impl Registry for RedbRegistry {
         }))
     }
 
+    fn put_apply<'a>(
+        &'a self,
+        apply_id: Option<u64>,
+        record: super::ApplyRecord,
+    ) -> BoxFuture<'a, Result<u64>> {
+        let this = self.clone();
+        Box::pin(blocking(move || {
+            this.write(|db| super::apply::put(db, apply_id, &record))
+        }))
+    }
+
+    fn apply(&self, apply_id: u64) -> BoxFuture<'_, Result<Option<super::ApplyRecord>>> {
+        let this = self.clone();
+        Box::pin(blocking(move || this.write(|db| super::apply::get(db, apply_id))))
+    }
+
     fn create_access_key(&self, description: Option<String>) -> BoxFuture<'_, Result<super::AccessKey>> {
         let this = self.clone();
         Box::pin(blocking(move || {

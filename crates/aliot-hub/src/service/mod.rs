@@ -30,6 +30,7 @@ mod config;
 mod desired;
 mod error;
 mod gateway;
+mod message_id;
 mod model_check;
 
 pub use self::config::ConfigPush;
