@@ -16,7 +16,7 @@
 //! - [`registry`]: the [`registry::Registry`] trait (products, devices, secrets, status,
 //!   properties) and its embedded redb implementation.
 //! - [`service`]: the application service, the platform's API that the admin REST API calls.
-//! - [`admin`]: the admin HTTP API (axum). [`events`]: the event stream. [`clock`]: the one
+//! - [`admin`]: the admin HTTP API (axum); [`console`]: the web console on the same listener. [`events`]: the event stream. [`clock`]: the one
 //!   clock. [`config`], [`tls`], [`error`].
 //! - [`Broker`] wires the rooms together; [`start`]/[`run`] add the registry, the listeners and
 //!   the admin API.
@@ -45,6 +45,7 @@ pub mod capacity;
 pub mod clock;
 mod cluster;
 pub mod config;
+pub mod console;
 mod device_http;
 mod engine;
 pub mod error;
