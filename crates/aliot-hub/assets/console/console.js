@@ -65,11 +65,18 @@
     });
   });
 
-  function chart(node, title, series, data) {
+  // A time chart over the last `seconds` (a fixed window, so one point does not stretch the axis).
+  function chart(node, title, series, data, seconds) {
     if (!window.uPlot || !node) return null;
     node.textContent = "";
     var width = Math.max(280, node.clientWidth || 600);
-    return new window.uPlot({ title: title, width: width, height: 240, series: series }, data, node);
+    var now = Date.now() / 1000;
+    series.forEach(function (s, i) { if (i > 0) s.points = { show: true, size: 5 }; });
+    var opts = {
+      title: title, width: width, height: 240, series: series,
+      scales: { x: { time: true, range: function () { return [now - seconds, now]; } } }
+    };
+    return new window.uPlot(opts, data, node);
   }
 
   if (page === "overview") {
@@ -78,8 +85,8 @@
     var load = function () {
       fetch("/console/overview.json", { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (s) {
         var data = [s.time, s.connects, s.messages_in, s.messages_out];
-        if (plot) { plot.setData(data); return; }
-        plot = chart(node, "", [{}, { label: "connects/s", stroke: "#1764d4" }, { label: "messages in/s", stroke: "#138a36" }, { label: "messages out/s", stroke: "#b7791f" }], data);
+        if (plot) plot.destroy();
+        plot = chart(node, "", [{}, { label: "connects/s", stroke: "#1764d4" }, { label: "messages in/s", stroke: "#138a36" }, { label: "messages out/s", stroke: "#b7791f" }], data, 600);
       }).catch(function () {});
     };
     load();
@@ -142,7 +149,7 @@
       var url = "/console/devices/" + encodeURIComponent(dpk) + "/" + encodeURIComponent(ddn) + "/history.json?id=" + encodeURIComponent(sel.value) + "&minutes=" + minutes.value;
       fetch(url, { credentials: "same-origin" }).then(function (r) { return r.ok ? r.json() : null; }).then(function (c) {
         if (!c || !c.time.length) { cnode.textContent = "No kept value of " + sel.value + " in this window."; return; }
-        chart(cnode, sel.value, [{}, { label: sel.value, stroke: "#1764d4" }], [c.time, c.value]);
+        chart(cnode, sel.value, [{}, { label: sel.value, stroke: "#1764d4" }], [c.time, c.value], Number(minutes.value) * 60);
       }).catch(function () {});
     };
     if (sel) { sel.addEventListener("change", draw); minutes.addEventListener("change", draw); draw(); }

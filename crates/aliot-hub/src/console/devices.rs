@@ -568,6 +568,20 @@ async fn device_page(
             .collect(),
         _ => Vec::new(),
     };
+    // The chart's choices: properties with a numeric latest value first, then the model's other
+    // numeric properties.
+    let mut chart: Vec<String> = latest
+        .iter()
+        .filter(|p| p.value.parse::<f64>().is_ok())
+        .map(|p| p.identifier.clone())
+        .collect();
+    if let Some(m) = &model {
+        for (id, _) in &m.numeric {
+            if !chart.contains(id) {
+                chart.push(id.clone());
+            }
+        }
+    }
     let gateway = service.gateway_of(pk, dn).await.ok().flatten();
     let creds = extra.secret.then(|| mosquitto(state, &device)).flatten();
     Ok(render(
@@ -583,6 +597,7 @@ async fn device_page(
             creds => super::page::ser(&creds),
             conn => super::page::ser(&conn),
             latest => super::page::ser(&latest),
+            chart => super::page::ser(&chart),
             model => super::page::ser(&model),
             events => super::page::ser(&events),
             calls => super::page::ser(&calls),

@@ -5,7 +5,7 @@
 //! idle). Every state-changing request carries the session's CSRF token (a hidden form field,
 //! or the `X-CSRF-Token` header of `fetch` calls) and must come from the console's own origin
 //! (`Origin`, `Sec-Fetch-Site`); anything else is refused with a 403 page. Every answer carries a
-//! Content-Security-Policy without inline scripts ([`page::CSP`]).
+//! Content-Security-Policy without inline scripts (see docs/console.md).
 //!
 //! Everything the console does goes through [`Service`], the same calls as the admin REST API.
 //! Live updates come over `GET /console/events` (server-sent events from
