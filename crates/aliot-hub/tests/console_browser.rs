@@ -211,7 +211,8 @@ async fn the_console_in_a_browser() {
     fill(&c, "#product-name", "Smart lamp").await;
     fill(&c, "#product-key", "a1LampXyz01").await;
     click(&c, "#create-product").await;
-    let pk = wait_for(&c, "#product-key").await.text().await.expect("the key");
+    // (An id the products page does not have: the wait cannot see the old page.)
+    let pk = wait_for(&c, "#shown-product-key").await.text().await.expect("the key");
     assert_eq!(pk, "a1LampXyz01");
     c.execute(
         "document.getElementById('tsl-text').value = arguments[0];",
@@ -345,7 +346,7 @@ async fn the_console_in_a_browser() {
     c.goto(&format!("{base}/console/products/{pk}"))
         .await
         .expect("product");
-    wait_for(&c, "#product-key").await;
+    wait_for(&c, "#shown-product-key").await;
     shot(&c, "product").await;
     c.goto(&format!("{base}/console/devices?pk={pk}"))
         .await
