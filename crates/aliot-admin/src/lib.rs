@@ -55,6 +55,7 @@
 //! # }
 //! ```
 
+mod access_key;
 mod client;
 mod config;
 pub mod data_dir;
@@ -70,6 +71,7 @@ pub mod ota;
 mod product;
 mod wire;
 
+pub use access_key::{AccessKeyCreated, AccessKeyDeleted, AccessKeyView, CreateAccessKey};
 pub use client::{CONNECT_TIMEOUT, Client, DEFAULT_TIMEOUT};
 pub use config::{ConfigFileView, ConfigPushed, RemoteConfigView, UpdateRemoteConfig, UploadConfigQuery};
 pub use desired::{

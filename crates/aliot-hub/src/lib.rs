@@ -16,6 +16,8 @@
 //! - [`registry`]: the [`registry::Registry`] trait (products, devices, secrets, status,
 //!   properties) and its embedded redb implementation.
 //! - [`service`]: the application service, the platform's API that the admin REST API calls.
+//! - `openapi`: Aliyun's OpenAPI (RPC, 2018-01-20) for backends on the official server SDKs:
+//!   signatures, the envelope, the actions over the service.
 //! - [`admin`]: the admin HTTP API (axum); [`console`]: the web console on the same listener. [`events`]: the event stream. [`clock`]: the one
 //!   clock. [`config`], [`tls`], [`error`].
 //! - [`Broker`] wires the rooms together; [`start`]/[`run`] add the registry, the listeners and
@@ -52,7 +54,6 @@ pub mod error;
 pub mod events;
 mod http;
 mod metrics;
-#[allow(dead_code)] // until its listener lands (issue 14)
 mod openapi;
 pub mod ota;
 mod persist;

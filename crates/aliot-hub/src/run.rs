@@ -34,6 +34,7 @@ pub struct RunningHub {
     admin_addr: SocketAddr,
     admin_url: String,
     device_http_url: Option<String>,
+    openapi_url: Option<String>,
     config_base: String,
     data_dir: PathBuf,
     token_source: TokenSource,
@@ -60,6 +61,12 @@ impl RunningHub {
     /// with `tls`), when enabled.
     pub fn device_http_url(&self) -> Option<&str> {
         self.device_http_url.as_deref()
+    }
+
+    /// Aliyun's OpenAPI base URL (`http://127.0.0.1:8082`, or `https://…` with `tls`), when
+    /// enabled. Point the official server SDKs' endpoint at it.
+    pub fn openapi_url(&self) -> Option<&str> {
+        self.openapi_url.as_deref()
     }
 
     /// The base URL of the remote configuration downloads devices are given
@@ -194,7 +201,9 @@ pub async fn start(
     let (token, token_source) = blocking(move || admin::load_or_create_token(&dir, given.as_deref())).await?;
 
     // One certificate for MQTT over TLS and HTTPS: [mqtts]'s, or the local CA's.
-    let wants_tls = config.mqtts.is_some() || config.device_http.as_ref().is_some_and(|d| d.tls);
+    let wants_tls = config.mqtts.is_some()
+        || config.device_http.as_ref().is_some_and(|d| d.tls)
+        || (config.openapi.enabled && config.openapi.tls);
     let certificate = if wants_tls {
         let m = config.mqtts.clone().unwrap_or_default();
         let dir = data_dir.clone();
@@ -246,6 +255,11 @@ pub async fn start(
         Some(d) => Some((bind("device HTTP", d.listen)?, d.clone())),
         None => None,
     };
+    let openapi = if config.openapi.enabled {
+        Some(bind("OpenAPI", config.openapi.listen)?)
+    } else {
+        None
+    };
     let addr_of = |l: &TcpListener| {
         l.local_addr()
             .map_err(|e| Error::io("cannot read a listener's address", e))
@@ -255,6 +269,14 @@ pub async fn start(
     let admin_addr = addr_of(&admin_listener)?;
     let admin_url = local_url(admin_addr);
     let device_http_addr = device_http.as_ref().map(|(l, _)| addr_of(l)).transpose()?;
+    let openapi_url = openapi.as_ref().map(addr_of).transpose()?.map(|a| {
+        let url = local_url(a);
+        if config.openapi.tls {
+            url.replacen("http://", "https://", 1)
+        } else {
+            url
+        }
+    });
     let device_http_url = device_http_addr.zip(config.device_http.as_ref()).map(|(a, d)| {
         let url = local_url(a);
         if d.tls {
@@ -314,12 +336,26 @@ pub async fn start(
             mqtt: mqtt_for_devices,
         }
     });
+    let openapi = openapi.map(|listener| OpenApi {
+        listener,
+        tls: if config.openapi.tls {
+            certificate.as_ref().map(|(_, a)| a.clone())
+        } else {
+            None
+        },
+        limits: HttpLimits {
+            max_connections: config.openapi.max_connections,
+            header_read_timeout: Duration::from_secs(config.openapi.header_read_timeout_secs),
+            shutdown_grace: config.broker.shutdown_grace(),
+        },
+    });
     let listeners = Listeners {
         mqtt,
         mqtts: mqtts.zip(acceptor),
         admin: admin_listener,
         console,
         device_http,
+        openapi,
     };
     let admin_limits = HttpLimits {
         max_connections: config.admin.max_connections,
@@ -335,13 +371,14 @@ pub async fn start(
         stop.clone(),
         shutdown,
     ));
-    tracing::info!(mqtt = %mqtt_addr, mqtts = ?mqtts_addr, admin = %admin_addr, device_http = ?device_http_url, data_dir = %data_dir.display(), "hub started");
+    tracing::info!(mqtt = %mqtt_addr, mqtts = ?mqtts_addr, admin = %admin_addr, device_http = ?device_http_url, openapi = ?openapi_url, data_dir = %data_dir.display(), "hub started");
     Ok(RunningHub {
         mqtt_addr,
         mqtts_addr,
         admin_addr,
         admin_url,
         device_http_url,
+        openapi_url,
         config_base,
         data_dir,
         token_source,
@@ -369,6 +406,14 @@ struct Listeners {
     /// The web console, served on the admin listener.
     console: ConsoleState,
     device_http: Option<DeviceHttp>,
+    openapi: Option<OpenApi>,
+}
+
+/// Aliyun's OpenAPI listener.
+struct OpenApi {
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: HttpLimits,
 }
 
 /// The device-facing HTTP(S) listener and what it serves with.
@@ -478,6 +523,29 @@ async fn serve(
             .await;
         })
     });
+    let openapi_task = listeners.openapi.map(|o| {
+        let guard = StopOnDrop(stop.clone());
+        let state = crate::openapi::OpenApiState::new(broker.service().clone());
+        let until = stop.clone().cancelled_owned();
+        // Calls waiting for a device's answer end with the device's connection.
+        let limits = HttpLimits {
+            shutdown_grace: broker.config().shutdown_grace() + Duration::from_secs(1),
+            ..o.limits
+        };
+        tokio::spawn(async move {
+            let _guard = guard;
+            let counters = Arc::new(http::HttpCounters::default());
+            http::serve(
+                o.listener,
+                o.tls,
+                crate::openapi::router(state),
+                limits,
+                counters,
+                until,
+            )
+            .await;
+        })
+    });
 
     stop.cancelled().await;
     tracing::info!("hub stopping");
@@ -488,6 +556,9 @@ async fn serve(
     }
     let admin_result = admin_task.await.map_err(Error::Task);
     if let Some(t) = device_http_task {
+        result = result.and(t.await.map_err(Error::Task));
+    }
+    if let Some(t) = openapi_task {
         result = result.and(t.await.map_err(Error::Task));
     }
     watcher.abort();

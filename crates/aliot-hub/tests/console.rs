@@ -164,6 +164,46 @@ async fn sign_in_sets_a_strict_http_only_cookie_and_a_wrong_token_is_refused() {
 }
 
 #[tokio::test]
+async fn an_access_key_pair_signs_in_and_a_wrong_secret_is_refused() {
+    let hub = TestHub::start().await;
+    let key = hub
+        .service()
+        .create_access_key(Some("console".into()))
+        .await
+        .expect("an access key");
+    let form = |secret: &str| {
+        encode(&[
+            ("access_key_id".into(), key.access_key_id.clone()),
+            ("access_key_secret".into(), secret.to_owned()),
+        ])
+    };
+    let b = Browser::new(&hub.base);
+    let wrong = b.post_raw("/console/signin", &form("not-the-secret"), &[]).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers.get("set-cookie").is_none());
+    let ok = b
+        .post_raw("/console/signin", &form(&key.access_key_secret), &[])
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    let mut b = b;
+    b.cookie = Some(
+        ok.headers["set-cookie"]
+            .to_str()
+            .expect("text")
+            .split(';')
+            .next()
+            .expect("name=value")
+            .to_owned(),
+    );
+    let page = b.get("/console/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains(&key.access_key_id),
+        "the page names who signed in"
+    );
+}
+
+#[tokio::test]
 async fn every_answer_has_the_csp_and_assets_are_cached() {
     let hub = TestHub::start().await;
     let b = signed_in(&hub).await;

@@ -212,7 +212,11 @@ async fn the_console_in_a_browser() {
     fill(&c, "#product-key", "a1LampXyz01").await;
     click(&c, "#create-product").await;
     // (An id the products page does not have: the wait cannot see the old page.)
-    let pk = wait_for(&c, "#shown-product-key").await.text().await.expect("the key");
+    let pk = wait_for(&c, "#shown-product-key")
+        .await
+        .text()
+        .await
+        .expect("the key");
     assert_eq!(pk, "a1LampXyz01");
     c.execute(
         "document.getElementById('tsl-text').value = arguments[0];",

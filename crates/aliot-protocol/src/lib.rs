@@ -20,6 +20,8 @@
 //!   and the `securemode=-1` login after pre-authentication.
 //! - [`gateway`]: gateways and sub-devices: the sub-device sign, topology and session payloads,
 //!   their topics, limits and codes.
+//! - [`openapi`]: Aliyun OpenAPI request signatures V1 (HMAC-SHA1) and V3 (ACS3-HMAC-SHA256),
+//!   signing and verifying, RFC 3986 encoding, form decoding.
 //! - [`tsl`]: the thing model: the console's exported TSL read into types, the platform's
 //!   validation of posts, events, services and sets (codes 63xx), and valid sample values.
 //!
@@ -75,6 +77,7 @@ pub mod gateway;
 pub mod http_auth;
 pub mod identity;
 pub mod json;
+pub mod openapi;
 pub mod profile;
 pub mod register;
 pub mod sign;

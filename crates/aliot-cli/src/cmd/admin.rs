@@ -23,6 +23,7 @@ use serde_json::Value;
 use super::usage;
 use crate::{output, signal};
 
+mod access_key;
 mod config;
 mod gateway;
 mod history;
@@ -86,6 +87,9 @@ enum AdminCommand {
     /// OTA: firmware packages and upgrade jobs.
     #[command(subcommand)]
     Ota(ota::OtaCommand),
+    /// Access keys for Aliyun's OpenAPI and AMQP: create (prints the secret once), list, delete.
+    #[command(subcommand)]
+    AccessKey(access_key::AccessKeyCommand),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -656,6 +660,7 @@ fn job(command: AdminCommand) -> anyhow::Result<Job> {
         }),
         AdminCommand::Ota(command) => ota::job(command),
         AdminCommand::Gateway(g) => gateway::job(g),
+        AdminCommand::AccessKey(k) => access_key::job(k),
         AdminCommand::Device(DeviceCommand::Reset(d)) => {
             json(|c| async move { c.reset_device(&d.product_key, &d.device_name).await })
         }

@@ -49,6 +49,10 @@ pub(crate) struct Args {
     /// --tls-cert and --tls-key).
     #[arg(long, value_name = "ADDR")]
     device_https: Option<SocketAddr>,
+    /// Aliyun OpenAPI address for the official server SDKs [default: 127.0.0.1:8082]; port 0
+    /// picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    openapi: Option<SocketAddr>,
     /// Admin API address [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
@@ -71,6 +75,7 @@ impl fmt::Debug for Args {
             .field("tls_key", &self.tls_key)
             .field("device_http", &self.device_http)
             .field("device_https", &self.device_https)
+            .field("openapi", &self.openapi)
             .field("admin", &self.admin)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
             .field("print_config", &self.print_config)
@@ -104,6 +109,10 @@ fn settings(args: Args) -> anyhow::Result<Config> {
     }
     if let Some(addr) = args.admin {
         config.admin.listen = addr;
+    }
+    if let Some(addr) = args.openapi {
+        config.openapi.enabled = true;
+        config.openapi.listen = addr;
     }
     for (addr, tls) in [(args.device_http, false), (args.device_https, true)] {
         if let Some(addr) = addr {
@@ -171,6 +180,11 @@ fn endpoint_lines(hub: &RunningHub) -> Vec<String> {
         ));
     }
     lines.push(format!("admin:       {}", hub.admin_url()));
+    if let Some(url) = hub.openapi_url() {
+        lines.push(format!(
+            "openapi:     {url} (Aliyun OpenAPI 2018-01-20; access keys: aliot admin access-key create)"
+        ));
+    }
     lines.push(format!(
         "config urls: {}/config/… (remote config downloads, signed; [remote_config] public_url)",
         hub.config_url_base().trim_end_matches('/')

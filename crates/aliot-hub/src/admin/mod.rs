@@ -69,6 +69,7 @@ use crate::http::HttpCounters;
 use crate::registry::RegistryHealth;
 use crate::service::Service;
 
+mod access_keys;
 mod config;
 mod desired;
 mod devices;
@@ -236,6 +237,14 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/ota/jobs/{id}", get(ota::show_job))
         .route("/api/v1/ota/jobs/{id}/cancel", post(ota::cancel_job))
         .route("/api/v1/products/{pk}/devices/{dn}/ota", get(ota::device_modules))
+        .route(
+            "/api/v1/access-keys",
+            get(access_keys::list).post(access_keys::create),
+        )
+        .route(
+            "/api/v1/access-keys/{id}",
+            axum::routing::delete(access_keys::delete),
+        )
         .route("/api/v1/events", get(events::stream))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

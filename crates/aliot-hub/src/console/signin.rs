@@ -6,6 +6,7 @@ use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
+use subtle::ConstantTimeEq as _;
 
 use super::ConsoleState;
 use super::page::{Failure, render, render_status};
@@ -29,11 +30,33 @@ pub(super) async fn form(Query(q): Query<SignInQuery>) -> Response {
     )
 }
 
-/// The sign-in form: the admin token.
+/// The sign-in form: the admin token, or an access key pair.
 #[derive(Deserialize)]
 pub(super) struct SignIn {
     #[serde(default)]
     token: String,
+    #[serde(default)]
+    access_key_id: String,
+    #[serde(default)]
+    access_key_secret: String,
+}
+
+/// Who the form signs in, if anyone: `admin` for the admin token, the AccessKeyId for a key
+/// pair whose secret matches (constant time).
+fn who(state: &ConsoleState, form: &SignIn) -> Option<String> {
+    let token = form.token.trim();
+    if !token.is_empty() {
+        return state
+            .token()
+            .matches(token.as_bytes())
+            .then(|| "admin".to_owned());
+    }
+    let id = form.access_key_id.trim();
+    if id.is_empty() || form.access_key_secret.is_empty() {
+        return None;
+    }
+    let secret = state.service().access_key_secret(id)?;
+    bool::from(secret.as_bytes().ct_eq(form.access_key_secret.trim().as_bytes())).then(|| id.to_owned())
 }
 
 /// `POST /console/signin`: a new session for the right token; the form again (401) otherwise.
@@ -49,17 +72,16 @@ pub(super) async fn sign_in(
         Ok(f) => f,
         Err(e) => return Failure::from(e).into_response(),
     };
-    let token = form.token.trim();
-    if token.is_empty() || !state.token().matches(token.as_bytes()) {
-        tracing::warn!("console: sign-in refused (wrong token)");
+    let Some(who) = who(&state, &form) else {
+        tracing::warn!("console: sign-in refused (wrong token or access key)");
         return render_status(
             StatusCode::UNAUTHORIZED,
             "signin.html",
-            minijinja::context! { error => super::page::ser(&"Wrong token: sign-in refused.") },
+            minijinja::context! { error => super::page::ser(&"Wrong token or access key: sign-in refused.") },
         );
-    }
-    let (id, _) = state.sessions().create("admin".to_owned());
-    tracing::info!("console: signed in with the admin token");
+    };
+    tracing::info!(who, "console: signed in");
+    let (id, _) = state.sessions().create(who);
     let mut response = Redirect::to("/console/").into_response();
     if let Ok(v) = HeaderValue::from_str(&session::set_cookie(&id, state.secure())) {
         response.headers_mut().insert(header::SET_COOKIE, v);
