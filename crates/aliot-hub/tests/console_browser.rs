@@ -17,6 +17,7 @@ use aliot_hub::events::Event;
 use aliot_testkit::events::next_event;
 use aliot_testkit::{GUARD, TOKEN, TestDevice, TestHub, guard};
 use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::FutureExt as _;
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 
@@ -188,9 +189,23 @@ async fn evil_site(console: &str) -> (String, tokio::task::JoinHandle<()>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_a_browser() {
     let hub = TestHub::start().await;
-    let base = hub.base.trim_end_matches('/').to_owned();
     let driver = start_driver();
     let c = browser(&driver).await;
+    // The browser is closed even when a step fails (else Chromium outlives chromedriver).
+    let outcome = std::panic::AssertUnwindSafe(walk_through(&c, &hub))
+        .catch_unwind()
+        .await;
+    let _ = c.close().await;
+    drop(driver);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The test's steps, in the browser `c`.
+async fn walk_through(c: &Client, hub: &TestHub) {
+    let c = c.clone();
+    let base = hub.base.trim_end_matches('/').to_owned();
 
     // Sign-in: a wrong token is refused, the right one opens the overview.
     c.goto(&format!("{base}/")).await.expect("the console");
@@ -377,8 +392,6 @@ async fn the_console_in_a_browser() {
     assert!(refusal.contains("refused"), "{refusal}");
     assert_eq!(hub.service().products().await.expect("products").len(), before);
 
-    c.close().await.expect("the browser closes");
     evil_task.abort();
     drop(dev);
-    drop(driver);
 }
