@@ -477,6 +477,10 @@ async fn ten_thousand_devices_are_paged_on_the_server() {
     );
     assert_eq!(a.body.matches("<tr data-dn=").count(), 50);
     assert!(a.body.contains("dev00000") && a.body.contains("dev00049") && !a.body.contains("dev00050"));
+    assert!(
+        a.body.contains("page=2\" rel=\"next\""),
+        "a link to the next page"
+    );
     let last = b.get(&format!("/console/devices?pk={pk}&page=200")).await;
     assert!(last.body.contains("dev09999"));
     let search = b.get(&format!("/console/devices?pk={pk}&q=DEV0999")).await;

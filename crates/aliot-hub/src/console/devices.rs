@@ -98,6 +98,14 @@ pub(super) async fn list(
         None => (Vec::new(), 0),
     };
     let pages = total.div_ceil(PAGE_SIZE).max(1);
+    let page_url = |n: usize| {
+        format!(
+            "/console/devices?pk={}&q={}&status={}&page={n}",
+            query_escape(pk.as_deref().unwrap_or("")),
+            query_escape(&search),
+            query_escape(q.status.as_deref().unwrap_or("")),
+        )
+    };
     let product_keys: Vec<(String, String)> = products
         .iter()
         .map(|p| (p.product_key.clone(), p.name.clone()))
@@ -108,16 +116,26 @@ pub(super) async fn list(
             products => super::page::ser(&product_keys),
             pk => super::page::ser(&pk),
             q => super::page::ser(&search),
-            status => super::page::ser(&q.status.unwrap_or_default()),
+            status => super::page::ser(&q.status.clone().unwrap_or_default()),
             devices => super::page::ser(&rows),
             total => super::page::ser(&total),
             page => super::page::ser(&page_no),
             pages => super::page::ser(&pages),
-            prev => super::page::ser(&(page_no > 1).then(|| page_no - 1)),
-            next => super::page::ser(&(page_no < pages).then_some(page_no + 1)),
+            prev => super::page::ser(&(page_no > 1).then(|| page_url(page_no - 1))),
+            next => super::page::ser(&(page_no < pages).then(|| page_url(page_no + 1))),
             ..base(&session, "devices"),
         },
     ))
+}
+
+/// `s` percent-encoded for a query value (letters, digits and `-_.~` kept).
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The create-one form.
