@@ -20,7 +20,7 @@
 //!   durable backlog per group and the AMQP 1.0 transport consumers attach with.
 //! - `openapi`: Aliyun's OpenAPI (RPC, 2018-01-20) for backends on the official server SDKs:
 //!   signatures, the envelope, the actions over the service.
-//! - [`admin`]: the admin HTTP API (axum). [`events`]: the event stream. [`clock`]: the one
+//! - [`admin`]: the admin HTTP API (axum); [`console`]: the web console on the same listener. [`events`]: the event stream. [`clock`]: the one
 //!   clock. [`config`], [`tls`], [`error`].
 //! - [`Broker`] wires the rooms together; [`start`]/[`run`] add the registry, the listeners and
 //!   the admin API.
@@ -49,6 +49,7 @@ pub mod capacity;
 pub mod clock;
 mod cluster;
 pub mod config;
+pub mod console;
 mod device_http;
 mod engine;
 pub mod error;

@@ -15,6 +15,7 @@ use crate::admin::{self, AdminState, TokenSource};
 use crate::broker::{Broker, bind_listener};
 use crate::capacity::{self, Capacity};
 use crate::config::{Config, URL_FILE};
+use crate::console::ConsoleState;
 use crate::device_http::{self, DeviceHttpState};
 use crate::error::{Error, Result};
 use crate::http::{self, HttpLimits};
@@ -345,6 +346,7 @@ pub async fn start(
     .await?;
 
     let stop = CancellationToken::new();
+    let console = ConsoleState::new(broker.service().clone(), token.clone(), Some(mqtt_addr));
     let state = AdminState::new(broker.service().clone(), token);
     let (tls_files, acceptor) = match tls_setup {
         Some((_, files, acceptor)) => (Some(files), Some(acceptor)),
@@ -391,6 +393,7 @@ pub async fn start(
         mqtt,
         mqtts: mqtts.zip(acceptor),
         admin: admin_listener,
+        console,
         device_http,
         amqp,
         openapi,
@@ -442,6 +445,8 @@ struct Listeners {
     mqtt: TcpListener,
     mqtts: Option<(TcpListener, tokio_rustls::TlsAcceptor)>,
     admin: TcpListener,
+    /// The web console, served on the admin listener.
+    console: ConsoleState,
     device_http: Option<DeviceHttp>,
     amqp: Option<AmqpListeners>,
     openapi: Option<OpenApi>,
@@ -526,7 +531,8 @@ async fn serve(
     });
     let admin_task = {
         let guard = StopOnDrop(stop.clone());
-        let mut app = admin::router(state.clone());
+        let console = listeners.console.clone();
+        let mut app = admin::router(state.clone()).merge(crate::console::router(console.clone()));
         if listeners.device_http.is_none() {
             // Without a device listener, the signed remote config downloads are served here
             // (the signature is their only credential, not the admin token).
@@ -548,6 +554,7 @@ async fn serve(
             let shutdown = async move {
                 until.await;
                 closing.close_streams();
+                console.close();
             };
             http::serve(listener, None, app, limits, counters, shutdown).await;
         })

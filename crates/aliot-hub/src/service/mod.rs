@@ -32,10 +32,12 @@ mod error;
 mod gateway;
 mod message_id;
 mod model_check;
+mod paging;
 
 pub use self::config::ConfigPush;
 pub use self::desired::MAX_DESIRED_PER_CALL;
 pub use self::error::{Error, Result};
+pub use self::paging::{DevicePage, MAX_DEVICE_PAGE, StatusFilter};
 pub use crate::cluster::SessionInfo;
 
 /// What the platform's "Pub" did with a message (the admin API's type).
