@@ -56,6 +56,8 @@
 //! - `subscriber`: the one subscriber that measures delivery on a general broker (plain auth).
 //! - `exhaust`: the device side of the `exhaust` workload (a device that tries to make the
 //!   server hold memory for it).
+//! - `gateway`: the `gateway` workload ([`run_gateway`]): gateways that add their topology,
+//!   log their sub-devices in by batches, post for them and answer property sets for them.
 //! - `driver`: the admin API side of the downlink and rrpc workloads.
 //! - `run`: one process running its slice of the fleet through ramp, hold, drain and close.
 //! - `worker`: [`run`] itself, and the worker protocol of multi-process runs ([`run_worker`]).
@@ -70,6 +72,7 @@ mod driver;
 mod error;
 mod exhaust;
 mod fleet;
+mod gateway;
 mod progress;
 mod register;
 mod report;
@@ -84,6 +87,7 @@ pub mod wire;
 mod worker;
 
 pub use error::{Error, Result};
+pub use gateway::{GatewayOptions, GatewaySummary, run_gateway};
 pub use report::{Format, Percentiles, Summary};
 pub use settings::{AdminTarget, Auth, Options, Plan, WorkerCommand, Workload, parse_duration};
 pub use worker::{run, run_worker};

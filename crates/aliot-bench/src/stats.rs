@@ -46,7 +46,7 @@ pub(crate) fn unix_us() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
-fn new_hist() -> Histogram<u64> {
+pub(crate) fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_US, 3)
         .expect("1..600e6 with 3 significant figures is a valid histogram")
 }
@@ -373,7 +373,7 @@ pub(crate) fn merge(results: &[WorkerResult]) -> Result<Summary> {
 }
 
 /// The percentiles of a histogram of microseconds, in milliseconds.
-fn percentiles(h: &Histogram<u64>) -> Percentiles {
+pub(crate) fn percentiles(h: &Histogram<u64>) -> Percentiles {
     if h.is_empty() {
         return Percentiles::default();
     }

@@ -617,3 +617,37 @@ fn ota_workload_should_upgrade_every_device() {
     assert_eq!(n(&v, "bytesDownloaded"), 5 * 20_000, "{v}");
     assert_eq!(n(&v, "deviceFailures"), 0, "{v}");
 }
+
+#[test]
+fn gateway_workload_should_log_in_post_and_answer_for_every_sub_device() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hub = hub(&dir);
+    let v = bench(
+        &hub,
+        &[
+            "--workload",
+            "gateway",
+            "--gateways",
+            "3",
+            "--sub-devices-per-gateway",
+            "60",
+            "--posts-per-sub",
+            "2",
+            "--downlinks",
+            "30",
+        ],
+    );
+    assert_eq!(v["workload"], "gateway", "{v}");
+    assert_eq!(n(&v, "gateways"), 3, "{v}");
+    assert_eq!(n(&v, "topoAdds"), 3, "{v}");
+    assert_eq!(n(&v, "loggedIn"), 180, "{v}");
+    // 60 sub-devices a gateway: batches of 50 and 10.
+    assert_eq!(n(&v["batchLoginMs"], "count"), 6, "{v}");
+    assert_eq!(n(&v, "posts"), 360, "{v}");
+    assert_eq!(n(&v, "postsAnswered"), 360, "{v}");
+    assert_eq!(n(&v, "postsOk"), 360, "{v}");
+    assert_eq!(n(&v, "downlinks"), 30, "{v}");
+    assert_eq!(n(&v, "downlinksAnswered"), 30, "{v}");
+    assert_eq!(n(&v["downlinkMs"], "count"), 30, "{v}");
+    assert!(v["firstFailure"].is_null(), "{v}");
+}

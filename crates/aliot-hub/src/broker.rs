@@ -57,6 +57,7 @@ impl Broker {
             },
             max_pending_calls: config.max_pending_calls,
             max_online_subs_per_gateway: config.max_online_subs_per_gateway,
+            max_sub_logins_per_minute: config.max_sub_logins_per_minute,
             unsaved_bytes: config.max_unsaved_bytes,
         };
         let table = Arc::new(DeviceTable::new(limits, metrics.clone()));

@@ -102,6 +102,10 @@ pub(crate) trait Cluster: Send + Sync + fmt::Debug + 'static {
     /// one did.
     fn logout_sub(&self, product_key: &str, device_name: &str) -> bool;
 
+    /// Closes the device's own connection because it logged in elsewhere (through a gateway):
+    /// one session per device. Returns whether it was connected.
+    fn kick(&self, product_key: &str, device_name: &str) -> bool;
+
     /// The deviceNames of a product's online devices, sorted.
     fn online_devices(&self, product_key: &str) -> Vec<String>;
 
@@ -210,6 +214,11 @@ impl Cluster for LocalCluster {
 
     fn unblock(&self, product_key: &str, device_name: &str) {
         self.table.unblock(product_key, device_name);
+    }
+
+    fn kick(&self, product_key: &str, device_name: &str) -> bool {
+        self.table
+            .disconnect(product_key, device_name, CloseReason::Kicked)
     }
 
     fn logout_sub(&self, product_key: &str, device_name: &str) -> bool {

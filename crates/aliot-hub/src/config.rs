@@ -441,6 +441,10 @@ pub struct BrokerConfig {
     /// Sub-devices one gateway connection may have logged in at the same time (the platform's
     /// 200; a login beyond gets 428).
     pub max_online_subs_per_gateway: usize,
+    /// Logins of one sub-device through gateways per minute, at most (a sliding 60 s window;
+    /// the platform throttles a sub-device that logs in too often with 429). 0: no limit. A
+    /// batch login naming a throttled sub-device is refused whole.
+    pub max_sub_logins_per_minute: u32,
     /// Honour `sys.ack` = 0 in uplinks (no reply), as the platform does. When false, every
     /// request gets its `_reply`.
     pub sys_ack: bool,
@@ -474,6 +478,7 @@ impl Default for BrokerConfig {
             rrpc_timeout_ms: 8000,
             max_pending_calls: 64,
             max_online_subs_per_gateway: 200,
+            max_sub_logins_per_minute: 60,
             sys_ack: true,
             events_buffer_bytes: 64 << 20,
             shutdown_grace_ms: 5000,

@@ -88,6 +88,102 @@ pub enum Event {
     Problem(ProblemEvent),
     /// OTA: a task changed state, a device reported a version, or a report matched nothing.
     Ota(OtaEvent),
+    /// A gateway's topology changed (the platform's `thing/topo/lifecycle`, cloud-side §2.6).
+    Topology(TopologyEvent),
+}
+
+/// A device of a [`TopologyEvent`].
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopologyDevice {
+    /// The device's iotId (empty when the device is already gone).
+    pub iot_id: String,
+    /// productKey.
+    pub product_key: String,
+    /// deviceName.
+    pub device_name: String,
+}
+
+/// A gateway's topology changed, in the shape of the platform's `/{pk}/{dn}/thing/topo/lifecycle`
+/// forwarded message (cloud-side §2.6): `action` is `add` or `remove` (topology added or
+/// removed: by the gateway, by the admin, or a sub-device deleted), `enable` or `disable` (a
+/// sub-device of the topology enabled or disabled). A change naming more than
+/// [`TOPOLOGY_EVENT_DEVICES`] sub-devices is published as several events of that many.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopologyEvent {
+    /// `add`, `remove`, `enable` or `disable`.
+    pub action: &'static str,
+    /// Who changed it: `gateway` (its `thing.topo.add|delete`), `admin`, `deleted` (a
+    /// sub-device deleted), `enabled`/`disabled` (a sub-device enabled or disabled).
+    pub by: &'static str,
+    /// The gateway's iotId.
+    pub gw_iot_id: String,
+    /// The gateway's productKey.
+    pub gw_product_key: String,
+    /// The gateway's deviceName.
+    pub gw_device_name: String,
+    /// The sub-devices concerned.
+    pub devices: Vec<TopologyDevice>,
+    /// When, epoch ms (the platform's name).
+    pub message_create_time: u64,
+    /// When, epoch ms (as every event).
+    pub time: u64,
+}
+
+/// The most sub-devices one [`TopologyEvent`] names.
+pub const TOPOLOGY_EVENT_DEVICES: usize = 50;
+
+/// The longest iotId, productKey or deviceName a [`TopologyEvent`] carries (longer ones are
+/// cut): the platform's names are at most 32 characters.
+const TOPOLOGY_NAME_LIMIT: usize = 64;
+
+impl TopologyEvent {
+    /// The events of one topology change of `gateway` (at most [`TOPOLOGY_EVENT_DEVICES`]
+    /// sub-devices each), iotIds read from the registry.
+    pub(crate) async fn of(
+        registry: &dyn crate::registry::Registry,
+        action: &'static str,
+        by: &'static str,
+        gateway: &crate::registry::DeviceRef,
+        devices: &[crate::registry::DeviceRef],
+        at_ms: u64,
+    ) -> Vec<Event> {
+        let iot_id = |pk: &str, dn: &str| {
+            let (pk, dn) = (pk.to_owned(), dn.to_owned());
+            async move {
+                registry
+                    .device_auth(&pk, &dn)
+                    .await
+                    .map(|a| a.iot_id.to_string())
+                    .unwrap_or_default()
+            }
+        };
+        let gw_iot_id = iot_id(&gateway.0, &gateway.1).await;
+        let mut named = Vec::with_capacity(devices.len());
+        for (pk, dn) in devices {
+            named.push(TopologyDevice {
+                iot_id: iot_id(pk, dn).await,
+                product_key: pk.clone(),
+                device_name: dn.clone(),
+            });
+        }
+        named
+            .chunks(TOPOLOGY_EVENT_DEVICES)
+            .map(|chunk| {
+                Event::Topology(TopologyEvent {
+                    action,
+                    by,
+                    gw_iot_id: gw_iot_id.clone(),
+                    gw_product_key: gateway.0.clone(),
+                    gw_device_name: gateway.1.clone(),
+                    devices: chunk.to_vec(),
+                    message_create_time: at_ms,
+                    time: at_ms,
+                })
+            })
+            .collect()
+    }
 }
 
 /// An OTA happening: `kind` is `task` (a task changed state), `inform` (a device reported a
@@ -467,6 +563,17 @@ impl Event {
                 cut(&mut e.product_key, F);
                 cut(&mut e.device_name, F);
             }
+            Event::Topology(e) => {
+                for s in [&mut e.gw_iot_id, &mut e.gw_product_key, &mut e.gw_device_name] {
+                    cut(s, TOPOLOGY_NAME_LIMIT);
+                }
+                e.devices.truncate(TOPOLOGY_EVENT_DEVICES);
+                for d in &mut e.devices {
+                    for s in [&mut d.iot_id, &mut d.product_key, &mut d.device_name] {
+                        cut(s, TOPOLOGY_NAME_LIMIT);
+                    }
+                }
+            }
             Event::Ota(e) => {
                 cut(&mut e.product_key, F);
                 cut(&mut e.device_name, F);
@@ -530,6 +637,16 @@ impl Event {
             }
             Event::Registered(e) => e.product_key.capacity() + e.device_name.capacity(),
             Event::TokenIssued(e) => e.product_key.capacity() + e.device_name.capacity(),
+            Event::Topology(e) => {
+                e.gw_iot_id.capacity()
+                    + e.gw_product_key.capacity()
+                    + e.gw_device_name.capacity()
+                    + e.devices.capacity() * std::mem::size_of::<TopologyDevice>()
+                    + e.devices
+                        .iter()
+                        .map(|d| d.iot_id.capacity() + d.product_key.capacity() + d.device_name.capacity())
+                        .sum::<usize>()
+            }
             Event::Ota(e) => {
                 e.product_key.capacity()
                     + e.device_name.capacity()

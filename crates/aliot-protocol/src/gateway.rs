@@ -47,6 +47,8 @@ pub mod code {
     pub const TOPO_SIGN_FAILED: u32 = 401;
     /// Login: too many sub-devices online on this gateway.
     pub const TOO_MANY_ONLINE: u32 = 428;
+    /// A sub-device logs in too often: throttled (things-go `CodeSubDevOnlineRateLimit`).
+    pub const THROTTLED: u32 = 429;
     /// Kick notice: the sub-device logged in elsewhere (another gateway or directly).
     pub const KICKED: u32 = 427;
     /// Logout or send: the sub-device has no session.

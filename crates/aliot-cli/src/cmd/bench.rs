@@ -49,6 +49,12 @@ pub(crate) enum Workload {
     /// SDK) report --from-version, one job upgrades them to --to-version with a
     /// --package-bytes package; time to every task final, download throughput, push rate.
     Ota,
+    /// Gateways: --gateways gateways (product --product-key, default a1GwBench) each add
+    /// --sub-devices-per-gateway sub-devices (product --sub-product-key) to their topology, log
+    /// them in by batches of 50, post --posts-per-sub properties for each, and answer --downlinks
+    /// property sets made through the admin API; login time, posts answered/s, downlink round
+    /// trip, hub RSS per sub-device.
+    Gateway,
 }
 
 impl From<Workload> for aliot_bench::Workload {
@@ -60,8 +66,8 @@ impl From<Workload> for aliot_bench::Workload {
             Workload::Rrpc => aliot_bench::Workload::Rrpc,
             Workload::Exhaust => aliot_bench::Workload::Exhaust,
             Workload::Register => aliot_bench::Workload::Register,
-            // Run by `ota::run` before any conversion; connect is the harmless stand-in.
-            Workload::Ota => aliot_bench::Workload::Connect,
+            // Run by `ota::run` and `run_gateway` before any conversion; connect is the harmless stand-in.
+            Workload::Ota | Workload::Gateway => aliot_bench::Workload::Connect,
         }
     }
 }
@@ -230,9 +236,25 @@ pub(crate) struct Args {
     /// ota: the job's maximum pushes per minute (default: the hub's, no limit).
     #[arg(long, value_name = "N")]
     pub(crate) max_per_minute: Option<u32>,
-    /// ota: give up on the wave after this long.
+    /// ota: give up on the wave after this long; gateway: on a phase (topology, login, posts).
     #[arg(long, default_value = "10m", value_parser = aliot_bench::parse_duration)]
     pub(crate) ota_timeout: std::time::Duration,
+
+    /// gateway: number of gateways.
+    #[arg(long, default_value_t = 10, value_name = "G")]
+    pub(crate) gateways: usize,
+    /// gateway: sub-devices per gateway.
+    #[arg(long, default_value_t = 20, value_name = "S")]
+    pub(crate) sub_devices_per_gateway: usize,
+    /// gateway: productKey of the sub-device product (created when missing).
+    #[arg(long, default_value = "a1SubBench", value_name = "PK")]
+    pub(crate) sub_product_key: String,
+    /// gateway: property posts per sub-device.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub(crate) posts_per_sub: usize,
+    /// gateway: property sets to sub-devices through the admin API.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub(crate) downlinks: usize,
 
     /// Summary format on stdout.
     #[arg(long, value_enum, default_value = "table")]
@@ -263,6 +285,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         let settings = ota_settings(args)?;
         let summary = runtime()?.block_on(ota::run(settings))?;
         output::write(&summary)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.workload == Workload::Gateway {
+        let format = args.format;
+        let options = gateway_options(args)?;
+        let summary = runtime()?
+            .block_on(aliot_bench::run_gateway(&options))
+            .map_err(from_lib)?;
+        output::write(&summary.render(format.into()))?;
         return Ok(ExitCode::SUCCESS);
     }
     let format = args.format;
@@ -366,6 +397,33 @@ fn ota_settings(a: Args) -> anyhow::Result<ota::Settings> {
         timeout: a.ota_timeout,
         json: a.format == Format::Json,
         quiet: a.quiet,
+    })
+}
+
+/// The flags of `--workload gateway`.
+fn gateway_options(a: Args) -> anyhow::Result<aliot_bench::GatewayOptions> {
+    let data_dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
+    let admin = admin_target(a.admin_url, a.admin_token, &data_dir).ok_or_else(|| {
+        usage(format!(
+            "--workload gateway needs the admin API: --admin-url, or a hub's {URL_FILE} in {}",
+            data_dir.display()
+        ))
+    })?;
+    Ok(aliot_bench::GatewayOptions {
+        host: a.host,
+        port: a.port.unwrap_or(1883),
+        admin,
+        gateway_product_key: a.product_key.unwrap_or_else(|| "a1GwBench".to_owned()),
+        sub_product_key: a.sub_product_key,
+        prefix: a.prefix,
+        gateways: a.gateways,
+        subs_per_gateway: a.sub_devices_per_gateway,
+        posts_per_sub: a.posts_per_sub,
+        window: 32,
+        downlinks: a.downlinks,
+        concurrency: a.concurrency,
+        timeout: a.ota_timeout,
+        progress: !a.quiet,
     })
 }
 

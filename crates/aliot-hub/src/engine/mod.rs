@@ -129,6 +129,14 @@ pub(crate) trait Hooks: Send + Sync + 'static {
     /// many filters it refused).
     fn subscribe_denied(&self, session: &Session, filters: &[&str]);
 
+    /// How many subscriptions the connection may hold, given the configured per-device
+    /// `limit`: a gateway's connection holds its sub-devices' subscriptions too (the platform's
+    /// rule, e.g. one `limit` per device it speaks for). Asked before each SUBSCRIBE.
+    fn max_subscriptions(&self, session: &Session, limit: usize) -> usize {
+        let _ = session;
+        limit
+    }
+
     /// A PUBLISH the device may send, before its PUBACK: the platform handles it (replies,
     /// answers to waiting calls, events).
     fn uplink(&self, session: &Arc<Session>, publish: &Publish);

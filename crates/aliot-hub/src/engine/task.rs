@@ -651,7 +651,10 @@ impl Driver {
         packet_id: NonZeroU16,
         filters: Vec<(S, QoS)>,
     ) {
-        let max = self.shared().config.max_subscriptions;
+        let max = self
+            .shared()
+            .hooks
+            .max_subscriptions(&self.session, self.shared().config.max_subscriptions);
         // Asked before taking the session lock: the platform reports denials as events.
         let allowed: Vec<bool> = filters
             .iter()

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::registry::{DeviceRef, Registry};
-use crate::table::{Session, SubSessions, TooManyOnline};
+use crate::table::{LoginRefused, Session, SubSessions};
 
 /// Whether a gateway's connection (`principal`) may use `topic`: its own rights, or those of
 /// a sub-device it speaks for.
@@ -278,6 +278,8 @@ pub(crate) struct Outcome {
     pub(crate) kicked: Vec<(DeviceRef, Arc<Session>)>,
     /// Something worth an event.
     pub(crate) problem: Option<String>,
+    /// The topology changed: `add` or `remove`, and the sub-devices (a topology event).
+    pub(crate) topology: Option<(&'static str, Vec<DeviceRef>)>,
 }
 
 impl Outcome {
@@ -295,6 +297,20 @@ impl Outcome {
             ..Self::default()
         }
     }
+}
+
+/// The sub-devices a request names (those it names readably), for the node-type rule.
+fn named_subs(op: Op, params: &Value) -> Vec<DeviceRef> {
+    let items: Vec<&Value> = match (op, params) {
+        (Op::TopoAdd | Op::SubRegister, Value::Array(items)) => items.iter().collect(),
+        (Op::TopoAdd | Op::SubRegister | Op::Login, Value::Object(_)) => vec![params],
+        (Op::BatchLogin, _) => match params.get("deviceList") {
+            Some(Value::Array(items)) => items.iter().collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    items.into_iter().filter_map(|v| device_ref(v).ok()).collect()
 }
 
 /// Checks one login's sub-device: it exists, is enabled, signed with its secret, and is in
@@ -362,6 +378,18 @@ pub(crate) async fn handle(
         session.id.device_name().to_owned(),
     );
     let registry = &*registry;
+    // Node types: a sub-device product's device is no gateway; a gateway product's device is
+    // no sub-device (`registry::node_type_refusal`).
+    if let Some(refusal) =
+        crate::registry::node_type_refusal(registry, &gateway, &named_subs(op, &request.params)).await
+    {
+        return Outcome::refused(
+            &request,
+            op,
+            &Refusal::new(refusal.code(), refusal.to_string()),
+            json!({}),
+        );
+    }
     match op {
         Op::TopoAdd => {
             let items = match &request.params {
@@ -409,8 +437,12 @@ pub(crate) async fn handle(
                 }
                 adding.push(signed.device);
             }
-            match registry.add_topology(gateway, adding).await {
-                Ok(Ok(_)) => Outcome::success(&request, op, json!({})),
+            match registry.add_topology(gateway, adding.clone()).await {
+                Ok(Ok(_)) => {
+                    let mut out = Outcome::success(&request, op, json!({}));
+                    out.topology = Some(("add", adding));
+                    out
+                }
                 Ok(Err(refusal)) => Outcome::refused(
                     &request,
                     op,
@@ -443,6 +475,7 @@ pub(crate) async fn handle(
             match registry.remove_topology(gateway, removing.clone()).await {
                 Ok(Ok(_)) => {
                     let mut out = Outcome::success(&request, op, json!({}));
+                    out.topology = Some(("remove", removing.clone()));
                     for sub in &removing {
                         if subs.logout(&session, sub) {
                             out.offline.push((sub.clone(), "topology removed"));
@@ -686,19 +719,31 @@ fn login(
     devices: Vec<DeviceRef>,
     data: Value,
 ) -> Outcome {
-    match subs.login(session, &devices) {
+    match subs.login(session, &devices, crate::clock::now_ms()) {
         Ok(kicked) => {
             let mut out = Outcome::success(request, op, data);
             out.online = devices;
             out.kicked = kicked;
             out
         }
-        Err(TooManyOnline { limit }) => Outcome::refused(
+        Err(LoginRefused::TooManyOnline { limit }) => Outcome::refused(
             request,
             op,
             &Refusal::new(
                 code::TOO_MANY_ONLINE,
                 format!("a gateway has at most {limit} sub-devices online"),
+            ),
+            json!({}),
+        ),
+        Err(LoginRefused::Throttled { sub, limit }) => Outcome::refused(
+            request,
+            op,
+            &Refusal::new(
+                code::THROTTLED,
+                format!(
+                    "sub-device {}/{} logs in too often (at most {limit} a minute)",
+                    sub.0, sub.1
+                ),
             ),
             json!({}),
         ),

@@ -25,6 +25,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use aliot_protocol::gateway::code as gateway_code;
 use aliot_protocol::topic::{Access, SysPath, Topic, device_may_access};
 use aliot_protocol::tsl::Tsl;
 use bytes::Bytes;
@@ -37,7 +38,7 @@ use crate::cluster::Cluster;
 use crate::engine::{Admission, ConnectRequest, Hooks, Refused};
 use crate::events::{
     AclDeniedEvent, Event, KickedEvent, ProblemEvent, RefusedEvent, RegisteredEvent, ReplyEvent, StatusEvent,
-    TokenIssuedEvent, UplinkEvent,
+    TokenIssuedEvent, TopologyEvent, UplinkEvent,
 };
 use crate::metrics::{Metrics, inc};
 use crate::registry::{Enrolment, Registry};
@@ -54,6 +55,7 @@ mod handling;
 mod lane;
 mod ntp;
 mod ota;
+mod pack;
 pub(crate) mod registration;
 pub(crate) mod service;
 pub(crate) mod shadow;
@@ -672,7 +674,7 @@ impl Platform {
             ))
         });
         tokio::spawn(async move {
-            let out = gateway::handle(
+            let mut out = gateway::handle(
                 this.registry.clone(),
                 this.subs.clone(),
                 session.clone(),
@@ -680,6 +682,15 @@ impl Platform {
                 payload,
             )
             .await;
+            if let Some((action, devices)) = out.topology.take()
+                && this.cluster.observed()
+            {
+                let gw = (pk.clone(), dn.clone());
+                for e in TopologyEvent::of(&*this.registry, action, "gateway", &gw, &devices, now_ms()).await
+                {
+                    this.cluster.publish(e);
+                }
+            }
             if let Some(problem) = &out.problem {
                 this.problem(&session, Some(&topic), problem, false);
             }
@@ -692,6 +703,19 @@ impl Platform {
                 );
             }
             for sub in out.online {
+                // One session per device: its own connection, if any, is closed (the later
+                // login wins).
+                if this.cluster.kick(&sub.0, &sub.1) {
+                    this.problem(
+                        &session,
+                        Some(&topic),
+                        &format!(
+                            "{}/{} logged in through this gateway: its own connection was closed",
+                            sub.0, sub.1
+                        ),
+                        false,
+                    );
+                }
                 this.sub_status(sub, true, session.id.ip, None);
             }
             for (sub, why) in out.offline {
@@ -706,6 +730,91 @@ impl Platform {
                 this.reply(&session, reply, qos);
             }
         });
+    }
+
+    /// The sub-devices' parts of a gateway's pack post (`pack.rs`): each sub-device logged in
+    /// on this connection, every part (the gateway's own too) free of whole-message faults, then
+    /// each part handled as its sub-device's. Returns their history writes, or the reply
+    /// refusing the whole post (`None` when the gateway asked for no reply).
+    fn pack_parts(
+        &self,
+        session: &Arc<Session>,
+        topic: &str,
+        qos: u8,
+        pack: Result<pack::Pack, (aliot_protocol::alink::Request, pack::Refusal)>,
+    ) -> Result<Vec<BoxFuture<'static, crate::registry::Result<()>>>, Option<PlatformReply>> {
+        let gateway = (session.id.product_key(), session.id.device_name());
+        let refuse = |request: &aliot_protocol::alink::Request, r: pack::Refusal| {
+            self.problem(
+                session,
+                Some(topic),
+                &format!("pack post refused: {} {}", r.code, r.message),
+                false,
+            );
+            let payload = pack::refusal_reply(request, self.config.sys_ack, &r)?;
+            Some(PlatformReply {
+                topic: aliot_protocol::topic::reply_topic(topic),
+                payload,
+                code: r.code,
+            })
+        };
+        let pack = match pack {
+            Ok(p) => p,
+            Err((request, r)) => return Err(refuse(&request, r)),
+        };
+        if let Some(part) = pack
+            .subs
+            .iter()
+            .find(|p| !self.subs.speaks_for(session, &p.device.0, &p.device.1))
+        {
+            let r = pack::Refusal {
+                code: gateway_code::NO_SESSION,
+                message: format!(
+                    "sub-device {}/{} is not logged in through this gateway",
+                    part.device.0, part.device.1
+                ),
+            };
+            return Err(refuse(&pack.request, r));
+        }
+        let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
+        let own_tsl = self.registry.tsl(gateway.0);
+        let mut parts: Vec<(&serde_json::Value, Option<_>, (&str, &str))> =
+            vec![(&pack.request.params, own_tsl, gateway)];
+        for p in &pack.subs {
+            parts.push((
+                &p.params,
+                self.registry.tsl(&p.device.0),
+                (&p.device.0, &p.device.1),
+            ));
+        }
+        for (params, tsl, device) in parts {
+            let model = tsl.as_ref().map(|t| &t.model);
+            if let Err(fault) = aliot_protocol::tsl::validate_batch(
+                model,
+                aliot_protocol::tsl::BatchKind::Pack,
+                params,
+                device,
+                now,
+            ) {
+                let r = pack::Refusal {
+                    code: fault.code,
+                    message: format!("{}/{}: {}", device.0, device.1, fault.message),
+                };
+                return Err(refuse(&pack.request, r));
+            }
+        }
+        let mut writes = Vec::new();
+        for part in pack.subs {
+            let (pk, dn) = (&part.device.0, &part.device.1);
+            let (_reply, problem, _deferred, durable) = self.process(None, pk, dn, &part.topic, qos, &part.payload);
+            if let Some(problem) = problem {
+                self.problem(session, Some(topic), &format!("{pk}/{dn}: {problem}"), false);
+            }
+            if let Some(d) = durable {
+                writes.push(d.wait);
+            }
+        }
+        Ok(writes)
     }
 
     /// The device, other than the connection's own, whose topic `topic` is.
@@ -835,12 +944,29 @@ impl Hooks for Platform {
             );
         }
         self.status(session, true, id.connected_ms, id.connected_ms, None);
+        // One session per device: logged in through a gateway until now, it is logged out
+        // there, and the gateway told (427 on its `/ext/error`).
+        let me = (id.product_key().to_owned(), id.device_name().to_owned());
+        if let Some(gateway) = self.subs.kick(&me) {
+            self.sub_notice(
+                &gateway,
+                gateway_code::KICKED,
+                "sub-device connected directly",
+                &me,
+            );
+        }
         // Its queued OTA task may go now.
         self.ota.wake();
     }
 
     fn disconnected(&self, session: &Arc<Session>, reason: &CloseReason, owned: bool, last_rx_ms: u64) {
-        if owned {
+        // A device closed because it logged in through a gateway stays online there.
+        if owned
+            && self
+                .subs
+                .gateway(session.id.product_key(), session.id.device_name())
+                .is_none()
+        {
             self.status(session, false, now_ms(), last_rx_ms, Some(reason.to_string()));
         }
         // Its sub-devices go offline with it.
@@ -872,6 +998,11 @@ impl Hooks for Platform {
             filter,
             Access::Subscribe,
         )
+    }
+
+    fn max_subscriptions(&self, session: &Session, limit: usize) -> usize {
+        // The gateway's own allowance, and one per sub-device logged in on it.
+        limit.saturating_mul(1 + self.subs.online_on(session))
     }
 
     fn subscribe_denied(&self, session: &Session, filters: &[&str]) {
@@ -912,9 +1043,43 @@ impl Hooks for Platform {
             return;
         }
         let (pk, dn) = sub.as_ref().map_or(own, |(pk, dn)| (pk.as_str(), dn.as_str()));
+        // A gateway's pack post carrying its sub-devices' data: their parts first (all or none).
+        let mut sub_writes = Vec::new();
+        if sub.is_none()
+            && let Some(pack) = pack::read(topic, own, &publish.payload)
+        {
+            match self.pack_parts(session, topic, publish.qos.value(), pack) {
+                Ok(writes) => sub_writes = writes,
+                Err(reply) => {
+                    if let Some(reply) = reply {
+                        self.reply(session, reply, publish.qos);
+                    }
+                    return;
+                }
+            }
+        }
         let iot_id = sub.is_none().then(|| id.iot_id());
-        let (reply, problem, deferred, durable) =
+        let (reply, problem, deferred, mut durable) =
             self.process(iot_id, pk, dn, topic, publish.qos.value(), &publish.payload);
+        if !sub_writes.is_empty() {
+            // The reply waits for the sub-devices' rows too.
+            let (own_wait, reply_to) = match durable.take() {
+                Some(Durable { wait, reply_to }) => (Some(wait), reply_to),
+                None => (None, None),
+            };
+            durable = Some(Durable {
+                wait: Box::pin(async move {
+                    if let Some(w) = own_wait {
+                        w.await?;
+                    }
+                    for w in sub_writes {
+                        w.await?;
+                    }
+                    Ok(())
+                }),
+                reply_to,
+            });
+        }
         if let Some(deferred) = deferred {
             self.defer(pk, dn, Some((session.clone(), publish.qos)), deferred);
         }

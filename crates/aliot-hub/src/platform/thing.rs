@@ -297,7 +297,7 @@ pub(crate) fn batch_post(
             if checked.skipped > 0 {
                 tracing::debug!(
                     skipped = checked.skipped,
-                    "entries of other devices skipped (no gateway topology)"
+                    "entries of other devices skipped (each handled as its sub-device's own post)"
                 );
             }
             let records = Records {

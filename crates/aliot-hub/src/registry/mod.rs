@@ -69,7 +69,7 @@ pub use self::shadow::{
     ShadowDocument, ShadowMetadata, ShadowRefusal, ShadowState, Stamp,
 };
 pub use self::topology::{
-    DeviceRef, MAX_SUBS_PER_GATEWAY, TopoRefusal, plan_add as plan_topology_add,
+    DeviceRef, MAX_SUBS_PER_GATEWAY, TopoRefusal, node_type_refusal, plan_add as plan_topology_add,
     plan_remove as plan_topology_remove,
 };
 

@@ -6,6 +6,9 @@
 //! - A gateway cannot be its own sub-device (6402).
 //! - A gateway has at most [`MAX_SUBS_PER_GATEWAY`] sub-devices (6400).
 //! - Adding or removing several sub-devices is all or nothing.
+//! - Node types ([`node_type_refusal`]): a device of a `sub` product cannot act as a gateway,
+//!   and a device of a `gateway` product cannot be a sub-device (460). A `direct` product (the
+//!   default, and every product made before node types existed) may be either.
 //!
 //! # On disk (redb)
 //!
@@ -53,6 +56,12 @@ pub enum TopoRefusal {
     /// The device is not in the gateway's topology (6401).
     #[error("sub-device {}/{} is not in the gateway's topology", .0.0, .0.1)]
     NotInTopology(DeviceRef),
+    /// The device's product is a sub-device product: it cannot act as a gateway (460).
+    #[error("{}/{} is not a gateway (its product's node type is sub)", .0.0, .0.1)]
+    NotAGateway(DeviceRef),
+    /// The device's product is a gateway product: it cannot be a sub-device (460).
+    #[error("{}/{} cannot be a sub-device (its product's node type is gateway)", .0.0, .0.1)]
+    NotASubDevice(DeviceRef),
 }
 
 impl TopoRefusal {
@@ -63,8 +72,38 @@ impl TopoRefusal {
             TopoRefusal::TooMany { .. } => 6400,
             TopoRefusal::OtherGateway { .. } => 6619,
             TopoRefusal::NotInTopology(_) => 6401,
+            TopoRefusal::NotAGateway(_) | TopoRefusal::NotASubDevice(_) => 460,
         }
     }
+}
+
+/// The node-type rule of a gateway acting for `subs` (module docs): `None` when it holds. A
+/// product the registry does not know counts as `direct` (the device checks come after).
+pub async fn node_type_refusal(
+    registry: &dyn super::Registry,
+    gateway: &DeviceRef,
+    subs: &[DeviceRef],
+) -> Option<TopoRefusal> {
+    let node_type = |pk: String| async move {
+        match registry.product(&pk).await {
+            Ok(Some(p)) => p.node_type,
+            _ => super::NodeType::Direct,
+        }
+    };
+    if node_type(gateway.0.clone()).await == super::NodeType::Sub {
+        return Some(TopoRefusal::NotAGateway(gateway.clone()));
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for sub in subs {
+        if seen.contains(&sub.0.as_str()) {
+            continue;
+        }
+        if node_type(sub.0.clone()).await == super::NodeType::Gateway {
+            return Some(TopoRefusal::NotASubDevice(sub.clone()));
+        }
+        seen.push(&sub.0);
+    }
+    None
 }
 
 /// The gateway's new list of sub-devices once `adding` is added to `current`, or why not;

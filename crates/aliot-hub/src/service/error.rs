@@ -109,8 +109,8 @@ pub enum Error {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
-    /// The platform refuses a topology change (its code: 6402, 6400, 6619, 6401); nothing was
-    /// changed.
+    /// The platform refuses a topology change (its code: 6402, 6400, 6619, 6401, 460 for a node
+    /// type that does not allow it); nothing was changed.
     #[error("topology refused (code {code}): {0}", code = .0.code())]
     Topology(registry::TopoRefusal),
 }

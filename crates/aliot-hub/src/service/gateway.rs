@@ -10,7 +10,7 @@ use serde_json::json;
 use super::{Error, Result, Service};
 use crate::clock::{format_cst, format_utc};
 use crate::cluster::Downlink;
-use crate::events::{Event, StatusEvent};
+use crate::events::{Event, StatusEvent, TopologyEvent};
 use crate::platform::gateway;
 use crate::registry::DeviceRef;
 use crate::table::Reach;
@@ -113,12 +113,31 @@ impl Service {
         }
         let gw = (product_key.to_owned(), device_name.to_owned());
         let registry = &self.inner.registry;
+        if status == CHANGE_ADDED
+            && let Some(refusal) = crate::registry::node_type_refusal(&**registry, &gw, &subs).await
+        {
+            return Err(Error::Topology(refusal));
+        }
         let changed = if status == CHANGE_ADDED {
             registry.add_topology(gw, subs.clone()).await?
         } else {
             registry.remove_topology(gw, subs.clone()).await?
         };
         let now = changed.map_err(Error::Topology)?;
+        if self.inner.cluster.observed() {
+            let action = if status == CHANGE_ADDED { "add" } else { "remove" };
+            let gw = (product_key.to_owned(), device_name.to_owned());
+            let events = TopologyEvent::of(
+                &*self.inner.registry,
+                action,
+                "admin",
+                &gw,
+                &subs,
+                crate::clock::now_ms(),
+            )
+            .await;
+            self.publish_all(events);
+        }
         if status == CHANGE_REMOVED {
             for (pk, dn) in &subs {
                 self.logout_sub(pk, dn, "topology removed").await;

@@ -389,7 +389,8 @@ impl Service {
             tracing::info!(product_key, device_name, "disabled device disconnected");
         }
         let method = if enabled { "thing.enable" } else { "thing.disable" };
-        self.notify_gateway(product_key, device_name, method).await;
+        let topology = self.notify_gateway(product_key, device_name, method).await;
+        self.publish_all(topology);
         let device = self
             .inner
             .registry
@@ -416,13 +417,35 @@ impl Service {
     /// (reaching it when it subscribed the topic), and for a disable or delete a notice on its
     /// `/ext/error/{gwPk}/{gwDn}` (522, 521) and the sub-device's logout. Best effort: nothing
     /// happens for a device in no topology or a gateway offline.
-    async fn notify_gateway(&self, product_key: &str, device_name: &str, method: &str) {
+    ///
+    /// Returns the topology events of the change (`thing/topo/lifecycle`: `enable`, `disable`,
+    /// or `remove` for a deletion) for the caller to publish once the change is made; none when
+    /// nobody listens.
+    async fn notify_gateway(&self, product_key: &str, device_name: &str, method: &str) -> Vec<Event> {
         let sub = (product_key.to_owned(), device_name.to_owned());
         let Ok(Some(gw)) = self.inner.registry.gateway_of(sub.clone()).await else {
-            return;
+            return Vec::new();
         };
         let cluster = &self.inner.cluster;
         let action = method.trim_start_matches("thing.");
+        let (lifecycle, by) = match method {
+            "thing.enable" => ("enable", "enabled"),
+            "thing.disable" => ("disable", "disabled"),
+            _ => ("remove", "deleted"),
+        };
+        let events = if cluster.observed() {
+            crate::events::TopologyEvent::of(
+                &*self.inner.registry,
+                lifecycle,
+                by,
+                &gw,
+                std::slice::from_ref(&sub),
+                crate::clock::now_ms(),
+            )
+            .await
+        } else {
+            Vec::new()
+        };
         let id: u64 = self.next_message_id().parse().unwrap_or_default();
         let notice = Downlink {
             topic: format!("/sys/{product_key}/{device_name}/thing/{action}"),
@@ -437,7 +460,7 @@ impl Service {
         let code = match method {
             "thing.disable" => aliot_protocol::gateway::code::DISABLED,
             "thing.delete" => aliot_protocol::gateway::code::DELETED,
-            _ => return,
+            _ => return events,
         };
         let error = Downlink {
             topic: format!("/ext/error/{}/{}", gw.0, gw.1),
@@ -456,6 +479,14 @@ impl Service {
         let _ = cluster.deliver(&gw.0, &gw.1, error, Reach::OnlineOnly);
         self.logout_sub(product_key, device_name, &format!("sub-device {action}d"))
             .await;
+        events
+    }
+
+    /// Publishes events (built only while someone listens).
+    fn publish_all(&self, events: Vec<Event>) {
+        for e in events {
+            self.inner.cluster.publish(e);
+        }
     }
 
     /// Deletes a device, disconnects it and forgets its stored session and offline queue.
@@ -473,7 +504,8 @@ impl Service {
         let cluster = &self.inner.cluster;
         self.inner.tokens.revoke(product_key, device_name);
         // Before the registry forgets its topology.
-        self.notify_gateway(product_key, device_name, "thing.delete")
+        let topology = self
+            .notify_gateway(product_key, device_name, "thing.delete")
             .await;
         let was_online = cluster.block(product_key, device_name);
         let device = match self.inner.registry.delete_device(product_key, device_name).await {
@@ -489,6 +521,7 @@ impl Service {
         };
         cluster.forget(product_key, device_name);
         self.lifecycle(&device, "delete");
+        self.publish_all(topology);
         Ok((device, was_online))
     }
 

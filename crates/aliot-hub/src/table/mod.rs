@@ -46,7 +46,7 @@ pub(crate) use self::pending::{CallKey, Pending, PendingCalls, TooManyPending};
 pub(crate) use self::session::{
     CloseReason, DeviceNames, Offer, Outgoing, QueueLimits, Session, SessionId, Subscription, reaches,
 };
-pub(crate) use self::subs::{SubSessions, TooManyOnline};
+pub(crate) use self::subs::{LoginRefused, SubSessions};
 
 /// Number of shards of the device table.
 const SHARDS: usize = 64;
@@ -67,6 +67,8 @@ pub(crate) struct TableLimits {
     pub(crate) max_pending_calls: usize,
     /// Sub-devices one gateway connection may have logged in ([`SubSessions`]).
     pub(crate) max_online_subs_per_gateway: usize,
+    /// Logins of one sub-device per minute through gateways, at most (0: no limit; 429 beyond).
+    pub(crate) max_sub_logins_per_minute: u32,
     /// Bytes of messages for clean-session-0 devices waiting to be saved, at most (see
     /// `journal.rs`).
     pub(crate) unsaved_bytes: usize,
@@ -88,6 +90,7 @@ impl TableLimits {
             },
             max_pending_calls: 1,
             max_online_subs_per_gateway: 2,
+            max_sub_logins_per_minute: 0,
             unsaved_bytes: 1 << 20,
         }
     }
@@ -222,7 +225,10 @@ impl DeviceTable {
             shards: (0..SHARDS).map(|_| Mutex::new(ShardMap::default())).collect(),
             hasher: RandomState::new(),
             journal: Arc::new(Journal::new(limits.unsaved_bytes)),
-            subs: Arc::new(SubSessions::new(limits.max_online_subs_per_gateway)),
+            subs: Arc::new(SubSessions::new(
+                limits.max_online_subs_per_gateway,
+                limits.max_sub_logins_per_minute,
+            )),
             limits,
             metrics,
             gauges: Gauges::default(),
@@ -800,6 +806,7 @@ mod tests {
         },
         max_pending_calls: 2,
         max_online_subs_per_gateway: 2,
+        max_sub_logins_per_minute: 0,
         unsaved_bytes: 1 << 20,
     };
 

@@ -4,9 +4,13 @@
 //!
 //! Bounded: a gateway holds at most `max_per_gateway` logged-in sub-devices (the login beyond
 //! is refused with 428), and only a connected gateway holds any (its entries go when its
-//! connection ends, [`SubSessions::gateway_gone`]).
+//! connection ends, [`SubSessions::gateway_gone`]). A sub-device logs in at most
+//! `max_logins_per_minute` times in any 60 s (429 beyond): the times of its recent logins are
+//! kept, at most that many per sub-device, and sub-devices without a login in the last minute
+//! are forgotten once the record holds more than [`LOGIN_RECORD_SWEEP`] of them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{Session, device_key, lock};
@@ -14,12 +18,28 @@ use super::{Session, device_key, lock};
 /// A device named by (productKey, deviceName).
 pub(crate) type SubRef = (String, String);
 
-/// The login would take the gateway past its limit of online sub-devices (428).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TooManyOnline {
-    /// The limit.
-    pub(crate) limit: usize,
+/// Why a login was refused (nothing changed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LoginRefused {
+    /// The login would take the gateway past its limit of online sub-devices (428).
+    TooManyOnline {
+        /// The limit.
+        limit: usize,
+    },
+    /// The sub-device logged in too often in the last minute (429).
+    Throttled {
+        /// The sub-device.
+        sub: SubRef,
+        /// Logins per minute allowed.
+        limit: u32,
+    },
 }
+
+/// The sliding window of the login rate.
+const MINUTE_MS: u64 = 60_000;
+
+/// Sub-devices in the login record beyond which those idle for a minute are swept out.
+pub(crate) const LOGIN_RECORD_SWEEP: usize = 100_000;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -27,6 +47,8 @@ struct Inner {
     by_sub: HashMap<Box<str>, Arc<Session>>,
     /// Gateway key → its logged-in sub-devices.
     by_gateway: HashMap<Box<str>, BTreeSet<SubRef>>,
+    /// Sub-device key → the times (ms) of its logins in the last minute, oldest first.
+    logins: HashMap<Box<str>, VecDeque<u64>>,
 }
 
 /// The logged-in sub-devices of every connected gateway.
@@ -34,27 +56,59 @@ struct Inner {
 pub(crate) struct SubSessions {
     inner: Mutex<Inner>,
     max_per_gateway: usize,
+    /// Logins per sub-device per minute (0: no limit).
+    max_logins_per_minute: u32,
+    /// How many sub-devices are logged in (`by_sub.len()`, stored under the lock after each
+    /// change): lets the hot paths of devices that are no sub-device skip the lock.
+    logged_in: AtomicUsize,
 }
 
 impl SubSessions {
-    pub(crate) fn new(max_per_gateway: usize) -> Self {
+    pub(crate) fn new(max_per_gateway: usize, max_logins_per_minute: u32) -> Self {
         Self {
             inner: Mutex::default(),
             max_per_gateway,
+            max_logins_per_minute,
+            logged_in: AtomicUsize::new(0),
         }
     }
 
-    /// Logs `subs` in on `gateway`, all or none. Returns, for each sub-device that was logged
-    /// in on another gateway connection, that connection (it was kicked: 427).
+    /// Logs `subs` in on `gateway` at `now_ms`, all or none. Returns, for each sub-device that
+    /// was logged in on another gateway connection, that connection (it was kicked: 427).
     ///
     /// # Errors
-    /// [`TooManyOnline`] when the gateway would hold more than its limit (nothing changed).
+    /// [`LoginRefused`]: the gateway would hold more than its limit, or a sub-device logged in
+    /// too often in the last minute (nothing changed, no login counted).
     pub(crate) fn login(
         &self,
         gateway: &Arc<Session>,
         subs: &[SubRef],
-    ) -> Result<Vec<(SubRef, Arc<Session>)>, TooManyOnline> {
+        now_ms: u64,
+    ) -> Result<Vec<(SubRef, Arc<Session>)>, LoginRefused> {
         let mut inner = lock(&self.inner);
+        let rate = self.max_logins_per_minute;
+        if rate > 0 {
+            // Each sub-device's logins of this batch count too (a name given twice counts twice).
+            let mut asked: HashMap<Box<str>, u32> = HashMap::new();
+            for sub in subs {
+                *asked.entry(device_key(&sub.0, &sub.1)).or_default() += 1;
+            }
+            for sub in subs {
+                let key = device_key(&sub.0, &sub.1);
+                let recent = inner.logins.get(&key).map_or(0, |times| {
+                    times
+                        .iter()
+                        .filter(|t| now_ms.saturating_sub(**t) < MINUTE_MS)
+                        .count()
+                });
+                if recent as u64 + u64::from(asked.get(&key).copied().unwrap_or(1)) > u64::from(rate) {
+                    return Err(LoginRefused::Throttled {
+                        sub: sub.clone(),
+                        limit: rate,
+                    });
+                }
+            }
+        }
         let gw_key: Box<str> = gateway.key().into();
         let held = inner.by_gateway.get(&gw_key).map_or(0, BTreeSet::len);
         let new = subs
@@ -63,9 +117,32 @@ impl SubSessions {
             .collect::<BTreeSet<_>>()
             .len();
         if held + new > self.max_per_gateway {
-            return Err(TooManyOnline {
+            return Err(LoginRefused::TooManyOnline {
                 limit: self.max_per_gateway,
             });
+        }
+        if rate > 0 {
+            if inner.logins.len() > LOGIN_RECORD_SWEEP {
+                inner.logins.retain(|_, times| {
+                    times
+                        .back()
+                        .is_some_and(|t| now_ms.saturating_sub(*t) < MINUTE_MS)
+                });
+            }
+            for sub in subs {
+                let times = inner.logins.entry(device_key(&sub.0, &sub.1)).or_default();
+                while times
+                    .front()
+                    .is_some_and(|t| now_ms.saturating_sub(*t) >= MINUTE_MS)
+                {
+                    times.pop_front();
+                }
+                times.push_back(now_ms);
+                // Only the last `rate` logins can matter.
+                while times.len() > rate as usize {
+                    times.pop_front();
+                }
+            }
         }
         let mut kicked = Vec::new();
         for sub in subs {
@@ -84,7 +161,16 @@ impl SubSessions {
                 .or_default()
                 .insert(sub.clone());
         }
+        self.count(&inner);
         Ok(kicked)
+    }
+
+    fn count(&self, inner: &Inner) {
+        self.logged_in.store(inner.by_sub.len(), Ordering::Release);
+    }
+
+    fn none_logged_in(&self) -> bool {
+        self.logged_in.load(Ordering::Acquire) == 0
     }
 
     /// Logs a sub-device out of `gateway`; returns whether it was logged in there.
@@ -97,6 +183,7 @@ impl SubSessions {
                 if let Some(set) = inner.by_gateway.get_mut(gateway.key()) {
                     set.remove(sub);
                 }
+                self.count(&inner);
                 true
             }
             _ => false,
@@ -105,16 +192,23 @@ impl SubSessions {
 
     /// Logs a sub-device out wherever it is logged in; returns the gateway session it was on.
     pub(crate) fn kick(&self, sub: &SubRef) -> Option<Arc<Session>> {
+        if self.none_logged_in() {
+            return None;
+        }
         let mut inner = lock(&self.inner);
         let gw = inner.by_sub.remove(&device_key(&sub.0, &sub.1))?;
         if let Some(set) = inner.by_gateway.get_mut(gw.key()) {
             set.remove(sub);
         }
+        self.count(&inner);
         Some(gw)
     }
 
     /// The gateway session speaking for a sub-device, when it is logged in.
     pub(crate) fn gateway(&self, product_key: &str, device_name: &str) -> Option<Arc<Session>> {
+        if self.none_logged_in() {
+            return None;
+        }
         lock(&self.inner)
             .by_sub
             .get(&device_key(product_key, device_name))
@@ -127,6 +221,14 @@ impl SubSessions {
             .by_sub
             .get(&device_key(product_key, device_name))
             .is_some_and(|s| std::ptr::eq(Arc::as_ptr(s), gateway))
+    }
+
+    /// How many sub-devices are logged in on `gateway`.
+    pub(crate) fn online_on(&self, gateway: &Session) -> usize {
+        lock(&self.inner)
+            .by_gateway
+            .get(gateway.key())
+            .map_or(0, BTreeSet::len)
     }
 
     /// Whether this connection has logged a sub-device in since it connected (it is a
@@ -160,6 +262,7 @@ impl SubSessions {
                     .insert(sub);
             }
         }
+        self.count(&inner);
         gone
     }
 }
@@ -191,20 +294,24 @@ mod tests {
 
     #[test]
     fn sub_device_sessions_follow_their_gateway_connection() {
-        let subs = SubSessions::new(2);
+        let subs = SubSessions::new(2, 0);
         let (g1, g2) = (gateway("g1"), gateway("g2"));
-        assert!(subs.login(&g1, &[sub("a"), sub("b")]).expect("room").is_empty());
+        assert!(
+            subs.login(&g1, &[sub("a"), sub("b")], 0)
+                .expect("room")
+                .is_empty()
+        );
         // Over the limit: nothing changes.
         assert_eq!(
-            subs.login(&g1, &[sub("c")]).err(),
-            Some(TooManyOnline { limit: 2 })
+            subs.login(&g1, &[sub("c")], 0).err(),
+            Some(LoginRefused::TooManyOnline { limit: 2 })
         );
         assert!(subs.gateway("sp", "c").is_none());
         // Logging in again on the same gateway takes no more room.
-        assert!(subs.login(&g1, &[sub("a")]).expect("already in").is_empty());
+        assert!(subs.login(&g1, &[sub("a")], 0).expect("already in").is_empty());
         assert!(subs.speaks_for(&g1, "sp", "a") && !subs.speaks_for(&g2, "sp", "a"));
         // Another gateway connection takes "a": the first is named (427).
-        let kicked = subs.login(&g2, &[sub("a")]).expect("room");
+        let kicked = subs.login(&g2, &[sub("a")], 0).expect("room");
         assert_eq!(kicked.len(), 1);
         assert!(Arc::ptr_eq(&kicked[0].1, &g1));
         assert!(subs.speaks_for(&g2, "sp", "a"));
@@ -215,5 +322,29 @@ mod tests {
         assert!(subs.is_gateway(&g2) && !subs.is_gateway(&g1));
         assert!(subs.kick(&sub("a")).is_some_and(|g| Arc::ptr_eq(&g, &g2)));
         assert!(subs.gateway("sp", "a").is_none());
+    }
+
+    #[test]
+    fn a_sub_device_logs_in_at_most_its_rate_in_any_minute() {
+        let subs = SubSessions::new(10, 2);
+        let g = gateway("g");
+        assert!(subs.login(&g, &[sub("a")], 1_000).is_ok());
+        // A batch naming "a" once more than allowed is refused whole: "b" is not logged in.
+        assert_eq!(
+            subs.login(&g, &[sub("b"), sub("a"), sub("a")], 1_001).err(),
+            Some(LoginRefused::Throttled {
+                sub: sub("a"),
+                limit: 2
+            })
+        );
+        assert!(subs.gateway("sp", "b").is_none());
+        assert!(subs.login(&g, &[sub("a"), sub("b")], 2_000).is_ok());
+        assert!(matches!(
+            subs.login(&g, &[sub("a")], 60_999),
+            Err(LoginRefused::Throttled { .. })
+        ));
+        // A minute after the first login, one more is allowed.
+        assert!(subs.login(&g, &[sub("a")], 61_000).is_ok());
+        assert!(subs.login(&g, &[sub("a")], 61_001).is_err());
     }
 }

@@ -14,7 +14,8 @@
 //! In every place an identifier maps to one item or an array of items, and `properties`/`events`
 //! are an object or an array of objects. A property item is `{"value":v,"time":ms}` or a bare
 //! value; an event item is `{"value":{…outputs},"time":ms}`. An entry whose `identity` is another
-//! device (a gateway's sub-device: the hub has no topology yet) is skipped and counted.
+//! device (a gateway's sub-device) is skipped and counted here: the hub judges each sub-device's
+//! entry as that sub-device's own post.
 //!
 //! A point with a bad `time` (not ms, or more than 24 h ahead) is rejected with 6326; with a
 //! model, a property the model lacks or a value of the wrong type gets its 63xx like a property
