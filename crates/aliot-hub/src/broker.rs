@@ -70,6 +70,10 @@ impl Broker {
         let config_urls = Arc::new(crate::platform::config::ConfigUrls::new(signer.clone()));
         let ota = crate::ota::Ota::new(cluster.clone(), signer, ota);
         let subscriptions = crate::subscription::Subscriptions::new();
+        ota.set_forwarder(crate::subscription::families::OtaForwarder::new(
+            subscriptions.clone(),
+            registry.clone(),
+        ));
         {
             let cluster = cluster.clone();
             subscriptions.set_problem_sink(Arc::new(move |reason| {

@@ -353,6 +353,18 @@ impl Platform {
         } else {
             None
         };
+        // Batch and history posts, found sub-devices (their own flags).
+        let forwarded = crate::subscription::families::join(
+            forwarded,
+            self.subscriptions.uplink_families(
+                &self.registry,
+                iot_id,
+                product_key,
+                device_name,
+                topic,
+                payload,
+            ),
+        );
         let mut refused = false;
         if let Some(PropertyPost { values, reply_to }) = handling.properties.take() {
             // The registry keeps the values whole or not at all; a refusal changes the answer
@@ -679,15 +691,32 @@ impl Platform {
                 this.subs.clone(),
                 session.clone(),
                 op,
-                payload,
+                payload.clone(),
             )
             .await;
+            // `thing/list/found` answered with success: forwarded (FoundDeviceListFlag) before
+            // the reply leaves.
+            if matches!(out.reply, Some((_, 200)))
+                && let Some(commit) = this.subscriptions.uplink_families(
+                    &this.registry,
+                    Some(session.id.iot_id()),
+                    &pk,
+                    &dn,
+                    &topic,
+                    &payload,
+                )
+                && let Err(e) = commit.await
+            {
+                tracing::warn!(error = %e, "found-device list not forwarded");
+            }
             if let Some((action, devices)) = out.topology.take()
-                && this.cluster.observed()
+                && (this.cluster.observed() || this.subscriptions.wants(&pk, Family::DeviceTopoLifeCycleFlag))
             {
                 let gw = (pk.clone(), dn.clone());
-                for e in TopologyEvent::of(&*this.registry, action, "gateway", &gw, &devices, now_ms()).await
-                {
+                let events =
+                    TopologyEvent::of(&*this.registry, action, "gateway", &gw, &devices, now_ms()).await;
+                this.subscriptions.topology(&events);
+                for e in events {
                     this.cluster.publish(e);
                 }
             }
@@ -806,7 +835,8 @@ impl Platform {
         let mut writes = Vec::new();
         for part in pack.subs {
             let (pk, dn) = (&part.device.0, &part.device.1);
-            let (_reply, problem, _deferred, durable) = self.process(None, pk, dn, &part.topic, qos, &part.payload);
+            let (_reply, problem, _deferred, durable) =
+                self.process(None, pk, dn, &part.topic, qos, &part.payload);
             if let Some(problem) = problem {
                 self.problem(session, Some(topic), &format!("{pk}/{dn}: {problem}"), false);
             }

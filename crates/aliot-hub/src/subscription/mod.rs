@@ -37,6 +37,7 @@ use crate::clock::now_ms;
 
 pub(crate) mod amqp;
 pub mod backlog;
+pub(crate) mod families;
 pub(crate) mod forward;
 pub mod model;
 pub(crate) mod stomp;
