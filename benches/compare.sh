@@ -116,7 +116,7 @@ ADMIN_TOKEN=compare-$RANDOM$RANDOM$RANDOM
 # start_hub BINARY NAME: starts `BINARY hub` in $WORK/NAME; sets STARTED_PID, STARTED_PORT, STARTED_ADMIN.
 start_hub() {
   local bin=$1 name=$2
-  "$bin" hub --data-dir "$WORK/$name" --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 --admin-token "$ADMIN_TOKEN" \
+  "$bin" hub --data-dir "$WORK/$name" --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 --openapi 127.0.0.1:0 --admin-token "$ADMIN_TOKEN" \
     >"$WORK/$name.out" 2>"$WORK/$name.err" &
   STARTED_PID=$!
   for _ in $(seq 100); do grep -q 'stops the hub' "$WORK/$name.out" 2>/dev/null && break; sleep 0.1; done

@@ -48,7 +48,7 @@ EOF
 one() {
   local name=$1 bin=$2 secs=$3 packet=$4 config=${5:-}
   local dir=$WORK/$name
-  local args=(hub --data-dir "$dir" --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 --admin-token "$TOKEN")
+  local args=(hub --data-dir "$dir" --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 --openapi 127.0.0.1:0 --admin-token "$TOKEN")
   [ -n "$config" ] && args+=(--config "$config")
   "$bin" "${args[@]}" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   HUB=$!

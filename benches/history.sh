@@ -53,7 +53,7 @@ printf '[history]\nenabled = true\n' >"$WORK/on.toml"
 # start NAME: a hub with $WORK/NAME.toml; sets PORT_NAME, ADMIN_NAME, PID_NAME.
 start() {
   local name=$1
-  "$ALIOT" hub --config "$WORK/$name.toml" --data-dir "$WORK/$name" --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 \
+  "$ALIOT" hub --config "$WORK/$name.toml" --data-dir "$WORK/$name" --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 --openapi 127.0.0.1:0 \
     --admin-token "$TOKEN" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   local pid=$!
   PIDS="$PIDS $pid"

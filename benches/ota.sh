@@ -35,7 +35,7 @@ log() { printf 'ota.sh: %s\n' "$*" >&2; }
 TOKEN=ota-$RANDOM$RANDOM$RANDOM
 ulimit -n 20000 2>/dev/null || true
 
-"$ALIOT" hub --data-dir "$WORK/hub" --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 --device-http 127.0.0.1:0 \
+"$ALIOT" hub --data-dir "$WORK/hub" --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 --openapi 127.0.0.1:0 --device-http 127.0.0.1:0 \
   --admin-token "$TOKEN" >"$WORK/hub.out" 2>"$WORK/hub.err" &
 HUB=$!
 for _ in $(seq 100); do grep -q 'stops the hub' "$WORK/hub.out" 2>/dev/null && break; sleep 0.1; done

@@ -36,7 +36,7 @@ TOKEN=register-$RANDOM$RANDOM$RANDOM
 # dynamic registration).
 start_hub() {
   local name=$1 flag=$2
-  "$ALIOT" hub --data-dir "$WORK/$name" --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 "$flag" 127.0.0.1:0 \
+  "$ALIOT" hub --data-dir "$WORK/$name" --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 --openapi 127.0.0.1:0 "$flag" 127.0.0.1:0 \
     --admin-token "$TOKEN" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   HUB=$!
   for _ in $(seq 100); do grep -q 'stops the hub' "$WORK/$name.out" 2>/dev/null && break; sleep 0.1; done

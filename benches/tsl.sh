@@ -28,7 +28,7 @@ trap '[ -n "$HUB" ] && kill "$HUB" 2>/dev/null; rm -rf "$WORK"' EXIT
 log() { printf 'tsl.sh: %s\n' "$*" >&2; }
 TOKEN=tsl-$RANDOM$RANDOM$RANDOM
 
-"$ALIOT" hub ${HUB_CONFIG:+--config "$HUB_CONFIG"} --data-dir "$WORK/hub" --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 --admin-token "$TOKEN" \
+"$ALIOT" hub ${HUB_CONFIG:+--config "$HUB_CONFIG"} --data-dir "$WORK/hub" --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 --openapi 127.0.0.1:0 --admin-token "$TOKEN" \
   >"$WORK/hub.out" 2>"$WORK/hub.err" &
 HUB=$!
 for _ in $(seq 100); do grep -q 'stops the hub' "$WORK/hub.out" 2>/dev/null && break; sleep 0.1; done

@@ -55,6 +55,7 @@
 //! # }
 //! ```
 
+mod access_key;
 mod client;
 mod config;
 pub mod data_dir;
@@ -71,6 +72,7 @@ mod product;
 mod subscription;
 mod wire;
 
+pub use access_key::{AccessKeyCreated, AccessKeyDeleted, AccessKeyView, CreateAccessKey};
 pub use client::{CONNECT_TIMEOUT, Client, DEFAULT_TIMEOUT};
 pub use config::{ConfigFileView, ConfigPushed, RemoteConfigView, UpdateRemoteConfig, UploadConfigQuery};
 pub use desired::{

@@ -107,6 +107,7 @@ async fn hub_with_device(dir: &tempfile::TempDir, dn: &str) -> (RunningHub, Devi
     };
     config.mqtt.listen = "127.0.0.1:0".parse().expect("addr");
     config.admin.listen = "127.0.0.1:0".parse().expect("addr");
+    config.openapi.listen = "127.0.0.1:0".parse().expect("addr");
     let hub = aliot_hub::start(config, std::future::pending())
         .await
         .expect("hub");
@@ -491,6 +492,7 @@ async fn hub_with_device_http(dir: &tempfile::TempDir, dn: &str) -> (RunningHub,
     };
     config.mqtt.listen = "127.0.0.1:0".parse().expect("addr");
     config.admin.listen = "127.0.0.1:0".parse().expect("addr");
+    config.openapi.listen = "127.0.0.1:0".parse().expect("addr");
     config.device_http = Some(aliot_hub::config::DeviceHttpConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         ..Default::default()

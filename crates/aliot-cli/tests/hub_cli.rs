@@ -104,20 +104,28 @@ fn a_busy_port_or_a_busy_data_dir_is_reported() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = busy.local_addr().expect("addr").to_string();
     let mut c = aliot();
-    c.arg("hub")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--mqtt", &addr, "--admin", "127.0.0.1:0"]);
+    c.arg("hub").arg("--data-dir").arg(dir.path()).args([
+        "--mqtt",
+        &addr,
+        "--admin",
+        "127.0.0.1:0",
+        "--openapi",
+        "127.0.0.1:0",
+    ]);
     let out = run_guarded(c);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains(&addr), "{}", stderr(&out));
 
     let _first = HubProcess::start(dir.path(), &[]);
     let mut c = aliot();
-    c.arg("hub")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--mqtt", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
+    c.arg("hub").arg("--data-dir").arg(dir.path()).args([
+        "--mqtt",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--openapi",
+        "127.0.0.1:0",
+    ]);
     let out = run_guarded(c);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("another aliot hub"), "{}", stderr(&out));
@@ -207,7 +215,14 @@ fn a_sigterm_right_after_the_first_banner_line_is_a_graceful_stop() {
         c.arg("hub")
             .arg("--data-dir")
             .arg(dir.path())
-            .args(["--mqtt", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .args([
+                "--mqtt",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--openapi",
+                "127.0.0.1:0",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let mut child = c.spawn().expect("aliot hub");

@@ -82,6 +82,7 @@ async fn hub_with_device(dir: &tempfile::TempDir) -> (RunningHub, String, String
     };
     config.mqtt.listen = "127.0.0.1:0".parse().expect("addr");
     config.admin.listen = "127.0.0.1:0".parse().expect("addr");
+    config.openapi.listen = "127.0.0.1:0".parse().expect("addr");
     let hub: RunningHub = aliot_hub::start(config, std::future::pending())
         .await
         .expect("hub");

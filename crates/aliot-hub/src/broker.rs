@@ -74,6 +74,7 @@ impl Broker {
             subscriptions.clone(),
             registry.clone(),
         ));
+        subscriptions.set_access_keys(Arc::new(crate::subscription::RegistryKeys(registry.clone())));
         {
             let cluster = cluster.clone();
             subscriptions.set_problem_sink(Arc::new(move |reason| {

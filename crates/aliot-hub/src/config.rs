@@ -37,6 +37,8 @@ pub const DEFAULT_MQTTS: &str = "127.0.0.1:8883";
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:8080";
 /// Default device-facing HTTP(S) address (when `[device_http]` is on).
 pub const DEFAULT_DEVICE_HTTP: &str = "127.0.0.1:8081";
+/// Default Aliyun OpenAPI address.
+pub const DEFAULT_OPENAPI: &str = "127.0.0.1:8082";
 
 fn addr(s: &str) -> SocketAddr {
     s.parse()
@@ -61,6 +63,8 @@ pub struct Config {
     /// data channel); off when `None`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_http: Option<DeviceHttpConfig>,
+    /// Aliyun's OpenAPI (RPC, version 2018-01-20) for backends using the official server SDKs.
+    pub openapi: OpenApiConfig,
     /// Broker limits and behaviours.
     pub broker: BrokerConfig,
     /// Registry limits.
@@ -338,6 +342,35 @@ impl Default for DeviceHttpConfig {
     }
 }
 
+/// Aliyun's OpenAPI listener (`[openapi]`): path `/`, signatures V1 and V3, access keys from
+/// `aliot admin access-key create`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenApiConfig {
+    /// Whether the listener is on.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Serve HTTPS with the MQTT over TLS certificate (`[mqtts]` cert and key, or the local CA).
+    pub tls: bool,
+    /// Most HTTP connections served at the same time; more are accepted and closed at once.
+    pub max_connections: usize,
+    /// Seconds a request's head may take to arrive.
+    pub header_read_timeout_secs: u64,
+}
+
+impl Default for OpenApiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: addr(DEFAULT_OPENAPI),
+            tls: false,
+            max_connections: 256,
+            header_read_timeout_secs: 10,
+        }
+    }
+}
+
 /// Admin API.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -383,6 +416,7 @@ impl fmt::Debug for Config {
             .field("mqtts", &self.mqtts)
             .field("admin", &self.admin)
             .field("device_http", &self.device_http)
+            .field("openapi", &self.openapi)
             .field("broker", &self.broker)
             .field("registry", &self.registry)
             .finish()
@@ -727,6 +761,11 @@ impl Config {
                 ));
             }
         }
+        if self.openapi.max_connections == 0 || self.openapi.header_read_timeout_secs == 0 {
+            return Err(config_err(
+                "openapi.max_connections and openapi.header_read_timeout_secs must be at least 1",
+            ));
+        }
         let mut addrs = vec![
             ("mqtt.listen", self.mqtt.listen),
             ("admin.listen", self.admin.listen),
@@ -750,6 +789,9 @@ impl Config {
             if let Some(plain) = s.plain_listen {
                 addrs.push(("stomp.plain_listen", plain));
             }
+        }
+        if self.openapi.enabled {
+            addrs.push(("openapi.listen", self.openapi.listen));
         }
         for (i, (name_a, a)) in addrs.iter().enumerate() {
             for (name_b, b) in &addrs[i + 1..] {

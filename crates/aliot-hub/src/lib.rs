@@ -18,6 +18,8 @@
 //! - [`service`]: the application service, the platform's API that the admin REST API calls.
 //! - [`subscription`]: server-side subscription: consumer groups, subscribe relations, the
 //!   durable backlog per group and the AMQP 1.0 transport consumers attach with.
+//! - `openapi`: Aliyun's OpenAPI (RPC, 2018-01-20) for backends on the official server SDKs:
+//!   signatures, the envelope, the actions over the service.
 //! - [`admin`]: the admin HTTP API (axum). [`events`]: the event stream. [`clock`]: the one
 //!   clock. [`config`], [`tls`], [`error`].
 //! - [`Broker`] wires the rooms together; [`start`]/[`run`] add the registry, the listeners and
@@ -53,7 +55,6 @@ pub mod error;
 pub mod events;
 mod http;
 mod metrics;
-#[allow(dead_code)] // until its listener lands (issue 14)
 mod openapi;
 pub mod ota;
 mod persist;

@@ -41,6 +41,25 @@ pub(crate) struct Metrics {
     pub(crate) iot_tokens_issued: AtomicU64,
     pub(crate) http_tokens_issued: AtomicU64,
     pub(crate) http_uplinks: AtomicU64,
+    /// OpenAPI calls by (action, code): `ok` for a success, else the platform's code. Bounded:
+    /// actions the hub does not know count as `unknown`, and codes are the hub's own.
+    pub(crate) openapi_calls: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
+}
+
+impl Metrics {
+    /// Counts one OpenAPI call.
+    pub(crate) fn openapi_call(&self, action: &str, code: &str) {
+        // A std mutex: one map update, never held across an await.
+        let mut calls = self
+            .openapi_calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = calls.get_mut(&(action.to_owned(), code.to_owned())) {
+            *n += 1;
+        } else {
+            calls.insert((action.to_owned(), code.to_owned()), 1);
+        }
+    }
 }
 
 /// Adds one to a counter.
@@ -283,6 +302,22 @@ impl Metrics {
             "Messages accepted over the HTTP data channel (/topic/...).",
             get(&self.http_uplinks),
         );
+        let calls = self
+            .openapi_calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = writeln!(
+            out,
+            "# HELP aliot_hub_openapi_calls_total OpenAPI calls by action and result code (ok for a success).\n\
+             # TYPE aliot_hub_openapi_calls_total counter"
+        );
+        for ((action, code), n) in calls.iter() {
+            let _ = writeln!(
+                out,
+                "aliot_hub_openapi_calls_total{{action=\"{action}\",code=\"{code}\"}} {n}"
+            );
+        }
+        drop(calls);
         out
     }
 }

@@ -35,6 +35,7 @@ pub struct RunningHub {
     admin_addr: SocketAddr,
     admin_url: String,
     device_http_url: Option<String>,
+    openapi_url: Option<String>,
     config_base: String,
     data_dir: PathBuf,
     token_source: TokenSource,
@@ -81,6 +82,12 @@ impl RunningHub {
     /// with `tls`), when enabled.
     pub fn device_http_url(&self) -> Option<&str> {
         self.device_http_url.as_deref()
+    }
+
+    /// Aliyun's OpenAPI base URL (`http://127.0.0.1:8082`, or `https://…` with `tls`), when
+    /// enabled. Point the official server SDKs' endpoint at it.
+    pub fn openapi_url(&self) -> Option<&str> {
+        self.openapi_url.as_deref()
     }
 
     /// The base URL of the remote configuration downloads devices are given
@@ -217,6 +224,7 @@ pub async fn start(
     // One certificate for MQTT over TLS and HTTPS: [mqtts]'s, or the local CA's.
     let wants_tls = config.mqtts.is_some()
         || config.device_http.as_ref().is_some_and(|d| d.tls)
+        || (config.openapi.enabled && config.openapi.tls)
         || config.amqp.is_some()
         || config.stomp.is_some();
     let certificate = if wants_tls {
@@ -300,6 +308,11 @@ pub async fn start(
         Some(d) => Some((bind("device HTTP", d.listen)?, d.clone())),
         None => None,
     };
+    let openapi = if config.openapi.enabled {
+        Some(bind("OpenAPI", config.openapi.listen)?)
+    } else {
+        None
+    };
     let addr_of = |l: &TcpListener| {
         l.local_addr()
             .map_err(|e| Error::io("cannot read a listener's address", e))
@@ -325,6 +338,14 @@ pub async fn start(
     let admin_addr = addr_of(&admin_listener)?;
     let admin_url = local_url(admin_addr);
     let device_http_addr = device_http.as_ref().map(|(l, _)| addr_of(l)).transpose()?;
+    let openapi_url = openapi.as_ref().map(addr_of).transpose()?.map(|a| {
+        let url = local_url(a);
+        if config.openapi.tls {
+            url.replacen("http://", "https://", 1)
+        } else {
+            url
+        }
+    });
     let device_http_url = device_http_addr.zip(config.device_http.as_ref()).map(|(a, d)| {
         let url = local_url(a);
         if d.tls {
@@ -387,6 +408,19 @@ pub async fn start(
             mqtt: mqtt_for_devices,
         }
     });
+    let openapi = openapi.map(|listener| OpenApi {
+        listener,
+        tls: if config.openapi.tls {
+            certificate.as_ref().map(|(_, a)| a.clone())
+        } else {
+            None
+        },
+        limits: HttpLimits {
+            max_connections: config.openapi.max_connections,
+            header_read_timeout: Duration::from_secs(config.openapi.header_read_timeout_secs),
+            shutdown_grace: config.broker.shutdown_grace(),
+        },
+    });
     let listeners = Listeners {
         mqtt,
         mqtts: mqtts.zip(acceptor),
@@ -394,6 +428,7 @@ pub async fn start(
         device_http,
         amqp,
         stomp,
+        openapi,
     };
     let admin_limits = HttpLimits {
         max_connections: config.admin.max_connections,
@@ -409,7 +444,7 @@ pub async fn start(
         stop.clone(),
         shutdown,
     ));
-    tracing::info!(mqtt = %mqtt_addr, mqtts = ?mqtts_addr, amqps = ?amqp_addrs.tls, admin = %admin_addr, device_http = ?device_http_url, data_dir = %data_dir.display(), "hub started");
+    tracing::info!(mqtt = %mqtt_addr, mqtts = ?mqtts_addr, amqps = ?amqp_addrs.tls, admin = %admin_addr, device_http = ?device_http_url, openapi = ?openapi_url, data_dir = %data_dir.display(), "hub started");
     Ok(RunningHub {
         mqtt_addr,
         mqtts_addr,
@@ -418,6 +453,7 @@ pub async fn start(
         admin_addr,
         admin_url,
         device_http_url,
+        openapi_url,
         config_base,
         data_dir,
         token_source,
@@ -445,6 +481,7 @@ struct Listeners {
     device_http: Option<DeviceHttp>,
     amqp: Option<AmqpListeners>,
     stomp: Option<StompListeners>,
+    openapi: Option<OpenApi>,
 }
 
 /// The STOMP listeners of server-side subscription.
@@ -468,6 +505,13 @@ struct AmqpListeners {
 struct AmqpAddrs {
     tls: Option<SocketAddr>,
     plain: Option<SocketAddr>,
+}
+
+/// Aliyun's OpenAPI listener.
+struct OpenApi {
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: HttpLimits,
 }
 
 /// The device-facing HTTP(S) listener and what it serves with.
@@ -575,6 +619,29 @@ async fn serve(
             .await;
         })
     });
+    let openapi_task = listeners.openapi.map(|o| {
+        let guard = StopOnDrop(stop.clone());
+        let state = crate::openapi::OpenApiState::new(broker.service().clone());
+        let until = stop.clone().cancelled_owned();
+        // Calls waiting for a device's answer end with the device's connection.
+        let limits = HttpLimits {
+            shutdown_grace: broker.config().shutdown_grace() + Duration::from_secs(1),
+            ..o.limits
+        };
+        tokio::spawn(async move {
+            let _guard = guard;
+            let counters = Arc::new(http::HttpCounters::default());
+            http::serve(
+                o.listener,
+                o.tls,
+                crate::openapi::router(state),
+                limits,
+                counters,
+                until,
+            )
+            .await;
+        })
+    });
 
     let amqp_tasks: Vec<JoinHandle<()>> = match listeners.amqp {
         Some(a) => {
@@ -633,6 +700,9 @@ async fn serve(
     }
     let admin_result = admin_task.await.map_err(Error::Task);
     if let Some(t) = device_http_task {
+        result = result.and(t.await.map_err(Error::Task));
+    }
+    if let Some(t) = openapi_task {
         result = result.and(t.await.map_err(Error::Task));
     }
     watcher.abort();

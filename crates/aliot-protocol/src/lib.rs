@@ -22,6 +22,8 @@
 //!   their topics, limits and codes.
 //! - [`subscription`]: server-side subscription: the consumer's `aksign` login and the
 //!   forwarded message bodies.
+//! - [`openapi`]: Aliyun OpenAPI request signatures V1 (HMAC-SHA1) and V3 (ACS3-HMAC-SHA256),
+//!   signing and verifying, RFC 3986 encoding, form decoding.
 //! - [`tsl`]: the thing model: the console's exported TSL read into types, the platform's
 //!   validation of posts, events, services and sets (codes 63xx), and valid sample values.
 //!
@@ -78,6 +80,7 @@ pub mod gateway;
 pub mod http_auth;
 pub mod identity;
 pub mod json;
+pub mod openapi;
 pub mod profile;
 pub mod register;
 pub mod sign;

@@ -57,6 +57,7 @@ impl TestHub {
         };
         config.mqtt.listen = "127.0.0.1:0".parse().expect("an address");
         config.admin.listen = "127.0.0.1:0".parse().expect("an address");
+        config.openapi.listen = "127.0.0.1:0".parse().expect("an address");
         config.admin.token = Some(TOKEN.into());
         change(&mut config);
         let hub = aliot_hub::start(config, std::future::pending())

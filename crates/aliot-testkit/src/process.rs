@@ -66,7 +66,7 @@ impl HubProcess {
             .to_owned()
     }
 
-    /// Starts `aliot hub --data-dir DIR --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 EXTRA…` and reads
+    /// Starts `aliot hub --data-dir DIR --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 --openapi 127.0.0.1:0 EXTRA…` and reads
     /// its endpoints from stdout.
     pub fn start(data_dir: &Path, extra: &[&str]) -> HubProcess {
         let mut cmd = aliot();
@@ -75,10 +75,20 @@ impl HubProcess {
     }
 
     /// The arguments [`HubProcess::start`] gives `aliot`: `hub --data-dir DIR --mqtt
-    /// 127.0.0.1:0 --admin 127.0.0.1:0 EXTRA…`.
+    /// 127.0.0.1:0 --admin 127.0.0.1:0 --openapi 127.0.0.1:0 EXTRA…`.
     pub fn args(data_dir: &Path, extra: &[&str]) -> Vec<std::ffi::OsString> {
         let mut args: Vec<std::ffi::OsString> = vec!["hub".into(), "--data-dir".into(), data_dir.into()];
-        args.extend(["--mqtt", "127.0.0.1:0", "--admin", "127.0.0.1:0"].map(Into::into));
+        args.extend(
+            [
+                "--mqtt",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--openapi",
+                "127.0.0.1:0",
+            ]
+            .map(Into::into),
+        );
         args.extend(extra.iter().map(Into::into));
         args
     }

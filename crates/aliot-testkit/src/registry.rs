@@ -7,10 +7,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use aliot_hub::BoxFuture;
 use aliot_hub::registry::{
-    CallRecord, ConfigFile, Cursor, DesiredChange, DesiredOutcome, DesiredProperties, Device, DeviceAuth,
-    DeviceRef, Error, EventRecord, LatestProperty, NewDevice, Page, Product, Properties, PropertyLimits,
-    PropertyPoint, Records, Registry, RegistryCounts, RemoteConfig, Result, ShadowChange, ShadowDocument,
-    ShadowRefusal, TopoRefusal, Window, plan_topology_add, plan_topology_remove,
+    AccessKey, AccessKeyInfo, CallRecord, ConfigFile, Cursor, DesiredChange, DesiredOutcome,
+    DesiredProperties, Device, DeviceAuth, DeviceRef, Error, EventRecord, LatestProperty, NewDevice, Page,
+    Product, Properties, PropertyLimits, PropertyPoint, Records, Registry, RegistryCounts, RemoteConfig,
+    Result, ShadowChange, ShadowDocument, ShadowRefusal, TopoRefusal, Window, plan_topology_add,
+    plan_topology_remove,
 };
 use serde_json::{Map, Value};
 
@@ -36,6 +37,8 @@ struct State {
     seq: u64,
     /// Gateway → its sub-devices, with the hub's rules ([`plan_topology_add`]).
     topology: BTreeMap<DeviceRef, Vec<DeviceRef>>,
+    /// AccessKeyId → the key.
+    access_keys: BTreeMap<String, AccessKey>,
 }
 
 /// One device's history, each list sorted by (time, seq).
@@ -531,6 +534,36 @@ impl Registry for MemoryRegistry {
             .find(|(_, subs)| subs.contains(&sub))
             .map(|(gw, _)| gw.clone());
         Box::pin(std::future::ready(Ok(gw)))
+    }
+
+    fn create_access_key(&self, description: Option<String>) -> BoxFuture<'_, Result<AccessKey>> {
+        let key = AccessKey::generate(0, description);
+        self.lock()
+            .access_keys
+            .insert(key.access_key_id.clone(), key.clone());
+        Box::pin(std::future::ready(Ok(key)))
+    }
+
+    fn access_keys(&self) -> BoxFuture<'_, Result<Vec<AccessKeyInfo>>> {
+        let keys = self.lock().access_keys.values().map(AccessKey::info).collect();
+        Box::pin(std::future::ready(Ok(keys)))
+    }
+
+    fn delete_access_key<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, Result<bool>> {
+        let existed = self.lock().access_keys.remove(access_key_id).is_some();
+        Box::pin(std::future::ready(Ok(existed)))
+    }
+
+    fn access_key_secret(&self, access_key_id: &str) -> Option<String> {
+        self.lock()
+            .access_keys
+            .get(access_key_id)
+            .map(|k| k.access_key_secret.clone())
+    }
+
+    fn device_by_iot_id<'a>(&'a self, iot_id: &'a str) -> BoxFuture<'a, Result<Option<Device>>> {
+        let device = self.lock().devices.values().find(|d| d.iot_id == iot_id).cloned();
+        Box::pin(std::future::ready(Ok(device)))
     }
 
     fn counts(&self) -> RegistryCounts {

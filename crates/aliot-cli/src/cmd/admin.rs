@@ -23,6 +23,7 @@ use serde_json::Value;
 use super::usage;
 use crate::{output, signal};
 
+mod access_key;
 mod config;
 mod gateway;
 mod history;
@@ -90,6 +91,9 @@ enum AdminCommand {
     /// Server-side subscription's consumer groups: create, list, delete.
     #[command(subcommand)]
     ConsumerGroup(subscription::ConsumerGroupCommand),
+    /// Access keys for Aliyun's OpenAPI and AMQP: create (prints the secret once), list, delete.
+    #[command(subcommand)]
+    AccessKey(access_key::AccessKeyCommand),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -683,6 +687,7 @@ fn job(command: AdminCommand) -> anyhow::Result<Job> {
         }),
         AdminCommand::Ota(command) => ota::job(command),
         AdminCommand::Gateway(g) => gateway::job(g),
+        AdminCommand::AccessKey(k) => access_key::job(k),
         AdminCommand::Device(DeviceCommand::Reset(d)) => {
             json(|c| async move { c.reset_device(&d.product_key, &d.device_name).await })
         }

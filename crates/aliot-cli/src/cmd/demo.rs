@@ -83,6 +83,7 @@ async fn demo(args: Args) -> anyhow::Result<ExitCode> {
     };
     config.mqtt.listen = "127.0.0.1:0".parse().context("address")?;
     config.admin.listen = "127.0.0.1:0".parse().context("address")?;
+    config.openapi.listen = "127.0.0.1:0".parse().context("address")?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let hub = aliot_hub::start(config, async move {
         let _ = stop_rx.await;

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aliot_hub::admin::TokenSource;
-use aliot_hub::config::{Config, DEFAULT_CONFIG, DeviceHttpConfig, MqttsConfig, default_data_dir};
+use aliot_hub::config::{
+    AmqpConfig, Config, DEFAULT_CONFIG, DeviceHttpConfig, MqttsConfig, default_data_dir,
+};
 use aliot_hub::{Error as HubError, RunningHub};
 use anyhow::Context as _;
 
@@ -49,6 +51,18 @@ pub(crate) struct Args {
     /// --tls-cert and --tls-key).
     #[arg(long, value_name = "ADDR")]
     device_https: Option<SocketAddr>,
+    /// Aliyun OpenAPI address for the official server SDKs [default: 127.0.0.1:8082]; port 0
+    /// picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    openapi: Option<SocketAddr>,
+    /// Serve server-side subscription consumers (AMQP 1.0 over TLS, the platform's 5671) on
+    /// this address, with the MQTT over TLS certificate (the local CA unless --tls-cert and
+    /// --tls-key).
+    #[arg(long, value_name = "ADDR")]
+    amqp: Option<SocketAddr>,
+    /// Also serve plain AMQP (no TLS) on this address (e.g. 127.0.0.1:5672).
+    #[arg(long, value_name = "ADDR")]
+    amqp_plain: Option<SocketAddr>,
     /// Admin API address [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
@@ -71,6 +85,9 @@ impl fmt::Debug for Args {
             .field("tls_key", &self.tls_key)
             .field("device_http", &self.device_http)
             .field("device_https", &self.device_https)
+            .field("openapi", &self.openapi)
+            .field("amqp", &self.amqp)
+            .field("amqp_plain", &self.amqp_plain)
             .field("admin", &self.admin)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
             .field("print_config", &self.print_config)
@@ -104,6 +121,16 @@ fn settings(args: Args) -> anyhow::Result<Config> {
     }
     if let Some(addr) = args.admin {
         config.admin.listen = addr;
+    }
+    if let Some(addr) = args.amqp {
+        config.amqp.get_or_insert_with(AmqpConfig::default).listen = addr;
+    }
+    if let Some(addr) = args.amqp_plain {
+        config.amqp.get_or_insert_with(AmqpConfig::default).plain_listen = Some(addr);
+    }
+    if let Some(addr) = args.openapi {
+        config.openapi.enabled = true;
+        config.openapi.listen = addr;
     }
     for (addr, tls) in [(args.device_http, false), (args.device_https, true)] {
         if let Some(addr) = addr {
@@ -171,6 +198,21 @@ fn endpoint_lines(hub: &RunningHub) -> Vec<String> {
         ));
     }
     lines.push(format!("admin:       {}", hub.admin_url()));
+    if let Some(addr) = hub.amqps_addr() {
+        let trust = match hub.tls_files().and_then(|f| f.ca.as_deref()) {
+            Some(ca) => format!(" (consumers trust: {})", ca.display()),
+            None => String::new(),
+        };
+        lines.push(format!("amqps:       {addr}{trust}"));
+    }
+    if let Some(addr) = hub.amqp_plain_addr() {
+        lines.push(format!("amqp:        {addr} (plain)"));
+    }
+    if let Some(url) = hub.openapi_url() {
+        lines.push(format!(
+            "openapi:     {url} (Aliyun OpenAPI 2018-01-20; access keys: aliot admin access-key create)"
+        ));
+    }
     lines.push(format!(
         "config urls: {}/config/… (remote config downloads, signed; [remote_config] public_url)",
         hub.config_url_base().trim_end_matches('/')

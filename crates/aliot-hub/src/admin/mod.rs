@@ -72,6 +72,7 @@ use crate::http::HttpCounters;
 use crate::registry::RegistryHealth;
 use crate::service::Service;
 
+mod access_keys;
 mod config;
 mod desired;
 mod devices;
@@ -253,6 +254,14 @@ pub fn router(state: AdminState) -> Router {
             get(subscription::show_relation)
                 .put(subscription::set_relation)
                 .delete(subscription::delete_relation),
+        )
+        .route(
+            "/api/v1/access-keys",
+            get(access_keys::list).post(access_keys::create),
+        )
+        .route(
+            "/api/v1/access-keys/{id}",
+            axum::routing::delete(access_keys::delete),
         )
         .route("/api/v1/events", get(events::stream))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));

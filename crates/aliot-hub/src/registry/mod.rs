@@ -34,6 +34,7 @@ use std::net::IpAddr;
 use aliot_protocol::identity::{validate_device_name, validate_product_key, validate_secret};
 use serde_json::{Map, Value};
 
+mod access_keys;
 mod desired;
 mod error;
 #[cfg(feature = "fault-injection")]
@@ -48,6 +49,7 @@ mod shadow;
 mod store;
 mod topology;
 
+pub use self::access_keys::{AccessKey, AccessKeyInfo, MAX_ACCESS_KEYS};
 pub use self::desired::{
     DesiredChange, DesiredOutcome, DesiredProperties, DesiredValue, MAX_DESIRED_BYTES, MAX_DESIRED_PER_DEVICE,
 };
@@ -791,6 +793,61 @@ pub trait Registry: Send + Sync + fmt::Debug + 'static {
     fn gateway_of<'a>(&'a self, sub: DeviceRef) -> BoxFuture<'a, Result<Option<DeviceRef>>> {
         let _ = sub;
         Box::pin(std::future::ready(Err(Error::Unsupported("gateways"))))
+    }
+
+    /// Creates an access key (OpenAPI signatures, AMQP logins), durably; the answer is the only
+    /// time its secret is given out.
+    ///
+    /// # Errors
+    /// [`Error::Storage`]; [`Error::InvalidArgument`] at [`MAX_ACCESS_KEYS`];
+    /// [`Error::Unsupported`] from a registry without access keys (the default).
+    fn create_access_key(&self, description: Option<String>) -> BoxFuture<'_, Result<AccessKey>> {
+        let _ = description;
+        Box::pin(std::future::ready(Err(Error::Unsupported("access keys"))))
+    }
+
+    /// The access keys, sorted by id, without their secrets.
+    ///
+    /// # Errors
+    /// As [`Registry::create_access_key`].
+    fn access_keys(&self) -> BoxFuture<'_, Result<Vec<AccessKeyInfo>>> {
+        Box::pin(std::future::ready(Err(Error::Unsupported("access keys"))))
+    }
+
+    /// Deletes an access key, durably; whether it existed.
+    ///
+    /// # Errors
+    /// As [`Registry::create_access_key`].
+    fn delete_access_key<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, Result<bool>> {
+        let _ = access_key_id;
+        Box::pin(std::future::ready(Err(Error::Unsupported("access keys"))))
+    }
+
+    /// The secret of an access key (from memory: every signed request asks).
+    fn access_key_secret(&self, access_key_id: &str) -> Option<String> {
+        let _ = access_key_id;
+        None
+    }
+
+    /// The device with this iotId. The default scans every product's devices; implementations
+    /// keep an index.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    fn device_by_iot_id<'a>(&'a self, iot_id: &'a str) -> BoxFuture<'a, Result<Option<Device>>> {
+        Box::pin(async move {
+            for product in self.products().await? {
+                if let Some(d) = self
+                    .devices(&product.product_key)
+                    .await?
+                    .into_iter()
+                    .find(|d| d.iot_id == iot_id)
+                {
+                    return Ok(Some(d));
+                }
+            }
+            Ok(None)
+        })
     }
 
     /// Counts for `/metrics`.

@@ -201,6 +201,9 @@ impl Skipped {
     }
 }
 
+/// iotId → (productKey, deviceName).
+type IotIds = HashMap<Box<str>, (Box<str>, Box<str>)>;
+
 struct Inner {
     store: Arc<Store>,
     limits: PropertyLimits,
@@ -225,6 +228,12 @@ struct Inner {
     writer: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
     /// Property values, events and calls (`history.redb`); `None` when `[history]` is off.
     history: Option<History>,
+    /// The access keys (OpenAPI, AMQP), mirrored from their table.
+    access_keys: super::access_keys::AccessKeys,
+    /// iotId → (productKey, deviceName): a hint checked against the device's record at each
+    /// lookup, so an entry left by a deleted product's devices answers nothing; rebuilt when the
+    /// file is reopened.
+    iot_ids: RwLock<IotIds>,
 }
 
 /// The embedded registry. A cheap `Clone` handle.
@@ -459,12 +468,13 @@ impl RedbRegistry {
             let snapshot = {
                 let mut writer = store.lock();
                 let (db, _) = writer.open()?;
-                read_all(db, &hasher)?
+                (read_all(db, &hasher)?, super::access_keys::read(db)?)
             };
             Ok((store, hasher, snapshot))
         })
         .await?;
         let store = Arc::new(store);
+        let (snapshot, access_keys) = snapshot;
         let Snapshot {
             products,
             shards,
@@ -510,9 +520,13 @@ impl RedbRegistry {
                 skipped: Mutex::new(skipped),
                 writer: Mutex::new(Some((stop_tx, writer))),
                 history,
+                access_keys: super::access_keys::AccessKeys::default(),
+                iot_ids: RwLock::default(),
             }
         });
+        inner.access_keys.replace(access_keys);
         let registry = RedbRegistry { inner };
+        registry.index_iot_ids();
         registry.restore_latest().await?;
         Ok(registry)
     }
@@ -529,6 +543,24 @@ impl RedbRegistry {
             }
         }
         Ok(())
+    }
+
+    /// Rebuilds the iotId index from the devices in memory.
+    fn index_iot_ids(&self) {
+        let mut index = HashMap::new();
+        for shard in &self.inner.shards {
+            for (pk, devices) in read_lock(shard).iter() {
+                for (dn, rec) in devices {
+                    index.insert(rec.iot_id.clone(), (pk.as_str().into(), dn.clone()));
+                }
+            }
+        }
+        *write_lock(&self.inner.iot_ids) = index;
+    }
+
+    /// Notes a new device in the iotId index.
+    fn index_iot_id(&self, pk: &str, dn: &str, iot_id: &str) {
+        write_lock(&self.inner.iot_ids).insert(iot_id.into(), (pk.into(), dn.into()));
     }
 
     /// Path of the database file.
@@ -642,6 +674,7 @@ impl RedbRegistry {
             *shard = fresh;
         }
         inner.device_count.store(count, Ordering::Relaxed);
+        self.index_iot_ids();
         *inner.skipped.lock().unwrap_or_else(PoisonError::into_inner) = skipped;
         tracing::info!(devices = count, "registry reloaded from the reopened file");
         Ok(())
@@ -750,6 +783,7 @@ impl RedbRegistry {
                 txn.commit().map_err(st("committing devices"))?;
                 let n = new.len();
                 for (dn, rec) in new {
+                    self.index_iot_id(&pk, &dn, &rec.iot_id);
                     write_lock(self.shard(&pk, &dn))
                         .entry(pk.clone())
                         .or_default()
@@ -858,6 +892,7 @@ impl RedbRegistry {
                 shard.remove(&pk);
             }
             drop(shard);
+            write_lock(&self.inner.iot_ids).remove(&removed.iot_id);
             self.inner.device_count.fetch_sub(1, Ordering::Relaxed);
             tracing::info!(product_key = %pk, device_name = %dn, "device deleted");
             Ok(removed.to_device(&pk, &dn))
@@ -1044,6 +1079,7 @@ impl RedbRegistry {
                     self.inner.device_count.fetch_add(1, Ordering::Relaxed);
                 }
                 drop(shard);
+                self.index_iot_id(pk, dn, &rec.iot_id);
                 if let Some(token) = token {
                     write_lock(&self.inner.tokens).insert((pk.clone(), dn.clone()), token.clone());
                 }
@@ -1532,6 +1568,49 @@ impl Registry for RedbRegistry {
         Box::pin(blocking(move || {
             this.write(|db| super::topology::gateway(db, &sub))
         }))
+    }
+
+    fn create_access_key(&self, description: Option<String>) -> BoxFuture<'_, Result<super::AccessKey>> {
+        let this = self.clone();
+        Box::pin(blocking(move || {
+            let key = super::AccessKey::generate(crate::clock::now_ms(), description);
+            this.write(|db| {
+                this.inner
+                    .access_keys
+                    .add(key, |k| super::access_keys::save(db, k))
+            })
+        }))
+    }
+
+    fn access_keys(&self) -> BoxFuture<'_, Result<Vec<super::AccessKeyInfo>>> {
+        Box::pin(std::future::ready(Ok(self.inner.access_keys.list())))
+    }
+
+    fn delete_access_key<'a>(&'a self, access_key_id: &'a str) -> BoxFuture<'a, Result<bool>> {
+        let this = self.clone();
+        let id = access_key_id.to_owned();
+        Box::pin(blocking(move || {
+            this.write(|db| {
+                this.inner
+                    .access_keys
+                    .delete(&id, || super::access_keys::remove(db, &id))
+            })
+        }))
+    }
+
+    fn access_key_secret(&self, access_key_id: &str) -> Option<String> {
+        self.inner.access_keys.secret(access_key_id)
+    }
+
+    fn device_by_iot_id<'a>(&'a self, iot_id: &'a str) -> BoxFuture<'a, Result<Option<Device>>> {
+        let hint = read_lock(&self.inner.iot_ids).get(iot_id).cloned();
+        let device = hint.and_then(|(pk, dn)| {
+            self.record(&pk, &dn, |r| {
+                (*r.iot_id == *iot_id).then(|| r.to_device(&pk, &dn))
+            })
+            .flatten()
+        });
+        Box::pin(std::future::ready(Ok(device)))
     }
 
     fn counts(&self) -> RegistryCounts {

@@ -111,6 +111,7 @@ fn queue_full(product_key: &str, device_name: &str) -> Error {
 }
 
 impl Service {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         registry: Arc<dyn Registry>,
         tokens: Arc<Tokens>,
@@ -165,6 +166,11 @@ impl Service {
     /// The registry behind the service.
     pub fn registry(&self) -> &Arc<dyn Registry> {
         &self.inner.registry
+    }
+
+    /// The hub's counters.
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     /// The default deadline of calls to devices.
@@ -339,25 +345,44 @@ impl Service {
         .into())
     }
 
-    /// The device with this iotId, if any.
-    ///
-    /// (A scan over every product's devices for now; an index replaces it with the OpenAPI work.)
+    /// The device with this iotId, if any (the registry's index).
     ///
     /// # Errors
     /// The registry's storage errors.
     pub async fn device_by_iot_id(&self, iot_id: &str) -> Result<Option<Device>> {
-        let registry = &self.inner.registry;
-        for product in registry.products().await? {
-            if let Some(d) = registry
-                .devices(&product.product_key)
-                .await?
-                .into_iter()
-                .find(|d| d.iot_id == iot_id)
-            {
-                return Ok(Some(d));
-            }
-        }
-        Ok(None)
+        Ok(self.inner.registry.device_by_iot_id(iot_id).await?)
+    }
+
+    // ----- access keys -----
+
+    /// Creates an access key for the OpenAPI and AMQP; the answer is the only time its secret
+    /// is given out.
+    ///
+    /// # Errors
+    /// As [`Registry::create_access_key`].
+    pub async fn create_access_key(&self, description: Option<String>) -> Result<crate::registry::AccessKey> {
+        Ok(self.inner.registry.create_access_key(description).await?)
+    }
+
+    /// The access keys, without their secrets.
+    ///
+    /// # Errors
+    /// As [`Registry::access_keys`].
+    pub async fn access_keys(&self) -> Result<Vec<crate::registry::AccessKeyInfo>> {
+        Ok(self.inner.registry.access_keys().await?)
+    }
+
+    /// Deletes an access key; whether it existed. Requests signed with it are refused from now.
+    ///
+    /// # Errors
+    /// As [`Registry::delete_access_key`].
+    pub async fn delete_access_key(&self, access_key_id: &str) -> Result<bool> {
+        Ok(self.inner.registry.delete_access_key(access_key_id).await?)
+    }
+
+    /// The secret of an access key (from memory), for checking a signature or a login.
+    pub fn access_key_secret(&self, access_key_id: &str) -> Option<String> {
+        self.inner.registry.access_key_secret(access_key_id)
     }
 
     /// The devices of a product.
@@ -664,6 +689,23 @@ impl Service {
         params: Value,
         timeout: Duration,
     ) -> Result<Value> {
+        self.set_property_with_id(product_key, device_name, params, timeout)
+            .await
+            .map(|(_, reply)| reply)
+    }
+
+    /// As [`Service::set_property`], with the Alink id the request was sent with (the
+    /// OpenAPI's `MessageId`).
+    ///
+    /// # Errors
+    /// As [`Service::set_property`].
+    pub async fn set_property_with_id(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<(String, Value)> {
         let tsl = self.tsl(product_key);
         model_check::check(
             tsl.as_deref().map(|t| &t.model),
@@ -675,7 +717,7 @@ impl Service {
         let reply = self
             .call(product_key, device_name, topic, Bytes::from(body), key, timeout)
             .await?;
-        json_reply(product_key, device_name, &reply)
+        Ok((id, json_reply(product_key, device_name, &reply)?))
     }
 
     /// Invokes a service synchronously, over RRPC in the style the device announced in its
@@ -695,6 +737,24 @@ impl Service {
         params: Value,
         timeout: Duration,
     ) -> Result<Value> {
+        self.invoke_service_with_id(product_key, device_name, identifier, params, timeout)
+            .await
+            .map(|(_, reply)| reply)
+    }
+
+    /// As [`Service::invoke_service`], with the Alink id the request was sent with (the
+    /// OpenAPI's `MessageId`).
+    ///
+    /// # Errors
+    /// As [`Service::invoke_service`].
+    pub async fn invoke_service_with_id(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        identifier: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<(String, Value)> {
         if !calls::valid_identifier(identifier) {
             return Err(Error::InvalidArgument(format!(
                 "bad service identifier {identifier:?}"
@@ -730,7 +790,7 @@ impl Service {
         let reply = self
             .call(product_key, device_name, topic, Bytes::from(body), key, timeout)
             .await?;
-        json_reply(product_key, device_name, &reply)
+        Ok((id, json_reply(product_key, device_name, &reply)?))
     }
 
     /// Raw RRPC: sends `payload` on `/sys/{pk}/{dn}/rrpc/request/{id}` and returns the bytes the
@@ -745,10 +805,57 @@ impl Service {
         payload: Bytes,
         timeout: Duration,
     ) -> Result<Bytes> {
+        self.rrpc_with_id(product_key, device_name, payload, timeout)
+            .await
+            .map(|(_, answer)| answer)
+    }
+
+    /// As [`Service::rrpc`], with the request's message id.
+    ///
+    /// # Errors
+    /// As [`Service::rrpc`].
+    pub async fn rrpc_with_id(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<(String, Bytes)> {
         let id = self.next_message_id();
         let (topic, key) = calls::raw_rrpc(product_key, device_name, &id);
-        self.call(product_key, device_name, topic, payload, key, timeout)
-            .await
+        let answer = self
+            .call(product_key, device_name, topic, payload, key, timeout)
+            .await?;
+        Ok((id, answer))
+    }
+
+    /// RRPC on a custom topic (the OpenAPI's `RRpc` with `Topic`): `payload` on
+    /// `/ext/rrpc/{id}{topic}`, answered by the device on the same topic; the message id and the
+    /// answer.
+    ///
+    /// # Errors
+    /// As [`Service::rrpc`], and [`Error::InvalidArgument`] for a topic the platform may not
+    /// send to the device.
+    pub async fn rrpc_on(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        topic: &str,
+        payload: Bytes,
+        timeout: Duration,
+    ) -> Result<(String, Bytes)> {
+        if !platform_may_send(product_key, device_name, topic) {
+            return Err(Error::InvalidArgument(format!(
+                "{topic:?} is not a topic of device {product_key}/{device_name}"
+            )));
+        }
+        let id = self.next_message_id();
+        let full = format!("/ext/rrpc/{id}{topic}");
+        let key = crate::table::CallKey::Rrpc(id.clone());
+        let answer = self
+            .call(product_key, device_name, full, payload, key, timeout)
+            .await?;
+        Ok((id, answer))
     }
 
     /// Sends a QoS 0 request to an online device and waits for the answer matching `key`

@@ -51,6 +51,9 @@ use crate::BoxFuture;
 /// Time to finish TLS, SASL, the session and the receiver link (the platform's 15 s).
 pub(crate) const ATTACH_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long a closed connection's last settlements are waited for.
+const CLOSE_DRAIN: Duration = Duration::from_secs(2);
+
 /// The hub's `idle-time-out` in its Open frame, ms.
 pub(crate) const IDLE_TIME_OUT_MS: u32 = 60_000;
 
@@ -155,11 +158,11 @@ pub(crate) async fn serve(
             let served = async {
                 match tls {
                     Some(tls) => match tokio::time::timeout(ATTACH_TIMEOUT, tls.accept(stream)).await {
-                        Ok(Ok(stream)) => connection(stream, subs).await,
+                        Ok(Ok(stream)) => Box::pin(connection(stream, subs)).await,
                         Ok(Err(e)) => Err(format!("TLS: {e}")),
                         Err(_) => Err("TLS handshake timed out".into()),
                     },
-                    None => connection(stream, subs).await,
+                    None => Box::pin(connection(stream, subs)).await,
                 }
             };
             tokio::select! {
@@ -271,6 +274,16 @@ fn encode(m: &Message) -> AmqpMessage<Data> {
         .build()
 }
 
+/// What a delivery's end means for the backlog: `accepted` and `rejected` remove it; anything
+/// else (`released`, `modified`, the ack timeout, the link gone) puts it back.
+fn settlement<E1, E2>(settled: Result<Result<Outcome, E1>, E2>) -> Settlement {
+    match settled {
+        Ok(Ok(Outcome::Accepted(_))) => Settlement::Accepted,
+        Ok(Ok(Outcome::Rejected(_))) => Settlement::Rejected,
+        _ => Settlement::Released,
+    }
+}
+
 /// Moves messages from the group to the link within its credit, and settlements back, until
 /// the link, the session or the connection ends.
 async fn pump(
@@ -287,12 +300,7 @@ async fn pump(
     loop {
         tokio::select! {
             Some((id, settled)) = inflight.next(), if !inflight.is_empty() => {
-                let how = match settled {
-                    Ok(Ok(Outcome::Accepted(_))) => Settlement::Accepted,
-                    Ok(Ok(Outcome::Rejected(_))) => Settlement::Rejected,
-                    Ok(Ok(_)) | Ok(Err(_)) | Err(_) => Settlement::Released,
-                };
-                consumer.settle(id, how);
+                consumer.settle(id, settlement(settled));
             }
             m = consumer.next(), if idle.is_some() => {
                 let Some(m) = m else { return Err("consumer group deleted".into()) };
@@ -331,6 +339,15 @@ async fn pump(
                 }
             }
             closed = conn.on_close() => {
+                // Dispositions that came in just before the close count: the session task may
+                // still be handing them over, and every delivery resolves (outcome, or an
+                // error once the session is gone) soon after the close; bounded anyway.
+                let drain = async {
+                    while let Some((id, settled)) = inflight.next().await {
+                        consumer.settle(id, settlement(settled));
+                    }
+                };
+                let _ = tokio::time::timeout(CLOSE_DRAIN, drain).await;
                 return closed.map_err(|e| e.to_string());
             }
         }

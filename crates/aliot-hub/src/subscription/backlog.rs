@@ -73,6 +73,11 @@ impl Backlog {
         self.entries.len()
     }
 
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.bytes
@@ -213,7 +218,7 @@ mod tests {
         }
         assert_eq!(b.push(msg(10, 0, 10), LIMITS, 0), vec![(0, Dropped::Bytes)]);
         assert_eq!(b.bytes(), 100);
-        let dropped = b.push(msg(11, 1500, 1), LIMITS, 1500);
+        let dropped = b.push(msg(11, 1500, 0), LIMITS, 1500);
         assert_eq!(dropped.len(), 10, "{dropped:?}");
         assert!(dropped.iter().all(|(_, why)| *why == Dropped::Age));
         assert_eq!(b.claim(1).map(|m| m.id), Some(11));

@@ -18,8 +18,8 @@
 //!   [`Subscriptions::attach`]es to the login's group and gets a [`Consumer`]: `next()` waits
 //!   for a message (the transport calls it only when it has credit), `settle()` ends a
 //!   delivery, and dropping the consumer puts whatever it had in flight back in the group.
-//!   The AMQP 1.0 listener is one such transport ([`amqp`]), the STOMP listener of the
-//!   Python 3 sample another ([`stomp`]).
+//!   The AMQP 1.0 listener is one such transport (`amqp.rs`), the STOMP listener of the
+//!   Python 3 sample another (`stomp.rs`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -63,6 +63,16 @@ pub const MAX_GROUPS: usize = 1000;
 pub trait AccessKeys: Send + Sync + std::fmt::Debug {
     /// The secret of `access_key_id`, if the key exists and is enabled.
     fn secret(&self, access_key_id: &str) -> Option<String>;
+}
+
+/// The hub's access keys, as the registry keeps them (`aliot admin access-key create`).
+#[derive(Debug)]
+pub(crate) struct RegistryKeys(pub(crate) Arc<dyn crate::registry::Registry>);
+
+impl AccessKeys for RegistryKeys {
+    fn secret(&self, access_key_id: &str) -> Option<String> {
+        self.0.access_key_secret(access_key_id)
+    }
 }
 
 /// The subscription settings (`[subscription]`).
@@ -139,6 +149,9 @@ struct Queue {
     marked: u64,
 }
 
+/// Where dropped-message problems go (the hub's event stream).
+pub(crate) type ProblemSink = Arc<dyn Fn(String) + Send + Sync>;
+
 /// The hub's server-side subscription. Shared (`Arc`) by the platform (which forwards), the
 /// service, the admin API and the transports.
 pub struct Subscriptions {
@@ -149,7 +162,7 @@ pub struct Subscriptions {
     db: Mutex<Option<Arc<Database>>>,
     settings: RwLock<Settings>,
     keys: RwLock<Option<Arc<dyn AccessKeys>>>,
-    problem: RwLock<Option<Arc<dyn Fn(String) + Send + Sync>>>,
+    problem: RwLock<Option<ProblemSink>>,
     next_id: AtomicU64,
     next_consumer: AtomicU64,
     forwarded: AtomicU64,
@@ -262,7 +275,7 @@ impl Subscriptions {
     }
 
     /// Where dropped-message problems are reported.
-    pub(crate) fn set_problem_sink(&self, sink: Arc<dyn Fn(String) + Send + Sync>) {
+    pub(crate) fn set_problem_sink(&self, sink: ProblemSink) {
         *self.problem.write().unwrap_or_else(PoisonError::into_inner) = Some(sink);
     }
 

@@ -26,9 +26,19 @@ password = base64.b64encode(hmac.new(access_secret.encode("utf-8"), sign_content
                                      hashlib.sha1).digest()).decode("utf-8")
 
 
+class Closer(object):
+    def __init__(self, connection):
+        self.connection = connection
+
+    def on_timer_task(self, event):
+        self.connection.close()
+
+
 class AmqpClient(MessagingHandler):
     def __init__(self):
-        super(AmqpClient, self).__init__(auto_accept=(mode == "accept"))
+        # Settled by hand (the sample's auto-accept would settle after on_message, i.e. after
+        # this script closed the connection on its last message).
+        super(AmqpClient, self).__init__(auto_accept=False)
         self.seen = 0
         self.want = int(count)
 
@@ -49,8 +59,14 @@ class AmqpClient(MessagingHandler):
             self.second = event.container.create_receiver(conn)
 
     def on_message(self, event):
+        if self.seen >= self.want:
+            # Prefetched beyond COUNT: left unsettled, back to the group on close.
+            return
         message = event.message
-        content = message.body.decode("utf-8")
+        # The sample's `message.body.decode('utf-8')` is Python 2.7 with proton 0.29, where a
+        # binary body is a str; proton 0.40 on Python 3 hands it over as a memoryview (against
+        # the cloud too), so it goes through bytes() first.
+        content = bytes(message.body).decode("utf-8")
         print(json.dumps({
             "topic": message.properties.get("topic"),
             "messageId": message.properties.get("messageId"),
@@ -59,10 +75,14 @@ class AmqpClient(MessagingHandler):
             "message_id": message.id,
             "body": content,
         }), flush=True)
+        if mode == "accept":
+            self.accept(event.delivery)
         self.seen += 1
-        if self.seen >= self.want:
+        if self.seen == self.want:
             print("DONE", flush=True)
-            event.connection.close()
+            # Let the dispositions go out before closing (a disposition racing the close may
+            # be lost, and the message delivered again: duplicates are allowed, as on the cloud).
+            event.container.schedule(0.2, Closer(event.connection))
 
     def on_link_error(self, event):
         cond = event.link.remote_condition

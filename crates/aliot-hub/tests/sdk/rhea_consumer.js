@@ -29,11 +29,14 @@ if (ca !== 'plain') {
   options.servername = 'localhost';
 }
 const connection = container.connect(options);
-const receiver = mode === 'hold' ? connection.open_receiver({ autoaccept: false }) : connection.open_receiver();
+// Settled by hand (`delivery.accept()` as the sample does), so that messages prefetched beyond
+// COUNT stay unsettled and go back to the group when the connection closes.
+connection.open_receiver({ autoaccept: false });
 let seen = 0;
 const want = Number(count);
 
 container.on('message', (context) => {
+  if (seen >= want) return;
   const msg = context.message;
   const body = Buffer.from(msg.body.content);
   console.log(JSON.stringify({
