@@ -78,7 +78,7 @@ async fn receive(s: &mut TcpStream, want: &[String]) -> BTreeMap<String, Value> 
             if want.iter().all(|t| got.contains_key(t)) {
                 break;
             }
-            let mut chunk = [0u8; 8192];
+            let mut chunk = vec![0u8; 8192];
             let n = s.read(&mut chunk).await.expect("read");
             assert!(n > 0, "closed");
             buf.extend_from_slice(&chunk[..n]);
