@@ -71,8 +71,8 @@ impl Broker {
         let ota = crate::ota::Ota::new(cluster.clone(), signer, ota);
         let subscriptions = crate::subscription::Subscriptions::new();
         ota.set_forwarder(crate::subscription::families::OtaForwarder::new(
-            subscriptions.clone(),
-            registry.clone(),
+            &subscriptions,
+            &registry,
         ));
         subscriptions.set_access_keys(Arc::new(crate::subscription::RegistryKeys(registry.clone())));
         {

@@ -341,11 +341,13 @@ impl Subscriptions {
     }
 }
 
-/// What the OTA room forwards (it has no registry: the iotId is looked up here).
+/// What the OTA room forwards (it has no registry: the iotId is looked up here). Weak
+/// references: the OTA room may outlive the hub's stop a little (its tasks), and must not keep
+/// the registry's database open then.
 #[derive(Clone)]
 pub(crate) struct OtaForwarder {
-    subs: Arc<Subscriptions>,
-    registry: Arc<dyn Registry>,
+    subs: std::sync::Weak<Subscriptions>,
+    registry: std::sync::Weak<dyn Registry>,
 }
 
 impl std::fmt::Debug for OtaForwarder {
@@ -371,13 +373,22 @@ pub(crate) struct OtaTaskFact {
 }
 
 impl OtaForwarder {
-    pub(crate) fn new(subs: Arc<Subscriptions>, registry: Arc<dyn Registry>) -> Self {
-        Self { subs, registry }
+    pub(crate) fn new(subs: &Arc<Subscriptions>, registry: &Arc<dyn Registry>) -> Self {
+        Self {
+            subs: Arc::downgrade(subs),
+            registry: Arc::downgrade(registry),
+        }
+    }
+
+    fn parts(&self) -> Option<(Arc<Subscriptions>, Arc<dyn Registry>)> {
+        Some((self.subs.upgrade()?, self.registry.upgrade()?))
     }
 
     /// Whether a task fact about a device of `product_key` would go anywhere.
     pub(crate) fn wants_tasks(&self, product_key: &str) -> bool {
-        self.subs.wants(product_key, Family::OtaEventFlag)
+        self.subs
+            .upgrade()
+            .is_some_and(|s| s.wants(product_key, Family::OtaEventFlag))
     }
 
     /// A task's progress or end (queued once the iotId is known; nothing waits).
@@ -390,7 +401,9 @@ impl OtaForwarder {
         if !self.wants_tasks(&fact.product_key) {
             return;
         }
-        let (subs, registry) = (self.subs.clone(), self.registry.clone());
+        let Some((subs, registry)) = self.parts() else {
+            return;
+        };
         let now = now_ms();
         tokio::spawn(async move {
             let iot_id = iot_id_of(&*registry, &fact.product_key, &fact.device_name).await;
@@ -430,10 +443,12 @@ impl OtaForwarder {
         version: &str,
         at_ms: u64,
     ) {
-        if !self.subs.wants(product_key, Family::OtaVersionFlag) {
+        let Some((subs, registry)) = self.parts() else {
+            return;
+        };
+        if !subs.wants(product_key, Family::OtaVersionFlag) {
             return;
         }
-        let (subs, registry) = (self.subs.clone(), self.registry.clone());
         let (pk, dn, module, version) = (
             product_key.to_owned(),
             device_name.to_owned(),
