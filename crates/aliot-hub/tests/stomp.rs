@@ -187,6 +187,7 @@ async fn the_python3_sample_receives_status_and_property_posts() {
     // Auto-acknowledged: gone. The next consumer (verifying the hub's CA) gets only the next.
     post(&mut dev, &pk, &dn, 22).await;
     let next = stomp_py(port, &ca(&hub), AK_SECRET, 1, "auto").await;
+    assert!(next.errors.is_empty(), "{:?}", next.errors);
     assert_eq!(body(&next.messages[0])["requestId"], "22");
     assert_eq!(
         hub.service()
@@ -209,6 +210,7 @@ async fn client_ack_mode_gets_unacknowledged_messages_again_after_reconnecting()
     assert!(held.errors.is_empty(), "{:?}", held.errors);
     // After reconnecting: the same two again (same ids), acknowledged this time.
     let again = stomp_py(port, &ca, AK_SECRET, 2, "client-ack").await;
+    assert!(again.errors.is_empty(), "{:?}", again.errors);
     assert_eq!(ids(&again), ids(&held));
     // Acknowledged ones are gone.
     post(&mut dev, &pk, &dn, 32).await;

@@ -6,8 +6,8 @@
 //! the `aksign` username and password (§2.2) within [`CONNECT_TIMEOUT`]; a bad one gets an
 //! ERROR frame and the connection closes (the client's normal connect failure). The version is
 //! the highest of the client's `accept-version` (1.0, 1.1, 1.2). Heart-beats: the hub sends
-//! an EOL as often as the client asks (`heart-beat:cx,cy` → every `max(cy, 1 s)`; stomp.py's
-//! sample asks `0,300`, so every second) and, when the client offers to send them, expects its
+//! an EOL as often as the client asks (`heart-beat:cx,cy` → every `max(cy, 10 s)`; stomp.py's
+//! sample asks `0,300`, so every 10 s) and, when the client offers to send them, expects its
 //! bytes within three of the negotiated periods, else closes.
 //!
 //! One SUBSCRIBE per connection (like AMQP's one receiver link; a second gets an ERROR), to any
@@ -65,8 +65,9 @@ pub(crate) const DEFAULT_WINDOW: usize = 100;
 /// Unacknowledged messages per subscription at most.
 pub(crate) const MAX_WINDOW: usize = 1000;
 
-/// Heart-beat period floor, ms (the hub never sends or expects them more often).
-pub(crate) const MIN_HEARTBEAT_MS: u64 = 1000;
+/// Heart-beat period floor, ms (the hub never sends or expects them more often): stomp.py
+/// gives up after 1.5 periods without one, so a short period breaks consumers of a busy hub.
+pub(crate) const MIN_HEARTBEAT_MS: u64 = 10_000;
 
 /// How long a write may wait for a client that does not read.
 pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -616,9 +617,9 @@ mod tests {
 
     #[test]
     fn heartbeat_negotiation() {
-        // stomp.py's sample: sends none, wants one every 300 ms → every second (the floor).
-        assert_eq!(heartbeats(Some("0,300")), (1000, 0));
-        assert_eq!(heartbeats(Some("5000,10000")), (10000, 5000));
+        // stomp.py's sample: sends none, wants one every 300 ms → every 10 s (the floor).
+        assert_eq!(heartbeats(Some("0,300")), (10_000, 0));
+        assert_eq!(heartbeats(Some("5000,20000")), (20_000, 10_000));
         assert_eq!(heartbeats(Some("0,0")), (0, 0));
         assert_eq!(heartbeats(None), (0, 0));
         assert_eq!(heartbeats(Some("x,y")), (0, 0));
