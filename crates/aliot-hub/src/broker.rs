@@ -70,6 +70,10 @@ impl Broker {
         let config_urls = Arc::new(crate::platform::config::ConfigUrls::new(signer.clone()));
         let ota = crate::ota::Ota::new(cluster.clone(), signer, ota);
         let subscriptions = crate::subscription::Subscriptions::new();
+        ota.set_forwarder(crate::subscription::families::OtaForwarder::new(
+            &subscriptions,
+            &registry,
+        ));
         subscriptions.set_access_keys(Arc::new(crate::subscription::RegistryKeys(registry.clone())));
         {
             let cluster = cluster.clone();

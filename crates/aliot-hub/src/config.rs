@@ -80,6 +80,37 @@ pub struct Config {
     /// The AMQP 1.0 listener for server-side subscription consumers; off when `None`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub amqp: Option<AmqpConfig>,
+    /// The STOMP listener for server-side subscription consumers (the Python 3 sample); off
+    /// when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stomp: Option<StompConfig>,
+}
+
+/// Default STOMP over TLS address (when `[stomp]` is on): the platform's 61614.
+pub const DEFAULT_STOMPS: &str = "127.0.0.1:61614";
+
+/// The STOMP listener (`[stomp]`): TLS with the same certificate as `[amqp]`, plain TCP only
+/// when `plain_listen` is set; same login (aksign) and groups as AMQP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StompConfig {
+    /// STOMP over TLS address (the platform's 61614).
+    pub listen: SocketAddr,
+    /// Plain STOMP address (e.g. 61613); off when not set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plain_listen: Option<SocketAddr>,
+    /// Most STOMP connections at once (both listeners); more are accepted and closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for StompConfig {
+    fn default() -> Self {
+        Self {
+            listen: addr(DEFAULT_STOMPS),
+            plain_listen: None,
+            max_connections: 10_000,
+        }
+    }
 }
 
 /// Default AMQP over TLS address (when `[amqp]` is on).
@@ -753,6 +784,12 @@ impl Config {
                 addrs.push(("amqp.plain_listen", plain));
             }
         }
+        if let Some(s) = &self.stomp {
+            addrs.push(("stomp.listen", s.listen));
+            if let Some(plain) = s.plain_listen {
+                addrs.push(("stomp.plain_listen", plain));
+            }
+        }
         if self.openapi.enabled {
             addrs.push(("openapi.listen", self.openapi.listen));
         }
@@ -776,6 +813,9 @@ impl Config {
         self.subscription.validate()?;
         if self.amqp.as_ref().is_some_and(|a| a.max_connections == 0) {
             return Err(config_err("amqp.max_connections must be at least 1"));
+        }
+        if self.stomp.as_ref().is_some_and(|s| s.max_connections == 0) {
+            return Err(config_err("stomp.max_connections must be at least 1"));
         }
         self.history.validate()
     }

@@ -32,6 +32,7 @@ pub struct RunningHub {
     mqtt_addr: SocketAddr,
     mqtts_addr: Option<SocketAddr>,
     amqp_addrs: AmqpAddrs,
+    stomp_addrs: AmqpAddrs,
     admin_addr: SocketAddr,
     admin_url: String,
     device_http_url: Option<String>,
@@ -66,6 +67,16 @@ impl RunningHub {
     /// The plain AMQP listener's address, when `[amqp] plain_listen` is set.
     pub fn amqp_plain_addr(&self) -> Option<SocketAddr> {
         self.amqp_addrs.plain
+    }
+
+    /// The STOMP over TLS listener's address (server-side subscription), when `[stomp]` is on.
+    pub fn stomps_addr(&self) -> Option<SocketAddr> {
+        self.stomp_addrs.tls
+    }
+
+    /// The plain STOMP listener's address, when `[stomp] plain_listen` is set.
+    pub fn stomp_plain_addr(&self) -> Option<SocketAddr> {
+        self.stomp_addrs.plain
     }
 
     /// The device-facing HTTP(S) listener's base URL (`http://127.0.0.1:8081`, or `https://…`
@@ -215,7 +226,8 @@ pub async fn start(
     let wants_tls = config.mqtts.is_some()
         || config.device_http.as_ref().is_some_and(|d| d.tls)
         || (config.openapi.enabled && config.openapi.tls)
-        || config.amqp.is_some();
+        || config.amqp.is_some()
+        || config.stomp.is_some();
     let certificate = if wants_tls {
         let m = config.mqtts.clone().unwrap_or_default();
         let dir = data_dir.clone();
@@ -281,6 +293,18 @@ pub async fn start(
         }),
         None => None,
     };
+    let stomp = match &config.stomp {
+        Some(s) => Some(StompListeners {
+            tls: bind("STOMP over TLS", s.listen)?,
+            plain: s.plain_listen.map(|p| bind("plain STOMP", p)).transpose()?,
+            acceptor: certificate.as_ref().map(|(_, acceptor)| acceptor.clone()),
+            settings: crate::subscription::stomp::StompSettings {
+                max_connections: s.max_connections,
+                shutdown_grace: config.broker.shutdown_grace(),
+            },
+        }),
+        None => None,
+    };
     let device_http = match &config.device_http {
         Some(d) => Some((bind("device HTTP", d.listen)?, d.clone())),
         None => None,
@@ -301,6 +325,14 @@ pub async fn start(
         plain: amqp
             .as_ref()
             .and_then(|a| a.plain.as_ref())
+            .map(addr_of)
+            .transpose()?,
+    };
+    let stomp_addrs = AmqpAddrs {
+        tls: stomp.as_ref().map(|s| addr_of(&s.tls)).transpose()?,
+        plain: stomp
+            .as_ref()
+            .and_then(|s| s.plain.as_ref())
             .map(addr_of)
             .transpose()?,
     };
@@ -351,7 +383,9 @@ pub async fn start(
     let (tls_files, acceptor) = match tls_setup {
         Some((_, files, acceptor)) => (Some(files), Some(acceptor)),
         // The AMQP listener's certificate (consumers trust its CA).
-        None if config.amqp.is_some() => (certificate.as_ref().map(|(f, _)| f.clone()), None),
+        None if config.amqp.is_some() || config.stomp.is_some() => {
+            (certificate.as_ref().map(|(f, _)| f.clone()), None)
+        }
         None => (None, None),
     };
     // Pre-authentication and bootstrap send devices to MQTT over TLS when the HTTP side is
@@ -396,6 +430,7 @@ pub async fn start(
         console,
         device_http,
         amqp,
+        stomp,
         openapi,
     };
     let admin_limits = HttpLimits {
@@ -417,6 +452,7 @@ pub async fn start(
         mqtt_addr,
         mqtts_addr,
         amqp_addrs,
+        stomp_addrs,
         admin_addr,
         admin_url,
         device_http_url,
@@ -449,7 +485,16 @@ struct Listeners {
     console: ConsoleState,
     device_http: Option<DeviceHttp>,
     amqp: Option<AmqpListeners>,
+    stomp: Option<StompListeners>,
     openapi: Option<OpenApi>,
+}
+
+/// The STOMP listeners of server-side subscription.
+struct StompListeners {
+    tls: TcpListener,
+    plain: Option<TcpListener>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    settings: crate::subscription::stomp::StompSettings,
 }
 
 /// The AMQP listeners of server-side subscription.
@@ -460,7 +505,7 @@ struct AmqpListeners {
     settings: crate::subscription::amqp::AmqpSettings,
 }
 
-/// Where the AMQP listeners listen.
+/// Where a subscription transport's listeners (AMQP, STOMP) listen.
 #[derive(Debug, Clone, Copy, Default)]
 struct AmqpAddrs {
     tls: Option<SocketAddr>,
@@ -628,6 +673,27 @@ async fn serve(
         }
         None => Vec::new(),
     };
+
+    let mut amqp_tasks = amqp_tasks;
+    if let Some(s) = listeners.stomp {
+        let subs = broker.service().subscriptions().clone();
+        amqp_tasks.push(tokio::spawn(crate::subscription::stomp::serve(
+            s.tls,
+            s.acceptor,
+            subs.clone(),
+            s.settings.clone(),
+            stop.clone(),
+        )));
+        if let Some(plain) = s.plain {
+            amqp_tasks.push(tokio::spawn(crate::subscription::stomp::serve(
+                plain,
+                None,
+                subs,
+                s.settings,
+                stop.clone(),
+            )));
+        }
+    }
 
     stop.cancelled().await;
     tracing::info!("hub stopping");

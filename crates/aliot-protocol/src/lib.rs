@@ -75,6 +75,7 @@ pub mod config;
 pub mod credentials;
 pub mod diagnose;
 pub mod error;
+pub mod forwarded;
 pub mod gateway;
 pub mod http_auth;
 pub mod identity;

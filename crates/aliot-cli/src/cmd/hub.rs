@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use aliot_hub::admin::TokenSource;
 use aliot_hub::config::{
-    AmqpConfig, Config, DEFAULT_CONFIG, DeviceHttpConfig, MqttsConfig, default_data_dir,
+    AmqpConfig, Config, DEFAULT_CONFIG, DeviceHttpConfig, MqttsConfig, StompConfig, default_data_dir,
 };
 use aliot_hub::{Error as HubError, RunningHub};
 use anyhow::Context as _;
@@ -63,6 +63,13 @@ pub(crate) struct Args {
     /// Also serve plain AMQP (no TLS) on this address (e.g. 127.0.0.1:5672).
     #[arg(long, value_name = "ADDR")]
     amqp_plain: Option<SocketAddr>,
+    /// Serve STOMP subscription consumers (the platform's Python 3 sample, stomp.py on 61614)
+    /// over TLS on this address, with the same certificate as --amqp.
+    #[arg(long, value_name = "ADDR")]
+    stomp: Option<SocketAddr>,
+    /// Also serve plain STOMP (no TLS) on this address (e.g. 127.0.0.1:61613).
+    #[arg(long, value_name = "ADDR")]
+    stomp_plain: Option<SocketAddr>,
     /// Admin API address [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     admin: Option<SocketAddr>,
@@ -88,6 +95,8 @@ impl fmt::Debug for Args {
             .field("openapi", &self.openapi)
             .field("amqp", &self.amqp)
             .field("amqp_plain", &self.amqp_plain)
+            .field("stomp", &self.stomp)
+            .field("stomp_plain", &self.stomp_plain)
             .field("admin", &self.admin)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
             .field("print_config", &self.print_config)
@@ -127,6 +136,12 @@ fn settings(args: Args) -> anyhow::Result<Config> {
     }
     if let Some(addr) = args.amqp_plain {
         config.amqp.get_or_insert_with(AmqpConfig::default).plain_listen = Some(addr);
+    }
+    if let Some(addr) = args.stomp {
+        config.stomp.get_or_insert_with(StompConfig::default).listen = addr;
+    }
+    if let Some(addr) = args.stomp_plain {
+        config.stomp.get_or_insert_with(StompConfig::default).plain_listen = Some(addr);
     }
     if let Some(addr) = args.openapi {
         config.openapi.enabled = true;
@@ -207,6 +222,16 @@ fn endpoint_lines(hub: &RunningHub) -> Vec<String> {
     }
     if let Some(addr) = hub.amqp_plain_addr() {
         lines.push(format!("amqp:        {addr} (plain)"));
+    }
+    if let Some(addr) = hub.stomps_addr() {
+        let trust = match hub.tls_files().and_then(|f| f.ca.as_deref()) {
+            Some(ca) => format!(" (consumers trust: {})", ca.display()),
+            None => String::new(),
+        };
+        lines.push(format!("stomp+ssl:   {addr}{trust}"));
+    }
+    if let Some(addr) = hub.stomp_plain_addr() {
+        lines.push(format!("stomp:       {addr} (plain)"));
     }
     if let Some(url) = hub.openapi_url() {
         lines.push(format!(

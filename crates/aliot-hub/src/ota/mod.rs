@@ -193,6 +193,8 @@ pub struct Ota {
     pub(crate) downloads: Arc<tokio::sync::Semaphore>,
     /// Pushes sent.
     pub(crate) pushes: AtomicU64,
+    /// Server-side subscription's OTA families (set once by the broker).
+    forwarder: std::sync::OnceLock<crate::subscription::families::OtaForwarder>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -233,6 +235,7 @@ impl Ota {
             bytes_served: AtomicU64::new(0),
             downloads_refused: AtomicU64::new(0),
             downloads: Arc::new(tokio::sync::Semaphore::new(settings.max_downloads)),
+            forwarder: std::sync::OnceLock::new(),
             pushes: AtomicU64::new(0),
         });
         let state = ota.state.clone();
@@ -272,7 +275,40 @@ impl Ota {
         }
     }
 
+    /// Where task progress, results and version reports are forwarded to consumer groups.
+    pub(crate) fn set_forwarder(&self, forwarder: crate::subscription::families::OtaForwarder) {
+        let _ = self.forwarder.set(forwarder);
+    }
+
+    /// Forwards a task's progress or end (`OtaEventFlag`). Called without the state lock.
+    fn forward_task(&self, task: &Task) {
+        let Some(f) = self.forwarder.get().filter(|f| f.wants_tasks(&task.product_key)) else {
+            return;
+        };
+        let (module_name, dest_version) = {
+            let s = lock(&self.state);
+            s.jobs
+                .get(&task.job_id)
+                .and_then(|j| s.packages.get(&j.firmware_id))
+                .map(|p| (p.module_name.clone(), p.dest_version.clone()))
+                .unwrap_or_else(|| (DEFAULT_MODULE.to_owned(), String::new()))
+        };
+        f.task(crate::subscription::families::OtaTaskFact {
+            product_key: task.product_key.clone(),
+            device_name: task.device_name.clone(),
+            module_name,
+            status: task.task_status.as_str(),
+            step: task.progress,
+            src_version: task.src_version.clone().unwrap_or_default(),
+            dest_version,
+            desc: task.task_desc.clone(),
+            job_id: task.job_id.clone(),
+            task_id: task.task_id.clone(),
+        });
+    }
+
     fn task_event(&self, task: &Task) {
+        self.forward_task(task);
         self.emit(|| OtaEvent {
             kind: "task",
             product_key: task.product_key.clone(),
@@ -793,6 +829,9 @@ impl Ota {
             if !keys.is_empty() {
                 self.store.mark(keys);
             }
+        }
+        if let Some(f) = self.forwarder.get() {
+            f.version(pk, dn, &module, &version, now);
         }
         self.emit(|| OtaEvent {
             kind: "inform",

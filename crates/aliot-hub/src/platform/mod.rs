@@ -353,6 +353,18 @@ impl Platform {
         } else {
             None
         };
+        // Batch and history posts, found sub-devices (their own flags).
+        let forwarded = crate::subscription::families::join(
+            forwarded,
+            self.subscriptions.uplink_families(
+                &self.registry,
+                iot_id,
+                product_key,
+                device_name,
+                topic,
+                payload,
+            ),
+        );
         let mut refused = false;
         if let Some(PropertyPost { values, reply_to }) = handling.properties.take() {
             // The registry keeps the values whole or not at all; a refusal changes the answer
@@ -679,15 +691,32 @@ impl Platform {
                 this.subs.clone(),
                 session.clone(),
                 op,
-                payload,
+                payload.clone(),
             )
             .await;
+            // `thing/list/found` answered with success: forwarded (FoundDeviceListFlag) before
+            // the reply leaves.
+            if matches!(out.reply, Some((_, 200)))
+                && let Some(commit) = this.subscriptions.uplink_families(
+                    &this.registry,
+                    Some(session.id.iot_id()),
+                    &pk,
+                    &dn,
+                    &topic,
+                    &payload,
+                )
+                && let Err(e) = commit.await
+            {
+                tracing::warn!(error = %e, "found-device list not forwarded");
+            }
             if let Some((action, devices)) = out.topology.take()
-                && this.cluster.observed()
+                && (this.cluster.observed() || this.subscriptions.wants(&pk, Family::DeviceTopoLifeCycleFlag))
             {
                 let gw = (pk.clone(), dn.clone());
-                for e in TopologyEvent::of(&*this.registry, action, "gateway", &gw, &devices, now_ms()).await
-                {
+                let events =
+                    TopologyEvent::of(&*this.registry, action, "gateway", &gw, &devices, now_ms()).await;
+                this.subscriptions.topology(&events);
+                for e in events {
                     this.cluster.publish(e);
                 }
             }
@@ -1044,7 +1073,6 @@ impl Hooks for Platform {
             return;
         }
         let (pk, dn) = sub.as_ref().map_or(own, |(pk, dn)| (pk.as_str(), dn.as_str()));
-        let iot_id = sub.is_none().then(|| id.iot_id());
         // A gateway's pack post carrying its sub-devices' data: their parts first (all or none).
         let mut sub_writes = Vec::new();
         if sub.is_none()
@@ -1060,6 +1088,7 @@ impl Hooks for Platform {
                 }
             }
         }
+        let iot_id = sub.is_none().then(|| id.iot_id());
         let (reply, problem, deferred, mut durable) =
             self.process(iot_id, pk, dn, topic, publish.qos.value(), &publish.payload);
         if !sub_writes.is_empty() {

@@ -124,7 +124,12 @@ impl Service {
             registry.remove_topology(gw, subs.clone()).await?
         };
         let now = changed.map_err(Error::Topology)?;
-        if self.inner.cluster.observed() {
+        if self.inner.cluster.observed()
+            || self
+                .inner
+                .subscriptions
+                .wants(product_key, crate::subscription::Family::DeviceTopoLifeCycleFlag)
+        {
             let action = if status == CHANGE_ADDED { "add" } else { "remove" };
             let gw = (product_key.to_owned(), device_name.to_owned());
             let events = TopologyEvent::of(

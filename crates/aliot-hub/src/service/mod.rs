@@ -461,7 +461,12 @@ impl Service {
             "thing.disable" => ("disable", "disabled"),
             _ => ("remove", "deleted"),
         };
-        let events = if cluster.observed() {
+        let events = if cluster.observed()
+            || self
+                .inner
+                .subscriptions
+                .wants(&gw.0, crate::subscription::Family::DeviceTopoLifeCycleFlag)
+        {
             crate::events::TopologyEvent::of(
                 &*self.inner.registry,
                 lifecycle,
@@ -512,6 +517,7 @@ impl Service {
 
     /// Publishes events (built only while someone listens).
     fn publish_all(&self, events: Vec<Event>) {
+        self.inner.subscriptions.topology(&events);
         for e in events {
             self.inner.cluster.publish(e);
         }

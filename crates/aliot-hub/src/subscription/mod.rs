@@ -18,7 +18,8 @@
 //!   [`Subscriptions::attach`]es to the login's group and gets a [`Consumer`]: `next()` waits
 //!   for a message (the transport calls it only when it has credit), `settle()` ends a
 //!   delivery, and dropping the consumer puts whatever it had in flight back in the group.
-//!   The AMQP 1.0 listener is one such transport (`amqp.rs`).
+//!   The AMQP 1.0 listener is one such transport (`amqp.rs`), the STOMP listener of the
+//!   Python 3 sample another (`stomp.rs`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,8 +37,11 @@ use crate::clock::now_ms;
 
 pub(crate) mod amqp;
 pub mod backlog;
+pub(crate) mod families;
 pub(crate) mod forward;
 pub mod model;
+pub(crate) mod stomp;
+mod stomp_frame;
 mod store;
 
 pub use backlog::{Limits, Message};
