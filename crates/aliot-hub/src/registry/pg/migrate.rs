@@ -19,7 +19,7 @@ pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[(
 )];
 
 /// The advisory lock's key (any constant the hub alone uses: "aliot" in ASCII).
-const LOCK_KEY: i64 = 0x616c_696f_74;
+const LOCK_KEY: i64 = 0x0061_6c69_6f74;
 
 /// Applies the migrations the database lacks; returns how many it applied.
 ///
