@@ -47,6 +47,7 @@ start_hub() {
     INFRA=$(sed -n 's/^ALIOT_INFRA_DIR=//p' <<<"$env")
     registry=(--registry "$(sed -n 's/^ALIOT_PG_URL=//p' <<<"$env")")
   fi
+  mkdir -p "$WORK/$name"
   "$ALIOT" hub --data-dir "$WORK/$name" --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 "$flag" 127.0.0.1:0 \
     --admin-token "$TOKEN" "${registry[@]}" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   HUB=$!

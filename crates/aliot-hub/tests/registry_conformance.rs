@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aliot_hub::config::RegistryConfig;
 use aliot_hub::registry::{
-    Enrolment, Error, NewDevice, PgRegistry, RedbRegistry, Registry, SavedMessage, SessionChange,
+    Enrolment, Error, NewDevice, PgRegistry, ProductTsl, RedbRegistry, Registry, SavedMessage, SessionChange,
 };
 use aliot_testkit::guard;
 use aliot_testkit::infra::Infra;
@@ -340,6 +340,28 @@ async fn saved_sessions(b: Backend) {
     r.close().await;
 }
 
+const TSL: &str = include_str!("../../aliot-protocol/tests/data/tsl-lamp.json");
+
+async fn thing_models(b: Backend) {
+    let r = b.open().await;
+    let pk = r.create_product("p", None).await.expect("product").product_key;
+    assert!(r.tsl(&pk).is_none());
+    let tsl = ProductTsl::from_json(TSL.to_owned()).expect("the lamp's TSL");
+    r.set_tsl(&pk, Some(tsl.clone())).await.expect("import");
+    assert_eq!(r.tsl(&pk).expect("imported").json, TSL);
+    assert!(matches!(
+        r.set_tsl("a1nosuchpk1", Some(tsl)).await,
+        Err(Error::ProductNotFound { .. })
+    ));
+    r.close().await;
+    drop(r);
+    let r = b.open().await;
+    assert_eq!(r.tsl(&pk).expect("kept").json, TSL);
+    r.set_tsl(&pk, None).await.expect("remove");
+    assert!(r.tsl(&pk).is_none());
+    r.close().await;
+}
+
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod redb {
@@ -365,7 +387,8 @@ conformance!(
     products_and_devices,
     enable_disable_delete,
     dynamic_registration,
-    saved_sessions
+    saved_sessions,
+    thing_models,
 );
 
 async fn pg_registry(infra: &Infra) -> Arc<dyn Registry> {
@@ -403,6 +426,13 @@ async fn postgres_two_registries_share_changes() {
     eventually("A to see the product change", || {
         let (a, pk) = (a.clone(), pk.clone());
         async move { a.product_auth(&pk).await.is_some_and(|p| p.dynamic_registration) }
+    })
+    .await;
+    let tsl = ProductTsl::from_json(TSL.to_owned()).expect("the lamp's TSL");
+    b.set_tsl(&pk, Some(tsl)).await.expect("a thing model on B");
+    eventually("A to see the thing model", || {
+        let (a, pk) = (a.clone(), pk.clone());
+        async move { a.tsl(&pk).is_some() }
     })
     .await;
     a.delete_device(&pk, "d").await.expect("delete on A");

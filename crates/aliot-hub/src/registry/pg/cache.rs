@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 
-use crate::registry::{DeviceAuth, ProductAuth};
+use std::sync::Arc;
+
+use crate::registry::{DeviceAuth, ProductAuth, ProductTsl};
 
 /// Most cached "no such device" answers.
 pub(super) const MAX_NEGATIVE: usize = 65_536;
@@ -33,6 +35,9 @@ pub(super) struct AuthCache {
     generation: AtomicU64,
     devices: RwLock<Devices>,
     products: RwLock<HashMap<String, Option<ProductAuth>>>,
+    /// Every product's thing model: all of them, read at start and again after a reconnect
+    /// (`tsl` is read for every property post and has no miss path).
+    tsls: RwLock<HashMap<String, Arc<ProductTsl>>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -167,23 +172,94 @@ pub(super) fn created_payload(pk: &str) -> String {
     format!("c {pk}")
 }
 
+/// The product's thing model changed.
+pub(super) fn tsl_payload(pk: &str) -> String {
+    format!("t {pk}")
+}
+
 /// See [`device_payload`].
 pub(super) fn product_payload(pk: &str) -> String {
     format!("p {pk}")
 }
 
 impl AuthCache {
-    /// Applies a notification's payload.
-    pub(super) fn apply(&self, payload: &str) {
+    /// Applies a notification's payload; returns the productKey whose thing model must be read
+    /// again (the caller reads it: that needs the database).
+    pub(super) fn apply<'p>(&self, payload: &'p str) -> Option<&'p str> {
         let mut parts = payload.split(' ');
         match (parts.next(), parts.next(), parts.next()) {
             (Some("d"), Some(pk), Some(dn)) => self.forget_device(pk, dn),
             (Some("p"), Some(pk), None) => self.forget_product(pk),
             (Some("c"), Some(pk), None) => self.forget_unknown(pk),
+            (Some("t"), Some(pk), None) => return Some(pk),
             _ => {
                 tracing::warn!(payload, "unknown registry notification: the cache is cleared");
                 self.clear();
             }
+        }
+        None
+    }
+
+    /// A product's thing model.
+    pub(super) fn tsl(&self, pk: &str) -> Option<Arc<ProductTsl>> {
+        self.tsls
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(pk)
+            .cloned()
+    }
+
+    /// Sets (`Some`) or forgets (`None`) a product's thing model.
+    pub(super) fn set_tsl(&self, pk: &str, tsl: Option<Arc<ProductTsl>>) {
+        let mut tsls = self.tsls.write().unwrap_or_else(PoisonError::into_inner);
+        match tsl {
+            Some(t) => tsls.insert(pk.to_owned(), t),
+            None => tsls.remove(pk),
+        };
+    }
+
+    /// Replaces every thing model.
+    pub(super) fn set_all_tsls(&self, all: HashMap<String, Arc<ProductTsl>>) {
+        *self.tsls.write().unwrap_or_else(PoisonError::into_inner) = all;
+    }
+}
+
+/// Reads one product's thing model (`None` when it has none).
+pub(super) async fn read_tsl(
+    c: &tokio_postgres::Client,
+    pk: &str,
+) -> crate::registry::Result<Option<Arc<ProductTsl>>> {
+    let row = c
+        .query_opt("SELECT json FROM product_tsl WHERE product_key = $1", &[&pk])
+        .await
+        .map_err(|e| crate::registry::Error::storage("reading a thing model", e))?;
+    Ok(row.and_then(|r| parse_tsl(pk, r.get(0))))
+}
+
+/// Reads every product's thing model.
+pub(super) async fn read_all_tsls(
+    c: &tokio_postgres::Client,
+) -> crate::registry::Result<HashMap<String, Arc<ProductTsl>>> {
+    let rows = c
+        .query("SELECT product_key, json FROM product_tsl", &[])
+        .await
+        .map_err(|e| crate::registry::Error::storage("reading thing models", e))?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| {
+            let pk: String = r.get(0);
+            parse_tsl(&pk, r.get(1)).map(|t| (pk, t))
+        })
+        .collect())
+}
+
+/// A stored model that no longer reads (it was checked when imported) is skipped and logged.
+fn parse_tsl(pk: &str, json: String) -> Option<Arc<ProductTsl>> {
+    match ProductTsl::from_json(json) {
+        Ok(t) => Some(Arc::new(t)),
+        Err(e) => {
+            tracing::error!(product_key = %pk, error = %e, "a stored thing model does not read: skipped");
+            None
         }
     }
 }

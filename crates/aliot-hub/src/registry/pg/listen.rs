@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_postgres::AsyncMessage;
 
-use super::cache::{AuthCache, CHANNEL};
+use super::cache::{AuthCache, CHANNEL, read_all_tsls, read_tsl};
 use super::pool::Pool;
 use crate::registry::Error;
 
@@ -70,7 +70,7 @@ pub(super) async fn run(
                             break;
                         }
                         m = std::future::poll_fn(|cx| connection.poll_message(cx)) => match m {
-                            Some(Ok(AsyncMessage::Notification(n))) => cache.apply(n.payload()),
+                            // Before LISTEN completes: everything is read again below.
                             Some(Ok(_)) => {}
                             Some(Err(e)) => return Err(Error::storage("listening for registry changes", e)),
                             None => {
@@ -91,8 +91,17 @@ pub(super) async fn run(
         };
         match outcome {
             Ok((_client, mut connection)) => {
-                // Anything may have changed while we were not listening.
+                // Anything may have changed while we were not listening. The notifications of
+                // changes from now on are delivered in order after this.
                 cache.clear();
+                let tsls = async {
+                    let c = pool.get().await?;
+                    read_all_tsls(&c).await
+                };
+                match tsls.await {
+                    Ok(all) => cache.set_all_tsls(all),
+                    Err(e) => tracing::warn!(error = %e, "cannot read the thing models again"),
+                }
                 health.ok();
                 if !first {
                     health.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -106,7 +115,22 @@ pub(super) async fn run(
                         _ = stop.changed() => return,
                     };
                     match m {
-                        Some(Ok(AsyncMessage::Notification(n))) => cache.apply(n.payload()),
+                        Some(Ok(AsyncMessage::Notification(n))) => {
+                            if let Some(pk) = cache.apply(n.payload()) {
+                                // The notification's transaction is committed: this read
+                                // sees the new model (notifications wait in the meantime).
+                                let read = async {
+                                    let c = pool.get().await?;
+                                    read_tsl(&c, pk).await
+                                };
+                                match read.await {
+                                    Ok(t) => cache.set_tsl(pk, t),
+                                    Err(e) => {
+                                        tracing::warn!(error = %e, product_key = %pk, "cannot read a changed thing model")
+                                    }
+                                }
+                            }
+                        }
                         Some(Ok(_)) => {}
                         Some(Err(e)) => break e.to_string(),
                         None => break "the connection closed".to_owned(),

@@ -12,11 +12,18 @@ use crate::registry::{Error, Result};
 
 /// The migrations, in order: (version, name, SQL). A migration is never edited once released:
 /// a change is a new file.
-pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_registry",
-    include_str!("../../../migrations/0001_registry.sql"),
-)];
+pub(super) const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_registry",
+        include_str!("../../../migrations/0001_registry.sql"),
+    ),
+    (
+        2,
+        "0002_product_tsl",
+        include_str!("../../../migrations/0002_product_tsl.sql"),
+    ),
+];
 
 /// The advisory lock's key (any constant the hub alone uses: "aliot" in ASCII).
 const LOCK_KEY: i64 = 0x0061_6c69_6f74;

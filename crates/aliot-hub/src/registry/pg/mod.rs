@@ -31,6 +31,10 @@
 //! and connected devices are served as before. Connections broken by the outage are dropped
 //! and made again on demand; the listener reconnects by itself (100 ms doubling to 2 s).
 //!
+//! Thing models are kept whole in memory (read for every property post, [`Registry::tsl`] has no
+//! miss path): read at start and after each reconnect of the listener, and again for a product
+//! whose change is notified.
+//!
 //! # History
 //!
 //! Kept property values, events and the call log stay in the node's own `history.redb`
@@ -58,16 +62,17 @@ use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{GenericClient, Row};
 
-use self::cache::{AuthCache, CHANNEL, device_payload, product_payload};
+use self::cache::{AuthCache, CHANNEL, device_payload, product_payload, tsl_payload};
 use self::listen::Health;
 use self::pool::Pool;
 use crate::clock::now_ms;
-use crate::config::{HistoryConfig, RegistryConfig};
+use crate::config::{HistoryConfig, RegistryConfig, create_private_dir};
 use crate::registry::{
     BoxFuture, CallRecord, Device, DeviceAuth, Enrolled, Enrolment, EnrolmentStep, Error, EventRecord,
-    History, LatestProperty, NewDevice, NodeType, Page, Product, ProductAuth, Properties, PropertyLimits,
-    PropertyPoint, Records, Registry, RegistryCounts, RegistryHealth, Result, SavedSession, SessionChange,
-    Window, enrolment_rule, invalid, random_alnum, validate_new_devices, validate_product_name,
+    History, LatestProperty, NewDevice, NodeType, Page, Product, ProductAuth, ProductTsl, Properties,
+    PropertyLimits, PropertyPoint, Records, Registry, RegistryCounts, RegistryHealth, Result, SavedSession,
+    SessionChange, Window, enrolment_rule, invalid, random_alnum, validate_new_devices,
+    validate_product_name,
 };
 
 /// Connections of one hub process to PostgreSQL (besides the listener's).
@@ -219,7 +224,17 @@ impl PgRegistry {
             applied?;
         }
         let history = match data_dir {
-            Some((dir, h)) if h.enabled => Some(History::open(dir, h).await?),
+            Some((dir, h)) if h.enabled => {
+                // History holds devices' data: only the hub's user may read it.
+                let owned = dir.to_owned();
+                tokio::task::spawn_blocking(move || create_private_dir(&owned))
+                    .await
+                    .map_err(|e| Error::storage("creating the data directory", e))?
+                    .map_err(|e| {
+                        Error::storage(format!("creating the data directory {}", dir.display()), e)
+                    })?;
+                Some(History::open(dir, h).await?)
+            }
             _ => None,
         };
         let cache = Arc::new(AuthCache::default());
@@ -260,6 +275,10 @@ impl PgRegistry {
             }),
         };
         registry.refresh_counts().await;
+        {
+            let c = registry.inner.pool.get().await?;
+            registry.inner.cache.set_all_tsls(cache::read_all_tsls(&c).await?);
+        }
         tracing::info!("registry on PostgreSQL ready");
         Ok(registry)
     }
@@ -634,6 +653,43 @@ impl PgRegistry {
             "storing a dynamic registration",
             std::io::Error::other("concurrent registrations of the same device"),
         ))
+    }
+
+    async fn set_tsl_inner(&self, pk: &str, tsl: Option<ProductTsl>) -> Result<()> {
+        let mut c = self.inner.pool.get().await?;
+        let txn = c
+            .transaction()
+            .await
+            .map_err(st("starting a thing model update"))?;
+        if txn
+            .query_opt("SELECT 1 FROM products WHERE product_key = $1 FOR SHARE", &[&pk])
+            .await
+            .map_err(st("reading a product"))?
+            .is_none()
+        {
+            return Err(Error::ProductNotFound {
+                product_key: pk.to_owned(),
+            });
+        }
+        match &tsl {
+            Some(t) => txn
+                .execute(
+                    "INSERT INTO product_tsl (product_key, json) VALUES ($1, $2) \
+                     ON CONFLICT (product_key) DO UPDATE SET json = EXCLUDED.json",
+                    &[&pk, &t.json],
+                )
+                .await
+                .map_err(st("writing a thing model"))?,
+            None => txn
+                .execute("DELETE FROM product_tsl WHERE product_key = $1", &[&pk])
+                .await
+                .map_err(st("deleting a thing model"))?,
+        };
+        notify(&txn, &tsl_payload(pk)).await?;
+        txn.commit().await.map_err(st("committing a thing model"))?;
+        self.inner.cache.set_tsl(pk, tsl.map(Arc::new));
+        tracing::info!(product_key = %pk, "thing model updated");
+        Ok(())
     }
 
     async fn device_auth_inner(&self, pk: &str, dn: &str) -> Option<DeviceAuth> {
@@ -1040,6 +1096,14 @@ impl Registry for PgRegistry {
                 .await;
             self.observe(r)
         })
+    }
+
+    fn tsl(&self, product_key: &str) -> Option<Arc<ProductTsl>> {
+        self.inner.cache.tsl(product_key)
+    }
+
+    fn set_tsl<'a>(&'a self, product_key: &'a str, tsl: Option<ProductTsl>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.observe(self.set_tsl_inner(product_key, tsl).await) })
     }
 
     fn counts(&self) -> RegistryCounts {
