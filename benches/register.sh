@@ -31,7 +31,7 @@ WORK=$(mktemp -d)
 HUB=""
 INFRA=""
 REGISTRY=${REGISTRY:-redb}
-trap '[ -n "$HUB" ] && kill "$HUB" 2>/dev/null; [ -n "$INFRA" ] && bash scripts/local-infra.sh stop "$INFRA"; rm -rf "$WORK"' EXIT
+trap '{ [ -n "$HUB" ] && kill "$HUB"; } 2>/dev/null || true; { [ -n "$INFRA" ] && bash scripts/local-infra.sh stop "$INFRA"; } || true; rm -rf "$WORK"' EXIT
 log() { printf 'register.sh: %s\n' "$*" >&2; }
 TOKEN=register-$RANDOM$RANDOM$RANDOM
 

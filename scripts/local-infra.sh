@@ -130,11 +130,11 @@ start)
     dir=$(mktemp -d "${TMPDIR:-/tmp}/aliot-infra.XXXXXX")
     touch "$dir/.aliot-infra"
     if [[ $(id -u) -eq 0 ]]; then chown nobody "$dir"; fi
-    trap 'stop_all "$dir" >/dev/null 2>&1 || true' ERR
+    trap 'stop_all "$dir" >/dev/null 2>&1 || true' EXIT # a failed start leaves nothing behind
     echo "ALIOT_INFRA_DIR=$dir"
     if [[ $what != nats ]]; then start_pg "$dir"; fi
     if [[ $what != pg ]]; then start_nats "$dir"; fi
-    trap - ERR
+    trap - EXIT
     ;;
 stop) stop_all "${2:?stop takes the directory that start printed}" ;;
 pg-stop) pg_stop "${2:?pg-stop takes the directory}" ;;
