@@ -14,7 +14,9 @@
 #
 #   cargo build --release -p aliot-cli && bash benches/register.sh
 # Environment: ALIOT (default target/release/aliot), COUNT (10000), PENDING (64), OUT
-# (benches/out).
+# (benches/out). REGISTRY=postgres: each hub keeps its registry on a fresh local PostgreSQL
+# (scripts/local-infra.sh; the Debian package postgresql) instead of registry.redb; the results
+# then go to OUT/register_*.json only (docs/PERFORMANCE.md is not rewritten).
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +29,9 @@ mkdir -p "$OUT"
 rm -f "$OUT"/register_*
 WORK=$(mktemp -d)
 HUB=""
-trap '[ -n "$HUB" ] && kill "$HUB" 2>/dev/null; rm -rf "$WORK"' EXIT
+INFRA=""
+REGISTRY=${REGISTRY:-redb}
+trap '{ [ -n "$HUB" ] && kill "$HUB"; } 2>/dev/null || true; { [ -n "$INFRA" ] && bash scripts/local-infra.sh stop "$INFRA"; } || true; rm -rf "$WORK"' EXIT
 log() { printf 'register.sh: %s\n' "$*" >&2; }
 TOKEN=register-$RANDOM$RANDOM$RANDOM
 
@@ -36,8 +40,16 @@ TOKEN=register-$RANDOM$RANDOM$RANDOM
 # dynamic registration).
 start_hub() {
   local name=$1 flag=$2
+  local registry=()
+  if [ "$REGISTRY" = postgres ]; then
+    local env
+    env=$(bash scripts/local-infra.sh start pg)
+    INFRA=$(sed -n 's/^ALIOT_INFRA_DIR=//p' <<<"$env")
+    registry=(--registry "$(sed -n 's/^ALIOT_PG_URL=//p' <<<"$env")")
+  fi
+  mkdir -p "$WORK/$name"
   "$ALIOT" hub --data-dir "$WORK/$name" --mqtt 127.0.0.1:0 --admin 127.0.0.1:0 --openapi 127.0.0.1:0 "$flag" 127.0.0.1:0 \
-    --admin-token "$TOKEN" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    --admin-token "$TOKEN" "${registry[@]}" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   HUB=$!
   for _ in $(seq 100); do grep -q 'stops the hub' "$WORK/$name.out" 2>/dev/null && break; sleep 0.1; done
   PORT=$(awk '$1 == "mqtt:" { split($2, a, ":"); print a[2] }' "$WORK/$name.out")
@@ -50,6 +62,10 @@ start_hub() {
 stop_hub() {
   kill "$HUB" 2>/dev/null && wait "$HUB" 2>/dev/null || true
   HUB=""
+  if [ -n "$INFRA" ]; then
+    bash scripts/local-infra.sh stop "$INFRA"
+    INFRA=""
+  fi
 }
 
 start_hub hub --device-http
@@ -83,4 +99,6 @@ sed -i "s#$DEVICE_HTTPS#\$DEVICE_HTTPS#g; s#$CA#\$CA#g" "$OUT/register_https.cmd
 stop_hub
 printf '{"date": "%s", "count": %s, "pending": %s, "load average after": "%s"}\n' \
   "$(date -u +%Y-%m-%dT%H:%MZ)" "$COUNT" "$PENDING" "$(cut -d' ' -f1-3 /proc/loadavg)" >"$OUT/register_env.json"
-python3 benches/py/render_report.py "$OUT" docs/PERFORMANCE.md register
+if [ "$REGISTRY" = redb ]; then
+  python3 benches/py/render_report.py "$OUT" docs/PERFORMANCE.md register
+fi

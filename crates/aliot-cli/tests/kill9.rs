@@ -1,6 +1,7 @@
 //! What the hub acknowledged survives `kill -9` (hardening 9, item 17): registrations answered
 //! 201, and QoS 1 messages for a clean-session-0 device answered 200 by the admin API, whether
-//! they were in flight to the device, waiting in its queue, or not yet sent.
+//! they were in flight to the device, waiting in its queue, or not yet sent. With the embedded
+//! registry and with the registry on PostgreSQL (`--registry`, a PostgreSQL started for the test).
 
 use std::collections::BTreeSet;
 use std::sync::mpsc;
@@ -14,6 +15,10 @@ const TOPIC: &str = "/a1Kill9Q/sink/user/get";
 
 fn start(dir: &std::path::Path) -> HubProcess {
     HubProcess::start(dir, &["--admin-token", TOKEN])
+}
+
+fn start_on(registry: &str) -> impl Fn(&std::path::Path) -> HubProcess + '_ {
+    move |dir| HubProcess::start(dir, &["--admin-token", TOKEN, "--registry", registry])
 }
 
 /// A request that must work (the hub is up).
@@ -62,6 +67,16 @@ async fn next(conn: &mut Connection, ack: bool) -> Option<u32> {
 
 #[test]
 fn acknowledged_registrations_and_qos1_messages_survive_kill_9() {
+    survive_kill_9(start);
+}
+
+#[test]
+fn on_postgres_acknowledged_registrations_and_qos1_messages_survive_kill_9() {
+    let infra = aliot_testkit::infra::Infra::postgres();
+    survive_kill_9(start_on(infra.pg()));
+}
+
+fn survive_kill_9(start: impl Fn(&std::path::Path) -> HubProcess) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut hub = start(dir.path());
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -590,9 +590,14 @@ impl BrokerConfig {
 }
 
 /// Settings of the registry (`[registry]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
+    /// The registry on PostgreSQL (`postgres://user@host:port/db`) instead of the embedded
+    /// `registry.redb`: several hub processes can share it (docs/hub.md, "Registry on
+    /// PostgreSQL"). Its password, if any, is never logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// Distinct property identifiers remembered per device. A property post that would take a
     /// device past it is answered with code 6106 and not stored.
     pub max_properties_per_device: usize,
@@ -608,9 +613,41 @@ impl Default for RegistryConfig {
         // (`registry::PropertyLimits::default`). 1000 identifiers: five full posts of distinct
         // ones. 64 KiB: 1,000 devices at their budget hold 64 MiB of values.
         Self {
+            url: None,
             max_properties_per_device: 1000,
             max_property_bytes_per_device: 64 * 1024,
         }
+    }
+}
+
+impl fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryConfig")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("max_properties_per_device", &self.max_properties_per_device)
+            .field(
+                "max_property_bytes_per_device",
+                &self.max_property_bytes_per_device,
+            )
+            .finish()
+    }
+}
+
+/// A database URL without its password (`postgres://user:<redacted>@host/db`).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return if url.contains("password") {
+            "<redacted>".into()
+        } else {
+            url.to_owned()
+        };
+    };
+    match rest.split_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{scheme}://{name}:<redacted>@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
     }
 }
 
@@ -620,6 +657,13 @@ impl RegistryConfig {
     /// # Errors
     /// [`Error::Config`] naming the first bad field.
     pub fn validate(&self) -> Result<()> {
+        if let Some(url) = &self.url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(config_err(
+                "registry url must start with postgres:// or postgresql://",
+            ));
+        }
         if self.max_properties_per_device == 0 {
             return Err(config_err("max_properties_per_device must be at least 1"));
         }

@@ -19,7 +19,7 @@ use crate::console::ConsoleState;
 use crate::device_http::{self, DeviceHttpState};
 use crate::error::{Error, Result};
 use crate::http::{self, HttpLimits};
-use crate::registry::{RedbRegistry, Registry};
+use crate::registry::{PgRegistry, RedbRegistry, Registry};
 use crate::tls::{self, CertificateFiles};
 
 /// A started hub: its bound addresses, its registry and broker, and the task that runs it.
@@ -216,8 +216,14 @@ pub async fn start(
 ) -> Result<RunningHub> {
     config.validate()?;
     let data_dir = config.data_dir();
-    let registry: Arc<dyn Registry> =
-        Arc::new(RedbRegistry::open_with_history(&data_dir, &config.registry, &config.history).await?);
+    let registry: Arc<dyn Registry> = match &config.registry.url {
+        Some(url) => {
+            Arc::new(PgRegistry::connect(url, &config.registry, Some((&data_dir, &config.history))).await?)
+        }
+        None => {
+            Arc::new(RedbRegistry::open_with_history(&data_dir, &config.registry, &config.history).await?)
+        }
+    };
 
     let (dir, given) = (data_dir.clone(), config.admin.token.clone());
     let (token, token_source) = blocking(move || admin::load_or_create_token(&dir, given.as_deref())).await?;

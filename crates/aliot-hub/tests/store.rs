@@ -241,6 +241,7 @@ async fn remembered_properties_are_bounded_per_device() {
     let config = RegistryConfig {
         max_properties_per_device: 3,
         max_property_bytes_per_device: 1024,
+        ..RegistryConfig::default()
     };
     let store = RedbRegistry::open_with(dir.path(), &config).await.expect("open");
     store.create_product("p", Some("a1P")).await.expect("product");

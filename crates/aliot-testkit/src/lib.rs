@@ -11,6 +11,7 @@
 //! - [`Raw`], [`BlockingRaw`]: raw MQTT clients; [`creds`]: signed CONNECT fields as real SDKs
 //!   build them; [`TestDevice`]: a device on rumqttc.
 //! - [`events`]: waiting for the hub's events.
+//! - [`infra`]: a local PostgreSQL and nats-server for one test (`scripts/local-infra.sh`).
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -29,6 +30,7 @@ pub mod events;
 mod guard;
 mod http;
 mod hub;
+pub mod infra;
 mod process;
 mod raw;
 mod registry;

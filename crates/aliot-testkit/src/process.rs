@@ -36,7 +36,8 @@ pub fn aliot_command(path: &Path) -> Command {
     let mut cmd = Command::new(path);
     cmd.env_remove("ALIOT_ADMIN_URL")
         .env_remove("ALIOT_ADMIN_TOKEN")
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        .env_remove("ALIOT_REGISTRY");
     cmd
 }
 

@@ -30,6 +30,10 @@ pub(crate) struct Args {
     /// [default: $XDG_DATA_HOME/aliot/hub or ~/.local/share/aliot/hub].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Keep the registry on PostgreSQL (postgres://user@host:port/db) instead of
+    /// DATA_DIR/registry.redb; several hubs can share it. See docs/hub.md.
+    #[arg(long, value_name = "URL", env = "ALIOT_REGISTRY")]
+    registry: Option<String>,
     /// Plain MQTT address [default: 127.0.0.1:1883]; port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
     mqtt: Option<SocketAddr>,
@@ -86,6 +90,10 @@ impl fmt::Debug for Args {
         f.debug_struct("Args")
             .field("config", &self.config)
             .field("data_dir", &self.data_dir)
+            .field(
+                "registry",
+                &self.registry.as_deref().map(aliot_hub::config::redact_url),
+            )
             .field("mqtt", &self.mqtt)
             .field("mqtts", &self.mqtts)
             .field("tls_cert", &self.tls_cert)
@@ -112,6 +120,9 @@ fn settings(args: Args) -> anyhow::Result<Config> {
     };
     if let Some(dir) = args.data_dir {
         config.data_dir = Some(dir);
+    }
+    if let Some(url) = args.registry {
+        config.registry.url = Some(url);
     }
     if let Some(addr) = args.mqtt {
         config.mqtt.listen = addr;

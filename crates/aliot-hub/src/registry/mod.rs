@@ -41,6 +41,7 @@ mod error;
 #[cfg(feature = "fault-injection")]
 mod fault;
 mod history;
+mod pg;
 mod properties;
 mod record;
 mod redb;
@@ -59,6 +60,7 @@ pub use self::error::{Error, Result};
 #[cfg(feature = "fault-injection")]
 pub use self::fault::StorageFault;
 pub use self::history::{HISTORY_FILE, History};
+pub use self::pg::PgRegistry;
 pub use self::properties::{Properties, PropertyLimits};
 pub use self::record::{
     CallRecord, Cursor, EventRecord, LatestProperty, Order, Page, PropertyPoint, PropertySample, Records,

@@ -261,7 +261,7 @@ pub(crate) fn random_alnum(n: usize) -> String {
 }
 
 /// A productKey in the platform's style: `a1` and 9 letters or digits.
-fn generate_product_key() -> String {
+pub(super) fn generate_product_key() -> String {
     format!("a1{}", random_alnum(9))
 }
 
