@@ -120,6 +120,7 @@ async fn a_device_run_child_shows_online_posts_live_and_answers_the_set_form() {
 
         // A property set from the form: the child checks it against its model, applies it,
         // answers 200 and posts the new value back.
+        let mut events = hub.service().events();
         fill(&c, "#set-Brightness", "33").await;
         click(&c, "#set-submit").await;
         let answer = wait_for(&c, "#call-answer")
@@ -128,6 +129,21 @@ async fn a_device_run_child_shows_online_posts_live_and_answers_the_set_form() {
             .await
             .expect("the answer");
         assert!(answer.contains("200"), "{answer}");
+        // The value posted back (it may land while the answer's page loads: once the hub has
+        // acknowledged it, the device page shows it).
+        let post = format!("/sys/{pk}/lamp-cli/thing/event/property/post");
+        next_event(&mut events, |e| {
+            matches!(e, Event::Uplink(u) if u.topic == post
+                && u.payload.as_deref().is_some_and(|p| p.contains("\"Brightness\":33")))
+        })
+        .await;
+        next_event(&mut events, |e| {
+            matches!(e, Event::Reply(r) if r.topic == format!("{post}_reply"))
+        })
+        .await;
+        c.goto(&format!("{base}/console/devices/{pk}/lamp-cli"))
+            .await
+            .expect("the device page");
         wait_for_at(
             &c,
             Locator::XPath(
