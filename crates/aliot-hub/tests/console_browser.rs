@@ -1,5 +1,5 @@
-//! The web console in a real browser: headless Chromium driven over WebDriver (chromedriver,
-//! started here on a free loopback port with a temporary profile, and stopped at the end).
+//! The web console in a real browser: headless Chromium driven over WebDriver
+//! (`aliot_testkit::browser`).
 //!
 //! Signs in (a wrong token first), creates a product and a device from the forms, imports a
 //! thing model, sees the device come online and a posted property appear without a reload,
@@ -9,162 +9,13 @@
 //! With `ALIOT_CONSOLE_SCREENSHOTS=<dir>` it also saves PNGs of the main pages there
 //! (`docs/console/screenshots.sh`).
 
-use std::io::{BufRead as _, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-
 use aliot_hub::events::Event;
+use aliot_testkit::browser::{Client, Locator, click, fill, shot, text, wait_for, with_browser};
 use aliot_testkit::events::next_event;
 use aliot_testkit::{GUARD, TOKEN, TestDevice, TestHub, guard};
-use fantoccini::{Client, ClientBuilder, Locator};
-use futures_util::FutureExt as _;
-use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 
 const LAMP_TSL: &str = include_str!("../../aliot-protocol/tests/data/tsl-lamp.json");
-
-/// chromedriver, stopped (killed) when dropped.
-struct Driver {
-    child: Child,
-    port: u16,
-    _profile: tempfile::TempDir,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn find(var: &str, default: &str) -> Option<PathBuf> {
-    let path = std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from);
-    path.exists().then_some(path)
-}
-
-/// Starts chromedriver on a free loopback port and waits for its "started" line.
-fn start_driver() -> Driver {
-    let Some(driver) = find("CHROMEDRIVER", "/usr/bin/chromedriver") else {
-        panic!(
-            "chromedriver is missing (Debian packages chromium and chromium-driver; `.ci/run` installs them; \
-             or set CHROMEDRIVER=/path/to/chromedriver)"
-        );
-    };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let mut child = Command::new(driver)
-        .arg(format!("--port={port}"))
-        .arg("--allowed-ips=127.0.0.1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
-    let stdout = child.stdout.take().expect("its stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    // Its first lines say it started (or why not); a driver that exits ends the loop.
-    for line in lines.by_ref() {
-        let line = line.expect("chromedriver's output");
-        if line.contains("started successfully") {
-            break;
-        }
-    }
-    // Keep draining its output so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Driver {
-        child,
-        port,
-        _profile: tempfile::tempdir().expect("a profile directory"),
-    }
-}
-
-async fn browser(driver: &Driver) -> Client {
-    let chromium = find("CHROMIUM", "/usr/bin/chromium").unwrap_or_else(|| {
-        panic!("chromium is missing (Debian package chromium; `.ci/run` installs it; or set CHROMIUM=/path)")
-    });
-    let caps = json!({
-        "goog:chromeOptions": {
-            "binary": chromium,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,800", "--hide-scrollbars", "--no-first-run", "--disable-extensions",
-                format!("--user-data-dir={}", driver._profile.path().display()),
-            ],
-        }
-    });
-    let serde_json::Value::Object(caps) = caps else {
-        unreachable!("an object")
-    };
-    guard(
-        "a WebDriver session",
-        ClientBuilder::new(HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", driver.port)),
-    )
-    .await
-    .expect("a browser session")
-}
-
-/// Waits (bounded) until an element matching `css` is in the page.
-async fn wait_for(c: &Client, css: &str) -> fantoccini::elements::Element {
-    match c.wait().at_most(GUARD).for_element(Locator::Css(css)).await {
-        Ok(e) => e,
-        Err(e) => {
-            let url = c.current_url().await.map(|u| u.to_string()).unwrap_or_default();
-            let page = c.source().await.unwrap_or_default();
-            panic!("{css} did not appear ({e}) on {url}:\n{page}")
-        }
-    }
-}
-
-/// Saves a screenshot of the page as `{dir}/{name}.png` when screenshots are asked for.
-async fn shot(c: &Client, name: &str) {
-    let Some(dir) = std::env::var_os("ALIOT_CONSOLE_SCREENSHOTS") else {
-        return;
-    };
-    // The whole page (up to 2400 px), then the window as it was.
-    let (w, h) = c.get_window_size().await.expect("the window's size");
-    let full = c
-        .execute("return document.documentElement.scrollHeight;", vec![])
-        .await
-        .expect("the page's height")
-        .as_u64()
-        .unwrap_or(h);
-    let (w, h) = (u32::try_from(w).unwrap_or(1280), u32::try_from(h).unwrap_or(800));
-    let tall = u32::try_from(full.clamp(u64::from(h), 2400)).unwrap_or(h);
-    c.set_window_size(w, tall).await.expect("resized");
-    let png = c.screenshot().await.expect("a screenshot");
-    c.set_window_size(w, h).await.expect("restored");
-    std::fs::write(PathBuf::from(dir).join(format!("{name}.png")), png).expect("the screenshot saved");
-}
-
-async fn fill(c: &Client, css: &str, text: &str) {
-    let e = c
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"));
-    e.clear().await.expect("cleared");
-    e.send_keys(text).await.expect("typed");
-}
-
-async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click {css}: {e}"));
-}
-
-async fn text(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
-        .await
-        .expect("its text")
-}
 
 /// A page on another origin with a form that posts to the console.
 async fn evil_site(console: &str) -> (String, tokio::task::JoinHandle<()>) {
@@ -189,17 +40,7 @@ async fn evil_site(console: &str) -> (String, tokio::task::JoinHandle<()>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_a_browser() {
     let hub = TestHub::start().await;
-    let driver = start_driver();
-    let c = browser(&driver).await;
-    // The browser is closed even when a step fails (else Chromium outlives chromedriver).
-    let outcome = std::panic::AssertUnwindSafe(walk_through(&c, &hub))
-        .catch_unwind()
-        .await;
-    let _ = c.close().await;
-    drop(driver);
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    with_browser(|c| async move { walk_through(&c, &hub).await }).await;
 }
 
 /// The test's steps, in the browser `c`.

@@ -11,6 +11,7 @@
 //! - [`Raw`], [`BlockingRaw`]: raw MQTT clients; [`creds`]: signed CONNECT fields as real SDKs
 //!   build them; [`TestDevice`]: a device on rumqttc.
 //! - [`events`]: waiting for the hub's events.
+//! - [`browser`]: headless Chromium over WebDriver, for the console's tests.
 //! - [`infra`]: a local PostgreSQL and nats-server for one test (`scripts/local-infra.sh`).
 //!
 //! ```no_run
@@ -24,6 +25,7 @@
 //! ```
 
 mod broker;
+pub mod browser;
 mod creds;
 mod device;
 pub mod events;
