@@ -303,7 +303,9 @@ pub async fn start(
         Some(s) => Some(StompListeners {
             tls: bind("STOMP over TLS", s.listen)?,
             plain: s.plain_listen.map(|p| bind("plain STOMP", p)).transpose()?,
-            acceptor: certificate.as_ref().map(|(_, acceptor)| acceptor.clone()),
+            acceptor: certificate
+                .as_ref()
+                .map(|(_, acceptor)| tls::without_tickets(acceptor)),
             settings: crate::subscription::stomp::StompSettings {
                 max_connections: s.max_connections,
                 shutdown_grace: config.broker.shutdown_grace(),

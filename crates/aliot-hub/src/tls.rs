@@ -178,6 +178,18 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor> {
     Ok(tokio_rustls::TlsAcceptor::from(server_config(cert, key)?))
 }
 
+/// The same acceptor without TLS 1.3 session tickets after the handshake.
+///
+/// For the STOMP listener: stomp.py reads its TLS socket on one thread while it writes its
+/// CONNECT on another, and Python's TLS object is not safe for that; tickets arriving while it
+/// writes corrupt its stream now and then (the server then reads garbage or nothing). Without
+/// tickets nothing arrives before the server's `CONNECTED`. Consumers lose only resumption.
+pub(crate) fn without_tickets(acceptor: &tokio_rustls::TlsAcceptor) -> tokio_rustls::TlsAcceptor {
+    let mut config = rustls::ServerConfig::clone(acceptor.config());
+    config.send_tls13_tickets = 0;
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

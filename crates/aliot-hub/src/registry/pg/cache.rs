@@ -72,12 +72,13 @@ impl AuthCache {
         found
     }
 
-    /// Caches what PostgreSQL answered, unless something was invalidated since `generation`.
-    pub(super) fn fill_device(&self, generation: u64, pk: &str, dn: &str, auth: Option<DeviceAuth>) {
+    /// Caches what PostgreSQL answered, unless something was invalidated since `generation`;
+    /// returns whether it did.
+    pub(super) fn fill_device(&self, generation: u64, pk: &str, dn: &str, auth: Option<DeviceAuth>) -> bool {
         let mut devices = self.devices.write().unwrap_or_else(PoisonError::into_inner);
         // Under the write lock: an invalidation bumps the generation before taking it.
         if self.generation.load(Ordering::Acquire) != generation {
-            return;
+            return false;
         }
         if auth.is_none() {
             if devices.negative >= MAX_NEGATIVE {
@@ -97,6 +98,7 @@ impl AuthCache {
         if matches!(old, Some(None)) {
             devices.negative -= 1;
         }
+        true
     }
 
     /// `Some(answer)` when cached.

@@ -46,13 +46,17 @@ impl Health {
     }
 }
 
-/// Runs until `stop` changes: listens, and reconnects after a failure.
+/// Runs until `stop` changes: listens, and reconnects after a failure. `listening` is told once
+/// the first `LISTEN` is in place (the registry waits for it before it caches anything: an entry
+/// cached earlier would be dropped by the first connection's clear, or miss a change).
 pub(super) async fn run(
     pool: Arc<Pool>,
     cache: Arc<AuthCache>,
     health: Arc<Health>,
     mut stop: watch::Receiver<bool>,
+    listening: tokio::sync::oneshot::Sender<()>,
 ) {
+    let mut listening = Some(listening);
     let mut delay = FIRST_RETRY;
     let mut first = true;
     loop {
@@ -108,6 +112,10 @@ pub(super) async fn run(
                     tracing::info!("PostgreSQL is reachable again: registry healthy");
                 }
                 first = false;
+                if let Some(tx) = listening.take() {
+                    // The registry may have stopped waiting (its open timed out): nothing to tell.
+                    let _ = tx.send(());
+                }
                 delay = FIRST_RETRY;
                 let why = loop {
                     let m = tokio::select! {

@@ -85,6 +85,9 @@ pub(super) const ONLINE_QUEUE: usize = 8192;
 /// Most last-online updates written in one statement.
 const ONLINE_BATCH: usize = 1024;
 
+/// How long opening waits for the first `LISTEN` (PostgreSQL just answered the migrations).
+const FIRST_LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How often the product and device counts of `/metrics` are read again (other processes
 /// register devices too).
 const COUNTS_EVERY: Duration = Duration::from_secs(5);
@@ -244,12 +247,22 @@ impl PgRegistry {
         let online_dropped = Arc::new(AtomicU64::new(0));
         let products = Arc::new(AtomicU64::new(0));
         let devices = Arc::new(AtomicU64::new(0));
+        let (listening_tx, listening) = tokio::sync::oneshot::channel();
         let listener = tokio::spawn(listen::run(
             pool.clone(),
             cache.clone(),
             health.clone(),
             stop_rx.clone(),
+            listening_tx,
         ));
+        // Nothing is cached before the first LISTEN is in place (see `listen::run`). PostgreSQL
+        // answered the migrations just now; if it is gone again, the hub starts unhealthy.
+        if tokio::time::timeout(FIRST_LISTEN_TIMEOUT, listening)
+            .await
+            .is_err()
+        {
+            tracing::warn!("PostgreSQL: not listening for registry changes yet; starting unhealthy");
+        }
         let writer = tokio::spawn(writer(
             pool.clone(),
             online_rx,
@@ -696,29 +709,36 @@ impl PgRegistry {
         if let Some(answer) = self.inner.cache.device(pk, dn) {
             return answer;
         }
-        let generation = self.inner.cache.generation();
-        let read = async {
-            let c = self.inner.pool.get().await?;
-            c.query_opt(
-                "SELECT device_secret, enabled, iot_id FROM devices WHERE product_key = $1 AND device_name = $2",
-                &[&pk, &dn],
-            )
-            .await
-            .map_err(st("reading a device's credentials"))
-        };
-        match self.observe(read.await) {
-            Ok(row) => {
-                let auth = row.map(|r| DeviceAuth {
-                    device_secret: r.get(0),
-                    enabled: r.get(1),
-                    iot_id: r.get(2),
-                });
-                self.inner.cache.fill_device(generation, pk, dn, auth.clone());
-                auth
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, product_key = %pk, device_name = %dn, "cannot read a device's credentials: login refused");
-                None
+        // A change notified while PostgreSQL was read keeps the answer out of the cache; read
+        // again (a few times at most) so that a device just created or changed gets cached.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let generation = self.inner.cache.generation();
+            let read = async {
+                let c = self.inner.pool.get().await?;
+                c.query_opt(
+                    "SELECT device_secret, enabled, iot_id FROM devices WHERE product_key = $1 AND device_name = $2",
+                    &[&pk, &dn],
+                )
+                .await
+                .map_err(st("reading a device's credentials"))
+            };
+            match self.observe(read.await) {
+                Ok(row) => {
+                    let auth = row.map(|r| DeviceAuth {
+                        device_secret: r.get(0),
+                        enabled: r.get(1),
+                        iot_id: r.get(2),
+                    });
+                    if self.inner.cache.fill_device(generation, pk, dn, auth.clone()) || attempts >= 3 {
+                        return auth;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, product_key = %pk, device_name = %dn, "cannot read a device's credentials: login refused");
+                    return None;
+                }
             }
         }
     }
