@@ -58,6 +58,65 @@ impl EventBus {
     }
 }
 
+/// Whether an event (as JSON) passes an event filter: its productKey, deviceName (a topology
+/// event is its gateway's: `gwProductKey`, `gwDeviceName`) and comma-separated types. The admin
+/// API's event stream and the console's live pages select with this one rule.
+pub(crate) fn matches(filter: &aliot_admin::EventFilter, event: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    let field = |k: &str, gw: &str| event.get(k).or_else(|| event.get(gw)).and_then(Value::as_str);
+    if filter
+        .product_key
+        .as_deref()
+        .is_some_and(|pk| field("productKey", "gwProductKey") != Some(pk))
+    {
+        return false;
+    }
+    if filter
+        .device_name
+        .as_deref()
+        .is_some_and(|dn| field("deviceName", "gwDeviceName") != Some(dn))
+    {
+        return false;
+    }
+    if let Some(types) = &filter.types {
+        let Some(t) = field("type", "type") else {
+            return false;
+        };
+        return types.split(',').any(|want| want.trim() == t);
+    }
+    true
+}
+
+/// The events `rx` receives that pass `filter`, each as its JSON text. A listener that falls
+/// behind the ring gets `{"type":"lagged","skipped":n}` as its last item: it does not keep a
+/// position in a ring it can never catch up with, and may listen again to follow the newest.
+pub(crate) fn json_stream(
+    rx: broadcast::Receiver<Arc<Event>>,
+    filter: aliot_admin::EventFilter,
+) -> impl futures_util::Stream<Item = String> + Send + 'static {
+    use tokio::sync::broadcast::error::RecvError;
+    futures_util::stream::unfold((Some(rx), filter), |(rx, filter)| async move {
+        let mut rx = rx?;
+        loop {
+            match rx.recv().await {
+                Ok(event) => {
+                    let Ok(value) = serde_json::to_value(&*event) else {
+                        continue;
+                    };
+                    if matches(&filter, &value) {
+                        return Some((value.to_string(), (Some(rx), filter)));
+                    }
+                }
+                Err(RecvError::Lagged(skipped)) => {
+                    let data = serde_json::json!({"type": "lagged", "skipped": skipped}).to_string();
+                    return Some((data, (None, filter)));
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    })
+}
+
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }

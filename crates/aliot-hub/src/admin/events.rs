@@ -6,46 +6,15 @@
 //! many events it missed), and it may connect again to follow the newest events.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use aliot_admin::EventFilter;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt as _};
-use serde_json::Value;
-use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::AdminState;
 use super::error::ApiError;
-use crate::events::Event;
-
-/// Whether an event (as JSON) passes the filter.
-fn matches(filter: &EventFilter, event: &Value) -> bool {
-    // A topology event names its gateway as `gwProductKey`/`gwDeviceName`.
-    let field = |k: &str, gw: &str| event.get(k).or_else(|| event.get(gw)).and_then(Value::as_str);
-    if filter
-        .product_key
-        .as_deref()
-        .is_some_and(|pk| field("productKey", "gwProductKey") != Some(pk))
-    {
-        return false;
-    }
-    if filter
-        .device_name
-        .as_deref()
-        .is_some_and(|dn| field("deviceName", "gwDeviceName") != Some(dn))
-    {
-        return false;
-    }
-    if let Some(types) = &filter.types {
-        let Some(t) = field("type", "type") else {
-            return false;
-        };
-        return types.split(',').any(|want| want.trim() == t);
-    }
-    true
-}
 
 pub(super) async fn stream(
     State(state): State<AdminState>,
@@ -54,42 +23,20 @@ pub(super) async fn stream(
     let Query(filter) = query?;
     let rx = state.service().events();
     let closing = state.inner.closing.clone();
-    let events =
-        futures_util::stream::unfold((Some(rx), filter), next_event).take_until(closing.cancelled_owned());
+    let events = crate::events::json_stream(rx, filter)
+        .map(|data| Ok(SseEvent::default().data(data)))
+        .take_until(closing.cancelled_owned());
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
-}
-
-/// The stream's state: the receiver (gone once the stream has ended) and the filter.
-type StreamState = (Option<broadcast::Receiver<Arc<Event>>>, EventFilter);
-
-async fn next_event((rx, filter): StreamState) -> Option<(Result<SseEvent, Infallible>, StreamState)> {
-    let mut rx = rx?;
-    loop {
-        match rx.recv().await {
-            Ok(event) => {
-                let Ok(value) = serde_json::to_value(&*event) else {
-                    continue;
-                };
-                if matches(&filter, &value) {
-                    return Some((
-                        Ok(SseEvent::default().data(value.to_string())),
-                        (Some(rx), filter),
-                    ));
-                }
-            }
-            Err(RecvError::Lagged(skipped)) => {
-                // The last item: the listener reconnects to follow the newest events.
-                let data = serde_json::json!({"type": "lagged", "skipped": skipped}).to_string();
-                return Some((Ok(SseEvent::default().data(data)), (None, filter)));
-            }
-            Err(RecvError::Closed) => return None,
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::broadcast;
+
     use super::*;
+    use crate::events::{Event, matches};
 
     #[test]
     fn filters_select_by_device_and_type() {
@@ -144,7 +91,7 @@ mod tests {
             });
             tx.send(Arc::new(e)).expect("a receiver");
         }
-        let items: Vec<_> = futures_util::stream::unfold((Some(rx), EventFilter::default()), next_event)
+        let items: Vec<_> = crate::events::json_stream(rx, EventFilter::default())
             .collect()
             .await;
         assert_eq!(items.len(), 1, "the marker only");

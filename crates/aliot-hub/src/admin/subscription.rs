@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 
 use super::AdminState;
 use super::error::ApiError;
-use crate::subscription::{Family, GroupInfo, Relation, SubscriptionError};
+use crate::subscription::{Family, Relation, SubscriptionError};
 
 impl From<SubscriptionError> for ApiError {
     fn from(e: SubscriptionError) -> Self {
@@ -28,18 +28,6 @@ impl From<SubscriptionError> for ApiError {
     }
 }
 
-fn group_view(g: GroupInfo) -> ConsumerGroupView {
-    ConsumerGroupView {
-        group_id: g.group_id,
-        create_time: g.create_time,
-        backlog: g.backlog,
-        backlog_bytes: g.backlog_bytes,
-        in_flight: g.in_flight,
-        consumers: g.consumers,
-        dropped: g.dropped,
-    }
-}
-
 fn relation_view(product_key: String, r: Relation) -> SubscribeRelationView {
     SubscribeRelationView {
         product_key,
@@ -49,15 +37,7 @@ fn relation_view(product_key: String, r: Relation) -> SubscribeRelationView {
 }
 
 pub(super) async fn list_groups(State(state): State<AdminState>) -> Json<Vec<ConsumerGroupView>> {
-    Json(
-        state
-            .service()
-            .subscriptions()
-            .groups()
-            .into_iter()
-            .map(group_view)
-            .collect(),
-    )
+    Json(state.service().subscriptions().groups().into_iter().collect())
 }
 
 pub(super) async fn create_group(
@@ -70,7 +50,7 @@ pub(super) async fn create_group(
         .subscriptions()
         .create_group(&body.group_id)
         .await?;
-    Ok((StatusCode::CREATED, Json(group_view(group))))
+    Ok((StatusCode::CREATED, Json(group)))
 }
 
 pub(super) async fn show_group(
@@ -78,7 +58,7 @@ pub(super) async fn show_group(
     Path(id): Path<String>,
 ) -> Result<Json<ConsumerGroupView>, ApiError> {
     let group = state.service().subscriptions().group(&id);
-    Ok(Json(group_view(group.ok_or(SubscriptionError::NoSuchGroup(id))?)))
+    Ok(Json(group.ok_or(SubscriptionError::NoSuchGroup(id))?))
 }
 
 pub(super) async fn delete_group(
@@ -90,7 +70,7 @@ pub(super) async fn delete_group(
         .group(&id)
         .ok_or_else(|| SubscriptionError::NoSuchGroup(id.clone()))?;
     subs.delete_group(&id).await?;
-    Ok(Json(group_view(group)))
+    Ok(Json(group))
 }
 
 pub(super) async fn show_relation(

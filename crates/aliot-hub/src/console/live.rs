@@ -5,7 +5,6 @@
 //! ends with `{"type":"lagged","skipped":n}` and the browser's `EventSource` connects again.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::rejection::QueryRejection;
@@ -14,13 +13,10 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
-use serde_json::Value;
-use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::page::{PageResult, render};
 use super::session::Session;
 use super::{ConsoleState, base};
-use crate::events::Event;
 
 /// `GET /console/live`.
 pub(super) async fn page(
@@ -51,19 +47,15 @@ pub(super) struct Filter {
     types: Option<String>,
 }
 
-fn matches(f: &Filter, event: &Value) -> bool {
-    let field = |k: &str| event.get(k).and_then(Value::as_str);
-    let wanted = |want: &Option<String>, k: &str| {
-        want.as_deref()
-            .filter(|w| !w.is_empty())
-            .is_none_or(|w| field(k) == Some(w))
-    };
-    if !wanted(&f.pk, "productKey") || !wanted(&f.dn, "deviceName") {
-        return false;
-    }
-    match f.types.as_deref().filter(|t| !t.is_empty()) {
-        Some(types) => field("type").is_some_and(|t| types.split(',').any(|w| w.trim() == t)),
-        None => true,
+impl Filter {
+    /// The hub's event filter (an empty field selects everything).
+    fn event_filter(self) -> aliot_admin::EventFilter {
+        let given = |v: Option<String>| v.filter(|v| !v.is_empty());
+        aliot_admin::EventFilter {
+            product_key: given(self.pk),
+            device_name: given(self.dn),
+            types: given(self.types),
+        }
     }
 }
 
@@ -75,55 +67,37 @@ pub(super) async fn events(
     let filter = query.map(|Query(f)| f).unwrap_or_default();
     let rx = state.service().events();
     let closing = state.closing().clone();
-    let stream =
-        futures_util::stream::unfold((Some(rx), filter), next_event).take_until(closing.cancelled_owned());
+    let stream = crate::events::json_stream(rx, filter.event_filter())
+        .map(|data| Ok::<_, Infallible>(SseEvent::default().data(data)))
+        .take_until(closing.cancelled_owned());
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
-}
-
-type StreamState = (Option<broadcast::Receiver<Arc<Event>>>, Filter);
-
-async fn next_event((rx, filter): StreamState) -> Option<(Result<SseEvent, Infallible>, StreamState)> {
-    let mut rx = rx?;
-    loop {
-        match rx.recv().await {
-            Ok(event) => {
-                let Ok(value) = serde_json::to_value(&*event) else {
-                    continue;
-                };
-                if matches(&filter, &value) {
-                    return Some((
-                        Ok(SseEvent::default().data(value.to_string())),
-                        (Some(rx), filter),
-                    ));
-                }
-            }
-            Err(RecvError::Lagged(skipped)) => {
-                let data = serde_json::json!({"type": "lagged", "skipped": skipped}).to_string();
-                return Some((Ok(SseEvent::default().data(data)), (None, filter)));
-            }
-            Err(RecvError::Closed) => return None,
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::matches;
 
     #[test]
-    fn the_filter_selects_device_and_types() {
+    fn the_filter_selects_device_and_types_and_empty_fields_select_all() {
         let e = serde_json::json!({"type": "uplink", "productKey": "pk", "deviceName": "dn"});
-        assert!(matches(&Filter::default(), &e));
+        assert!(matches(&Filter::default().event_filter(), &e));
+        let all = Filter {
+            pk: Some(String::new()),
+            dn: Some(String::new()),
+            types: Some(String::new()),
+        };
+        assert!(matches(&all.event_filter(), &e));
         let f = Filter {
             dn: Some("dn".into()),
             types: Some("status,uplink".into()),
             ..Filter::default()
         };
-        assert!(matches(&f, &e));
+        assert!(matches(&f.event_filter(), &e));
         let f = Filter {
             dn: Some("other".into()),
             ..Filter::default()
         };
-        assert!(!matches(&f, &e));
+        assert!(!matches(&f.event_filter(), &e));
     }
 }

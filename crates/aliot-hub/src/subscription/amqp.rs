@@ -39,12 +39,11 @@ use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
+use super::listener::{Limits, Transport, accept_loop};
 use super::{Consumer, Message, Settlement, Subscriptions};
 use crate::BoxFuture;
 
@@ -131,53 +130,26 @@ pub(crate) async fn serve(
     settings: AmqpSettings,
     stop: CancellationToken,
 ) {
-    let tracker = TaskTracker::new();
-    let limit = Arc::new(Semaphore::new(settings.max_connections));
-    let cancel = CancellationToken::new();
-    info!(addr = ?listener.local_addr().ok(), tls = tls.is_some(), "AMQP listener accepting");
-    loop {
-        let accepted = tokio::select! {
-            () = stop.cancelled() => break,
-            r = listener.accept() => r,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                debug!(error = %e, "AMQP accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            debug!(%peer, "AMQP connection limit reached; closing the new connection");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let (subs, tls, cancel) = (subs.clone(), tls.clone(), cancel.clone());
-        tracker.spawn(async move {
-            let served = async {
-                match tls {
-                    Some(tls) => match tokio::time::timeout(ATTACH_TIMEOUT, tls.accept(stream)).await {
-                        Ok(Ok(stream)) => Box::pin(connection(stream, subs)).await,
-                        Ok(Err(e)) => Err(format!("TLS: {e}")),
-                        Err(_) => Err("TLS handshake timed out".into()),
-                    },
-                    None => Box::pin(connection(stream, subs)).await,
-                }
-            };
-            tokio::select! {
-                r = served => if let Err(e) = r {
-                    debug!(%peer, error = %e, "AMQP connection ended");
-                },
-                () = cancel.cancelled() => {}
-            }
-            drop(permit);
-        });
+    let limits = Limits {
+        max_connections: settings.max_connections,
+        handshake_timeout: ATTACH_TIMEOUT,
+        shutdown_grace: settings.shutdown_grace,
+    };
+    accept_loop::<Amqp>(listener, tls, subs, limits, stop).await;
+}
+
+/// The AMQP transport for the shared accept loop.
+struct Amqp;
+
+impl Transport for Amqp {
+    const NAME: &'static str = "AMQP";
+
+    fn connection<Io>(io: Io, subs: Arc<Subscriptions>) -> BoxFuture<'static, Result<(), String>>
+    where
+        Io: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
+    {
+        Box::pin(connection(io, subs))
     }
-    drop(listener);
-    cancel.cancel();
-    tracker.close();
-    let _ = tokio::time::timeout(settings.shutdown_grace, tracker.wait()).await;
 }
 
 fn not_allowed(why: &str) -> AmqpErrorFrame {

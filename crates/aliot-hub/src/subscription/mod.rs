@@ -39,6 +39,7 @@ pub(crate) mod amqp;
 pub mod backlog;
 pub(crate) mod families;
 pub(crate) mod forward;
+mod listener;
 pub mod model;
 pub(crate) mod stomp;
 mod stomp_frame;

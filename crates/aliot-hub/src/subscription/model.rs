@@ -89,22 +89,5 @@ impl Relation {
     }
 }
 
-/// A group as the admin API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GroupInfo {
-    /// Its id (also its name).
-    pub group_id: String,
-    /// When it was created, epoch ms (0 for `DEFAULT_GROUP`).
-    pub create_time: u64,
-    /// Messages waiting or in flight.
-    pub backlog: usize,
-    /// Bytes of them.
-    pub backlog_bytes: usize,
-    /// Messages in flight (sent, not settled).
-    pub in_flight: usize,
-    /// Consumers attached now.
-    pub consumers: usize,
-    /// Messages dropped by the backlog's limits since the hub started.
-    pub dropped: u64,
-}
+/// A group as the admin API shows it: the admin API's own type.
+pub type GroupInfo = aliot_admin::ConsumerGroupView;

@@ -46,15 +46,15 @@ use aliot_protocol::subscription::AkSignLogin;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
+use super::listener::{Limits, Transport, accept_loop};
 use super::stomp_frame::{self, Decoded, Frame, FrameError, Version};
 use super::{Consumer, Message, Settlement, Subscriptions};
+use crate::BoxFuture;
 
 /// Time to finish TLS and CONNECT (the platform's 15 s for AMQP).
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -89,53 +89,26 @@ pub(crate) async fn serve(
     settings: StompSettings,
     stop: CancellationToken,
 ) {
-    let tracker = TaskTracker::new();
-    let limit = Arc::new(Semaphore::new(settings.max_connections));
-    let cancel = CancellationToken::new();
-    info!(addr = ?listener.local_addr().ok(), tls = tls.is_some(), "STOMP listener accepting");
-    loop {
-        let accepted = tokio::select! {
-            () = stop.cancelled() => break,
-            r = listener.accept() => r,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                debug!(error = %e, "STOMP accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            debug!(%peer, "STOMP connection limit reached; closing the new connection");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let (subs, tls, cancel) = (subs.clone(), tls.clone(), cancel.clone());
-        tracker.spawn(async move {
-            let served = async {
-                match tls {
-                    Some(tls) => match tokio::time::timeout(CONNECT_TIMEOUT, tls.accept(stream)).await {
-                        Ok(Ok(stream)) => connection(stream, subs).await,
-                        Ok(Err(e)) => Err(format!("TLS: {e}")),
-                        Err(_) => Err("TLS handshake timed out".into()),
-                    },
-                    None => connection(stream, subs).await,
-                }
-            };
-            tokio::select! {
-                r = served => if let Err(e) = r {
-                    debug!(%peer, error = %e, "STOMP connection ended");
-                },
-                () = cancel.cancelled() => {}
-            }
-            drop(permit);
-        });
+    let limits = Limits {
+        max_connections: settings.max_connections,
+        handshake_timeout: CONNECT_TIMEOUT,
+        shutdown_grace: settings.shutdown_grace,
+    };
+    accept_loop::<Stomp>(listener, tls, subs, limits, stop).await;
+}
+
+/// The STOMP transport for the shared accept loop.
+struct Stomp;
+
+impl Transport for Stomp {
+    const NAME: &'static str = "STOMP";
+
+    fn connection<Io>(io: Io, subs: Arc<Subscriptions>) -> BoxFuture<'static, Result<(), String>>
+    where
+        Io: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
+    {
+        Box::pin(connection(io, subs))
     }
-    drop(listener);
-    cancel.cancel();
-    tracker.close();
-    let _ = tokio::time::timeout(settings.shutdown_grace, tracker.wait()).await;
 }
 
 /// How a subscription acknowledges.
