@@ -377,17 +377,8 @@ impl PgRegistry {
             .transaction()
             .await
             .map_err(st("starting a device registration"))?;
-        // FOR SHARE: the product stays while the devices go in.
-        if txn
-            .query_opt("SELECT 1 FROM products WHERE product_key = $1 FOR SHARE", &[&pk])
-            .await
-            .map_err(st("reading a product"))?
-            .is_none()
-        {
-            return Err(Error::ProductNotFound {
-                product_key: pk.to_owned(),
-            });
-        }
+        // The product stays while the devices go in.
+        lock_product(&txn, pk).await?;
         let now = to_i64(now_ms());
         let names: Vec<&str> = devices.iter().map(|d| d.device_name.as_str()).collect();
         let secrets: Vec<String> = devices
@@ -674,16 +665,7 @@ impl PgRegistry {
             .transaction()
             .await
             .map_err(st("starting a thing model update"))?;
-        if txn
-            .query_opt("SELECT 1 FROM products WHERE product_key = $1 FOR SHARE", &[&pk])
-            .await
-            .map_err(st("reading a product"))?
-            .is_none()
-        {
-            return Err(Error::ProductNotFound {
-                product_key: pk.to_owned(),
-            });
-        }
+        lock_product(&txn, pk).await?;
         match &tsl {
             Some(t) => txn
                 .execute(
@@ -1238,5 +1220,23 @@ impl Registry for PgRegistry {
                 }
             }
         })
+    }
+}
+
+/// Locks the product's row for the rest of the transaction (`FOR SHARE`: it cannot be deleted
+/// while the transaction writes under it).
+///
+/// # Errors
+/// [`Error::ProductNotFound`], or the storage error.
+async fn lock_product(txn: &tokio_postgres::Transaction<'_>, pk: &str) -> Result<()> {
+    let found = txn
+        .query_opt("SELECT 1 FROM products WHERE product_key = $1 FOR SHARE", &[&pk])
+        .await
+        .map_err(st("reading a product"))?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(Error::ProductNotFound {
+            product_key: pk.to_owned(),
+        }),
     }
 }
